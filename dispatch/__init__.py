@@ -1,0 +1,1 @@
+"""Fleet dispatch optimization: scenarios, the Pyomo MILP, HiGHS solves and results."""

@@ -1,0 +1,1 @@
+"""Constraint blocks of the dispatch model, one function per constraint group."""

@@ -1,0 +1,1 @@
+"""Domain model, store, API, CLI and orchestration of the bessfleet platform."""

@@ -1,0 +1,5 @@
+"""Run the CLI as ``python -m fleet``."""
+
+from fleet.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""The ``bessfleet`` command line: one typer app, sub-commands per area."""
+
+from __future__ import annotations
+
+import sys
+
+import pydantic
+import typer
+from rich.console import Console
+
+from dispatch.errors import DispatchInputError
+from fleet.cli import (
+    db,
+    degradation,
+    demo,
+    dispatch,
+    fleet,
+    forecast,
+    ops,
+    prices,
+    telemetry,
+)
+from fleet.errors import FleetInputError
+from forecasting.errors import ForecastInputError
+from telemetry.errors import TelemetryInputError
+
+INPUT_ERRORS: tuple[type[Exception], ...] = (
+    FleetInputError,
+    DispatchInputError,
+    ForecastInputError,
+    TelemetryInputError,
+    pydantic.ValidationError,
+)
+
+app = typer.Typer(
+    name="bessfleet",
+    help="Operations and dispatch optimizer for fleets of grid batteries (BESS).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Operations and dispatch optimizer for fleets of grid batteries (BESS)."""
+
+
+@app.command("version")
+def version() -> None:
+    """Print the installed bessfleet version."""
+    from importlib.metadata import version as dist_version
+
+    typer.echo(f"bessfleet {dist_version('bessfleet')}")
+
+
+for module in (
+    fleet,
+    db,
+    prices,
+    dispatch,
+    telemetry,
+    degradation,
+    forecast,
+    ops,
+    demo,
+):
+    module.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; bad input exits 2 with a message naming the field, never a traceback."""
+    try:
+        app(args=argv)
+    except INPUT_ERRORS as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)

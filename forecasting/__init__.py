@@ -1,0 +1,1 @@
+"""Price, load and degradation forecasting as pure libraries."""

@@ -1,0 +1,1 @@
+"""LFP aging model, cycle counting, state of health and dispatch degradation costs."""

@@ -1,0 +1,1 @@
+"""MQTT telemetry and setpoints: topics, payloads, ingest, quarantine, simulator."""
