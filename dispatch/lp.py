@@ -1,0 +1,405 @@
+"""Assemble the canonical dispatch problem as a sparse matrix for HiGHS (the fast path).
+
+This is the same formulation as the Pyomo model of :mod:`dispatch.model` (tests check that
+both give the same optimum on every example and on random scenarios), written directly as
+numpy/scipy.sparse arrays so that a 96-interval site builds in about a millisecond.
+
+The problem is a minimization of −objective. Per site s the columns are c, d, ru, rd, sp
+[MW], u (exclusivity indicator, continuous in [0, 1] unless made integral), e (T+1) [MWh],
+cap [MW], z (new-peak excess, behind-the-meter only) [MW] and, when K > 1 degradation
+segments, e_k (K × (T+1)) [MWh], c_k, d_k (K × T) [MW].
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from dispatch.scenario import Scenario, Site
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+INF = float("inf")
+
+
+@dataclass(slots=True)
+class SiteIndex:
+    """Column and row indices of one site in the assembled problem."""
+
+    site_id: str
+    c: IntArray
+    d: IntArray
+    ru: IntArray
+    rd: IntArray
+    sp: IntArray
+    u: IntArray
+    e: IntArray
+    cap: int
+    z: int | None
+    dk: IntArray | None
+    ek: IntArray | None
+    balance_rows: IntArray
+    throughput_row: int | None
+
+
+@dataclass(slots=True)
+class LpProblem:
+    """A sparse LP/MILP in HiGHS's row form: min cost·x + offset, row_lower ≤ A x ≤ row_upper."""
+
+    cost: FloatArray
+    col_lower: FloatArray
+    col_upper: FloatArray
+    row_lower: FloatArray
+    row_upper: FloatArray
+    matrix: sp.csc_matrix
+    offset: float
+    sites: list[SiteIndex]
+    row_group: list[str]
+    """Label of each row's constraint group (``site <id>: <group>`` or ``fleet: <group>``)."""
+    capacity_row: int | None = None
+
+
+@dataclass(slots=True)
+class _Builder:
+    n_col: int = 0
+    n_row: int = 0
+    cost: list[FloatArray] = field(default_factory=list)
+    lower: list[FloatArray] = field(default_factory=list)
+    upper: list[FloatArray] = field(default_factory=list)
+    row_lower: list[FloatArray] = field(default_factory=list)
+    row_upper: list[FloatArray] = field(default_factory=list)
+    rows: list[IntArray] = field(default_factory=list)
+    cols: list[IntArray] = field(default_factory=list)
+    vals: list[FloatArray] = field(default_factory=list)
+    row_group: list[str] = field(default_factory=list)
+    offset: float = 0.0
+
+    def cols_(self, n: int, lower: float | FloatArray, upper: float | FloatArray) -> IntArray:
+        idx = np.arange(self.n_col, self.n_col + n, dtype=np.int64)
+        self.n_col += n
+        self.cost.append(np.zeros(n))
+        self.lower.append(np.broadcast_to(np.asarray(lower, dtype=float), (n,)).copy())
+        self.upper.append(np.broadcast_to(np.asarray(upper, dtype=float), (n,)).copy())
+        return idx
+
+    def set_cost(self, idx: IntArray | int, values: float | FloatArray) -> None:
+        self._cost_pending.append((np.atleast_1d(idx), np.broadcast_to(values, np.shape(np.atleast_1d(idx))).astype(float)))
+
+    _cost_pending: list[tuple[IntArray, FloatArray]] = field(default_factory=list)
+
+    def rows_(
+        self, n: int, lower: float | FloatArray, upper: float | FloatArray, group: str
+    ) -> IntArray:
+        idx = np.arange(self.n_row, self.n_row + n, dtype=np.int64)
+        self.n_row += n
+        self.row_lower.append(np.broadcast_to(np.asarray(lower, dtype=float), (n,)).copy())
+        self.row_upper.append(np.broadcast_to(np.asarray(upper, dtype=float), (n,)).copy())
+        self.row_group.extend([group] * n)
+        return idx
+
+    def coef(self, rows: IntArray, cols: IntArray, vals: float | FloatArray) -> None:
+        rows, cols = np.broadcast_arrays(rows, cols)
+        self.rows.append(rows.ravel())
+        self.cols.append(cols.ravel())
+        self.vals.append(np.broadcast_to(np.asarray(vals, dtype=float), rows.shape).ravel())
+
+    def finish(self, sites: list[SiteIndex], capacity_row: int | None) -> LpProblem:
+        cost = np.concatenate(self.cost) if self.cost else np.zeros(0)
+        for idx, values in self._cost_pending:
+            np.add.at(cost, idx, values)
+        matrix = sp.csc_matrix(
+            (
+                np.concatenate(self.vals) if self.vals else np.zeros(0),
+                (
+                    np.concatenate(self.rows) if self.rows else np.zeros(0, dtype=np.int64),
+                    np.concatenate(self.cols) if self.cols else np.zeros(0, dtype=np.int64),
+                ),
+            ),
+            shape=(self.n_row, self.n_col),
+        )
+        matrix.sum_duplicates()
+        return LpProblem(
+            cost=cost,
+            col_lower=np.concatenate(self.lower),
+            col_upper=np.concatenate(self.upper),
+            row_lower=np.concatenate(self.row_lower) if self.row_lower else np.zeros(0),
+            row_upper=np.concatenate(self.row_upper) if self.row_upper else np.zeros(0),
+            matrix=matrix,
+            offset=self.offset,
+            sites=sites,
+            row_group=self.row_group,
+            capacity_row=capacity_row,
+        )
+
+
+def price_series(scn: Scenario, node: str, name: str) -> FloatArray:
+    """Return the ``name`` price series of ``node`` (zeros when missing) [$/MWh or $/MW-h]."""
+    series = getattr(scn.markets[node], name)
+    if series is None:
+        return np.zeros(scn.intervals)
+    return np.asarray(series, dtype=float)
+
+
+def initial_segments_mwh(site: Site) -> FloatArray:
+    """Initial energy of each degradation segment, deepest filled first [MWh].
+
+    Returns K values ordered shallow (k = 1) to deep (k = K).
+    """
+    k_count = len(site.degradation_usd_per_mwh)
+    width = (site.soc_max - site.soc_min) * site.energy_mwh / k_count
+    stored = max(0.0, (site.soc_initial - site.soc_min) * site.energy_mwh)
+    deep_first = np.clip(stored - width * np.arange(k_count), 0.0, width)
+    return deep_first[::-1].copy()
+
+
+def _add_site(
+    b: _Builder, scn: Scenario, site: Site, capacity_adder_usd_per_mw: float
+) -> SiteIndex:
+    n = scn.intervals
+    dt = scn.delta_h
+    ec, ed = site.eta_charge, site.eta_discharge
+    a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
+    e_mwh = site.energy_mwh
+    e_lo, e_hi = e_mwh * site.soc_min, e_mwh * site.soc_max
+    sid = site.id
+    btm = site.btm
+    energy_on = btm is not None or site.enrolled("energy")
+    ru_on, rd_on, sp_on = (site.enrolled(x) for x in ("reg_up", "reg_down", "spin"))
+    cap_on = scn.capacity is not None and site.enrolled("capacity")
+    com = site.commitments
+
+    def lb(name: str) -> float | FloatArray:
+        series = getattr(com, name) if com is not None else None
+        return 0.0 if series is None else np.asarray(series, dtype=float)
+
+    c = b.cols_(n, 0.0, site.charge_mw if energy_on else 0.0)
+    d = b.cols_(n, 0.0, site.discharge_mw if energy_on else 0.0)
+    ru = b.cols_(n, lb("reg_up_mw"), INF if ru_on else lb("reg_up_mw"))
+    rd = b.cols_(n, lb("reg_down_mw"), INF if rd_on else lb("reg_down_mw"))
+    spn = b.cols_(n, lb("spin_mw"), INF if sp_on else lb("spin_mw"))
+    u = b.cols_(n, 0.0, 1.0 if energy_on else 0.0)
+    e_upper = np.full(n + 1, e_hi)
+    e_lower = np.full(n + 1, e_lo)
+    e0 = e_mwh * site.soc_initial
+    e_lower[0] = e_upper[0] = e0
+    e_lower[n] = max(e_lo, e_mwh * site.soc_final_min)
+    e = b.cols_(n + 1, e_lower, e_upper)
+    cap = int(b.cols_(1, 0.0, site.discharge_mw if cap_on else 0.0)[0])
+
+    lam = price_series(scn, site.node, "energy")
+    p_ru = price_series(scn, site.node, "reg_up")
+    p_rd = price_series(scn, site.node, "reg_down")
+    p_sp = price_series(scn, site.node, "spin")
+    # Objective (minimize −revenue).
+    if btm is None:
+        b.set_cost(c, dt * lam)
+        b.set_cost(d, -dt * lam)
+        b.set_cost(ru, -dt * (lam * a_up + p_ru))
+        b.set_cost(rd, dt * (lam * a_dn - p_rd))
+    else:
+        tau = np.asarray(btm.energy_usd_per_mwh, dtype=float)
+        load = np.asarray(btm.load_mw, dtype=float)
+        b.set_cost(c, dt * tau)
+        b.set_cost(d, -dt * tau)
+        b.set_cost(ru, -dt * (tau * a_up + p_ru))
+        b.set_cost(rd, dt * (tau * a_dn - p_rd))
+        b.offset += float(dt * np.dot(tau, load))
+    b.set_cost(spn, -dt * p_sp)
+    if cap_on and scn.capacity is not None:
+        b.set_cost(cap, -(scn.capacity.price_usd_per_mw + capacity_adder_usd_per_mw))
+
+    # Energy balance: e[i+1] − e[i] − Δη_c(c + α_dn rd) + Δ(d + α_up ru)/η_d = 0.
+    bal = b.rows_(n, 0.0, 0.0, f"site {sid}: energy balance")
+    b.coef(bal, e[1:], 1.0)
+    b.coef(bal, e[:-1], -1.0)
+    b.coef(bal, c, -dt * ec)
+    b.coef(bal, d, dt / ed)
+    if rd_on or com is not None:
+        b.coef(bal, rd, -dt * ec * a_dn)
+    if ru_on or com is not None:
+        b.coef(bal, ru, dt * a_up / ed)
+
+    # Power headroom on net power.
+    if energy_on or ru_on or sp_on or com is not None:
+        r = b.rows_(n, -INF, site.discharge_mw, f"site {sid}: power (discharge headroom)")
+        b.coef(r, d, 1.0)
+        b.coef(r, c, -1.0)
+        b.coef(r, ru, 1.0)
+        b.coef(r, spn, 1.0)
+    if energy_on or rd_on or com is not None:
+        r = b.rows_(n, -INF, site.charge_mw, f"site {sid}: power (charge headroom)")
+        b.coef(r, c, 1.0)
+        b.coef(r, d, -1.0)
+        b.coef(r, rd, 1.0)
+    if energy_on:
+        r = b.rows_(n, -INF, 0.0, f"site {sid}: power (charge/discharge exclusivity)")
+        b.coef(r, c, 1.0)
+        b.coef(r, u, -site.charge_mw)
+        r = b.rows_(n, -INF, site.discharge_mw, f"site {sid}: power (charge/discharge exclusivity)")
+        b.coef(r, d, 1.0)
+        b.coef(r, u, site.discharge_mw)
+
+    # Reserves sustainable for H hours from both ends of the interval.
+    h = scn.reserve_duration_h
+    if h > 0 and (ru_on or sp_on or com is not None):
+        for shift in (0, 1):
+            r = b.rows_(n, e_lo, INF, f"site {sid}: reserve sustainability (up)")
+            b.coef(r, e[shift : shift + n], 1.0)
+            b.coef(r, ru, -h / ed)
+            b.coef(r, spn, -h / ed)
+    if h > 0 and (rd_on or com is not None):
+        for shift in (0, 1):
+            r = b.rows_(n, -INF, e_hi, f"site {sid}: reserve sustainability (down)")
+            b.coef(r, e[shift : shift + n], 1.0)
+            b.coef(r, rd, h * ec)
+
+    # Capacity deliverability through the window.
+    if cap_on and scn.capacity is not None:
+        a, w_end = scn.capacity.window
+        idx = np.arange(a, w_end)
+        hold_h = np.minimum(scn.capacity.duration_h, (w_end - idx) * dt)
+        r = b.rows_(len(idx), e_lo, INF, f"site {sid}: capacity")
+        b.coef(r, e[idx], 1.0)
+        b.coef(r, np.full(len(idx), cap), -hold_h / ed)
+
+    # Behind the meter: g = L + c + α_dn rd − d − α_up ru.
+    z: int | None = None
+    if btm is not None:
+        load = np.asarray(btm.load_mw, dtype=float)
+        z = int(b.cols_(1, 0.0, INF)[0])
+        b.set_cost(z, btm.demand_usd_per_mw)
+        if not btm.export_allowed:
+            r = b.rows_(n, -load, INF, f"site {sid}: behind-the-meter (no export)")
+            b.coef(r, c, 1.0)
+            b.coef(r, d, -1.0)
+            b.coef(r, rd, a_dn)
+            b.coef(r, ru, -a_up)
+        r = b.rows_(n, -INF, btm.peak_so_far_mw - load, f"site {sid}: behind-the-meter (peak)")
+        b.coef(r, c, 1.0)
+        b.coef(r, d, -1.0)
+        b.coef(r, rd, a_dn)
+        b.coef(r, ru, -a_up)
+        b.coef(r, np.full(n, z), -1.0)
+
+    # Degradation: K segments, shallow (0) to deep (K−1); deepest balance is implied.
+    deg = np.asarray(site.degradation_usd_per_mwh, dtype=float)
+    k_count = len(deg)
+    dk: IntArray | None = None
+    ek: IntArray | None = None
+    if k_count == 1:
+        if deg[0] > 0:
+            b.set_cost(d, dt * deg[0])
+            b.set_cost(ru, dt * deg[0] * a_up)
+    else:
+        width = (site.soc_max - site.soc_min) * e_mwh / k_count
+        init = initial_segments_mwh(site)
+        ek_lo = np.zeros((k_count, n + 1))
+        ek_hi = np.full((k_count, n + 1), width)
+        ek_lo[:, 0] = ek_hi[:, 0] = init
+        ek = b.cols_(k_count * (n + 1), ek_lo.ravel(), ek_hi.ravel()).reshape(k_count, n + 1)
+        ck = b.cols_(k_count * n, 0.0, INF).reshape(k_count, n)
+        dk = b.cols_(k_count * n, 0.0, INF).reshape(k_count, n)
+        b.set_cost(dk.ravel(), np.repeat(dt * deg, n))
+        kb = k_count - 1
+        r = b.rows_(kb * n, 0.0, 0.0, f"site {sid}: degradation (segment balance)").reshape(kb, n)
+        b.coef(r, ek[:kb, 1:], 1.0)
+        b.coef(r, ek[:kb, :-1], -1.0)
+        b.coef(r, ck[:kb], -dt * ec)
+        b.coef(r, dk[:kb], dt / ed)
+        r = b.rows_(n, -e_lo, -e_lo, f"site {sid}: degradation (segment link)")
+        b.coef(r[:, None], ek[:, 1:].T, 1.0)
+        b.coef(r, e[1:], -1.0)
+        r = b.rows_(n, 0.0, 0.0, f"site {sid}: degradation (charge split)")
+        b.coef(r[:, None], ck.T, 1.0)
+        b.coef(r, c, -1.0)
+        b.coef(r, rd, -a_dn)
+        r = b.rows_(n, 0.0, 0.0, f"site {sid}: degradation (discharge split)")
+        b.coef(r[:, None], dk.T, 1.0)
+        b.coef(r, d, -1.0)
+        b.coef(r, ru, -a_up)
+
+    throughput_row: int | None = None
+    if site.throughput_budget_mwh is not None:
+        r = b.rows_(1, -INF, site.throughput_budget_mwh, f"site {sid}: throughput budget")
+        b.coef(np.full(n, r[0]), d, dt)
+        throughput_row = int(r[0])
+
+    if com is not None and com.net_mw is not None:
+        fixed = np.array([np.nan if v is None else v for v in com.net_mw], dtype=float)
+        where = np.flatnonzero(~np.isnan(fixed))
+        if len(where):
+            r = b.rows_(len(where), fixed[where], fixed[where], f"site {sid}: commitments (net)")
+            b.coef(r, d[where], 1.0)
+            b.coef(r, c[where], -1.0)
+
+    return SiteIndex(
+        site_id=sid,
+        c=c,
+        d=d,
+        ru=ru,
+        rd=rd,
+        sp=spn,
+        u=u,
+        e=e,
+        cap=cap,
+        z=z,
+        dk=dk,
+        ek=ek,
+        balance_rows=bal,
+        throughput_row=throughput_row,
+    )
+
+
+def build_lp(
+    scn: Scenario,
+    *,
+    capacity_min_mw: float | None = None,
+    capacity_adder_usd_per_mw: float = 0.0,
+) -> LpProblem:
+    """Assemble the scenario's problem as a sparse matrix.
+
+    Parameters
+    ----------
+    scn : Scenario
+        The scenario; all its sites and POI groups are included.
+    capacity_min_mw : float, optional
+        Fleet capacity minimum Σ cap ≥ C [MW]; defaults to ``scn.fleet.capacity_min_mw``.
+    capacity_adder_usd_per_mw : float
+        Lagrangian price added to the capacity payment of every site [$/MW].
+
+    Returns
+    -------
+    LpProblem
+        Minimization of −objective, with the site index maps and row group labels.
+    """
+    b = _Builder()
+    sites = [_add_site(b, scn, site, capacity_adder_usd_per_mw) for site in scn.sites]
+    by_id = {s.site_id: s for s in sites}
+    n = scn.intervals
+    if scn.fleet is not None:
+        for g, group in enumerate(scn.fleet.poi_groups):
+            members = [by_id[x] for x in group.sites if x in by_id]
+            if not members:
+                continue
+            r = b.rows_(n, -INF, group.export_mw, f"fleet: poi_groups[{g}] export limit")
+            for m in members:
+                for col, sign in ((m.d, 1.0), (m.c, -1.0), (m.ru, 1.0), (m.sp, 1.0)):
+                    b.coef(r, col, sign)
+            r = b.rows_(n, -INF, group.import_mw, f"fleet: poi_groups[{g}] import limit")
+            for m in members:
+                for col, sign in ((m.c, 1.0), (m.d, -1.0), (m.rd, 1.0)):
+                    b.coef(r, col, sign)
+    if capacity_min_mw is None and scn.fleet is not None:
+        capacity_min_mw = scn.fleet.capacity_min_mw
+    capacity_row: int | None = None
+    if capacity_min_mw is not None and capacity_min_mw > 0:
+        r = b.rows_(1, capacity_min_mw, INF, "fleet: capacity_min_mw")
+        b.coef(np.full(len(sites), r[0]), np.array([s.cap for s in sites], dtype=np.int64), 1.0)
+        capacity_row = int(r[0])
+    return b.finish(sites, capacity_row)

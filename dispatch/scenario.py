@@ -1,0 +1,365 @@
+"""Read, validate and write dispatch scenarios (spec/dispatch-model.md, format 1)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dispatch.errors import ScenarioError
+
+logger = logging.getLogger(__name__)
+
+SCENARIO_SCHEMA = "bess-dispatch-scenario/1"
+SERVICES = frozenset({"energy", "reg_up", "reg_down", "spin", "capacity", "peak_shaving"})
+
+_MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True)
+
+
+class MarketPrices(BaseModel):
+    """Price series of one pricing node; a missing series is all zeros.
+
+    Attributes
+    ----------
+    energy : list of float or None
+        Energy price λ per interval [$/MWh].
+    reg_up, reg_down, spin : list of float or None
+        Capacity prices per interval [$/MW-h].
+    """
+
+    model_config = _MODEL_CONFIG
+
+    energy: list[float] | None = None
+    reg_up: list[float] | None = None
+    reg_down: list[float] | None = None
+    spin: list[float] | None = None
+
+
+class Regulation(BaseModel):
+    """Expected deployed fraction of awarded regulation (fractions, 0–1)."""
+
+    model_config = _MODEL_CONFIG
+
+    deploy_up: float = Field(0.0, ge=0.0, le=1.0)
+    deploy_down: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class Capacity(BaseModel):
+    """Resource-adequacy style capacity product.
+
+    Attributes
+    ----------
+    price_usd_per_mw : float
+        Payment per MW of commitment over the horizon [$/MW].
+    window : tuple of int
+        Interval indices [a, b) during which the commitment must be deliverable.
+    duration_h : float
+        Hours the commitment must be sustainable [h].
+    """
+
+    model_config = _MODEL_CONFIG
+
+    price_usd_per_mw: float
+    window: tuple[int, int]
+    duration_h: float = Field(gt=0.0)
+
+
+class PoiGroup(BaseModel):
+    """Sites behind one point of interconnection with shared export/import limits [MW]."""
+
+    model_config = _MODEL_CONFIG
+
+    sites: list[str] = Field(min_length=1)
+    export_mw: float = Field(ge=0.0)
+    import_mw: float = Field(ge=0.0)
+
+
+class Fleet(BaseModel):
+    """Fleet coupling: a capacity minimum [MW] and POI groups."""
+
+    model_config = _MODEL_CONFIG
+
+    capacity_min_mw: float | None = Field(None, ge=0.0)
+    poi_groups: list[PoiGroup] = Field(default_factory=list)
+
+
+class Btm(BaseModel):
+    """Behind-the-meter block of a site.
+
+    Attributes
+    ----------
+    load_mw : list of float
+        Site load per interval [MW].
+    energy_usd_per_mwh : list of float
+        Retail energy tariff τ per interval [$/MWh].
+    demand_usd_per_mw : float
+        Demand charge r for a new monthly peak [$/MW].
+    peak_so_far_mw : float
+        Monthly peak already set p0 [MW].
+    export_allowed : bool
+        Whether the meter may export (credited at τ, net metering).
+    """
+
+    model_config = _MODEL_CONFIG
+
+    load_mw: list[float]
+    energy_usd_per_mwh: list[float]
+    demand_usd_per_mw: float = Field(ge=0.0)
+    peak_so_far_mw: float = Field(ge=0.0)
+    export_allowed: bool = False
+
+
+class Commitments(BaseModel):
+    """Extension: awards already fixed (lower bounds on reserves [MW], fixed net power [MW]).
+
+    ``net_mw`` entries that are null leave that interval free; a fixed net power
+    sets d_i − c_i to the value.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    reg_up_mw: list[float] | None = None
+    reg_down_mw: list[float] | None = None
+    spin_mw: list[float] | None = None
+    net_mw: list[float | None] | None = None
+
+
+class Site(BaseModel):
+    """One battery site of the scenario (fractions in 0–1, powers in MW, energy in MWh)."""
+
+    model_config = _MODEL_CONFIG
+
+    id: str = Field(min_length=1)
+    node: str
+    discharge_mw: float = Field(ge=0.0)
+    charge_mw: float = Field(ge=0.0)
+    energy_mwh: float = Field(ge=0.0)
+    soc_min: float = Field(ge=0.0, le=1.0)
+    soc_max: float = Field(ge=0.0, le=1.0)
+    soc_initial: float
+    soc_final_min: float = Field(ge=0.0, le=1.0)
+    eta_charge: float
+    eta_discharge: float
+    services: list[str]
+    degradation_usd_per_mwh: list[float] = Field(min_length=1)
+    btm: Btm | None = None
+    throughput_budget_mwh: float | None = Field(None, ge=0.0)
+    commitments: Commitments | None = None
+
+    @property
+    def is_btm(self) -> bool:
+        """Whether the site is behind the meter."""
+        return self.btm is not None
+
+    def enrolled(self, service: str) -> bool:
+        """Whether the site is enrolled in ``service``."""
+        return service in self.services
+
+
+class Scenario(BaseModel):
+    """A self-contained dispatch problem for a fleet (spec/dispatch-model.md, format 1).
+
+    Validation names the field and the bad value; see :func:`load_scenario`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_: Literal["bess-dispatch-scenario/1"] = Field(alias="schema")
+    start: datetime
+    interval_minutes: float = Field(gt=0.0)
+    intervals: int = Field(ge=1)
+    markets: dict[str, MarketPrices]
+    regulation: Regulation = Field(default_factory=Regulation)
+    reserve_duration_h: float = Field(1.0, ge=0.0)
+    capacity: Capacity | None = None
+    fleet: Fleet | None = None
+    sites: list[Site] = Field(min_length=1)
+
+    @property
+    def delta_h(self) -> float:
+        """Interval length Δ [h]."""
+        return self.interval_minutes / 60.0
+
+    @model_validator(mode="after")
+    def _check(self) -> Scenario:
+        errors = _consistency_errors(self)
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    def site(self, site_id: str) -> Site:
+        """Return the site named ``site_id``."""
+        for site in self.sites:
+            if site.id == site_id:
+                return site
+        msg = f"unknown site {site_id!r}"
+        raise KeyError(msg)
+
+    def subset(self, site_ids: list[str], capacity_min_mw: float | None = None) -> Scenario:
+        """Return the scenario restricted to ``site_ids`` (POI groups among them kept)."""
+        keep = set(site_ids)
+        groups = [g for g in (self.fleet.poi_groups if self.fleet else []) if set(g.sites) <= keep]
+        fleet = Fleet(capacity_min_mw=capacity_min_mw, poi_groups=groups)
+        sites = [s for s in self.sites if s.id in keep]
+        nodes = {s.node for s in sites}
+        return self.model_copy(
+            update={
+                "sites": sites,
+                "fleet": fleet,
+                "markets": {k: v for k, v in self.markets.items() if k in nodes},
+            }
+        )
+
+    def to_json_dict(self) -> dict[str, object]:
+        """Return the scenario as the spec's JSON object."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _consistency_errors(scn: Scenario) -> list[str]:
+    errors: list[str] = []
+    n = scn.intervals
+    for node, prices in scn.markets.items():
+        for name in ("energy", "reg_up", "reg_down", "spin"):
+            series = getattr(prices, name)
+            if series is not None and len(series) != n:
+                errors.append(f"markets.{node}.{name} has {len(series)} values, expected intervals={n}")
+    if scn.capacity is not None:
+        a, b = scn.capacity.window
+        if not (0 <= a < b <= n):
+            errors.append(f"capacity.window=[{a}, {b}] outside the horizon of {n} intervals")
+    ids: set[str] = set()
+    for k, site in enumerate(scn.sites):
+        where = f"sites[{k}]"
+        if site.id in ids:
+            errors.append(f"{where}.id={site.id!r} is a duplicate")
+        ids.add(site.id)
+        errors.extend(_site_errors(where, site, scn))
+    if scn.fleet is not None:
+        for g, group in enumerate(scn.fleet.poi_groups):
+            for sid in group.sites:
+                if sid not in ids:
+                    errors.append(f'fleet.poi_groups[{g}].sites names unknown site "{sid}"')
+        seen: dict[str, int] = {}
+        for g, group in enumerate(scn.fleet.poi_groups):
+            for sid in group.sites:
+                if sid in seen and seen[sid] != g:
+                    errors.append(
+                        f'fleet.poi_groups[{g}].sites: site "{sid}" is already in poi_groups[{seen[sid]}]'
+                    )
+                seen[sid] = g
+    return errors
+
+
+def _site_errors(where: str, site: Site, scn: Scenario) -> list[str]:
+    errors: list[str] = []
+    n = scn.intervals
+    if site.node not in scn.markets:
+        errors.append(f"{where}.node={site.node!r} is not a key of markets")
+    for name in ("eta_charge", "eta_discharge"):
+        value = getattr(site, name)
+        if not 0.0 < value <= 1.0:
+            errors.append(f"{where}.{name}={value:g} must be in (0, 1]")
+    if site.soc_min >= site.soc_max:
+        errors.append(f"{where}.soc_min={site.soc_min:g} must be < soc_max={site.soc_max:g}")
+    if not 0.0 <= site.soc_initial <= 1.0:
+        errors.append(f"{where}.soc_initial={site.soc_initial:g} must be in [0, 1]")
+    unknown = sorted(set(site.services) - SERVICES)
+    if unknown:
+        errors.append(f"{where}.services has unknown service(s) {unknown}; known: {sorted(SERVICES)}")
+    deg = site.degradation_usd_per_mwh
+    if any(v < 0 for v in deg):
+        errors.append(f"{where}.degradation_usd_per_mwh={deg} must have no negative value")
+    if any(b < a for a, b in zip(deg, deg[1:], strict=False)):
+        errors.append(f"{where}.degradation_usd_per_mwh={deg} must be non-decreasing from shallow to deep")
+    if site.btm is not None:
+        for name in ("load_mw", "energy_usd_per_mwh"):
+            series = getattr(site.btm, name)
+            if len(series) != n:
+                errors.append(f"{where}.btm.{name} has {len(series)} values, expected intervals={n}")
+    if site.commitments is not None:
+        for name in ("reg_up_mw", "reg_down_mw", "spin_mw", "net_mw"):
+            series = getattr(site.commitments, name)
+            if series is not None and len(series) != n:
+                errors.append(f"{where}.commitments.{name} has {len(series)} values, expected intervals={n}")
+    return errors
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = _loc(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            parts.append(f"{loc}: unknown field")
+        elif err["type"] == "value_error" and not loc:
+            parts.append(msg)
+        else:
+            value = err.get("input")
+            shown = "" if isinstance(value, dict | list) else f"={value!r}"
+            parts.append(f"{loc}{shown}: {msg}")
+    return "; ".join(parts)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + ("schema" if part == "schema" else str(part))
+    return out
+
+
+def parse_scenario(data: object, source: str = "scenario") -> Scenario:
+    """Validate a decoded JSON object as a scenario.
+
+    Parameters
+    ----------
+    data : object
+        The decoded JSON.
+    source : str
+        Name used in error messages (e.g. the file name).
+
+    Returns
+    -------
+    Scenario
+
+    Raises
+    ------
+    ScenarioError
+        Naming the field, the bad value and the expected range.
+    """
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        msg = f"{source}: {_format_validation_error(exc)}"
+        raise ScenarioError(msg) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario JSON file.
+
+    Raises
+    ------
+    ScenarioError
+        For a missing file, a JSON syntax error (with line and column) or a bad field.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        msg = f"{path}: scenario file not found"
+        raise ScenarioError(msg) from None
+    except OSError as exc:
+        msg = f"{path}: cannot read scenario file ({exc.strerror})"
+        raise ScenarioError(msg) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        msg = f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise ScenarioError(msg) from None
+    return parse_scenario(data, source=str(path))
