@@ -1,0 +1,106 @@
+"""Write many rows at once: dialect-aware upsert in executemany chunks, transactions."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from fleet.errors import StoreError
+
+logger = logging.getLogger(__name__)
+
+#: Rows per executemany call: large enough to amortize round trips, small enough to
+#: keep memory flat on 500k-row imports.
+CHUNK_ROWS = 5000
+
+Bind = sa.Engine | sa.Connection
+
+
+@contextlib.contextmanager
+def transaction(bind: Bind) -> Iterator[sa.Connection]:
+    """Yield a connection inside a transaction.
+
+    An :class:`~sqlalchemy.Engine` gets a new connection that commits on success; a
+    :class:`~sqlalchemy.Connection` already in a transaction is used as is (the caller
+    commits), otherwise a transaction is begun and committed on it.
+    """
+    if isinstance(bind, sa.Engine):
+        with bind.begin() as conn:
+            yield conn
+    elif bind.in_transaction():
+        yield bind
+    else:
+        with bind.begin():
+            yield bind
+
+
+def upsert(
+    conn: sa.Connection,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    key: Sequence[str],
+    *,
+    update: Sequence[str] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> int:
+    """Insert ``rows`` into ``table``; on a key conflict update (or keep) the old row.
+
+    One ``INSERT … ON CONFLICT`` statement is executed with executemany, ``chunk_rows``
+    rows at a time, in the caller's transaction.
+
+    Parameters
+    ----------
+    conn
+        Connection (the caller owns the transaction).
+    table
+        Target table.
+    rows
+        Rows as mappings of column name to value; all rows carry the same keys.
+    key
+        Columns of the primary key or a unique constraint that detects the conflict.
+    update
+        Columns overwritten from the new row on conflict. ``None`` (default): every
+        column of the rows that is not in ``key``; empty: ``DO NOTHING``.
+    chunk_rows
+        Rows per executemany call.
+
+    Returns
+    -------
+    int
+        Number of rows submitted (inserted or updated or, with ``DO NOTHING``, kept).
+
+    Raises
+    ------
+    StoreError
+        For a database other than SQLite or PostgreSQL, or an unknown column.
+    """
+    if not rows:
+        return 0
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        stmt: Any = sqlite.insert(table)
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(table)
+    else:
+        msg = f"upsert supports sqlite and postgresql, not {dialect}"
+        raise StoreError(msg)
+    unknown = [c for c in (*key, *rows[0]) if c not in table.c]
+    if unknown:
+        msg = f"table {table.name} has no column(s) {sorted(set(unknown))}"
+        raise StoreError(msg)
+    columns = update if update is not None else [c for c in rows[0] if c not in key]
+    if columns:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(key), set_={c: stmt.excluded[c] for c in columns}
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
+    for start in range(0, len(rows), chunk_rows):
+        conn.execute(stmt, list(rows[start : start + chunk_rows]))
+    logger.debug("upserted %d rows into %s", len(rows), table.name)
+    return len(rows)
