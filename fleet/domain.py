@@ -26,6 +26,7 @@ from fleet.types import (
     NODE_PATTERN,
     RESOURCE_ID_PATTERN,
     SITE_ID_PATTERN,
+    US_STATE_PATTERN,
     SiteId,
 )
 
@@ -124,7 +125,7 @@ class Location(_Frozen):
     lat: float = Field(ge=-90.0, le=90.0, description="Latitude [degrees north].")
     lon: float = Field(ge=-180.0, le=180.0, description="Longitude [degrees east].")
     county: Name
-    state: str = Field(pattern=r"^[A-Z]{2}$", description="US state code, e.g. TX.")
+    state: str = Field(pattern=US_STATE_PATTERN, description="US state code, e.g. TX.")
 
 
 class Poi(_Frozen):
@@ -241,8 +242,8 @@ class Battery(_Frozen):
             )
         elif not self.soc_min <= self.soc_initial <= self.soc_max:
             problems.append(
-                f"soc_initial={self.soc_initial} must be within "
-                f"[soc_min={self.soc_min}, soc_max={self.soc_max}]"
+                f"soc_initial={self.soc_initial} must be between "
+                f"soc_min={self.soc_min} and soc_max={self.soc_max}"
             )
         gap = abs(self.eta_charge * self.eta_discharge - self.round_trip_efficiency)
         if gap > EFFICIENCY_TOLERANCE:

@@ -29,7 +29,13 @@ from pydantic_core import ErrorDetails
 
 from fleet.domain import Fleet, Service
 from fleet.errors import FleetFileError
-from fleet.types import SITE_ID_PATTERN
+from fleet.types import (
+    COUNTRY_PATTERN,
+    NODE_PATTERN,
+    RESOURCE_ID_PATTERN,
+    SITE_ID_PATTERN,
+    US_STATE_PATTERN,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +45,24 @@ YAML_SUFFIXES = frozenset({".yaml", ".yml"})
 _SITE_ID_RE = re.compile(SITE_ID_PATTERN)
 _VALUE_MAX_CHARS = 60
 _ASSIGNMENT_RE = re.compile(r"^[a-z_]+(\[\d+\])?=")
+
+_PATTERN_RULES: dict[str, str] = {
+    SITE_ID_PATTERN: (
+        "must be 1-32 characters: lowercase letters, digits, '_' or '-', starting "
+        "with a letter or digit (it is an MQTT topic level)"
+    ),
+    NODE_PATTERN: (
+        "must be uppercase letters, digits, '_' or '-' (a pricing node as named in "
+        "the price data, e.g. HB_HOUSTON)"
+    ),
+    RESOURCE_ID_PATTERN: (
+        "must be uppercase letters, digits or '_' (a market resource id, e.g. "
+        "ERCOT_ESR_ODESSA01)"
+    ),
+    COUNTRY_PATTERN: "must be a two-letter ISO country code such as US",
+    US_STATE_PATTERN: "must be a two-letter US state code such as TX",
+}
+"""Plain-words rules for the id patterns (messages avoid regex syntax)."""
 
 _TYPE_EXPECTATIONS: dict[str, str] = {
     "float_type": "a number",
@@ -396,8 +420,9 @@ def _format_error(error: ErrorDetails, data: dict[str, Any]) -> list[str]:
     if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
         return [f"{prefix}{shown} {_range_text(error, loc)}"]
     if kind == "string_pattern_mismatch":
-        pattern = (error.get("ctx") or {}).get("pattern", "")
-        return [f"{prefix}{shown} must match {pattern}"]
+        pattern = str((error.get("ctx") or {}).get("pattern", ""))
+        rule = _PATTERN_RULES.get(pattern, f"must match the pattern {pattern}")
+        return [f"{prefix}{shown} {rule}"]
     if kind in {"too_short", "too_long"}:
         ctx = error.get("ctx") or {}
         if "min_length" in ctx and kind == "too_short":

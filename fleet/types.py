@@ -18,3 +18,6 @@ RESOURCE_ID_PATTERN = r"^[A-Z0-9][A-Z0-9_]{0,63}$"
 
 COUNTRY_PATTERN = r"^[A-Z]{2}$"
 """An ISO 3166-1 alpha-2 country code (``US``, ``CN``)."""
+
+US_STATE_PATTERN = r"^[A-Z]{2}$"
+"""A two-letter US state code (``TX``, ``CA``)."""

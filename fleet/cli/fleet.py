@@ -1,9 +1,279 @@
-"""CLI commands: fleet (not built yet)."""
+"""CLI commands: ``bessfleet fleet validate|show|compliance|load``."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from fleet.compliance import compliance_report, load_thresholds
+from fleet.fleetfile import load_fleet
+
+if TYPE_CHECKING:
+    from fleet.compliance import SiteCompliance
+    from fleet.domain import Fleet, Site
+
+FleetFileArg = Annotated[
+    Path,
+    typer.Argument(
+        metavar="FILE",
+        help="Fleet file: .toml, .yaml or .yml (see deploy/examples/fleet.toml).",
+        show_default=False,
+    ),
+]
+
+fleet_app = typer.Typer(
+    name="fleet",
+    help=(
+        "Check and inspect a fleet file (sites, batteries, services, tariffs, "
+        "provenance), its FEOC compliance, and load it into the store.\n\n"
+        "A bad fleet file exits with code 2 and one line per problem, naming the "
+        "file, the site and the field."
+    ),
+    no_args_is_help=True,
+)
 
 
 def register(root: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the ``fleet`` sub-commands to the root app."""
+    root.add_typer(fleet_app, name="fleet")
+
+
+def _summary(fleet: Fleet) -> str:
+    """Describe a fleet in one line: sites by market and meter, MW and MWh."""
+    groups = Counter(
+        f"{site.market.value} {'behind the meter' if site.is_btm else 'front of meter'}"
+        for site in fleet.sites
+    )
+    parts = ", ".join(f"{count} {label}" for label, count in groups.items())
+    power_mw = sum(site.battery.discharge_mw for site in fleet.sites)
+    energy_mwh = sum(site.battery.energy_mwh for site in fleet.sites)
+    return f"{parts}; {power_mw:,.1f} MW / {energy_mwh:,.1f} MWh"
+
+
+@fleet_app.command("validate")
+def validate(file: FleetFileArg) -> None:
+    """Check a fleet file; print OK and the fleet's size, or every problem found.
+
+    Exit code 0 when the file is valid, 2 when it is not (one line per problem).
+    """
+    fleet = load_fleet(file)
+    count = len(fleet.sites)
+    typer.echo(
+        f"OK: {count} site{'s' if count != 1 else ''} ({_summary(fleet)}) "
+        f'in fleet "{fleet.name}" from {file}'
+    )
+
+
+def _poi_text(site: Site) -> str:
+    text = f"{site.poi.export_mw:g}/{site.poi.import_mw:g}"
+    return f"{text} ({site.poi.group})" if site.poi.group else text
+
+
+@fleet_app.command("show")
+def show(file: FleetFileArg) -> None:
+    """Print the fleet's sites as a table: market, node, size, services, POI."""
+    fleet = load_fleet(file)
+    table = Table(
+        title=f"{fleet.name}: {_summary(fleet)}",
+        title_justify="left",
+        show_lines=False,
+    )
+    table.add_column("id", no_wrap=True, style="bold")
+    table.add_column("name")
+    table.add_column("market")
+    table.add_column("node")
+    table.add_column("meter")
+    table.add_column("MW", justify="right")
+    table.add_column("MWh", justify="right")
+    table.add_column("h", justify="right")
+    table.add_column("services")
+    table.add_column("POI MW exp/imp (group)")
+    for site in fleet.sites:
+        battery = site.battery
+        table.add_row(
+            site.id,
+            site.name,
+            site.market.value,
+            site.node,
+            site.meter.value,
+            f"{battery.discharge_mw:g}",
+            f"{battery.energy_mwh:g}",
+            f"{battery.duration_h:.1f}",
+            ", ".join(s.value for s in site.services),
+            _poi_text(site),
+        )
+    console = Console()
+    console.print(table)
+    for group in fleet.poi_groups:
+        members = ", ".join(fleet.poi_group_sites(group.name))
+        console.print(
+            f"POI group {group.name}: export {group.export_mw:g} MW, "
+            f"import {group.import_mw:g} MW, sites: {members}",
+            highlight=False,
+        )
+    if fleet.capacity_min_mw is not None:
+        console.print(
+            f"Fleet capacity commitment: at least {fleet.capacity_min_mw:g} MW",
+            highlight=False,
+        )
+
+
+def _report_json(
+    fleet: Fleet, year: int, report: list[SiteCompliance], source: str
+) -> str:
+    return json.dumps(
+        {
+            "fleet": fleet.name,
+            "year": year,
+            "source": source,
+            "passes": all(row.passes for row in report),
+            "sites": [
+                {
+                    "site": row.site,
+                    "non_feoc_share": round(row.non_feoc_share, 9),
+                    "threshold": row.threshold,
+                    "margin": round(row.margin, 9),
+                    "passes": row.passes,
+                    "feoc_components": list(row.feoc_components),
+                }
+                for row in report
+            ],
+        },
+        indent=2,
+    )
+
+
+@fleet_app.command("compliance")
+def compliance(
+    file: FleetFileArg,
+    year: Annotated[
+        int | None,
+        typer.Option(
+            "--year",
+            help=(
+                "Year construction begins, whose non-FEOC threshold applies "
+                "(55% in 2026 rising to 75% in 2030). Default: this year."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the report as JSON instead of a table."),
+    ] = False,
+) -> None:
+    """Check each site's non-FEOC capex share against the year's threshold.
+
+    Exit code 0 when every site reaches the threshold, 1 when any site is below it,
+    2 for a bad fleet file or a year outside the threshold table. Shares are
+    cost-weighted over the provenance entries (cell, module, inverter, enclosure).
+    """
+    fleet = load_fleet(file)
+    table_data = load_thresholds()
+    target_year = year if year is not None else dt.datetime.now(dt.UTC).year
+    report = compliance_report(fleet, target_year, table=table_data)
+    failing = [row for row in report if not row.passes]
+    if as_json:
+        typer.echo(_report_json(fleet, target_year, report, table_data.source))
+    else:
+        _print_compliance(fleet, target_year, report)
+    if failing:
+        raise typer.Exit(code=1)
+
+
+def _print_compliance(fleet: Fleet, year: int, report: list[SiteCompliance]) -> None:
+    threshold = report[0].threshold if report else 0.0
+    table = Table(
+        title=(
+            f"{fleet.name}: non-FEOC capex share, construction beginning {year} "
+            f"(threshold {threshold:.0%})"
+        ),
+        title_justify="left",
+    )
+    table.add_column("site", no_wrap=True, style="bold")
+    table.add_column("non-FEOC", justify="right")
+    table.add_column("threshold", justify="right")
+    table.add_column("margin", justify="right")
+    table.add_column("FEOC parts")
+    table.add_column("result")
+    for row in report:
+        table.add_row(
+            row.site,
+            f"{row.non_feoc_share:.1%}",
+            f"{row.threshold:.0%}",
+            f"{row.margin * 100:+.1f} pts",
+            ", ".join(row.feoc_components) or "-",
+            "[green]PASS[/]" if row.passes else "[bold red]FAIL[/]",
+        )
+    console = Console()
+    console.print(table)
+    failing = [row.site for row in report if not row.passes]
+    if failing:
+        console.print(
+            f"[bold red]{len(failing)} of {len(report)} sites below the {year} "
+            f"threshold:[/] {', '.join(failing)}",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"[green]All {len(report)} sites reach the {year} threshold.[/]",
+            highlight=False,
+        )
+
+
+@fleet_app.command("load")
+def load(
+    file: FleetFileArg,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            metavar="URL",
+            help=(
+                "SQLAlchemy URL of the store. Default: $BESSFLEET_DATABASE_URL, else "
+                "the SQLite file var/bessfleet.sqlite. Run `bessfleet db upgrade` first."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Validate a fleet file, then save its sites (with their configuration) to the store.
+
+    Sites are upserted by id; sites already stored but absent from the file are kept.
+    """
+    import sqlalchemy as sa
+
+    from fleet.config import Settings
+    from fleet.store.engine import make_engine
+    from fleet.store.sites import save_fleet
+
+    fleet = load_fleet(file)
+    url = db or Settings().database_url
+    try:
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        msg = (
+            f"--db={url!r} is not a database URL (e.g. sqlite:///var/bessfleet.sqlite)"
+        )
+        raise typer.BadParameter(msg, param_hint="--db") from None
+    engine = make_engine(url)
+    try:
+        saved = save_fleet(engine, fleet)
+    except sa.exc.SQLAlchemyError as exc:
+        reason = str(exc).splitlines()[0]
+        Console(stderr=True).print(
+            f"[bold red]error:[/] cannot save the fleet to {shown}: {reason} "
+            "(is the store migrated? run `bessfleet db upgrade`)",
+            highlight=False,
+        )
+        raise typer.Exit(code=1) from None
+    finally:
+        engine.dispose()
+    typer.echo(f'Saved {saved} site(s) of fleet "{fleet.name}" to {shown}')

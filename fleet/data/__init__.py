@@ -1,0 +1,1 @@
+"""Data files of the fleet package (FEOC threshold table)."""
