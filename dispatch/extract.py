@@ -102,7 +102,7 @@ def extract_sites(
         rev = site_revenue_usd(scn, site, sched, deg)
         for key, value in rev.items():
             revenue[key] += value
-        sites[site.id] = sched
+        sites[site.id] = sched.model_copy(update={"revenue_usd": rev})
     return sites, revenue, float(sum(revenue.values()))
 
 

@@ -60,6 +60,8 @@ class SiteSchedule(BaseModel):
         e_{i+1} = e_i + … (extension) [$/MWh].
     throughput_shadow_usd_per_mwh : float or None
         Shadow price of the throughput budget, when one is set (extension) [$/MWh].
+    revenue_usd : dict or None
+        The site's share of the result's ``revenue_usd`` (extension) [$].
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -74,6 +76,7 @@ class SiteSchedule(BaseModel):
     grid_import_mw: list[float] | None = None
     energy_value_usd_per_mwh: list[float] | None = None
     throughput_shadow_usd_per_mwh: float | None = None
+    revenue_usd: dict[str, float] | None = None
 
 
 class Result(BaseModel):

@@ -12,8 +12,11 @@ fixed at their optimal values.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
+import sys
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -34,9 +37,25 @@ logger = logging.getLogger(__name__)
 _MS = highspy.HighsModelStatus
 
 
+@functools.cache
+def _first_highs() -> str:
+    # HiGHS prints its banner on stdout when the first instance of a process is made;
+    # keep stdout clean for the CLI by making that instance with fd 1 pointed elsewhere.
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            version = str(highspy.Highs().version())
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    return version
+
+
 def solver_name() -> str:
     """Name and version of the solver, e.g. ``"highs 1.16.0"``."""
-    return f"highs {highspy.Highs().version()}" if hasattr(highspy.Highs, "version") else "highs"
+    return f"highs {_first_highs()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +129,7 @@ class ComponentSolution:
 
 
 def _new_highs(options: SolveOptions) -> highspy.Highs:
+    _first_highs()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", options.threads)

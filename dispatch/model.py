@@ -1,0 +1,164 @@
+"""Build the canonical dispatch problem as a Pyomo model over indexed sets.
+
+Naming convention used throughout ``dispatch/``: ``m`` is the Pyomo model, ``scn`` the
+scenario, ``s`` a site id, ``i`` an interval index (0..T−1, or 0..T for stored energy),
+``k`` a degradation segment (1 = shallowest … K = deepest) and ``T`` the interval count.
+
+Sets: ``m.S`` sites, ``m.T`` intervals 0..T−1, ``m.T1`` energy points 0..T, ``m.SK`` (site,
+segment) pairs, ``m.SB`` behind-the-meter sites. Decision variables common to every block
+(c, d, ru, rd, sp [MW], u ∈ {0,1}, e [MWh], cap [MW]) are declared here, gated by their
+bounds; each block in :mod:`dispatch.blocks` then adds its constraints, its own variables
+and its objective terms (``m.objective_terms``), in a fixed order.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pyomo.environ as pyo
+
+from dispatch.blocks.btm import add_btm
+from dispatch.blocks.capacity import add_capacity
+from dispatch.blocks.degradation import add_degradation
+from dispatch.blocks.energy import add_energy
+from dispatch.blocks.fleet import add_fleet
+from dispatch.blocks.power import add_power
+from dispatch.blocks.regulation import add_regulation
+from dispatch.blocks.spin import add_spin
+from dispatch.lp import price_series
+from dispatch.scenario import Scenario
+
+logger = logging.getLogger(__name__)
+
+
+def _series(values: Any, sites: list[str], n: int) -> dict[tuple[str, int], float]:
+    """Flatten a site → series mapping into a Pyomo param dict."""
+    return {(s, i): float(values[s][i]) for s in sites for i in range(n)}
+
+
+def build_model(
+    scn: Scenario,
+    sites: list[str] | None = None,
+    *,
+    capacity_min_mw: float | None = None,
+    binaries: bool = True,
+) -> pyo.ConcreteModel:
+    """Build the dispatch model of a scenario.
+
+    Parameters
+    ----------
+    scn : Scenario
+        The scenario.
+    sites : list of str, optional
+        Site ids to include (default: all); POI groups entirely within them are kept.
+    capacity_min_mw : float, optional
+        Fleet capacity minimum [MW]; default ``scn.fleet.capacity_min_mw``.
+    binaries : bool
+        Exclusivity indicators u binary (True, the MILP) or relaxed to [0, 1].
+
+    Returns
+    -------
+    pyomo.environ.ConcreteModel
+        A maximization of the spec's objective.
+    """
+    if sites is not None:
+        scn = scn.subset(sites, capacity_min_mw=capacity_min_mw)
+    elif capacity_min_mw is not None:
+        scn = scn.subset([s.id for s in scn.sites], capacity_min_mw=capacity_min_mw)
+    ids = [s.id for s in scn.sites]
+    n = scn.intervals
+    m = pyo.ConcreteModel(name="bessfleet-dispatch")
+    m.scn = scn
+    m.S = pyo.Set(initialize=ids, ordered=True)
+    m.T = pyo.RangeSet(0, n - 1)
+    m.T1 = pyo.RangeSet(0, n)
+    m.dt_h = scn.delta_h
+    m.objective_terms = []
+    site = {s.id: s for s in scn.sites}
+    m.site = site
+
+    def par(name: str) -> dict[str, float]:
+        return {s: float(getattr(site[s], name)) for s in ids}
+
+    m.p_dis_mw = pyo.Param(m.S, initialize=par("discharge_mw"))
+    m.p_ch_mw = pyo.Param(m.S, initialize=par("charge_mw"))
+    m.energy_mwh = pyo.Param(m.S, initialize=par("energy_mwh"))
+    m.soc_min = pyo.Param(m.S, initialize=par("soc_min"))
+    m.soc_max = pyo.Param(m.S, initialize=par("soc_max"))
+    m.eta_c = pyo.Param(m.S, initialize=par("eta_charge"))
+    m.eta_d = pyo.Param(m.S, initialize=par("eta_discharge"))
+    prices = {
+        name: {s: price_series(scn, site[s].node, name) for s in ids}
+        for name in ("energy", "reg_up", "reg_down", "spin")
+    }
+    m.lam_usd_per_mwh = pyo.Param(m.S, m.T, initialize=_series(prices["energy"], ids, n))
+    m.ru_usd_per_mw_h = pyo.Param(m.S, m.T, initialize=_series(prices["reg_up"], ids, n))
+    m.rd_usd_per_mw_h = pyo.Param(m.S, m.T, initialize=_series(prices["reg_down"], ids, n))
+    m.sp_usd_per_mw_h = pyo.Param(m.S, m.T, initialize=_series(prices["spin"], ids, n))
+
+    def on(s: str, service: str) -> bool:
+        return site[s].enrolled(service)
+
+    def energy_on(s: str) -> bool:
+        return site[s].is_btm or on(s, "energy")
+
+    def commit(s: str, name: str, i: int) -> float:
+        com = site[s].commitments
+        series = getattr(com, name) if com is not None else None
+        return 0.0 if series is None else float(series[i])
+
+    m.c_mw = pyo.Var(m.S, m.T, bounds=lambda m, s, i: (0.0, m.p_ch_mw[s] if energy_on(s) else 0.0))
+    m.d_mw = pyo.Var(m.S, m.T, bounds=lambda m, s, i: (0.0, m.p_dis_mw[s] if energy_on(s) else 0.0))
+
+    def reserve_bounds(name: str, service: str) -> Any:
+        def rule(m: pyo.ConcreteModel, s: str, i: int) -> tuple[float, float | None]:
+            low = commit(s, name, i)
+            return (low, None if on(s, service) else low)
+
+        return rule
+
+    m.ru_mw = pyo.Var(m.S, m.T, bounds=reserve_bounds("reg_up_mw", "reg_up"))
+    m.rd_mw = pyo.Var(m.S, m.T, bounds=reserve_bounds("reg_down_mw", "reg_down"))
+    m.sp_mw = pyo.Var(m.S, m.T, bounds=reserve_bounds("spin_mw", "spin"))
+    m.u = pyo.Var(
+        m.S,
+        m.T,
+        domain=pyo.Binary if binaries else pyo.UnitInterval,
+        bounds=lambda m, s, i: (0, 1 if energy_on(s) else 0),
+    )
+    m.e_mwh = pyo.Var(m.S, m.T1)
+    m.cap_mw = pyo.Var(m.S, bounds=(0.0, None))
+
+    # Blocks, in a fixed order; each adds constraints, variables and objective terms.
+    add_energy(m, scn)
+    add_power(m, scn)
+    add_regulation(m, scn)
+    add_spin(m, scn)
+    add_capacity(m, scn)
+    add_btm(m, scn)
+    add_degradation(m, scn)
+    add_fleet(m, scn)
+    m.objective = pyo.Objective(expr=sum(m.objective_terms), sense=pyo.maximize)
+    return m
+
+
+def _val(var: Any) -> float:
+    """Value of a variable; 0 for one that appears in no constraint (never sent to HiGHS)."""
+    value = pyo.value(var, exception=False)
+    return 0.0 if value is None else float(value)
+
+
+def schedule_arrays(m: pyo.ConcreteModel) -> dict[str, dict[str, np.ndarray]]:
+    """Read the solved decision series of every site as numpy arrays (MW, MWh)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    n = len(m.T)
+    for s in m.S:
+        out[s] = {
+            name: np.array([_val(getattr(m, name)[s, i]) for i in range(n)])
+            for name in ("c_mw", "d_mw", "ru_mw", "rd_mw", "sp_mw")
+        }
+        out[s]["e_mwh"] = np.array([_val(m.e_mwh[s, i]) for i in range(n + 1)])
+        out[s]["cap_mw"] = np.array([_val(m.cap_mw[s])])
+    return out
