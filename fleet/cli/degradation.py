@@ -1,9 +1,520 @@
-"""CLI commands: degradation (not built yet)."""
+"""CLI commands: ``bessfleet degradation project|costs|plot|report``."""
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import numpy as np
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from forecasting.degradation.aging import (
+    AgingPath,
+    load_params,
+    project_day,
+    simulate,
+    validity_warnings,
+)
+from forecasting.degradation.costs import (
+    CostInputs,
+    cycle_fade,
+    degradation_costs,
+    schedule_wear,
+)
+from forecasting.degradation.cycles import cycle_ledger
+from forecasting.degradation.soh import capacity_measurements, estimate_soh
+from forecasting.degradation.warranty import WarrantyTerms, warranty_status
+from forecasting.errors import ForecastInputError
+
+if TYPE_CHECKING:
+    from fleet.domain import Fleet, Site
+
+SHALLOW_NOTE = (
+    "BLAST-Lite's LFP model was fitted on 80-100% depth-of-discharge cycling at "
+    "10-45 degC; shallower cycles and other temperatures are extrapolations."
+)
+
+degradation_app = typer.Typer(
+    name="degradation",
+    help=(
+        "LFP aging (NREL BLAST-Lite form): capacity projections, dispatch degradation "
+        "costs, their curve, and per-site health and warranty reports.\n\n"
+        "Bad input exits with code 2 and a message naming the file, line and field."
+    ),
+    no_args_is_help=True,
+)
 
 
 def register(root: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the ``degradation`` sub-commands to the root app."""
+    root.add_typer(degradation_app, name="degradation")
+
+
+def _float_field(path: Path, line: int, name: str, text: str | None) -> float:
+    """Parse one CSV cell as a finite float or raise naming file, line and column."""
+    try:
+        value = float(text) if text is not None else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        msg = f"{path}: line {line}: {name}={text!r} is not a finite number"
+        raise ForecastInputError(msg)
+    return value
+
+
+def read_day_profile(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a one-day SoC profile CSV (columns ``hour``, ``soc``; soc in 0-1).
+
+    Raises
+    ------
+    ForecastInputError
+        If the file is missing, a column is absent, a value is not a number, an hour is
+        outside [0, 24) or not increasing, or a SoC is outside [0, 1] (the line is named).
+    """
+    if not path.is_file():
+        msg = f"{path}: no such file"
+        raise ForecastInputError(msg)
+    hours: list[float] = []
+    socs: list[float] = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        missing = [c for c in ("hour", "soc") if c not in columns]
+        if missing:
+            msg = f"{path}: missing column(s) {', '.join(missing)} (found {columns})"
+            raise ForecastInputError(msg)
+        for row in reader:
+            line = reader.line_num
+            row = {k.strip(): v for k, v in row.items() if k is not None}
+            hour = _float_field(path, line, "hour", row.get("hour"))
+            soc = _float_field(path, line, "soc", row.get("soc"))
+            if not 0 <= hour < 24:
+                msg = f"{path}: line {line}: hour={hour:g} must be in [0, 24)"
+                raise ForecastInputError(msg)
+            if hours and hour <= hours[-1]:
+                msg = (
+                    f"{path}: line {line}: hour={hour:g} must be greater than the "
+                    f"previous hour {hours[-1]:g}"
+                )
+                raise ForecastInputError(msg)
+            if not 0 <= soc <= 1:
+                hint = " (percent? give fractions 0-1)" if 1 < soc <= 100 else ""
+                msg = f"{path}: line {line}: soc={soc:g} must be a fraction in [0, 1]{hint}"
+                raise ForecastInputError(msg)
+            hours.append(hour)
+            socs.append(soc)
+    if not hours:
+        msg = f"{path}: no data rows"
+        raise ForecastInputError(msg)
+    return np.array(hours), np.array(socs)
+
+
+@degradation_app.command("project")
+def project(
+    profile: Annotated[
+        Path,
+        typer.Option(
+            "--profile",
+            help="CSV of one day: columns hour (0-23.x) and soc (0-1); the day repeats.",
+        ),
+    ],
+    years: Annotated[int, typer.Option("--years", min=1, max=50, help="Years.")],
+    temp_c: Annotated[
+        float, typer.Option("--temp-c", help="Cell temperature [degC].")
+    ] = 25.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Project capacity, year by year, of a battery repeating one day's SoC profile."""
+    hours, socs = read_day_profile(profile)
+    if not -40 <= temp_c <= 80:
+        msg = f"--temp-c={temp_c:g} must be within [-40, 80] degC"
+        raise ForecastInputError(msg)
+    result = project_day(hours, socs, years, temp_c)
+    notes = [SHALLOW_NOTE, *result.warnings]
+    if as_json:
+        out: dict[str, Any] = {
+            "capacity_fraction": {
+                str(y): round(v, 6) for y, v in result.capacity_fraction_by_year.items()
+            },
+            "efc_per_day": round(result.efc_per_day, 6),
+            "mean_cycle_depth": round(result.stress.dod, 6),
+            "temp_c": temp_c,
+            "model": load_params().source,
+            "notes": notes,
+        }
+        typer.echo(json.dumps(out, indent=2))
+        return
+    table = Table(title=f"Capacity of {profile.name} repeated daily at {temp_c:g} degC")
+    table.add_column("year", justify="right")
+    table.add_column("capacity", justify="right")
+    for y, v in result.capacity_fraction_by_year.items():
+        table.add_row(str(y), f"{v:.4f}")
+    console = Console()
+    console.print(table)
+    console.print(
+        f"{result.efc_per_day:.3f} equivalent full cycles a day, mean cycle depth "
+        f"{result.stress.dod:.0%}. Model: {load_params().source}."
+    )
+    for note in notes:
+        console.print(f"note: {note}", highlight=False)
+
+
+FleetOption = Annotated[
+    Path, typer.Option("--fleet", help="Fleet file (.toml/.yaml), see deploy/examples.")
+]
+
+
+def _site(fleet_path: Path, site_id: str) -> Site:
+    """Load the fleet file and return one of its sites."""
+    from fleet.fleetfile import load_fleet
+
+    return _lookup(load_fleet(fleet_path), site_id)
+
+
+def _lookup(fleet: Fleet, site_id: str) -> Site:
+    """Return a site of the fleet; an unknown id is bad input (exit 2)."""
+    from fleet.errors import FleetInputError
+
+    try:
+        return fleet.by_id(site_id)
+    except KeyError as exc:
+        raise FleetInputError(str(exc.args[0])) from None
+
+
+def site_cost_inputs(
+    site: Site, *, efc_per_day: float | None = None, temp_c: float = 25.0
+) -> CostInputs:
+    """Cost inputs of a fleet site; expected duty from its warranty when not given."""
+    battery = site.battery
+    warranty_efc_per_day = (
+        battery.warranty.throughput_mwh
+        / battery.energy_mwh
+        / (battery.warranty.years * 365.0)
+    )
+    return CostInputs(
+        energy_mwh=battery.energy_mwh,
+        replacement_cost_usd_per_kwh=battery.replacement_cost_usd_per_kwh,
+        soc_min=battery.soc_min,
+        soc_max=battery.soc_max,
+        eta_discharge=battery.eta_discharge,
+        efc_per_day=efc_per_day or min(max(warranty_efc_per_day, 0.1), 3.0),
+        temp_c=temp_c,
+        rest_soc=0.5 * (battery.soc_min + battery.soc_max),
+    )
+
+
+@degradation_app.command("costs")
+def costs(
+    site_id: Annotated[str, typer.Argument(metavar="SITE", help="Site id.")],
+    fleet_file: FleetOption,
+    segments: Annotated[int, typer.Option("--segments", min=1, max=50)] = 4,
+    efc_per_day: Annotated[
+        float | None,
+        typer.Option(
+            "--efc-per-day", help="Expected full cycles a day (default: warranty)."
+        ),
+    ] = None,
+    temp_c: Annotated[float, typer.Option("--temp-c")] = 25.0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Print the site's degradation_usd_per_mwh segments and calendar cost."""
+    site = _site(fleet_file, site_id)
+    inputs = site_cost_inputs(site, efc_per_day=efc_per_day, temp_c=temp_c)
+    result = degradation_costs(inputs, segments)
+    out = {
+        "site": site_id,
+        "degradation_usd_per_mwh": [round(c, 4) for c in result.segment_usd_per_mwh],
+        "calendar_usd_per_day": round(result.calendar_usd_per_day, 2),
+        "life_years": round(result.life_years, 2),
+        "efc_to_eol": round(result.efc_to_eol, 1),
+        "efc_per_day": inputs.efc_per_day,
+    }
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    for key, value in out.items():
+        typer.echo(f"{key}: {value}")
+
+
+@degradation_app.command("plot")
+def plot(
+    site_id: Annotated[str, typer.Argument(metavar="SITE", help="Site id.")],
+    fleet_file: FleetOption,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="PNG file to write.")
+    ] = None,
+    segments: Annotated[int, typer.Option("--segments", min=1, max=50)] = 4,
+    efc_per_day: Annotated[float | None, typer.Option("--efc-per-day")] = None,
+    temp_c: Annotated[float, typer.Option("--temp-c")] = 25.0,
+) -> None:
+    """Plot the cycle-depth cost curve and the dispatch segment costs of a site."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    site = _site(fleet_file, site_id)
+    inputs = site_cost_inputs(site, efc_per_day=efc_per_day, temp_c=temp_c)
+    result = degradation_costs(inputs, segments)
+    depth = np.linspace(0.0, 1.0, 101)
+    cycle_usd = result.usd_per_fade * cycle_fade(
+        depth, inputs, result.fade_per_efc_scale
+    )
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(depth * 100, cycle_usd)
+    ax1.set_xlabel("cycle depth [% of capacity]")
+    ax1.set_ylabel("cost of one cycle [$]")
+    ax1.set_title(f"{site_id}: cycle cost vs depth")
+    band = inputs.soc_max - inputs.soc_min
+    edges = np.linspace(0, band, segments + 1) * 100
+    ax2.stairs(result.segment_usd_per_mwh, edges)
+    ax2.set_xlabel("depth below soc_max [% of capacity]")
+    ax2.set_ylabel("marginal cost [$/MWh discharged]")
+    ax2.set_title(f"segments (calendar {result.calendar_usd_per_day:.0f} $/day)")
+    fig.tight_layout()
+    path = output or Path(f"degradation-{site_id}.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    typer.echo(f"wrote {path}")
+
+
+@dataclass(frozen=True, slots=True)
+class SocHistory:
+    """An SoC history read from CSV."""
+
+    time_h: np.ndarray
+    soc: np.ndarray
+    power_mw: np.ndarray | None
+    temp_c: np.ndarray | None
+    start: dt.datetime
+    end: dt.datetime
+
+
+def read_soc_history(path: Path) -> SocHistory:
+    """Read ``timestamp_utc,soc[,power_mw][,temp_c]`` (ISO-8601 UTC, soc in 0-1)."""
+    if not path.is_file():
+        msg = f"{path}: no such file"
+        raise ForecastInputError(msg)
+    stamps: list[dt.datetime] = []
+    socs: list[float] = []
+    powers: list[float] = []
+    temps: list[float] = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        missing = [c for c in ("timestamp_utc", "soc") if c not in columns]
+        if missing:
+            msg = f"{path}: missing column(s) {', '.join(missing)} (found {columns})"
+            raise ForecastInputError(msg)
+        has_power, has_temp = "power_mw" in columns, "temp_c" in columns
+        for row in reader:
+            line = reader.line_num
+            row = {k.strip(): v for k, v in row.items() if k is not None}
+            text = (row.get("timestamp_utc") or "").strip()
+            try:
+                stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                msg = f"{path}: line {line}: timestamp_utc={text!r} is not ISO-8601"
+                raise ForecastInputError(msg) from None
+            if stamp.tzinfo is None:
+                stamp = stamp.replace(tzinfo=dt.UTC)
+            if stamps and stamp <= stamps[-1]:
+                msg = f"{path}: line {line}: timestamp_utc={text} is not after the previous row"
+                raise ForecastInputError(msg)
+            soc = _float_field(path, line, "soc", row.get("soc"))
+            if not 0 <= soc <= 1:
+                msg = f"{path}: line {line}: soc={soc:g} must be a fraction in [0, 1]"
+                raise ForecastInputError(msg)
+            stamps.append(stamp)
+            socs.append(soc)
+            if has_power:
+                powers.append(_float_field(path, line, "power_mw", row.get("power_mw")))
+            if has_temp:
+                temps.append(_float_field(path, line, "temp_c", row.get("temp_c")))
+    if len(stamps) < 2:
+        msg = f"{path}: need at least 2 rows, got {len(stamps)}"
+        raise ForecastInputError(msg)
+    t0 = stamps[0]
+    time_h = np.array([(s - t0).total_seconds() / 3600.0 for s in stamps])
+    return SocHistory(
+        time_h=time_h,
+        soc=np.array(socs),
+        power_mw=np.array(powers) if powers else None,
+        temp_c=np.array(temps) if temps else None,
+        start=stamps[0],
+        end=stamps[-1],
+    )
+
+
+def _parse_site_paths(items: list[str]) -> dict[str, Path]:
+    """Parse ``SITE=PATH`` options."""
+    out: dict[str, Path] = {}
+    for item in items:
+        site_id, sep, path = item.partition("=")
+        if not sep or not site_id or not path:
+            msg = f"--soc-csv {item!r} must be SITE=PATH"
+            raise ForecastInputError(msg)
+        out[site_id.strip()] = Path(path.strip())
+    return out
+
+
+def _prior_at_hours(path: AgingPath, time_h: np.ndarray) -> np.ndarray:
+    """Return the model's capacity fraction at times in hours."""
+    return path.capacity_at_days(time_h / 24.0)
+
+
+def _eol_date(path: AgingPath, start: dt.datetime, eol: float) -> dt.date | None:
+    """Extrapolate the fade rate of the last year to the end-of-life capacity."""
+    q = path.capacity_fraction
+    t = path.t_days
+    if q[-1] <= eol:
+        return start.date()
+    span = t >= t[-1] - 365.0
+    if t[-1] - t[span][0] <= 0:
+        return None
+    rate = (q[span][0] - q[-1]) / (t[-1] - t[span][0])
+    if rate <= 0:
+        return None
+    days_left = (q[-1] - eol) / rate
+    return (start + dt.timedelta(days=float(t[-1] + days_left))).date()
+
+
+@degradation_app.command("report")
+def report(
+    fleet_file: FleetOption,
+    soc_csv: Annotated[
+        list[str],
+        typer.Option(
+            "--soc-csv",
+            help="SITE=PATH: SoC history since commissioning (timestamp_utc, soc "
+            "[, power_mw, temp_c]); repeat per site.",
+        ),
+    ],
+    result_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--result", help="Dispatch result JSON: cost its schedule's wear."
+        ),
+    ] = None,
+    interval_minutes: Annotated[
+        float, typer.Option("--interval-minutes", min=1, help="Interval of --result.")
+    ] = 15.0,
+    eol: Annotated[
+        float, typer.Option("--eol", help="End-of-life capacity (0-1).")
+    ] = 0.8,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Per site: SoH, fade rate, EFC/year, warranty headroom, end of life, wear cost."""
+    from fleet.fleetfile import load_fleet
+
+    fleet = load_fleet(fleet_file)
+    histories = _parse_site_paths(soc_csv)
+    schedules: dict[str, Any] = {}
+    interval_h = interval_minutes / 60.0
+    if result_file is not None:
+        from dispatch.result import load_result
+
+        res = load_result(result_file)
+        schedules = dict(res.sites)
+    rows: list[dict[str, Any]] = []
+    for site_id, path in histories.items():
+        site = _lookup(fleet, site_id)
+        battery = site.battery
+        hist = read_soc_history(path)
+        temp = hist.temp_c if hist.temp_c is not None else 25.0
+        aging = simulate(hist.time_h, hist.soc, temp)
+        model_soh = float(aging.capacity_fraction[-1])
+        soh, soh_std, method = model_soh, float("nan"), "model"
+        if hist.power_mw is not None:
+            ms = capacity_measurements(
+                hist.time_h, hist.power_mw, hist.soc, battery.energy_mwh
+            )
+            if ms:
+                est = estimate_soh(ms, partial(_prior_at_hours, aging))
+                soh, soh_std, method = est.latest, est.latest_std, "telemetry"
+        days = float(hist.time_h[-1] / 24.0)
+        ledger = cycle_ledger(hist.soc, battery.energy_mwh)
+        used_mwh = ledger.discharge_mwh * battery.eta_discharge
+        age_days = max((hist.end.date() - battery.commissioned).days, 0)
+        terms = WarrantyTerms(
+            years=battery.warranty.years,
+            throughput_mwh=battery.warranty.throughput_mwh,
+            energy_mwh=battery.energy_mwh,
+            max_average_soc=battery.warranty.max_average_soc,
+            max_c_rate_per_h=battery.warranty.max_c_rate_per_h,
+        )
+        c_rate = (
+            float(np.max(np.abs(hist.power_mw))) / battery.energy_mwh
+            if hist.power_mw is not None
+            else None
+        )
+        avg_soc = float(np.trapezoid(hist.soc, hist.time_h) / hist.time_h[-1])
+        status = warranty_status(
+            terms,
+            age_days=age_days,
+            used_mwh=used_mwh,
+            average_soc=avg_soc,
+            max_c_rate_per_h=c_rate,
+        )
+        fade_per_year = (1.0 - model_soh) / days * 365.0 if days > 0 else 0.0
+        eol_date = _eol_date(aging, hist.start, eol)
+        row: dict[str, Any] = {
+            "site": site_id,
+            "soh": round(soh, 4),
+            "soh_std": None if math.isnan(soh_std) else round(soh_std, 4),
+            "soh_method": method,
+            "model_soh": round(model_soh, 4),
+            "fade_pct_per_year": round(fade_per_year * 100, 3),
+            "efc_per_year": round(ledger.efc / days * 365.0, 1) if days > 0 else 0.0,
+            "warranty_used_mwh": round(status.used_mwh, 1),
+            "warranty_headroom_mwh": round(status.headroom_mwh, 1),
+            "warranty_remaining_mwh": round(status.remaining_mwh, 1),
+            "warranty_violations": list(status.violations),
+            "end_of_life": eol_date.isoformat() if eol_date else None,
+            "notes": list(
+                validity_warnings(aging.mean_dod, aging.mean_temp_c, ledger.efc)
+            ),
+        }
+        if site_id in schedules:
+            inputs = site_cost_inputs(site)
+            wear = schedule_wear(schedules[site_id].soc, interval_h, inputs)
+            row["schedule_wear_usd"] = round(wear.total_usd, 2)
+            row["schedule_cycle_wear_usd"] = round(wear.cycle_usd, 2)
+        rows.append(row)
+    if as_json:
+        typer.echo(json.dumps({"sites": rows}, indent=2))
+        return
+    table = Table(title="Degradation report")
+    for col in (
+        "site",
+        "soh",
+        "fade %/yr",
+        "EFC/yr",
+        "headroom MWh",
+        "end of life",
+        "wear $",
+    ):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            row["site"],
+            f"{row['soh']:.4f} ({row['soh_method']})",
+            f"{row['fade_pct_per_year']:.2f}",
+            f"{row['efc_per_year']:.0f}",
+            f"{row['warranty_headroom_mwh']:.0f}",
+            str(row["end_of_life"]),
+            str(row.get("schedule_wear_usd", "-")),
+        )
+    console = Console()
+    console.print(table)
+    for row in rows:
+        for note in row["notes"] + row["warranty_violations"]:
+            console.print(f"{row['site']}: {note}", highlight=False)
