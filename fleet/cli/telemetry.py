@@ -1,9 +1,299 @@
-"""CLI commands: telemetry (not built yet)."""
+"""CLI commands: ``bessfleet ingest``, ``bessfleet simulate``, ``bessfleet telemetry …``."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import json
+import logging
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from fleet.cli.db import DbOption, fail, resolve_db_url, shown_url
+from fleet.config import Settings
+from fleet.errors import StoreError
+from telemetry.errors import TelemetryInputError
+
+if TYPE_CHECKING:
+    from telemetry.simulator import AgingHook
+
+MqttOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mqtt-url",
+        metavar="URL",
+        help=(
+            "Broker URL, mqtt://[user:pass@]host[:port] or mqtts://… "
+            "Default: $BESSFLEET_MQTT_URL, else mqtt://127.0.0.1:1883."
+        ),
+        show_default=False,
+    ),
+]
+
+telemetry_app = typer.Typer(
+    name="telemetry",
+    help="Inspect stored telemetry and replay quarantined messages.",
+    no_args_is_help=True,
+)
 
 
 def register(root: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``ingest``, ``simulate`` and the ``telemetry`` sub-commands to the root app."""
+    root.command("ingest")(ingest)
+    root.command("simulate")(simulate)
+    root.add_typer(telemetry_app, name="telemetry")
+
+
+def _mqtt_url(value: str | None) -> str:
+    return value or Settings().mqtt_url
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def ingest(
+    db: DbOption = None,
+    mqtt_url: MqttOption = None,
+    client_id: Annotated[
+        str, typer.Option(help="Fixed MQTT client id (keys the persistent session).")
+    ] = "bessfleet-ingest-1",
+    group: Annotated[
+        str | None, typer.Option(help="Only this topic group (default: all).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=65535)] = 500,
+    batch_ms: Annotated[int, typer.Option(min=1, max=60_000)] = 100,
+    protocol: Annotated[
+        str, typer.Option(help="MQTT protocol: 5 or 3.1.1 (e.g. amqtt).")
+    ] = "5",
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run an ingest worker: MQTT QoS 1 in, validate, commit, then ack (spec 8).
+
+    Known sites come from the store's ``sites`` table (``bessfleet fleet load``);
+    telemetry of other sites goes to quarantine as ``unknown_site``.
+    """
+    from fleet.store import migrate
+    from fleet.store.telemetry import SqlTelemetrySink
+    from telemetry.ingest import IngestOptions, IngestWorker
+
+    if protocol not in ("5", "3.1.1"):
+        msg = f"--protocol={protocol!r} must be 5 or 3.1.1"
+        raise TelemetryInputError(msg)
+    _logging(verbose)
+    url = resolve_db_url(db)
+    try:
+        migrate.require_head(url)
+        sink = SqlTelemetrySink.from_url(url)
+        worker = IngestWorker(
+            _mqtt_url(mqtt_url),
+            sink,
+            IngestOptions(
+                client_id=client_id,
+                group=group,
+                batch_size=batch_size,
+                batch_ms=batch_ms,
+                protocol=protocol,
+            ),
+        )
+    except StoreError as exc:
+        raise fail(str(exc), 1) from None
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        worker._stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    logging.getLogger(__name__).info(
+        "ingest: %d known sites, store %s", len(worker.registry), shown_url(url)
+    )
+    worker.run_forever(duration)
+
+
+def _aging_hook() -> AgingHook | None:
+    """Return the degradation model's capacity hook for the simulator (not wired yet).
+
+    ``telemetry.simulator.Simulator`` takes ``aging(t_days, throughput_mwh, mean_soc)
+    -> capacity fraction``; wire ``forecasting.degradation`` here once it exposes it.
+    """
+    return None
+
+
+def simulate(
+    fleet_file: Annotated[
+        Path, typer.Option("--fleet", metavar="FILE", help="Fleet file (.toml/.yaml).")
+    ],
+    rate_hz: Annotated[
+        float, typer.Option(min=0.001, max=1000.0, help="Samples/s per device.")
+    ] = 1.0,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds.")
+    ] = None,
+    site: Annotated[
+        list[str] | None, typer.Option(help="Simulate only these site ids.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (faults, noise).")] = 0,
+    mqtt_url: MqttOption = None,
+    db: DbOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Simulate the fleet's LFP site gateways publishing birth/state/tlm over MQTT."""
+    from fleet.fleetfile import load_fleet
+    from telemetry.registry import site_spec_from
+    from telemetry.simulator import SimOptions, Simulator
+
+    del db  # accepted for a uniform CLI; gateways have no access to the store
+    _logging(verbose)
+    fleet = load_fleet(fleet_file)
+    sites = [s for s in fleet.sites if not site or s.id in site]
+    if site:
+        unknown = sorted(set(site) - {s.id for s in fleet.sites})
+        if unknown:
+            msg = f"--site {unknown} not in fleet file {fleet_file}"
+            raise TelemetryInputError(msg)
+    specs = [site_spec_from(s) for s in sites]
+    sim = Simulator(
+        specs,
+        _mqtt_url(mqtt_url),
+        SimOptions(rate_hz=rate_hz, seed=seed),
+        aging=_aging_hook(),
+        soc_initial={s.id: s.battery.soc_initial for s in sites},
+    )
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        sim.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    report = sim.run(duration)
+    typer.echo(
+        f"simulated {report.sites} sites: {report.published} samples published, "
+        f"{report.acked} acknowledged by the broker, {report.hist_messages} hist batches"
+    )
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat(
+        timespec="milliseconds"
+    )
+
+
+@telemetry_app.command("stats")
+def stats(
+    db: DbOption = None,
+    mqtt_url: MqttOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per site: rows stored, quarantined by reason, duplicates, gaps, latest sample."""
+    import sqlalchemy as sa
+
+    from fleet.store.engine import make_engine
+    from fleet.store.telemetry import telemetry_stats
+
+    del mqtt_url
+    url = resolve_db_url(db)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = telemetry_stats(conn)
+    except sa.exc.SQLAlchemyError as exc:
+        msg = f"cannot read telemetry from {shown_url(url)}: {exc}"
+        raise fail(msg, 1) from None
+    finally:
+        engine.dispose()
+    if as_json:
+        out = [
+            dataclasses.asdict(r)
+            | {
+                "latest_ts": _iso(r.latest_ts_ms),
+                "complete_until_ts": _iso(r.complete_until_ts_ms),
+            }
+            for r in rows
+        ]
+        typer.echo(json.dumps({"sites": out}, indent=2))
+        return
+    table = Table(title="telemetry by site")
+    for col in (
+        "site",
+        "rows",
+        "duplicates",
+        "quarantined",
+        "gaps open",
+        "latest",
+        "complete until",
+        "online",
+    ):
+        table.add_column(col)
+    for r in rows:
+        quarantined = ", ".join(f"{k}={v}" for k, v in r.quarantined.items()) or "-"
+        table.add_row(
+            r.site_id,
+            f"{r.rows_stored:,}",
+            f"{r.duplicates_absorbed:,}",
+            quarantined,
+            str(r.gaps_open),
+            _iso(r.latest_ts_ms) or "-",
+            _iso(r.complete_until_ts_ms) or "-",
+            "-" if r.online is None else ("yes" if r.online else "no"),
+        )
+    Console().print(table)
+
+
+def _parse_since(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        msg = f"--since={value!r} must be ISO 8601 (e.g. 2026-11-29T00:00:00Z) or epoch ms"
+        raise TelemetryInputError(msg) from None
+    if parsed.tzinfo is None:
+        msg = f"--since={value!r} needs a UTC offset (e.g. Z or +00:00)"
+        raise TelemetryInputError(msg)
+    return int(parsed.timestamp() * 1000)
+
+
+@telemetry_app.command("reprocess")
+def reprocess(
+    reason: Annotated[str, typer.Option(help="Quarantine reason to replay.")],
+    since: Annotated[
+        str | None, typer.Option(help="Only rows received at/after (ISO 8601 or ms).")
+    ] = None,
+    db: DbOption = None,
+    mqtt_url: MqttOption = None,
+) -> None:
+    """Replay quarantined messages of one reason through today's validation."""
+    from fleet.store.engine import make_engine
+    from fleet.store.telemetry import reprocess as run_reprocess
+    from telemetry.validation import REASONS
+
+    del mqtt_url
+    if reason not in REASONS:
+        msg = f"--reason={reason!r} must be one of {', '.join(REASONS)}"
+        raise TelemetryInputError(msg)
+    since_ms = _parse_since(since)
+    engine = make_engine(resolve_db_url(db))
+    try:
+        result = run_reprocess(engine, reason=reason, since_ms=since_ms)
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"reprocessed {result.examined} rows of reason {reason}: "
+        f"{result.stored} stored, {result.still_bad} still quarantined"
+    )

@@ -152,9 +152,25 @@ def upgrade() -> None:
         sa.Column("updated_at_ms", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("site_id", name=op.f("pk_tlm_counters")),
     )
+    op.create_table(
+        "tlm_events",
+        sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
+        sa.Column("site_id", sa.String(length=32), nullable=False),
+        sa.Column("ts_ms", sa.BigInteger(), nullable=False),
+        sa.Column("sid", sa.BigInteger(), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("dev_id", sa.String(length=32), nullable=True),
+        sa.Column("code", sa.String(length=64), nullable=True),
+        sa.Column("detail", sa.Text(), nullable=True),
+        sa.Column("received_at_ms", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tlm_events")),
+    )
+    op.create_index(op.f("ix_tlm_events_site_id"), "tlm_events", ["site_id", "ts_ms"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_tlm_events_site_id"), table_name="tlm_events")
+    op.drop_table("tlm_events")
     op.drop_table("tlm_counters")
     op.drop_table("tlm_site_sessions")
     op.drop_index(op.f("ix_tlm_gaps_site_id"), table_name="tlm_gaps")

@@ -1,0 +1,700 @@
+"""Store telemetry: the ingest's transactional sink, stats, watermarks, setpoints.
+
+Keyword-only functions over SQLAlchemy Core connections, plus :class:`SqlTelemetrySink`
+which implements :class:`telemetry.ingest.Sink` for the ingest worker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+import fleet.store.telemetry_tables as tt
+from fleet.errors import StoreError
+from fleet.store.audit import record as audit_record
+from fleet.store.engine import make_engine
+from fleet.store.tables import metadata
+from telemetry.errors import TelemetryInputError
+from telemetry.gaps import Track
+from telemetry.ingest import Batch, Session, SinkState, now_ms
+from telemetry.payloads import AckPayload, BirthPayload, SetpointPayload
+from telemetry.registry import SiteRegistry, SiteSpec, site_spec_from
+from telemetry.validation import Context, Quarantined, Sample, validate_message
+
+logger = logging.getLogger(__name__)
+
+_COLUMNS = frozenset(tt.MEASUREMENT_COLUMNS)
+
+
+def _insert(conn: sa.Connection, table: sa.Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _site_rows(conn: sa.Connection) -> list[sa.Row[Any]]:
+    inspector = sa.inspect(conn)
+    if not inspector.has_table("sites"):
+        return []
+    sites = sa.Table("sites", sa.MetaData(), autoload_with=conn)
+    return list(conn.execute(sa.select(sites)))
+
+
+def registry_from_rows(rows: Iterable[Mapping[str, Any]]) -> SiteRegistry:
+    """Build a :class:`SiteRegistry` from ``sites`` rows (id, market, config JSON).
+
+    Rows whose config cannot describe a battery are skipped with a warning (their
+    telemetry lands in quarantine as ``unknown_site``).
+    """
+    specs: list[SiteSpec] = []
+    for row in rows:
+        config = row.get("config") or {}
+        if isinstance(config, str):
+            config = json.loads(config)
+        merged = {"market": row.get("market"), **config, "id": row.get("id")}
+        try:
+            specs.append(site_spec_from(merged))
+        except TelemetryInputError as exc:
+            logger.warning("site %s skipped by telemetry: %s", row.get("id"), exc)
+    return SiteRegistry.of(specs)
+
+
+def load_registry(conn: sa.Connection) -> SiteRegistry:
+    """Return the known sites from the ``sites`` table (empty if it does not exist)."""
+    return registry_from_rows(dict(r._mapping) for r in _site_rows(conn))
+
+
+def _sample_row(sample: Sample, received_at_ms: int) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "site_id": sample.site_id,
+        "dev_id": sample.dev_id,
+        "ts_ms": sample.ts_ms,
+        "seq": sample.seq,
+        "sid": sample.sid,
+        "hist": sample.hist,
+        "q": sample.q,
+        "flags": sample.flags,
+        "payload_hash": sample.payload_hash,
+        "received_at_ms": received_at_ms,
+    }
+    extra = {}
+    for key, value in sample.m.items():
+        if key in _COLUMNS:
+            row[key] = None if value is None else float(value)
+        else:
+            extra[key] = value
+    for key in _COLUMNS:
+        row.setdefault(key, None)
+    row["m_extra"] = extra or None
+    return row
+
+
+def _quarantine_row(q: Quarantined, received_at_ms: int) -> dict[str, Any]:
+    return {
+        "received_at_ms": received_at_ms,
+        "topic": q.topic[:1000],
+        "qos": q.qos,
+        "dup": q.dup,
+        "payload": q.payload,
+        "reason": q.reason,
+        "detail": q.detail,
+        "site_from_topic": (q.site_from_topic or None) and q.site_from_topic[:64],
+        "schema_v": q.schema_v,
+        "reprocessed_at_ms": None,
+    }
+
+
+def _conflict(sample: Sample, existing_hash: str) -> Quarantined:
+    body = {
+        "site": sample.site_id,
+        "dev": sample.dev_id,
+        "sid": sample.sid,
+        "seq": sample.seq,
+        "ts": sample.ts_ms,
+        "hist": sample.hist,
+        "q": sample.q,
+        "m": sample.m,
+    }
+    return Quarantined(
+        topic=f"bess/v1/_/{sample.site_id}/up/tlm/{sample.dev_id}",
+        payload=json.dumps(body, separators=(",", ":")).encode(),
+        reason="conflict_dup",
+        detail=(
+            f"key ({sample.site_id}, {sample.dev_id}, {sample.ts_ms}) stored with hash "
+            f"{existing_hash}, new hash {sample.payload_hash} (first write wins)"
+        ),
+        site_from_topic=sample.site_id,
+        schema_v=1,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What :func:`write_samples` did."""
+
+    inserted: int
+    duplicates: int
+    conflicts: int
+
+
+def write_samples(
+    conn: sa.Connection,
+    *,
+    samples: list[Sample],
+    quarantined: list[Quarantined],
+    received_at_ms: int,
+) -> WriteResult:
+    """Insert samples idempotently on (site, dev, ts), quarantine and latest state.
+
+    Same-key samples with the same ``payload_hash`` are duplicates (absorbed); with a
+    different hash they are quarantined as ``conflict_dup`` (first write wins).
+    """
+    by_key: dict[tuple[str, str, int], Sample] = {}
+    conflicts: list[Quarantined] = []
+    duplicates: dict[str, int] = defaultdict(int)
+    for sample in samples:
+        key = (sample.site_id, sample.dev_id, sample.ts_ms)
+        first = by_key.get(key)
+        if first is None:
+            by_key[key] = sample
+        elif first.payload_hash == sample.payload_hash:
+            duplicates[sample.site_id] += 1
+        else:
+            conflicts.append(_conflict(sample, first.payload_hash))
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for site, dev, ts in by_key:
+        groups[(site, dev)].append(ts)
+    m = tt.tlm_measurements
+    for (site, dev), stamps in groups.items():
+        existing = conn.execute(
+            sa.select(m.c.ts_ms, m.c.payload_hash).where(
+                m.c.site_id == site, m.c.dev_id == dev, m.c.ts_ms.in_(stamps)
+            )
+        ).all()
+        for ts, stored_hash in existing:
+            sample = by_key.pop((site, dev, ts))
+            if stored_hash == sample.payload_hash:
+                duplicates[site] += 1
+            else:
+                conflicts.append(_conflict(sample, stored_hash))
+    new = list(by_key.values())
+    if new:
+        conn.execute(
+            _insert(conn, m).on_conflict_do_nothing(
+                index_elements=["site_id", "dev_id", "ts_ms"]
+            ),
+            [_sample_row(s, received_at_ms) for s in new],
+        )
+        _upsert_latest(conn, new, received_at_ms)
+    all_q = quarantined + conflicts
+    if all_q:
+        conn.execute(
+            sa.insert(tt.tlm_quarantine),
+            [_quarantine_row(q, received_at_ms) for q in all_q],
+        )
+    stored: dict[str, int] = defaultdict(int)
+    for s in new:
+        stored[s.site_id] += 1
+    sites = set(stored) | set(duplicates)
+    if sites:
+        stmt = _insert(conn, tt.tlm_counters)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["site_id"],
+            set_={
+                "stored": tt.tlm_counters.c.stored + stmt.excluded.stored,
+                "duplicates": tt.tlm_counters.c.duplicates + stmt.excluded.duplicates,
+                "updated_at_ms": stmt.excluded.updated_at_ms,
+            },
+        )
+        conn.execute(
+            stmt,
+            [
+                {
+                    "site_id": site,
+                    "stored": stored.get(site, 0),
+                    "duplicates": duplicates.get(site, 0),
+                    "updated_at_ms": received_at_ms,
+                }
+                for site in sorted(sites)
+            ],
+        )
+    return WriteResult(len(new), sum(duplicates.values()), len(conflicts))
+
+
+def _upsert_latest(conn: sa.Connection, new: list[Sample], received_at_ms: int) -> None:
+    newest: dict[tuple[str, str], Sample] = {}
+    for s in new:
+        key = (s.site_id, s.dev_id)
+        if key not in newest or s.ts_ms > newest[key].ts_ms:
+            newest[key] = s
+    latest = tt.tlm_latest
+    stmt = _insert(conn, latest)
+    cols = ("ts_ms", "seq", "sid", "q", "flags", "soc_pct", "p_dc_w", "p_ac_w", "m")
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["site_id", "dev_id"],
+        set_={
+            **{c: stmt.excluded[c] for c in cols},
+            "updated_at_ms": stmt.excluded.updated_at_ms,
+        },
+        where=latest.c.ts_ms < stmt.excluded.ts_ms,
+    )
+    conn.execute(
+        stmt,
+        [
+            {
+                "site_id": s.site_id,
+                "dev_id": s.dev_id,
+                "ts_ms": s.ts_ms,
+                "seq": s.seq,
+                "sid": s.sid,
+                "q": s.q,
+                "flags": s.flags,
+                "soc_pct": s.m.get("soc_pct"),
+                "p_dc_w": s.m.get("p_dc_w"),
+                "p_ac_w": s.m.get("p_ac_w"),
+                "m": s.m,
+                "updated_at_ms": received_at_ms,
+            }
+            for s in newest.values()
+        ],
+    )
+
+
+def _track_row(t: Track, now: int) -> dict[str, Any]:
+    return {
+        "site_id": t.site_id,
+        "dev_id": t.dev_id,
+        "epoch": t.epoch,
+        "contiguous_seq": t.contiguous_seq,
+        "contiguous_ts_ms": t.contiguous_ts_ms,
+        "max_seq_seen": t.max_seq_seen,
+        "max_ts_ms": t.max_ts_ms,
+        "first_gap_seen_at_ms": t.first_gap_seen_at_ms,
+        "backfill_requested_at_ms": t.backfill_requested_at_ms,
+        "backfill_attempts": t.backfill_attempts,
+        "updated_at_ms": now,
+    }
+
+
+def save_tracks(conn: sa.Connection, *, tracks: Iterable[Track], now: int) -> None:
+    """Upsert gap-tracker rows."""
+    rows = [_track_row(t, now) for t in tracks]
+    if not rows:
+        return
+    stmt = _insert(conn, tt.tlm_seq_tracker)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["site_id", "dev_id"],
+        set_={k: stmt.excluded[k] for k in rows[0] if k not in ("site_id", "dev_id")},
+    )
+    conn.execute(stmt, rows)
+
+
+def _utc(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+
+
+def audit(
+    conn: sa.Connection,
+    *,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str | None,
+    detail: dict[str, Any] | None,
+) -> None:
+    """Append to the audit log in the caller's transaction."""
+    audit_record(
+        conn,
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        detail=detail,
+    )
+
+
+def record_setpoint(
+    conn: sa.Connection,
+    *,
+    setpoint: SetpointPayload,
+    schedule_version: int | None = None,
+    actor: str = "system",
+) -> None:
+    """Store a sent setpoint (status ``sent``) and append it to the audit log."""
+    conn.execute(
+        sa.insert(metadata.tables["setpoints"]),
+        {
+            "cmd_id": setpoint.cmd_id,
+            "site_id": setpoint.site,
+            "issued_ts": _utc(setpoint.issued_ts),
+            "valid_from": _utc(setpoint.valid_from),
+            "expires_at": _utc(setpoint.expires_at),
+            "p_ac_w_setpoint": setpoint.p_ac_w_setpoint,
+            "schedule_version": schedule_version,
+            "status": "sent",
+            "ack_ts": None,
+            "reason": None,
+        },
+    )
+    audit(
+        conn,
+        actor=actor,
+        action="setpoint.sent",
+        object_type="setpoint",
+        object_id=setpoint.cmd_id,
+        detail=setpoint.model_dump(mode="json"),
+    )
+
+
+def record_refused_setpoint(
+    conn: sa.Connection, *, site_id: str, detail: dict[str, Any], reason: str
+) -> None:
+    """Append a setpoint refused before sending (outside the site's limits)."""
+    audit(
+        conn,
+        actor="system",
+        action="setpoint.refused",
+        object_type="setpoint",
+        object_id=site_id,
+        detail={**detail, "reason": reason},
+    )
+
+
+def record_ack(conn: sa.Connection, *, ack: AckPayload) -> None:
+    """Record a gateway's command result on its setpoint row and in the audit log."""
+    setpoints = metadata.tables.get("setpoints")
+    if setpoints is not None:
+        conn.execute(
+            sa.update(setpoints)
+            .where(setpoints.c.cmd_id == ack.cmd_id)
+            .values(status=ack.status, ack_ts=_utc(ack.ts), reason=ack.reason)
+        )
+    audit(
+        conn,
+        actor=f"site:{ack.site}",
+        action=f"setpoint.{ack.status}",
+        object_type="setpoint",
+        object_id=ack.cmd_id,
+        detail=ack.model_dump(mode="json"),
+    )
+
+
+def commit_batch(conn: sa.Connection, *, batch: Batch) -> WriteResult:
+    """Write one ingest batch (inside the caller's transaction)."""
+    now = batch.received_at_ms
+    result = write_samples(
+        conn,
+        samples=batch.samples,
+        quarantined=batch.quarantined,
+        received_at_ms=now,
+    )
+    save_tracks(conn, tracks=batch.tracks.values(), now=now)
+    if batch.sessions:
+        sess = tt.tlm_site_sessions
+        for change in batch.sessions:
+            if change.birth is not None:
+                stmt = _insert(conn, sess)
+                values = {
+                    "site_id": change.site_id,
+                    "grp": change.group,
+                    "sid": change.sid,
+                    "online": change.online,
+                    "birth_ts_ms": change.birth_ts_ms,
+                    "state_ts_ms": change.state_ts_ms,
+                    "birth": change.birth,
+                    "updated_at_ms": now,
+                }
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["site_id"],
+                        set_={k: v for k, v in values.items() if k != "site_id"},
+                    ),
+                    values,
+                )
+            else:
+                conn.execute(
+                    sa.update(sess)
+                    .where(sess.c.site_id == change.site_id, sess.c.sid == change.sid)
+                    .values(
+                        online=change.online,
+                        state_ts_ms=change.state_ts_ms,
+                        updated_at_ms=now,
+                    )
+                )
+    if batch.events:
+        conn.execute(
+            sa.insert(tt.tlm_events),
+            [
+                {
+                    "site_id": e.site,
+                    "ts_ms": e.ts,
+                    "sid": e.sid,
+                    "kind": e.kind,
+                    "dev_id": e.dev,
+                    "code": e.code,
+                    "detail": e.detail,
+                    "received_at_ms": now,
+                }
+                for e in batch.events
+            ],
+        )
+    if batch.gaps:
+        conn.execute(
+            sa.insert(tt.tlm_gaps),
+            [
+                {
+                    "site_id": g.site_id,
+                    "dev_id": g.dev_id,
+                    "epoch": g.epoch,
+                    "from_seq": g.from_seq,
+                    "to_seq": g.to_seq,
+                    "recorded_at_ms": now,
+                    "reason": g.reason,
+                }
+                for g in batch.gaps
+            ],
+        )
+    for ack in batch.acks:
+        record_ack(conn, ack=ack)
+    return result
+
+
+def load_tracks(conn: sa.Connection) -> list[Track]:
+    """Return the persisted gap tracks with their stored seqs above the watermark."""
+    tr = tt.tlm_seq_tracker
+    m = tt.tlm_measurements
+    tracks = []
+    for row in conn.execute(sa.select(tr)).mappings():
+        track = Track(
+            site_id=row["site_id"],
+            dev_id=row["dev_id"],
+            epoch=row["epoch"],
+            contiguous_seq=row["contiguous_seq"],
+            contiguous_ts_ms=row["contiguous_ts_ms"],
+            max_seq_seen=row["max_seq_seen"],
+            max_ts_ms=row["max_ts_ms"],
+            first_gap_seen_at_ms=row["first_gap_seen_at_ms"],
+            backfill_requested_at_ms=row["backfill_requested_at_ms"],
+            backfill_attempts=row["backfill_attempts"],
+        )
+        if track.max_seq_seen > track.contiguous_seq:
+            above = conn.execute(
+                sa.select(m.c.seq, m.c.ts_ms).where(
+                    m.c.site_id == track.site_id,
+                    m.c.dev_id == track.dev_id,
+                    m.c.seq > track.contiguous_seq,
+                    m.c.seq <= track.max_seq_seen,
+                )
+            ).all()
+            track.pending = {int(seq): int(ts) for seq, ts in above}
+        tracks.append(track)
+    return tracks
+
+
+class SqlTelemetrySink:
+    """The ingest's store: one transaction per batch on SQLite or PostgreSQL."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlTelemetrySink:
+        """Open the store at ``url``."""
+        return cls(make_engine(url))
+
+    def load(self) -> SinkState:
+        """Return the registry, sessions, births and gap tracks."""
+        try:
+            with self.engine.connect() as conn:
+                registry = load_registry(conn)
+                sessions: dict[str, Session] = {}
+                births: dict[str, BirthPayload] = {}
+                for row in conn.execute(sa.select(tt.tlm_site_sessions)).mappings():
+                    sessions[row["site_id"]] = Session(
+                        row["sid"], row["birth_ts_ms"], row["online"]
+                    )
+                    try:
+                        births[row["site_id"]] = BirthPayload.model_validate(
+                            row["birth"]
+                        )
+                    except ValueError:
+                        logger.warning(
+                            "stored birth of %s no longer valid", row["site_id"]
+                        )
+                tracks = load_tracks(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            msg = f"cannot read the telemetry state from the store: {exc}"
+            raise StoreError(msg) from exc
+        return SinkState(registry, sessions, births, tracks)
+
+    def load_registry(self) -> SiteRegistry:
+        """Return the known sites."""
+        with self.engine.connect() as conn:
+            return load_registry(conn)
+
+    def commit(self, batch: Batch) -> None:
+        """Write ``batch`` in one transaction (raises on a database error)."""
+        with self.engine.begin() as conn:
+            commit_batch(conn, batch=batch)
+
+    def save_tracks(self, tracks: Mapping[tuple[str, str], Track], now_ms: int) -> None:
+        """Persist the tracker's bookkeeping."""
+        with self.engine.begin() as conn:
+            save_tracks(conn, tracks=tracks.values(), now=now_ms)
+
+
+# -- read side ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SiteStats:
+    """Telemetry figures of one site."""
+
+    site_id: str
+    rows_stored: int
+    duplicates_absorbed: int
+    quarantined: dict[str, int]
+    """Quarantine rows (not successfully reprocessed) by reason."""
+    gaps_open: int
+    """Devices with seqs missing above their watermark."""
+    permanent_gaps: int
+    latest_ts_ms: int | None
+    """Newest sample time [ms, UTC]."""
+    complete_until_ts_ms: int | None
+    """Completeness watermark [ms, UTC]."""
+    online: bool | None
+
+
+def completeness_watermarks(conn: sa.Connection) -> dict[str, int | None]:
+    """Return each site's ``complete_until_ts`` [ms, UTC]: every sample before it is stored.
+
+    It is the minimum over the site's devices of the sample time at the device's
+    contiguous-seq watermark; downstream code must not treat later gaps as zero.
+    """
+    tr = tt.tlm_seq_tracker
+    out: dict[str, int | None] = {}
+    rows = conn.execute(sa.select(tr.c.site_id, tr.c.contiguous_ts_ms)).all()
+    for site, ts in rows:
+        if site not in out:
+            out[site] = ts
+        elif out[site] is None or ts is None:
+            out[site] = None
+        else:
+            out[site] = min(out[site] or 0, ts)
+    return out
+
+
+def telemetry_stats(conn: sa.Connection) -> list[SiteStats]:
+    """Return per-site telemetry figures (quarantine rows without a site under ``?``)."""
+    q = tt.tlm_quarantine
+    counters = {
+        r.site_id: (r.stored, r.duplicates)
+        for r in conn.execute(sa.select(tt.tlm_counters))
+    }
+    quarantined: dict[str, dict[str, int]] = defaultdict(dict)
+    for site, reason, n in conn.execute(
+        sa.select(q.c.site_from_topic, q.c.reason, sa.func.count())
+        .where(q.c.reprocessed_at_ms.is_(None))
+        .group_by(q.c.site_from_topic, q.c.reason)
+    ):
+        quarantined[site or "?"][reason] = int(n)
+    tr = tt.tlm_seq_tracker
+    gaps_open: dict[str, int] = defaultdict(int)
+    for site, n in conn.execute(
+        sa.select(tr.c.site_id, sa.func.count())
+        .where(tr.c.max_seq_seen > tr.c.contiguous_seq)
+        .group_by(tr.c.site_id)
+    ):
+        gaps_open[site] = int(n)
+    perm: dict[str, int] = {
+        site: int(n)
+        for site, n in conn.execute(
+            sa.select(tt.tlm_gaps.c.site_id, sa.func.count()).group_by(
+                tt.tlm_gaps.c.site_id
+            )
+        )
+    }
+    latest: dict[str, int] = {
+        site: int(ts)
+        for site, ts in conn.execute(
+            sa.select(
+                tt.tlm_latest.c.site_id, sa.func.max(tt.tlm_latest.c.ts_ms)
+            ).group_by(tt.tlm_latest.c.site_id)
+        )
+    }
+    online = {
+        r.site_id: bool(r.online) for r in conn.execute(sa.select(tt.tlm_site_sessions))
+    }
+    marks = completeness_watermarks(conn)
+    sites = sorted(
+        set(counters) | set(quarantined) | set(gaps_open) | set(latest) | set(online)
+    )
+    return [
+        SiteStats(
+            site_id=site,
+            rows_stored=counters.get(site, (0, 0))[0],
+            duplicates_absorbed=counters.get(site, (0, 0))[1],
+            quarantined=dict(sorted(quarantined.get(site, {}).items())),
+            gaps_open=gaps_open.get(site, 0),
+            permanent_gaps=perm.get(site, 0),
+            latest_ts_ms=latest.get(site),
+            complete_until_ts_ms=marks.get(site),
+            online=online.get(site),
+        )
+        for site in sites
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ReprocessResult:
+    """What a reprocess run did."""
+
+    examined: int
+    stored: int
+    """Quarantine rows that now validated and were written."""
+    still_bad: int
+
+
+def reprocess(
+    engine: sa.Engine,
+    *,
+    reason: str,
+    since_ms: int | None = None,
+    now: int | None = None,
+) -> ReprocessResult:
+    """Replay quarantine rows of ``reason`` (received at/after ``since_ms``).
+
+    Rows that now validate are written (idempotently) and marked reprocessed; rows that
+    still fail stay in quarantine untouched.
+    """
+    q = tt.tlm_quarantine
+    now = now if now is not None else now_ms()
+    examined = stored = still_bad = 0
+    with engine.begin() as conn:
+        registry = load_registry(conn)
+        ctx = Context(registry, now)
+        stmt = sa.select(q).where(q.c.reason == reason, q.c.reprocessed_at_ms.is_(None))
+        if since_ms is not None:
+            stmt = stmt.where(q.c.received_at_ms >= since_ms)
+        for row in conn.execute(stmt.order_by(q.c.id)).mappings().all():
+            examined += 1
+            out = validate_message(row["topic"], bytes(row["payload"]), ctx)
+            if out.quarantined or not (out.samples or out.birth or out.evt):
+                still_bad += 1
+                continue
+            write_samples(
+                conn, samples=list(out.samples), quarantined=[], received_at_ms=now
+            )
+            conn.execute(
+                sa.update(q).where(q.c.id == row["id"]).values(reprocessed_at_ms=now)
+            )
+            stored += 1
+    return ReprocessResult(examined, stored, still_bad)

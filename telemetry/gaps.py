@@ -1,0 +1,238 @@
+"""Track per-device sequence contiguity, open gaps and backfill requests (spec 5)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+REORDER_TIMEOUT_MS = 60_000
+"""A gap older than this triggers a backfill request (Sparkplug reorder timeout)."""
+BACKFILL_RETRY_MAX_MS = 3_600_000
+"""Backoff cap between backfill retries for the same hole."""
+MAX_PERMANENT_RANGE = 1_000_000
+"""Largest permanent-gap range marked seq by seq."""
+_UNKNOWN_TS = -1
+
+
+@dataclass(slots=True)
+class Track:
+    """Sequence state of one (site, dev): the watermark and what lies above it."""
+
+    site_id: str
+    dev_id: str
+    epoch: int
+    contiguous_seq: int
+    """Highest N such that every seq <= N of this epoch is stored (or a known gap)."""
+    contiguous_ts_ms: int | None
+    """Sample time of ``contiguous_seq`` [ms, UTC], if known."""
+    max_seq_seen: int
+    max_ts_ms: int | None
+    first_gap_seen_at_ms: int | None = None
+    backfill_requested_at_ms: int | None = None
+    backfill_attempts: int = 0
+    pending: dict[int, int] = field(default_factory=dict)
+    """Seqs above the watermark already stored -> their ts (``-1`` = permanent gap)."""
+
+    @property
+    def has_gap(self) -> bool:
+        """Whether seqs are missing between the watermark and the highest seq seen."""
+        return self.max_seq_seen > self.contiguous_seq
+
+    def first_hole(self) -> tuple[int, int]:
+        """Return the first missing range ``(from_seq, to_seq)`` above the watermark."""
+        start = self.contiguous_seq + 1
+        above = [s for s in self.pending if s > start]
+        end = (min(above) - 1) if above else self.max_seq_seen
+        return start, end
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRequest:
+    """A ``down/ctl`` backfill to publish for one device's hole."""
+
+    site_id: str
+    dev_id: str
+    from_seq: int
+    to_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class PermanentGap:
+    """A range the gateway no longer holds ("not in buffer")."""
+
+    site_id: str
+    dev_id: str
+    epoch: int
+    from_seq: int
+    to_seq: int
+    reason: str
+
+
+def _advance(track: Track) -> bool:
+    moved = False
+    while track.contiguous_seq + 1 in track.pending:
+        track.contiguous_seq += 1
+        ts = track.pending.pop(track.contiguous_seq)
+        if ts != _UNKNOWN_TS:
+            track.contiguous_ts_ms = ts
+        moved = True
+    # drop stale entries at or below the watermark
+    if track.pending and min(track.pending) <= track.contiguous_seq:
+        track.pending = {
+            s: t for s, t in track.pending.items() if s > track.contiguous_seq
+        }
+    return moved
+
+
+class GapTracker:
+    """Per-(site, dev) sequence tracking with copy-on-write updates.
+
+    Changes are planned on copies with :meth:`begin`/the ``observe_*`` methods and
+    become visible only through :meth:`commit`, after the store committed them:
+    a failed database transaction leaves the tracker as it was.
+    """
+
+    def __init__(self, tracks: Iterable[Track] = ()) -> None:
+        self._tracks: dict[tuple[str, str], Track] = {
+            (t.site_id, t.dev_id): t for t in tracks
+        }
+        self._draft: dict[tuple[str, str], Track] = {}
+
+    def tracks(self) -> Mapping[tuple[str, str], Track]:
+        """Return the committed tracks (read-only view by convention)."""
+        return self._tracks
+
+    def get(self, site_id: str, dev_id: str) -> Track | None:
+        """Return the (draft, else committed) track of a device."""
+        key = (site_id, dev_id)
+        return self._draft.get(key) or self._tracks.get(key)
+
+    def begin(self) -> None:
+        """Start a new draft (discarding an uncommitted one)."""
+        self._draft = {}
+
+    def _edit(self, site_id: str, dev_id: str) -> Track | None:
+        key = (site_id, dev_id)
+        if key in self._draft:
+            return self._draft[key]
+        base = self._tracks.get(key)
+        if base is None:
+            return None
+        draft = copy.copy(base)
+        draft.pending = dict(base.pending)
+        self._draft[key] = draft
+        return draft
+
+    def observe_sample(
+        self, site_id: str, dev_id: str, seq: int, ts_ms: int, now_ms: int
+    ) -> None:
+        """Record that sample ``seq`` (time ``ts_ms``) of a device is stored."""
+        track = self._edit(site_id, dev_id)
+        if track is None:
+            track = Track(site_id, dev_id, 0, seq - 1, None, seq - 1, None)
+            self._draft[(site_id, dev_id)] = track
+        if seq <= track.contiguous_seq:
+            return
+        track.pending[seq] = ts_ms
+        if seq > track.max_seq_seen:
+            track.max_seq_seen = seq
+            track.max_ts_ms = ts_ms
+        self._settle(track, now_ms)
+
+    def observe_birth(
+        self, site_id: str, seq_next: Mapping[str, int], now_ms: int
+    ) -> None:
+        """Apply a (new) birth's ``seq_next`` per device.
+
+        A ``seq_next`` below what was already seen starts a new epoch (gateway
+        replaced or reset); one above it opens a gap the outbox flush should fill.
+        """
+        for dev_id, nxt in seq_next.items():
+            track = self._edit(site_id, dev_id)
+            if track is None:
+                self._draft[(site_id, dev_id)] = Track(
+                    site_id, dev_id, 0, nxt - 1, None, nxt - 1, None
+                )
+                continue
+            if nxt - 1 < track.max_seq_seen:
+                track.epoch += 1
+                track.contiguous_seq = nxt - 1
+                track.max_seq_seen = nxt - 1
+                track.pending = {}
+                track.first_gap_seen_at_ms = None
+                track.backfill_requested_at_ms = None
+                track.backfill_attempts = 0
+            elif nxt - 1 > track.max_seq_seen:
+                track.max_seq_seen = nxt - 1
+                self._settle(track, now_ms)
+
+    def observe_permanent_gap(
+        self, site_id: str, dev_id: str, from_seq: int, to_seq: int, now_ms: int
+    ) -> PermanentGap | None:
+        """Mark ``from_seq..to_seq`` as lost for good; return the gap to record."""
+        track = self._edit(site_id, dev_id)
+        if track is None or to_seq <= track.contiguous_seq:
+            return None
+        start = max(from_seq, track.contiguous_seq + 1)
+        end = min(to_seq, track.max_seq_seen, start + MAX_PERMANENT_RANGE)
+        if end < start:
+            return None
+        for seq in range(start, end + 1):
+            track.pending.setdefault(seq, _UNKNOWN_TS)
+        self._settle(track, now_ms)
+        return PermanentGap(site_id, dev_id, track.epoch, start, end, "not_in_buffer")
+
+    def _settle(self, track: Track, now_ms: int) -> None:
+        if _advance(track):
+            track.backfill_requested_at_ms = None
+            track.backfill_attempts = 0
+        if track.has_gap:
+            if track.first_gap_seen_at_ms is None:
+                track.first_gap_seen_at_ms = now_ms
+        else:
+            track.first_gap_seen_at_ms = None
+            track.backfill_requested_at_ms = None
+            track.backfill_attempts = 0
+
+    def draft(self) -> Mapping[tuple[str, str], Track]:
+        """Return the tracks changed in the current draft."""
+        return self._draft
+
+    def commit(self) -> None:
+        """Make the draft the committed state (call after the store committed it)."""
+        self._tracks.update(self._draft)
+        self._draft = {}
+
+    def due_backfills(self, now_ms: int) -> list[BackfillRequest]:
+        """Return the backfill requests due now (reorder timeout, then backoff)."""
+        out = []
+        for track in self._tracks.values():
+            if not track.has_gap or track.first_gap_seen_at_ms is None:
+                continue
+            if now_ms - track.first_gap_seen_at_ms < REORDER_TIMEOUT_MS:
+                continue
+            if track.backfill_requested_at_ms is not None:
+                wait = min(
+                    REORDER_TIMEOUT_MS * 2**track.backfill_attempts,
+                    BACKFILL_RETRY_MAX_MS,
+                )
+                if now_ms - track.backfill_requested_at_ms < wait:
+                    continue
+            start, end = track.first_hole()
+            out.append(BackfillRequest(track.site_id, track.dev_id, start, end))
+        return out
+
+    def mark_requested(self, request: BackfillRequest, now_ms: int) -> None:
+        """Note that ``request`` was published (drives the retry backoff)."""
+        track = self._tracks.get((request.site_id, request.dev_id))
+        if track is not None:
+            track.backfill_requested_at_ms = now_ms
+            track.backfill_attempts += 1
+
+    def sweep(self) -> list[BackfillRequest]:
+        """Return a backfill from every device's watermark (after a lost session)."""
+        return [
+            BackfillRequest(t.site_id, t.dev_id, t.contiguous_seq + 1, 2**63 - 1)
+            for t in self._tracks.values()
+        ]

@@ -1,0 +1,676 @@
+"""Run the ingest worker: MQTT QoS 1 in, validate, commit, then ack in receive order.
+
+The ack strategy is spec section 8: a persistent MQTT 5 session (3.1.1 fallback),
+``manual_ack=True``, one writer thread that commits a batch (good rows, quarantine rows,
+gap tracker) in one transaction and only then acknowledges every message of the batch
+in the order it was received. On a database error nothing is acknowledged; the batch is
+retried with backoff and, if the outage lasts, the worker disconnects so the broker keeps
+the backlog in the session.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from telemetry.errors import TelemetryInputError
+from telemetry.gaps import BackfillRequest, GapTracker, PermanentGap, Track
+from telemetry.payloads import (
+    AckPayload,
+    BirthPayload,
+    CtlPayload,
+    EvtPayload,
+    StatePayload,
+    dumps,
+)
+from telemetry.registry import SiteRegistry
+from telemetry.topics import down, ingest_subscription
+from telemetry.validation import (
+    Context,
+    Limits,
+    Quarantined,
+    Sample,
+    limits_from_birth,
+    validate_message,
+)
+
+logger = logging.getLogger(__name__)
+
+SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
+SESSION_EXPIRY_S = 7 * 86_400
+
+
+def now_ms() -> int:
+    """Return the wall-clock time in ms since the Unix epoch (UTC)."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """Where the broker listens and how to log in."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_mqtt_url(url: str) -> BrokerAddress:
+    """Parse ``mqtt://[user:pass@]host[:port]`` or ``mqtts://…`` into an address.
+
+    Raises
+    ------
+    TelemetryInputError
+        For another scheme or a missing host.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        msg = f"mqtt_url={url!r}: scheme must be mqtt:// or mqtts://"
+        raise TelemetryInputError(msg)
+    if not parts.hostname:
+        msg = f"mqtt_url={url!r}: missing host"
+        raise TelemetryInputError(msg)
+    tls = parts.scheme in ("mqtts", "ssl")
+    return BrokerAddress(
+        host=parts.hostname,
+        port=parts.port or (8883 if tls else 1883),
+        tls=tls,
+        username=parts.username,
+        password=parts.password,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A site's current gateway session (from its latest birth)."""
+
+    sid: int
+    birth_ts_ms: int
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SessionChange:
+    """A change to a site's session row."""
+
+    site_id: str
+    group: str
+    sid: int
+    online: bool
+    birth_ts_ms: int
+    state_ts_ms: int | None
+    birth: dict[str, Any] | None
+    """The birth message (``None`` when only ``online`` changes)."""
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one transaction writes."""
+
+    received_at_ms: int
+    samples: list[Sample] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    sessions: list[SessionChange] = field(default_factory=list)
+    events: list[EvtPayload] = field(default_factory=list)
+    acks: list[AckPayload] = field(default_factory=list)
+    gaps: list[PermanentGap] = field(default_factory=list)
+    tracks: Mapping[tuple[str, str], Track] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkState:
+    """What the worker restores from the store at start."""
+
+    registry: SiteRegistry
+    sessions: Mapping[str, Session]
+    births: Mapping[str, BirthPayload]
+    tracks: list[Track]
+
+
+class Sink(Protocol):
+    """The store side of the ingest (implemented in ``fleet.store.telemetry``)."""
+
+    def load(self) -> SinkState:
+        """Return the registry, sessions and gap tracks persisted so far."""
+        ...
+
+    def load_registry(self) -> SiteRegistry:
+        """Return the known sites (re-read periodically)."""
+        ...
+
+    def commit(self, batch: Batch) -> None:
+        """Write ``batch`` in one transaction; raise on any database error."""
+        ...
+
+    def save_tracks(self, tracks: Mapping[tuple[str, str], Track], now_ms: int) -> None:
+        """Persist tracker bookkeeping (backfill request times)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Msg:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    dup: bool
+    retain: bool
+    gen: int
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOptions:
+    """Tuning of the ingest worker."""
+
+    client_id: str = "bessfleet-ingest-1"
+    """Fixed MQTT client id (the persistent session is keyed by it)."""
+    group: str | None = None
+    """Subscribe to one topic group only (``None`` = all)."""
+    batch_size: int = 500
+    """Messages per transaction at most (also the MQTT 5 ReceiveMaximum)."""
+    batch_ms: int = 100
+    """Longest wait to fill a batch [ms]."""
+    queue_size: int = 5_000
+    """Bound of the receive queue; when full, the network thread waits."""
+    protocol: str = "5"
+    """``"5"`` (MQTT 5) or ``"3.1.1"`` (e.g. amqtt)."""
+    keepalive_s: int = 30
+    disconnect_after_s: float = 30.0
+    """Disconnect when the database stays down this long [s]."""
+    registry_refresh_s: float = 30.0
+    """Re-read the known sites this often [s]."""
+    retry_max_s: float = 5.0
+    """Cap of the commit retry backoff [s]."""
+
+
+@dataclass(slots=True)
+class IngestStats:
+    """Counters since start."""
+
+    received: int = 0
+    committed_messages: int = 0
+    samples: int = 0
+    quarantined: int = 0
+    batches: int = 0
+    commit_failures: int = 0
+    acked: int = 0
+
+
+class IngestWorker:
+    """One ingest worker: a paho network thread and one writer thread."""
+
+    def __init__(
+        self,
+        mqtt_url: str,
+        sink: Sink,
+        options: IngestOptions | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.options = options or IngestOptions()
+        if self.options.batch_size < 1 or self.options.batch_size > 65_535:
+            msg = f"batch_size={self.options.batch_size} must be in 1..65535"
+            raise TelemetryInputError(msg)
+        self.address = parse_mqtt_url(mqtt_url)
+        self.sink = sink
+        self.clock = clock
+        self.stats = IngestStats()
+        self._queue: queue.Queue[_Msg] = queue.Queue(maxsize=self.options.queue_size)
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._paused = False
+        self._gen = 0
+        self._lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._sys_dropped: int | None = None
+        self._pending_sweep = False
+        self._ever_connected = False
+        state = sink.load()
+        self.registry = state.registry
+        self.sessions: dict[str, Session] = dict(state.sessions)
+        self.limits: dict[str, Limits] = {
+            site: limits_from_birth(birth) for site, birth in state.births.items()
+        }
+        self.tracker = GapTracker(state.tracks)
+        self._registry_at = time.monotonic()
+        self.client = self._make_client()
+
+    # -- MQTT -------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        v5 = self.options.protocol == "5"
+        if v5:
+            client = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=self.options.client_id,
+                protocol=mqtt.MQTTv5,
+                manual_ack=True,
+            )
+        else:
+            client = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=self.options.client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=False,
+                manual_ack=True,
+            )
+        if self.address.username:
+            client.username_pw_set(self.address.username, self.address.password)
+        if self.address.tls:
+            client.tls_set()
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(1, 30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _connect_properties(self) -> Properties | None:
+        if self.options.protocol != "5":
+            return None
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = self.options.batch_size
+        return props
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: Any,
+        flags: Any,
+        reason_code: Any,
+        _properties: Any,
+    ) -> None:
+        if getattr(reason_code, "is_failure", False):
+            logger.error("broker refused the connection: %s", reason_code)
+            return
+        with self._lock:
+            self._gen += 1
+        session_present = bool(getattr(flags, "session_present", False))
+        if not session_present:
+            if self._ever_connected or self.tracker.tracks():
+                logger.warning(
+                    "session_present=False on connect: messages may have been lost "
+                    "in the broker; sweeping backfill from every watermark"
+                )
+                self._pending_sweep = True
+            else:
+                logger.info("new persistent session for %s", self.options.client_id)
+        self._ever_connected = True
+        topic = ingest_subscription(self.options.group)
+        if self.options.protocol == "5":
+            client.subscribe(
+                [
+                    (topic, SubscribeOptions(qos=1)),
+                    (SYS_DROPPED, SubscribeOptions(qos=0)),
+                ]
+            )
+        else:
+            client.subscribe([(topic, 1), (SYS_DROPPED, 0)])
+        self._connected.set()
+        logger.info(
+            "connected to %s:%s (session_present=%s), subscribed to %s",
+            self.address.host,
+            self.address.port,
+            session_present,
+            topic,
+        )
+
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: Any,
+        _flags: Any,
+        reason_code: Any,
+        _properties: Any,
+    ) -> None:
+        self._connected.clear()
+        logger.warning("disconnected from the broker: %s", reason_code)
+
+    def _on_message(
+        self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage
+    ) -> None:
+        topic = message.topic
+        if topic.startswith("$SYS/"):
+            self._check_dropped(bytes(message.payload))
+            if message.qos > 0:
+                client.ack(message.mid, message.qos)
+            return
+        msg = _Msg(
+            message.mid,
+            message.qos,
+            topic,
+            bytes(message.payload),
+            bool(message.dup),
+            bool(message.retain),
+            self._gen,
+        )
+        while not self._stop.is_set():
+            if self._paused:
+                return  # not acked: the broker redelivers it after the reconnect
+            try:
+                self._queue.put(msg, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _check_dropped(self, payload: bytes) -> None:
+        try:
+            value = int(payload.decode().strip())
+        except (UnicodeDecodeError, ValueError):
+            return
+        if self._sys_dropped is not None and value > self._sys_dropped:
+            logger.error(
+                "broker dropped %d messages (%s): check max_queued_messages",
+                value - self._sys_dropped,
+                SYS_DROPPED,
+            )
+        self._sys_dropped = value
+
+    # -- lifecycle --------------------------------------------------------------
+    def start(self) -> None:
+        """Connect (asynchronously, with retries) and start the writer thread."""
+        self.client.connect_async(
+            self.address.host,
+            self.address.port,
+            keepalive=self.options.keepalive_s,
+            clean_start=False
+            if self.options.protocol == "5"
+            else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=self._connect_properties(),
+        )
+        self.client.loop_start()
+        self._writer = threading.Thread(
+            target=self._run_writer, name="ingest-writer", daemon=True
+        )
+        self._writer.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Finish the current batch, then disconnect."""
+        self._stop.set()
+        if self._writer is not None:
+            self._writer.join(timeout_s)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Block until connected; return whether it happened within ``timeout_s``."""
+        return self._connected.wait(timeout_s)
+
+    def run_forever(self, duration_s: float | None = None) -> None:
+        """Start, run until stopped (or for ``duration_s``), then stop."""
+        self.start()
+        try:
+            deadline = None if duration_s is None else time.monotonic() + duration_s
+            while not self._stop.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                time.sleep(0.2)
+        finally:
+            self.stop()
+
+    # -- writer -----------------------------------------------------------------
+    def _collect(self) -> list[_Msg]:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.options.batch_ms / 1000
+        while len(batch) < self.options.batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    batch.append(self._queue.get_nowait())
+                else:
+                    batch.append(self._queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
+
+    def _run_writer(self) -> None:
+        last_stats = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self._periodic()
+            except Exception:
+                logger.exception("periodic task failed")
+            messages = self._collect()
+            if messages:
+                self._process(messages)
+            if time.monotonic() - last_stats > 10:
+                last_stats = time.monotonic()
+                logger.info("ingest stats: %s", self.stats)
+        # drain what is already queued so a clean stop leaves little to redeliver
+        rest: list[_Msg] = []
+        while True:
+            try:
+                rest.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if rest and not self._paused:
+            self._process(rest, retry=False)
+
+    def _build(self, messages: list[_Msg]) -> Batch:
+        now = self.clock()
+        batch = Batch(received_at_ms=now)
+        ctx = Context(self.registry, now, self.limits)
+        sessions = dict(self.sessions)
+        self.tracker.begin()
+        for msg in messages:
+            out = validate_message(
+                msg.topic, msg.payload, ctx, qos=msg.qos, dup=msg.dup
+            )
+            batch.samples.extend(out.samples)
+            batch.quarantined.extend(out.quarantined)
+            for sample in out.samples:
+                self.tracker.observe_sample(
+                    sample.site_id, sample.dev_id, sample.seq, sample.ts_ms, now
+                )
+            if out.birth is not None and out.group is not None:
+                self._on_birth(out.birth, out.group, sessions, batch, now)
+            if out.state is not None and out.group is not None:
+                self._on_state(msg.topic, out.state, out.group, sessions, batch)
+            if out.evt is not None:
+                batch.events.append(out.evt)
+                evt = out.evt
+                if (
+                    evt.kind == "backfill_unavailable"
+                    and evt.dev is not None
+                    and evt.from_seq is not None
+                    and evt.to_seq is not None
+                ):
+                    gap = self.tracker.observe_permanent_gap(
+                        evt.site, evt.dev, evt.from_seq, evt.to_seq, now
+                    )
+                    if gap is not None:
+                        batch.gaps.append(gap)
+            if out.ack is not None:
+                site = msg.topic.split("/")[3]
+                batch.acks.append(out.ack.model_copy(update={"site": site}))
+        batch.tracks = dict(self.tracker.draft())
+        self._draft_sessions = sessions
+        return batch
+
+    def _on_birth(
+        self,
+        birth: BirthPayload,
+        group: str,
+        sessions: dict[str, Session],
+        batch: Batch,
+        now: int,
+    ) -> None:
+        current = sessions.get(birth.site)
+        if current is not None and (
+            birth.sid == current.sid or birth.ts < current.birth_ts_ms
+        ):
+            return  # a repeated or stale (retained) birth
+        sessions[birth.site] = Session(birth.sid, birth.ts, True)
+        self.tracker.observe_birth(birth.site, birth.seq_next, now)
+        batch.sessions.append(
+            SessionChange(
+                birth.site,
+                group,
+                birth.sid,
+                True,
+                birth.ts,
+                birth.ts,
+                birth.model_dump(mode="json"),
+            )
+        )
+
+    def _on_state(
+        self,
+        topic: str,
+        state: StatePayload,
+        group: str,
+        sessions: dict[str, Session],
+        batch: Batch,
+    ) -> None:
+        site = topic.split("/")[3]
+        current = sessions.get(site)
+        if current is None or state.sid != current.sid:
+            logger.info(
+                "site %s: ignoring state for sid %s (stale Will)", site, state.sid
+            )
+            return
+        if current.online == state.online:
+            return
+        sessions[site] = Session(current.sid, current.birth_ts_ms, state.online)
+        batch.sessions.append(
+            SessionChange(
+                site,
+                group,
+                state.sid,
+                state.online,
+                current.birth_ts_ms,
+                state.ts,
+                None,
+            )
+        )
+        if not state.online:
+            logger.warning("site %s went offline (sid %s)", site, state.sid)
+
+    def _process(self, messages: list[_Msg], retry: bool = True) -> None:
+        self.stats.received += len(messages)
+        batch = self._build(messages)
+        delay = 0.1
+        outage_started: float | None = None
+        while True:
+            try:
+                self.sink.commit(batch)
+                break
+            except Exception as exc:
+                self.stats.commit_failures += 1
+                if outage_started is None:
+                    outage_started = time.monotonic()
+                logger.error(
+                    "commit failed (%s); nothing acked, retrying in %.1f s", exc, delay
+                )
+                if not retry or self._stop.is_set():
+                    return
+                if time.monotonic() - outage_started > self.options.disconnect_after_s:
+                    self._pause_until_store_back(batch)
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, self.options.retry_max_s)
+        self.tracker.commit()
+        self.sessions = self._draft_sessions
+        for change in batch.sessions:
+            if change.birth is not None:
+                self.limits[change.site_id] = limits_from_birth(
+                    BirthPayload.model_validate(change.birth)
+                )
+        gen = self._gen
+        for msg in messages:
+            if msg.qos > 0 and msg.gen == gen:
+                self.client.ack(msg.mid, msg.qos)
+                self.stats.acked += 1
+        self.stats.batches += 1
+        self.stats.committed_messages += len(messages)
+        self.stats.samples += len(batch.samples)
+        self.stats.quarantined += len(batch.quarantined)
+
+    def _pause_until_store_back(self, batch: Batch) -> None:
+        """Disconnect, drop what is queued (unacked: the broker keeps it), wait, resume."""
+        logger.error(
+            "store down for > %.0f s: disconnecting", self.options.disconnect_after_s
+        )
+        self._paused = True
+        self.client.disconnect()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self.tracker.begin()
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                self.sink.commit(Batch(received_at_ms=self.clock()))
+                break
+            except Exception as exc:
+                logger.error("store still down (%s)", exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        self._paused = False
+        if not self._stop.is_set():
+            logger.info("store back: reconnecting")
+            self.client.reconnect()
+        del batch
+
+    def _periodic(self) -> None:
+        if time.monotonic() - self._registry_at > self.options.registry_refresh_s:
+            self._registry_at = time.monotonic()
+            try:
+                self.registry = self.sink.load_registry()
+            except Exception as exc:
+                logger.warning("could not refresh the site registry: %s", exc)
+        if not self._connected.is_set():
+            return
+        now = self.clock()
+        requests: list[BackfillRequest] = []
+        if self._pending_sweep:
+            self._pending_sweep = False
+            requests.extend(self.tracker.sweep())
+        due = self.tracker.due_backfills(now)
+        requests.extend(due)
+        for req in requests:
+            self._publish_backfill(req)
+        for req in due:
+            self.tracker.mark_requested(req, now)
+        if due:
+            try:
+                self.sink.save_tracks(self.tracker.tracks(), now)
+            except Exception as exc:
+                logger.warning("could not save backfill bookkeeping: %s", exc)
+
+    def _publish_backfill(self, req: BackfillRequest) -> None:
+        spec = self.registry.get(req.site_id)
+        if spec is None:
+            return
+        payload = CtlPayload(
+            op="backfill", dev=req.dev_id, from_seq=req.from_seq, to_seq=req.to_seq
+        )
+        self.client.publish(
+            down(spec.group, spec.site_id, "ctl"), dumps(payload), qos=1
+        )
+        logger.info(
+            "backfill requested: %s/%s seq %d..%d",
+            req.site_id,
+            req.dev_id,
+            req.from_seq,
+            req.to_seq,
+        )

@@ -1,0 +1,644 @@
+"""Simulate LFP site gateways: physics, birth/state/tlm, outbox, backfill, setpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import ValidationError
+
+from telemetry import topics
+from telemetry.ingest import parse_mqtt_url
+from telemetry.lfp import bms_current_limits_a, lfp_ocv_v, soc_step, temperature_step
+from telemetry.payloads import CtlPayload, SetpointPayload, loads_strict
+from telemetry.registry import SiteSpec
+
+logger = logging.getLogger(__name__)
+
+AgingHook = Callable[[float, float, float], float]
+"""``(t_days, throughput_mwh, mean_soc) -> capacity fraction 0-1`` (degradation model)."""
+
+HIST_BATCH = 500
+HIST_RATE_PER_S = 200.0
+CELL_ALARM_BIT = 1 << 2
+COMM_LOSS_BIT = 1 << 0
+CELL_R_OHM = 0.00025
+"""Internal resistance of one 314 Ah LFP cell [ohm]."""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SimOptions:
+    """How the simulator behaves."""
+
+    rate_hz: float = 1.0
+    """Samples per second per device."""
+    seed: int = 0
+    comm_loss_per_h: float = 0.5
+    """Expected BMS comm-loss episodes per site-hour (``q: bad``)."""
+    cell_alarm_per_h: float = 0.2
+    """Expected cell-voltage alarm episodes per site-hour."""
+    history_samples: int = 100_000
+    """History ring buffer per device (7 days at 1 Hz would be 604,800)."""
+    ambient_c: float = 25.0
+    local_period_s: float = 3600.0
+    """Period of the local (no-setpoint) charge/discharge cycle [s]."""
+    local_amplitude: float = 0.3
+    """Amplitude of the local cycle, fraction of rated power."""
+    firmware: str = "bessfleet-sim 0.1"
+    protocol: str = "5"
+
+
+@dataclass(slots=True)
+class _Active:
+    setpoint: SetpointPayload
+    applied: bool = False
+
+
+@dataclass(slots=True)
+class SiteState:
+    """The simulated plant of one site."""
+
+    soc: float
+    """Fraction 0-1."""
+    temp_c: float
+    p_mw: float = 0.0
+    """AC power now [MW], + = discharge."""
+    throughput_mwh: float = 0.0
+    e_exp_wh: float = 0.0
+    e_imp_wh: float = 0.0
+    n_cyc: int = 0
+    capacity_fraction: float = 1.0
+    comm_loss_until_ms: int = 0
+    alarm_until_ms: int = 0
+    mode: str = "local"
+    """``local`` (built-in cycle), ``setpoint`` or ``hold`` (after an expiry)."""
+
+
+class SiteGateway:
+    """One simulated gateway: its MQTT client, plant, outbox and history buffer."""
+
+    def __init__(
+        self,
+        spec: SiteSpec,
+        mqtt_url: str,
+        options: SimOptions,
+        rng: random.Random,
+        aging: AgingHook | None = None,
+        soc_initial: float = 0.5,
+        seq_start: int = 1,
+    ) -> None:
+        self.spec = spec
+        self.options = options
+        self.rng = rng
+        self.aging = aging
+        self.state = SiteState(soc=soc_initial, temp_c=options.ambient_c)
+        self.devices = ("bank1", "pcs1")
+        self.seq = dict.fromkeys(self.devices, seq_start)
+        self.last_ts = dict.fromkeys(self.devices, 0)
+        self.history: dict[str, deque[tuple[int, int, str, dict[str, Any]]]] = {
+            d: deque(maxlen=options.history_samples) for d in self.devices
+        }
+        self.outbox: dict[int, tuple[str, int]] = {}
+        """mid -> (dev, seq) of published samples awaiting PUBACK."""
+        self.seen_cmds: dict[str, str] = {}
+        self.active: _Active | None = None
+        self.sid = 0
+        self.started_ms = _now_ms()
+        self.published = 0
+        self.acked = 0
+        self._lock = threading.Lock()
+        self._hist_jobs: deque[CtlPayload] = deque()
+        self._i_rated_a = self._rated_current_a()
+        address = parse_mqtt_url(mqtt_url)
+        self.address = address
+        self.client = self._make_client()
+
+    # -- MQTT ---------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        v5 = self.options.protocol == "5"
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.spec.site_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
+        )
+        user = self.address.username or self.spec.site_id
+        client.username_pw_set(user, self.address.password)
+        if self.address.tls:
+            client.tls_set()
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(1, 10)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        return client
+
+    def _state_topic(self) -> str:
+        return topics.up(self.spec.group, self.spec.site_id, "state")
+
+    def connect(self) -> None:
+        """Connect asynchronously with a fresh session id and the Will set."""
+        self.sid = max(_now_ms(), self.sid + 1)
+        will = json.dumps({"v": 1, "online": False, "sid": self.sid, "ts": _now_ms()})
+        self.client.will_set(self._state_topic(), will, qos=1, retain=True)
+        props = None
+        if self.options.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 7 * 86_400
+        self.client.connect_async(
+            self.address.host,
+            self.address.port,
+            keepalive=30,
+            clean_start=False
+            if self.options.protocol == "5"
+            else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=props,
+        )
+        self.client.loop_start()
+
+    def disconnect(self) -> None:
+        """Publish offline state, then disconnect cleanly."""
+        payload = json.dumps(
+            {"v": 1, "online": False, "sid": self.sid, "ts": _now_ms()}
+        )
+        info = self.client.publish(self._state_topic(), payload, qos=1, retain=True)
+        if self.client.is_connected():
+            info.wait_for_publish(timeout=5)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: Any,
+        flags: Any,
+        reason_code: Any,
+        _properties: Any,
+    ) -> None:
+        if getattr(reason_code, "is_failure", False):
+            logger.error("site %s: connect refused: %s", self.spec.site_id, reason_code)
+            return
+        for topic in topics.gateway_subscriptions(self.spec.group, self.spec.site_id):
+            client.subscribe(topic, qos=1)
+        self.publish_birth()
+        if not getattr(flags, "session_present", True):
+            logger.info("site %s: new broker session", self.spec.site_id)
+
+    def birth_payload(self) -> dict[str, Any]:
+        """Return the birth message (nameplate from the site spec)."""
+        spec = self.spec
+        return {
+            "v": 1,
+            "site": spec.site_id,
+            "sid": self.sid,
+            "ts": _now_ms(),
+            "firmware": self.options.firmware,
+            "devices": list(self.devices),
+            "nameplate": {
+                "wh_rtg_wh": spec.energy_mwh * 1e6,
+                "w_cha_rte_max_w": spec.charge_mw * 1e6,
+                "w_dis_cha_rte_max_w": spec.discharge_mw * 1e6,
+                "soc_max_pct": 100 * spec.soc_max,
+                "soc_min_pct": 100 * spec.soc_min,
+                "w_max_rtg_w": max(spec.charge_mw, spec.discharge_mw) * 1e6,
+                "chemistry": "LFP",
+                "cells_in_series": self._n_series(),
+                "strings": spec.strings,
+            },
+            "seq_next": dict(self.seq),
+            "temp_source": "cell",
+        }
+
+    def publish_birth(self) -> None:
+        """Publish birth (retained) and the online state (retained)."""
+        base = topics.up(self.spec.group, self.spec.site_id, "birth")
+        self.client.publish(base, json.dumps(self.birth_payload()), qos=1, retain=True)
+        state = {"v": 1, "online": True, "sid": self.sid, "ts": _now_ms()}
+        self.client.publish(self._state_topic(), json.dumps(state), qos=1, retain=True)
+
+    def _on_publish(
+        self, _client: mqtt.Client, _userdata: Any, mid: int, _rc: Any, _props: Any
+    ) -> None:
+        with self._lock:
+            if self.outbox.pop(mid, None) is not None:
+                self.acked += 1
+
+    def _on_message(
+        self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage
+    ) -> None:
+        kind = message.topic.rsplit("/", 1)[-1]
+        try:
+            if message.topic.startswith(topics.HOST_STATE_PREFIX):
+                return
+            body = loads_strict(bytes(message.payload))
+            if kind == "cmd":
+                self._on_setpoint(body)
+            elif kind == "ctl":
+                ctl = CtlPayload.model_validate(body)
+                if ctl.op == "rebirth":
+                    self.publish_birth()
+                else:
+                    with self._lock:
+                        self._hist_jobs.append(ctl)
+        except (ValueError, ValidationError) as exc:
+            logger.warning("site %s: bad %s message: %s", self.spec.site_id, kind, exc)
+
+    # -- setpoints ----------------------------------------------------------------
+    def _ack(self, cmd_id: str, status: str, reason: str | None = None) -> None:
+        body: dict[str, Any] = {
+            "v": 1,
+            "cmd_id": cmd_id,
+            "status": status,
+            "ts": _now_ms(),
+        }
+        if reason:
+            body["reason"] = reason
+        topic = topics.up(self.spec.group, self.spec.site_id, "ack")
+        self.client.publish(topic, json.dumps(body), qos=1)
+
+    def _on_setpoint(self, body: Any) -> None:
+        try:
+            sp = SetpointPayload.model_validate(body)
+        except ValidationError as exc:
+            cmd_id = body.get("cmd_id") if isinstance(body, dict) else None
+            if isinstance(cmd_id, str) and cmd_id:
+                self._ack(cmd_id[:64], "rejected", f"invalid: {exc.errors()[0]['msg']}")
+            return
+        if sp.cmd_id in self.seen_cmds:
+            self._ack(sp.cmd_id, self.seen_cmds[sp.cmd_id])  # idempotent replay
+            return
+        now = _now_ms()
+        status, reason = "accepted", None
+        if sp.site != self.spec.site_id:
+            status, reason = "rejected", f"site {sp.site} is not {self.spec.site_id}"
+        elif sp.expires_at <= now:
+            status, reason = "expired", "arrived after expires_at"
+        elif (
+            not -self.spec.charge_mw * 1e6
+            <= sp.p_ac_w_setpoint
+            <= self.spec.discharge_mw * 1e6
+        ):
+            status, reason = "rejected", "p_ac_w_setpoint outside the rating"
+        self.seen_cmds[sp.cmd_id] = status
+        self._ack(sp.cmd_id, status, reason)
+        if status == "accepted":
+            with self._lock:
+                self.active = _Active(sp)
+
+    def _target_mw(self, now_ms: int) -> float:
+        spec, st = self.spec, self.state
+        active = self.active
+        if active is not None:
+            sp = active.setpoint
+            if now_ms >= sp.expires_at:
+                self.active = None
+                st.mode = "hold"
+                logger.info(
+                    "site %s: setpoint %s expired; holding SoC", spec.site_id, sp.cmd_id
+                )
+            elif now_ms >= sp.valid_from:
+                st.mode = "setpoint"
+                if not active.applied:
+                    active.applied = True
+                    self._ack(sp.cmd_id, "applied")
+                target = sp.p_ac_w_setpoint / 1e6
+                soc_pct = 100 * st.soc
+                if target > 0 and soc_pct <= sp.soc_min_pct:
+                    target = 0.0
+                if target < 0 and soc_pct >= sp.soc_max_pct:
+                    target = 0.0
+                return target
+        if st.mode == "hold":
+            return 0.0
+        t = (now_ms - self.started_ms) / 1000
+        phase = 2 * math.pi * t / self.options.local_period_s
+        return self.options.local_amplitude * spec.discharge_mw * math.sin(phase)
+
+    # -- physics ------------------------------------------------------------------
+    def _n_series(self) -> int:
+        return self.spec.cells_in_series or 416
+
+    def _rated_current_a(self) -> float:
+        v_nom = self._n_series() * 3.2
+        return max(self.spec.charge_mw, self.spec.discharge_mw) * 1e6 / v_nom
+
+    def step(self, dt_s: float, now_ms: int) -> None:
+        """Advance the plant by ``dt_s`` seconds toward the current target power."""
+        spec, st = self.spec, self.state
+        target = self._target_mw(now_ms)
+        ramp = spec.discharge_mw / 10.0  # full power in 10 s
+        if self.active is not None and self.state.mode == "setpoint":
+            ramp = self.active.setpoint.ramp_w_per_s / 1e6
+        step = max(-ramp * dt_s, min(ramp * dt_s, target - st.p_mw))
+        p = st.p_mw + step
+        p = max(-spec.charge_mw, min(spec.discharge_mw, p))
+        t_min, t_max = st.temp_c - 2.0, st.temp_c + 3.0
+        i_cha, i_dis = bms_current_limits_a(st.soc, t_min, t_max, self._i_rated_a)
+        v_dc = self._n_series() * lfp_ocv_v(st.soc)
+        p = max(-i_cha * v_dc / 1e6, min(i_dis * v_dc / 1e6, p))
+        if p > 0 and st.soc <= spec.soc_min:
+            p = 0.0
+        if p < 0 and st.soc >= spec.soc_max:
+            p = 0.0
+        energy = spec.energy_mwh * st.capacity_fraction
+        st.soc = soc_step(st.soc, p, dt_s, energy, spec.eta_charge, spec.eta_discharge)
+        st.temp_c = temperature_step(
+            st.temp_c,
+            self.options.ambient_c,
+            p,
+            max(spec.charge_mw, spec.discharge_mw),
+            dt_s,
+        )
+        st.p_mw = p
+        st.throughput_mwh += abs(p) * dt_s / 3600
+        if p > 0:
+            st.e_exp_wh += p * 1e6 * dt_s / 3600
+        else:
+            st.e_imp_wh += -p * 1e6 * dt_s / 3600
+        st.n_cyc = int(st.throughput_mwh / (2 * spec.energy_mwh))
+        if self.aging is not None and int(now_ms / 60_000) != int(
+            (now_ms - dt_s * 1000) / 60_000
+        ):
+            t_days = (now_ms - self.started_ms) / 86_400_000
+            st.capacity_fraction = min(
+                1.0, max(0.5, self.aging(t_days, st.throughput_mwh, st.soc))
+            )
+        per_step = dt_s / 3600
+        if self.rng.random() < self.options.comm_loss_per_h * per_step:
+            st.comm_loss_until_ms = now_ms + self.rng.randint(5_000, 30_000)
+        if self.rng.random() < self.options.cell_alarm_per_h * per_step:
+            st.alarm_until_ms = now_ms + self.rng.randint(5_000, 20_000)
+            self._event("alarm_set", "cell_v_high", "cell voltage above 3.65 V")
+
+    def _event(self, kind: str, code: str, detail: str) -> None:
+        body = {
+            "v": 1,
+            "site": self.spec.site_id,
+            "sid": self.sid,
+            "ts": _now_ms(),
+            "kind": kind,
+            "dev": "bank1",
+            "code": code,
+            "detail": detail,
+        }
+        self.client.publish(
+            topics.up(self.spec.group, self.spec.site_id, "evt"),
+            json.dumps(body),
+            qos=1,
+        )
+
+    def measurements(self, now_ms: int) -> dict[str, dict[str, Any]]:
+        """Return this instant's measurements per device (units in the keys)."""
+        spec, st = self.spec, self.state
+        n = self._n_series()
+        p_w = st.p_mw * 1e6
+        ocv = lfp_ocv_v(st.soc)
+        v_dc = n * ocv
+        i_dc = p_w / v_dc if v_dc > 0 else 0.0
+        i_cell = i_dc / max(1, spec.strings) * 1.0
+        v_cell = ocv - i_cell * CELL_R_OHM
+        spread = 0.012 + 0.02 * abs(st.soc - 0.5)
+        v_max = v_cell + spread / 2
+        if st.alarm_until_ms > now_ms:
+            v_max = max(v_max, 3.66)
+        elif st.alarm_until_ms and st.alarm_until_ms <= now_ms:
+            st.alarm_until_ms = 0
+            self._event("alarm_clear", "cell_v_high", "cell voltage back below 3.65 V")
+        v_min = v_cell - spread / 2
+        v_dc = n * v_cell
+        i_cha, i_dis = bms_current_limits_a(
+            st.soc, st.temp_c - 2.0, st.temp_c + 3.0, self._i_rated_a
+        )
+        evt1 = CELL_ALARM_BIT if v_max > 3.65 else 0
+        bank: dict[str, Any] = {
+            "soc_pct": round(100 * st.soc, 3),
+            "soh_pct": round(100 * st.capacity_fraction, 2),
+            "p_dc_w": round(p_w / 0.985 if p_w > 0 else p_w * 0.985, 1),
+            "v_dc_v": round(v_dc, 2),
+            "i_dc_a": round((p_w / 0.985 if p_w > 0 else p_w * 0.985) / v_dc, 2),
+            "cell_v_max_v": round(v_max, 4),
+            "cell_v_min_v": round(v_min, 4),
+            "cell_v_avg_v": round((v_max + v_min) / 2, 4),
+            "cell_t_max_c": round(st.temp_c + 3.0, 2),
+            "cell_t_min_c": round(st.temp_c - 2.0, 2),
+            "cell_t_avg_c": round(st.temp_c, 2),
+            "wh_avail_wh": round(
+                st.soc * spec.energy_mwh * st.capacity_fraction * 1e6, 0
+            ),
+            "i_cha_max_a": round(i_cha, 1),
+            "i_dis_max_a": round(i_dis, 1),
+            "cha_st": "CHARGING"
+            if p_w < 0
+            else ("DISCHARGING" if p_w > 0 else "HOLDING"),
+            "state": "CONNECTED",
+            "loc_rem": "REMOTE",
+            "evt1": evt1,
+            "n_cyc": st.n_cyc,
+        }
+        del i_dc
+        if st.comm_loss_until_ms > now_ms:
+            bank = dict.fromkeys(bank, None) | {"evt1": COMM_LOSS_BIT}
+        pcs = {
+            "p_ac_w": round(p_w, 1),
+            "q_ac_var": 0.0,
+            "f_hz": round(60.0 + self.rng.gauss(0, 0.01), 3),
+            "e_exp_wh": round(st.e_exp_wh, 1),
+            "e_imp_wh": round(st.e_imp_wh, 1),
+        }
+        return {"bank1": bank, "pcs1": pcs}
+
+    def publish_samples(self, now_ms: int) -> int:
+        """Publish one ``tlm`` sample per device; return how many were published."""
+        meas = self.measurements(now_ms)
+        count = 0
+        for dev in self.devices:
+            ts = max(now_ms, self.last_ts[dev] + 1)
+            self.last_ts[dev] = ts
+            seq = self.seq[dev]
+            self.seq[dev] = seq + 1
+            m = meas[dev]
+            q = "bad" if dev == "bank1" and m.get("soc_pct") is None else "good"
+            self.history[dev].append((seq, ts, q, m))
+            body = {
+                "v": 1,
+                "site": self.spec.site_id,
+                "dev": dev,
+                "sid": self.sid,
+                "seq": seq,
+                "ts": ts,
+                "q": q,
+                "m": m,
+            }
+            topic = topics.up(self.spec.group, self.spec.site_id, "tlm", dev)
+            with self._lock:
+                info = self.client.publish(
+                    topic, json.dumps(body, separators=(",", ":")), qos=1
+                )
+                self.outbox[info.mid] = (dev, seq)
+            count += 1
+        self.published += count
+        return count
+
+    def serve_backfill(self, budget: int) -> int:
+        """Answer queued backfill requests with ``hist`` batches; return messages sent."""
+        sent = 0
+        while sent < budget:
+            with self._lock:
+                if not self._hist_jobs:
+                    return sent
+                job = self._hist_jobs.popleft()
+            if (
+                job.dev not in self.history
+                or job.from_seq is None
+                or job.to_seq is None
+            ):
+                continue
+            buf = self.history[job.dev]
+            oldest = buf[0][0] if buf else self.seq[job.dev]
+            if job.from_seq < oldest:
+                self._unavailable(job.dev, job.from_seq, min(job.to_seq, oldest - 1))
+            wanted = [s for s in buf if job.from_seq <= s[0] <= job.to_seq]
+            for start in range(0, len(wanted), HIST_BATCH):
+                chunk = wanted[start : start + HIST_BATCH]
+                body = {
+                    "v": 1,
+                    "site": self.spec.site_id,
+                    "dev": job.dev,
+                    "sid": self.sid,
+                    "samples": [
+                        {"seq": s, "ts": t, "q": q, "m": m} for s, t, q, m in chunk
+                    ],
+                }
+                topic = topics.up(self.spec.group, self.spec.site_id, "hist", job.dev)
+                self.client.publish(
+                    topic, json.dumps(body, separators=(",", ":")), qos=1
+                )
+                sent += 1
+        return sent
+
+    def _unavailable(self, dev: str, from_seq: int, to_seq: int) -> None:
+        body = {
+            "v": 1,
+            "site": self.spec.site_id,
+            "sid": self.sid,
+            "ts": _now_ms(),
+            "kind": "backfill_unavailable",
+            "dev": dev,
+            "from_seq": from_seq,
+            "to_seq": to_seq,
+            "detail": "evicted from the history buffer",
+        }
+        self.client.publish(
+            topics.up(self.spec.group, self.spec.site_id, "evt"),
+            json.dumps(body),
+            qos=1,
+        )
+
+
+@dataclass(slots=True)
+class SimReport:
+    """What a simulation run published."""
+
+    published: int = 0
+    acked: int = 0
+    hist_messages: int = 0
+    sites: int = 0
+    per_site: dict[str, int] = field(default_factory=dict)
+
+
+class Simulator:
+    """Many simulated gateways driven by one clock thread."""
+
+    def __init__(
+        self,
+        specs: Iterable[SiteSpec],
+        mqtt_url: str,
+        options: SimOptions | None = None,
+        aging: AgingHook | None = None,
+        soc_initial: dict[str, float] | None = None,
+    ) -> None:
+        self.options = options or SimOptions()
+        if not 0 < self.options.rate_hz <= 1000:
+            msg = f"rate_hz={self.options.rate_hz} must be in (0, 1000]"
+            raise ValueError(msg)
+        master = random.Random(self.options.seed)
+        self.gateways = [
+            SiteGateway(
+                spec,
+                mqtt_url,
+                self.options,
+                random.Random(master.random()),
+                aging,
+                (soc_initial or {}).get(spec.site_id, 0.5),
+            )
+            for spec in specs
+        ]
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return."""
+        self._stop.set()
+
+    def run(
+        self, duration_s: float | None = None, drain_timeout_s: float = 30.0
+    ) -> SimReport:
+        """Connect every gateway, publish at ``rate_hz`` until stopped, then drain."""
+        for gw in self.gateways:
+            gw.connect()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(
+            g.client.is_connected() for g in self.gateways
+        ):
+            time.sleep(0.05)
+        period = 1.0 / self.options.rate_hz
+        start = time.monotonic()
+        next_tick = start
+        hist = 0
+        hist_budget = 0.0
+        last = start
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if duration_s is not None and now - start >= duration_s:
+                break
+            if now < next_tick:
+                time.sleep(min(next_tick - now, 0.05))
+                continue
+            dt = now - last
+            last = now
+            wall = _now_ms()
+            hist_budget = min(HIST_RATE_PER_S, hist_budget + dt * HIST_RATE_PER_S)
+            for gw in self.gateways:
+                gw.step(period, wall)
+                gw.publish_samples(wall)
+                hist += gw.serve_backfill(int(hist_budget))
+            hist_budget -= int(hist_budget)
+            next_tick += period
+            if next_tick < now - 1.0:
+                next_tick = now  # fell behind: skip rather than burst
+        deadline = time.monotonic() + drain_timeout_s
+        while time.monotonic() < deadline and any(g.outbox for g in self.gateways):
+            time.sleep(0.05)
+        report = SimReport(hist_messages=hist, sites=len(self.gateways))
+        for gw in self.gateways:
+            gw.disconnect()
+            report.published += gw.published
+            report.acked += gw.acked
+            report.per_site[gw.spec.site_id] = gw.published
+        return report

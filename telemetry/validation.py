@@ -1,0 +1,531 @@
+"""Validate uplink messages: hard failures to quarantine, soft findings to flags (spec 3)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntFlag
+from typing import Any
+
+from pydantic import ValidationError
+
+from telemetry.payloads import (
+    MAX_HIST_BYTES,
+    MAX_TLM_BYTES,
+    SCHEMA_VERSION,
+    AckPayload,
+    BirthPayload,
+    EvtPayload,
+    HistPayload,
+    Measurements,
+    PayloadError,
+    StatePayload,
+    TlmPayload,
+    loads_strict,
+    missing_required,
+)
+from telemetry.registry import SiteRegistry, SiteSpec
+from telemetry.topics import Topic, parse_topic, site_from_topic
+
+logger = logging.getLogger(__name__)
+
+REASONS = (
+    "bad_json",
+    "nan_inf",
+    "schema",
+    "unknown_version",
+    "topic_mismatch",
+    "unknown_site",
+    "range_hard",
+    "future_ts",
+    "too_old",
+    "oversize",
+    "conflict_dup",
+)
+"""Quarantine reason codes of spec section 6."""
+
+FUTURE_TOLERANCE_MS = 120_000
+RETENTION_MS = 35 * 86_400_000
+LATE_MS = 15 * 60_000
+CELL_V_CHARGE_LIMIT_V = 3.65
+CELL_V_CUTOFF_V = 2.5
+DEFAULT_V_DC_MAX_V = 1600.0
+
+
+class Flag(IntFlag):
+    """Soft-finding bits stored in the measurement row's ``flags`` column."""
+
+    CELL_V_HIGH = 1
+    """``cell_v_max_v`` > 3.65 V (LFP charge limit)."""
+    CELL_V_LOW = 2
+    """``cell_v_min_v`` < 2.5 V (LFP discharge cut-off)."""
+    CELL_SPREAD = 4
+    """Cell spread > 0.10 V while 20 % < SoC < 80 %."""
+    CHARGE_TEMP = 8
+    """Charging with ``cell_t_min_c`` < 0 or ``cell_t_max_c`` > 55."""
+    DISCHARGE_TEMP = 16
+    """Discharging outside -20...60 °C."""
+    SOC_NAMEPLATE = 32
+    """SoC outside the [SoCMin, SoCMax] nameplate."""
+    PVI_MISMATCH = 64
+    """|p - v·i| > 5 % of the power rating."""
+    SOC_RATE = 128
+    """SoC moved > 5 %/min beyond what power implies (reserved)."""
+    LATE = 256
+    """``hist`` = false but ``ts`` older than 15 min."""
+    LOCAL = 512
+    """``loc_rem`` = LOCAL: excluded from dispatch."""
+    SOC_CLAMPED = 1024
+    """SoC or SoH in [-1, 0) or (100, 101] was clamped."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-site limits the validator checks against (from birth, else the registry)."""
+
+    v_dc_max_v: float
+    """Upper bound of ``v_dc_v`` [V]: 1.2 x n_series x 3.65, or 1600 if unknown."""
+    p_abs_max_w: float | None
+    """Hard bound of ``|p_dc_w|`` [W]: 1.5 x max charge/discharge rating."""
+    p_rating_w: float | None
+    """max(charge, discharge) rating [W], for the p ~ v·i check."""
+    soc_min_pct: float | None
+    """Nameplate SoC minimum [%]."""
+    soc_max_pct: float | None
+    """Nameplate SoC maximum [%]."""
+
+
+def limits_from_birth(birth: BirthPayload) -> Limits:
+    """Return the validation limits implied by a birth message's nameplate."""
+    plate = birth.nameplate
+    rating = max(plate.w_cha_rte_max_w, plate.w_dis_cha_rte_max_w)
+    return Limits(
+        v_dc_max_v=1.2 * plate.cells_in_series * CELL_V_CHARGE_LIMIT_V,
+        p_abs_max_w=1.5 * rating,
+        p_rating_w=rating,
+        soc_min_pct=plate.soc_min_pct,
+        soc_max_pct=plate.soc_max_pct,
+    )
+
+
+def limits_from_spec(spec: SiteSpec) -> Limits:
+    """Return the validation limits implied by the fleet's site spec."""
+    rating = max(spec.charge_mw, spec.discharge_mw) * 1e6
+    v_max = (
+        1.2 * spec.cells_in_series * CELL_V_CHARGE_LIMIT_V
+        if spec.cells_in_series
+        else DEFAULT_V_DC_MAX_V
+    )
+    return Limits(
+        v_dc_max_v=v_max,
+        p_abs_max_w=1.5 * rating,
+        p_rating_w=rating,
+        soc_min_pct=100 * spec.soc_min,
+        soc_max_pct=100 * spec.soc_max,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """A validated sample, ready to store under the key (site_id, dev_id, ts_ms)."""
+
+    site_id: str
+    dev_id: str
+    ts_ms: int
+    """Sample time [ms since epoch, UTC]."""
+    seq: int
+    sid: int
+    hist: bool
+    q: str
+    flags: int
+    """Bitwise OR of :class:`Flag`."""
+    payload_hash: str
+    """Hash of (seq, ts, q, m): equal for a redelivery or a hist replay."""
+    m: dict[str, Any]
+    """Measurements (clamped SoC/SoH), units in the key names."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A rejected message (or hist sample) with its reason code."""
+
+    topic: str
+    payload: bytes
+    reason: str
+    detail: str
+    site_from_topic: str | None
+    schema_v: int | None
+    qos: int = 1
+    dup: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one MQTT message turned into."""
+
+    samples: tuple[Sample, ...] = ()
+    quarantined: tuple[Quarantined, ...] = ()
+    birth: BirthPayload | None = None
+    state: StatePayload | None = None
+    evt: EvtPayload | None = None
+    ack: AckPayload | None = None
+    group: str | None = None
+    """Topic group of a control message (birth/state/evt/ack)."""
+
+
+@dataclass(slots=True)
+class Context:
+    """What validation needs besides the message: known sites, limits and the clock."""
+
+    registry: SiteRegistry
+    now_ms: int
+    """Current time [ms since epoch, UTC]."""
+    births: dict[str, Limits] = field(default_factory=dict)
+    """Limits from each site's current birth message (override the registry's)."""
+
+    def limits(self, site_id: str) -> Limits | None:
+        """Return the limits of ``site_id`` from its birth, else from the registry."""
+        got = self.births.get(site_id)
+        if got is not None:
+            return got
+        spec = self.registry.get(site_id)
+        return limits_from_spec(spec) if spec is not None else None
+
+
+class _Hard(Exception):
+    def __init__(self, detail: str, *, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def payload_hash(seq: int, ts_ms: int, q: str, m: Mapping[str, Any]) -> str:
+    """Return a stable hash of a sample's content (independent of ``hist``/``sid``)."""
+    body = json.dumps([seq, ts_ms, q, m], sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
+
+
+def _schema_detail(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)[:500]
+
+
+def _check_range(name: str, value: float | None, low: float, high: float) -> None:
+    if value is not None and not low <= value <= high:
+        msg = f"{name}={value} outside [{low}, {high}]"
+        raise _Hard(msg, reason="range_hard")
+
+
+def _check_sample(
+    site: str,
+    dev: str,
+    ts_ms: int,
+    hist: bool,
+    m: Measurements,
+    raw_m: dict[str, Any],
+    limits: Limits | None,
+    now_ms: int,
+) -> tuple[int, dict[str, Any]]:
+    """Return (flags, stored measurements) or raise _Hard."""
+    if ts_ms > now_ms + FUTURE_TOLERANCE_MS:
+        msg = f"ts={ts_ms} is {(ts_ms - now_ms) / 1000:.0f} s in the future (> 120 s)"
+        raise _Hard(msg, reason="future_ts")
+    if ts_ms < now_ms - RETENTION_MS:
+        msg = f"ts={ts_ms} older than the 35 d retention horizon"
+        raise _Hard(msg, reason="too_old")
+    missing = missing_required(dev, raw_m)
+    if missing:
+        msg = f"m: missing required keys {missing} for dev {dev}"
+        raise _Hard(msg, reason="schema")
+    flags = 0
+    stored = dict(raw_m)
+    for name in ("soc_pct", "soh_pct"):
+        value = getattr(m, name)
+        _check_range(f"m.{name}", value, -1.0, 101.0)
+        if value is not None and not 0.0 <= value <= 100.0:
+            stored[name] = min(100.0, max(0.0, value))
+            flags |= Flag.SOC_CLAMPED
+    for name in ("cell_v_max_v", "cell_v_min_v", "cell_v_avg_v"):
+        _check_range(f"m.{name}", getattr(m, name), 0.5, 4.5)
+    for name in ("cell_t_max_c", "cell_t_min_c", "cell_t_avg_c"):
+        _check_range(f"m.{name}", getattr(m, name), -40.0, 100.0)
+    v_lo, v_avg, v_hi = m.cell_v_min_v, m.cell_v_avg_v, m.cell_v_max_v
+    if v_lo is not None and v_hi is not None and v_lo > v_hi + 0.001:
+        msg = f"m.cell_v_min_v={v_lo} > m.cell_v_max_v={v_hi}"
+        raise _Hard(msg, reason="range_hard")
+    if v_avg is not None and (
+        (v_lo is not None and v_avg < v_lo - 0.001)
+        or (v_hi is not None and v_avg > v_hi + 0.001)
+    ):
+        msg = f"m.cell_v_avg_v={v_avg} not within [cell_v_min_v, cell_v_max_v] ±1 mV"
+        raise _Hard(msg, reason="range_hard")
+    t_lo, t_hi = m.cell_t_min_c, m.cell_t_max_c
+    if t_lo is not None and t_hi is not None and t_lo > t_hi:
+        msg = f"m.cell_t_min_c={t_lo} > m.cell_t_max_c={t_hi}"
+        raise _Hard(msg, reason="range_hard")
+    v_max = limits.v_dc_max_v if limits else DEFAULT_V_DC_MAX_V
+    _check_range("m.v_dc_v", m.v_dc_v, 0.0, v_max)
+    p = m.p_dc_w
+    if p is not None and limits is not None and limits.p_abs_max_w is not None:
+        _check_range("m.p_dc_w", p, -limits.p_abs_max_w, limits.p_abs_max_w)
+    # soft findings
+    if v_hi is not None and v_hi > CELL_V_CHARGE_LIMIT_V:
+        flags |= Flag.CELL_V_HIGH
+    if v_lo is not None and v_lo < CELL_V_CUTOFF_V:
+        flags |= Flag.CELL_V_LOW
+    soc = stored.get("soc_pct")
+    if (
+        v_lo is not None
+        and v_hi is not None
+        and soc is not None
+        and 20.0 < soc < 80.0
+        and v_hi - v_lo > 0.10
+    ):
+        flags |= Flag.CELL_SPREAD
+    if p is not None and t_lo is not None and t_hi is not None:
+        if p < 0 and (t_lo < 0.0 or t_hi > 55.0):
+            flags |= Flag.CHARGE_TEMP
+        if p > 0 and (t_lo < -20.0 or t_hi > 60.0):
+            flags |= Flag.DISCHARGE_TEMP
+    if soc is not None and limits is not None:
+        lo, hi = limits.soc_min_pct, limits.soc_max_pct
+        # half a percent of slack: gateways round SoC
+        if (lo is not None and soc < lo - 0.5) or (hi is not None and soc > hi + 0.5):
+            flags |= Flag.SOC_NAMEPLATE
+    if (
+        p is not None
+        and m.v_dc_v is not None
+        and m.i_dc_a is not None
+        and limits is not None
+        and limits.p_rating_w
+        and abs(p - m.v_dc_v * m.i_dc_a) > 0.05 * limits.p_rating_w
+    ):
+        flags |= Flag.PVI_MISMATCH
+    if not hist and ts_ms < now_ms - LATE_MS:
+        flags |= Flag.LATE
+    if m.loc_rem == "LOCAL":
+        flags |= Flag.LOCAL
+    del site
+    return flags, stored
+
+
+def _quarantine(
+    topic: str,
+    payload: bytes,
+    reason: str,
+    detail: str,
+    schema_v: int | None,
+    qos: int,
+    dup: bool,
+) -> Outcome:
+    return Outcome(
+        quarantined=(
+            Quarantined(
+                topic=topic,
+                payload=payload,
+                reason=reason,
+                detail=detail[:1000],
+                site_from_topic=site_from_topic(topic),
+                schema_v=schema_v,
+                qos=qos,
+                dup=dup,
+            ),
+        )
+    )
+
+
+def validate_message(
+    topic: str, payload: bytes, ctx: Context, *, qos: int = 1, dup: bool = False
+) -> Outcome:
+    """Validate one uplink message; never raises for any payload or topic.
+
+    Parameters
+    ----------
+    topic
+        The MQTT topic the message arrived on.
+    payload
+        The raw payload bytes.
+    ctx
+        Known sites, per-site limits and the current time.
+    qos, dup
+        The MQTT QoS and DUP flag, kept in quarantine rows.
+
+    Returns
+    -------
+    Outcome
+        Samples to store and/or quarantine rows, or a parsed control message.
+    """
+    try:
+        return _validate(topic, payload, ctx, qos, dup)
+    except Exception as exc:  # a validator bug must not lose the message
+        logger.exception("validator failed on topic %s", topic)
+        return _quarantine(
+            topic, payload, "schema", f"validator error: {exc!r}", None, qos, dup
+        )
+
+
+def _validate(topic: str, payload: bytes, ctx: Context, qos: int, dup: bool) -> Outcome:
+    parsed = parse_topic(topic)
+    if parsed is None:
+        return _quarantine(
+            topic, payload, "schema", "topic outside the grammar", None, qos, dup
+        )
+    limit = MAX_TLM_BYTES if parsed.kind == "tlm" else MAX_HIST_BYTES
+    if len(payload) > limit:
+        msg = f"{len(payload)} bytes > {limit} for {parsed.kind}"
+        return _quarantine(topic, payload, "oversize", msg, None, qos, dup)
+    try:
+        obj = loads_strict(payload)
+    except PayloadError as exc:
+        return _quarantine(topic, payload, exc.reason, exc.detail, None, qos, dup)
+    if not isinstance(obj, dict):
+        msg = f"top level is {type(obj).__name__}, expected an object"
+        return _quarantine(topic, payload, "schema", msg, None, qos, dup)
+    v = obj.get("v")
+    schema_v = v if isinstance(v, int) and not isinstance(v, bool) else None
+    if "v" in obj and (schema_v is None or schema_v != SCHEMA_VERSION):
+        if schema_v is None:
+            msg = f"v={v!r} is not an integer"
+            return _quarantine(topic, payload, "schema", msg, None, qos, dup)
+        msg = f"v={schema_v} is not supported (expected {SCHEMA_VERSION})"
+        return _quarantine(topic, payload, "unknown_version", msg, schema_v, qos, dup)
+    body_site = obj.get("site")
+    if body_site is not None and body_site != parsed.site:
+        msg = f"payload site={str(body_site)[:64]!r} != topic site {parsed.site!r}"
+        return _quarantine(topic, payload, "topic_mismatch", msg, schema_v, qos, dup)
+    body_dev = obj.get("dev")
+    if parsed.dev is not None and body_dev is not None and body_dev != parsed.dev:
+        msg = f"payload dev={str(body_dev)[:64]!r} != topic dev {parsed.dev!r}"
+        return _quarantine(topic, payload, "topic_mismatch", msg, schema_v, qos, dup)
+    spec = ctx.registry.get(parsed.site)
+    if spec is None:
+        msg = f"site {parsed.site!r} is not in the registry"
+        return _quarantine(topic, payload, "unknown_site", msg, schema_v, qos, dup)
+    if spec.group != parsed.group:
+        msg = f"topic group {parsed.group!r} != site group {spec.group!r}"
+        return _quarantine(topic, payload, "topic_mismatch", msg, schema_v, qos, dup)
+    try:
+        return _dispatch(parsed, obj, payload, topic, ctx, schema_v, qos, dup)
+    except ValidationError as exc:
+        detail = _schema_detail(exc)
+        return _quarantine(topic, payload, "schema", detail, schema_v, qos, dup)
+    except _Hard as exc:
+        return _quarantine(topic, payload, exc.reason, exc.detail, schema_v, qos, dup)
+
+
+def _dispatch(
+    parsed: Topic,
+    obj: dict[str, Any],
+    payload: bytes,
+    topic: str,
+    ctx: Context,
+    schema_v: int | None,
+    qos: int,
+    dup: bool,
+) -> Outcome:
+    kind = parsed.kind
+    if kind in ("tlm", "hist") and ("site" not in obj or "dev" not in obj):
+        missing = [k for k in ("site", "dev") if k not in obj]
+        msg = f"missing required keys {missing}"
+        raise _Hard(msg, reason="schema")
+    if kind == "tlm":
+        tlm = TlmPayload.model_validate(obj)
+        flags, stored = _check_sample(
+            tlm.site,
+            tlm.dev,
+            tlm.ts,
+            tlm.hist,
+            tlm.m,
+            obj["m"],
+            ctx.limits(tlm.site),
+            ctx.now_ms,
+        )
+        sample = Sample(
+            site_id=tlm.site,
+            dev_id=tlm.dev,
+            ts_ms=tlm.ts,
+            seq=tlm.seq,
+            sid=tlm.sid,
+            hist=tlm.hist,
+            q=tlm.q,
+            flags=flags,
+            payload_hash=payload_hash(tlm.seq, tlm.ts, tlm.q, obj["m"]),
+            m=stored,
+        )
+        return Outcome(samples=(sample,))
+    if kind == "hist":
+        return _validate_hist(obj, topic, ctx, schema_v, qos, dup)
+    if kind == "birth":
+        birth = BirthPayload.model_validate(obj)
+        return Outcome(birth=birth, group=parsed.group)
+    if kind == "state":
+        return Outcome(state=StatePayload.model_validate(obj), group=parsed.group)
+    if kind == "evt":
+        return Outcome(evt=EvtPayload.model_validate(obj), group=parsed.group)
+    if kind == "ack":
+        return Outcome(ack=AckPayload.model_validate(obj), group=parsed.group)
+    msg = f"unexpected topic type {kind!r}"
+    raise _Hard(msg, reason="schema")
+
+
+def _validate_hist(
+    obj: dict[str, Any],
+    topic: str,
+    ctx: Context,
+    schema_v: int | None,
+    qos: int,
+    dup: bool,
+) -> Outcome:
+    hist = HistPayload.model_validate(obj)
+    limits = ctx.limits(hist.site)
+    samples: list[Sample] = []
+    bad: list[Quarantined] = []
+    for index, (item, raw) in enumerate(zip(hist.samples, obj["samples"], strict=True)):
+        try:
+            flags, stored = _check_sample(
+                hist.site,
+                hist.dev,
+                item.ts,
+                True,
+                item.m,
+                raw["m"],
+                limits,
+                ctx.now_ms,
+            )
+        except _Hard as exc:
+            # keep the bad sample alone, re-wrapped so that reprocess can replay it
+            one = {**{k: obj[k] for k in ("v", "site", "dev", "sid")}, "samples": [raw]}
+            bad.append(
+                Quarantined(
+                    topic=topic,
+                    payload=json.dumps(one, separators=(",", ":")).encode(),
+                    reason=exc.reason,
+                    detail=f"samples[{index}] seq={item.seq}: {exc.detail}"[:1000],
+                    site_from_topic=hist.site,
+                    schema_v=schema_v,
+                    qos=qos,
+                    dup=dup,
+                )
+            )
+            continue
+        samples.append(
+            Sample(
+                site_id=hist.site,
+                dev_id=hist.dev,
+                ts_ms=item.ts,
+                seq=item.seq,
+                sid=hist.sid,
+                hist=True,
+                q=item.q,
+                flags=flags,
+                payload_hash=payload_hash(item.seq, item.ts, item.q, raw["m"]),
+                m=stored,
+            )
+        )
+    return Outcome(samples=tuple(samples), quarantined=tuple(bad))
