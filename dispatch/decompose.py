@@ -323,7 +323,7 @@ def _finish(
     failed: ComponentSolution | None,
 ) -> Result:
     paths = sorted({s.path for s in sols})
-    path = f"{notes}[{', '.join(paths)}]"
+    path = f"{notes}: {', '.join(paths)}"
     seconds = time.perf_counter() - t0
     if failed is not None:
         report = SolveReport(seconds, math.inf, solver_name(), path)
