@@ -1,0 +1,189 @@
+"""Build the FastAPI app: lifespan (store, broker probe, poller), routers, dashboard."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from fleet.api.errors import install_error_handlers
+from fleet.api.events import EventBus
+from fleet.api.metrics import ApiMetrics, MetricsAndLimitsMiddleware
+from fleet.api.options import ApiOptions
+from fleet.api.poller import Cursor, run_poller
+from fleet.api.routers import (
+    admin,
+    forecasts,
+    health,
+    markets,
+    schedules,
+    sites,
+    stream,
+)
+from fleet.config import Settings, get_settings
+from fleet.store.engine import make_engine
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+MAX_BODY_BYTES = 4 * 1024 * 1024
+"""Largest request body accepted [bytes]; larger ones get 413."""
+
+DESCRIPTION = """\
+Operator and scheduler API of **bessfleet**: the fleet and its sites, telemetry history,
+forecasts, schedules, revenue, bids and awards, warranty, FEOC compliance and a live
+event stream.
+
+Every endpoint but `/healthz` and `/readyz` needs an API key, sent as
+`Authorization: Bearer <key>` or `X-API-Key: <key>`. Roles: `viewer` reads,
+`scheduler` also pushes bids and awards, `admin` also changes the fleet and manages keys.
+A missing or wrong key is 401, a key whose role may not do it is 403. Units are in the
+field names (`_mw`, `_mwh`, `_usd`); fractions are 0-1; times are UTC (ISO 8601).
+"""
+
+
+class BrokerProbe:
+    """An MQTT client kept connected for ``/readyz`` (paho, its own network thread)."""
+
+    def __init__(self, url: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        parsed = urlparse(url)
+        self.url = url
+        self.host = parsed.hostname or "127.0.0.1"
+        self.port = parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
+        self._connected = threading.Event()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id="",
+            protocol=mqtt.MQTTv311,
+        )
+        if parsed.scheme == "mqtts":
+            self._client.tls_set()
+        if parsed.username:
+            self._client.username_pw_set(parsed.username, parsed.password)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.reconnect_delay_set(1, 10)
+
+    def _on_connect(self, *_args: Any) -> None:
+        reason = _args[3] if len(_args) > 3 else None
+        if reason is None or not getattr(reason, "is_failure", False):
+            self._connected.set()
+
+    def _on_disconnect(self, *_args: Any) -> None:
+        self._connected.clear()
+
+    def start(self) -> None:
+        """Connect in the background (never blocks the event loop)."""
+        self._client.connect_async(self.host, self.port, keepalive=30)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect and stop the network thread."""
+        with contextlib.suppress(Exception):
+            self._client.disconnect()
+        self._client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker accepted our connection."""
+        return self._connected.is_set()
+
+
+def _broker_url(settings: Settings) -> str | None:
+    url = (settings.mqtt_url or "").strip()
+    if not url or url.lower() in {"none", "off"}:
+        return None
+    return url
+
+
+def create_app(
+    settings: Settings | None = None, options: ApiOptions | None = None
+) -> FastAPI:
+    """Return the API app for ``settings`` (read from the environment when None).
+
+    Parameters
+    ----------
+    settings
+        Platform settings: the store URL and the broker URL (``/readyz`` checks both).
+    options
+        Limits and intervals of the API (history range, page size, poll interval).
+    """
+    settings = settings or get_settings()
+    options = options or ApiOptions()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        bus = EventBus()
+        bus.bind(asyncio.get_running_loop())
+        app.state.engine = engine
+        app.state.bus = bus
+        app.state.cursor = Cursor()
+        probe: BrokerProbe | None = None
+        broker_url = _broker_url(settings)
+        if options.broker_check and broker_url is not None:
+            probe = BrokerProbe(broker_url)
+            probe.start()
+        app.state.broker = probe
+        poller = asyncio.create_task(
+            run_poller(engine, bus, options.poll_interval_s, app.state.cursor),
+            name="bessfleet-store-poller",
+        )
+        logger.info("API started on store %s", engine.url.render_as_string())
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            if probe is not None:
+                await asyncio.to_thread(probe.stop)
+            engine.dispose()
+
+    app = FastAPI(
+        title="bessfleet API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "health", "description": "Liveness, readiness, metrics."},
+            {"name": "fleet", "description": "Sites, state, availability, telemetry."},
+            {"name": "schedules", "description": "Schedules and revenue."},
+            {"name": "forecasts", "description": "Price forecasts with quantiles."},
+            {"name": "markets", "description": "Bids and awards."},
+            {"name": "admin", "description": "Keys, fleet changes, audit log."},
+            {"name": "stream", "description": "Server-Sent Events."},
+        ],
+    )
+    app.state.settings = settings
+    app.state.options = options
+    app.state.metrics = ApiMetrics()
+    app.dependency_overrides[get_settings] = lambda: settings
+    install_error_handlers(app)
+    app.add_middleware(
+        MetricsAndLimitsMiddleware,
+        metrics=app.state.metrics,
+        max_body_bytes=MAX_BODY_BYTES,
+    )
+    for module in (health, sites, schedules, forecasts, markets, admin, stream):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        """Serve the operator dashboard (it asks for a viewer key itself)."""
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    return app

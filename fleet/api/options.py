@@ -1,0 +1,23 @@
+"""Limits and intervals of the API that are not platform settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ApiOptions:
+    """Bounds and timings of one API app."""
+
+    history_max_days: float = 31.0
+    """Longest time range a telemetry history query may span [days]."""
+    page_size_max: int = 5000
+    """Most points or rows one page may hold."""
+    poll_interval_s: float = 2.0
+    """How often the store poller looks for new schedules, setpoints, state, alerts [s]."""
+    sse_ping_s: float = 15.0
+    """Keep-alive comment interval on ``/v1/stream`` [s]."""
+    sse_max_subscribers: int = 200
+    """Most concurrent stream clients; more get 503."""
+    broker_check: bool = True
+    """Connect an MQTT client for ``/readyz`` when the settings name a broker."""

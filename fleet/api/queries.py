@@ -1,0 +1,610 @@
+"""Read the store for the API: sites with state, telemetry history, schedules, awards.
+
+Plain functions over a SQLAlchemy connection; they return plain dicts and dataclasses
+that the routers turn into response models.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from fleet.store.tables import (
+    awards,
+    bid_sets,
+    price_forecasts,
+    schedule_intervals,
+    schedules,
+    sites,
+)
+from fleet.store.telemetry_tables import (
+    tlm_counters,
+    tlm_latest,
+    tlm_measurements,
+    tlm_quarantine,
+    tlm_site_sessions,
+)
+
+logger = logging.getLogger(__name__)
+
+MARKET_TIMEZONES = {
+    "ERCOT": "America/Chicago",
+    "CAISO": "America/Los_Angeles",
+    "PJM": "America/New_York",
+}
+"""The market clock of each market (IANA); unknown markets fall back to UTC."""
+
+AGGREGATE_DEV = "site"
+"""Device id of a site's aggregate telemetry (spec/telemetry.md §1)."""
+
+
+def market_timezone(market: str) -> str:
+    """Return the IANA time zone of ``market`` (UTC when unknown)."""
+    return MARKET_TIMEZONES.get(market.upper(), "UTC")
+
+
+def ms_to_dt(ts_ms: int) -> dt.datetime:
+    """Return an aware UTC datetime from epoch milliseconds."""
+    return dt.datetime.fromtimestamp(ts_ms / 1000.0, tz=dt.UTC)
+
+
+def dt_to_ms(when: dt.datetime) -> int:
+    """Return epoch milliseconds of an aware datetime."""
+    return round(when.timestamp() * 1000.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteState:
+    """A site's latest state, aggregated over its devices."""
+
+    ts_ms: int | None
+    """Newest sample time [ms since epoch, UTC]."""
+    online: bool | None
+    """Gateway online per its birth/state messages (None: never seen)."""
+    soc: float | None
+    """State of charge, fraction 0-1."""
+    power_mw: float | None
+    """Net power [MW], + discharge."""
+    soh: float | None
+    """State of health, fraction 0-1."""
+    quality: str | None
+    """Worst quality flag among the newest samples."""
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def aggregate_state(rows: list[dict[str, Any]], online: bool | None) -> SiteState:
+    """Aggregate the latest rows of one site's devices into a :class:`SiteState`.
+
+    The ``site`` aggregate device wins when it carries a value; otherwise SoC is the
+    mean over battery banks and power the sum over PCS AC power (or bank DC power).
+    """
+    if not rows:
+        return SiteState(None, online, None, None, None, None)
+    agg = next((r for r in rows if r["dev_id"] == AGGREGATE_DEV), None)
+    banks = [r for r in rows if r["dev_id"].startswith("bank")]
+    pcs = [r for r in rows if r["dev_id"].startswith("pcs")]
+    soc: float | None = None
+    if agg is not None and agg["soc_pct"] is not None:
+        soc = agg["soc_pct"] / 100.0
+    else:
+        socs = [r["soc_pct"] for r in banks if r["soc_pct"] is not None]
+        soc = sum(socs) / len(socs) / 100.0 if socs else None
+    power_w: float | None = None
+    if agg is not None and (agg["p_ac_w"] is not None or agg["p_dc_w"] is not None):
+        power_w = agg["p_ac_w"] if agg["p_ac_w"] is not None else agg["p_dc_w"]
+    elif any(r["p_ac_w"] is not None for r in pcs):
+        power_w = sum(r["p_ac_w"] for r in pcs if r["p_ac_w"] is not None)
+    elif any(r["p_dc_w"] is not None for r in banks):
+        power_w = sum(r["p_dc_w"] for r in banks if r["p_dc_w"] is not None)
+    sohs = [
+        s
+        for r in (([agg] if agg else []) + banks)
+        if (s := _float((r["m"] or {}).get("soh_pct"))) is not None
+    ]
+    order = {"good": 0, "uncertain": 1, "bad": 2}
+    quality = max((r["q"] for r in rows), key=lambda q: order.get(q, 3))
+    return SiteState(
+        ts_ms=max(int(r["ts_ms"]) for r in rows),
+        online=online,
+        soc=soc,
+        power_mw=None if power_w is None else power_w / 1e6,
+        soh=min(sohs) / 100.0 if sohs else None,
+        quality=quality,
+    )
+
+
+def site_states(
+    conn: sa.Connection, site_ids: list[str] | None = None
+) -> dict[str, SiteState]:
+    """Return the latest aggregated state of each site (all sites when None)."""
+    query = sa.select(
+        tlm_latest.c.site_id,
+        tlm_latest.c.dev_id,
+        tlm_latest.c.ts_ms,
+        tlm_latest.c.q,
+        tlm_latest.c.soc_pct,
+        tlm_latest.c.p_dc_w,
+        tlm_latest.c.p_ac_w,
+        tlm_latest.c.m,
+    )
+    sessions = sa.select(tlm_site_sessions.c.site_id, tlm_site_sessions.c.online)
+    if site_ids is not None:
+        query = query.where(tlm_latest.c.site_id.in_(site_ids))
+        sessions = sessions.where(tlm_site_sessions.c.site_id.in_(site_ids))
+    by_site: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in conn.execute(query):
+        by_site[row.site_id].append(dict(row._mapping))
+    online = {row.site_id: bool(row.online) for row in conn.execute(sessions)}
+    keys = set(by_site) | set(online)
+    return {sid: aggregate_state(by_site.get(sid, []), online.get(sid)) for sid in keys}
+
+
+def site_rows(conn: sa.Connection, site_id: str | None = None) -> list[dict[str, Any]]:
+    """Return stored sites (id, name, market, node, meter, config, updated_at)."""
+    query = sa.select(sites).order_by(sites.c.id)
+    if site_id is not None:
+        query = query.where(sites.c.id == site_id)
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def site_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """Return the SiteOut fields (without state) from a stored site row."""
+    config: dict[str, Any] = row.get("config") or {}
+    battery: dict[str, Any] = config.get("battery") or {}
+    location: dict[str, Any] = config.get("location") or {}
+    return {
+        "site_id": row["id"],
+        "name": row["name"],
+        "market": row["market"],
+        "node": row["node"],
+        "meter": row["meter"],
+        "timezone": market_timezone(row["market"]),
+        "latitude": _float(location.get("lat")),
+        "longitude": _float(location.get("lon")),
+        "discharge_mw": _float(battery.get("discharge_mw")),
+        "charge_mw": _float(battery.get("charge_mw")),
+        "energy_mwh": _float(battery.get("energy_mwh")),
+        "services": [str(s) for s in config.get("services") or []],
+    }
+
+
+def state_dict(state: SiteState | None, now_ms: int) -> dict[str, Any] | None:
+    """Return the SiteStateOut fields of a state (None when nothing is known)."""
+    if state is None:
+        return None
+    return {
+        "ts": None if state.ts_ms is None else ms_to_dt(state.ts_ms),
+        "online": state.online,
+        "soc": state.soc,
+        "power_mw": state.power_mw,
+        "soh": state.soh,
+        "quality": state.quality,
+        "lag_s": None
+        if state.ts_ms is None
+        else max(0.0, (now_ms - state.ts_ms) / 1e3),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One resampled telemetry bucket."""
+
+    ts_ms: int
+    """Bucket start [ms since epoch, UTC]."""
+    soc: float | None
+    """Mean SoC, fraction 0-1."""
+    power_mw: float | None
+    """Mean net power [MW], + discharge."""
+    samples: int
+    """Samples in the bucket (all devices)."""
+
+
+def telemetry_buckets(
+    conn: sa.Connection,
+    *,
+    site_id: str,
+    start_ms: int,
+    end_ms: int,
+    bucket_ms: int,
+    dev: str | None = None,
+) -> list[Bucket]:
+    """Return mean SoC and power per ``bucket_ms`` bucket in [start_ms, end_ms).
+
+    Buckets are aligned on multiples of ``bucket_ms`` since the epoch; devices are
+    averaged per bucket, then combined as in :func:`aggregate_state`.
+    """
+    m = tlm_measurements.c
+    bucket = (m.ts_ms / sa.literal(bucket_ms, sa.BigInteger())).label("bucket")
+    query = (
+        sa.select(
+            bucket,
+            m.dev_id,
+            sa.func.avg(m.soc_pct).label("soc_pct"),
+            sa.func.avg(m.p_ac_w).label("p_ac_w"),
+            sa.func.avg(m.p_dc_w).label("p_dc_w"),
+            sa.func.count().label("n"),
+        )
+        .where(m.site_id == site_id, m.ts_ms >= start_ms, m.ts_ms < end_ms)
+        .group_by(bucket, m.dev_id)
+        .order_by(bucket)
+    )
+    if dev is not None:
+        query = query.where(m.dev_id == dev)
+    grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in conn.execute(query):
+        grouped[int(row.bucket)].append(
+            {
+                "dev_id": row.dev_id,
+                "soc_pct": _float(row.soc_pct),
+                "p_ac_w": _float(row.p_ac_w),
+                "p_dc_w": _float(row.p_dc_w),
+                "n": int(row.n),
+            }
+        )
+    out: list[Bucket] = []
+    for key in sorted(grouped):
+        rows = grouped[key]
+        state = aggregate_state(
+            [{**r, "ts_ms": key * bucket_ms, "q": "good", "m": None} for r in rows],
+            None,
+        )
+        out.append(
+            Bucket(
+                ts_ms=key * bucket_ms,
+                soc=state.soc,
+                power_mw=state.power_mw,
+                samples=sum(r["n"] for r in rows),
+            )
+        )
+    return out
+
+
+def count_samples(
+    conn: sa.Connection, *, site_id: str, start_ms: int, end_ms: int
+) -> tuple[int, int]:
+    """Return (distinct sample times, devices) of a site in [start_ms, end_ms)."""
+    m = tlm_measurements.c
+    row = conn.execute(
+        sa.select(
+            sa.func.count(sa.distinct(m.ts_ms)), sa.func.count(sa.distinct(m.dev_id))
+        ).where(m.site_id == site_id, m.ts_ms >= start_ms, m.ts_ms < end_ms)
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def schedule_interval_minutes(row: dict[str, Any]) -> int | None:
+    """Return a schedule's interval length [minutes] from its scenario, if stored."""
+    scenario = row.get("scenario")
+    if isinstance(scenario, dict):
+        value = scenario.get("interval_minutes")
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def schedule_revenue(row: dict[str, Any]) -> dict[str, float]:
+    """Return a schedule's revenue by service [USD] from its stored result."""
+    result = row.get("result")
+    if not isinstance(result, dict):
+        return {}
+    revenue = result.get("revenue_usd")
+    if not isinstance(revenue, dict):
+        return {}
+    return {str(k): float(v) for k, v in revenue.items() if _float(v) is not None}
+
+
+def schedule_rows(
+    conn: sa.Connection,
+    *,
+    market: str | None = None,
+    operating_day: dt.date | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Return stored schedules, newest first."""
+    query = (
+        sa.select(schedules)
+        .order_by(schedules.c.created_at.desc(), schedules.c.id.desc())
+        .limit(limit)
+    )
+    if market is not None:
+        query = query.where(schedules.c.market == market)
+    if operating_day is not None:
+        query = query.where(schedules.c.operating_day == operating_day)
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def schedule_by_id(conn: sa.Connection, schedule_id: int) -> dict[str, Any] | None:
+    """Return one schedule row, or None."""
+    row = conn.execute(
+        sa.select(schedules).where(schedules.c.id == schedule_id)
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+def schedule_by_version(
+    conn: sa.Connection, *, market: str, operating_day: dt.date, version: int | None
+) -> dict[str, Any] | None:
+    """Return the schedule of a market and day at ``version`` (newest when None)."""
+    query = sa.select(schedules).where(
+        schedules.c.market == market, schedules.c.operating_day == operating_day
+    )
+    if version is None:
+        query = query.order_by(schedules.c.version.desc()).limit(1)
+    else:
+        query = query.where(schedules.c.version == version)
+    row = conn.execute(query).first()
+    return None if row is None else dict(row._mapping)
+
+
+def interval_rows(
+    conn: sa.Connection,
+    schedule_id: int,
+    *,
+    site_id: str | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Return a schedule's interval rows ordered by site and time."""
+    c = schedule_intervals.c
+    query = (
+        sa.select(schedule_intervals)
+        .where(c.schedule_id == schedule_id)
+        .order_by(c.site_id, c.ts)
+    )
+    if site_id is not None:
+        query = query.where(c.site_id == site_id)
+    if start is not None:
+        query = query.where(c.ts >= start)
+    if end is not None:
+        query = query.where(c.ts < end)
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def newest_schedule_for_site(
+    conn: sa.Connection, *, site_id: str, start: dt.datetime, end: dt.datetime
+) -> dict[str, Any] | None:
+    """Return the newest schedule with intervals for ``site_id`` in [start, end)."""
+    c = schedule_intervals.c
+    newest = (
+        sa.select(sa.func.max(c.schedule_id))
+        .where(c.site_id == site_id, c.ts >= start, c.ts < end)
+        .scalar_subquery()
+    )
+    row = conn.execute(sa.select(schedules).where(schedules.c.id == newest)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def newest_per_day(
+    conn: sa.Connection, *, start_day: dt.date, end_day: dt.date
+) -> list[dict[str, Any]]:
+    """Return the newest schedule version of each (market, day) in [start_day, end_day]."""
+    s = schedules.c
+    newest = (
+        sa.select(sa.func.max(s.id))
+        .where(s.operating_day >= start_day, s.operating_day <= end_day)
+        .group_by(s.market, s.operating_day)
+    )
+    query = sa.select(schedules).where(s.id.in_(newest)).order_by(s.operating_day)
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def planned_discharge_mwh(conn: sa.Connection, *, site_id: str) -> float:
+    """Return the discharge energy [MWh] of a site in the newest schedule of each day."""
+    s = schedules.c
+    newest = sa.select(sa.func.max(s.id)).group_by(s.market, s.operating_day)
+    c = schedule_intervals.c
+    rows = conn.execute(
+        sa.select(c.schedule_id, sa.func.sum(c.discharge_mw), sa.func.count())
+        .where(c.site_id == site_id, c.schedule_id.in_(newest))
+        .group_by(c.schedule_id)
+    ).all()
+    total = 0.0
+    for schedule_id, discharge_sum, _n in rows:
+        row = schedule_by_id(conn, int(schedule_id))
+        minutes = schedule_interval_minutes(row or {}) or 15
+        total += float(discharge_sum or 0.0) * minutes / 60.0
+    return total
+
+
+def forecast(
+    conn: sa.Connection,
+    *,
+    market: str,
+    node: str,
+    product: str,
+    issued_before: dt.datetime | None,
+    limit: int,
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """Return (header, points) of the newest price forecast issued before a time."""
+    f = price_forecasts.c
+    head_query = (
+        sa.select(f.issue_time, f.model_version, f.unit)
+        .where(f.market == market, f.node == node, f.product == product)
+        .order_by(f.issue_time.desc())
+        .limit(1)
+    )
+    if issued_before is not None:
+        head_query = head_query.where(f.issue_time <= issued_before)
+    head = conn.execute(head_query).first()
+    if head is None:
+        return None, []
+    points = conn.execute(
+        sa.select(f.ts, f.p10, f.p50, f.p90)
+        .where(
+            f.market == market,
+            f.node == node,
+            f.product == product,
+            f.issue_time == head.issue_time,
+            f.model_version == head.model_version,
+        )
+        .order_by(f.ts)
+        .limit(limit)
+    ).all()
+    return dict(head._mapping), [dict(p._mapping) for p in points]
+
+
+def bid_set_rows(
+    conn: sa.Connection,
+    *,
+    market: str,
+    operating_day: dt.date,
+    version: int | None = None,
+) -> list[dict[str, Any]]:
+    """Return the bid sets of a market and day, newest version first."""
+    b = bid_sets.c
+    query = (
+        sa.select(bid_sets)
+        .where(b.market == market, b.operating_day == operating_day)
+        .order_by(b.version.desc())
+    )
+    if version is not None:
+        query = query.where(b.version == version)
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def next_bid_version(
+    conn: sa.Connection, *, market: str, operating_day: dt.date
+) -> int:
+    """Return the next bid set version of a market and day (1 for the first)."""
+    b = bid_sets.c
+    current = conn.execute(
+        sa.select(sa.func.max(b.version)).where(
+            b.market == market, b.operating_day == operating_day
+        )
+    ).scalar()
+    return int(current or 0) + 1
+
+
+def award_summaries(
+    conn: sa.Connection, *, market: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """Return per (market, day, version) award summaries, newest day first."""
+    a = awards.c
+    keys = (
+        sa.select(a.market, a.operating_day, a.version, sa.func.max(a.received_at))
+        .group_by(a.market, a.operating_day, a.version)
+        .order_by(a.operating_day.desc(), a.version.desc())
+        .limit(limit)
+    )
+    if market is not None:
+        keys = keys.where(a.market == market)
+    out = []
+    for mkt, day, version, received in conn.execute(keys).all():
+        rows = conn.execute(
+            sa.select(a.site_id, a.ts, a.product, a.award_mw).where(
+                a.market == mkt, a.operating_day == day, a.version == version
+            )
+        ).all()
+        mwh: dict[str, float] = defaultdict(float)
+        times = sorted({r.ts for r in rows})
+        step_h = (
+            (times[1] - times[0]).total_seconds() / 3600.0 if len(times) > 1 else 1.0
+        )
+        for r in rows:
+            mwh[r.product] += abs(float(r.award_mw)) * step_h
+        out.append(
+            {
+                "market": mkt,
+                "operating_day": day,
+                "version": int(version),
+                "created_at": received,
+                "interval_count": len(times),
+                "sites": sorted({r.site_id for r in rows}),
+                "award_mwh_by_product": dict(mwh),
+            }
+        )
+    return out
+
+
+def award_rows(
+    conn: sa.Connection, *, market: str, operating_day: dt.date, version: int | None
+) -> tuple[int | None, list[dict[str, Any]]]:
+    """Return (version, rows) of the awards of a market and day (newest version)."""
+    a = awards.c
+    if version is None:
+        version = conn.execute(
+            sa.select(sa.func.max(a.version)).where(
+                a.market == market, a.operating_day == operating_day
+            )
+        ).scalar()
+        if version is None:
+            return None, []
+    rows = conn.execute(
+        sa.select(a.site_id, a.ts, a.product, a.award_mw, a.price, a.unit)
+        .where(
+            a.market == market, a.operating_day == operating_day, a.version == version
+        )
+        .order_by(a.site_id, a.ts, a.product)
+    ).all()
+    return int(version), [dict(r._mapping) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreMetrics:
+    """Figures for ``/metrics`` read from the store."""
+
+    stored_total: int
+    """Telemetry rows stored since the start (all sites)."""
+    duplicates_total: int
+    """Duplicate telemetry rows absorbed."""
+    newest_ts_ms: dict[str, int]
+    """Newest sample time per site [ms since epoch]."""
+    quarantine_by_reason: dict[str, int]
+    """Quarantined messages per reason."""
+    latest_solves: list[dict[str, Any]]
+    """Newest schedule per market: market, status, seconds, objective_usd."""
+
+
+def store_metrics(conn: sa.Connection) -> StoreMetrics:
+    """Read the store figures exported on ``/metrics``."""
+    stored, dups = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(tlm_counters.c.stored), 0),
+            sa.func.coalesce(sa.func.sum(tlm_counters.c.duplicates), 0),
+        )
+    ).one()
+    newest = {
+        row.site_id: int(row.ts)
+        for row in conn.execute(
+            sa.select(
+                tlm_latest.c.site_id, sa.func.max(tlm_latest.c.ts_ms).label("ts")
+            ).group_by(tlm_latest.c.site_id)
+        )
+    }
+    quarantine = {
+        row.reason: int(row.n)
+        for row in conn.execute(
+            sa.select(tlm_quarantine.c.reason, sa.func.count().label("n")).group_by(
+                tlm_quarantine.c.reason
+            )
+        )
+    }
+    s = schedules.c
+    newest_ids = sa.select(sa.func.max(s.id)).group_by(s.market)
+    solves = []
+    for row in conn.execute(
+        sa.select(s.market, s.status, s.objective_usd, s.result).where(
+            s.id.in_(newest_ids)
+        )
+    ):
+        result = row.result if isinstance(row.result, dict) else {}
+        solve = result.get("solve") if isinstance(result.get("solve"), dict) else {}
+        solves.append(
+            {
+                "market": row.market,
+                "status": row.status,
+                "seconds": _float((solve or {}).get("seconds")),
+                "objective_usd": row.objective_usd,
+            }
+        )
+    return StoreMetrics(int(stored), int(dups), newest, quarantine, solves)

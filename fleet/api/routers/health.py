@@ -1,0 +1,70 @@
+"""Health, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from fleet.api import queries
+from fleet.api.deps import MetricsDep, StoreDep, ViewerKey
+from fleet.api.routers._common import AUTH_RESPONSES
+from fleet.api.schemas import HealthOut
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=HealthOut)
+async def healthz() -> HealthOut:
+    """Liveness: the process answers."""
+    return HealthOut(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=HealthOut,
+    responses={503: {"model": HealthOut, "description": "A dependency is down."}},
+)
+def readyz(request: Request, engine: StoreDep) -> Any:
+    """Readiness: the store answers a query and the broker accepted our connection."""
+    checks: dict[str, bool] = {}
+    detail: dict[str, str] = {}
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+            queries.schedule_rows(conn, limit=1)
+        checks["store"] = True
+    except sa.exc.SQLAlchemyError as exc:
+        checks["store"] = False
+        detail["store"] = type(exc).__name__
+    probe = request.app.state.broker
+    if probe is not None:
+        checks["broker"] = bool(probe.connected)
+        if not checks["broker"]:
+            detail["broker"] = f"not connected to {probe.host}:{probe.port}"
+    ok = all(checks.values())
+    body = HealthOut(status="ok" if ok else "unavailable", checks=checks, detail=detail)
+    return JSONResponse(status_code=200 if ok else 503, content=body.model_dump())
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={
+        **AUTH_RESPONSES,
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+    },
+)
+def metrics(
+    request: Request, engine: StoreDep, _key: ViewerKey, api_metrics: MetricsDep
+) -> PlainTextResponse:
+    """Prometheus metrics: ingest rate and lag, quarantine, solve time and status."""
+    with engine.connect() as conn:
+        store = queries.store_metrics(conn)
+    text = api_metrics.render(
+        store, subscribers=request.app.state.bus.subscriber_count, now_s=time.time()
+    )
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

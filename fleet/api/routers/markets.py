@@ -1,0 +1,324 @@
+"""Bids and awards per market and operating day (scheduler writes, viewer reads)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Path, Query
+
+from fleet.api import queries
+from fleet.api.deps import BusDep, SchedulerKey, StoreDep, ViewerKey
+from fleet.api.errors import ConflictError, InputError, NotFoundError
+from fleet.api.routers._common import AUTH_RESPONSES, NOT_FOUND, market_name, utc_now
+from fleet.api.schemas import (
+    AwardListOut,
+    AwardRowOut,
+    AwardSetIn,
+    AwardSetOut,
+    AwardSummaryOut,
+    BidSetIn,
+    BidSetOut,
+    ErrorOut,
+)
+from fleet.store import audit
+from fleet.store.tables import awards, bid_sets
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1", tags=["markets"], responses=AUTH_RESPONSES)
+
+MarketParam = Annotated[
+    str, Path(pattern=r"^[A-Za-z]{2,16}$", description="Market.", examples=["ERCOT"])
+]
+DayParam = Annotated[
+    dt.date, Path(description="Operating day (market local).", examples=["2026-11-25"])
+]
+OPERATING_DAY_RANGE = (dt.date(2000, 1, 1), dt.date(2100, 1, 1))
+"""Operating days the API accepts."""
+
+
+def _check_day(day: dt.date) -> None:
+    if not OPERATING_DAY_RANGE[0] <= day < OPERATING_DAY_RANGE[1]:
+        msg = f"operating_day={day} is outside {OPERATING_DAY_RANGE[0]}..{OPERATING_DAY_RANGE[1]}"
+        raise InputError(msg, ("path", "operating_day"))
+
+
+def check_bid_set(market: str, operating_day: dt.date, bid_set: BidSetIn) -> str | None:
+    """Return a refusal reason for a bid set, or None to accept it.
+
+    The structural checks (curve monotonic, no duplicate site/product/hour) are done
+    here; the market-rule and feasibility check belongs to ``fleet.ops.bids``
+    (issue 7) and is called when that module provides ``check_bid_set``.
+    """
+    seen: set[tuple[str, str, int]] = set()
+    for i, bid in enumerate(bid_set.bids):
+        key = (bid.site_id, bid.product, bid.hour_ending)
+        if key in seen:
+            msg = f"bids[{i}]: duplicate site_id/product/hour_ending {key}"
+            raise InputError(msg, ("body", "bids", i))
+        seen.add(key)
+        for j in range(1, len(bid.curve)):
+            (mw0, p0), (mw1, p1) = bid.curve[j - 1], bid.curve[j]
+            if mw1 < mw0 or p1 < p0:
+                msg = (
+                    f"bids[{i}].curve[{j}]=({mw1}, {p1}) is below ({mw0}, {p0}): the "
+                    "curve must be non-decreasing in MW and price"
+                )
+                raise InputError(msg, ("body", "bids", i, "curve", j))
+    try:
+        ops_bids = importlib.import_module("fleet.ops.bids")
+    except ModuleNotFoundError:
+        return None
+    hook = getattr(ops_bids, "check_bid_set", None)
+    if hook is None:
+        return None
+    reason = hook(market, operating_day, bid_set.model_dump(mode="json"))
+    return None if reason is None else str(reason)
+
+
+def _bid_out(row: dict[str, Any]) -> BidSetOut:
+    return BidSetOut(
+        bid_set_id=int(row["id"]),
+        market=row["market"],
+        operating_day=row["operating_day"],
+        version=int(row["version"]),
+        status=row["status"],
+        submitted_by=row["submitted_by"],
+        created_at=row["created_at"],
+        refusal_reason=row["refusal_reason"],
+        payload=row["payload"],
+    )
+
+
+@router.put(
+    "/markets/{market}/bids/{operating_day}",
+    response_model=BidSetOut,
+    status_code=201,
+    responses={409: {"model": ErrorOut}},
+)
+def put_bids(
+    market: MarketParam,
+    operating_day: DayParam,
+    bid_set: BidSetIn,
+    engine: StoreDep,
+    key: SchedulerKey,
+    bus: BusDep,
+) -> BidSetOut:
+    """Push a bid set (scheduler); it is stored as the next version and audit-logged."""
+    mkt = market_name(market)
+    _check_day(operating_day)
+    with engine.connect() as conn:
+        known = {r["id"] for r in queries.site_rows(conn)}
+    for i, bid in enumerate(bid_set.bids):
+        if bid.site_id not in known:
+            msg = f"bids[{i}].site_id={bid.site_id!r} is not a site of the fleet"
+            raise InputError(msg, ("body", "bids", i, "site_id"))
+    reason = check_bid_set(mkt, operating_day, bid_set)
+    status = "accepted" if reason is None else "refused"
+    try:
+        with engine.begin() as conn:
+            version = queries.next_bid_version(
+                conn, market=mkt, operating_day=operating_day
+            )
+            new_id = conn.execute(
+                sa.insert(bid_sets)
+                .values(
+                    market=mkt,
+                    operating_day=operating_day,
+                    version=version,
+                    status=status,
+                    submitted_by=key.id,
+                    created_at=utc_now(),
+                    payload=bid_set.model_dump(mode="json"),
+                    refusal_reason=reason,
+                )
+                .returning(bid_sets.c.id)
+            ).scalar_one()
+            audit.record(
+                conn,
+                actor=key.id,
+                action="bids.submit",
+                object_type="bid_set",
+                object_id=f"{mkt}/{operating_day}/v{version}",
+                detail={"status": status, "bids": len(bid_set.bids), "reason": reason},
+            )
+            row = queries.bid_set_rows(
+                conn, market=mkt, operating_day=operating_day, version=version
+            )[0]
+    except sa.exc.IntegrityError as exc:
+        msg = f"bid set {mkt}/{operating_day} was written concurrently; retry"
+        raise ConflictError(msg) from exc
+    logger.info(
+        "bid set %s %s v%s %s by %s", mkt, operating_day, version, status, key.id
+    )
+    bus.publish_threadsafe(
+        "bids",
+        {
+            "market": mkt,
+            "operating_day": operating_day.isoformat(),
+            "version": version,
+            "status": status,
+            "bid_set_id": int(new_id),
+            "summary": f"{operating_day} v{version} {status}",
+        },
+    )
+    return _bid_out(row)
+
+
+@router.get(
+    "/markets/{market}/bids/{operating_day}",
+    response_model=BidSetOut,
+    responses=NOT_FOUND,
+)
+def get_bids(
+    market: MarketParam,
+    operating_day: DayParam,
+    engine: StoreDep,
+    _key: ViewerKey,
+    version: Annotated[int | None, Query(ge=1, le=100000)] = None,
+) -> BidSetOut:
+    """Return a stored bid set (newest version by default)."""
+    mkt = market_name(market)
+    with engine.connect() as conn:
+        rows = queries.bid_set_rows(
+            conn, market=mkt, operating_day=operating_day, version=version
+        )
+    if not rows:
+        msg = f"market={mkt} operating_day={operating_day}: no bid set"
+        raise NotFoundError(msg)
+    return _bid_out(rows[0])
+
+
+@router.put(
+    "/markets/{market}/awards/{operating_day}",
+    response_model=AwardSetOut,
+    status_code=201,
+)
+def put_awards(
+    market: MarketParam,
+    operating_day: DayParam,
+    award_set: AwardSetIn,
+    engine: StoreDep,
+    key: SchedulerKey,
+    bus: BusDep,
+) -> AwardSetOut:
+    """Record the awards of a bid version (scheduler); replaces that version's rows."""
+    mkt = market_name(market)
+    _check_day(operating_day)
+    tz = ZoneInfo(queries.market_timezone(mkt))
+    day_start = dt.datetime.combine(operating_day, dt.time(), tzinfo=tz)
+    day_end = dt.datetime.combine(
+        operating_day + dt.timedelta(days=1), dt.time(), tzinfo=tz
+    )
+    seen: set[tuple[str, dt.datetime, str]] = set()
+    for i, award in enumerate(award_set.awards):
+        if not day_start <= award.ts < day_end:
+            msg = (
+                f"awards[{i}].ts={award.ts.isoformat()} is outside operating day "
+                f"{operating_day} ({tz.key})"
+            )
+            raise InputError(msg, ("body", "awards", i, "ts"))
+        k = (award.site_id, award.ts.astimezone(dt.UTC), award.product)
+        if k in seen:
+            msg = f"awards[{i}]: duplicate site_id/ts/product"
+            raise InputError(msg, ("body", "awards", i))
+        seen.add(k)
+    received = utc_now()
+    rows = [
+        {
+            "market": mkt,
+            "operating_day": operating_day,
+            "version": award_set.version,
+            "site_id": a.site_id,
+            "ts": a.ts.astimezone(dt.UTC),
+            "product": a.product,
+            "award_mw": a.award_mw,
+            "price": a.price,
+            "unit": a.unit,
+            "received_at": received,
+        }
+        for a in award_set.awards
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.delete(awards).where(
+                awards.c.market == mkt,
+                awards.c.operating_day == operating_day,
+                awards.c.version == award_set.version,
+            )
+        )
+        conn.execute(sa.insert(awards), rows)
+        audit.record(
+            conn,
+            actor=key.id,
+            action="awards.record",
+            object_type="awards",
+            object_id=f"{mkt}/{operating_day}/v{award_set.version}",
+            detail={"rows": len(rows)},
+        )
+        version, stored = queries.award_rows(
+            conn, market=mkt, operating_day=operating_day, version=award_set.version
+        )
+    bus.publish_threadsafe(
+        "awards",
+        {
+            "market": mkt,
+            "operating_day": operating_day.isoformat(),
+            "version": award_set.version,
+            "summary": f"{operating_day} v{award_set.version}: {len(rows)} awards",
+        },
+    )
+    return AwardSetOut(
+        market=mkt,
+        operating_day=operating_day,
+        version=int(version or award_set.version),
+        awards=[AwardRowOut(**r) for r in stored],
+    )
+
+
+@router.get(
+    "/markets/{market}/awards/{operating_day}",
+    response_model=AwardSetOut,
+    responses=NOT_FOUND,
+)
+def get_awards(
+    market: MarketParam,
+    operating_day: DayParam,
+    engine: StoreDep,
+    _key: ViewerKey,
+    version: Annotated[int | None, Query(ge=1, le=100000)] = None,
+) -> AwardSetOut:
+    """Return the awards of a market and operating day (newest version by default)."""
+    mkt = market_name(market)
+    with engine.connect() as conn:
+        found, rows = queries.award_rows(
+            conn, market=mkt, operating_day=operating_day, version=version
+        )
+    if found is None or not rows:
+        msg = f"market={mkt} operating_day={operating_day}: no awards"
+        raise NotFoundError(msg)
+    return AwardSetOut(
+        market=mkt,
+        operating_day=operating_day,
+        version=found,
+        awards=[AwardRowOut(**r) for r in rows],
+    )
+
+
+@router.get("/awards", response_model=AwardListOut)
+def list_awards(
+    engine: StoreDep,
+    _key: ViewerKey,
+    market: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2,16}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> AwardListOut:
+    """Award sets (market, day, version), newest day first."""
+    mkt = None if market is None else market_name(market, "query")
+    with engine.connect() as conn:
+        items = queries.award_summaries(conn, market=mkt, limit=limit)
+    return AwardListOut(items=[AwardSummaryOut(**i) for i in items])

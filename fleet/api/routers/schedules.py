@@ -1,0 +1,296 @@
+"""Schedules (current and by version, per site and fleet totals) and revenue."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import defaultdict
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Path, Query
+from pydantic import AwareDatetime
+
+from fleet.api import queries
+from fleet.api.deps import StoreDep, ViewerKey
+from fleet.api.errors import NotFoundError
+from fleet.api.routers._common import (
+    AUTH_RESPONSES,
+    NOT_FOUND,
+    as_utc,
+    check_range,
+    market_name,
+    utc_now,
+)
+from fleet.api.routers.sites import SiteIdParam
+from fleet.api.schemas import (
+    RevenueOut,
+    ScheduleListOut,
+    ScheduleOut,
+    SchedulePointOut,
+    ScheduleSummaryOut,
+    ScheduleVsRealizedOut,
+    ScheduleWindowOut,
+    SiteScheduleOut,
+    TelemetryPointOut,
+)
+
+router = APIRouter(prefix="/v1", tags=["schedules"], responses=AUTH_RESPONSES)
+
+MarketParam = Annotated[
+    str, Path(pattern=r"^[A-Za-z]{2,16}$", description="Market.", examples=["ERCOT"])
+]
+MarketQuery = Annotated[
+    str | None, Query(pattern=r"^[A-Za-z]{2,16}$", examples=["ERCOT"])
+]
+REVENUE_MAX_DAYS = 366.0
+"""Longest window of a revenue query [days]."""
+
+
+def _summary(row: dict[str, Any]) -> ScheduleSummaryOut:
+    return ScheduleSummaryOut(**_summary_fields(row))
+
+
+def _summary_fields(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schedule_id": int(row["id"]),
+        "market": row["market"],
+        "operating_day": row["operating_day"],
+        "version": int(row["version"]),
+        "created_at": row["created_at"],
+        "status": row["status"],
+        "objective_usd": row["objective_usd"],
+        "solve_path": row["solve_path"],
+        "interval_minutes": queries.schedule_interval_minutes(row),
+        "revenue_usd": queries.schedule_revenue(row),
+    }
+
+
+def _point(r: dict[str, Any]) -> SchedulePointOut:
+    return SchedulePointOut(
+        ts=r["ts"],
+        power_mw=r["discharge_mw"] - r["charge_mw"],
+        charge_mw=r["charge_mw"],
+        discharge_mw=r["discharge_mw"],
+        reg_up_mw=r["reg_up_mw"],
+        reg_down_mw=r["reg_down_mw"],
+        spin_mw=r["spin_mw"],
+        soc=r["soc"],
+    )
+
+
+def _full(conn: Any, row: dict[str, Any], site_id: str | None) -> ScheduleOut:
+    intervals = queries.interval_rows(conn, int(row["id"]), site_id=site_id)
+    by_site: dict[str, list[SchedulePointOut]] = defaultdict(list)
+    fleet: dict[dt.datetime, float] = defaultdict(float)
+    for r in intervals:
+        point = _point(r)
+        by_site[r["site_id"]].append(point)
+        fleet[r["ts"]] += point.power_mw
+    times = sorted(fleet)
+    return ScheduleOut(
+        **_summary_fields(row),
+        sites=[
+            SiteScheduleOut(site_id=s, points=p) for s, p in sorted(by_site.items())
+        ],
+        fleet_ts=times,
+        fleet_power_mw=[fleet[t] for t in times],
+    )
+
+
+@router.get("/schedules", response_model=ScheduleListOut)
+def list_schedules(
+    engine: StoreDep,
+    _key: ViewerKey,
+    market: MarketQuery = None,
+    operating_day: dt.date | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> ScheduleListOut:
+    """List stored schedules (all versions), newest first."""
+    mkt = None if market is None else market_name(market, "query")
+    with engine.connect() as conn:
+        rows = queries.schedule_rows(
+            conn, market=mkt, operating_day=operating_day, limit=limit
+        )
+    return ScheduleListOut(items=[_summary(r) for r in rows])
+
+
+@router.get("/schedules/current", response_model=ScheduleOut, responses=NOT_FOUND)
+def current_schedule(
+    engine: StoreDep,
+    _key: ViewerKey,
+    market: Annotated[str, Query(pattern=r"^[A-Za-z]{2,16}$", examples=["ERCOT"])],
+    site_id: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")] = None,
+) -> ScheduleOut:
+    """Return the newest version of today's schedule (market local day)."""
+    mkt = market_name(market, "query")
+    today = utc_now().astimezone(ZoneInfo(queries.market_timezone(mkt))).date()
+    with engine.connect() as conn:
+        row = queries.schedule_by_version(
+            conn, market=mkt, operating_day=today, version=None
+        )
+        if row is None:
+            rows = queries.schedule_rows(conn, market=mkt, limit=1)
+            row = rows[0] if rows else None
+        if row is None:
+            msg = f"market={mkt}: no schedule stored"
+            raise NotFoundError(msg)
+        return _full(conn, row, site_id)
+
+
+@router.get("/schedules/{schedule_id}", response_model=ScheduleOut, responses=NOT_FOUND)
+def get_schedule(
+    engine: StoreDep,
+    _key: ViewerKey,
+    schedule_id: Annotated[int, Path(ge=1, le=2**62)],
+    site_id: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")] = None,
+) -> ScheduleOut:
+    """One stored schedule with per-site series and fleet totals."""
+    with engine.connect() as conn:
+        row = queries.schedule_by_id(conn, schedule_id)
+        if row is None:
+            msg = f"schedule_id={schedule_id}: no such schedule"
+            raise NotFoundError(msg)
+        return _full(conn, row, site_id)
+
+
+@router.get(
+    "/markets/{market}/schedules/{operating_day}",
+    response_model=ScheduleOut,
+    responses=NOT_FOUND,
+)
+def schedule_by_version(
+    market: MarketParam,
+    operating_day: dt.date,
+    engine: StoreDep,
+    _key: ViewerKey,
+    version: Annotated[int | None, Query(ge=1, le=100000)] = None,
+    site_id: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")] = None,
+) -> ScheduleOut:
+    """Return a market's schedule for a day at ``version`` (newest by default)."""
+    mkt = market_name(market)
+    with engine.connect() as conn:
+        row = queries.schedule_by_version(
+            conn, market=mkt, operating_day=operating_day, version=version
+        )
+        if row is None:
+            msg = (
+                f"market={mkt} operating_day={operating_day}"
+                f"{'' if version is None else f' version={version}'}: no schedule"
+            )
+            raise NotFoundError(msg)
+        return _full(conn, row, site_id)
+
+
+@router.get(
+    "/sites/{site_id}/schedule-vs-realized",
+    response_model=ScheduleVsRealizedOut,
+    responses=NOT_FOUND,
+)
+def schedule_vs_realized(
+    site_id: SiteIdParam,
+    engine: StoreDep,
+    _key: ViewerKey,
+    start: Annotated[
+        AwareDatetime | None,
+        Query(description="Window start; default: the market's local midnight today."),
+    ] = None,
+    end: Annotated[
+        AwareDatetime | None,
+        Query(description="Window end; default: start + 24 h (at most 7 days)."),
+    ] = None,
+    resample_s: Annotated[int, Query(ge=60, le=3600)] = 300,
+) -> ScheduleVsRealizedOut:
+    """Return a site's planned power and SoC next to its realized telemetry."""
+    with engine.connect() as conn:
+        rows = queries.site_rows(conn, site_id)
+        if not rows:
+            msg = f"site_id={site_id!r}: no such site"
+            raise NotFoundError(msg)
+        tz = queries.market_timezone(rows[0]["market"])
+        if start is None:
+            local_now = utc_now().astimezone(ZoneInfo(tz))
+            start_utc = local_now.replace(
+                hour=0, minute=0, second=0, microsecond=0
+            ).astimezone(dt.UTC)
+        else:
+            start_utc = as_utc(start, "start")
+        end_utc = (
+            as_utc(end, "end") if end is not None else start_utc + dt.timedelta(days=1)
+        )
+        check_range(start_utc, end_utc, max_days=7.0)
+        schedule = queries.newest_schedule_for_site(
+            conn, site_id=site_id, start=start_utc, end=end_utc
+        )
+        window = None
+        if schedule is not None:
+            intervals = queries.interval_rows(
+                conn, int(schedule["id"]), site_id=site_id, start=start_utc, end=end_utc
+            )
+            minutes = queries.schedule_interval_minutes(schedule)
+            if minutes is None and len(intervals) > 1:
+                minutes = int(
+                    (intervals[1]["ts"] - intervals[0]["ts"]).total_seconds() // 60
+                )
+            window = ScheduleWindowOut(
+                schedule_id=int(schedule["id"]),
+                version=int(schedule["version"]),
+                status=schedule["status"],
+                created_at=schedule["created_at"],
+                interval_minutes=minutes or 15,
+                points=[_point(r) for r in intervals],
+            )
+        bucket_ms = resample_s * 1000
+        buckets = queries.telemetry_buckets(
+            conn,
+            site_id=site_id,
+            start_ms=queries.dt_to_ms(start_utc) // bucket_ms * bucket_ms,
+            end_ms=min(queries.dt_to_ms(end_utc), int(time.time() * 1000) + bucket_ms),
+            bucket_ms=bucket_ms,
+        )
+    return ScheduleVsRealizedOut(
+        site_id=site_id,
+        timezone=tz,
+        start=start_utc,
+        end=end_utc,
+        schedule=window,
+        realized=[
+            TelemetryPointOut(
+                ts=queries.ms_to_dt(b.ts_ms),
+                soc=b.soc,
+                power_mw=b.power_mw,
+                samples=b.samples,
+            )
+            for b in buckets
+        ],
+    )
+
+
+@router.get("/revenue", response_model=RevenueOut)
+def revenue(
+    engine: StoreDep,
+    _key: ViewerKey,
+    start: Annotated[AwareDatetime, Query(examples=["2026-11-01T00:00:00Z"])],
+    end: Annotated[AwareDatetime, Query(examples=["2026-12-01T00:00:00Z"])],
+) -> RevenueOut:
+    """Revenue by service and degradation cost of the newest schedule of each day."""
+    start_utc = as_utc(start, "start")
+    end_utc = as_utc(end, "end")
+    check_range(start_utc, end_utc, max_days=REVENUE_MAX_DAYS)
+    with engine.connect() as conn:
+        rows = queries.newest_per_day(
+            conn, start_day=start_utc.date(), end_day=end_utc.date()
+        )
+    by_service: dict[str, float] = defaultdict(float)
+    for row in rows:
+        for service, value in queries.schedule_revenue(row).items():
+            by_service[service] += value
+    degradation = -by_service.get("degradation", 0.0)
+    return RevenueOut(
+        start=start_utc,
+        end=end_utc,
+        by_service_usd=dict(by_service),
+        degradation_usd=degradation,
+        total_usd=sum(by_service.values()),
+        schedules=len(rows),
+    )

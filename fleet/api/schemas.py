@@ -1,0 +1,483 @@
+"""Request (…In) and response (…Out) models of the API, with OpenAPI examples."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from fleet.types import SITE_ID_PATTERN
+
+MarketName = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,31}$",
+        description="Market (ISO) name, e.g. ERCOT.",
+        examples=["ERCOT"],
+    ),
+]
+SiteIdPath = Annotated[str, Field(pattern=SITE_ID_PATTERN, examples=["tx-odessa-01"])]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ErrorOut(_Out):
+    """An error answer."""
+
+    detail: str | list[dict[str, Any]] = Field(
+        description="What was wrong, naming the field.",
+        examples=["invalid or revoked API key"],
+    )
+
+
+class HealthOut(_Out):
+    """Liveness or readiness."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, bool] = Field(
+        default_factory=dict, examples=[{"store": True, "broker": True}]
+    )
+    detail: dict[str, str] = Field(default_factory=dict)
+
+
+class SiteStateOut(_Out):
+    """The latest measured state of a site (aggregated over its devices)."""
+
+    ts: AwareDatetime | None = Field(description="Newest sample time (UTC).")
+    online: bool | None = Field(description="Gateway online (None when unknown).")
+    soc: float | None = Field(
+        ge=-0.01, le=1.01, description="State of charge, fraction 0-1.", examples=[0.62]
+    )
+    power_mw: float | None = Field(
+        description="Net power [MW], + discharge / - charge.", examples=[-1.25]
+    )
+    soh: float | None = Field(
+        default=None, description="State of health, fraction 0-1.", examples=[0.971]
+    )
+    quality: str | None = Field(default=None, examples=["good"])
+    lag_s: float | None = Field(
+        default=None, description="Age of the newest sample [s].", examples=[1.2]
+    )
+
+
+class SiteOut(_Out):
+    """A site: configuration summary and latest state."""
+
+    site_id: str = Field(examples=["tx-odessa-01"])
+    name: str = Field(examples=["Odessa storage 1"])
+    market: str = Field(examples=["ERCOT"])
+    node: str | None = Field(examples=["HB_WEST"])
+    meter: str | None = Field(examples=["front"])
+    timezone: str = Field(
+        description="The market's clock (IANA).", examples=["America/Chicago"]
+    )
+    latitude: float | None = Field(examples=[31.85])
+    longitude: float | None = Field(examples=[-102.37])
+    discharge_mw: float | None = Field(examples=[10.0])
+    charge_mw: float | None = Field(examples=[10.0])
+    energy_mwh: float | None = Field(examples=[40.0])
+    services: list[str] = Field(examples=[["energy", "reg_up"]])
+    state: SiteStateOut | None = None
+
+
+class SiteDetailOut(SiteOut):
+    """A site with its full stored configuration."""
+
+    config: dict[str, Any] = Field(description="The site as the fleet file gave it.")
+    updated_at: AwareDatetime
+
+
+class SiteListOut(_Out):
+    """The fleet's sites."""
+
+    items: list[SiteOut]
+    count: int = Field(ge=0)
+
+
+class FleetOut(_Out):
+    """Fleet totals."""
+
+    site_count: int = Field(ge=0, examples=[12])
+    online_count: int = Field(ge=0, examples=[11])
+    discharge_mw: float = Field(description="Summed discharge rating [MW].")
+    charge_mw: float = Field(description="Summed charge rating [MW].")
+    energy_mwh: float = Field(description="Summed energy rating [MWh].")
+    stored_energy_mwh: float | None = Field(description="Energy stored now [MWh].")
+    power_mw: float | None = Field(description="Net power now [MW], + discharge.")
+    markets: list[str]
+
+
+class AvailabilityOut(_Out):
+    """A site's availability and the share of expected telemetry received."""
+
+    site_id: str
+    start: AwareDatetime
+    end: AwareDatetime
+    online: bool | None
+    samples: int = Field(ge=0, description="Telemetry samples stored in the window.")
+    expected_samples: int = Field(ge=0, description="At the site's sample interval.")
+    availability: float = Field(ge=0, le=1, description="samples / expected, 0-1.")
+    available_discharge_mw: float | None = Field(
+        description="Discharge power available now [MW] (0 when offline)."
+    )
+
+
+class TelemetryPointOut(_Out):
+    """One resampled telemetry point (mean over the bucket)."""
+
+    ts: AwareDatetime = Field(description="Bucket start (UTC).")
+    soc: float | None = Field(description="Mean SoC, fraction 0-1.")
+    power_mw: float | None = Field(description="Mean net power [MW], + discharge.")
+    samples: int = Field(ge=0)
+
+
+class TelemetryPageOut(_Out):
+    """One page of a site's telemetry history."""
+
+    site_id: str
+    dev: str | None
+    start: AwareDatetime
+    end: AwareDatetime
+    resample_s: int
+    points: list[TelemetryPointOut]
+    next_cursor: AwareDatetime | None = Field(
+        description="Pass as ``start`` to get the next page; None on the last page."
+    )
+
+
+class SchedulePointOut(_Out):
+    """One interval of a site's schedule."""
+
+    ts: AwareDatetime = Field(description="Interval start (UTC).")
+    power_mw: float = Field(description="Planned net power [MW], + discharge.")
+    charge_mw: float
+    discharge_mw: float
+    reg_up_mw: float
+    reg_down_mw: float
+    spin_mw: float
+    soc: float | None = Field(description="Planned SoC at interval end, 0-1.")
+
+
+class ScheduleSummaryOut(_Out):
+    """A stored schedule (without its series)."""
+
+    schedule_id: int
+    market: str
+    operating_day: dt.date
+    version: int
+    created_at: AwareDatetime
+    status: str = Field(examples=["optimal"])
+    objective_usd: float | None
+    solve_path: str | None
+    interval_minutes: int | None
+    revenue_usd: dict[str, float] = Field(
+        default_factory=dict, examples=[{"energy": 1234.5, "degradation": -80.0}]
+    )
+
+
+class SiteScheduleOut(_Out):
+    """A schedule's series for one site."""
+
+    site_id: str
+    points: list[SchedulePointOut]
+
+
+class ScheduleOut(ScheduleSummaryOut):
+    """A schedule with per-site series and fleet totals."""
+
+    sites: list[SiteScheduleOut]
+    fleet_power_mw: list[float] = Field(
+        description="Fleet net power per interval [MW], + discharge."
+    )
+    fleet_ts: list[AwareDatetime]
+
+
+class ScheduleListOut(_Out):
+    """Stored schedules, newest first."""
+
+    items: list[ScheduleSummaryOut]
+
+
+class ScheduleVsRealizedOut(_Out):
+    """A site's current schedule next to its realized power and SoC."""
+
+    site_id: str
+    timezone: str
+    start: AwareDatetime
+    end: AwareDatetime
+    schedule: ScheduleWindowOut | None
+    realized: list[TelemetryPointOut]
+
+
+class ScheduleWindowOut(_Out):
+    """The planned series of the newest schedule covering a window."""
+
+    schedule_id: int
+    version: int
+    status: str
+    created_at: AwareDatetime
+    interval_minutes: int
+    points: list[SchedulePointOut]
+
+
+class ForecastPointOut(_Out):
+    """One forecast interval with its quantiles."""
+
+    ts: AwareDatetime
+    p10: float | None
+    p50: float
+    p90: float | None
+
+
+class ForecastOut(_Out):
+    """A price forecast for one market, node and product at one issue time."""
+
+    market: str
+    node: str
+    product: str = Field(examples=["energy"])
+    issue_time: AwareDatetime
+    model_version: str
+    unit: str = Field(examples=["usd_per_mwh"])
+    points: list[ForecastPointOut]
+
+
+class RevenueOut(_Out):
+    """Revenue by service over a window, from the newest schedule of each day."""
+
+    start: AwareDatetime
+    end: AwareDatetime
+    by_service_usd: dict[str, float] = Field(
+        examples=[{"energy": 5321.0, "reg_up": 812.0, "degradation": -410.0}]
+    )
+    degradation_usd: float = Field(description="Degradation cost (≥ 0) [USD].")
+    total_usd: float
+    schedules: int = Field(ge=0)
+
+
+class WarrantyOut(_Out):
+    """A site's warranty use and state of health."""
+
+    site_id: str
+    soh: float | None = Field(description="Latest measured SoH, fraction 0-1.")
+    warranty_years: int
+    warranty_throughput_mwh: float
+    commissioned: dt.date
+    years_in_service: float
+    planned_throughput_mwh: float = Field(
+        description="Discharge energy in stored schedules [MWh]."
+    )
+    throughput_used: float = Field(description="planned / warranty throughput, 0-1+.")
+    max_average_soc: float | None
+    max_c_rate_per_h: float | None
+
+
+class BidSetIn(_In):
+    """A day-ahead bid set a scheduler pushes for one market and operating day."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "bids": [
+                        {
+                            "site_id": "tx-odessa-01",
+                            "product": "energy",
+                            "hour_ending": 18,
+                            "curve": [[-10.0, 15.0], [0.0, 30.0], [10.0, 120.0]],
+                        }
+                    ],
+                    "note": "DA bid",
+                }
+            ]
+        },
+    )
+
+    bids: list[BidIn] = Field(min_length=1, max_length=5000)
+    note: str | None = Field(default=None, max_length=500)
+
+
+class BidIn(_In):
+    """One bid: a (MW, $/MWh or $/MW-h) curve for a site, product and hour."""
+
+    site_id: str = Field(pattern=SITE_ID_PATTERN)
+    product: Literal["energy", "reg_up", "reg_down", "spin", "capacity"]
+    hour_ending: int = Field(ge=1, le=25, description="Hour ending (1-24, 25 on DST).")
+    curve: list[tuple[float, float]] = Field(
+        min_length=1,
+        max_length=10,
+        description="(MW, price) pairs, MW - = charge, non-decreasing in both.",
+    )
+
+
+class BidSetOut(_Out):
+    """A stored bid set."""
+
+    bid_set_id: int
+    market: str
+    operating_day: dt.date
+    version: int
+    status: str
+    submitted_by: str
+    created_at: AwareDatetime
+    refusal_reason: str | None
+    payload: dict[str, Any]
+
+
+class AwardIn(_In):
+    """One awarded quantity for a site, product and interval."""
+
+    site_id: str = Field(pattern=SITE_ID_PATTERN)
+    ts: AwareDatetime = Field(description="Interval start (UTC).")
+    product: Literal["energy", "reg_up", "reg_down", "spin", "capacity"]
+    award_mw: float = Field(ge=-10000, le=10000)
+    price: float | None = Field(default=None, ge=-10000, le=100000)
+    unit: Literal["usd_per_mwh", "usd_per_mw"]
+
+
+class AwardSetIn(_In):
+    """The awards received for a market and operating day."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "version": 1,
+                    "awards": [
+                        {
+                            "site_id": "tx-odessa-01",
+                            "ts": "2026-11-25T23:00:00Z",
+                            "product": "energy",
+                            "award_mw": 8.0,
+                            "price": 42.1,
+                            "unit": "usd_per_mwh",
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+
+    version: int = Field(ge=1, description="Version of the bid set these answer.")
+    awards: list[AwardIn] = Field(min_length=1, max_length=20000)
+
+
+class AwardSummaryOut(_Out):
+    """The awards of one market, operating day and bid version."""
+
+    market: str
+    operating_day: dt.date
+    version: int
+    created_at: AwareDatetime
+    interval_count: int
+    sites: list[str]
+    award_mwh_by_product: dict[str, float]
+
+
+class AwardListOut(_Out):
+    """Award sets, newest first."""
+
+    items: list[AwardSummaryOut]
+
+
+class AwardRowOut(_Out):
+    """One awarded interval."""
+
+    site_id: str
+    ts: AwareDatetime
+    product: str
+    award_mw: float
+    price: float | None
+    unit: str
+
+
+class AwardSetOut(_Out):
+    """The awards of one market, operating day and version."""
+
+    market: str
+    operating_day: dt.date
+    version: int
+    awards: list[AwardRowOut]
+
+
+class KeyIn(_In):
+    """A key to create."""
+
+    role: Literal["viewer", "scheduler", "admin"]
+    note: str | None = Field(default=None, max_length=500)
+
+
+class KeyOut(_Out):
+    """A stored API key (never its secret)."""
+
+    key_id: str
+    prefix: str
+    role: str
+    created_at: AwareDatetime
+    revoked_at: AwareDatetime | None
+    note: str | None
+
+
+class NewKeyOut(KeyOut):
+    """A created key; ``secret`` is shown this once."""
+
+    secret: str
+
+
+class KeyListOut(_Out):
+    """Stored API keys."""
+
+    items: list[KeyOut]
+
+
+class AuditEntryOut(_Out):
+    """One audit log entry."""
+
+    id: int
+    ts: AwareDatetime
+    actor: str
+    action: str
+    object_type: str
+    object_id: str | None
+    detail: dict[str, Any] | None
+
+
+class AuditListOut(_Out):
+    """Audit entries, newest first."""
+
+    items: list[AuditEntryOut]
+
+
+class SiteComplianceOut(_Out):
+    """One site's FEOC compliance for a year."""
+
+    site_id: str
+    year: int
+    non_feoc_share: float = Field(description="Non-FEOC capex share, 0-1.")
+    threshold: float = Field(description="Required non-FEOC share, 0-1.")
+    passes: bool
+    margin: float = Field(description="non_feoc_share - threshold (fraction).")
+    feoc_components: list[str] = Field(examples=[["cell", "module"]])
+
+
+class ComplianceOut(_Out):
+    """The FEOC compliance report of the fleet for a year."""
+
+    year: int = Field(examples=[2026])
+    site_count: int
+    passing_count: int
+    sites: list[SiteComplianceOut]
+
+
+ScheduleVsRealizedOut.model_rebuild()
+BidSetIn.model_rebuild()
