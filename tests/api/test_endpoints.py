@@ -596,10 +596,12 @@ def test_metrics_export_ingest_quarantine_and_solve_when_scraped(
 def test_dashboard_is_served_when_root_requested(client: httpx.Client) -> None:
     page = client.get("/")
     assert page.status_code == 200
-    assert "bessfleet" in page.text and "/static/app.js" in page.text
+    assert "bessfleet" in page.text
+    assert "/static/app.js" in page.text
     script = client.get("/static/app.js")
     assert script.status_code == 200
-    assert "http://" not in script.text and "https://" not in script.text
+    assert "http://" not in script.text
+    assert "https://" not in script.text
     assert "http" not in page.text.replace("http-equiv", "")
 
 
