@@ -5,8 +5,11 @@ const state = { key: null, sites: new Map(), selected: null, streamAbort: null, 
 const $ = (id) => document.getElementById(id);
 
 // ---- formatting: numbers always carry units; times in the market's local time ----
-const fmtNum = (v, digits) => (v === null || v === undefined || Number.isNaN(v)) ? "–" :
-  Number(v).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const fmtNum = (v, digits) => {
+  if (v === null || v === undefined || Number.isNaN(v)) return "–";
+  const r = Number(Number(v).toFixed(digits));
+  return (r === 0 ? 0 : r).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+};
 const fmtMW = (v) => v === null || v === undefined ? "–" : `${fmtNum(v, 2)} MW`;
 const fmtMWh = (v) => v === null || v === undefined ? "–" : `${fmtNum(v, 1)} MWh`;
 const fmtPct = (frac) => frac === null || frac === undefined ? "–" : `${fmtNum(frac * 100, 1)} %`;
@@ -18,6 +21,11 @@ function fmtTime(iso, tz) {
   const f = new Intl.DateTimeFormat("en-US", { timeZone: tz || "UTC", month: "short", day: "numeric",
     hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false, timeZoneName: "short" });
   return f.format(d);
+}
+function fmtClock(iso, tz) {
+  if (!iso) return "–";
+  return new Intl.DateTimeFormat("en-US", { timeZone: tz || "UTC", hour: "2-digit", minute: "2-digit",
+    second: "2-digit", hour12: false, timeZoneName: "short" }).format(new Date(iso));
 }
 function hourLabel(ms, tz) {
   return new Intl.DateTimeFormat("en-US", { timeZone: tz || "UTC", hour: "2-digit", minute: "2-digit", hour12: false }).format(new Date(ms));
@@ -47,14 +55,15 @@ function renderSites() {
     tr.dataset.site = s.site_id;
     if (s.site_id === state.selected) tr.className = "sel";
     const cells = [
-      [s.name || s.site_id, ""], [`${s.market.toUpperCase()} · ${s.node}`, ""], [null, ""],
+      [s.name || s.site_id, ""], [s.market.toUpperCase(), ""], [null, ""],
       [fmtPct(s.state && s.state.soc), "num"], [fmtMW(s.state && s.state.power_mw), "num"],
       [`${fmtNum(s.discharge_mw, 1)} MW / ${fmtNum(s.energy_mwh, 0)} MWh`, "num"],
-      [fmtTime(s.state && s.state.ts, s.timezone), ""],
+      [fmtClock(s.state && s.state.ts, s.timezone), ""],
     ];
     cells.forEach(([text, cls], i) => {
       const td = document.createElement("td");
       if (cls) td.className = cls;
+      if (i === 1) td.title = `pricing node ${s.node || "–"}`;
       if (i === 2) { const b = document.createElement("span"); b.className = `st st-${st}`; b.textContent = st; td.appendChild(b); }
       else td.textContent = text;
       tr.appendChild(td);
@@ -77,7 +86,7 @@ function renderMap() {
     const pad = 1.0;
     const la0 = Math.min(...lats) - pad, la1 = Math.max(...lats) + pad;
     const lo0 = Math.min(...lons) - pad, lo1 = Math.max(...lons) + pad;
-    const sc = Math.min(380 / (lo1 - lo0), 200 / (la1 - la0));
+    const sc = Math.min(290 / (lo1 - lo0), 190 / (la1 - la0));
     for (const s of pts) {
       const x = 10 + (s.longitude - lo0) * sc, y = 210 - (s.latitude - la0) * sc;
       const st = statusOf(s);
@@ -106,13 +115,13 @@ function renderSummary() {
 }
 
 // ---- charts (hand-written SVG) ----
-function lineChart(svg, w, h, series, yUnit, tz, yFixed) {
+function lineChart(svg, w, h, series, yUnit, tz, yFixed, xRange) {
   const L = 52, R = 8, T = 8, B = 22;
   const all = series.flatMap((s) => s.points);
   if (all.length === 0) { svg.innerHTML = `<text x="${w / 2}" y="${h / 2}" text-anchor="middle">no data</text>`; return; }
   const xs = all.map((p) => p[0]);
   let ys = all.map((p) => p[1]).filter((v) => v !== null);
-  const x0 = Math.min(...xs), x1 = Math.max(...xs) || x0 + 1;
+  const x0 = xRange ? xRange[0] : Math.min(...xs), x1 = xRange ? xRange[1] : (Math.max(...xs) || x0 + 1);
   let y0 = yFixed ? yFixed[0] : Math.min(0, ...ys), y1 = yFixed ? yFixed[1] : Math.max(0, ...ys);
   if (y1 - y0 < 1e-9) { y0 -= 1; y1 += 1; }
   const X = (v) => L + (v - x0) / Math.max(x1 - x0, 1) * (w - L - R);
@@ -125,6 +134,7 @@ function lineChart(svg, w, h, series, yUnit, tz, yFixed) {
   }
   for (let k = 0; k <= 6; k++) {
     const v = x0 + (x1 - x0) * k / 6;
+    if (k === 6 && xRange) { parts.push(`<text x="${X(v) - 2}" y="${h - 6}" text-anchor="end">${hourLabel(v, tz)}</text>`); continue; }
     parts.push(`<text x="${X(v)}" y="${h - 6}" text-anchor="middle">${hourLabel(v, tz)}</text>`);
   }
   if (y0 < 0 && y1 > 0) parts.push(`<line x1="${L}" x2="${w - R}" y1="${Y(0)}" y2="${Y(0)}" stroke="#9aa5b1"/>`);
@@ -157,14 +167,15 @@ async function loadDetail() {
     const plan = d.schedule ? d.schedule.points : [];
     const ivMs = d.schedule ? d.schedule.interval_minutes * 60000 : 900000;
     const realized = d.realized || [];
+    const xr = [Date.parse(d.start), Date.parse(d.end)];
     lineChart($("chart-power"), 640, 200, [
       { color: "var(--plan)", points: stepPoints(plan, ivMs, "power_mw") },
       { color: "var(--real)", points: realized.map((p) => [Date.parse(p.ts), p.power_mw]) },
-    ], "MW", tz);
+    ], "MW", tz, null, xr);
     lineChart($("chart-soc"), 640, 160, [
       { color: "var(--soc)", points: plan.filter((p) => p.soc !== null).map((p) => [Date.parse(p.ts), p.soc * 100]) },
       { color: "var(--socr)", points: realized.filter((p) => p.soc !== null).map((p) => [Date.parse(p.ts), p.soc * 100]) },
-    ], "%", tz, [0, 100]);
+    ], "%", tz, [0, 100], xr);
     $("detail-note").textContent = d.schedule
       ? `Schedule version ${d.schedule.version} (${d.schedule.status}), created ${fmtTime(d.schedule.created_at, tz)}; times in ${tz}. Power: + discharge, − charge.`
       : `No schedule covers this window; realized telemetry only. Times in ${tz}.`;
@@ -194,7 +205,7 @@ async function loadRevenue() {
 }
 async function loadAwards() {
   const d = await api("/v1/awards?limit=20");
-  const tz = (m) => ({ ercot: "America/Chicago", caiso: "America/Los_Angeles", pjm: "America/New_York" }[m] || "UTC");
+  const tz = (m) => ({ ercot: "America/Chicago", caiso: "America/Los_Angeles", pjm: "America/New_York" }[String(m).toLowerCase()] || "UTC");
   const rows = d.items.map((a) => {
     const tr = document.createElement("tr");
     [a.market.toUpperCase(), a.operating_day, String(a.version), fmtTime(a.created_at, tz(a.market)), String(a.interval_count)]
