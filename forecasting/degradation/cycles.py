@@ -80,7 +80,7 @@ def _validate_soc(soc: npt.ArrayLike, name: str = "soc") -> FloatArray:
     if bad.size:
         i = int(bad[0])
         msg = (
-            f"{name}[{i}]={arr[i]!r} must be a finite fraction in [0, 1] "
+            f"{name}[{i}]={float(arr[i])!r} must be a finite fraction in [0, 1] "
             f"({bad.size} bad samples)"
         )
         raise ForecastInputError(msg)

@@ -161,12 +161,12 @@ def capacity_measurements(
     bad = np.flatnonzero(~np.isfinite(x) | (x < 0) | (x > 1))
     if bad.size:
         i = int(bad[0])
-        msg = f"soc[{i}]={x[i]!r} must be a fraction in [0, 1]"
+        msg = f"soc[{i}]={float(x[i])!r} must be a fraction in [0, 1]"
         raise ForecastInputError(msg)
     bad = np.flatnonzero(~np.isfinite(p))
     if bad.size:
         i = int(bad[0])
-        msg = f"power_mw[{i}]={p[i]!r} must be finite"
+        msg = f"power_mw[{i}]={float(p[i])!r} must be finite"
         raise ForecastInputError(msg)
     if not nameplate_mwh > 0:
         msg = f"nameplate_mwh={nameplate_mwh!r} must be > 0"

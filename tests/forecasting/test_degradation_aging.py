@@ -8,6 +8,7 @@ import pytest
 
 from forecasting.degradation.aging import (
     AgingState,
+    ThroughputAging,
     WindowStress,
     calendar_rate,
     cycle_rate,
@@ -188,3 +189,23 @@ def test_project_day_rejects_input_when_years_zero() -> None:
 def test_validity_warnings_flag_temperature_when_outside_tests() -> None:
     warnings = validity_warnings(1.0, 50.0, 1.0)
     assert any("50" in w for w in warnings)
+
+
+def test_throughput_aging_tracks_project_day_when_fed_running_totals() -> None:
+    hook = ThroughputAging(40.0, dod=1.0)
+    proj = project_day(HOURS, DAY_A, 2)
+    soc = np.append(DAY_A, DAY_A[0])
+    throughput = 0.0
+    q = 1.0
+    for day in range(730):
+        for h in range(24):
+            throughput += abs(soc[h + 1] - soc[h]) * 40.0 * q
+            q_new = hook(day + (h + 1) / 24, throughput, float(soc[h + 1]))
+            assert q_new <= q + 1e-12
+            q = q_new
+    assert q == pytest.approx(proj.capacity_fraction_by_year[2], abs=0.001)
+
+
+def test_throughput_aging_rejects_input_when_energy_not_positive() -> None:
+    with pytest.raises(ForecastInputError, match="energy_mwh=0"):
+        ThroughputAging(0.0)
