@@ -58,8 +58,8 @@ class UtcDateTime(sa.TypeDecorator[dt.datetime]):
         self, value: dt.datetime | None, dialect: sa.Dialect
     ) -> dt.datetime | None:
         """Refuse naive datetimes; convert aware ones to UTC."""
-        if value is None:
-            return None
+        if value is None or value.tzinfo is dt.UTC:
+            return value
         if value.tzinfo is None or value.utcoffset() is None:
             msg = f"naive datetime {value!r}: the store takes timezone-aware UTC times"
             raise ValueError(msg)

@@ -7,8 +7,6 @@ import pytest
 import sqlalchemy as sa
 
 from fleet.store import audit, bids
-from fleet.store.dml import upsert
-from fleet.store.tables import prices as prices_table
 
 DAY = dt.date(2026, 6, 1)
 
@@ -95,43 +93,3 @@ def test_save_awards_updates_in_place_when_saved_twice(engine: sa.Engine) -> Non
     assert frame["price"].isna().tolist() == [False, True]
     assert frame["ts"].dt.tz is not None
     assert bids.load_awards(engine, market="ERCOT", operating_day=DAY, version=1).empty
-
-
-def test_upsert_keeps_old_row_when_update_is_empty(engine: sa.Engine) -> None:
-    row = {
-        "market": "ERCOT",
-        "node": "N",
-        "product": "rt_energy",
-        "ts": dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
-        "interval_minutes": 15,
-        "price": 1.0,
-        "unit": "usd_per_mwh",
-        "imported_at": dt.datetime(2024, 1, 2, tzinfo=dt.UTC),
-    }
-    key = ["market", "node", "product", "ts"]
-    with engine.begin() as conn:
-        upsert(conn, prices_table, [row], key)
-        upsert(conn, prices_table, [{**row, "price": 2.0}], key, update=())
-    with engine.connect() as conn:
-        assert conn.execute(sa.select(prices_table.c.price)).scalars().all() == [1.0]
-    with engine.begin() as conn:
-        upsert(
-            conn,
-            prices_table,
-            [{**row, "price": 3.0}],
-            key,
-            update=["price"],
-            chunk_rows=1,
-        )
-    with engine.connect() as conn:
-        assert conn.execute(sa.select(prices_table.c.price)).scalars().all() == [3.0]
-
-
-def test_upsert_raises_naming_column_when_unknown(engine: sa.Engine) -> None:
-    from fleet.errors import StoreError
-
-    with (
-        pytest.raises(StoreError, match=r"no column\(s\) \['price_eur'\]"),
-        engine.begin() as conn,
-    ):
-        upsert(conn, prices_table, [{"price_eur": 1.0}], ["market"])
