@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.store_fixtures"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(
     os.environ.get("BESSFLEET_SHARED_DATA_DIR", REPO_ROOT.parent / "shared" / "data")
