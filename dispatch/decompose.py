@@ -5,7 +5,7 @@ the fleet capacity minimum Σ_s cap_s ≥ C, which is handled exactly by Lagrang
 relaxation: with a price π ≥ 0 added to the capacity payment each component is solved
 alone, V_c(π) = max (objective_c + π·cap_c), and
 
-    L(π) = Σ_c V_c(π) − π·C ≥ OPT   for every π ≥ 0          (weak duality)
+    L(π) = Σ_c V_c(π) - π·C ≥ OPT   for every π ≥ 0          (weak duality)
 
 Bisection on π finds where Σ_c cap_c(π) crosses C. A schedule with Σ cap ≥ C is feasible
 and its objective is a lower bound; when the two bounds meet within the tolerance the
@@ -79,7 +79,10 @@ def _solve_chunk(
     deadline = None if deadline_s is None else time.perf_counter() + deadline_s
     return [
         solve_component(
-            chunk.subset(ids), options, capacity_adder_usd_per_mw=adder, deadline=deadline
+            chunk.subset(ids),
+            options,
+            capacity_adder_usd_per_mw=adder,
+            deadline=deadline,
         )
         for ids in comps
     ]
@@ -89,9 +92,14 @@ MapFn = Callable[[Scenario, list[list[str]], float], list[ComponentSolution]]
 
 
 def _make_map(
-    scn: Scenario, options: SolveOptions, executor: Executor | None, deadline: float | None
+    scn: Scenario,
+    options: SolveOptions,
+    executor: Executor | None,
+    deadline: float | None,
 ) -> MapFn:
-    def run(_: Scenario, comps: list[list[str]], adder: float) -> list[ComponentSolution]:
+    def run(
+        _: Scenario, comps: list[list[str]], adder: float
+    ) -> list[ComponentSolution]:
         left = None if deadline is None else max(1e-3, deadline - time.perf_counter())
         if executor is None or len(comps) < 2:
             return _solve_chunk(scn, comps, options, adder, left)
@@ -117,7 +125,9 @@ def _make_map(
 def _capacity_components(scn: Scenario, comps: Sequence[list[str]]) -> list[int]:
     if scn.capacity is None:
         return []
-    enrolled = {s.id for s in scn.sites if s.enrolled("capacity") and s.discharge_mw > 0}
+    enrolled = {
+        s.id for s in scn.sites if s.enrolled("capacity") and s.discharge_mw > 0
+    }
     return [k for k, ids in enumerate(comps) if enrolled.intersection(ids)]
 
 
@@ -148,7 +158,14 @@ def solve_decomposed(
         own_pool = ProcessPoolExecutor(max_workers=options.workers)
         executor = own_pool
     try:
-        return _solve(scn, options, comps, _make_map(scn, options, executor, deadline), t0, deadline)
+        return _solve(
+            scn,
+            options,
+            comps,
+            _make_map(scn, options, executor, deadline),
+            t0,
+            deadline,
+        )
     finally:
         if own_pool is not None:
             own_pool.shutdown()
@@ -171,8 +188,12 @@ def _solve(
     total_cap = sum(s.capacity_mw for s in sols)
     gap = 0.0
     if cmin > 0 and total_cap < cmin - 1e-9:
-        sols, gap, notes = _couple(scn, options, comps, sols, run, cmin, deadline, notes)
-        bad = [s for s in sols if s.status in (SolveStatus.INFEASIBLE, SolveStatus.ERROR)]
+        sols, gap, notes = _couple(
+            scn, options, comps, sols, run, cmin, deadline, notes
+        )
+        bad = [
+            s for s in sols if s.status in (SolveStatus.INFEASIBLE, SolveStatus.ERROR)
+        ]
         if bad:
             return _finish(scn, sols, comps, t0, notes, math.inf, bad[0])
     return _finish(scn, sols, comps, t0, notes, gap, None)
@@ -218,8 +239,11 @@ def _couple(
             lo_price, lo = hi_price, sols
             hi_price *= 4.0
     if hi is None:
-        return _monolithic(scn, options, comps, base, cap_k, deadline, notes + "+monolithic")
+        return _monolithic(
+            scn, options, comps, base, cap_k, deadline, notes + "+monolithic"
+        )
     primal = _value(hi, hi_price)
+    best = hi
 
     def gap_now() -> float:
         return (best_dual - fixed_obj - primal) / max(1.0, abs(best_dual))
@@ -235,19 +259,25 @@ def _couple(
             best_dual = min(best_dual, dual)
             if cap >= need - 1e-9:
                 hi, hi_price = sols, mid
-                primal = max(primal, _value(sols, mid))
+                if _value(sols, mid) > primal:
+                    primal, best = _value(sols, mid), sols
             else:
                 lo, lo_price = sols, mid
         if gap_now() <= GAP_TOL:
             break
         # Repair: re-solve the components whose capacity jumps at the crossing jointly.
         marginal = [
-            j for j in range(len(sub)) if abs(hi[j].capacity_mw - lo[j].capacity_mw) > 1e-9
+            j
+            for j in range(len(sub))
+            if abs(hi[j].capacity_mw - lo[j].capacity_mw) > 1e-9
         ]
         held = sum(hi[j].capacity_mw for j in range(len(sub)) if j not in marginal)
         joint_ids = [x for j in marginal for x in sub[j]]
         joint = solve_component(
-            scn.subset(joint_ids), options, capacity_min_mw=need - held, deadline=deadline
+            scn.subset(joint_ids),
+            options,
+            capacity_min_mw=need - held,
+            deadline=deadline,
         )
         repaired = len(marginal)
         if joint.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
@@ -256,7 +286,10 @@ def _couple(
             )
             if cand > primal:
                 primal = cand
-                hi = [_split(joint, sub[j]) if j in marginal else hi[j] for j in range(len(sub))]
+                best = [
+                    _split(joint, sub[j]) if j in marginal else hi[j]
+                    for j in range(len(sub))
+                ]
         logger.debug("capacity coupling phase %s: gap %.3g", phase, gap_now())
         if gap_now() <= GAP_TOL:
             break
@@ -265,8 +298,10 @@ def _couple(
     if repaired:
         notes += f"+marginal({repaired} components jointly)"
     if gap > GAP_TOL:
-        return _monolithic(scn, options, comps, base, cap_k, deadline, notes + "+monolithic")
-    return _merge(base, cap_k, hi), max(0.0, gap), notes
+        return _monolithic(
+            scn, options, comps, base, cap_k, deadline, notes + "+monolithic"
+        )
+    return _merge(base, cap_k, best), max(0.0, gap), notes
 
 
 def _value(sols: list[ComponentSolution], price: float) -> float:
@@ -275,11 +310,18 @@ def _value(sols: list[ComponentSolution], price: float) -> float:
 
 
 def _split(joint: ComponentSolution, ids: list[str]) -> ComponentSolution:
-    """The part of a jointly solved solution that belongs to ``ids`` (revenue not split)."""
+    """Return the part of a jointly solved solution that belongs to ``ids``."""
     sites = {x: joint.sites[x] for x in ids}
     return ComponentSolution(
-        joint.status, joint.reason, math.nan, math.inf,
-        sum(s.capacity_mw for s in sites.values()), {}, sites, joint.mip_gap, joint.path,
+        joint.status,
+        joint.reason,
+        math.nan,
+        math.inf,
+        sum(s.capacity_mw for s in sites.values()),
+        {},
+        sites,
+        joint.mip_gap,
+        joint.path,
         joint.seconds,
     )
 
@@ -310,7 +352,11 @@ def _monolithic(
     )
     if joint.status in (SolveStatus.INFEASIBLE, SolveStatus.ERROR):
         return _merge(base, cap_k, [joint] * len(cap_k)), math.inf, notes
-    return _merge(base, cap_k, [_split(joint, comps[k]) for k in cap_k]), joint.mip_gap, notes
+    return (
+        _merge(base, cap_k, [_split(joint, comps[k]) for k in cap_k]),
+        joint.mip_gap,
+        notes,
+    )
 
 
 def _finish(
@@ -327,7 +373,11 @@ def _finish(
     seconds = time.perf_counter() - t0
     if failed is not None:
         report = SolveReport(seconds, math.inf, solver_name(), path)
-        return Result(status=failed.status, reason=failed.reason, solve=SolveInfo.from_report(report))
+        return Result(
+            status=failed.status,
+            reason=failed.reason,
+            solve=SolveInfo.from_report(report),
+        )
     sites = {}
     for sol in sols:
         sites.update(sol.sites)

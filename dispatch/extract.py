@@ -106,7 +106,9 @@ def extract_sites(
     return sites, revenue, float(sum(revenue.values()))
 
 
-def _degradation_usd(site: Site, idx: SiteIndex, x: FloatArray, dt: float, a_up: float) -> float:
+def _degradation_usd(
+    site: Site, idx: SiteIndex, x: FloatArray, dt: float, a_up: float
+) -> float:
     deg = np.asarray(site.degradation_usd_per_mwh, dtype=float)
     if idx.dk is None:
         flow = np.clip(x[idx.d], 0.0, None) + a_up * np.clip(x[idx.ru], 0.0, None)
@@ -115,14 +117,22 @@ def _degradation_usd(site: Site, idx: SiteIndex, x: FloatArray, dt: float, a_up:
 
 
 def _schedule(
-    site: Site, idx: SiteIndex, x: FloatArray, row_dual: FloatArray | None, scn: Scenario
+    site: Site,
+    idx: SiteIndex,
+    x: FloatArray,
+    row_dual: FloatArray | None,
+    scn: Scenario,
 ) -> SiteSchedule:
     c = np.clip(x[idx.c], 0.0, None)
     d = np.clip(x[idx.d], 0.0, None)
     ru = np.clip(x[idx.ru], 0.0, None)
     rd = np.clip(x[idx.rd], 0.0, None)
     spn = np.clip(x[idx.sp], 0.0, None)
-    soc = x[idx.e] / site.energy_mwh if site.energy_mwh > 0 else np.full(len(idx.e), site.soc_initial)
+    soc = (
+        x[idx.e] / site.energy_mwh
+        if site.energy_mwh > 0
+        else np.full(len(idx.e), site.soc_initial)
+    )
     grid = None
     if site.btm is not None:
         a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
@@ -130,7 +140,7 @@ def _schedule(
     value = None
     shadow = None
     if row_dual is not None:
-        # HiGHS minimizes −objective; injecting 1 MWh into balance row i changes it by y_i.
+        # HiGHS minimizes -objective; injecting 1 MWh into balance row i changes it by y_i.
         value = _clean(-row_dual[idx.balance_rows])
         if idx.throughput_row is not None:
             # A ≤ row of a minimization has a dual ≤ 0; its magnitude is the shadow price.

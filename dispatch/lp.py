@@ -4,10 +4,10 @@ This is the same formulation as the Pyomo model of :mod:`dispatch.model` (tests 
 both give the same optimum on every example and on random scenarios), written directly as
 numpy/scipy.sparse arrays so that a 96-interval site builds in about a millisecond.
 
-The problem is a minimization of −objective. Per site s the columns are c, d, ru, rd, sp
+The problem is a minimization of -objective. Per site s the columns are c, d, ru, rd, sp
 [MW], u (exclusivity indicator, continuous in [0, 1] unless made integral), e (T+1) [MWh],
 cap [MW], z (new-peak excess, behind-the-meter only) [MW] and, when K > 1 degradation
-segments, e_k (K × (T+1)) [MWh], c_k, d_k (K × T) [MW].
+segments, e_k (K x (T+1)) [MWh], c_k, d_k (K x T) [MW].
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ class _Builder:
     row_group: list[str] = field(default_factory=list)
     offset: float = 0.0
 
-    def cols_(self, n: int, lower: float | FloatArray, upper: float | FloatArray) -> IntArray:
+    def cols_(
+        self, n: int, lower: float | FloatArray, upper: float | FloatArray
+    ) -> IntArray:
         idx = np.arange(self.n_col, self.n_col + n, dtype=np.int64)
         self.n_col += n
         self.cost.append(np.zeros(n))
@@ -89,7 +91,12 @@ class _Builder:
         return idx
 
     def set_cost(self, idx: IntArray | int, values: float | FloatArray) -> None:
-        self._cost_pending.append((np.atleast_1d(idx), np.broadcast_to(values, np.shape(np.atleast_1d(idx))).astype(float)))
+        self._cost_pending.append(
+            (
+                np.atleast_1d(idx),
+                np.broadcast_to(values, np.shape(np.atleast_1d(idx))).astype(float),
+            )
+        )
 
     _cost_pending: list[tuple[IntArray, FloatArray]] = field(default_factory=list)
 
@@ -98,8 +105,12 @@ class _Builder:
     ) -> IntArray:
         idx = np.arange(self.n_row, self.n_row + n, dtype=np.int64)
         self.n_row += n
-        self.row_lower.append(np.broadcast_to(np.asarray(lower, dtype=float), (n,)).copy())
-        self.row_upper.append(np.broadcast_to(np.asarray(upper, dtype=float), (n,)).copy())
+        self.row_lower.append(
+            np.broadcast_to(np.asarray(lower, dtype=float), (n,)).copy()
+        )
+        self.row_upper.append(
+            np.broadcast_to(np.asarray(upper, dtype=float), (n,)).copy()
+        )
         self.row_group.extend([group] * n)
         return idx
 
@@ -107,7 +118,9 @@ class _Builder:
         rows, cols = np.broadcast_arrays(rows, cols)
         self.rows.append(rows.ravel())
         self.cols.append(cols.ravel())
-        self.vals.append(np.broadcast_to(np.asarray(vals, dtype=float), rows.shape).ravel())
+        self.vals.append(
+            np.broadcast_to(np.asarray(vals, dtype=float), rows.shape).ravel()
+        )
 
     def finish(self, sites: list[SiteIndex], capacity_row: int | None) -> LpProblem:
         cost = np.concatenate(self.cost) if self.cost else np.zeros(0)
@@ -117,8 +130,12 @@ class _Builder:
             (
                 np.concatenate(self.vals) if self.vals else np.zeros(0),
                 (
-                    np.concatenate(self.rows) if self.rows else np.zeros(0, dtype=np.int64),
-                    np.concatenate(self.cols) if self.cols else np.zeros(0, dtype=np.int64),
+                    np.concatenate(self.rows)
+                    if self.rows
+                    else np.zeros(0, dtype=np.int64),
+                    np.concatenate(self.cols)
+                    if self.cols
+                    else np.zeros(0, dtype=np.int64),
                 ),
             ),
             shape=(self.n_row, self.n_col),
@@ -147,7 +164,7 @@ def price_series(scn: Scenario, node: str, name: str) -> FloatArray:
 
 
 def initial_segments_mwh(site: Site) -> FloatArray:
-    """Initial energy of each degradation segment, deepest filled first [MWh].
+    """Return the initial energy of each degradation segment, deepest first [MWh].
 
     Returns K values ordered shallow (k = 1) to deep (k = K).
     """
@@ -196,7 +213,7 @@ def _add_site(
     p_ru = price_series(scn, site.node, "reg_up")
     p_rd = price_series(scn, site.node, "reg_down")
     p_sp = price_series(scn, site.node, "spin")
-    # Objective (minimize −revenue).
+    # Objective (minimize -revenue).
     if btm is None:
         b.set_cost(c, dt * lam)
         b.set_cost(d, -dt * lam)
@@ -214,7 +231,7 @@ def _add_site(
     if cap_on and scn.capacity is not None:
         b.set_cost(cap, -(scn.capacity.price_usd_per_mw + capacity_adder_usd_per_mw))
 
-    # Energy balance: e[i+1] − e[i] − Δη_c(c + α_dn rd) + Δ(d + α_up ru)/η_d = 0.
+    # Energy balance: e[i+1] - e[i] - Δη_c(c + a_dn rd) + Δ(d + a_up ru)/η_d = 0.
     bal = b.rows_(n, 0.0, 0.0, f"site {sid}: energy balance")
     b.coef(bal, e[1:], 1.0)
     b.coef(bal, e[:-1], -1.0)
@@ -227,7 +244,9 @@ def _add_site(
 
     # Power headroom on net power.
     if energy_on or ru_on or sp_on or com is not None:
-        r = b.rows_(n, -INF, site.discharge_mw, f"site {sid}: power (discharge headroom)")
+        r = b.rows_(
+            n, -INF, site.discharge_mw, f"site {sid}: power (discharge headroom)"
+        )
         b.coef(r, d, 1.0)
         b.coef(r, c, -1.0)
         b.coef(r, ru, 1.0)
@@ -241,7 +260,12 @@ def _add_site(
         r = b.rows_(n, -INF, 0.0, f"site {sid}: power (charge/discharge exclusivity)")
         b.coef(r, c, 1.0)
         b.coef(r, u, -site.charge_mw)
-        r = b.rows_(n, -INF, site.discharge_mw, f"site {sid}: power (charge/discharge exclusivity)")
+        r = b.rows_(
+            n,
+            -INF,
+            site.discharge_mw,
+            f"site {sid}: power (charge/discharge exclusivity)",
+        )
         b.coef(r, d, 1.0)
         b.coef(r, u, site.discharge_mw)
 
@@ -268,7 +292,7 @@ def _add_site(
         b.coef(r, e[idx], 1.0)
         b.coef(r, np.full(len(idx), cap), -hold_h / ed)
 
-    # Behind the meter: g = L + c + α_dn rd − d − α_up ru.
+    # Behind the meter: g = L + c + a_dn rd - d - a_up ru.
     z: int | None = None
     if btm is not None:
         load = np.asarray(btm.load_mw, dtype=float)
@@ -280,14 +304,16 @@ def _add_site(
             b.coef(r, d, -1.0)
             b.coef(r, rd, a_dn)
             b.coef(r, ru, -a_up)
-        r = b.rows_(n, -INF, btm.peak_so_far_mw - load, f"site {sid}: behind-the-meter (peak)")
+        r = b.rows_(
+            n, -INF, btm.peak_so_far_mw - load, f"site {sid}: behind-the-meter (peak)"
+        )
         b.coef(r, c, 1.0)
         b.coef(r, d, -1.0)
         b.coef(r, rd, a_dn)
         b.coef(r, ru, -a_up)
         b.coef(r, np.full(n, z), -1.0)
 
-    # Degradation: K segments, shallow (0) to deep (K−1); deepest balance is implied.
+    # Degradation: K segments, shallow (0) to deep (K-1); deepest balance is implied.
     deg = np.asarray(site.degradation_usd_per_mwh, dtype=float)
     k_count = len(deg)
     dk: IntArray | None = None
@@ -302,12 +328,16 @@ def _add_site(
         ek_lo = np.zeros((k_count, n + 1))
         ek_hi = np.full((k_count, n + 1), width)
         ek_lo[:, 0] = ek_hi[:, 0] = init
-        ek = b.cols_(k_count * (n + 1), ek_lo.ravel(), ek_hi.ravel()).reshape(k_count, n + 1)
+        ek = b.cols_(k_count * (n + 1), ek_lo.ravel(), ek_hi.ravel()).reshape(
+            k_count, n + 1
+        )
         ck = b.cols_(k_count * n, 0.0, INF).reshape(k_count, n)
         dk = b.cols_(k_count * n, 0.0, INF).reshape(k_count, n)
         b.set_cost(dk.ravel(), np.repeat(dt * deg, n))
         kb = k_count - 1
-        r = b.rows_(kb * n, 0.0, 0.0, f"site {sid}: degradation (segment balance)").reshape(kb, n)
+        r = b.rows_(
+            kb * n, 0.0, 0.0, f"site {sid}: degradation (segment balance)"
+        ).reshape(kb, n)
         b.coef(r, ek[:kb, 1:], 1.0)
         b.coef(r, ek[:kb, :-1], -1.0)
         b.coef(r, ck[:kb], -dt * ec)
@@ -326,7 +356,9 @@ def _add_site(
 
     throughput_row: int | None = None
     if site.throughput_budget_mwh is not None:
-        r = b.rows_(1, -INF, site.throughput_budget_mwh, f"site {sid}: throughput budget")
+        r = b.rows_(
+            1, -INF, site.throughput_budget_mwh, f"site {sid}: throughput budget"
+        )
         b.coef(np.full(n, r[0]), d, dt)
         throughput_row = int(r[0])
 
@@ -334,7 +366,9 @@ def _add_site(
         fixed = np.array([np.nan if v is None else v for v in com.net_mw], dtype=float)
         where = np.flatnonzero(~np.isnan(fixed))
         if len(where):
-            r = b.rows_(len(where), fixed[where], fixed[where], f"site {sid}: commitments (net)")
+            r = b.rows_(
+                len(where), fixed[where], fixed[where], f"site {sid}: commitments (net)"
+            )
             b.coef(r, d[where], 1.0)
             b.coef(r, c[where], -1.0)
 
@@ -376,7 +410,7 @@ def build_lp(
     Returns
     -------
     LpProblem
-        Minimization of −objective, with the site index maps and row group labels.
+        Minimization of -objective, with the site index maps and row group labels.
     """
     b = _Builder()
     sites = [_add_site(b, scn, site, capacity_adder_usd_per_mw) for site in scn.sites]
@@ -387,11 +421,15 @@ def build_lp(
             members = [by_id[x] for x in group.sites if x in by_id]
             if not members:
                 continue
-            r = b.rows_(n, -INF, group.export_mw, f"fleet: poi_groups[{g}] export limit")
+            r = b.rows_(
+                n, -INF, group.export_mw, f"fleet: poi_groups[{g}] export limit"
+            )
             for m in members:
                 for col, sign in ((m.d, 1.0), (m.c, -1.0), (m.ru, 1.0), (m.sp, 1.0)):
                     b.coef(r, col, sign)
-            r = b.rows_(n, -INF, group.import_mw, f"fleet: poi_groups[{g}] import limit")
+            r = b.rows_(
+                n, -INF, group.import_mw, f"fleet: poi_groups[{g}] import limit"
+            )
             for m in members:
                 for col, sign in ((m.c, 1.0), (m.d, -1.0), (m.rd, 1.0)):
                     b.coef(r, col, sign)
@@ -400,6 +438,10 @@ def build_lp(
     capacity_row: int | None = None
     if capacity_min_mw is not None and capacity_min_mw > 0:
         r = b.rows_(1, capacity_min_mw, INF, "fleet: capacity_min_mw")
-        b.coef(np.full(len(sites), r[0]), np.array([s.cap for s in sites], dtype=np.int64), 1.0)
+        b.coef(
+            np.full(len(sites), r[0]),
+            np.array([s.cap for s in sites], dtype=np.int64),
+            1.0,
+        )
         capacity_row = int(r[0])
     return b.finish(sites, capacity_row)

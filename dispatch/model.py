@@ -1,10 +1,10 @@
 """Build the canonical dispatch problem as a Pyomo model over indexed sets.
 
 Naming convention used throughout ``dispatch/``: ``m`` is the Pyomo model, ``scn`` the
-scenario, ``s`` a site id, ``i`` an interval index (0..T−1, or 0..T for stored energy),
+scenario, ``s`` a site id, ``i`` an interval index (0..T-1, or 0..T for stored energy),
 ``k`` a degradation segment (1 = shallowest … K = deepest) and ``T`` the interval count.
 
-Sets: ``m.S`` sites, ``m.T`` intervals 0..T−1, ``m.T1`` energy points 0..T, ``m.SK`` (site,
+Sets: ``m.S`` sites, ``m.T`` intervals 0..T-1, ``m.T1`` energy points 0..T, ``m.SK`` (site,
 segment) pairs, ``m.SB`` behind-the-meter sites. Decision variables common to every block
 (c, d, ru, rd, sp [MW], u ∈ {0,1}, e [MWh], cap [MW]) are declared here, gated by their
 bounds; each block in :mod:`dispatch.blocks` then adds its constraints, its own variables
@@ -93,9 +93,15 @@ def build_model(
         name: {s: price_series(scn, site[s].node, name) for s in ids}
         for name in ("energy", "reg_up", "reg_down", "spin")
     }
-    m.lam_usd_per_mwh = pyo.Param(m.S, m.T, initialize=_series(prices["energy"], ids, n))
-    m.ru_usd_per_mw_h = pyo.Param(m.S, m.T, initialize=_series(prices["reg_up"], ids, n))
-    m.rd_usd_per_mw_h = pyo.Param(m.S, m.T, initialize=_series(prices["reg_down"], ids, n))
+    m.lam_usd_per_mwh = pyo.Param(
+        m.S, m.T, initialize=_series(prices["energy"], ids, n)
+    )
+    m.ru_usd_per_mw_h = pyo.Param(
+        m.S, m.T, initialize=_series(prices["reg_up"], ids, n)
+    )
+    m.rd_usd_per_mw_h = pyo.Param(
+        m.S, m.T, initialize=_series(prices["reg_down"], ids, n)
+    )
     m.sp_usd_per_mw_h = pyo.Param(m.S, m.T, initialize=_series(prices["spin"], ids, n))
 
     def on(s: str, service: str) -> bool:
@@ -109,8 +115,12 @@ def build_model(
         series = getattr(com, name) if com is not None else None
         return 0.0 if series is None else float(series[i])
 
-    m.c_mw = pyo.Var(m.S, m.T, bounds=lambda m, s, i: (0.0, m.p_ch_mw[s] if energy_on(s) else 0.0))
-    m.d_mw = pyo.Var(m.S, m.T, bounds=lambda m, s, i: (0.0, m.p_dis_mw[s] if energy_on(s) else 0.0))
+    m.c_mw = pyo.Var(
+        m.S, m.T, bounds=lambda m, s, i: (0.0, m.p_ch_mw[s] if energy_on(s) else 0.0)
+    )
+    m.d_mw = pyo.Var(
+        m.S, m.T, bounds=lambda m, s, i: (0.0, m.p_dis_mw[s] if energy_on(s) else 0.0)
+    )
 
     def reserve_bounds(name: str, service: str) -> Any:
         def rule(m: pyo.ConcreteModel, s: str, i: int) -> tuple[float, float | None]:

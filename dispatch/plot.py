@@ -34,22 +34,50 @@ def plot_result(
     import matplotlib.pyplot as plt
 
     ids = list(result.sites)[:max_sites]
-    fig, axes = plt.subplots(len(ids) + 1, 1, figsize=(11, 2.6 * (len(ids) + 1)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(ids) + 1, 1, figsize=(11, 2.6 * (len(ids) + 1)), squeeze=False
+    )
     dt_h = scn.delta_h if scn is not None else 1.0
     for ax, sid in zip(axes[:-1, 0], ids, strict=False):
         sched = result.sites[sid]
         n = len(sched.charge_mw)
         t = np.arange(n) * dt_h
         net = np.asarray(sched.discharge_mw) - np.asarray(sched.charge_mw)
-        ax.step(t, net, where="post", color="tab:blue", label="discharge − charge [MW]")
-        ax.fill_between(t, 0, sched.reg_up_mw, step="post", alpha=0.3, color="tab:green", label="reg up [MW]")
-        ax.fill_between(t, 0, -np.asarray(sched.reg_down_mw), step="post", alpha=0.3, color="tab:orange", label="reg down [MW]")
-        ax.fill_between(t, 0, sched.spin_mw, step="post", alpha=0.3, color="tab:purple", label="spin [MW]")
+        ax.step(t, net, where="post", color="tab:blue", label="discharge - charge [MW]")
+        ax.fill_between(
+            t,
+            0,
+            sched.reg_up_mw,
+            step="post",
+            alpha=0.3,
+            color="tab:green",
+            label="reg up [MW]",
+        )
+        ax.fill_between(
+            t,
+            0,
+            -np.asarray(sched.reg_down_mw),
+            step="post",
+            alpha=0.3,
+            color="tab:orange",
+            label="reg down [MW]",
+        )
+        ax.fill_between(
+            t,
+            0,
+            sched.spin_mw,
+            step="post",
+            alpha=0.3,
+            color="tab:purple",
+            label="spin [MW]",
+        )
         ax.set_ylabel("MW")
         title = f"{sid}  (capacity {sched.capacity_mw:.2f} MW)"
         ax.set_title(title, fontsize=9, loc="left")
         soc_ax = ax.twinx()
-        soc_ax.plot(np.arange(n + 1) * dt_h, sched.soc, color="black", lw=1.2, label="SoC")
+        soc_ax.plot(
+            np.arange(n + 1) * dt_h, sched.soc, color="black", lw=1.2, label="SoC"
+        )
         soc_ax.set_ylim(0, 1)
         soc_ax.set_ylabel("SoC")
         ax.legend(loc="upper left", fontsize=7, ncol=4)

@@ -24,12 +24,12 @@ def max_capacity_mw(scn: Scenario, site: Site) -> float:
     Returns
     -------
     float
-        min(P_d, η_d·E·(soc_max − soc_min) / min(D, (b − a)·Δ)); 0 when not enrolled.
+        min(P_d, η_d·E·(soc_max - soc_min) / min(D, (b - a)·Δ)); 0 when not enrolled.
 
     Notes
     -----
     At the first interval of the window the stored energy above soc_min must cover
-    cap·min(D, (b − a)·Δ)/η_d, and it can be at most E·(soc_max − soc_min).
+    cap·min(D, (b - a)·Δ)/η_d, and it can be at most E·(soc_max - soc_min).
     """
     if scn.capacity is None or not site.enrolled("capacity"):
         return 0.0
@@ -94,7 +94,11 @@ def precheck(scn: Scenario) -> str | None:
         if cmin is not None and cmin > 0:
             carry = sum(max_capacity_mw(scn, s) for s in scn.sites)
             if carry < cmin - 1e-9:
-                why = "" if scn.capacity is not None else " (the scenario has no capacity block)"
+                why = (
+                    ""
+                    if scn.capacity is not None
+                    else " (the scenario has no capacity block)"
+                )
                 return (
                     f"fleet: capacity_min_mw={cmin:g} is above the {carry:.4g} MW the sites enrolled "
                     f"in capacity can carry{why}"

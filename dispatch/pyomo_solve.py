@@ -71,7 +71,11 @@ def solve_pyomo(scn: Scenario, options: SolveOptions, t0: float) -> Result:
         binaries += len(offending)
         for key in offending:
             m.u[key].domain = pyo.Binary
-    path = "pyomo-lp" if rounds == 0 else f"pyomo-lp+milp({binaries} binaries, {rounds} rounds)"
+    path = (
+        "pyomo-lp"
+        if rounds == 0
+        else f"pyomo-lp+milp({binaries} binaries, {rounds} rounds)"
+    )
     cond = res.termination_condition
     gap = math.inf
     if res.incumbent_objective is not None and res.objective_bound is not None:
@@ -117,11 +121,15 @@ def solve_pyomo(scn: Scenario, options: SolveOptions, t0: float) -> Result:
             reg_down_mw=list(rd),
             spin_mw=list(np.clip(arr["sp_mw"], 0, None)),
             capacity_mw=float(max(0.0, arr["cap_mw"][0])),
-            soc=list(arr["e_mwh"] / site.energy_mwh) if site.energy_mwh > 0 else [site.soc_initial] * (scn.intervals + 1),
+            soc=list(arr["e_mwh"] / site.energy_mwh)
+            if site.energy_mwh > 0
+            else [site.soc_initial] * (scn.intervals + 1),
             grid_import_mw=grid,
         )
         deg = sum(
-            scn.delta_h * site.degradation_usd_per_mwh[k] * max(0.0, _val(m.dk_mw[site.id, k, i]))
+            scn.delta_h
+            * site.degradation_usd_per_mwh[k]
+            * max(0.0, _val(m.dk_mw[site.id, k, i]))
             for k in range(len(site.degradation_usd_per_mwh))
             for i in m.T
         )

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dispatch.errors import DispatchInputError
 from dispatch.status import SolveReport, SolveStatus
 
-RESULT_SCHEMA = "bess-dispatch-result/1"
+RESULT_SCHEMA: Final = "bess-dispatch-result/1"
 REVENUE_KEYS = (
     "energy",
     "reg_up",
@@ -38,7 +38,10 @@ class SolveInfo(BaseModel):
     def from_report(cls, report: SolveReport) -> SolveInfo:
         """Build from the internal :class:`SolveReport`."""
         return cls(
-            seconds=report.seconds, mip_gap=report.mip_gap, solver=report.solver, path=report.path
+            seconds=report.seconds,
+            mip_gap=report.mip_gap,
+            solver=report.solver,
+            path=report.path,
         )
 
 
@@ -116,7 +119,9 @@ def load_result(path: str | Path) -> Result:
         msg = f"{path}: result file not found"
         raise DispatchInputError(msg) from None
     except json.JSONDecodeError as exc:
-        msg = f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        msg = (
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        )
         raise DispatchInputError(msg) from None
     try:
         return Result.model_validate(data)

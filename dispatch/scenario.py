@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from datetime import datetime
@@ -15,7 +16,9 @@ from dispatch.errors import ScenarioError
 logger = logging.getLogger(__name__)
 
 SCENARIO_SCHEMA = "bess-dispatch-scenario/1"
-SERVICES = frozenset({"energy", "reg_up", "reg_down", "spin", "capacity", "peak_shaving"})
+SERVICES = frozenset(
+    {"energy", "reg_up", "reg_down", "spin", "capacity", "peak_shaving"}
+)
 
 _MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True)
 
@@ -40,7 +43,7 @@ class MarketPrices(BaseModel):
 
 
 class Regulation(BaseModel):
-    """Expected deployed fraction of awarded regulation (fractions, 0–1)."""
+    """Expected deployed fraction of awarded regulation (fractions, 0-1)."""
 
     model_config = _MODEL_CONFIG
 
@@ -117,7 +120,7 @@ class Commitments(BaseModel):
     """Extension: awards already fixed (lower bounds on reserves [MW], fixed net power [MW]).
 
     ``net_mw`` entries that are null leave that interval free; a fixed net power
-    sets d_i − c_i to the value.
+    sets d_i - c_i to the value.
     """
 
     model_config = _MODEL_CONFIG
@@ -129,7 +132,7 @@ class Commitments(BaseModel):
 
 
 class Site(BaseModel):
-    """One battery site of the scenario (fractions in 0–1, powers in MW, energy in MWh)."""
+    """One battery site of the scenario (fractions in 0-1, powers in MW, energy in MWh)."""
 
     model_config = _MODEL_CONFIG
 
@@ -199,10 +202,16 @@ class Scenario(BaseModel):
         msg = f"unknown site {site_id!r}"
         raise KeyError(msg)
 
-    def subset(self, site_ids: list[str], capacity_min_mw: float | None = None) -> Scenario:
+    def subset(
+        self, site_ids: list[str], capacity_min_mw: float | None = None
+    ) -> Scenario:
         """Return the scenario restricted to ``site_ids`` (POI groups among them kept)."""
         keep = set(site_ids)
-        groups = [g for g in (self.fleet.poi_groups if self.fleet else []) if set(g.sites) <= keep]
+        groups = [
+            g
+            for g in (self.fleet.poi_groups if self.fleet else [])
+            if set(g.sites) <= keep
+        ]
         fleet = Fleet(capacity_min_mw=capacity_min_mw, poi_groups=groups)
         sites = [s for s in self.sites if s.id in keep]
         nodes = {s.node for s in sites}
@@ -226,11 +235,15 @@ def _consistency_errors(scn: Scenario) -> list[str]:
         for name in ("energy", "reg_up", "reg_down", "spin"):
             series = getattr(prices, name)
             if series is not None and len(series) != n:
-                errors.append(f"markets.{node}.{name} has {len(series)} values, expected intervals={n}")
+                errors.append(
+                    f"markets.{node}.{name} has {len(series)} values, expected intervals={n}"
+                )
     if scn.capacity is not None:
         a, b = scn.capacity.window
         if not (0 <= a < b <= n):
-            errors.append(f"capacity.window=[{a}, {b}] outside the horizon of {n} intervals")
+            errors.append(
+                f"capacity.window=[{a}, {b}] outside the horizon of {n} intervals"
+            )
     ids: set[str] = set()
     for k, site in enumerate(scn.sites):
         where = f"sites[{k}]"
@@ -242,7 +255,9 @@ def _consistency_errors(scn: Scenario) -> list[str]:
         for g, group in enumerate(scn.fleet.poi_groups):
             for sid in group.sites:
                 if sid not in ids:
-                    errors.append(f'fleet.poi_groups[{g}].sites names unknown site "{sid}"')
+                    errors.append(
+                        f'fleet.poi_groups[{g}].sites names unknown site "{sid}"'
+                    )
         seen: dict[str, int] = {}
         for g, group in enumerate(scn.fleet.poi_groups):
             for sid in group.sites:
@@ -264,27 +279,39 @@ def _site_errors(where: str, site: Site, scn: Scenario) -> list[str]:
         if not 0.0 < value <= 1.0:
             errors.append(f"{where}.{name}={value:g} must be in (0, 1]")
     if site.soc_min >= site.soc_max:
-        errors.append(f"{where}.soc_min={site.soc_min:g} must be < soc_max={site.soc_max:g}")
+        errors.append(
+            f"{where}.soc_min={site.soc_min:g} must be < soc_max={site.soc_max:g}"
+        )
     if not 0.0 <= site.soc_initial <= 1.0:
         errors.append(f"{where}.soc_initial={site.soc_initial:g} must be in [0, 1]")
     unknown = sorted(set(site.services) - SERVICES)
     if unknown:
-        errors.append(f"{where}.services has unknown service(s) {unknown}; known: {sorted(SERVICES)}")
+        errors.append(
+            f"{where}.services has unknown service(s) {unknown}; known: {sorted(SERVICES)}"
+        )
     deg = site.degradation_usd_per_mwh
     if any(v < 0 for v in deg):
-        errors.append(f"{where}.degradation_usd_per_mwh={deg} must have no negative value")
-    if any(b < a for a, b in zip(deg, deg[1:], strict=False)):
-        errors.append(f"{where}.degradation_usd_per_mwh={deg} must be non-decreasing from shallow to deep")
+        errors.append(
+            f"{where}.degradation_usd_per_mwh={deg} must have no negative value"
+        )
+    if any(b < a for a, b in itertools.pairwise(deg)):
+        errors.append(
+            f"{where}.degradation_usd_per_mwh={deg} must be non-decreasing from shallow to deep"
+        )
     if site.btm is not None:
         for name in ("load_mw", "energy_usd_per_mwh"):
             series = getattr(site.btm, name)
             if len(series) != n:
-                errors.append(f"{where}.btm.{name} has {len(series)} values, expected intervals={n}")
+                errors.append(
+                    f"{where}.btm.{name} has {len(series)} values, expected intervals={n}"
+                )
     if site.commitments is not None:
         for name in ("reg_up_mw", "reg_down_mw", "spin_mw", "net_mw"):
             series = getattr(site.commitments, name)
             if series is not None and len(series) != n:
-                errors.append(f"{where}.commitments.{name} has {len(series)} values, expected intervals={n}")
+                errors.append(
+                    f"{where}.commitments.{name} has {len(series)} values, expected intervals={n}"
+                )
     return errors
 
 
@@ -360,6 +387,8 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        msg = f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        msg = (
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        )
         raise ScenarioError(msg) from None
     return parse_scenario(data, source=str(path))

@@ -46,7 +46,7 @@ def _first_highs() -> str:
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 1)
-            version = str(highspy.Highs().version())
+            version = str(highspy.Highs().version())  # type: ignore[no-untyped-call]
     finally:
         os.dup2(saved, 1)
         os.close(saved)
@@ -130,7 +130,7 @@ class ComponentSolution:
 
 def _new_highs(options: SolveOptions) -> highspy.Highs:
     _first_highs()
-    h = highspy.Highs()
+    h = highspy.Highs()  # type: ignore[no-untyped-call]
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", options.threads)
     h.setOptionValue("mip_rel_gap", options.mip_rel_gap)
@@ -187,13 +187,15 @@ def _iis_reason(h: highspy.Highs, lp: LpProblem) -> str:
     return "infeasible constraint group(s): " + "; ".join(groups)
 
 
-def solve_problem(lp: LpProblem, options: SolveOptions, deadline: float | None) -> RawSolution:
+def solve_problem(
+    lp: LpProblem, options: SolveOptions, deadline: float | None
+) -> RawSolution:
     """Solve an assembled problem exactly, LP first, binaries only where needed.
 
     Parameters
     ----------
     lp : LpProblem
-        The assembled problem (minimization of −objective).
+        The assembled problem (minimization of -objective).
     options : SolveOptions
         Gap, threads, exclusivity tolerance and rounds.
     deadline : float or None
@@ -208,10 +210,17 @@ def solve_problem(lp: LpProblem, options: SolveOptions, deadline: float | None) 
     _pass(h, lp)
     status = _run(h, deadline)
     if status in (_MS.kInfeasible, _MS.kUnboundedOrInfeasible):
-        return RawSolution(SolveStatus.INFEASIBLE, None, None, math.inf, "lp", _iis_reason(h, lp))
+        return RawSolution(
+            SolveStatus.INFEASIBLE, None, None, math.inf, "lp", _iis_reason(h, lp)
+        )
     if status != _MS.kOptimal:
         return RawSolution(
-            SolveStatus.ERROR, None, None, math.inf, "lp", f"HiGHS LP ended with {status.name}"
+            SolveStatus.ERROR,
+            None,
+            None,
+            math.inf,
+            "lp",
+            f"HiGHS LP ended with {status.name}",
         )
     sol = h.getSolution()
     x = np.asarray(sol.col_value)
@@ -242,7 +251,10 @@ def solve_problem(lp: LpProblem, options: SolveOptions, deadline: float | None) 
         has_solution = info.primal_solution_status == 2
         if status == _MS.kOptimal:
             gap = max(0.0, float(info.mip_gap)) if math.isfinite(info.mip_gap) else 0.0
-        elif status in (_MS.kTimeLimit, _MS.kInterrupt, _MS.kSolutionLimit) and has_solution:
+        elif (
+            status in (_MS.kTimeLimit, _MS.kInterrupt, _MS.kSolutionLimit)
+            and has_solution
+        ):
             status_out = SolveStatus.FEASIBLE
             gap = float(info.mip_gap)
         else:
@@ -260,7 +272,9 @@ def solve_problem(lp: LpProblem, options: SolveOptions, deadline: float | None) 
     # Duals: fix the binaries at their values and re-solve the LP.
     idx = np.fromiter(sorted(binaries), dtype=np.int64)
     fixed = np.round(x[idx])
-    h.changeColsIntegrality(len(idx), idx.astype(np.int32), np.zeros(len(idx), dtype=np.uint8))
+    h.changeColsIntegrality(
+        len(idx), idx.astype(np.int32), np.zeros(len(idx), dtype=np.uint8)
+    )
     h.changeColsBounds(len(idx), idx.astype(np.int32), fixed, fixed)
     row_dual: FloatArray | None = None
     if _run(h, None) == _MS.kOptimal:
@@ -308,13 +322,23 @@ def solve_component(
     """
     t0 = time.perf_counter()
     lp = build_lp(
-        scn, capacity_min_mw=capacity_min_mw, capacity_adder_usd_per_mw=capacity_adder_usd_per_mw
+        scn,
+        capacity_min_mw=capacity_min_mw,
+        capacity_adder_usd_per_mw=capacity_adder_usd_per_mw,
     )
     raw = solve_problem(lp, options, deadline)
     if raw.x is None:
         return ComponentSolution(
-            raw.status, raw.reason, math.nan, math.inf, 0.0, _empty_revenue(), {}, raw.mip_gap,
-            raw.path, time.perf_counter() - t0,
+            raw.status,
+            raw.reason,
+            math.nan,
+            math.inf,
+            0.0,
+            _empty_revenue(),
+            {},
+            raw.mip_gap,
+            raw.path,
+            time.perf_counter() - t0,
         )
     sites, revenue, objective = extract_sites(scn, lp, raw.x, raw.row_dual)
     cap = float(sum(s.capacity_mw for s in sites.values()))
@@ -323,16 +347,33 @@ def solve_component(
         bound = objective + capacity_adder_usd_per_mw * cap
         bound += abs(bound) * raw.mip_gap
     return ComponentSolution(
-        raw.status, raw.reason, objective, bound, cap, revenue, sites, raw.mip_gap, raw.path,
+        raw.status,
+        raw.reason,
+        objective,
+        bound,
+        cap,
+        revenue,
+        sites,
+        raw.mip_gap,
+        raw.path,
         time.perf_counter() - t0,
     )
 
 
-def to_result(sol: ComponentSolution, scn: Scenario, seconds: float, path: str | None = None) -> Result:
+def to_result(
+    sol: ComponentSolution, scn: Scenario, seconds: float, path: str | None = None
+) -> Result:
     """Wrap a component solution as a :class:`Result` in the scenario's site order."""
-    report = SolveReport(seconds=seconds, mip_gap=sol.mip_gap, solver=solver_name(), path=path or sol.path)
+    report = SolveReport(
+        seconds=seconds,
+        mip_gap=sol.mip_gap,
+        solver=solver_name(),
+        path=path or sol.path,
+    )
     if sol.status in (SolveStatus.INFEASIBLE, SolveStatus.ERROR):
-        return Result(status=sol.status, reason=sol.reason, solve=SolveInfo.from_report(report))
+        return Result(
+            status=sol.status, reason=sol.reason, solve=SolveInfo.from_report(report)
+        )
     sites = {s.id: sol.sites[s.id] for s in scn.sites}
     return Result(
         status=sol.status,
@@ -365,8 +406,14 @@ def solve(scn: Scenario, options: SolveOptions | None = None) -> Result:
     deadline = None if options.time_limit_s is None else t0 + options.time_limit_s
     reason = precheck(scn)
     if reason is not None:
-        report = SolveReport(time.perf_counter() - t0, math.inf, solver_name(), "precheck")
-        return Result(status=SolveStatus.INFEASIBLE, reason=reason, solve=SolveInfo.from_report(report))
+        report = SolveReport(
+            time.perf_counter() - t0, math.inf, solver_name(), "precheck"
+        )
+        return Result(
+            status=SolveStatus.INFEASIBLE,
+            reason=reason,
+            solve=SolveInfo.from_report(report),
+        )
     if options.backend == "pyomo":
         from dispatch.pyomo_solve import solve_pyomo
 

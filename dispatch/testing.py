@@ -20,7 +20,9 @@ Array = npt.NDArray[np.float64]
 
 def _prices(scn: Scenario, node: str, name: str) -> Array:
     series = getattr(scn.markets[node], name)
-    return np.zeros(scn.intervals) if series is None else np.asarray(series, dtype=float)
+    return (
+        np.zeros(scn.intervals) if series is None else np.asarray(series, dtype=float)
+    )
 
 
 def _arrays(sched: SiteSchedule) -> dict[str, Array]:
@@ -73,12 +75,19 @@ def _site_violations(
     if not cap_on and sched.capacity_mw > tol_mw:
         out.append(f"site {sid}: capacity commitment without enrolment")
     # Energy.
-    e_next = e[:-1] + dt * (site.eta_charge * (c + a_dn * rd) - (d + a_up * ru) / site.eta_discharge)
+    e_next = e[:-1] + dt * (
+        site.eta_charge * (c + a_dn * rd) - (d + a_up * ru) / site.eta_discharge
+    )
     bad(np.abs(e_next - e[1:]) > tol_mwh, "energy balance broken")
-    bad(abs(e[0] - big_e * site.soc_initial) > tol_mwh, "soc[0] differs from soc_initial")
+    bad(
+        abs(e[0] - big_e * site.soc_initial) > tol_mwh,
+        "soc[0] differs from soc_initial",
+    )
     bad(e < e_lo - tol_mwh, "energy below soc_min")
     bad(e > e_hi + tol_mwh, "energy above soc_max")
-    bad(e[-1] < big_e * site.soc_final_min - tol_mwh, "final energy below soc_final_min")
+    bad(
+        e[-1] < big_e * site.soc_final_min - tol_mwh, "final energy below soc_final_min"
+    )
     # Power.
     bad(d - c + ru + spn > site.discharge_mw + tol_mw, "discharge headroom exceeded")
     bad(c - d + rd > site.charge_mw + tol_mw, "charge headroom exceeded")
@@ -89,8 +98,14 @@ def _site_violations(
     h = scn.reserve_duration_h
     for j in (0, 1):
         ej = e[j : j + n]
-        bad(ej - e_lo < h * (ru + spn) / site.eta_discharge - tol_mwh, "upward reserve unsustainable")
-        bad(e_hi - ej < h * site.eta_charge * rd - tol_mwh, "downward reserve unsustainable")
+        bad(
+            ej - e_lo < h * (ru + spn) / site.eta_discharge - tol_mwh,
+            "upward reserve unsustainable",
+        )
+        bad(
+            e_hi - ej < h * site.eta_charge * rd - tol_mwh,
+            "downward reserve unsustainable",
+        )
     # Capacity.
     cap = sched.capacity_mw
     if cap < -tol_mw or cap > site.discharge_mw + tol_mw:
@@ -98,7 +113,11 @@ def _site_violations(
     if scn.capacity is not None and cap > 0:
         a, b = scn.capacity.window
         idx = np.arange(a, b)
-        hold = cap * np.minimum(scn.capacity.duration_h, (b - idx) * dt) / site.eta_discharge
+        hold = (
+            cap
+            * np.minimum(scn.capacity.duration_h, (b - idx) * dt)
+            / site.eta_discharge
+        )
         bad(e[idx] - e_lo < hold - tol_mwh, "capacity not deliverable in the window")
     # Behind the meter.
     if site.btm is not None:
@@ -106,18 +125,33 @@ def _site_violations(
         if not site.btm.export_allowed:
             bad(grid < -tol_mw, "behind-the-meter export not allowed")
         if sched.grid_import_mw is not None:
-            bad(np.abs(np.asarray(sched.grid_import_mw) - grid) > tol_mw, "grid_import_mw wrong")
-    if site.throughput_budget_mwh is not None and dt * d.sum() > site.throughput_budget_mwh + tol_mwh:
+            bad(
+                np.abs(np.asarray(sched.grid_import_mw) - grid) > tol_mw,
+                "grid_import_mw wrong",
+            )
+    if (
+        site.throughput_budget_mwh is not None
+        and dt * d.sum() > site.throughput_budget_mwh + tol_mwh
+    ):
         out.append(f"site {sid}: throughput budget exceeded")
     if com is not None:
-        for name, key in (("ru", "reg_up_mw"), ("rd", "reg_down_mw"), ("sp", "spin_mw")):
+        for name, key in (
+            ("ru", "reg_up_mw"),
+            ("rd", "reg_down_mw"),
+            ("sp", "spin_mw"),
+        ):
             series = getattr(com, key)
             if series is not None:
-                bad(x[name] < np.asarray(series) - tol_mw, f"{key} below its commitment")
+                bad(
+                    x[name] < np.asarray(series) - tol_mw, f"{key} below its commitment"
+                )
         if com.net_mw is not None:
             fixed = np.array([np.nan if v is None else v for v in com.net_mw])
             ok = ~np.isnan(fixed)
-            bad(np.abs((d - c)[ok] - fixed[ok]) > tol_mw, "net power differs from commitment")
+            bad(
+                np.abs((d - c)[ok] - fixed[ok]) > tol_mw,
+                "net power differs from commitment",
+            )
     return out
 
 
@@ -210,21 +244,27 @@ def degradation_cost_usd(scn: Scenario, site: Site, sched: SiteSchedule) -> floa
     width = (site.soc_max - site.soc_min) * site.energy_mwh / k_n
     stored0 = max(0.0, (site.soc_initial - site.soc_min) * site.energy_mwh)
     init = np.clip(stored0 - width * np.arange(k_n), 0.0, width)[::-1]
-    # Columns: e_k (K×T, i = 1..T), c_k (K×T), d_k (K×T).
+    # Columns: e_k (KxT, i = 1..T), c_k (KxT), d_k (KxT).
     ne = k_n * n
 
-    def col(block: int, k: int, i: int | npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    def col(
+        block: int, k: int, i: int | npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
         return np.asarray(block * ne + k * n + i, dtype=np.int64)
 
     rows, cols, vals, rhs = [], [], [], []
     r = 0
     ii = np.arange(n)
     for k in range(k_n):
-        # e_k[i+1] − e_k[i] − Δη_c c_k[i] + Δ d_k[i]/η_d = 0 (e_k[0] is known).
+        # e_k[i+1] - e_k[i] - Δη_c c_k[i] + Δ d_k[i]/η_d = 0 (e_k[0] is known).
         rr = r + ii
         rows += [rr, rr, rr]
         cols += [col(0, k, ii), col(1, k, ii), col(2, k, ii)]
-        vals += [np.ones(n), np.full(n, -dt * site.eta_charge), np.full(n, dt / site.eta_discharge)]
+        vals += [
+            np.ones(n),
+            np.full(n, -dt * site.eta_charge),
+            np.full(n, dt / site.eta_discharge),
+        ]
         prev = np.zeros(n)
         prev[0] = init[k]
         rows.append(rr[1:])
@@ -248,16 +288,21 @@ def degradation_cost_usd(scn: Scenario, site: Site, sched: SiteSchedule) -> floa
     rhs.append(x["soc"][1:] * site.energy_mwh - site.energy_mwh * site.soc_min)
     r += n
     a_eq = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(r, 3 * ne)
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(r, 3 * ne),
     )
     cost = np.concatenate([np.zeros(2 * ne), np.repeat(deg * dt, n)])
     bounds = [(0.0, width)] * ne + [(0.0, None)] * (2 * ne)
-    res = linprog(cost, A_eq=a_eq, b_eq=np.concatenate(rhs), bounds=bounds, method="highs")
+    res = linprog(
+        cost, A_eq=a_eq, b_eq=np.concatenate(rhs), bounds=bounds, method="highs"
+    )
     if res.status != 0:
         # Rounding of a reported schedule can leave the segment system barely infeasible;
         # fall back to the assignment that ignores the segment widths.
         loose = [(0.0, None)] * (3 * ne)
-        res = linprog(cost, A_eq=a_eq, b_eq=np.concatenate(rhs), bounds=loose, method="highs")
+        res = linprog(
+            cost, A_eq=a_eq, b_eq=np.concatenate(rhs), bounds=loose, method="highs"
+        )
     if res.status != 0:
         msg = f"site {site.id}: no valid degradation segment assignment ({res.message})"
         raise AssertionError(msg)
@@ -299,7 +344,9 @@ def objective_of(scn: Scenario, result: Result) -> float:
         else:
             grid = np.asarray(site.btm.load_mw) + c + a_dn * rd - d - a_up * ru
             val -= dt * float(np.dot(site.btm.energy_usd_per_mwh, grid))
-            val -= site.btm.demand_usd_per_mw * max(0.0, float(grid.max()) - site.btm.peak_so_far_mw)
+            val -= site.btm.demand_usd_per_mw * max(
+                0.0, float(grid.max()) - site.btm.peak_so_far_mw
+            )
         val -= degradation_cost_usd(scn, site, sched)
         total += val
     return total

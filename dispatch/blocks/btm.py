@@ -15,10 +15,10 @@ def add_btm(m: pyo.ConcreteModel, scn: Scenario) -> None:
 
     Equations (per behind-the-meter site s, interval i):
 
-        g[s,i] = L[s,i] + c + α_dn·rd − d − α_up·ru                      [MW]
+        g[s,i] = L[s,i] + c + a_dn·rd - d - a_up·ru                      [MW]
         g[s,i] ≥ 0                         unless export_allowed
-        z[s] ≥ g[s,i] − p0[s],  z[s] ≥ 0   (new-peak excess)              [MW]
-        revenue −= Σ_i τ[s,i]·g[s,i]·Δ + r[s]·z[s]                        [$]
+        z[s] ≥ g[s,i] - p0[s],  z[s] ≥ 0   (new-peak excess)              [MW]
+        revenue -= Σ_i τ[s,i]·g[s,i]·Δ + r[s]·z[s]                        [$]
 
     Parameters
     ----------
@@ -44,11 +44,13 @@ def add_btm(m: pyo.ConcreteModel, scn: Scenario) -> None:
     m.grid_mw = pyo.Expression(
         m.SB,
         m.T,
-        rule=lambda m, s, i: m.load_mw[s, i]
-        + m.c_mw[s, i]
-        + a_dn * m.rd_mw[s, i]
-        - m.d_mw[s, i]
-        - a_up * m.ru_mw[s, i],
+        rule=lambda m, s, i: (
+            m.load_mw[s, i]
+            + m.c_mw[s, i]
+            + a_dn * m.rd_mw[s, i]
+            - m.d_mw[s, i]
+            - a_up * m.ru_mw[s, i]
+        ),
     )
     no_export = [s for s in btm if not m.site[s].btm.export_allowed]
     if no_export:
@@ -59,9 +61,13 @@ def add_btm(m: pyo.ConcreteModel, scn: Scenario) -> None:
     m.btm_peak = pyo.Constraint(
         m.SB,
         m.T,
-        rule=lambda m, s, i: m.peak_excess_mw[s] >= m.grid_mw[s, i] - m.site[s].btm.peak_so_far_mw,
+        rule=lambda m, s, i: (
+            m.peak_excess_mw[s] >= m.grid_mw[s, i] - m.site[s].btm.peak_so_far_mw
+        ),
     )
     m.objective_terms.append(
-        -sum(m.dt_h * m.tau_usd_per_mwh[s, i] * m.grid_mw[s, i] for s in btm for i in m.T)
+        -sum(
+            m.dt_h * m.tau_usd_per_mwh[s, i] * m.grid_mw[s, i] for s in btm for i in m.T
+        )
         - sum(m.site[s].btm.demand_usd_per_mw * m.peak_excess_mw[s] for s in btm)
     )

@@ -16,7 +16,7 @@ def add_capacity(m: pyo.ConcreteModel, scn: Scenario) -> None:
     Equations (window [a, b), duration D [h]):
 
         0 ≤ cap[s] ≤ P_d[s]                                             [MW]
-        e[s,i] − E·soc_min ≥ cap[s]·min(D, (b − i)·Δ)/η_d   for i ∈ [a, b)  [MWh]
+        e[s,i] - E·soc_min ≥ cap[s]·min(D, (b - i)·Δ)/η_d   for i ∈ [a, b)  [MWh]
         revenue += price_usd_per_mw · cap[s]                             [$]
 
     Parameters
@@ -42,7 +42,9 @@ def add_capacity(m: pyo.ConcreteModel, scn: Scenario) -> None:
     m.capacity_hold = pyo.Constraint(
         enrolled,
         m.TW,
-        rule=lambda m, s, i: m.e_mwh[s, i] - m.energy_mwh[s] * m.soc_min[s]
-        >= m.cap_mw[s] * min(cap.duration_h, (b - i) * dt) / m.eta_d[s],
+        rule=lambda m, s, i: (
+            m.e_mwh[s, i] - m.energy_mwh[s] * m.soc_min[s]
+            >= m.cap_mw[s] * min(cap.duration_h, (b - i) * dt) / m.eta_d[s]
+        ),
     )
     m.objective_terms.append(sum(cap.price_usd_per_mw * m.cap_mw[s] for s in enrolled))

@@ -15,13 +15,13 @@ if TYPE_CHECKING:
 def add_degradation(m: pyo.ConcreteModel, scn: Scenario) -> None:
     """Add the K-segment energy model and its discharge cost.
 
-    Equations (per site s, segment k = 1..K, interval i; W = (soc_max − soc_min)·E/K):
+    Equations (per site s, segment k = 1..K, interval i; W = (soc_max - soc_min)·E/K):
 
         0 ≤ e_k[s,k,i] ≤ W                                                [MWh]
-        e_k[s,k,i+1] = e_k[s,k,i] + Δ·(η_c·c_k[s,k,i] − d_k[s,k,i]/η_d)
-        Σ_k c_k = c + α_dn·rd,   Σ_k d_k = d + α_up·ru,   Σ_k e_k = e − E·soc_min
+        e_k[s,k,i+1] = e_k[s,k,i] + Δ·(η_c·c_k[s,k,i] - d_k[s,k,i]/η_d)
+        Σ_k c_k = c + a_dn·rd,   Σ_k d_k = d + a_up·ru,   Σ_k e_k = e - E·soc_min
         e_k[s,k,0] = initial energy, deepest segments filled first
-        revenue −= Σ_{k,i} δ_k·d_k[s,k,i]·Δ                                [$]
+        revenue -= Σ_{k,i} δ_k·d_k[s,k,i]·Δ                                [$]
 
     Parameters
     ----------
@@ -48,7 +48,11 @@ def add_degradation(m: pyo.ConcreteModel, scn: Scenario) -> None:
 
     def width(s: str) -> float:
         site = m.site[s]
-        return (site.soc_max - site.soc_min) * site.energy_mwh / len(site.degradation_usd_per_mwh)
+        return (
+            (site.soc_max - site.soc_min)
+            * site.energy_mwh
+            / len(site.degradation_usd_per_mwh)
+        )
 
     def e_bounds(m: pyo.ConcreteModel, s: str, k: int, i: int) -> tuple[float, float]:
         if i == 0:
@@ -61,27 +65,36 @@ def add_degradation(m: pyo.ConcreteModel, scn: Scenario) -> None:
     m.segment_balance = pyo.Constraint(
         m.SK,
         m.T,
-        rule=lambda m, s, k, i: m.ek_mwh[s, k, i + 1]
-        == m.ek_mwh[s, k, i] + dt * (m.eta_c[s] * m.ck_mw[s, k, i] - m.dk_mw[s, k, i] / m.eta_d[s]),
+        rule=lambda m, s, k, i: (
+            m.ek_mwh[s, k, i + 1]
+            == m.ek_mwh[s, k, i]
+            + dt * (m.eta_c[s] * m.ck_mw[s, k, i] - m.dk_mw[s, k, i] / m.eta_d[s])
+        ),
     )
     segs = {s: [k for (t, k) in pairs if t == s] for s in m.S}
     m.segment_charge = pyo.Constraint(
         m.S,
         m.T,
-        rule=lambda m, s, i: sum(m.ck_mw[s, k, i] for k in segs[s])
-        == m.c_mw[s, i] + a_dn * m.rd_mw[s, i],
+        rule=lambda m, s, i: (
+            sum(m.ck_mw[s, k, i] for k in segs[s])
+            == m.c_mw[s, i] + a_dn * m.rd_mw[s, i]
+        ),
     )
     m.segment_discharge = pyo.Constraint(
         m.S,
         m.T,
-        rule=lambda m, s, i: sum(m.dk_mw[s, k, i] for k in segs[s])
-        == m.d_mw[s, i] + a_up * m.ru_mw[s, i],
+        rule=lambda m, s, i: (
+            sum(m.dk_mw[s, k, i] for k in segs[s])
+            == m.d_mw[s, i] + a_up * m.ru_mw[s, i]
+        ),
     )
     m.segment_link = pyo.Constraint(
         m.S,
         m.T,
-        rule=lambda m, s, i: sum(m.ek_mwh[s, k, i + 1] for k in segs[s])
-        == m.e_mwh[s, i + 1] - m.energy_mwh[s] * m.soc_min[s],
+        rule=lambda m, s, i: (
+            sum(m.ek_mwh[s, k, i + 1] for k in segs[s])
+            == m.e_mwh[s, i + 1] - m.energy_mwh[s] * m.soc_min[s]
+        ),
     )
     m.objective_terms.append(
         -sum(
@@ -94,6 +107,7 @@ def add_degradation(m: pyo.ConcreteModel, scn: Scenario) -> None:
     if budget:
         m.throughput_budget = pyo.Constraint(
             budget,
-            rule=lambda m, s: sum(dt * m.d_mw[s, i] for i in m.T)
-            <= m.site[s].throughput_budget_mwh,
+            rule=lambda m, s: (
+                sum(dt * m.d_mw[s, i] for i in m.T) <= m.site[s].throughput_budget_mwh
+            ),
         )

@@ -15,10 +15,10 @@ def add_energy(m: pyo.ConcreteModel, scn: Scenario) -> None:
 
     Equations (per site s, interval i; Δ [h]):
 
-        e[s,i+1] = e[s,i] + Δ·( η_c·(c[s,i] + α_dn·rd[s,i]) − (d[s,i] + α_up·ru[s,i])/η_d )
+        e[s,i+1] = e[s,i] + Δ·( η_c·(c[s,i] + a_dn·rd[s,i]) - (d[s,i] + a_up·ru[s,i])/η_d )
         E·soc_min ≤ e[s,i] ≤ E·soc_max              i = 0..T   [MWh]
         e[s,0] = E·soc_initial,  e[s,T] ≥ E·soc_final_min
-        revenue += Σ_i Δ·λ[s,i]·(d − c + α_up·ru − α_dn·rd)     (front of meter) [$]
+        revenue += Σ_i Δ·λ[s,i]·(d - c + a_up·ru - a_dn·rd)     (front of meter) [$]
 
     Parameters
     ----------
@@ -29,7 +29,7 @@ def add_energy(m: pyo.ConcreteModel, scn: Scenario) -> None:
 
     Notes
     -----
-    The balance rows are ``m.energy_balance[s, i]`` for i = 0..T−1 (they define e at
+    The balance rows are ``m.energy_balance[s, i]`` for i = 0..T-1 (they define e at
     i+1); their duals are the marginal value of stored energy. Behind-the-meter sites
     settle through the meter (:mod:`dispatch.blocks.btm`), not here.
     """
@@ -40,7 +40,10 @@ def add_energy(m: pyo.ConcreteModel, scn: Scenario) -> None:
         site = m.site[s]
         lo, hi = site.energy_mwh * site.soc_min, site.energy_mwh * site.soc_max
         if i == 0:
-            return (site.energy_mwh * site.soc_initial, site.energy_mwh * site.soc_initial)
+            return (
+                site.energy_mwh * site.soc_initial,
+                site.energy_mwh * site.soc_initial,
+            )
         if i == len(m.T):
             return (max(lo, site.energy_mwh * site.soc_final_min), hi)
         return (lo, hi)

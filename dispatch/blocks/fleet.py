@@ -15,8 +15,8 @@ def add_fleet(m: pyo.ConcreteModel, scn: Scenario) -> None:
 
     Equations (POI group G, interval i; MW):
 
-        Σ_{s∈G} (d − c + ru + sp) ≤ export_mw[G]
-        Σ_{s∈G} (c − d + rd) ≤ import_mw[G]
+        Σ_{s∈G} (d - c + ru + sp) ≤ export_mw[G]
+        Σ_{s∈G} (c - d + rd) ≤ import_mw[G]
         Σ_s cap[s] ≥ capacity_min_mw
 
     Parameters
@@ -41,19 +41,23 @@ def add_fleet(m: pyo.ConcreteModel, scn: Scenario) -> None:
         m.poi_export = pyo.Constraint(
             m.G,
             m.T,
-            rule=lambda m, g, i: sum(
-                m.d_mw[s, i] - m.c_mw[s, i] + m.ru_mw[s, i] + m.sp_mw[s, i]
-                for s in groups[g].sites
-            )
-            <= groups[g].export_mw,
+            rule=lambda m, g, i: (
+                sum(
+                    m.d_mw[s, i] - m.c_mw[s, i] + m.ru_mw[s, i] + m.sp_mw[s, i]
+                    for s in groups[g].sites
+                )
+                <= groups[g].export_mw
+            ),
         )
         m.poi_import = pyo.Constraint(
             m.G,
             m.T,
-            rule=lambda m, g, i: sum(
-                m.c_mw[s, i] - m.d_mw[s, i] + m.rd_mw[s, i] for s in groups[g].sites
-            )
-            <= groups[g].import_mw,
+            rule=lambda m, g, i: (
+                sum(
+                    m.c_mw[s, i] - m.d_mw[s, i] + m.rd_mw[s, i] for s in groups[g].sites
+                )
+                <= groups[g].import_mw
+            ),
         )
     if fleet.capacity_min_mw:
         m.fleet_capacity = pyo.Constraint(

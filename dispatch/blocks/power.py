@@ -15,9 +15,9 @@ def add_power(m: pyo.ConcreteModel, scn: Scenario) -> None:
 
     Equations (per site s, interval i; MW):
 
-        d − c + ru + sp ≤ P_d
-        c − d + rd ≤ P_c
-        c ≤ P_c·u,   d ≤ P_d·(1 − u),   u ∈ {0, 1}      (c·d = 0)
+        d - c + ru + sp ≤ P_d
+        c - d + rd ≤ P_c
+        c ≤ P_c·u,   d ≤ P_d·(1 - u),   u ∈ {0, 1}      (c·d = 0)
 
     Parameters
     ----------
@@ -30,19 +30,22 @@ def add_power(m: pyo.ConcreteModel, scn: Scenario) -> None:
     -----
     Written on net power, so a reserve award and an opposite energy position can share
     headroom. With ``binaries=False`` u is relaxed, which gives the LP relaxation.
-    Extension: ``commitments.net_mw`` fixes d − c where it is not null.
+    Extension: ``commitments.net_mw`` fixes d - c where it is not null.
     """
     del scn
     m.power_discharge = pyo.Constraint(
         m.S,
         m.T,
-        rule=lambda m, s, i: m.d_mw[s, i] - m.c_mw[s, i] + m.ru_mw[s, i] + m.sp_mw[s, i]
-        <= m.p_dis_mw[s],
+        rule=lambda m, s, i: (
+            m.d_mw[s, i] - m.c_mw[s, i] + m.ru_mw[s, i] + m.sp_mw[s, i] <= m.p_dis_mw[s]
+        ),
     )
     m.power_charge = pyo.Constraint(
         m.S,
         m.T,
-        rule=lambda m, s, i: m.c_mw[s, i] - m.d_mw[s, i] + m.rd_mw[s, i] <= m.p_ch_mw[s],
+        rule=lambda m, s, i: (
+            m.c_mw[s, i] - m.d_mw[s, i] + m.rd_mw[s, i] <= m.p_ch_mw[s]
+        ),
     )
     m.exclusive_charge = pyo.Constraint(
         m.S, m.T, rule=lambda m, s, i: m.c_mw[s, i] <= m.p_ch_mw[s] * m.u[s, i]
@@ -53,13 +56,16 @@ def add_power(m: pyo.ConcreteModel, scn: Scenario) -> None:
     fixed = [
         (s, i, v)
         for s in m.S
-        if m.site[s].commitments is not None and m.site[s].commitments.net_mw is not None
+        if m.site[s].commitments is not None
+        and m.site[s].commitments.net_mw is not None
         for i, v in enumerate(m.site[s].commitments.net_mw)
         if v is not None
     ]
     if fixed:
         m.commit_net = pyo.Constraint(
             range(len(fixed)),
-            rule=lambda m, k: m.d_mw[fixed[k][0], fixed[k][1]] - m.c_mw[fixed[k][0], fixed[k][1]]
-            == fixed[k][2],
+            rule=lambda m, k: (
+                m.d_mw[fixed[k][0], fixed[k][1]] - m.c_mw[fixed[k][0], fixed[k][1]]
+                == fixed[k][2]
+            ),
         )

@@ -34,5 +34,9 @@ def add_spin(m: pyo.ConcreteModel, scn: Scenario) -> None:
     if not enrolled:
         return
     m.objective_terms.append(
-        sum(m.dt_h * m.sp_usd_per_mw_h[s, i] * m.sp_mw[s, i] for s in enrolled for i in m.T)
+        sum(
+            m.dt_h * m.sp_usd_per_mw_h[s, i] * m.sp_mw[s, i]
+            for s in enrolled
+            for i in m.T
+        )
     )

@@ -22,19 +22,27 @@ dispatch_app = typer.Typer(
 
 @dispatch_app.command("solve")
 def solve_cmd(
-    scenario: Annotated[Path, typer.Argument(help="Scenario JSON (spec/dispatch-model.md).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Result JSON to write.")],
+    scenario: Annotated[
+        Path, typer.Argument(help="Scenario JSON (spec/dispatch-model.md).")
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Result JSON to write.")
+    ],
     time_limit: Annotated[
         float | None, typer.Option("--time-limit", help="Time limit [s].", min=0.0)
     ] = None,
     workers: Annotated[
-        int, typer.Option("--workers", help="Worker processes for independent sites.", min=1)
+        int,
+        typer.Option(
+            "--workers", help="Worker processes for independent sites.", min=1
+        ),
     ] = 1,
     mip_gap: Annotated[
         float, typer.Option("--mip-gap", help="Relative MIP gap.", min=0.0, max=1.0)
     ] = 1e-6,
     monolithic: Annotated[
-        bool, typer.Option("--monolithic", help="Solve one model instead of decomposing.")
+        bool,
+        typer.Option("--monolithic", help="Solve one model instead of decomposing."),
     ] = False,
 ) -> None:
     """Solve a scenario; exit 0 optimal/feasible, 1 infeasible/error, 2 bad input."""
@@ -43,7 +51,10 @@ def solve_cmd(
 
     scn = load_scenario(scenario)
     options = SolveOptions(
-        time_limit_s=time_limit, workers=workers, mip_rel_gap=mip_gap, decompose=not monolithic
+        time_limit_s=time_limit,
+        workers=workers,
+        mip_rel_gap=mip_gap,
+        decompose=not monolithic,
     )
     result = solve(scn, options)
     try:
@@ -71,12 +82,17 @@ def solve_cmd(
 
 @dispatch_app.command("plot")
 def plot_cmd(
-    result_path: Annotated[Path, typer.Argument(help="Result JSON written by `dispatch solve`.")],
+    result_path: Annotated[
+        Path, typer.Argument(help="Result JSON written by `dispatch solve`.")
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write.")],
     scenario: Annotated[
-        Path | None, typer.Option("--scenario", help="Scenario, for prices and time axis.")
+        Path | None,
+        typer.Option("--scenario", help="Scenario, for prices and time axis."),
     ] = None,
-    max_sites: Annotated[int, typer.Option("--max-sites", help="Sites to draw.", min=1)] = 8,
+    max_sites: Annotated[
+        int, typer.Option("--max-sites", help="Sites to draw.", min=1)
+    ] = 8,
 ) -> None:
     """Plot SoC, power and awards per site, and revenue by service, to a PNG."""
     from dispatch.plot import plot_result

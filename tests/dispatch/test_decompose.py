@@ -1,0 +1,67 @@
+"""Decomposition: components, parallel solves and the exact fleet capacity coupling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dispatch.decompose import components
+from dispatch.scenario import Scenario, load_scenario
+from dispatch.solve import SolveOptions, solve
+from dispatch.testing import assert_schedule_feasible
+
+
+def _with_capacity_min(scn: Scenario, cmin: float) -> Scenario:
+    assert scn.fleet is not None
+    return scn.model_copy(
+        update={"fleet": scn.fleet.model_copy(update={"capacity_min_mw": cmin})}
+    )
+
+
+def test_components_join_sites_when_they_share_a_poi(spec_examples: Path) -> None:
+    scn = load_scenario(spec_examples / "three-sites-stacked.scenario.json")
+    assert components(scn) == [["site-0000", "site-0001"], ["site-0002"]]
+
+
+@pytest.mark.parametrize("cmin", [4.95, 5.05, 5.13])
+def test_decomposed_equals_monolithic_when_capacity_minimum_binds(
+    spec_examples: Path, cmin: float
+) -> None:
+    scn = _with_capacity_min(
+        load_scenario(spec_examples / "fleet-capacity.scenario.json"), cmin
+    )
+    mono = solve(scn, SolveOptions(decompose=False))
+    deco = solve(scn, SolveOptions())
+    assert mono.status == deco.status == "optimal"
+    assert "lagrangian" in deco.solve.path
+    assert deco.objective_usd == pytest.approx(mono.objective_usd, rel=2e-4)
+    assert deco.solve.mip_gap <= 1e-5
+    assert_schedule_feasible(scn, deco)
+    assert sum(s.capacity_mw for s in deco.sites.values()) >= cmin - 1e-6
+
+
+def test_decomposed_uses_worker_processes_when_workers_given(
+    spec_examples: Path,
+) -> None:
+    scn = load_scenario(spec_examples / "varied-parameters.scenario.json")
+    serial = solve(scn)
+    parallel = solve(scn, SolveOptions(workers=2))
+    assert parallel.status == "optimal"
+    assert parallel.objective_usd == pytest.approx(serial.objective_usd, rel=1e-9)
+
+
+def test_decomposed_accepts_executor_when_one_is_plugged_in(
+    spec_examples: Path,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    scn = _with_capacity_min(
+        load_scenario(spec_examples / "fleet-capacity.scenario.json"), 5.05
+    )
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        result = solve(scn, SolveOptions(executor=pool))
+    assert result.status == "optimal"
+    assert result.objective_usd == pytest.approx(
+        solve(scn, SolveOptions(decompose=False)).objective_usd, rel=2e-4
+    )
