@@ -19,7 +19,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from fleet.types import (
     COUNTRY_PATTERN,
@@ -47,6 +47,8 @@ Efficiency = Annotated[float, Field(gt=0.0, le=1.0)]
 
 NonNegativeMw = Annotated[float, Field(ge=0.0)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
+LaxDate = Annotated[date, Strict(False)]
+"""A date given as a TOML/YAML date or as ISO text (YYYY-MM-DD)."""
 SiteIdField = Annotated[SiteId, Field(pattern=SITE_ID_PATTERN)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -116,7 +118,9 @@ def _as_float(value: Any) -> float | None:
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: a fleet file's "40" or "no" is a wrong type, not a number or a bool.
+    # Enums and dates stay lax (text in TOML/YAML/JSON) through the Lax* aliases.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Location(_Frozen):
@@ -188,7 +192,7 @@ class Battery(_Frozen):
     aux_load_mw: NonNegativeMw = Field(
         default=0.0, description="Auxiliary load (HVAC, controls) [MW]."
     )
-    commissioned: date
+    commissioned: LaxDate
     warranty: Warranty
     cells_in_series: int = Field(gt=0, description="Cells in series per string.")
     strings: int = Field(gt=0, description="Parallel strings of cells.")
@@ -363,7 +367,7 @@ class SiteLoad(_Frozen):
     ``load_kw`` / 1000.
     """
 
-    dataset: LoadDataset
+    dataset: Annotated[LoadDataset, Strict(False)]
     profile: str = Field(min_length=1, max_length=100)
     scale: PositiveFloat = 1.0
 
@@ -376,7 +380,7 @@ class Component(_Frozen):
     (prohibited foreign entity).
     """
 
-    component: ComponentKind
+    component: Annotated[ComponentKind, Strict(False)]
     manufacturer: Name
     country_of_manufacture: str = Field(pattern=COUNTRY_PATTERN)
     feoc: bool
@@ -388,7 +392,7 @@ class Site(_Frozen):
 
     id: SiteIdField
     name: Name
-    market: Market
+    market: Annotated[Market, Strict(False)]
     node: str = Field(pattern=NODE_PATTERN, description="Pricing node as in the data.")
     mqtt_group: str = Field(
         pattern=SITE_ID_PATTERN,
@@ -400,10 +404,10 @@ class Site(_Frozen):
         description="Market resource id used in bids; needed for wholesale services.",
     )
     location: Location
-    meter: Meter
+    meter: Annotated[Meter, Strict(False)]
     poi: Poi
     battery: Battery
-    services: list[Service] = Field(min_length=1)
+    services: list[Annotated[Service, Strict(False)]] = Field(min_length=1)
     tariff: Tariff | None = None
     load: SiteLoad | None = None
     provenance: list[Component] = Field(min_length=1)

@@ -12,7 +12,13 @@ from fleet.compliance import compliance_report
 from fleet.domain import Market, Meter
 from fleet.errors import FleetFileError, FleetInputError
 from fleet.fleetfile import load_fleet
-from tests.factories import DELETE, fleet_data, site_data, write_fleet_file
+from tests.factories import (
+    DELETE,
+    fleet_data,
+    provenance_data,
+    site_data,
+    write_fleet_file,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "deploy" / "examples"
@@ -271,3 +277,51 @@ def test_load_fleet_says_no_such_file_when_path_is_missing(tmp_path: Path) -> No
 def test_fleet_file_error_is_an_input_error_when_caught_by_the_cli() -> None:
     assert issubclass(FleetFileError, FleetInputError)
     assert issubclass(FleetFileError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"battery": {"energy_mwh": "40"}},
+            'battery.energy_mwh="40" has the wrong type: expected a number',
+        ),
+        (
+            {"battery": {"strings": 53.5}},
+            "battery.strings=53.5 has the wrong type: expected a whole number",
+        ),
+        (
+            {"poi": {"export_mw": True}},
+            "poi.export_mw=true has the wrong type: expected a number",
+        ),
+        (
+            {
+                "provenance": [
+                    {**provenance_data()[0], "feoc": "no"},
+                    *provenance_data()[1:],
+                ]
+            },
+            'provenance[0].feoc="no" has the wrong type: expected true or false',
+        ),
+    ],
+    ids=["number-as-text", "float-for-int", "bool-for-number", "text-for-bool"],
+)
+def test_load_fleet_refuses_coercion_when_value_has_another_type(
+    tmp_path: Path, overrides: dict[str, Any], message: str
+) -> None:
+    path = _bad_fleet(tmp_path, ".yaml", **overrides)
+    assert _problems(path) == [f'{path}: site "site-02": {message}']
+
+
+def test_load_fleet_accepts_integers_and_iso_text_when_numbers_and_dates(
+    tmp_path: Path,
+) -> None:
+    data = fleet_data(
+        1,
+        sites=[
+            site_data("a", battery={"energy_mwh": 20, "commissioned": "2025-06-01"})
+        ],
+    )
+    fleet = load_fleet(write_fleet_file(tmp_path, data, ".yaml"))
+    assert fleet.sites[0].battery.energy_mwh == 20.0
+    assert fleet.sites[0].battery.commissioned.isoformat() == "2025-06-01"
