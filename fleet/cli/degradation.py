@@ -6,7 +6,7 @@ import csv
 import datetime as dt
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,10 +18,13 @@ from rich.table import Table
 
 from forecasting.degradation.aging import (
     AgingPath,
+    AgingState,
     load_params,
     project_day,
     simulate,
+    step,
     validity_warnings,
+    window_stress,
 )
 from forecasting.degradation.costs import (
     CostInputs,
@@ -354,6 +357,87 @@ def read_soc_history(path: Path) -> SocHistory:
     )
 
 
+def read_store_history(url: str, site_id: str, dev_id: str) -> SocHistory | None:
+    """Read a site's SoC, DC power and cell temperature history from the store.
+
+    Returns None when the store holds fewer than two samples with a SoC for the
+    device. ``soc_pct`` becomes a fraction (clipped to 0-1), ``p_dc_w`` MW.
+    """
+    import sqlalchemy as sa
+
+    from fleet.store.engine import make_engine
+    from fleet.store.telemetry_tables import tlm_measurements as tlm
+
+    engine = make_engine(url)
+    try:
+        query = (
+            sa.select(
+                tlm.c.ts_ms,
+                tlm.c.soc_pct,
+                tlm.c.p_dc_w,
+                tlm.c.cell_t_avg_c,
+                tlm.c.cell_t_min_c,
+                tlm.c.cell_t_max_c,
+            )
+            .where(
+                tlm.c.site_id == site_id,
+                tlm.c.dev_id == dev_id,
+                tlm.c.soc_pct.is_not(None),
+            )
+            .order_by(tlm.c.ts_ms)
+        )
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+    finally:
+        engine.dispose()
+    if len(rows) < 2:
+        return None
+    ts_ms = np.array([r.ts_ms for r in rows], dtype=np.float64)
+    soc = np.clip(np.array([r.soc_pct for r in rows], dtype=np.float64) / 100.0, 0, 1)
+    power = np.array(
+        [0.0 if r.p_dc_w is None else r.p_dc_w / 1e6 for r in rows], dtype=np.float64
+    )
+    temps = [
+        r.cell_t_avg_c
+        if r.cell_t_avg_c is not None
+        else (
+            0.5 * (r.cell_t_min_c + r.cell_t_max_c)
+            if r.cell_t_min_c is not None and r.cell_t_max_c is not None
+            else math.nan
+        )
+        for r in rows
+    ]
+    temp = np.array(temps, dtype=np.float64)
+    temp_c = (
+        None
+        if np.all(np.isnan(temp))
+        else np.where(np.isnan(temp), np.nanmean(temp), temp)
+    )
+    start = dt.datetime.fromtimestamp(ts_ms[0] / 1000, tz=dt.UTC)
+    return SocHistory(
+        time_h=(ts_ms - ts_ms[0]) / 3.6e6,
+        soc=soc,
+        power_mw=power,
+        temp_c=temp_c,
+        start=start,
+        end=dt.datetime.fromtimestamp(ts_ms[-1] / 1000, tz=dt.UTC),
+    )
+
+
+def _pre_age(hist: SocHistory, gap_days: float, temp: np.ndarray | float) -> AgingState:
+    """Age a new battery over the untracked days before the history, at its stress."""
+    if gap_days <= 0:
+        return AgingState()
+    stress = window_stress(hist.time_h, hist.soc, temp)
+    per_day = 1.0 / stress.duration_days
+    assumed = replace(
+        stress,
+        duration_days=gap_days,
+        swing=stress.swing * per_day * gap_days,
+    )
+    return step(AgingState(), assumed)
+
+
 def _parse_site_paths(items: list[str]) -> dict[str, Path]:
     """Parse ``SITE=PATH`` options."""
     out: dict[str, Path] = {}
@@ -371,33 +455,49 @@ def _prior_at_hours(path: AgingPath, time_h: np.ndarray) -> np.ndarray:
     return path.capacity_at_days(time_h / 24.0)
 
 
-def _eol_date(path: AgingPath, start: dt.datetime, eol: float) -> dt.date | None:
-    """Extrapolate the fade rate of the last year to the end-of-life capacity."""
-    q = path.capacity_fraction
-    t = path.t_days
-    if q[-1] <= eol:
-        return start.date()
-    span = t >= t[-1] - 365.0
-    if t[-1] - t[span][0] <= 0:
-        return None
-    rate = (q[span][0] - q[-1]) / (t[-1] - t[span][0])
-    if rate <= 0:
-        return None
-    days_left = (q[-1] - eol) / rate
-    return (start + dt.timedelta(days=float(t[-1] + days_left))).date()
+def _eol_date(
+    path: AgingPath,
+    hist: SocHistory,
+    temp: np.ndarray | float,
+    start: dt.datetime,
+    eol: float,
+) -> dt.date | None:
+    """Continue the history's average duty with the model until capacity reaches ``eol``."""
+    state = path.final
+    if state.capacity_fraction <= eol:
+        return (start + dt.timedelta(days=state.t_days)).date()
+    stress = window_stress(hist.time_h, hist.soc, temp)
+    week = replace(
+        stress, duration_days=7.0, swing=stress.swing * 7.0 / stress.duration_days
+    )
+    for _ in range(52 * 60):
+        state = step(state, week)
+        if state.capacity_fraction <= eol:
+            return (start + dt.timedelta(days=state.t_days)).date()
+    return None
 
 
 @degradation_app.command("report")
 def report(
     fleet_file: FleetOption,
     soc_csv: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--soc-csv",
-            help="SITE=PATH: SoC history since commissioning (timestamp_utc, soc "
-            "[, power_mw, temp_c]); repeat per site.",
+            help="SITE=PATH: SoC history (timestamp_utc, soc [, power_mw, temp_c]); "
+            "repeat per site.",
         ),
-    ],
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Store URL: read the other fleet sites' telemetry (tlm_measurements).",
+        ),
+    ] = None,
+    dev_id: Annotated[
+        str, typer.Option("--dev", help="Battery device id in the store.")
+    ] = "bank1",
     result_file: Annotated[
         Path | None,
         typer.Option(
@@ -416,7 +516,25 @@ def report(
     from fleet.fleetfile import load_fleet
 
     fleet = load_fleet(fleet_file)
-    histories = _parse_site_paths(soc_csv)
+    paths = _parse_site_paths(soc_csv or [])
+    for site_id in paths:
+        _lookup(fleet, site_id)
+    histories: dict[str, SocHistory] = {
+        k: read_soc_history(v) for k, v in paths.items()
+    }
+    skipped: list[str] = []
+    if db is not None:
+        for site in fleet.sites:
+            if site.id in histories:
+                continue
+            found = read_store_history(db, site.id, dev_id)
+            if found is None:
+                skipped.append(site.id)
+            else:
+                histories[site.id] = found
+    if not histories:
+        msg = "no SoC history: give --soc-csv SITE=PATH or --db URL with telemetry"
+        raise ForecastInputError(msg)
     schedules: dict[str, Any] = {}
     interval_h = interval_minutes / 60.0
     if result_file is not None:
@@ -425,12 +543,17 @@ def report(
         res = load_result(result_file)
         schedules = dict(res.sites)
     rows: list[dict[str, Any]] = []
-    for site_id, path in histories.items():
+    for site_id, hist in histories.items():
         site = _lookup(fleet, site_id)
         battery = site.battery
-        hist = read_soc_history(path)
         temp = hist.temp_c if hist.temp_c is not None else 25.0
-        aging = simulate(hist.time_h, hist.soc, temp)
+        commissioned = dt.datetime.combine(
+            battery.commissioned, dt.time(), tzinfo=dt.UTC
+        )
+        gap_days = (hist.start - commissioned).total_seconds() / 86400.0
+        aging = simulate(
+            hist.time_h, hist.soc, temp, initial=_pre_age(hist, gap_days, temp)
+        )
         model_soh = float(aging.capacity_fraction[-1])
         soh, soh_std, method = model_soh, float("nan"), "model"
         if hist.power_mw is not None:
@@ -441,6 +564,7 @@ def report(
                 est = estimate_soh(ms, partial(_prior_at_hours, aging))
                 soh, soh_std, method = est.latest, est.latest_std, "telemetry"
         days = float(hist.time_h[-1] / 24.0)
+        life_days = float(aging.t_days[-1])
         ledger = cycle_ledger(hist.soc, battery.energy_mwh)
         used_mwh = ledger.discharge_mwh * battery.eta_discharge
         age_days = max((hist.end.date() - battery.commissioned).days, 0)
@@ -464,8 +588,9 @@ def report(
             average_soc=avg_soc,
             max_c_rate_per_h=c_rate,
         )
-        fade_per_year = (1.0 - model_soh) / days * 365.0 if days > 0 else 0.0
-        eol_date = _eol_date(aging, hist.start, eol)
+        fade_per_year = (1.0 - model_soh) / life_days * 365.0 if life_days > 0 else 0.0
+        origin = commissioned if gap_days > 0 else hist.start
+        eol_date = _eol_date(aging, hist, temp, origin, eol)
         row: dict[str, Any] = {
             "site": site_id,
             "soh": round(soh, 4),
@@ -479,9 +604,18 @@ def report(
             "warranty_remaining_mwh": round(status.remaining_mwh, 1),
             "warranty_violations": list(status.violations),
             "end_of_life": eol_date.isoformat() if eol_date else None,
-            "notes": list(
-                validity_warnings(aging.mean_dod, aging.mean_temp_c, ledger.efc)
-            ),
+            "history_days": round(days, 2),
+            "notes": [
+                *validity_warnings(aging.mean_dod, aging.mean_temp_c, ledger.efc),
+                *(
+                    [
+                        f"history starts {gap_days:.0f} days after commissioning: "
+                        "those days are assumed to have the history's duty"
+                    ]
+                    if gap_days > 1
+                    else []
+                ),
+            ],
         }
         if site_id in schedules:
             inputs = site_cost_inputs(site)
@@ -490,7 +624,7 @@ def report(
             row["schedule_cycle_wear_usd"] = round(wear.cycle_usd, 2)
         rows.append(row)
     if as_json:
-        typer.echo(json.dumps({"sites": rows}, indent=2))
+        typer.echo(json.dumps({"sites": rows, "no_telemetry": skipped}, indent=2))
         return
     table = Table(title="Degradation report")
     for col in (
@@ -518,3 +652,5 @@ def report(
     for row in rows:
         for note in row["notes"] + row["warranty_violations"]:
             console.print(f"{row['site']}: {note}", highlight=False)
+    if skipped:
+        console.print(f"no telemetry in the store for: {', '.join(skipped)}")

@@ -233,3 +233,59 @@ def test_cli_report_exits_2_when_soc_csv_option_malformed(
     )
     assert code == 2
     assert "SITE=PATH" in err
+
+
+@pytest.mark.integration
+def test_cli_report_reads_store_telemetry_when_db_given(
+    capsys: pytest.CaptureFixture[str], fleet_file: Path, empty_db_url: str
+) -> None:
+    import sqlalchemy as sa
+
+    from fleet.store.engine import make_engine
+    from fleet.store.migrate import upgrade
+    from fleet.store.telemetry_tables import tlm_measurements
+
+    upgrade(empty_db_url)
+    site = _site_id(fleet_file)
+    # 20 days of hourly telemetry starting 10 days after commissioning (2026-01-01)
+    start_ms = int(dt.datetime(2026, 1, 11, tzinfo=dt.UTC).timestamp() * 1000)
+    day = np.interp(
+        np.arange(24), [0, 6, 10, 12, 16, 24], [0.1, 0.1, 1.0, 1.0, 0.1, 0.1]
+    )
+    soc = np.append(np.tile(day, 20), day[0])
+    power_w = np.append(-np.diff(soc) * 20e6, 0.0)
+    rows = [
+        {
+            "site_id": site,
+            "dev_id": "bank1",
+            "ts_ms": start_ms + i * 3_600_000,
+            "seq": i,
+            "sid": 1,
+            "hist": False,
+            "q": "good",
+            "flags": 0,
+            "payload_hash": f"{i:032x}",
+            "received_at_ms": start_ms + i * 3_600_000,
+            "soc_pct": 100 * float(s),
+            "p_dc_w": float(p),
+            "cell_t_min_c": 24.0,
+            "cell_t_max_c": 26.0,
+        }
+        for i, (s, p) in enumerate(zip(soc, power_w, strict=True))
+    ]
+    engine = make_engine(empty_db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(tlm_measurements), rows)
+    engine.dispose()
+    code, out, err = _run(
+        capsys, "report", "--fleet", str(fleet_file), "--db", empty_db_url, "--json"
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    (row,) = data["sites"]
+    assert row["site"] == site
+    assert row["history_days"] == pytest.approx(20.0)
+    assert row["soh_method"] == "telemetry"
+    assert row["model_soh"] < 1.0
+    assert any("after commissioning" in note for note in row["notes"])
+    assert row["efc_per_year"] == pytest.approx(0.9 * 365, rel=0.02)
