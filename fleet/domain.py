@@ -500,6 +500,30 @@ class Site(_Frozen):
         """Whether the site is enrolled in ``service``."""
         return Service(service) in self.services
 
+    def scenario_site_fields(self) -> dict[str, Any]:
+        """Return this site's fields of a dispatch scenario site (same names).
+
+        The caller adds what depends on the day: ``soc_initial`` from telemetry,
+        ``soc_final_min``, the degradation curve when the site has no override, and
+        the ``btm`` block of a behind-the-meter site.
+        """
+        fields: dict[str, Any] = {
+            "id": self.id,
+            "node": self.node,
+            "discharge_mw": self.battery.discharge_mw,
+            "charge_mw": self.battery.charge_mw,
+            "energy_mwh": self.battery.energy_mwh,
+            "soc_min": self.battery.soc_min,
+            "soc_max": self.battery.soc_max,
+            "soc_initial": self.battery.soc_initial,
+            "eta_charge": self.battery.eta_charge,
+            "eta_discharge": self.battery.eta_discharge,
+            "services": [service.value for service in self.services],
+        }
+        if self.degradation_usd_per_mwh is not None:
+            fields["degradation_usd_per_mwh"] = list(self.degradation_usd_per_mwh)
+        return fields
+
     @property
     def non_feoc_share(self) -> float:
         """Fraction (0-1) of the site's capex from parts not made by a FEOC."""
@@ -553,6 +577,22 @@ class Fleet(_Frozen):
     def poi_group_sites(self, name: str) -> list[SiteId]:
         """Return the ids of the sites behind POI group ``name``, in file order."""
         return [site.id for site in self.sites if site.poi.group == name]
+
+    def scenario_fleet_block(self) -> dict[str, Any]:
+        """Return the dispatch scenario's ``fleet`` block (capacity and POI groups)."""
+        block: dict[str, Any] = {
+            "poi_groups": [
+                {
+                    "sites": list(self.poi_group_sites(group.name)),
+                    "export_mw": group.export_mw,
+                    "import_mw": group.import_mw,
+                }
+                for group in self.poi_groups
+            ]
+        }
+        if self.capacity_min_mw is not None:
+            block["capacity_min_mw"] = self.capacity_min_mw
+        return block
 
 
 def fleet_problems(fleet: Fleet) -> list[str]:

@@ -320,3 +320,27 @@ def test_fleet_rejects_poi_group_when_undeclared_or_unused() -> None:
         Fleet.model_validate(data)
     assert 'poi.group="west" is not a declared poi_groups name' in str(info.value)
     assert 'poi group "east" has no sites' in str(info.value)
+
+
+def test_scenario_fields_validate_as_a_dispatch_site_when_day_values_added() -> None:
+    from dispatch.scenario import Site as ScenarioSite
+
+    site = make_site(degradation_usd_per_mwh=[1.0, 2.0])
+    fields = site.scenario_site_fields()
+    assert fields["eta_charge"] == site.battery.eta_charge
+    assert fields["services"] == ["energy", "reg_up", "reg_down", "spin"]
+    ScenarioSite.model_validate({**fields, "soc_final_min": 0.3})
+
+
+def test_scenario_fleet_block_lists_poi_group_sites_when_grouped() -> None:
+    grouped = {"export_mw": 10.0, "import_mw": 10.0, "group": "g"}
+    fleet = make_fleet(
+        2,
+        capacity_min_mw=5.0,
+        poi_groups=[{"name": "g", "export_mw": 15.0, "import_mw": 12.0}],
+        sites=[site_data("a", poi=grouped), site_data("b", poi=grouped)],
+    )
+    assert fleet.scenario_fleet_block() == {
+        "capacity_min_mw": 5.0,
+        "poi_groups": [{"sites": ["a", "b"], "export_mw": 15.0, "import_mw": 12.0}],
+    }
