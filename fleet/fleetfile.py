@@ -379,7 +379,9 @@ def _range_text(error: ErrorDetails, loc: Sequence[int | str]) -> str:
         "less_than": ("lt", "<"),
     }
     key, sign = words[error["type"]]
-    return f"must be {sign} {ctx.get(key)}"
+    bound = ctx.get(key)
+    shown = _number(float(bound)) if isinstance(bound, int | float) else str(bound)
+    return f"must be {sign} {shown}"
 
 
 def _format_error(error: ErrorDetails, data: dict[str, Any]) -> list[str]:
