@@ -22,6 +22,7 @@ from fleet.fleetfile import load_fleet
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Render the files; return the exit code (2 for a bad fleet file or option)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("fleet_file", type=Path, help="fleet file (TOML or YAML)")
     parser.add_argument("--out", type=Path, default=Path("deploy/generated"))
@@ -49,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
             clients = [s.id for s in fleet.sites] + [u.name for u in SERVICE_USERS]
             make_dev_certificates(args.out / "certs", clients)
     except FleetInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        sys.stderr.write(f"error: {exc}\n")
         return 2
     for path in done.files:
-        print(path)
-    print(f"{len(done.site_ids)} sites in the ACL")
+        sys.stdout.write(f"{path}\n")
+    sys.stdout.write(f"{len(done.site_ids)} sites in the ACL\n")
     return 0
 
 
