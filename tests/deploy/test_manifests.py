@@ -236,7 +236,8 @@ def test_dockerfile_builds_multi_stage_non_root_from_python311_slim_when_parsed(
         max(i for i, (w, _) in enumerate(instructions) if w == "FROM") :
     ]
     users = [a for w, a in final if w == "USER"]
-    assert users and users[-1].split(":")[0] not in ("0", "root")
+    assert users
+    assert users[-1].split(":")[0] not in ("0", "root")
     assert any(w == "HEALTHCHECK" and "healthcheck" in a for w, a in final)
     assert any(w == "ENTRYPOINT" and "docker-entrypoint.sh" in a for w, a in final)
     runs = " ".join(a for w, a in instructions if w == "RUN")
