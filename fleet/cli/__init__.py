@@ -7,6 +7,7 @@ import sys
 import pydantic
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dispatch.errors import DispatchInputError
 from fleet.cli import (
@@ -73,5 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)
     except INPUT_ERRORS as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False
+        )
         sys.exit(2)
