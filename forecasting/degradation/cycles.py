@@ -207,6 +207,10 @@ def extract_cycles(soc: npt.ArrayLike) -> list[Cycle]:
     x = _validate_soc(soc)
     if x.size < 2:
         return []
+    if x.size == 2:
+        # rainflow.reversals drops the last point of a two-sample series
+        rng = float(abs(x[1] - x[0]))
+        return [Cycle(rng, float(x.mean()), 0.5, 0, 1)] if rng > 0 else []
     return [
         Cycle(float(rng), float(mean), float(count), int(i0), int(i1))
         for rng, mean, count, i0, i1 in rainflow.extract_cycles(x)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from forecasting.degradation.costs import (
     CostInputs,
@@ -117,3 +119,40 @@ def test_degradation_costs_reject_input_when_field_out_of_range(
 def test_degradation_costs_reject_input_when_no_segments() -> None:
     with pytest.raises(ForecastInputError, match="n_segments=0"):
         degradation_costs(BASE, 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    soc_min=st.floats(0.0, 0.4),
+    width=st.floats(0.1, 0.6),
+    k=st.integers(1, 12),
+    efc_per_day=st.floats(0.05, 4.0),
+    temp_c=st.floats(0.0, 50.0),
+    eol=st.floats(0.5, 0.95),
+    cost=st.floats(0.0, 1000.0),
+)
+def test_degradation_costs_are_valid_scenario_segments_when_any_inputs(
+    soc_min: float,
+    width: float,
+    k: int,
+    efc_per_day: float,
+    temp_c: float,
+    eol: float,
+    cost: float,
+) -> None:
+    inputs = CostInputs(
+        energy_mwh=10.0,
+        replacement_cost_usd_per_kwh=cost,
+        soc_min=soc_min,
+        soc_max=soc_min + width,
+        efc_per_day=efc_per_day,
+        temp_c=temp_c,
+        eol_capacity_fraction=eol,
+    )
+    result = degradation_costs(inputs, k)
+    seg = np.array(result.segment_usd_per_mwh)
+    assert seg.shape == (k,)
+    assert np.all(np.isfinite(seg))
+    assert np.all(seg >= 0)
+    assert np.all(np.diff(seg) >= -1e-12)
+    assert result.life_years > 0

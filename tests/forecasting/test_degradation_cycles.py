@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from forecasting.degradation.cycles import (
     cycle_ledger,
@@ -91,3 +93,37 @@ def test_cycle_ledger_rejects_input_when_energy_negative() -> None:
 def test_cycle_ledger_rejects_input_when_edges_do_not_cover_unit_range() -> None:
     with pytest.raises(ForecastInputError, match="depth_edges"):
         cycle_ledger([0.5, 0.6], 1.0, depth_edges=(0.0, 0.5))
+
+
+soc_lists = st.lists(
+    st.floats(min_value=0.0, max_value=1.0, allow_nan=False), min_size=2, max_size=60
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(soc=soc_lists, band=st.sampled_from([0.0, 0.005, 0.05]))
+def test_cycle_ledger_efc_equals_half_the_filtered_travel_when_any_history(
+    soc: list[float], band: float
+) -> None:
+    filtered = hysteresis_filter(soc, band) if band else np.asarray(soc)
+    ledger = cycle_ledger(soc, 1.0, band=band)
+    assert ledger.efc == pytest.approx(np.abs(np.diff(filtered)).sum() / 2, abs=1e-9)
+    assert ledger.discharge_mwh + ledger.charge_mwh == pytest.approx(
+        2 * ledger.efc, abs=1e-9
+    )
+    assert sum(ledger.cycles_per_bin) == pytest.approx(
+        sum(c.count for c in ledger.cycles)
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(soc=soc_lists)
+def test_hysteresis_filter_never_adds_travel_when_any_history(soc: list[float]) -> None:
+    raw = np.asarray(soc)
+    out = hysteresis_filter(raw, 0.01)
+    assert out.shape == raw.shape
+    assert out.min() >= raw.min() - 1e-12
+    assert out.max() <= raw.max() + 1e-12
+    assert np.abs(np.diff(out)).sum() <= np.abs(np.diff(raw)).sum() + 1e-9
+    assert out[0] == raw[0]
+    assert out[-1] == raw[-1]
