@@ -20,7 +20,6 @@ from fleet.deploy import (
     SERVICE_USERS,
     DeployOptions,
     make_dev_certificates,
-    mosquitto_password_hash,
     render,
     render_acl,
     render_mosquitto_conf,
@@ -50,6 +49,10 @@ def test_render_writes_acl_for_every_site_when_given_example_fleet(
     assert set(done.site_ids) == {s.id for s in fleet.sites}
     # a site may never write another site's topics or read the platform's stream
     assert "topic write bess/v1/+/" not in acl.split("user tx-odessa-01")[1]
+    assert (
+        "$share/bessfleet-ingest/bess/v1/+/+/up/#"
+        in acl.split("user bessfleet-ingest")[1]
+    )
     env = {p.name: _env(p.read_text()) for p in (tmp_path / "env").iterdir()}
     assert env["bessfleet.env"]["BESSFLEET_DATABASE_URL"].startswith(
         "postgresql+psycopg://"
@@ -73,14 +76,6 @@ def test_render_keeps_service_passwords_when_rendered_twice(tmp_path: Path) -> N
 def test_render_raises_naming_field_when_ingest_workers_zero(tmp_path: Path) -> None:
     with pytest.raises(FleetInputError, match="ingest_workers=0"):
         render(load_fleet(EXAMPLE_FLEET), tmp_path, DeployOptions(ingest_workers=0))
-
-
-def test_mosquitto_password_hash_matches_pbkdf2_format_when_salt_fixed() -> None:
-    line = mosquitto_password_hash("secret", salt=b"\x00" * 12)
-    parts = line.split("$")
-    assert parts[1:3] == ["7", "101"]
-    assert parts[3] == "AAAAAAAAAAAAAAAA"
-    assert line != mosquitto_password_hash("other", salt=b"\x00" * 12)
 
 
 # --- the rendered configuration on a real broker --------------------------------------
@@ -121,7 +116,7 @@ def tls_broker(
     shutil.copy(root / "out" / "mosquitto" / "acl", root / "conf" / "acl")
     password = "pw-" + "x" * 20
     (root / "conf" / "passwd").write_text(
-        render_passwd({u.name: password for u in SERVICE_USERS})
+        render_passwd(dict.fromkeys(SERVICE_USERS, password))
     )
     for path in (root / "conf", root / "data"):
         path.chmod(0o777)
