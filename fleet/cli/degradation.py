@@ -38,7 +38,7 @@ from forecasting.degradation.warranty import WarrantyTerms, warranty_status
 from forecasting.errors import ForecastInputError
 
 if TYPE_CHECKING:
-    from fleet.domain import Fleet, Site
+    from fleet.domain import Site
 
 SHALLOW_NOTE = (
     "BLAST-Lite's LFP model was fitted on 80-100% depth-of-discharge cycling at "
@@ -171,25 +171,72 @@ def project(
 
 
 FleetOption = Annotated[
-    Path, typer.Option("--fleet", help="Fleet file (.toml/.yaml), see deploy/examples.")
+    Path | None,
+    typer.Option(
+        "--fleet",
+        help="Fleet file (.toml/.yaml); default: the sites loaded in the store.",
+    ),
+]
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Store URL (default: BESSFLEET_DATABASE_URL)."),
 ]
 
 
-def _site(fleet_path: Path, site_id: str) -> Site:
-    """Load the fleet file and return one of its sites."""
+def _store_url(db: str | None) -> str:
+    """Return the store URL: the option, else the configured one."""
+    from fleet.config import Settings
+
+    return db or Settings().database_url
+
+
+def _load_sites(fleet_path: Path | None, db: str | None) -> dict[str, Site]:
+    """Sites by id, from the fleet file or else from the store's ``sites`` table."""
+    import sqlalchemy as sa
+
+    from fleet.domain import Site
+    from fleet.errors import FleetInputError
     from fleet.fleetfile import load_fleet
+    from fleet.store.engine import make_engine
+    from fleet.store.sites import load_site_configs
 
-    return _lookup(load_fleet(fleet_path), site_id)
+    if fleet_path is not None:
+        return {str(site.id): site for site in load_fleet(fleet_path).sites}
+    url = _store_url(db)
+    engine = make_engine(url)
+    try:
+        configs = load_site_configs(engine)
+    except sa.exc.SQLAlchemyError as exc:
+        msg = (
+            f"no --fleet given and the store at {engine.url!r} cannot be read "
+            f"({type(exc).__name__}); run `bessfleet db upgrade` and "
+            "`bessfleet fleet load FILE`, or give --fleet FILE"
+        )
+        raise FleetInputError(msg) from None
+    finally:
+        engine.dispose()
+    if not configs:
+        msg = (
+            f"no --fleet given and the store at {engine.url!r} holds no sites; "
+            "run `bessfleet fleet load FILE` or give --fleet FILE"
+        )
+        raise FleetInputError(msg)
+    return {str(cfg["id"]): Site.model_validate(cfg) for cfg in configs}
 
 
-def _lookup(fleet: Fleet, site_id: str) -> Site:
-    """Return a site of the fleet; an unknown id is bad input (exit 2)."""
+def _lookup(sites: dict[str, Site], site_id: str) -> Site:
+    """Return a site by id; an unknown id is bad input (exit 2)."""
     from fleet.errors import FleetInputError
 
-    try:
-        return fleet.by_id(site_id)
-    except KeyError as exc:
-        raise FleetInputError(str(exc.args[0])) from None
+    if site_id not in sites:
+        msg = f"no site {site_id!r} (sites: {', '.join(sites)})"
+        raise FleetInputError(msg)
+    return sites[site_id]
+
+
+def _site(fleet_path: Path | None, db: str | None, site_id: str) -> Site:
+    """Return one site from the fleet file or the store."""
+    return _lookup(_load_sites(fleet_path, db), site_id)
 
 
 def site_cost_inputs(
@@ -217,7 +264,8 @@ def site_cost_inputs(
 @degradation_app.command("costs")
 def costs(
     site_id: Annotated[str, typer.Argument(metavar="SITE", help="Site id.")],
-    fleet_file: FleetOption,
+    fleet_file: FleetOption = None,
+    db: DbOption = None,
     segments: Annotated[int, typer.Option("--segments", min=1, max=50)] = 4,
     efc_per_day: Annotated[
         float | None,
@@ -229,7 +277,7 @@ def costs(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Print the site's degradation_usd_per_mwh segments and calendar cost."""
-    site = _site(fleet_file, site_id)
+    site = _site(fleet_file, db, site_id)
     inputs = site_cost_inputs(site, efc_per_day=efc_per_day, temp_c=temp_c)
     result = degradation_costs(inputs, segments)
     out = {
@@ -250,7 +298,8 @@ def costs(
 @degradation_app.command("plot")
 def plot(
     site_id: Annotated[str, typer.Argument(metavar="SITE", help="Site id.")],
-    fleet_file: FleetOption,
+    fleet_file: FleetOption = None,
+    db: DbOption = None,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="PNG file to write.")
     ] = None,
@@ -264,7 +313,7 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    site = _site(fleet_file, site_id)
+    site = _site(fleet_file, db, site_id)
     inputs = site_cost_inputs(site, efc_per_day=efc_per_day, temp_c=temp_c)
     result = degradation_costs(inputs, segments)
     depth = np.linspace(0.0, 1.0, 101)
@@ -479,7 +528,7 @@ def _eol_date(
 
 @degradation_app.command("report")
 def report(
-    fleet_file: FleetOption,
+    fleet_file: FleetOption = None,
     soc_csv: Annotated[
         list[str] | None,
         typer.Option(
@@ -492,7 +541,8 @@ def report(
         str | None,
         typer.Option(
             "--db",
-            help="Store URL: read the other fleet sites' telemetry (tlm_measurements).",
+            help="Store URL: read the sites' telemetry (tlm_measurements); also the "
+            "sites when --fleet is absent (default then: BESSFLEET_DATABASE_URL).",
         ),
     ] = None,
     dev_id: Annotated[
@@ -513,25 +563,25 @@ def report(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Per site: SoH, fade rate, EFC/year, warranty headroom, end of life, wear cost."""
-    from fleet.fleetfile import load_fleet
-
-    fleet = load_fleet(fleet_file)
+    sites = _load_sites(fleet_file, db)
+    if fleet_file is None:
+        db = _store_url(db)
     paths = _parse_site_paths(soc_csv or [])
     for site_id in paths:
-        _lookup(fleet, site_id)
+        _lookup(sites, site_id)
     histories: dict[str, SocHistory] = {
         k: read_soc_history(v) for k, v in paths.items()
     }
     skipped: list[str] = []
     if db is not None:
-        for site in fleet.sites:
-            if site.id in histories:
+        for site_id in sites:
+            if site_id in histories:
                 continue
-            found = read_store_history(db, site.id, dev_id)
+            found = read_store_history(db, site_id, dev_id)
             if found is None:
-                skipped.append(site.id)
+                skipped.append(site_id)
             else:
-                histories[site.id] = found
+                histories[site_id] = found
     if not histories:
         msg = "no SoC history: give --soc-csv SITE=PATH or --db URL with telemetry"
         raise ForecastInputError(msg)
@@ -544,7 +594,7 @@ def report(
         schedules = dict(res.sites)
     rows: list[dict[str, Any]] = []
     for site_id, hist in histories.items():
-        site = _lookup(fleet, site_id)
+        site = _lookup(sites, site_id)
         battery = site.battery
         temp = hist.temp_c if hist.temp_c is not None else 25.0
         commissioned = dt.datetime.combine(

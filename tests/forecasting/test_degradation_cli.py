@@ -289,3 +289,32 @@ def test_cli_report_reads_store_telemetry_when_db_given(
     assert row["model_soh"] < 1.0
     assert any("after commissioning" in note for note in row["notes"])
     assert row["efc_per_year"] == pytest.approx(0.9 * 365, rel=0.02)
+
+
+@pytest.mark.integration
+def test_cli_plot_reads_site_from_store_when_no_fleet_file(
+    capsys: pytest.CaptureFixture[str],
+    fleet_file: Path,
+    empty_db_url: str,
+    tmp_path: Path,
+) -> None:
+    from fleet.fleetfile import load_fleet
+    from fleet.store.engine import make_engine
+    from fleet.store.migrate import upgrade
+    from fleet.store.sites import save_fleet
+
+    upgrade(empty_db_url)
+    code, _out, err = _run(capsys, "costs", "any-site", "--db", empty_db_url)
+    assert code == 2
+    assert "holds no sites" in " ".join(err.split())
+    engine = make_engine(empty_db_url)
+    save_fleet(engine, load_fleet(fleet_file))
+    engine.dispose()
+    site = _site_id(fleet_file)
+    png = tmp_path / "c.png"
+    code, _out, err = _run(capsys, "plot", site, "--db", empty_db_url, "-o", str(png))
+    assert code == 0, err
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    from_store = _run(capsys, "costs", site, "--db", empty_db_url, "--json")
+    from_file = _run(capsys, "costs", site, "--fleet", str(fleet_file), "--json")
+    assert json.loads(from_store[1]) == json.loads(from_file[1])
