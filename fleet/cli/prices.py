@@ -89,6 +89,7 @@ def import_(
                         "rows_read": parsed.rows_read,
                         "rows_imported": written,
                         "bad_rows": len(parsed.bad_rows),
+                        "rows_skipped": parsed.rows_skipped,
                         "market": market,
                     },
                 )
@@ -115,6 +116,7 @@ def _report(
         "rows_imported": written,
         "series": int(series),
         "seconds": round(seconds, 3),
+        "rows_skipped_other_markets": parsed.rows_skipped,
         "bad_row_count": len(parsed.bad_rows),
         "bad_rows": [
             {"line": bad.line, "reason": bad.reason} for bad in parsed.bad_rows[:show]
@@ -129,6 +131,10 @@ def _print_report(report: dict[str, Any]) -> None:
         f"rows imported into {report['series']} series ({report['unit']}) in "
         f"{report['seconds']:.1f} s ({rate:,.0f} rows/s)"
     )
+    if report["rows_skipped_other_markets"]:
+        typer.echo(
+            f"  {report['rows_skipped_other_markets']:,} row(s) of other markets skipped"
+        )
     if not report["bad_row_count"]:
         return
     console = Console(stderr=True, soft_wrap=True, highlight=False)

@@ -57,6 +57,8 @@ class PriceFile:
     """Good rows: ``market, node, product, ts, interval_minutes, price, unit, source``."""
     bad_rows: list[BadRow] = field(default_factory=list)
     """Rows left out, in file order."""
+    rows_skipped: int = 0
+    """Good rows of other markets, left out because a market was asked for."""
 
 
 def _open_text(path: Path) -> io.TextIOBase:
@@ -127,13 +129,18 @@ def read_price_csv(path: Path | str, *, market: str | None = None) -> PriceFile:
         raise FleetInputError(msg) from exc
     raw = pd.DataFrame(cells, columns=header, dtype=object)
     raw["line"] = np.asarray(lines, dtype=np.int64)
-    frame, row_bad = _validate(raw, price_column, market)
+    frame, row_bad = _validate(raw, price_column)
+    skipped = 0
+    if market is not None:
+        wanted = frame["market"].str.upper() == market.upper()
+        skipped = int((~wanted).sum())
+        frame = frame[wanted].copy()
     bad = sorted(bad + row_bad, key=lambda b: b.line)
     frame["interval_minutes"] = infer_interval_minutes(frame)
     frame["unit"] = unit
     frame["source"] = path.name
     frame = frame.drop(columns="line").reset_index(drop=True)
-    result = PriceFile(path, unit, rows_read, frame, bad)
+    result = PriceFile(path, unit, rows_read, frame, bad, skipped)
     logger.info(
         "%s: %d rows read, %d good, %d bad",
         path,
@@ -173,7 +180,7 @@ def _check_header(path: Path, header: list[str]) -> tuple[str, str]:
 
 
 def _validate(
-    raw: pd.DataFrame, price_column: str, market: str | None
+    raw: pd.DataFrame, price_column: str
 ) -> tuple[pd.DataFrame, list[BadRow]]:
     text = {c: raw[c].astype(str).str.strip() for c in (*KEY_COLUMNS, price_column)}
     stamp = text["timestamp_utc"]
@@ -231,8 +238,6 @@ def _validate(
         )
     ]
     keep = reasons.isna()
-    if market is not None:
-        keep &= frame["market"].str.upper() == market.upper()
     return frame[keep].copy(), bad
 
 

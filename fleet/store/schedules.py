@@ -67,8 +67,8 @@ def save_schedule(
     intervals: pd.DataFrame | None = None,
     actor: str | None = None,
     created_at: dt.datetime | None = None,
-) -> StoredSchedule:
-    """Store a schedule as the next version for its market and day; return it.
+) -> int:
+    """Store a schedule as the next version for its market and day; return the version.
 
     Versions never change once written: a new plan is a new version.
 
@@ -92,6 +92,12 @@ def save_schedule(
         When given, an audit entry ``schedule.save`` is written by this actor.
     created_at
         Defaults to now, UTC.
+
+    Returns
+    -------
+    int
+        The version stored: 1 for the first schedule of the market and day, then 2, …
+        (read it back with :func:`get_schedule`).
 
     Raises
     ------
@@ -161,7 +167,7 @@ def save_schedule(
         msg = f"schedule {market}/{operating_day} was written concurrently: {exc.orig}"
         raise StoreError(msg) from exc
     logger.info("stored schedule %s/%s version %d", market, operating_day, version)
-    return StoredSchedule(id=int(schedule_id), version=int(version), **values)
+    return int(version)
 
 
 def latest_schedule(

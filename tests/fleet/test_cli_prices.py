@@ -126,6 +126,7 @@ def test_prices_import_exits_0_and_is_idempotent_when_file_is_good(
         "rows_read": 4,
         "rows_imported": 4,
         "bad_rows": 0,
+        "rows_skipped": 0,
         "market": None,
     }
     assert "4 of 4 rows imported" in capsys.readouterr().out
@@ -187,7 +188,7 @@ def test_prices_import_exits_2_when_store_not_migrated(
 
 
 def test_prices_import_keeps_only_market_when_market_given(
-    migrated_db_url: str, tmp_path: Path
+    migrated_db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "two.csv"
     path.write_text(HEADER + GOOD + "2024-01-01T00:00:00Z,CAISO,NP15,da_energy,30\n")
@@ -211,6 +212,7 @@ def test_prices_import_keeps_only_market_when_market_given(
     assert [(s.market, s.count, s.interval_minutes) for s in listed] == [
         ("CAISO", 1, 60)
     ]
+    assert "4 row(s) of other markets skipped" in capsys.readouterr().out
 
 
 def test_prices_list_prints_series_when_store_has_prices(
