@@ -153,6 +153,7 @@ def test_stream_pushes_bids_state_schedule_and_alarm_when_they_happen(
         alarm = reader.wait_for("alarm")
         assert alarm["kind"] == "cell_overtemp"
         assert alarm["severity"] == "critical"
+        reader.close()
 
 
 def test_event_bus_drops_oldest_when_subscriber_queue_full() -> None:

@@ -108,12 +108,17 @@ class Browser:
                 self.console.append(" ".join(str(a.get("value", "")) for a in args))
             elif message.get("method") == "Runtime.exceptionThrown":
                 details = message["params"]["exceptionDetails"]
-                self.console.append(f"exception: {details.get('text')} {details.get('exception', {}).get('description', '')}")
+                self.console.append(
+                    f"exception: {details.get('text')} {details.get('exception', {}).get('description', '')}"
+                )
 
     def evaluate(self, expression: str) -> Any:
         """Evaluate a JavaScript expression in the page and return its value."""
         result = self.send(
-            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+            "Runtime.evaluate",
+            expression=expression,
+            returnByValue=True,
+            awaitPromise=True,
         )
         if "exceptionDetails" in result:
             msg = f"{expression}: {result['exceptionDetails']}"
@@ -147,7 +152,13 @@ class Browser:
             "Page.captureScreenshot",
             format="png",
             captureBeyondViewport=True,
-            clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+            clip={
+                "x": 0,
+                "y": 0,
+                "width": size["width"],
+                "height": size["height"],
+                "scale": 1,
+            },
         )["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))

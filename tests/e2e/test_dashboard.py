@@ -32,7 +32,9 @@ README_SCREENSHOT = REPO_ROOT / "docs" / "img" / "dashboard.png"
 def browser() -> Iterator[Browser]:
     binary = chromium_path()
     if binary is None:
-        pytest.skip("chromium is not installed (Debian package `chromium`; .ci/run installs it)")
+        pytest.skip(
+            "chromium is not installed (Debian package `chromium`; .ci/run installs it)"
+        )
     b = Browser(binary)
     yield b
     b.close()
@@ -77,8 +79,12 @@ def test_dashboard_shows_every_site_and_live_updates_when_loaded(
             assert browser.evaluate("localStorage.getItem('bessfleet.key')") == viewer
             assert "key=" not in browser.evaluate("location.href")
             browser.wait_for("document.querySelector('#chart-power path') !== null")
-            browser.wait_for("document.querySelectorAll('#awards tbody tr').length >= 2")
-            browser.wait_for("document.querySelector('#conn').textContent === 'stream: live'")
+            browser.wait_for(
+                "document.querySelectorAll('#awards tbody tr').length >= 2"
+            )
+            browser.wait_for(
+                "document.querySelector('#conn').textContent === 'stream: live'"
+            )
             site = fleet.sites[3]
             with engine.begin() as conn:
                 sample.write_state(
@@ -91,12 +97,17 @@ def test_dashboard_shows_every_site_and_live_updates_when_loaded(
             )
             assert "12.3 %" in cell
             assert int(browser.evaluate("document.body.dataset.events || '0'")) >= 1
-            assert "state" in browser.evaluate("document.querySelector('#events').innerText")
+            assert "state" in browser.evaluate(
+                "document.querySelector('#events').innerText"
+            )
             assert browser.evaluate("document.querySelector('#error').hidden") is True
             shot = ARTIFACTS / "dashboard.png"
             browser.screenshot(shot)
             assert shot.stat().st_size > 10_000
-            if os.environ.get("BESSFLEET_UPDATE_README_SCREENSHOT") or not README_SCREENSHOT.exists():
+            if (
+                os.environ.get("BESSFLEET_UPDATE_README_SCREENSHOT")
+                or not README_SCREENSHOT.exists()
+            ):
                 README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(shot, README_SCREENSHOT)
             browser.goto("about:blank")
@@ -104,7 +115,9 @@ def test_dashboard_shows_every_site_and_live_updates_when_loaded(
         engine.dispose()
 
 
-def test_dashboard_reports_refused_key_when_key_wrong(browser: Browser, tmp_path: Path) -> None:
+def test_dashboard_reports_refused_key_when_key_wrong(
+    browser: Browser, tmp_path: Path
+) -> None:
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     upgrade(url)
     with live_server(url) as server:

@@ -12,6 +12,17 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "Missing, unknown or revoked API key."},
     403: {"model": ErrorOut, "description": "The key's role may not do this."},
 }
+_ERROR_JSON = {
+    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}
+}
+AUTH_RESPONSES_NON_JSON: dict[int | str, dict[str, Any]] = {
+    401: {
+        "description": "Missing, unknown or revoked API key.",
+        "content": _ERROR_JSON,
+    },
+    403: {"description": "The key's role may not do this.", "content": _ERROR_JSON},
+}
+"""AUTH_RESPONSES for routes whose success answer is not JSON (metrics, stream)."""
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "No such object."}
 }

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from fleet.api import queries
 from fleet.api.deps import MetricsDep, StoreDep, ViewerKey
-from fleet.api.routers._common import AUTH_RESPONSES
+from fleet.api.routers._common import AUTH_RESPONSES_NON_JSON
 from fleet.api.schemas import HealthOut
 
 router = APIRouter(tags=["health"])
@@ -54,7 +54,7 @@ def readyz(request: Request, engine: StoreDep) -> Any:
     "/metrics",
     response_class=PlainTextResponse,
     responses={
-        **AUTH_RESPONSES,
+        **AUTH_RESPONSES_NON_JSON,
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
     },
 )

@@ -11,9 +11,9 @@ from fastapi.responses import StreamingResponse
 
 from fleet.api.deps import BusDep, OptionsDep, ViewerKey
 from fleet.api.errors import UnavailableError
-from fleet.api.routers._common import AUTH_RESPONSES
+from fleet.api.routers._common import AUTH_RESPONSES_NON_JSON
 
-router = APIRouter(prefix="/v1", tags=["stream"], responses=AUTH_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["stream"], responses=AUTH_RESPONSES_NON_JSON)
 
 
 @router.get(
@@ -27,7 +27,14 @@ router = APIRouter(prefix="/v1", tags=["stream"], responses=AUTH_RESPONSES)
             ),
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
-        503: {"description": "Too many stream clients."},
+        503: {
+            "description": "Too many stream clients.",
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/ErrorOut"}
+                }
+            },
+        },
     },
 )
 async def stream(
