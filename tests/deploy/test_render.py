@@ -49,10 +49,6 @@ def test_render_writes_acl_for_every_site_when_given_example_fleet(
     assert set(done.site_ids) == {s.id for s in fleet.sites}
     # a site may never write another site's topics or read the platform's stream
     assert "topic write bess/v1/+/" not in acl.split("user tx-odessa-01")[1]
-    assert (
-        "$share/bessfleet-ingest/bess/v1/+/+/up/#"
-        in acl.split("user bessfleet-ingest")[1]
-    )
     env = {p.name: _env(p.read_text()) for p in (tmp_path / "env").iterdir()}
     assert env["bessfleet.env"]["BESSFLEET_DATABASE_URL"].startswith(
         "postgresql+psycopg://"
