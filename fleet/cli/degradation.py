@@ -45,6 +45,9 @@ SHALLOW_NOTE = (
     "10-45 degC; shallower cycles and other temperatures are extrapolations."
 )
 
+PLAUSIBLE_SOH = (0.5, 1.05)
+"""A telemetry SoH outside this range means bad units or sign, not a battery."""
+
 degradation_app = typer.Typer(
     name="degradation",
     help=(
@@ -606,13 +609,21 @@ def report(
         )
         model_soh = float(aging.capacity_fraction[-1])
         soh, soh_std, method = model_soh, float("nan"), "model"
+        checks: list[str] = []
         if hist.power_mw is not None:
             ms = capacity_measurements(
                 hist.time_h, hist.power_mw, hist.soc, battery.energy_mwh
             )
             if ms:
                 est = estimate_soh(ms, partial(_prior_at_hours, aging))
-                soh, soh_std, method = est.latest, est.latest_std, "telemetry"
+                if PLAUSIBLE_SOH[0] <= est.latest <= PLAUSIBLE_SOH[1]:
+                    soh, soh_std, method = est.latest, est.latest_std, "telemetry"
+                else:
+                    checks.append(
+                        f"telemetry gives a capacity of {est.latest:.2f} x "
+                        f"energy_mwh={battery.energy_mwh:g}: implausible, check the "
+                        "power_mw units and sign (+ discharge); SoH from the model"
+                    )
         days = float(hist.time_h[-1] / 24.0)
         life_days = float(aging.t_days[-1])
         ledger = cycle_ledger(hist.soc, battery.energy_mwh)
@@ -656,6 +667,7 @@ def report(
             "end_of_life": eol_date.isoformat() if eol_date else None,
             "history_days": round(days, 2),
             "notes": [
+                *checks,
                 *validity_warnings(aging.mean_dod, aging.mean_temp_c, ledger.efc),
                 *(
                     [
@@ -672,6 +684,14 @@ def report(
             wear = schedule_wear(schedules[site_id].soc, interval_h, inputs)
             row["schedule_wear_usd"] = round(wear.total_usd, 2)
             row["schedule_cycle_wear_usd"] = round(wear.cycle_usd, 2)
+            revenue = schedules[site_id].revenue_usd
+            if revenue:
+                gross = sum(v for k, v in revenue.items() if k != "degradation")
+                row["schedule_revenue_usd"] = round(gross, 2)
+                row["schedule_planned_degradation_usd"] = round(
+                    -revenue.get("degradation", 0.0), 2
+                )
+                row["schedule_net_of_wear_usd"] = round(gross - wear.cycle_usd, 2)
         rows.append(row)
     if as_json:
         typer.echo(json.dumps({"sites": rows, "no_telemetry": skipped}, indent=2))
@@ -685,6 +705,7 @@ def report(
         "headroom MWh",
         "end of life",
         "wear $",
+        "net of wear $",
     ):
         table.add_column(col)
     for row in rows:
@@ -696,6 +717,7 @@ def report(
             f"{row['warranty_headroom_mwh']:.0f}",
             str(row["end_of_life"]),
             str(row.get("schedule_wear_usd", "-")),
+            str(row.get("schedule_net_of_wear_usd", "-")),
         )
     console = Console()
     console.print(table)

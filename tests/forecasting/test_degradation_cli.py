@@ -152,14 +152,14 @@ def test_cli_plot_writes_png_when_site_known(
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
-def _history_csv(path: Path, days: int) -> Path:
+def _history_csv(path: Path, days: int, energy_mwh: float = 20.0) -> Path:
     """Hourly SoC and DC power of a 20 MWh battery cycling once a day since 2026-01-01."""
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     day = np.interp(
         np.arange(24), [0, 6, 10, 12, 16, 24], [0.1, 0.1, 1.0, 1.0, 0.1, 0.1]
     )
     soc = np.append(np.tile(day, days), day[0])
-    power = np.append(-np.diff(soc) * 20.0, 0.0)
+    power = np.append(-np.diff(soc) * energy_mwh, 0.0)
     rows = ["timestamp_utc,soc,power_mw"]
     for i, (s, p) in enumerate(zip(soc, power, strict=True)):
         stamp = (start + dt.timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -194,6 +194,7 @@ def test_cli_report_lists_health_warranty_and_wear_when_history_given(
                         "spin_mw": zeros,
                         "capacity_mw": 0.0,
                         "soc": soc,
+                        "revenue_usd": {"energy": 2000.0, "degradation": -300.0},
                     }
                 },
             }
@@ -222,6 +223,11 @@ def test_cli_report_lists_health_warranty_and_wear_when_history_given(
     assert row["warranty_used_mwh"] == pytest.approx(60 * 0.9 * 20 * 0.95, rel=0.01)
     assert row["warranty_headroom_mwh"] == pytest.approx(1200 - 1026, abs=5)
     assert row["schedule_wear_usd"] > 0
+    assert row["schedule_revenue_usd"] == pytest.approx(2000.0)
+    assert row["schedule_planned_degradation_usd"] == pytest.approx(300.0)
+    assert row["schedule_net_of_wear_usd"] == pytest.approx(
+        2000.0 - row["schedule_cycle_wear_usd"], abs=0.02
+    )
     assert row["end_of_life"] is not None
 
 
@@ -318,3 +324,23 @@ def test_cli_plot_reads_site_from_store_when_no_fleet_file(
     from_store = _run(capsys, "costs", site, "--db", empty_db_url, "--json")
     from_file = _run(capsys, "costs", site, "--fleet", str(fleet_file), "--json")
     assert json.loads(from_store[1]) == json.loads(from_file[1])
+
+
+def test_cli_report_falls_back_to_model_when_power_units_implausible(
+    capsys: pytest.CaptureFixture[str], fleet_file: Path, tmp_path: Path
+) -> None:
+    site = _site_id(fleet_file)
+    hist = _history_csv(tmp_path / "soc.csv", 10, energy_mwh=20_000.0)  # kW as MW
+    code, out, err = _run(
+        capsys,
+        "report",
+        "--fleet",
+        str(fleet_file),
+        "--soc-csv",
+        f"{site}={hist}",
+        "--json",
+    )
+    assert code == 0, err
+    (row,) = json.loads(out)["sites"]
+    assert row["soh_method"] == "model"
+    assert any("implausible" in note for note in row["notes"])
