@@ -302,6 +302,15 @@ class BidSetIn(_In):
     )
 
     bids: list[BidIn] = Field(min_length=1, max_length=5000)
+    schedule_version: int | None = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description=(
+            "Schedule version the bids were built from; stored as the bid set's "
+            "version. Default: one more than the newest stored bid set version."
+        ),
+    )
     note: str | None = Field(default=None, max_length=500)
 
 

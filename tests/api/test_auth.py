@@ -166,8 +166,9 @@ def test_bid_push_is_audit_logged_with_key_id_when_scheduler(
         "/v1/audit", params={"object_type": "bid_set"}, headers=auth(store, "admin")
     ).json()["items"]
     assert log[0]["actor"] == store.key_ids["scheduler"]
-    assert log[0]["action"] == "bids.submit"
-    assert log[0]["object_id"] == f"ERCOT/{store.operating_day}/v{body['version']}"
+    assert log[0]["action"] == "bids.accepted"
+    assert log[0]["object_id"] == str(body["bid_set_id"])
+    assert log[0]["detail"]["version"] == body["version"]
 
 
 def test_audit_log_is_admin_only_when_viewer(

@@ -386,6 +386,12 @@ def test_bids_are_versioned_when_pushed_twice(
     assert latest["payload"]["bids"][0]["curve"] == [[0.0, 5.0], [2.0, 9.0]]
     v1 = _get(client, store, f"/v1/markets/ERCOT/bids/{day}", version=1).json()
     assert v1["submitted_by"] == store.key_ids["scheduler"]
+    pinned = client.put(
+        f"/v1/markets/ERCOT/bids/{day}",
+        json={**body, "schedule_version": 7},
+        headers=auth(store, "scheduler"),
+    )
+    assert pinned.json()["version"] == 7
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query
 
 from fleet.api import queries
 from fleet.api.deps import BusDep, SchedulerKey, StoreDep, ViewerKey
-from fleet.api.errors import ConflictError, InputError, NotFoundError
+from fleet.api.errors import InputError, NotFoundError
 from fleet.api.routers._common import AUTH_RESPONSES, NOT_FOUND, market_name, utc_now
 from fleet.api.schemas import (
     AwardListOut,
@@ -26,7 +26,8 @@ from fleet.api.schemas import (
     ErrorOut,
 )
 from fleet.store import audit
-from fleet.store.tables import awards, bid_sets
+from fleet.store.bids import save_bid_set
+from fleet.store.tables import awards
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def put_bids(
     key: SchedulerKey,
     bus: BusDep,
 ) -> BidSetOut:
-    """Push a bid set (scheduler); it is stored as the next version and audit-logged."""
+    """Push a bid set (scheduler); it is stored with its version and audit-logged."""
     mkt = market_name(market)
     _check_day(operating_day)
     with engine.connect() as conn:
@@ -120,39 +121,32 @@ def put_bids(
             raise InputError(msg, ("body", "bids", i, "site_id"))
     reason = check_bid_set(mkt, operating_day, bid_set)
     status = "accepted" if reason is None else "refused"
-    try:
-        with engine.begin() as conn:
-            version = queries.next_bid_version(
-                conn, market=mkt, operating_day=operating_day
-            )
-            new_id = conn.execute(
-                sa.insert(bid_sets)
-                .values(
-                    market=mkt,
-                    operating_day=operating_day,
-                    version=version,
-                    status=status,
-                    submitted_by=key.id,
-                    created_at=utc_now(),
-                    payload=bid_set.model_dump(mode="json"),
-                    refusal_reason=reason,
-                )
-                .returning(bid_sets.c.id)
-            ).scalar_one()
-            audit.record(
-                conn,
-                actor=key.id,
-                action="bids.submit",
-                object_type="bid_set",
-                object_id=f"{mkt}/{operating_day}/v{version}",
-                detail={"status": status, "bids": len(bid_set.bids), "reason": reason},
-            )
-            row = queries.bid_set_rows(
-                conn, market=mkt, operating_day=operating_day, version=version
-            )[0]
-    except sa.exc.IntegrityError as exc:
-        msg = f"bid set {mkt}/{operating_day} was written concurrently; retry"
-        raise ConflictError(msg) from exc
+    with engine.begin() as conn:
+        version = bid_set.schedule_version or queries.next_bid_version(
+            conn, market=mkt, operating_day=operating_day
+        )
+        stored = save_bid_set(
+            conn,
+            market=mkt,
+            operating_day=operating_day,
+            version=version,
+            status=status,
+            submitted_by=key.id,
+            payload=bid_set.model_dump(mode="json"),
+            refusal_reason=reason,
+        )
+    new_id = stored.id
+    row = {
+        "id": stored.id,
+        "market": stored.market,
+        "operating_day": stored.operating_day,
+        "version": stored.version,
+        "status": stored.status,
+        "submitted_by": stored.submitted_by,
+        "created_at": stored.created_at,
+        "refusal_reason": stored.refusal_reason,
+        "payload": stored.payload,
+    }
     logger.info(
         "bid set %s %s v%s %s by %s", mkt, operating_day, version, status, key.id
     )
