@@ -615,12 +615,13 @@ def report(
                 hist.time_h, hist.power_mw, hist.soc, battery.energy_mwh
             )
             if ms:
-                est = estimate_soh(ms, partial(_prior_at_hours, aging))
-                if PLAUSIBLE_SOH[0] <= est.latest <= PLAUSIBLE_SOH[1]:
+                measured = float(np.median([m.capacity_fraction for m in ms]))
+                if PLAUSIBLE_SOH[0] <= measured <= PLAUSIBLE_SOH[1]:
+                    est = estimate_soh(ms, partial(_prior_at_hours, aging))
                     soh, soh_std, method = est.latest, est.latest_std, "telemetry"
                 else:
                     checks.append(
-                        f"telemetry gives a capacity of {est.latest:.2f} x "
+                        f"telemetry measures a capacity of {measured:.2f} x "
                         f"energy_mwh={battery.energy_mwh:g}: implausible, check the "
                         "power_mw units and sign (+ discharge); SoH from the model"
                     )
