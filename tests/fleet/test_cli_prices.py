@@ -281,3 +281,13 @@ def test_prices_import_loads_real_rt_file_when_shared_data_present(
     assert str(series.index[0]) == "2024-01-01 00:00:00+00:00"
     assert info.interval_minutes == 15
     assert str(info.last_ts) == "2025-11-30 23:45:00+00:00"
+
+
+def test_read_price_csv_accepts_bom_and_crlf_when_exported_from_excel(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes(("\ufeff" + HEADER + GOOD).replace("\n", "\r\n").encode("utf-8"))
+    parsed = read_price_csv(path)
+    assert parsed.bad_rows == []
+    assert parsed.frame["price"].tolist() == [10.5, -3.0, 4999.99, 12.0]
