@@ -26,7 +26,7 @@ prices_app = typer.Typer(
 EXIT_CODES_HELP = (
     "Exit codes: 0 every row imported; 1 some rows were bad (the good rows were "
     "imported, the bad ones are listed by line); 2 a file is unusable (missing, "
-    "unreadable, a required column missing) or the store is unreachable or not "
+    "unreadable, a required column missing or an unknown one) or the store is unreachable or not "
     "migrated; nothing is imported from such a file."
 )
 
