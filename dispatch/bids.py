@@ -1,0 +1,471 @@
+"""Build day-ahead bids (energy curves and ancillary-service offers) from schedules.
+
+A bid set is what a scheduler pushes for one market and operating day: per site and
+hour, an energy offer/bid curve of (MW, $/MWh) points from charging (MW < 0) to
+discharging (MW > 0), non-decreasing in MW and price, and per ancillary service the
+(MW, $/MW-h) blocks offered. The JSON layout is the API's ``BidSetIn`` (see
+``docs/bids.md``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dispatch.errors import DispatchInputError
+from dispatch.markets import MarketRules
+from dispatch.result import Result
+from dispatch.scenario import Scenario
+
+logger = logging.getLogger(__name__)
+
+AS_PRODUCTS: tuple[str, ...] = ("reg_up", "reg_down", "spin")
+"""Ancillary-service products a bid set may carry (the dispatch model's services)."""
+BID_PRODUCTS: tuple[str, ...] = ("energy", *AS_PRODUCTS)
+"""Every product a bid set may carry."""
+_SERIES = {"reg_up": "reg_up_mw", "reg_down": "reg_down_mw", "spin": "spin_mw"}
+
+Point = tuple[float, float]
+"""One (MW, price) pair of a curve or offer: MW, then $/MWh (energy) or $/MW-h (AS)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bid:
+    """One bid: a site, a product, an hour and its (MW, price) points."""
+
+    site_id: str
+    """Site the bid is for."""
+    product: str
+    """``energy``, ``reg_up``, ``reg_down`` or ``spin``."""
+    hour_ending: int
+    """Hour ending of the operating day, 1-24 (25 on a long DST day)."""
+    curve: tuple[Point, ...]
+    """Energy: (MW, $/MWh) points, MW - = charge; AS: (MW, $/MW-h) blocks."""
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the bid in the API's ``BidIn`` layout."""
+        return {
+            "site_id": self.site_id,
+            "product": self.product,
+            "hour_ending": self.hour_ending,
+            "curve": [[mw, price] for mw, price in self.curve],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BidSet:
+    """The bids of one market and operating day."""
+
+    market: str
+    """Market name (``ERCOT``)."""
+    operating_day: dt.date
+    """Operating day, market local."""
+    bids: tuple[Bid, ...]
+    """Every bid, ordered by site, hour and product."""
+    note: str | None = None
+    """Free text kept with the bid set (e.g. the schedule version it came from)."""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    """Extra header fields for exports (plan version, solver, resource ids)."""
+
+    def to_payload(self) -> dict[str, Any]:
+        """Return the bid set as the API's ``BidSetIn`` body."""
+        out: dict[str, Any] = {"bids": [b.to_json() for b in self.bids]}
+        if self.note is not None:
+            out["note"] = self.note
+        return out
+
+
+def parse_bids(payload: Mapping[str, Any], source: str = "bid set") -> tuple[Bid, ...]:
+    """Read the ``bids`` list of a bid-set JSON object.
+
+    Parameters
+    ----------
+    payload
+        A decoded ``BidSetIn`` object: ``{"bids": [{site_id, product, hour_ending,
+        curve}], "note": …}``.
+    source
+        Name used in error messages.
+
+    Returns
+    -------
+    tuple of Bid
+
+    Raises
+    ------
+    DispatchInputError
+        Naming the bid index and the field that is missing or malformed.
+    """
+    raw = payload.get("bids")
+    if not isinstance(raw, list) or not raw:
+        msg = f"{source}: bids must be a non-empty list"
+        raise DispatchInputError(msg)
+    out: list[Bid] = []
+    for i, item in enumerate(raw):
+        where = f"{source}: bids[{i}]"
+        if not isinstance(item, Mapping):
+            msg = f"{where} must be an object"
+            raise DispatchInputError(msg)
+        extra = sorted(set(item) - {"site_id", "product", "hour_ending", "curve"})
+        if extra:
+            msg = f"{where}: unknown field(s) {extra}"
+            raise DispatchInputError(msg)
+        site_id, product, hour, curve = (
+            item.get(k) for k in ("site_id", "product", "hour_ending", "curve")
+        )
+        if not isinstance(site_id, str) or not site_id:
+            msg = f"{where}.site_id={site_id!r} must be a non-empty string"
+            raise DispatchInputError(msg)
+        if product not in BID_PRODUCTS:
+            msg = f"{where}.product={product!r} must be one of {list(BID_PRODUCTS)}"
+            raise DispatchInputError(msg)
+        if not isinstance(hour, int) or isinstance(hour, bool):
+            msg = f"{where}.hour_ending={hour!r} must be an integer"
+            raise DispatchInputError(msg)
+        if not isinstance(curve, list) or not curve:
+            msg = f"{where}.curve must be a non-empty list of [MW, price] pairs"
+            raise DispatchInputError(msg)
+        points: list[Point] = []
+        for j, pair in enumerate(curve):
+            ok = (
+                isinstance(pair, list | tuple)
+                and len(pair) == 2
+                and all(
+                    isinstance(v, int | float) and not isinstance(v, bool) for v in pair
+                )
+                and all(math.isfinite(float(v)) for v in pair)
+            )
+            if not ok:
+                msg = f"{where}.curve[{j}]={pair!r} must be a [MW, price] pair of finite numbers"
+                raise DispatchInputError(msg)
+            points.append((float(pair[0]), float(pair[1])))
+        out.append(Bid(site_id, str(product), hour, tuple(points)))
+    return tuple(out)
+
+
+def intervals_per_hour(scn: Scenario) -> int:
+    """Scenario intervals in one hour (the scenario must tile hours exactly).
+
+    Raises
+    ------
+    DispatchInputError
+        When ``interval_minutes`` does not divide 60 or the horizon is not whole hours.
+    """
+    k = 60.0 / scn.interval_minutes
+    if abs(k - round(k)) > 1e-9 or scn.intervals % round(k):
+        msg = (
+            f"scenario interval_minutes={scn.interval_minutes:g} and intervals="
+            f"{scn.intervals} must tile whole hours for hourly bids"
+        )
+        raise DispatchInputError(msg)
+    return round(k)
+
+
+def hourly(values: Sequence[float] | np.ndarray, per_hour: int) -> np.ndarray:
+    """Return hourly means of an interval series [same unit]."""
+    arr = np.asarray(values, dtype=float)
+    return arr.reshape(-1, per_hour).mean(axis=1)
+
+
+def _tidy_curve(points: list[Point], rules: MarketRules) -> tuple[Point, ...]:
+    """Sort by price, make MW non-decreasing, cap repeats and the point count."""
+    lo, hi = rules.price_floor_usd_per_mwh, rules.price_cap_usd_per_mwh
+    pts = sorted(
+        ((round(mw, 3), round(min(hi, max(lo, p)), 2)) for mw, p in points),
+        key=lambda t: (t[1], t[0]),
+    )
+    out: list[Point] = []
+    running = -math.inf
+    for mw, p in pts:
+        mw = max(mw, running)
+        running = mw
+        if out and out[-1] == (mw, p):
+            continue
+        if out and out[-1][0] == mw:
+            # Same MW at a higher price adds nothing to a step curve: keep the first.
+            continue
+        if out and out[-1][1] == p:
+            # Same price, more MW: the larger quantity replaces the smaller.
+            out[-1] = (mw, p)
+            continue
+        out.append((mw, p))
+    while len(out) > rules.curve_max_points:
+        # Drop the interior point whose MW step to its neighbour is smallest.
+        gaps = [out[i + 1][0] - out[i - 1][0] for i in range(1, len(out) - 1)]
+        drop = 1 + int(np.argmin(gaps))
+        del out[drop]
+    return tuple(out)
+
+
+def energy_curve(
+    *,
+    plan_points: Sequence[Point],
+    min_mw: float,
+    max_mw: float,
+    energy_value_usd_per_mwh: float,
+    eta_charge: float,
+    eta_discharge: float,
+    degradation_usd_per_mwh: Sequence[float],
+    rules: MarketRules,
+) -> tuple[Point, ...]:
+    """Return a monotone energy offer/bid curve for one site and hour.
+
+    Parameters
+    ----------
+    plan_points
+        (net MW, price) pairs from schedules solved at different price forecasts
+        (e.g. P10, P50, P90): at that price the plan wanted that net power [MW, $/MWh].
+    min_mw, max_mw
+        Net power range left to energy by the power limits and the ancillary-service
+        offers: ``reg_down - charge_mw`` to ``discharge_mw - reg_up - spin`` [MW].
+    energy_value_usd_per_mwh
+        Marginal value μ of stored energy in the hour (dual of the energy balance)
+        [$/MWh].
+    eta_charge, eta_discharge
+        One-way efficiencies (0-1).
+    degradation_usd_per_mwh
+        Segment costs δ_1..δ_K, shallow to deep [$/MWh].
+    rules
+        The market's curve rules.
+
+    Returns
+    -------
+    tuple of (MW, $/MWh)
+        At most ``rules.curve_max_points`` points from ``min_mw`` to ``max_mw``,
+        non-decreasing in MW and price.
+
+    Notes
+    -----
+    Below the charge price η_c·μ the site buys at full charge power; above the
+    discharge price (μ + δ_K)/η_d it sells at full discharge power (spec B2). The
+    scenario points place the quantities in between, so the curve clears the planned
+    quantity at the forecast price. Points are sorted by price, MW is made
+    non-decreasing, equal prices or MW are merged and the curve is thinned to the
+    market's point limit.
+    """
+    mu = energy_value_usd_per_mwh
+    charge_price = eta_charge * mu
+    discharge_price = (mu + max(degradation_usd_per_mwh)) / eta_discharge
+    prices = [p for _, p in plan_points]
+    lowest = min([charge_price, *prices]) - 1.0
+    highest = max([discharge_price, *prices]) + 1.0
+    max_mw = max(min_mw, max_mw)
+    points: list[Point] = [(min_mw, lowest), (max_mw, highest)]
+    points.extend((min(max_mw, max(min_mw, mw)), p) for mw, p in plan_points)
+    points.append((min_mw, min(charge_price, min(prices)) - 0.01))
+    if max_mw > 0:
+        base = max(0.0, min_mw)
+        segments = sorted(degradation_usd_per_mwh)
+        for k, delta in enumerate(segments, start=1):
+            share = base + (max_mw - base) * k / len(segments)
+            points.append((share, max(max(prices), (mu + delta) / eta_discharge)))
+    return _tidy_curve(points, rules)
+
+
+def with_energy_prices(
+    scn: Scenario, energy: Mapping[str, Sequence[float]]
+) -> Scenario:
+    """Return ``scn`` with the energy price series of the given nodes replaced [$/MWh]."""
+    markets = dict(scn.markets)
+    for node, series in energy.items():
+        markets[node] = markets[node].model_copy(update={"energy": list(series)})
+    return scn.model_copy(update={"markets": markets})
+
+
+def _as_offer_price(
+    product: str, rules: MarketRules, degradation: Sequence[float]
+) -> float:
+    """Least AS price worth the expected wear of deployment [$/MW-h] (spec B2)."""
+    beta = rules.deploy_up if product == "reg_up" else 0.0
+    if product == "reg_down":
+        beta = rules.deploy_down
+    return round(beta * min(degradation), 2)
+
+
+def build_bids(
+    scn: Scenario,
+    result: Result,
+    rules: MarketRules,
+    operating_day: dt.date,
+    *,
+    alternatives: Sequence[tuple[Scenario, Result]] = (),
+    note: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> BidSet:
+    """Turn a day-ahead schedule into the bid set of one market and operating day.
+
+    Parameters
+    ----------
+    scn, result
+        The day-ahead scenario (P50 prices, intervals tiling the operating day from
+        its first hour) and its optimal result (with ``energy_value_usd_per_mwh``).
+    rules
+        The market's rules (point and block limits, price bounds).
+    operating_day
+        The operating day the scenario covers.
+    alternatives
+        The same scenario solved at other price forecasts (e.g. P10, P90); each adds
+        one (net MW, price) point per site and hour to the energy curve.
+    note, meta
+        Kept with the bid set.
+
+    Returns
+    -------
+    BidSet
+        Per site enrolled in energy: one energy curve per hour; per AS product the
+        site is enrolled in and the plan carries: one block of the planned MW per
+        hour. A bid set built from a feasible schedule passes
+        :func:`dispatch.bidcheck.check_bid_set`.
+
+    Raises
+    ------
+    DispatchInputError
+        When the result has no schedule or lacks a site.
+    """
+    if not result.sites:
+        msg = f"result status={result.status}: no schedule to bid from"
+        raise DispatchInputError(msg)
+    k = intervals_per_hour(scn)
+    bids: list[Bid] = []
+    plans = [(scn, result), *alternatives]
+    for site in scn.sites:
+        if site.is_btm:
+            continue
+        if site.id not in result.sites:
+            msg = f"result lacks site {site.id!r}"
+            raise DispatchInputError(msg)
+        sched = result.sites[site.id]
+        hours = scn.intervals // k
+        up = hourly(sched.reg_up_mw, k) + hourly(sched.spin_mw, k)
+        down = hourly(sched.reg_down_mw, k)
+        mu = (
+            hourly(sched.energy_value_usd_per_mwh, k)
+            if sched.energy_value_usd_per_mwh is not None
+            else np.zeros(hours)
+        )
+        nets: list[tuple[np.ndarray, np.ndarray]] = []
+        for alt_scn, alt_res in plans:
+            alt = alt_res.sites.get(site.id)
+            if alt is None:
+                continue
+            net = hourly(alt.discharge_mw, k) - hourly(alt.charge_mw, k)
+            price = alt_scn.markets[site.node].energy or [0.0] * scn.intervals
+            nets.append((net, hourly(price, k)))
+        for h in range(hours):
+            if site.enrolled("energy"):
+                curve = energy_curve(
+                    plan_points=[(float(n[h]), float(p[h])) for n, p in nets],
+                    min_mw=float(down[h]) - site.charge_mw,
+                    max_mw=site.discharge_mw - float(up[h]),
+                    energy_value_usd_per_mwh=float(mu[h]),
+                    eta_charge=site.eta_charge,
+                    eta_discharge=site.eta_discharge,
+                    degradation_usd_per_mwh=site.degradation_usd_per_mwh,
+                    rules=rules,
+                )
+                bids.append(Bid(site.id, "energy", h + 1, curve))
+            for product in AS_PRODUCTS:
+                if not site.enrolled(product):
+                    continue
+                mw = float(hourly(getattr(sched, _SERIES[product]), k)[h])
+                if mw <= 1e-6:
+                    continue
+                offer = _as_offer_price(product, rules, site.degradation_usd_per_mwh)
+                bids.append(Bid(site.id, product, h + 1, ((round(mw, 3), offer),)))
+    logger.info(
+        "built %d bids for %s %s from %d plan(s)",
+        len(bids),
+        rules.name,
+        operating_day,
+        len(plans),
+    )
+    return BidSet(
+        market=rules.name,
+        operating_day=operating_day,
+        bids=tuple(bids),
+        note=note,
+        meta=dict(meta or {}),
+    )
+
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "market",
+    "operating_day",
+    "resource_id",
+    "site_id",
+    "product",
+    "market_product",
+    "hour_ending",
+    "point",
+    "mw",
+    "price",
+    "price_unit",
+)
+"""Columns of the bid CSV export (one row per point or block), see ``docs/bids.md``."""
+
+
+def bid_rows(
+    bid_set: BidSet, rules: MarketRules, resource_ids: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Return the bid set as CSV rows (:data:`CSV_COLUMNS`), one per point or block."""
+    rows: list[dict[str, Any]] = []
+    for bid in bid_set.bids:
+        unit = "usd_per_mwh" if bid.product == "energy" else "usd_per_mw"
+        for j, (mw, price) in enumerate(bid.curve, start=1):
+            rows.append(
+                {
+                    "market": bid_set.market,
+                    "operating_day": bid_set.operating_day.isoformat(),
+                    "resource_id": resource_ids.get(bid.site_id, bid.site_id),
+                    "site_id": bid.site_id,
+                    "product": bid.product,
+                    "market_product": rules.product(bid.product).code,
+                    "hour_ending": bid.hour_ending,
+                    "point": j,
+                    "mw": mw,
+                    "price": price,
+                    "price_unit": unit,
+                }
+            )
+    return rows
+
+
+def export_json(
+    bid_set: BidSet, rules: MarketRules, resource_ids: Mapping[str, str]
+) -> dict[str, Any]:
+    """Return the documented JSON export of a bid set (``docs/bids.md``)."""
+    resources: dict[str, dict[str, Any]] = {}
+    for site_id, group in itertools.groupby(bid_set.bids, key=lambda b: b.site_id):
+        entry = resources.setdefault(
+            site_id,
+            {
+                "site_id": site_id,
+                "resource_id": resource_ids.get(site_id, site_id),
+                "hours": {},
+            },
+        )
+        for bid in group:
+            hour = entry["hours"].setdefault(
+                str(bid.hour_ending), {"energy_curve": None, "as_offers": {}}
+            )
+            pts = [[mw, p] for mw, p in bid.curve]
+            if bid.product == "energy":
+                hour["energy_curve"] = pts
+            else:
+                hour["as_offers"][rules.product(bid.product).code] = pts
+    return {
+        "schema": "bessfleet-bids/1",
+        "market": bid_set.market,
+        "operating_day": bid_set.operating_day.isoformat(),
+        "timezone": rules.timezone,
+        "note": bid_set.note,
+        **{str(k): v for k, v in bid_set.meta.items()},
+        "resources": list(resources.values()),
+        "bids": [b.to_json() for b in bid_set.bids],
+    }

@@ -1,0 +1,194 @@
+"""Load per-market rules (products, sustain durations, timelines, curve rules) from TOML.
+
+One data file per market sits beside this module (``ercot.toml``, ``caiso.toml``); the
+values come from ``spec/markets.md`` and are corrected there and here, never in code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from dispatch.errors import DispatchInputError
+
+MARKETS_PACKAGE = "dispatch.markets"
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """One market product as the bidding side sees it."""
+
+    name: str
+    """Our product name (``energy``, ``reg_up``, ``reg_down``, ``spin``, ``ecrs``, …)."""
+    code: str
+    """The market's own code (``REGUP``, ``RRS``, …)."""
+    service: str | None
+    """The dispatch model's service carrying it (None when not modeled)."""
+    sustain_h: float
+    """Sustain duration of an ancillary service [h] (0 for energy)."""
+    modeled: bool
+    """Whether the dispatch model carries it (bids are made and checked only then)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MarketRules:
+    """Rules of one market read from its data file."""
+
+    name: str
+    """Market name, upper case (``ERCOT``)."""
+    timezone: str
+    """IANA time zone of the market's operating day."""
+    day_ahead_close_local: dt.time
+    """Day-ahead market close on D-1, market local time."""
+    day_ahead_results_local: dt.time
+    """Day-ahead results on D-1, market local time."""
+    interval_minutes: int
+    """Day-ahead interval [minutes]."""
+    realtime_interval_minutes: int
+    """Real-time settlement interval [minutes]."""
+    curve_max_points: int
+    """Most (MW, price) points of an energy curve."""
+    curve_max_repeats: int
+    """Most consecutive points at the same price or at the same MW."""
+    price_floor_usd_per_mwh: float
+    """Lowest energy offer price [$/MWh]."""
+    price_cap_usd_per_mwh: float
+    """Highest energy offer price [$/MWh]."""
+    as_max_blocks: int
+    """Most (MW, price) blocks of an ancillary-service offer."""
+    as_price_cap_usd_per_mw: float
+    """Highest ancillary-service offer price [$/MW-h]."""
+    deploy_up: float
+    """Expected deployed fraction of regulation up (0-1)."""
+    deploy_down: float
+    """Expected deployed fraction of regulation down (0-1)."""
+    products: tuple[Product, ...]
+    """Every product of the market, modeled or not."""
+
+    def product(self, name: str) -> Product:
+        """Return the product named ``name``.
+
+        Raises
+        ------
+        DispatchInputError
+            When the market has no such product.
+        """
+        for product in self.products:
+            if product.name == name:
+                return product
+        known = [p.name for p in self.products]
+        msg = f"market {self.name}: unknown product {name!r}; known: {known}"
+        raise DispatchInputError(msg)
+
+    @property
+    def modeled_products(self) -> tuple[Product, ...]:
+        """The products the dispatch model carries."""
+        return tuple(p for p in self.products if p.modeled)
+
+    @property
+    def reserve_duration_h(self) -> float:
+        """The scenario's single reserve duration H: the longest modeled AS sustain [h]."""
+        return max((p.sustain_h for p in self.modeled_products), default=0.0)
+
+
+def available_markets() -> list[str]:
+    """Names of the markets that have a data file."""
+    files = resources.files(MARKETS_PACKAGE).iterdir()
+    return sorted(
+        f.name.removesuffix(".toml").upper() for f in files if f.name.endswith(".toml")
+    )
+
+
+def _time(value: Any, where: str) -> dt.time:
+    try:
+        return dt.time.fromisoformat(str(value))
+    except ValueError:
+        msg = f"{where}={value!r} must be a local time HH:MM"
+        raise DispatchInputError(msg) from None
+
+
+def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
+    """Build :class:`MarketRules` from a decoded market file.
+
+    Raises
+    ------
+    DispatchInputError
+        Naming the file and the missing or bad field.
+    """
+    try:
+        curve = data["energy_curve"]
+        offer = data["as_offer"]
+        reg = data.get("regulation", {})
+        products = tuple(
+            Product(
+                name=name,
+                code=str(p["code"]),
+                service=p.get("service"),
+                sustain_h=float(p.get("sustain_h", 0.0)),
+                modeled=bool(p.get("modeled", False)),
+            )
+            for name, p in data["products"].items()
+        )
+        rules = MarketRules(
+            name=str(data["name"]).upper(),
+            timezone=str(data["timezone"]),
+            day_ahead_close_local=_time(
+                data["day_ahead_close_local"], f"{source}: day_ahead_close_local"
+            ),
+            day_ahead_results_local=_time(
+                data["day_ahead_results_local"], f"{source}: day_ahead_results_local"
+            ),
+            interval_minutes=int(data["interval_minutes"]),
+            realtime_interval_minutes=int(data["realtime_interval_minutes"]),
+            curve_max_points=int(curve["max_points"]),
+            curve_max_repeats=int(curve["max_repeats"]),
+            price_floor_usd_per_mwh=float(curve["price_floor_usd_per_mwh"]),
+            price_cap_usd_per_mwh=float(curve["price_cap_usd_per_mwh"]),
+            as_max_blocks=int(offer["max_blocks"]),
+            as_price_cap_usd_per_mw=float(offer["price_cap_usd_per_mw"]),
+            deploy_up=float(reg.get("deploy_up", 0.0)),
+            deploy_down=float(reg.get("deploy_down", 0.0)),
+            products=products,
+        )
+    except KeyError as exc:
+        msg = f"{source}: missing field {exc.args[0]!r}"
+        raise DispatchInputError(msg) from None
+    except (TypeError, ValueError) as exc:
+        msg = f"{source}: bad value: {exc}"
+        raise DispatchInputError(msg) from None
+    if rules.curve_max_points < 2:
+        msg = f"{source}: energy_curve.max_points={rules.curve_max_points} must be >= 2"
+        raise DispatchInputError(msg)
+    for p in rules.modeled_products:
+        if p.service is None:
+            msg = f"{source}: products.{p.name} is modeled but names no service"
+            raise DispatchInputError(msg)
+    return rules
+
+
+@functools.cache
+def load_market_rules(market: str) -> MarketRules:
+    """Return the rules of ``market`` (case-insensitive) from its data file.
+
+    Raises
+    ------
+    DispatchInputError
+        When the market has no data file or the file is malformed.
+    """
+    name = market.strip().lower()
+    resource = resources.files(MARKETS_PACKAGE).joinpath(f"{name}.toml")
+    if not name.isalnum() or not resource.is_file():
+        msg = (
+            f"market={market!r} has no rules file; known markets: {available_markets()}"
+        )
+        raise DispatchInputError(msg)
+    try:
+        data = tomllib.loads(resource.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{name}.toml: invalid TOML: {exc}"
+        raise DispatchInputError(msg) from None
+    return parse_market_rules(data, f"{name}.toml")
