@@ -8,29 +8,44 @@ alone, V_c(π) = max (objective_c + π·cap_c), and
     L(π) = Σ_c V_c(π) - π·C ≥ OPT   for every π ≥ 0          (weak duality)
 
 Bisection on π finds where Σ_c cap_c(π) crosses C. A schedule with Σ cap ≥ C is feasible
-and its objective is a lower bound; when the two bounds meet within the tolerance the
+and its objective is a lower bound; when the two bounds meet within :data:`GAP_TOL` the
 result is proven optimal. Otherwise the "marginal" components (those whose capacity jumps
 across the crossing) are re-solved jointly with the residual coupling constraint, and if
 the gap still exceeds the tolerance the capacity components are solved as one model.
+
+Where components run: in this process (``workers=1``), in long-lived worker processes
+that keep each component's HiGHS instance so that every price is a warm re-solve
+(``workers=N``), or on any ``concurrent.futures.Executor`` (``executor=``, e.g.
+``dask.distributed.Client.get_executor()``), where each call is a cold solve.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import multiprocessing as mp
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
+from dispatch.lp import LpProblem, build_lp
 from dispatch.result import REVENUE_KEYS, Result, SolveInfo
-from dispatch.scenario import Scenario
 from dispatch.solve import (
     ComponentSolution,
+    ExactSolver,
     SolveOptions,
+    complete,
     solve_component,
     solver_name,
+    summarize,
 )
 from dispatch.status import SolveReport, SolveStatus
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    from dispatch.scenario import Scenario
 
 logger = logging.getLogger(__name__)
 
@@ -69,66 +84,239 @@ def components(scn: Scenario) -> list[list[str]]:
     return list(out.values())
 
 
-def _solve_chunk(
-    chunk: Scenario,
+@dataclass(slots=True)
+class _Entry:
+    scn: Scenario
+    lp: LpProblem
+    solver: ExactSolver
+
+
+class _Shard:
+    """Components held in one process, each with its own re-solvable HiGHS instance."""
+
+    def __init__(
+        self, scn: Scenario, comps: list[list[str]], options: SolveOptions
+    ) -> None:
+        self.scn = scn
+        self.comps = comps
+        self.options = options
+        self.entries: dict[int, _Entry] = {}
+
+    def evaluate(
+        self, which: list[int], price: float, full: bool, left_s: float | None
+    ) -> list[ComponentSolution]:
+        deadline = None if left_s is None else time.perf_counter() + left_s
+        out = []
+        for j in which:
+            t0 = time.perf_counter()
+            entry = self.entries.get(j)
+            if entry is None:
+                sub = self.scn.subset(self.comps[j])
+                lp = build_lp(sub)
+                entry = _Entry(sub, lp, ExactSolver(lp, self.options))
+                self.entries[j] = entry
+            entry.solver.set_capacity_adder(price)
+            raw = entry.solver.solve(deadline)
+            seconds = time.perf_counter() - t0
+            if full:
+                out.append(complete(entry.scn, entry.lp, raw, price, seconds))
+            else:
+                out.append(summarize(entry.scn, entry.lp, raw, price, seconds))
+        return out
+
+    def keep_only(self, keep: set[int]) -> None:
+        for j in [j for j in self.entries if j not in keep]:
+            del self.entries[j]
+
+
+class _Pool(Protocol):
+    def evaluate(
+        self, which: list[int], price: float, full: bool, left_s: float | None
+    ) -> list[ComponentSolution]: ...
+
+    def keep_only(self, keep: set[int]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _LocalPool:
+    """All components in this process."""
+
+    def __init__(
+        self, scn: Scenario, comps: list[list[str]], options: SolveOptions
+    ) -> None:
+        self.shard = _Shard(scn, comps, options)
+
+    def evaluate(
+        self, which: list[int], price: float, full: bool, left_s: float | None
+    ) -> list[ComponentSolution]:
+        return self.shard.evaluate(which, price, full, left_s)
+
+    def keep_only(self, keep: set[int]) -> None:
+        self.shard.keep_only(keep)
+
+    def close(self) -> None:
+        self.shard.entries.clear()
+
+
+def _actor(
+    conn: Connection, scn: Scenario, comps: list[list[str]], options: SolveOptions
+) -> None:
+    shard = _Shard(scn, comps, options)
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            break
+        kind, args = msg
+        try:
+            if kind == "keep":
+                shard.keep_only(args)
+                conn.send(("ok", None))
+            else:
+                conn.send(("ok", shard.evaluate(*args)))
+        except Exception as exc:  # reported to the parent, which raises it
+            conn.send(("err", f"{type(exc).__name__}: {exc}"))
+    conn.close()
+
+
+class _ProcessPool:
+    """Long-lived worker processes, each owning a fixed share of the components."""
+
+    def __init__(
+        self,
+        scn: Scenario,
+        comps: list[list[str]],
+        options: SolveOptions,
+        workers: int,
+    ) -> None:
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        ctx: Any = mp.get_context(method)
+        # Balance the number of sites per worker, biggest components first.
+        load = [0] * workers
+        shares: list[list[int]] = [[] for _ in range(workers)]
+        for k in sorted(range(len(comps)), key=lambda k: -len(comps[k])):
+            w = load.index(min(load))
+            load[w] += len(comps[k])
+            shares[w].append(k)
+        self.where: list[tuple[int, int]] = [(0, 0)] * len(comps)
+        for w, share in enumerate(shares):
+            for j, k in enumerate(share):
+                self.where[k] = (w, j)
+        self.conns: list[Connection] = []
+        self.procs: list[Any] = []
+        for share in shares:
+            parent, child = ctx.Pipe()
+            mine = [comps[k] for k in share]
+            sub = scn.subset([x for ids in mine for x in ids]) if mine else scn
+            proc = ctx.Process(
+                target=_actor, args=(child, sub, mine, options), daemon=True
+            )
+            proc.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(proc)
+
+    def _ask(self, per_worker: dict[int, tuple[str, Any]]) -> dict[int, Any]:
+        for w, msg in per_worker.items():
+            self.conns[w].send(msg)
+        out = {}
+        for w in per_worker:
+            status, payload = self.conns[w].recv()
+            if status != "ok":
+                error = f"dispatch worker {w} failed: {payload}"
+                raise RuntimeError(error)
+            out[w] = payload
+        return out
+
+    def evaluate(
+        self, which: list[int], price: float, full: bool, left_s: float | None
+    ) -> list[ComponentSolution]:
+        asks: dict[int, list[int]] = {}
+        for k in which:
+            w, j = self.where[k]
+            asks.setdefault(w, []).append(j)
+        replies = self._ask(
+            {w: ("eval", (js, price, full, left_s)) for w, js in asks.items()}
+        )
+        cursor = dict.fromkeys(asks, 0)
+        out = []
+        for k in which:
+            w, _ = self.where[k]
+            out.append(replies[w][cursor[w]])
+            cursor[w] += 1
+        return out
+
+    def keep_only(self, keep: set[int]) -> None:
+        per: dict[int, set[int]] = {w: set() for w in range(len(self.conns))}
+        for k in keep:
+            w, j = self.where[k]
+            per[w].add(j)
+        self._ask({w: ("keep", js) for w, js in per.items()})
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send(None)
+                conn.close()
+            except OSError:
+                logger.debug("dispatch worker pipe already closed")
+        for proc in self.procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+
+
+def _cold_chunk(
+    scn: Scenario,
     comps: list[list[str]],
     options: SolveOptions,
-    adder: float,
-    deadline_s: float | None,
+    price: float,
+    full: bool,
+    left_s: float | None,
 ) -> list[ComponentSolution]:
-    deadline = None if deadline_s is None else time.perf_counter() + deadline_s
-    return [
-        solve_component(
-            chunk.subset(ids),
+    return _Shard(scn, comps, options).evaluate(
+        list(range(len(comps))), price, full, left_s
+    )
+
+
+class _ExecutorPool:
+    """Any ``concurrent.futures.Executor``; each evaluation is a cold solve."""
+
+    def __init__(
+        self,
+        scn: Scenario,
+        comps: list[list[str]],
+        options: SolveOptions,
+        executor: Executor,
+    ) -> None:
+        self.scn, self.comps, self.options, self.executor = (
+            scn,
+            comps,
             options,
-            capacity_adder_usd_per_mw=adder,
-            deadline=deadline,
+            executor,
         )
-        for ids in comps
-    ]
 
-
-MapFn = Callable[[Scenario, list[list[str]], float], list[ComponentSolution]]
-
-
-def _make_map(
-    scn: Scenario,
-    options: SolveOptions,
-    executor: Executor | None,
-    deadline: float | None,
-) -> MapFn:
-    def run(
-        _: Scenario, comps: list[list[str]], adder: float
+    def evaluate(
+        self, which: list[int], price: float, full: bool, left_s: float | None
     ) -> list[ComponentSolution]:
-        left = None if deadline is None else max(1e-3, deadline - time.perf_counter())
-        if executor is None or len(comps) < 2:
-            return _solve_chunk(scn, comps, options, adder, left)
-        n_chunks = min(len(comps), 4 * max(1, options.workers))
-        size = math.ceil(len(comps) / n_chunks)
-        chunks = [comps[k : k + size] for k in range(0, len(comps), size)]
-        futures = [
-            executor.submit(
-                _solve_chunk,
-                scn.subset([x for ids in ch for x in ids]),
-                ch,
-                options,
-                adder,
-                left,
+        n_chunks = min(len(which), 4 * max(1, self.options.workers))
+        size = max(1, math.ceil(len(which) / max(1, n_chunks)))
+        futures = []
+        for start in range(0, len(which), size):
+            part = [self.comps[k] for k in which[start : start + size]]
+            sub = self.scn.subset([x for ids in part for x in ids])
+            futures.append(
+                self.executor.submit(
+                    _cold_chunk, sub, part, self.options, price, full, left_s
+                )
             )
-            for ch in chunks
-        ]
         return [sol for f in futures for sol in f.result()]
 
-    return run
+    def keep_only(self, keep: set[int]) -> None:
+        del keep
 
-
-def _capacity_components(scn: Scenario, comps: Sequence[list[str]]) -> list[int]:
-    if scn.capacity is None:
-        return []
-    enrolled = {
-        s.id for s in scn.sites if s.enrolled("capacity") and s.discharge_mw > 0
-    }
-    return [k for k, ids in enumerate(comps) if enrolled.intersection(ids)]
+    def close(self) -> None:
+        return None
 
 
 def solve_decomposed(
@@ -152,251 +340,254 @@ def solve_decomposed(
     Result
     """
     comps = components(scn)
-    executor = options.executor
-    own_pool: ProcessPoolExecutor | None = None
-    if executor is None and options.workers > 1 and len(comps) > 1:
-        own_pool = ProcessPoolExecutor(max_workers=options.workers)
-        executor = own_pool
+    pool: _Pool
+    if options.executor is not None:
+        pool = _ExecutorPool(scn, comps, options, options.executor)
+    elif options.workers > 1 and len(comps) > 1:
+        pool = _ProcessPool(scn, comps, options, min(options.workers, len(comps)))
+    else:
+        pool = _LocalPool(scn, comps, options)
     try:
-        return _solve(
-            scn,
-            options,
-            comps,
-            _make_map(scn, options, executor, deadline),
-            t0,
-            deadline,
-        )
+        return _Coupler(scn, options, comps, pool, deadline).run(t0)
     finally:
-        if own_pool is not None:
-            own_pool.shutdown()
+        pool.close()
 
 
-def _solve(
-    scn: Scenario,
-    options: SolveOptions,
-    comps: list[list[str]],
-    run: MapFn,
-    t0: float,
-    deadline: float | None,
-) -> Result:
-    cmin = scn.fleet.capacity_min_mw if scn.fleet and scn.fleet.capacity_min_mw else 0.0
-    sols = run(scn, comps, 0.0)
-    notes = f"decomposed({len(comps)} components)"
-    bad = [s for s in sols if s.status in (SolveStatus.INFEASIBLE, SolveStatus.ERROR)]
-    if bad:
-        return _finish(scn, sols, comps, t0, notes, math.inf, bad[0])
-    total_cap = sum(s.capacity_mw for s in sols)
-    gap = 0.0
-    if cmin > 0 and total_cap < cmin - 1e-9:
-        sols, gap, notes = _couple(
-            scn, options, comps, sols, run, cmin, deadline, notes
+class _Coupler:
+    """The decomposed solve: base pass, then Lagrangian coupling when C binds."""
+
+    def __init__(
+        self,
+        scn: Scenario,
+        options: SolveOptions,
+        comps: list[list[str]],
+        pool: _Pool,
+        deadline: float | None,
+    ) -> None:
+        self.scn, self.options, self.comps, self.pool = scn, options, comps, pool
+        self.deadline = deadline
+        self.notes = f"decomposed({len(comps)} components)"
+
+    def _left(self) -> float | None:
+        return (
+            None
+            if self.deadline is None
+            else max(1e-3, self.deadline - time.perf_counter())
         )
+
+    def run(self, t0: float) -> Result:
+        scn, comps = self.scn, self.comps
+        cmin = (
+            scn.fleet.capacity_min_mw
+            if scn.fleet and scn.fleet.capacity_min_mw
+            else 0.0
+        )
+        sols = self.pool.evaluate(list(range(len(comps))), 0.0, True, self._left())
         bad = [
             s for s in sols if s.status in (SolveStatus.INFEASIBLE, SolveStatus.ERROR)
         ]
         if bad:
-            return _finish(scn, sols, comps, t0, notes, math.inf, bad[0])
-    return _finish(scn, sols, comps, t0, notes, gap, None)
+            return self._finish(sols, t0, math.inf, bad[0])
+        gap = 0.0
+        if cmin > 0 and sum(s.capacity_mw for s in sols) < cmin - 1e-9:
+            sols, coupled_gap = self._couple(sols, cmin)
+            gap = coupled_gap or 0.0
+            bad = [
+                s
+                for s in sols
+                if s.status in (SolveStatus.INFEASIBLE, SolveStatus.ERROR)
+            ]
+            if bad:
+                return self._finish(sols, t0, math.inf, bad[0])
+        return self._finish(sols, t0, gap, None)
 
-
-def _couple(
-    scn: Scenario,
-    options: SolveOptions,
-    comps: list[list[str]],
-    base: list[ComponentSolution],
-    run: MapFn,
-    cmin: float,
-    deadline: float | None,
-    notes: str,
-) -> tuple[list[ComponentSolution], float, str]:
-    """Lagrangian price on Σ cap ≥ C, bisection, then marginal repair (see module doc)."""
-    cap_k = _capacity_components(scn, comps)
-    fixed_cap = sum(base[k].capacity_mw for k in range(len(comps)) if k not in cap_k)
-    fixed_obj = sum(base[k].objective_usd for k in range(len(comps)) if k not in cap_k)
-    sub = [comps[k] for k in cap_k]
-    need = cmin - fixed_cap
-
-    def evaluate(price: float) -> tuple[list[ComponentSolution], float, float]:
-        sols = run(scn, sub, price)
-        cap = sum(s.capacity_mw for s in sols)
-        dual = fixed_obj + sum(s.bound_usd for s in sols) - price * need
-        return sols, cap, dual
-
-    lo_price, lo = 0.0, [base[k] for k in cap_k]
-    best_dual = math.inf
-    hi_price = max(1.0, scn.capacity.price_usd_per_mw if scn.capacity else 1.0)
-    hi: list[ComponentSolution] | None = None
-    iterations = 0
-    while hi is None and hi_price < 1e7:
-        sols, cap, dual = evaluate(hi_price)
-        iterations += 1
-        best_dual = min(best_dual, dual)
-        if any(s.status in (SolveStatus.INFEASIBLE, SolveStatus.ERROR) for s in sols):
-            return _merge(base, cap_k, sols), math.inf, notes
-        if cap >= need - 1e-9:
-            hi = sols
-        else:
-            lo_price, lo = hi_price, sols
-            hi_price *= 4.0
-    if hi is None:
-        return _monolithic(
-            scn, options, comps, base, cap_k, deadline, notes + "+monolithic"
+    def _joint(self, which: list[int], need: float) -> ComponentSolution:
+        ids = [x for k in which for x in self.comps[k]]
+        return solve_component(
+            self.scn.subset(ids),
+            self.options,
+            capacity_min_mw=need,
+            deadline=self.deadline,
         )
-    primal = _value(hi, hi_price)
-    best = hi
 
-    def gap_now() -> float:
-        return (best_dual - fixed_obj - primal) / max(1.0, abs(best_dual))
+    def _couple(
+        self, base: list[ComponentSolution], cmin: float
+    ) -> tuple[list[ComponentSolution], float | None]:
+        scn, comps = self.scn, self.comps
+        enrolled = {
+            s.id
+            for s in scn.sites
+            if scn.capacity is not None and s.enrolled("capacity")
+        }
+        cap_k = [k for k, ids in enumerate(comps) if enrolled.intersection(ids)]
+        others = [k for k in range(len(comps)) if k not in cap_k]
+        fixed_cap = sum(base[k].capacity_mw for k in others)
+        need = cmin - fixed_cap
+        self.pool.keep_only(set(cap_k))
+        if len(cap_k) <= 2:
+            self.notes += f"+joint({len(cap_k)} capacity components)"
+            return self._replace(base, cap_k, self._joint(cap_k, need)), None
 
-    repaired = 0
-    for phase in range(3):
-        for _ in range(8):
-            if gap_now() <= GAP_TOL or hi_price - lo_price < 1e-9 * max(1.0, hi_price):
+        best_dual = math.inf
+        iterations = 0
+
+        def evaluate(price: float) -> tuple[list[ComponentSolution], float]:
+            nonlocal best_dual, iterations
+            sols = self.pool.evaluate(cap_k, price, False, self._left())
+            iterations += 1
+            best_dual = min(best_dual, sum(s.bound_usd for s in sols) - price * need)
+            return sols, sum(s.capacity_mw for s in sols)
+
+        lo_price, lo = 0.0, [base[k] for k in cap_k]
+        hi_price = max(1.0, scn.capacity.price_usd_per_mw if scn.capacity else 1.0)
+        hi: list[ComponentSolution] | None = None
+        while hi is None:
+            sols, cap = evaluate(hi_price)
+            if any(
+                s.status in (SolveStatus.INFEASIBLE, SolveStatus.ERROR) for s in sols
+            ):
+                return self._monolithic(base, cap_k, need, others)
+            if cap >= need - 1e-9:
+                hi = sols
+            elif hi_price > 1e7:
+                return self._monolithic(base, cap_k, need, others)
+            else:
+                lo_price, lo = hi_price, sols
+                hi_price *= 4.0
+        best_price = hi_price
+        primal = sum(s.objective_usd for s in hi)
+
+        def gap_now() -> float:
+            return (best_dual - primal) / max(1.0, abs(best_dual))
+
+        def marginal() -> list[int]:
+            assert hi is not None
+            return [
+                j
+                for j in range(len(cap_k))
+                if abs(hi[j].capacity_mw - lo[j].capacity_mw) > 1e-9
+            ]
+
+        for _ in range(24):
+            if gap_now() <= GAP_TOL or len(marginal()) <= max(3, len(cap_k) // 20):
                 break
             mid = 0.5 * (lo_price + hi_price)
-            sols, cap, dual = evaluate(mid)
-            iterations += 1
-            best_dual = min(best_dual, dual)
+            sols, cap = evaluate(mid)
             if cap >= need - 1e-9:
                 hi, hi_price = sols, mid
-                if _value(sols, mid) > primal:
-                    primal, best = _value(sols, mid), sols
+                if sum(s.objective_usd for s in sols) > primal:
+                    primal, best_price = sum(s.objective_usd for s in sols), mid
             else:
                 lo, lo_price = sols, mid
-        if gap_now() <= GAP_TOL:
-            break
-        # Repair: re-solve the components whose capacity jumps at the crossing jointly.
-        marginal = [
-            j
-            for j in range(len(sub))
-            if abs(hi[j].capacity_mw - lo[j].capacity_mw) > 1e-9
-        ]
-        held = sum(hi[j].capacity_mw for j in range(len(sub)) if j not in marginal)
-        joint_ids = [x for j in marginal for x in sub[j]]
-        joint = solve_component(
-            scn.subset(joint_ids),
-            options,
-            capacity_min_mw=need - held,
-            deadline=deadline,
+        self.notes += f"+lagrangian({iterations} prices, pi={hi_price:.6g})"
+        gap = gap_now()
+        if gap <= GAP_TOL:
+            full = self.pool.evaluate(cap_k, best_price, True, self._left())
+            value = sum(s.objective_usd for s in full)
+            if (
+                sum(s.capacity_mw for s in full) >= need - 1e-9
+                and (best_dual - value) / max(1.0, abs(best_dual)) <= GAP_TOL
+            ):
+                return self._merge(base, cap_k, full), gap
+        # Repair: the marginal components solved jointly, the others held at π_hi.
+        marg = marginal()
+        keep = [j for j in range(len(cap_k)) if j not in marg]
+        full_keep = self.pool.evaluate(
+            [cap_k[j] for j in keep], hi_price, True, self._left()
         )
-        repaired = len(marginal)
+        held = sum(s.capacity_mw for s in full_keep)
+        joint = self._joint([cap_k[j] for j in marg], need - held)
+        self.notes += f"+marginal({len(marg)} components jointly)"
         if joint.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
-            cand = joint.objective_usd + sum(
-                hi[j].objective_usd for j in range(len(sub)) if j not in marginal
+            value = joint.objective_usd + sum(s.objective_usd for s in full_keep)
+            gap = (best_dual - value) / max(1.0, abs(best_dual))
+            if gap <= GAP_TOL:
+                merged = self._merge(base, [cap_k[j] for j in keep], full_keep)
+                return self._replace(merged, [cap_k[j] for j in marg], joint), max(
+                    0.0, gap
+                )
+        logger.info(
+            "capacity coupling gap %.3g above tolerance: monolithic fallback", gap
+        )
+        return self._monolithic(base, cap_k, need, others)
+
+    def _monolithic(
+        self,
+        base: list[ComponentSolution],
+        cap_k: list[int],
+        need: float,
+        others: list[int],
+    ) -> tuple[list[ComponentSolution], float]:
+        del others
+        self.notes += "+monolithic"
+        joint = self._joint(cap_k, need)
+        return self._replace(base, cap_k, joint), joint.mip_gap
+
+    @staticmethod
+    def _merge(
+        base: list[ComponentSolution], which: list[int], sols: list[ComponentSolution]
+    ) -> list[ComponentSolution]:
+        out = list(base)
+        for k, sol in zip(which, sols, strict=True):
+            out[k] = sol
+        return out
+
+    def _replace(
+        self, base: list[ComponentSolution], which: list[int], joint: ComponentSolution
+    ) -> list[ComponentSolution]:
+        out = list(base)
+        for k in which:
+            sites = {x: joint.sites[x] for x in self.comps[k]} if joint.sites else {}
+            out[k] = ComponentSolution(
+                joint.status,
+                joint.reason,
+                math.nan,
+                math.inf,
+                sum(s.capacity_mw for s in sites.values()),
+                {},
+                sites,
+                joint.mip_gap,
+                joint.path,
+                joint.seconds,
             )
-            if cand > primal:
-                primal = cand
-                best = [
-                    _split(joint, sub[j]) if j in marginal else hi[j]
-                    for j in range(len(sub))
-                ]
-        logger.debug("capacity coupling phase %s: gap %.3g", phase, gap_now())
-        if gap_now() <= GAP_TOL:
-            break
-    gap = gap_now()
-    notes += f"+lagrangian({iterations} price iterations, pi={hi_price:.6g})"
-    if repaired:
-        notes += f"+marginal({repaired} components jointly)"
-    if gap > GAP_TOL:
-        return _monolithic(
-            scn, options, comps, base, cap_k, deadline, notes + "+monolithic"
+        return out
+
+    def _finish(
+        self,
+        sols: list[ComponentSolution],
+        t0: float,
+        gap: float | None,
+        failed: ComponentSolution | None,
+    ) -> Result:
+        paths = sorted({s.path for s in sols})
+        path = f"{self.notes}: {', '.join(paths)}"
+        seconds = time.perf_counter() - t0
+        if failed is not None:
+            report = SolveReport(seconds, math.inf, solver_name(), path)
+            return Result(
+                status=failed.status,
+                reason=failed.reason,
+                solve=SolveInfo.from_report(report),
+            )
+        sites = {}
+        for sol in sols:
+            sites.update(sol.sites)
+        revenue = dict.fromkeys(REVENUE_KEYS, 0.0)
+        for site in self.scn.sites:
+            for key, value in (sites[site.id].revenue_usd or {}).items():
+                revenue[key] += value
+        worst_gap = max([gap or 0.0, *(s.mip_gap for s in sols)])
+        status = (
+            SolveStatus.OPTIMAL
+            if all(s.status == SolveStatus.OPTIMAL for s in sols)
+            and worst_gap <= GAP_TOL
+            else SolveStatus.FEASIBLE
         )
-    return _merge(base, cap_k, best), max(0.0, gap), notes
-
-
-def _value(sols: list[ComponentSolution], price: float) -> float:
-    del price
-    return sum(s.objective_usd for s in sols)
-
-
-def _split(joint: ComponentSolution, ids: list[str]) -> ComponentSolution:
-    """Return the part of a jointly solved solution that belongs to ``ids``."""
-    sites = {x: joint.sites[x] for x in ids}
-    return ComponentSolution(
-        joint.status,
-        joint.reason,
-        math.nan,
-        math.inf,
-        sum(s.capacity_mw for s in sites.values()),
-        {},
-        sites,
-        joint.mip_gap,
-        joint.path,
-        joint.seconds,
-    )
-
-
-def _merge(
-    base: list[ComponentSolution], cap_k: list[int], sub: list[ComponentSolution]
-) -> list[ComponentSolution]:
-    out = list(base)
-    for j, k in enumerate(cap_k):
-        out[k] = sub[j]
-    return out
-
-
-def _monolithic(
-    scn: Scenario,
-    options: SolveOptions,
-    comps: list[list[str]],
-    base: list[ComponentSolution],
-    cap_k: list[int],
-    deadline: float | None,
-    notes: str,
-) -> tuple[list[ComponentSolution], float, str]:
-    fixed_cap = sum(base[k].capacity_mw for k in range(len(comps)) if k not in cap_k)
-    cmin = scn.fleet.capacity_min_mw if scn.fleet and scn.fleet.capacity_min_mw else 0.0
-    ids = [x for k in cap_k for x in comps[k]]
-    joint = solve_component(
-        scn.subset(ids), options, capacity_min_mw=cmin - fixed_cap, deadline=deadline
-    )
-    if joint.status in (SolveStatus.INFEASIBLE, SolveStatus.ERROR):
-        return _merge(base, cap_k, [joint] * len(cap_k)), math.inf, notes
-    return (
-        _merge(base, cap_k, [_split(joint, comps[k]) for k in cap_k]),
-        joint.mip_gap,
-        notes,
-    )
-
-
-def _finish(
-    scn: Scenario,
-    sols: list[ComponentSolution],
-    comps: list[list[str]],
-    t0: float,
-    notes: str,
-    gap: float,
-    failed: ComponentSolution | None,
-) -> Result:
-    paths = sorted({s.path for s in sols})
-    path = f"{notes}: {', '.join(paths)}"
-    seconds = time.perf_counter() - t0
-    if failed is not None:
-        report = SolveReport(seconds, math.inf, solver_name(), path)
+        report = SolveReport(seconds, worst_gap, solver_name(), path)
         return Result(
-            status=failed.status,
-            reason=failed.reason,
+            status=status,
+            objective_usd=float(sum(revenue.values())),
+            revenue_usd=revenue,
             solve=SolveInfo.from_report(report),
+            sites={s.id: sites[s.id] for s in self.scn.sites},
         )
-    sites = {}
-    for sol in sols:
-        sites.update(sol.sites)
-    revenue = dict.fromkeys(REVENUE_KEYS, 0.0)
-    for site in scn.sites:
-        for key, value in (sites[site.id].revenue_usd or {}).items():
-            revenue[key] += value
-    worst_gap = max([gap, *(s.mip_gap for s in sols)])
-    status = (
-        SolveStatus.OPTIMAL
-        if all(s.status == SolveStatus.OPTIMAL for s in sols) and worst_gap <= GAP_TOL
-        else SolveStatus.FEASIBLE
-    )
-    report = SolveReport(seconds, worst_gap, solver_name(), path)
-    del comps
-    return Result(
-        status=status,
-        objective_usd=float(sum(revenue.values())),
-        revenue_usd=revenue,
-        solve=SolveInfo.from_report(report),
-        sites={s.id: sites[s.id] for s in scn.sites},
-    )

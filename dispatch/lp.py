@@ -63,6 +63,8 @@ class LpProblem:
     row_group: list[str]
     """Label of each row's constraint group (``site <id>: <group>`` or ``fleet: <group>``)."""
     capacity_row: int | None = None
+    capacity_adder_usd_per_mw: float = 0.0
+    """Lagrangian price included in ``cost`` at build time [$/MW]."""
 
 
 @dataclass(slots=True)
@@ -444,4 +446,6 @@ def build_lp(
             1.0,
         )
         capacity_row = int(r[0])
-    return b.finish(sites, capacity_row)
+    lp = b.finish(sites, capacity_row)
+    lp.capacity_adder_usd_per_mw = capacity_adder_usd_per_mw
+    return lp

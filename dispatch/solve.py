@@ -187,6 +187,149 @@ def _iis_reason(h: highspy.Highs, lp: LpProblem) -> str:
     return "infeasible constraint group(s): " + "; ".join(groups)
 
 
+class ExactSolver:
+    """A HiGHS instance holding one assembled problem, re-solvable after price changes.
+
+    Parameters
+    ----------
+    lp : LpProblem
+        The assembled problem (minimization of -objective).
+    options : SolveOptions
+        Gap, threads, exclusivity tolerance and rounds.
+
+    Notes
+    -----
+    Re-solves after :meth:`set_capacity_adder` start from the previous basis (warm
+    start); indicators made binary in an earlier solve stay binary, which keeps the
+    relaxation valid.
+    """
+
+    def __init__(self, lp: LpProblem, options: SolveOptions) -> None:
+        self.lp = lp
+        self.options = options
+        self.h = _new_highs(options)
+        _pass(self.h, lp)
+        self.binaries: set[int] = set()
+        self._cap_cols = np.array([s.cap for s in lp.sites], dtype=np.int32)
+        self._cap_cost = lp.cost[self._cap_cols].copy()
+        self.adder_usd_per_mw = 0.0
+
+    def set_capacity_adder(self, adder_usd_per_mw: float) -> None:
+        """Add a Lagrangian price to every site's capacity payment [$/MW]."""
+        delta = adder_usd_per_mw - self.adder_usd_per_mw
+        if delta == 0.0:
+            return
+        enrolled = self.lp.col_upper[self._cap_cols] > 0
+        cols = self._cap_cols[enrolled]
+        new_cost = self._cap_cost[enrolled] - adder_usd_per_mw
+        self.h.changeColsCost(len(cols), cols, new_cost)
+        self.adder_usd_per_mw = adder_usd_per_mw
+
+    def solve(self, deadline: float | None) -> RawSolution:
+        """Solve exactly, LP first, binaries only where needed (see module doc)."""
+        h, lp, options = self.h, self.lp, self.options
+        if self.binaries:
+            idx = np.fromiter(sorted(self.binaries), dtype=np.int32)
+            h.changeColsBounds(len(idx), idx, np.zeros(len(idx)), np.ones(len(idx)))
+            h.changeColsIntegrality(len(idx), idx, np.ones(len(idx), dtype=np.uint8))
+        status = _run(h, deadline)
+        if status in (_MS.kInfeasible, _MS.kUnboundedOrInfeasible):
+            return RawSolution(
+                SolveStatus.INFEASIBLE, None, None, math.inf, "lp", _iis_reason(h, lp)
+            )
+        if status != _MS.kOptimal:
+            reason = f"HiGHS ended with {status.name} and no feasible schedule"
+            return RawSolution(SolveStatus.ERROR, None, None, math.inf, "lp", reason)
+        sol = h.getSolution()
+        x = np.asarray(sol.col_value)
+        off = _offending(lp, x, options.exclusivity_tol_mw)
+        if len(off) == 0 and not self.binaries:
+            bound = -h.getInfo().objective_function_value
+            return RawSolution(
+                SolveStatus.OPTIMAL,
+                x,
+                np.asarray(sol.row_dual),
+                0.0,
+                "lp",
+                bound_usd=bound,
+            )
+        rounds = 0
+        all_u = np.concatenate([s.u for s in lp.sites])
+        info = h.getInfo()
+        gap = max(0.0, float(info.mip_gap)) if math.isfinite(info.mip_gap) else 0.0
+        bound_usd = (
+            -float(info.mip_dual_bound)
+            if self.binaries
+            else -info.objective_function_value
+        )
+        status_out = SolveStatus.OPTIMAL
+        while len(off):
+            rounds += 1
+            new = all_u if rounds > options.max_lp_rounds else off
+            self.binaries.update(int(k) for k in new)
+            h.changeColsIntegrality(
+                len(new), new.astype(np.int32), np.ones(len(new), dtype=np.uint8)
+            )
+            status = _run(h, deadline)
+            info = h.getInfo()
+            if status == _MS.kInfeasible:
+                return RawSolution(
+                    SolveStatus.INFEASIBLE,
+                    None,
+                    None,
+                    math.inf,
+                    "milp",
+                    _iis_reason(h, lp),
+                )
+            has_solution = info.primal_solution_status == 2
+            if status == _MS.kOptimal:
+                gap = (
+                    max(0.0, float(info.mip_gap))
+                    if math.isfinite(info.mip_gap)
+                    else 0.0
+                )
+            elif (
+                status in (_MS.kTimeLimit, _MS.kInterrupt, _MS.kSolutionLimit)
+                and has_solution
+            ):
+                status_out = SolveStatus.FEASIBLE
+                gap = float(info.mip_gap)
+            else:
+                reason = f"HiGHS MILP ended with {status.name} and no feasible schedule"
+                return RawSolution(
+                    SolveStatus.ERROR, None, None, math.inf, "milp", reason
+                )
+            x = np.asarray(h.getSolution().col_value)
+            bound_usd = -float(info.mip_dual_bound)
+            if status_out == SolveStatus.FEASIBLE:
+                break
+            off = _offending(lp, x, options.exclusivity_tol_mw)
+            off = np.asarray(
+                [k for k in off if int(k) not in self.binaries], dtype=np.int64
+            )
+        n_bin = len(self.binaries)
+        path = f"lp+milp({n_bin} binaries, {rounds} rounds)"
+        if rounds > options.max_lp_rounds:
+            path = "milp"
+        # Duals: fix the binaries at their values and re-solve the LP.
+        idx = np.fromiter(sorted(self.binaries), dtype=np.int64)
+        fixed = np.round(x[idx])
+        h.changeColsIntegrality(
+            len(idx), idx.astype(np.int32), np.zeros(len(idx), dtype=np.uint8)
+        )
+        h.changeColsBounds(len(idx), idx.astype(np.int32), fixed, fixed)
+        row_dual: FloatArray | None = None
+        if _run(h, None) == _MS.kOptimal:
+            sol = h.getSolution()
+            x_lp = np.asarray(sol.col_value)
+            if len(_offending(lp, x_lp, options.exclusivity_tol_mw)) == 0:
+                x = x_lp
+                row_dual = np.asarray(sol.row_dual)
+        if status_out == SolveStatus.FEASIBLE:
+            bound_usd = max(bound_usd, float(lp.cost @ -x) - lp.offset)
+        return RawSolution(status_out, x, row_dual, gap, path, bound_usd=bound_usd)
+
+
 def solve_problem(
     lp: LpProblem, options: SolveOptions, deadline: float | None
 ) -> RawSolution:
@@ -206,90 +349,86 @@ def solve_problem(
     RawSolution
         Status, primal values, row duals, gap, path and objective bound.
     """
-    h = _new_highs(options)
-    _pass(h, lp)
-    status = _run(h, deadline)
-    if status in (_MS.kInfeasible, _MS.kUnboundedOrInfeasible):
-        return RawSolution(
-            SolveStatus.INFEASIBLE, None, None, math.inf, "lp", _iis_reason(h, lp)
-        )
-    if status != _MS.kOptimal:
-        return RawSolution(
-            SolveStatus.ERROR,
-            None,
-            None,
+    return ExactSolver(lp, options).solve(deadline)
+
+
+def summarize(
+    scn: Scenario,
+    lp: LpProblem,
+    raw: RawSolution,
+    adder_usd_per_mw: float,
+    seconds: float,
+) -> ComponentSolution:
+    """Objective, bound and capacity of a raw solution, without the per-site schedule."""
+    if raw.x is None:
+        return ComponentSolution(
+            raw.status,
+            raw.reason,
+            math.nan,
             math.inf,
-            "lp",
-            f"HiGHS LP ended with {status.name}",
+            0.0,
+            _empty_revenue(),
+            {},
+            raw.mip_gap,
+            raw.path,
+            seconds,
         )
-    sol = h.getSolution()
-    x = np.asarray(sol.col_value)
-    off = _offending(lp, x, options.exclusivity_tol_mw)
-    if len(off) == 0:
-        bound = -h.getInfo().objective_function_value
-        return RawSolution(
-            SolveStatus.OPTIMAL, x, np.asarray(sol.row_dual), 0.0, "lp", bound_usd=bound
-        )
-    binaries: set[int] = set()
-    rounds = 0
-    all_u = np.concatenate([s.u for s in lp.sites])
-    gap = 0.0
-    status_out = SolveStatus.OPTIMAL
-    while len(off):
-        rounds += 1
-        new = all_u if rounds > options.max_lp_rounds else off
-        binaries.update(int(k) for k in new)
-        h.changeColsIntegrality(
-            len(new), new.astype(np.int32), np.ones(len(new), dtype=np.uint8)
-        )
-        status = _run(h, deadline)
-        info = h.getInfo()
-        if status == _MS.kInfeasible:
-            return RawSolution(
-                SolveStatus.INFEASIBLE, None, None, math.inf, "milp", _iis_reason(h, lp)
-            )
-        has_solution = info.primal_solution_status == 2
-        if status == _MS.kOptimal:
-            gap = max(0.0, float(info.mip_gap)) if math.isfinite(info.mip_gap) else 0.0
-        elif (
-            status in (_MS.kTimeLimit, _MS.kInterrupt, _MS.kSolutionLimit)
-            and has_solution
-        ):
-            status_out = SolveStatus.FEASIBLE
-            gap = float(info.mip_gap)
-        else:
-            reason = f"HiGHS MILP ended with {status.name} and no feasible schedule"
-            return RawSolution(SolveStatus.ERROR, None, None, math.inf, "milp", reason)
-        x = np.asarray(h.getSolution().col_value)
-        bound_usd = -float(info.mip_dual_bound)
-        if status_out == SolveStatus.FEASIBLE:
-            break
-        off = _offending(lp, x, options.exclusivity_tol_mw)
-        off = np.asarray([k for k in off if int(k) not in binaries], dtype=np.int64)
-    path = f"lp+milp({len(binaries)} binaries, {rounds} rounds)"
-    if rounds > options.max_lp_rounds:
-        path = "milp"
-    # Duals: fix the binaries at their values and re-solve the LP.
-    idx = np.fromiter(sorted(binaries), dtype=np.int64)
-    fixed = np.round(x[idx])
-    h.changeColsIntegrality(
-        len(idx), idx.astype(np.int32), np.zeros(len(idx), dtype=np.uint8)
+    del scn
+    cap_x = raw.x[[s.cap for s in lp.sites]]
+    cap = float(np.clip(cap_x, 0.0, None).sum())
+    # lp.cost carries the price it was built with; the solver may have moved it since.
+    built = lp.capacity_adder_usd_per_mw
+    objective = -float(lp.cost @ raw.x) - lp.offset - built * float(cap_x.sum())
+    penalized = objective + adder_usd_per_mw * float(cap_x.sum())
+    bound = penalized + abs(penalized) * raw.mip_gap
+    if raw.status != SolveStatus.OPTIMAL:
+        bound = raw.bound_usd
+    return ComponentSolution(
+        raw.status,
+        raw.reason,
+        objective,
+        bound,
+        cap,
+        {},
+        {},
+        raw.mip_gap,
+        raw.path,
+        seconds,
     )
-    h.changeColsBounds(len(idx), idx.astype(np.int32), fixed, fixed)
-    row_dual: FloatArray | None = None
-    if _run(h, None) == _MS.kOptimal:
-        sol = h.getSolution()
-        x_lp = np.asarray(sol.col_value)
-        if len(_offending(lp, x_lp, options.exclusivity_tol_mw)) == 0:
-            x = x_lp
-            row_dual = np.asarray(sol.row_dual)
-    if status_out == SolveStatus.FEASIBLE:
-        bound_usd = max(bound_usd, float(lp.cost @ -x) - lp.offset)
-    return RawSolution(status_out, x, row_dual, gap, path, bound_usd=bound_usd)
 
 
 def _empty_revenue() -> dict[str, float]:
     return dict.fromkeys(REVENUE_KEYS, 0.0)
+
+
+def complete(
+    scn: Scenario,
+    lp: LpProblem,
+    raw: RawSolution,
+    adder_usd_per_mw: float,
+    seconds: float,
+) -> ComponentSolution:
+    """Extract the full per-site schedule of a raw solution as a :class:`ComponentSolution`."""
+    if raw.x is None:
+        return summarize(scn, lp, raw, adder_usd_per_mw, seconds)
+    sites, revenue, objective = extract_sites(scn, lp, raw.x, raw.row_dual)
+    cap = float(sum(s.capacity_mw for s in sites.values()))
+    bound = raw.bound_usd
+    if raw.status == SolveStatus.OPTIMAL:
+        bound = objective + adder_usd_per_mw * cap
+        bound += abs(bound) * raw.mip_gap
+    return ComponentSolution(
+        raw.status,
+        raw.reason,
+        objective,
+        bound,
+        cap,
+        revenue,
+        sites,
+        raw.mip_gap,
+        raw.path,
+        seconds,
+    )
 
 
 def solve_component(
@@ -327,37 +466,7 @@ def solve_component(
         capacity_adder_usd_per_mw=capacity_adder_usd_per_mw,
     )
     raw = solve_problem(lp, options, deadline)
-    if raw.x is None:
-        return ComponentSolution(
-            raw.status,
-            raw.reason,
-            math.nan,
-            math.inf,
-            0.0,
-            _empty_revenue(),
-            {},
-            raw.mip_gap,
-            raw.path,
-            time.perf_counter() - t0,
-        )
-    sites, revenue, objective = extract_sites(scn, lp, raw.x, raw.row_dual)
-    cap = float(sum(s.capacity_mw for s in sites.values()))
-    bound = raw.bound_usd
-    if raw.status == SolveStatus.OPTIMAL:
-        bound = objective + capacity_adder_usd_per_mw * cap
-        bound += abs(bound) * raw.mip_gap
-    return ComponentSolution(
-        raw.status,
-        raw.reason,
-        objective,
-        bound,
-        cap,
-        revenue,
-        sites,
-        raw.mip_gap,
-        raw.path,
-        time.perf_counter() - t0,
-    )
+    return complete(scn, lp, raw, capacity_adder_usd_per_mw, time.perf_counter() - t0)
 
 
 def to_result(

@@ -34,7 +34,7 @@ def test_decomposed_equals_monolithic_when_capacity_minimum_binds(
     mono = solve(scn, SolveOptions(decompose=False))
     deco = solve(scn, SolveOptions())
     assert mono.status == deco.status == "optimal"
-    assert "lagrangian" in deco.solve.path
+    assert "joint" in deco.solve.path
     assert deco.objective_usd == pytest.approx(mono.objective_usd, rel=2e-4)
     assert deco.solve.mip_gap <= 1e-5
     assert_schedule_feasible(scn, deco)
@@ -65,3 +65,32 @@ def test_decomposed_accepts_executor_when_one_is_plugged_in(
     assert result.objective_usd == pytest.approx(
         solve(scn, SolveOptions(decompose=False)).objective_usd, rel=2e-4
     )
+
+
+def _four_capacity_components(scn: Scenario) -> Scenario:
+    extra = [
+        s.model_copy(update={"id": f"{s.id}-copy", "soc_initial": 0.6})
+        for s in scn.sites
+        if s.enrolled("capacity")
+    ]
+    return scn.model_copy(update={"sites": [*scn.sites, *extra]})
+
+
+@pytest.mark.parametrize("fraction", [0.975, 0.985, 0.995])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_lagrangian_equals_monolithic_when_many_capacity_components(
+    spec_examples: Path, fraction: float, workers: int
+) -> None:
+    from dispatch.precheck import max_capacity_mw
+
+    scn = _four_capacity_components(
+        load_scenario(spec_examples / "fleet-capacity.scenario.json")
+    )
+    carry = sum(max_capacity_mw(scn, s) for s in scn.sites)
+    scn = _with_capacity_min(scn, round(fraction * carry, 3))
+    mono = solve(scn, SolveOptions(decompose=False))
+    deco = solve(scn, SolveOptions(workers=workers))
+    assert mono.status == deco.status == "optimal"
+    assert "lagrangian" in deco.solve.path
+    assert deco.objective_usd == pytest.approx(mono.objective_usd, rel=2e-4)
+    assert_schedule_feasible(scn, deco)

@@ -47,7 +47,7 @@ def test_paths_agree_when_scenario_random(scn: Scenario) -> None:
 
 
 @SETTINGS
-@given(scn=random_scenarios(max_sites=4, coupled=True))
+@given(scn=random_scenarios(max_sites=7, coupled=True))
 def test_lagrangian_coupling_equals_monolithic_when_capacity_minimum_set(
     scn: Scenario,
 ) -> None:
