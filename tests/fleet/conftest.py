@@ -1,9 +1,5 @@
-"""Fixtures for the fleet tests: the shared store fixtures until the root conftest loads them."""
+"""Fixtures for the fleet tests.
 
-from __future__ import annotations
-
-from tests.store_fixtures import (  # noqa: F401
-    engine,
-    migrated_db_url,
-    pytest_collection_modifyitems,
-)
+The store fixtures (``migrated_db_url``, ``engine``) come from ``tests/store_fixtures.py``,
+which the root conftest loads with ``pytest_plugins``.
+"""
