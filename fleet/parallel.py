@@ -167,6 +167,41 @@ def plan_executor(
     return ExecutorPlan("dask-local" if local == "dask" else "process", count)
 
 
+class PortableExecutor(Executor):
+    """An executor that pickles as an inert handle.
+
+    Option objects that carry the executor (``SolveOptions(executor=…)``) may be sent
+    to the workers along with a task; a live pool, client or cluster cannot be pickled,
+    so a copy made in another process is a handle that refuses to run tasks.
+    """
+
+    def __init__(self, inner: Executor | None, kind: str) -> None:
+        self._inner = inner
+        self.kind = kind
+
+    @property
+    def inner(self) -> Executor | None:
+        """The wrapped executor (None in a copy made by pickling)."""
+        return self._inner
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Schedule ``fn(*args, **kwargs)`` on the wrapped executor; return its future."""
+        if self._inner is None:
+            msg = (
+                f"this {self.kind} executor handle was copied to a worker: submit there"
+            )
+            raise RuntimeError(msg)
+        return self._inner.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Shut the wrapped executor down (its owner, :func:`make_executor`, also does)."""
+        if self._inner is not None:
+            self._inner.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PortableExecutor, (None, self.kind))
+
+
 @contextmanager
 def make_executor(
     dask_address: str | None = None,
@@ -188,9 +223,11 @@ def make_executor(
 
     Yields
     ------
-    concurrent.futures.Executor
-        ``submit``/``map`` run the callables on the chosen workers. Callables and
-        arguments must be picklable (module-level functions, plain data).
+    PortableExecutor
+        A :class:`concurrent.futures.Executor`: ``submit``/``map`` run the callables
+        on the chosen workers. Callables and arguments must be picklable
+        (module-level functions, plain data); the executor itself pickles as an
+        inert handle, so it may ride along inside an options object.
 
     Raises
     ------
@@ -204,12 +241,12 @@ def make_executor(
         logger.info("parallel work on a process pool of %d workers", plan.workers)
         context = multiprocessing.get_context("forkserver")
         with ProcessPoolExecutor(max_workers=plan.workers, mp_context=context) as pool:
-            yield pool
+            yield PortableExecutor(pool, plan.kind)
         return
     with _dask_client(plan) as client:
         executor = client.get_executor()
         try:
-            yield executor
+            yield PortableExecutor(executor, plan.kind)
         finally:
             executor.shutdown(wait=True)
 
@@ -252,7 +289,8 @@ def _dask_client(plan: ExecutorPlan) -> Iterator[Any]:
 
 def scheduler_info(executor: Executor) -> dict[str, Any] | None:
     """Return the Dask scheduler's description behind ``executor`` (None if not Dask)."""
-    client = getattr(executor, "_client", None)
+    inner = executor.inner if isinstance(executor, PortableExecutor) else executor
+    client = getattr(inner, "_client", None)
     if client is None:
         return None
     info: dict[str, Any] = client.scheduler_info()

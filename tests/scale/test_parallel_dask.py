@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,10 +77,28 @@ def test_make_executor_runs_tasks_in_other_processes_when_process_pool() -> None
     assert all(pid != os.getpid() for _, pid, _ in results)
 
 
+def _transitions(address: str) -> int:
+    """Task state transitions the scheduler at ``address`` has made so far."""
+    from distributed import Client
+
+    with Client(address, timeout=30) as client:
+        return int(client.run_on_scheduler(_scheduler_transitions))
+
+
+def _scheduler_transitions(dask_scheduler: Any) -> int:
+    return int(dask_scheduler.transition_counter)
+
+
 @pytest.mark.slow
+@pytest.mark.integration
 def test_make_executor_spreads_tasks_over_two_workers_when_dask_scheduler_given(
-    tmp_path: Path,
+    tmp_path: Path, spec_examples: Path
 ) -> None:
+    from dispatch.scenario import load_scenario
+    from dispatch.solve import SolveOptions, solve
+
+    scn = load_scenario(spec_examples / "three-sites-stacked.scenario.json")
+    serial = solve(scn, SolveOptions())
     with dask_cluster(2, tmp_path / "dask") as address:
         wait_for_workers(address, 2)
         with make_executor(address) as executor:
@@ -88,9 +107,29 @@ def test_make_executor_spreads_tasks_over_two_workers_when_dask_scheduler_given(
             assert len(info["workers"]) == 2
             futures = [executor.submit(_worker_identity, k) for k in range(8)]
             results = [f.result(timeout=60) for f in futures]
+            before = _transitions(address)
+            on_dask = solve(scn, SolveOptions(executor=executor, workers=2))
+            after = _transitions(address)
     assert [r[0] for r in results] == [k * k for k in range(8)]
     assert {name for _, _, name in results} == {"w0", "w1"}
     assert os.getpid() not in {pid for _, pid, _ in results}
+    assert after > before  # the component solves went through the scheduler
+    assert on_dask.status == serial.status
+    assert on_dask.objective_usd == pytest.approx(serial.objective_usd, rel=1e-6)
+
+
+def test_portable_executor_pickles_as_inert_handle_when_copied() -> None:
+    import pickle
+
+    from fleet.parallel import PortableExecutor
+
+    with make_executor(None, workers=1) as executor:
+        copy = pickle.loads(pickle.dumps(executor))
+        assert isinstance(copy, PortableExecutor)
+        assert copy.inner is None
+        with pytest.raises(RuntimeError, match="copied to a worker"):
+            copy.submit(abs, -1)
+        assert executor.submit(abs, -1).result() == 1
 
 
 @pytest.mark.slow
