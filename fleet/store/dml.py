@@ -104,6 +104,10 @@ def upsert(
     if unknown:
         msg = f"table {table.name} has no column(s) {sorted(set(unknown))}"
         raise StoreError(msg)
+    absent = [k for k in key if k not in rows[0]]
+    if absent:
+        msg = f"upsert into {table.name}: rows lack key column(s) {absent}"
+        raise StoreError(msg)
     columns = update if update is not None else [c for c in rows[0] if c not in key]
     if dialect == "postgresql" and len(rows) >= copy_min_rows:
         return _copy_upsert(conn, table, rows, list(key), list(columns))
@@ -134,13 +138,14 @@ def _copy_upsert(
         table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         for name in names
     ]
+    key_positions = [names.index(k) for k in key]
     unique: dict[tuple[Any, ...], list[Any]] = {}
     for row in rows:
         values = [
             value if proc is None else proc(value)
             for value, proc in zip((row[n] for n in names), processors, strict=True)
         ]
-        ident = tuple(row[k] for k in key)
+        ident = tuple(values[i] for i in key_positions)
         if update or ident not in unique:
             unique[ident] = values
     staging = quote(f"_bulk_{table.name}_{uuid.uuid4().hex[:8]}")

@@ -123,6 +123,16 @@ def test_upsert_raises_naming_column_when_unknown(engine: sa.Engine) -> None:
         upsert(conn, prices_table, [{"price_eur": 1.0}], ["market"])
 
 
+def test_upsert_raises_naming_key_when_rows_lack_it(engine: sa.Engine) -> None:
+    row = _row(0, 1.0)
+    del row["ts"]
+    with (
+        engine.begin() as conn,
+        pytest.raises(StoreError, match=r"lack key column\(s\) \['ts'\]"),
+    ):
+        upsert(conn, prices_table, [row], KEY)
+
+
 def test_upsert_returns_zero_when_no_rows(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         assert upsert(conn, prices_table, [], KEY) == 0
@@ -138,3 +148,20 @@ def test_transaction_reuses_open_transaction_when_given_connection(
                 upsert(inner, prices_table, [_row(0, 1.0)], KEY)
             assert conn.in_transaction()
         assert _prices(engine) == [1.0]
+
+
+@pytest.mark.parametrize("copy_min_rows", [1, 10**9], ids=["copy", "executemany"])
+def test_upsert_treats_same_instant_as_one_key_when_offsets_differ(
+    engine: sa.Engine, copy_min_rows: int
+) -> None:
+    central = dt.timezone(dt.timedelta(hours=-6))
+    same_instant = {**_row(0, 9.0), "ts": T0.astimezone(central)}
+    with engine.begin() as conn:
+        upsert(
+            conn,
+            prices_table,
+            [_row(0, 1.0), same_instant],
+            KEY,
+            copy_min_rows=copy_min_rows,
+        )
+    assert _prices(engine) == [9.0]
