@@ -39,11 +39,19 @@ def _k8s_docs() -> list[tuple[str, dict[str, Any]]]:
 K8S_DOCS = _k8s_docs()
 
 
-def _pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
+def _pod_template(doc: dict[str, Any]) -> dict[str, Any] | None:
     if doc["kind"] in ("Deployment", "StatefulSet", "Job", "DaemonSet"):
-        spec: dict[str, Any] = doc["spec"]["template"]["spec"]
-        return spec
+        template: dict[str, Any] = doc["spec"]["template"]
+        return template
+    if doc["kind"] == "CronJob":
+        template = doc["spec"]["jobTemplate"]["spec"]["template"]
+        return template
     return None
+
+
+def _pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
+    template = _pod_template(doc)
+    return None if template is None else template["spec"]
 
 
 WORKLOADS = [(n, d) for n, d in K8S_DOCS if _pod_spec(d) is not None]
@@ -129,7 +137,7 @@ def test_k8s_secrets_are_referenced_not_embedded_when_scanned() -> None:
 
 def test_k8s_services_select_existing_pods_when_defined() -> None:
     pod_labels = [
-        d["spec"]["template"]["metadata"]["labels"] for _, d in K8S_DOCS if _pod_spec(d)
+        t["metadata"]["labels"] for _, d in K8S_DOCS if (t := _pod_template(d))
     ]
     for name, doc in K8S_DOCS:
         if doc["kind"] == "Service":
