@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import TYPE_CHECKING, Annotated
 
 import sqlalchemy as sa
@@ -25,25 +27,25 @@ _header = APIKeyHeader(
 )
 
 
-def get_engine(request: Request) -> sa.Engine:
+async def get_engine(request: Request) -> sa.Engine:
     """Return the store engine the lifespan created."""
     engine: sa.Engine = request.app.state.engine
     return engine
 
 
-def get_bus(request: Request) -> EventBus:
+async def get_bus(request: Request) -> EventBus:
     """Return the app's live event bus."""
     bus: EventBus = request.app.state.bus
     return bus
 
 
-def get_options(request: Request) -> ApiOptions:
+async def get_options(request: Request) -> ApiOptions:
     """Return the app's API options (limits, intervals)."""
     options: ApiOptions = request.app.state.options
     return options
 
 
-def get_metrics(request: Request) -> ApiMetrics:
+async def get_metrics(request: Request) -> ApiMetrics:
     """Return the app's in-process metrics."""
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
@@ -55,8 +57,53 @@ OptionsDep = Annotated["ApiOptions", Depends(get_options)]
 MetricsDep = Annotated["ApiMetrics", Depends(get_metrics)]
 
 
-def _authenticate(
+class KeyCache:
+    """Recently authenticated keys, kept ``ttl_s`` seconds (bounded; cleared on revoke).
+
+    A key revoked through the API stops working at once (the cache is cleared); one
+    revoked from the CLI in another process stops working within ``ttl_s``.
+    """
+
+    def __init__(self, ttl_s: float, max_entries: int = 1024) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, key_store.ApiKey]] = {}
+
+    def get(self, secret: str) -> key_store.ApiKey | None:
+        """Return the cached key for ``secret`` if still fresh."""
+        entry = self._entries.get(secret)
+        if entry is None or time.monotonic() - entry[0] > self.ttl_s:
+            return None
+        return entry[1]
+
+    def put(self, secret: str, key: key_store.ApiKey) -> None:
+        """Remember a successful authentication."""
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[secret] = (time.monotonic(), key)
+
+    def clear(self) -> None:
+        """Forget every cached key (after a revocation)."""
+        self._entries.clear()
+
+
+async def get_key_cache(request: Request) -> KeyCache:
+    """Return the app's authentication cache."""
+    cache: KeyCache = request.app.state.key_cache
+    return cache
+
+
+KeyCacheDep = Annotated[KeyCache, Depends(get_key_cache)]
+
+
+def _lookup(engine: sa.Engine, secret: str) -> key_store.ApiKey | None:
+    with engine.connect() as conn:
+        return key_store.authenticate(conn, secret)
+
+
+async def _authenticate(
     engine: StoreDep,
+    cache: KeyCacheDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     header_key: Annotated[str | None, Security(_header)],
 ) -> key_store.ApiKey:
@@ -64,16 +111,20 @@ def _authenticate(
     if not secret:
         msg = "missing API key: send `Authorization: Bearer <key>` or `X-API-Key`"
         raise AuthError(msg)
-    with engine.connect() as conn:
-        key = key_store.authenticate(conn, secret.strip())
+    secret = secret.strip()
+    cached = cache.get(secret) if cache.ttl_s > 0 else None
+    if cached is not None:
+        return cached
+    key = await asyncio.to_thread(_lookup, engine, secret)
     if key is None:
         msg = "invalid or revoked API key"
         raise AuthError(msg)
+    cache.put(secret, key)
     return key
 
 
 def _require(role: str) -> object:
-    def dependency(
+    async def dependency(
         key: Annotated[key_store.ApiKey, Depends(_authenticate)],
     ) -> key_store.ApiKey:
         if not key_store.role_allows(key.role, role):

@@ -19,5 +19,7 @@ class ApiOptions:
     """Keep-alive comment interval on ``/v1/stream`` [s]."""
     sse_max_subscribers: int = 200
     """Most concurrent stream clients; more get 503."""
+    auth_cache_s: float = 5.0
+    """How long a successful key check is reused [s] (0 disables the cache)."""
     broker_check: bool = True
     """Connect an MQTT client for ``/readyz`` when the settings name a broker."""

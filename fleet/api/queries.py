@@ -149,6 +149,14 @@ def site_states(
     return {sid: aggregate_state(by_site.get(sid, []), online.get(sid)) for sid in keys}
 
 
+def site_exists(conn: sa.Connection, site_id: str) -> bool:
+    """Return whether the store holds a site with id ``site_id``."""
+    return (
+        conn.execute(sa.select(sites.c.id).where(sites.c.id == site_id)).first()
+        is not None
+    )
+
+
 def site_rows(conn: sa.Connection, site_id: str | None = None) -> list[dict[str, Any]]:
     """Return stored sites (id, name, market, node, meter, config, updated_at)."""
     query = sa.select(sites).order_by(sites.c.id)
@@ -240,6 +248,16 @@ def telemetry_buckets(
     )
     if dev is not None:
         query = query.where(m.dev_id == dev)
+    else:
+        devs = [
+            r[0]
+            for r in conn.execute(
+                sa.select(tlm_latest.c.dev_id).where(tlm_latest.c.site_id == site_id)
+            )
+        ]
+        if devs:
+            # lets the (site_id, dev_id, ts_ms) key serve the time range
+            query = query.where(m.dev_id.in_(devs))
     grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in conn.execute(query):
         grouped[int(row.bucket)].append(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from fleet.api.deps import AdminKey, StoreDep
+from fleet.api.deps import AdminKey, KeyCacheDep, StoreDep
 from fleet.api.errors import NotFoundError
 from fleet.api.routers._common import AUTH_RESPONSES, NOT_FOUND
 from fleet.api.schemas import (
@@ -67,6 +67,7 @@ def revoke_key(
     key_id: Annotated[str, Path(pattern=r"^key-[0-9a-f]{12}$")],
     engine: StoreDep,
     key: AdminKey,
+    cache: KeyCacheDep,
 ) -> KeyOut:
     """Revoke a key (idempotent). Audit-logged."""
     with engine.begin() as conn:
@@ -81,6 +82,7 @@ def revoke_key(
             object_type="api_key",
             object_id=key_id,
         )
+    cache.clear()
     return _key_out(revoked)
 
 

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime
 
@@ -48,6 +49,12 @@ SiteIdParam = Annotated[
 DEV_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 DEFAULT_SAMPLE_S = 1.0
 """Expected telemetry cadence for availability when the birth gives none [s]."""
+
+
+def _require_site(conn: sa.Connection, site_id: str) -> None:
+    if not queries.site_exists(conn, site_id):
+        msg = f"site_id={site_id!r}: no such site"
+        raise NotFoundError(msg)
 
 
 def _site_or_404(rows: list[dict[str, Any]], site_id: str) -> dict[str, Any]:
@@ -181,7 +188,7 @@ def get_site_state(
 ) -> SiteStateOut:
     """Return the site's latest measured state (SoC, net power, SoH, online)."""
     with engine.connect() as conn:
-        _site_or_404(queries.site_rows(conn, site_id), site_id)
+        _require_site(conn, site_id)
         state = queries.site_states(conn, [site_id]).get(site_id)
     now_ms = int(time.time() * 1000)
     out = queries.state_dict(state, now_ms) or queries.state_dict(
@@ -273,7 +280,7 @@ def get_telemetry(
     end_ms = queries.dt_to_ms(end_utc)
     page_end_ms = min(end_ms, start_ms + limit * bucket_ms)
     with engine.connect() as conn:
-        _site_or_404(queries.site_rows(conn, site_id), site_id)
+        _require_site(conn, site_id)
         buckets = queries.telemetry_buckets(
             conn,
             site_id=site_id,

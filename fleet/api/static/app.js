@@ -173,7 +173,7 @@ async function loadDetail() {
       { color: "var(--real)", points: realized.map((p) => [Date.parse(p.ts), p.power_mw]) },
     ], "MW", tz, null, xr);
     lineChart($("chart-soc"), 640, 160, [
-      { color: "var(--soc)", points: plan.filter((p) => p.soc !== null).map((p) => [Date.parse(p.ts), p.soc * 100]) },
+      { color: "var(--soc)", points: plan.filter((p) => p.soc !== null).map((p) => [Date.parse(p.ts) + ivMs, p.soc * 100]) },
       { color: "var(--socr)", points: realized.filter((p) => p.soc !== null).map((p) => [Date.parse(p.ts), p.soc * 100]) },
     ], "%", tz, [0, 100], xr);
     $("detail-note").textContent = d.schedule

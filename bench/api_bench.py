@@ -1,0 +1,253 @@
+"""Benchmark the API's schedule and state endpoints under concurrent load.
+
+The API runs under uvicorn in its own process; this process is the load generator: an
+open-loop client firing requests at a fixed rate (so a slow server cannot slow the
+offered load down) and recording each request's latency. The store holds the 12-site
+example fleet with a month of telemetry, a schedule per market and day, and awards.
+
+    .venv/bin/python bench/api_bench.py                    # 200 req/s for 20 s
+    .venv/bin/python bench/api_bench.py --rate 400 --duration 30 --step-s 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fleet.api import sample  # noqa: E402
+from fleet.fleetfile import load_fleet  # noqa: E402
+from fleet.store import keys as key_store  # noqa: E402
+from fleet.store.engine import make_engine  # noqa: E402
+from fleet.store.migrate import upgrade  # noqa: E402
+from fleet.store.sites import save_fleet  # noqa: E402
+
+
+def free_port() -> int:
+    """Return a free loopback TCP port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def seed(url: str, days: int, step_s: int) -> tuple[str, list[str]]:
+    """Migrate and fill the store; return a viewer key and the site ids."""
+    fleet = load_fleet(ROOT / "deploy" / "examples" / "fleet.toml")
+    upgrade(url)
+    engine = make_engine(url)
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        save_fleet(conn, fleet)
+        secret = key_store.create_key(conn, role="viewer", note="bench").secret
+        rows = sample.write_telemetry(
+            conn,
+            fleet.sites,
+            start=now - dt.timedelta(days=days),
+            end=now,
+            step_s=step_s,
+        )
+        for market in ("ERCOT", "CAISO"):
+            for back in range(days + 2):
+                day = (now - dt.timedelta(days=back - 1)).date()
+                sample.write_schedule(
+                    conn, fleet.sites, market=market, operating_day=day
+                )
+                sample.write_awards(conn, fleet.sites, market=market, operating_day=day)
+    engine.dispose()
+    print(
+        f"store: {rows:,} telemetry rows ({len(fleet.sites)} sites, {days} days at "
+        f"{step_s} s), {2 * (days + 2)} schedules; seeded in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    return secret, [s.id for s in fleet.sites]
+
+
+def start_server(url: str, port: int) -> subprocess.Popen[bytes]:
+    """Start uvicorn with the app factory in a separate process."""
+    env = {
+        **os.environ,
+        "BESSFLEET_DATABASE_URL": url,
+        "BESSFLEET_MQTT_URL": "none",
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "fleet.api.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def wait_ready(base: str, timeout_s: float = 30.0) -> None:
+    """Wait until /healthz answers."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    msg = "server did not become ready"
+    raise RuntimeError(msg)
+
+
+def endpoints(site_ids: list[str]) -> list[tuple[str, str]]:
+    """Return (label, path) pairs cycled through by the load generator."""
+    out: list[tuple[str, str]] = []
+    for site in site_ids:
+        market = "CAISO" if site.startswith("ca-") else "ERCOT"
+        out += [
+            ("state", f"/v1/sites/{site}/state"),
+            ("sites", "/v1/sites"),
+            ("schedule", f"/v1/schedules/current?market={market}&site_id={site}"),
+            ("schedule-vs-realized", f"/v1/sites/{site}/schedule-vs-realized"),
+        ]
+    return out
+
+
+async def load(
+    base: str,
+    key: str,
+    paths: list[tuple[str, str]],
+    rate: float,
+    duration_s: float,
+    max_inflight: int,
+) -> tuple[dict[str, list[float]], int, float, int]:
+    """Fire requests at ``rate`` per second for ``duration_s``; return latencies [ms]."""
+    latencies: dict[str, list[float]] = defaultdict(list)
+    errors = 0
+    late = 0
+    limits = httpx.Limits(
+        max_connections=max_inflight, max_keepalive_connections=max_inflight
+    )
+    async with httpx.AsyncClient(
+        base_url=base,
+        headers={"Authorization": f"Bearer {key}"},
+        limits=limits,
+        timeout=30,
+    ) as client:
+        semaphore = asyncio.Semaphore(max_inflight)
+
+        async def one(label: str, path: str) -> None:
+            nonlocal errors
+            async with semaphore:
+                t0 = time.perf_counter()
+                response = await client.get(path)
+                latencies[label].append((time.perf_counter() - t0) * 1000)
+                if response.status_code != 200:
+                    errors += 1
+
+        tasks = []
+        start = time.perf_counter()
+        n = int(rate * duration_s)
+        for i in range(n):
+            target = start + i / rate
+            delay = target - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -0.05:
+                late += 1
+            label, path = paths[i % len(paths)]
+            tasks.append(asyncio.create_task(one(label, path)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return latencies, errors, elapsed, late
+
+
+def pct(values: list[float], q: float) -> float:
+    """Return the q-quantile (0-1) of ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    """Seed, serve, load, report."""
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start"
+    )
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", help="Store URL (default: a new SQLite file in /tmp).")
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--step-s", type=int, default=60, help="Telemetry cadence [s].")
+    parser.add_argument(
+        "--rate", type=float, default=200.0, help="Offered load [req/s]."
+    )
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="Load duration [s]."
+    )
+    parser.add_argument("--max-inflight", type=int, default=64)
+    parser.add_argument("--port", type=int, default=0, help="Default: a free port.")
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="bessfleet-bench-")
+    url = args.db or f"sqlite:///{tmp}/store.sqlite"
+    key, site_ids = seed(url, args.days, args.step_s)
+    port = args.port or free_port()
+    server = start_server(url, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base)
+        paths = endpoints(site_ids)
+        asyncio.run(load(base, key, paths, 20, 2, args.max_inflight))  # warm-up
+        unloaded, _, _, _ = asyncio.run(load(base, key, paths, 10, 8, 1))
+        latencies, errors, elapsed, late = asyncio.run(
+            load(base, key, paths, args.rate, args.duration, args.max_inflight)
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    print(
+        "unloaded (10 req/s, one at a time) p50 ms: "
+        + ", ".join(
+            f"{label} {statistics.median(v):.1f}"
+            for label, v in sorted(unloaded.items())
+        )
+    )
+    total = sum(len(v) for v in latencies.values())
+    print(
+        f"offered {args.rate:.0f} req/s for {args.duration:.0f} s from a separate "
+        f"process; achieved {total / elapsed:.1f} req/s; errors {errors}; "
+        f"late sends {late}"
+    )
+    print(f"{'endpoint':<24}{'n':>7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    everything: list[float] = []
+    for label, values in sorted(latencies.items()):
+        everything += values
+        print(
+            f"{label:<24}{len(values):>7}{statistics.median(values):>9.1f}"
+            f"{pct(values, 0.99):>9.1f}{max(values):>9.1f}"
+        )
+    print(
+        f"{'all':<24}{len(everything):>7}{statistics.median(everything):>9.1f}"
+        f"{pct(everything, 0.99):>9.1f}{max(everything):>9.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
