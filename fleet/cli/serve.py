@@ -159,7 +159,10 @@ def serve(
         )
         raise typer.Exit(1) from exc
     app = create_app(settings)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    # an open dashboard keeps its event stream open: do not wait for it forever
+    uvicorn.run(
+        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3
+    )
 
 
 def register(root: typer.Typer) -> None:
