@@ -1,0 +1,211 @@
+"""Benchmark the price forecasters on the real data: held-out scores and fit time.
+
+Run: ``.venv/bin/python bench/forecast_bench.py [--workers 2] [--quick]``
+
+Prints, per (market, node, product), the model and the three baselines on the
+held-out period (2024 onward; never used for tuning), as a markdown table, plus the
+fit time of one node-product on two years of hourly data, and writes
+``docs/img/forecast_backtest.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from forecasting.backtest import plot_backtest, rolling_backtest
+from forecasting.data import clean_series, read_price_csv, select_series, to_hourly
+from forecasting.price import PriceForecaster
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+DA = DATA / "ercot_da_spp" / "ercot_da_spp_hubs_lz_2021_2025.csv.gz"
+RT_DA = (
+    DATA
+    / "ercot_rt_da_hourly_15sp_2024_2026"
+    / "ercot_rt_da_hourly_15sp_2024_2026.csv.gz"
+)
+AS_OLD = DATA / "ercot_as_mcpc" / "ercot_dam_as_mcpc_2022_2025.csv.gz"
+AS_NEW = (
+    DATA
+    / "ercot_rt_da_hourly_15sp_2024_2026"
+    / "ercot_dam_as_mcpc_hourly_2024_2026.csv.gz"
+)
+CAISO_DA = DATA / "caiso_dervet_example_2020" / "caiso_da_energy_2020_hourly.csv"
+CAISO_AS = DATA / "caiso_dervet_example_2020" / "caiso_reg_up_down_2020_hourly.csv"
+PLOT = ROOT / "docs" / "img" / "forecast_backtest.png"
+
+
+@dataclass(frozen=True)
+class Job:
+    market: str
+    node: str
+    product: str
+    files: tuple[Path, ...]
+    start: str
+    end: str
+    note: str = "held-out"
+
+
+def jobs(quick: bool) -> list[Job]:
+    held = ("2024-01-01", "2024-12-31")
+    out = [
+        Job("ERCOT", n, "da_energy", (DA,), *held)
+        for n in (
+            "HB_HOUSTON",
+            "HB_NORTH",
+            "HB_SOUTH",
+            "HB_WEST",
+            "HB_PAN",
+            "HB_HUBAVG",
+        )
+    ]
+    out += [
+        Job(
+            "ERCOT",
+            n,
+            "rt_energy",
+            (RT_DA,),
+            "2024-03-01",
+            "2025-02-28",
+            "held-out, trained 2024+ only",
+        )
+        for n in ("HB_HOUSTON", "HB_WEST")
+    ]
+    out += [
+        Job("ERCOT", "SYSTEM", p, (AS_OLD, AS_NEW), *held)
+        for p in ("reg_up", "reg_down", "rrs_spin", "nonspin", "ecrs")
+    ]
+    out += [
+        Job(
+            "CAISO",
+            "UNSPECIFIED_DERVET_CAISO_CASE",
+            "da_energy",
+            (CAISO_DA,),
+            "2020-07-01",
+            "2020-12-31",
+            "2020 H2 (only year available)",
+        ),
+        Job(
+            "CAISO",
+            "UNSPECIFIED_DERVET_CAISO_CASE",
+            "reg_up",
+            (CAISO_AS,),
+            "2020-07-01",
+            "2020-12-31",
+            "2020 H2 (only year available)",
+        ),
+        Job(
+            "CAISO",
+            "UNSPECIFIED_DERVET_CAISO_CASE",
+            "reg_down",
+            (CAISO_AS,),
+            "2020-07-01",
+            "2020-12-31",
+            "2020 H2 (only year available)",
+        ),
+    ]
+    if quick:
+        out = [j for j in out if j.node == "HB_HOUSTON" and j.product == "da_energy"]
+    return out
+
+
+def load(job: Job) -> tuple[pd.Series, str]:
+    frame = pd.concat(
+        [read_price_csv(f, node=job.node, product=job.product) for f in job.files]
+    )
+    raw = select_series(frame, market=job.market, node=job.node, product=job.product)
+    y, report = clean_series(to_hourly(raw))
+    return y, report.summary()
+
+
+def run(job: Job) -> tuple[Job, pd.DataFrame, pd.DataFrame | None, str, float, int]:
+    y, summary = load(job)
+    started = time.perf_counter()
+    result = rolling_backtest(
+        y,
+        lambda: PriceForecaster(market=job.market, node=job.node, product=job.product),
+        start=job.start,
+        end=job.end,
+        refit_days=7,
+        clock=time.perf_counter,
+    )
+    wall = time.perf_counter() - started
+    keep = (
+        result.forecasts
+        if (job.node, job.product) == ("HB_HOUSTON", "da_energy")
+        else None
+    )
+    return job, result.scores, keep, summary, wall, result.n_refits
+
+
+def fit_time() -> tuple[float, int]:
+    y, _ = load(Job("ERCOT", "HB_HOUSTON", "da_energy", (DA,), "", ""))
+    model = PriceForecaster(
+        market="ERCOT", node="HB_HOUSTON", product="da_energy", train_days=730
+    )
+    started = time.perf_counter()
+    model.fit(y, issue_time=pd.Timestamp("2024-01-01T15:00Z"))
+    return time.perf_counter() - started, model.n_train_
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    seconds, rows = fit_time()
+    print(
+        f"fit time, ERCOT HB_HOUSTON da_energy, {rows} hourly rows (2 years): {seconds:.1f} s"
+    )
+    lines = [
+        "| market | node | product | period | method | MAE | RMSE | pinball (mean P10/50/90) | P10-P90 coverage | spread corr | top/bottom-4 hit (>=3/4) | exact top/bottom-4 | MAE vs best baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    plot_frame = None
+    with ProcessPoolExecutor(args.workers) as pool:
+        for job, scores, keep, summary, wall, refits in pool.map(run, jobs(args.quick)):
+            print(
+                f"{job.market} {job.node} {job.product} {job.start}..{job.end}: {refits} refits, {wall:.0f} s; data: {summary}",
+                flush=True,
+            )
+            if keep is not None:
+                plot_frame = keep
+            for method, row in scores.iterrows():
+
+                def pct(v: float) -> str:
+                    return "-" if pd.isna(v) else f"{v:.1%}"
+
+                def num(v: float, fmt: str = ".2f") -> str:
+                    return "-" if pd.isna(v) else format(v, fmt)
+
+                lines.append(
+                    f"| {job.market} | {job.node} | {job.product} | {job.start}..{job.end} ({job.note}) | {method} | "
+                    f"{num(row['mae'])} | {num(row['rmse'])} | {num(row['pinball_mean'])} | {pct(row['coverage_p10_p90'])} | "
+                    f"{num(row['spread_corr'], '.3f')} | {pct(row['top4_hit'])} | {pct(row['top4_exact'])} | {pct(row['mae_vs_best_baseline'])} |"
+                )
+    print()
+    print("\n".join(lines))
+    if plot_frame is not None:
+        from forecasting.backtest import BacktestResult, score_table
+
+        PLOT.parent.mkdir(parents=True, exist_ok=True)
+        result = BacktestResult(plot_frame, score_table(plot_frame), 0, 0.0)
+        plot_backtest(
+            result,
+            PLOT,
+            title="ERCOT HB_HOUSTON da_energy 2024 (held-out)",
+            tz="America/Chicago",
+        )
+        print(f"plot: {PLOT}")
+
+
+if __name__ == "__main__":
+    main()

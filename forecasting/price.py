@@ -1,0 +1,393 @@
+"""Quantile price forecasters (P10/P50/P90) over issue-time-safe features."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.exceptions import NotFittedError
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+from forecasting.errors import ForecastInputError
+from forecasting.features import (
+    FEATURE_NAMES,
+    build_features,
+    issue_time_for,
+    known_history,
+    operating_day_index,
+)
+from forecasting.types import (
+    ISSUE_HOUR_LOCAL,
+    MARKET_TZ,
+    PRODUCTS,
+    QUANTILE_COLUMNS,
+    QUANTILES,
+    canonical_product,
+)
+
+logger = logging.getLogger(__name__)
+
+HISTORY_DAYS_FOR_PREDICT: int = 15
+"""Days of history a prediction needs (the longest lag is 14 days)."""
+
+
+class QuantileForecaster:
+    """Day-ahead quantile forecaster of an hourly series (prices or load).
+
+    One :class:`~sklearn.ensemble.HistGradientBoostingRegressor` per quantile
+    (quantile loss for P10/P90, absolute error for P50) over calendar features in
+    local time and lags known at the issue time. P10/P90 are then widened or
+    narrowed by split-conformal calibration (CQR) on the last ``calibration_days``
+    of the training window, which are held out of the fit.
+
+    Parameters
+    ----------
+    tz
+        Local time zone of the market or site.
+    product
+        Product name (decides data availability, see
+        :func:`forecasting.features.known_at`); ``load`` for metered load.
+    issue_hour
+        Local hour on D-1 when the forecast for D is issued (0-23).
+    train_days
+        Trailing training window length [days].
+    calibration_days
+        Days at the end of the training window held out for calibration (0: none).
+    max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization
+        Passed to each gradient-boosting model.
+    target_mode
+        ``level`` (forecast the price) or ``weekly`` (forecast the deviation from
+        the mean of the same hour over the last 7 days).
+    n_threads
+        OpenMP threads per model fit/predict.
+    random_state
+        Seed of the gradient-boosting models (no global RNG is used).
+    """
+
+    def __init__(
+        self,
+        *,
+        tz: str = "America/Chicago",
+        product: str = "da_energy",
+        issue_hour: int = ISSUE_HOUR_LOCAL,
+        train_days: int = 730,
+        calibration_days: int = 28,
+        max_iter: int = 100,
+        learning_rate: float = 0.1,
+        max_leaf_nodes: int = 15,
+        min_samples_leaf: int = 40,
+        l2_regularization: float = 1.0,
+        target_mode: str = "level",
+        n_threads: int = 1,
+        random_state: int = 0,
+    ) -> None:
+        self.tz = tz
+        self.product = product
+        self.issue_hour = issue_hour
+        self.train_days = train_days
+        self.calibration_days = calibration_days
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.target_mode = target_mode
+        self.n_threads = n_threads
+        self.random_state = random_state
+
+    def get_params(self) -> dict[str, Any]:
+        """Return the constructor parameters (scikit-learn contract)."""
+        return {
+            "tz": self.tz,
+            "product": self.product,
+            "issue_hour": self.issue_hour,
+            "train_days": self.train_days,
+            "calibration_days": self.calibration_days,
+            "max_iter": self.max_iter,
+            "learning_rate": self.learning_rate,
+            "max_leaf_nodes": self.max_leaf_nodes,
+            "min_samples_leaf": self.min_samples_leaf,
+            "l2_regularization": self.l2_regularization,
+            "target_mode": self.target_mode,
+            "n_threads": self.n_threads,
+            "random_state": self.random_state,
+        }
+
+    def _regressor(self, alpha: float) -> HistGradientBoostingRegressor:
+        common: dict[str, Any] = {
+            "max_iter": self.max_iter,
+            "learning_rate": self.learning_rate,
+            "max_leaf_nodes": self.max_leaf_nodes,
+            "min_samples_leaf": self.min_samples_leaf,
+            "l2_regularization": self.l2_regularization,
+            "random_state": self.random_state,
+            "early_stopping": False,
+        }
+        if alpha == 0.5:
+            return HistGradientBoostingRegressor(loss="absolute_error", **common)
+        return HistGradientBoostingRegressor(loss="quantile", quantile=alpha, **common)
+
+    def _validate(self) -> None:
+        if not 0 <= self.issue_hour <= 23:
+            msg = f"issue_hour={self.issue_hour} must be within 0-23"
+            raise ForecastInputError(msg)
+        if self.train_days < 14:
+            msg = f"train_days={self.train_days} must be >= 14"
+            raise ForecastInputError(msg)
+        if not 0 <= self.calibration_days < self.train_days:
+            msg = (
+                f"calibration_days={self.calibration_days} must be within "
+                f"0..train_days-1={self.train_days - 1}"
+            )
+            raise ForecastInputError(msg)
+
+    def fit(
+        self, y: pd.Series, *, issue_time: pd.Timestamp | None = None
+    ) -> QuantileForecaster:
+        """Fit on the history known at ``issue_time``.
+
+        Parameters
+        ----------
+        y
+            Hourly history on a UTC DatetimeIndex, missing values NaN (as
+            :func:`forecasting.data.clean_series` returns it).
+        issue_time
+            Fit as of this UTC time: only values known then are used, and only
+            operating days whose actuals are all known then become targets.
+            ``None``: the whole history.
+
+        Returns
+        -------
+        QuantileForecaster
+            ``self``, fitted.
+
+        Raises
+        ------
+        ForecastInputError
+            When ``y`` has no DatetimeIndex or too few complete days to train on.
+        """
+        self._validate()
+        if not isinstance(y.index, pd.DatetimeIndex) or y.index.tz is None:
+            msg = "y: index must be a tz-aware (UTC) DatetimeIndex"
+            raise ForecastInputError(msg)
+        if issue_time is not None:
+            y = known_history(y, issue_time, product=self.product, tz=self.tz)
+        y = y.dropna()
+        if y.empty:
+            msg = "y: no known, non-missing values to train on"
+            raise ForecastInputError(msg)
+        local = y.index.tz_convert(self.tz)
+        last_day = local[-1].date()
+        # The last local day may be incomplete: target only days before it, unless complete.
+        if local[-1].hour < 23:
+            last_day -= dt.timedelta(days=1)
+        first_day = max(
+            local[0].date() + dt.timedelta(days=15),
+            last_day - dt.timedelta(days=self.train_days - 1),
+        )
+        if last_day < first_day + dt.timedelta(days=max(self.calibration_days, 7)):
+            msg = (
+                f"y: only {len(y)} hourly values from {y.index[0]} to {y.index[-1]}; "
+                f"need at least {15 + max(self.calibration_days, 7) + 1} days of history"
+            )
+            raise ForecastInputError(msg)
+        days = [d.date() for d in pd.date_range(first_day, last_day, freq="D")]
+        features = build_features(
+            y, days, tz=self.tz, product=self.product, issue_hour=self.issue_hour
+        )
+        target = y.reindex(features.index)
+        keep = target.notna().to_numpy()
+        features, target = features[keep], target[keep]
+        row_day = features.index.tz_convert(self.tz).normalize().tz_localize(None)
+        calib_start = pd.Timestamp(
+            last_day - dt.timedelta(days=self.calibration_days - 1)
+        )
+        is_calib = np.asarray(row_day >= calib_start) if self.calibration_days else None
+        fit_mask = ~is_calib if is_calib is not None else np.ones(len(target), bool)
+        ref = self._reference(features)
+        x_fit = features.to_numpy(float)[fit_mask]
+        y_fit = (target.to_numpy(float) - ref)[fit_mask]
+        # One OpenMP thread per fit: parallelism comes from fitting many series at
+        # once (forecasting.parallel); nested threads oversubscribe a busy machine.
+        with threadpool_limits(limits=self.n_threads, user_api="openmp"):
+            self.models_ = {
+                col: self._regressor(alpha).fit(x_fit, y_fit)
+                for alpha, col in zip(QUANTILES, QUANTILE_COLUMNS, strict=True)
+            }
+        self.conformal_offset_ = 0.0
+        if is_calib is not None and is_calib.any():
+            x_cal = features.to_numpy(float)[is_calib]
+            y_cal = target.to_numpy(float)[is_calib]
+            with threadpool_limits(limits=self.n_threads, user_api="openmp"):
+                lo = self.models_["p10"].predict(x_cal) + ref[is_calib]
+                hi = self.models_["p90"].predict(x_cal) + ref[is_calib]
+            nonconformity = np.maximum(lo - y_cal, y_cal - hi)
+            level = min(1.0, 0.8 * (1 + 1 / len(y_cal)))
+            self.conformal_offset_ = float(np.quantile(nonconformity, level))
+        self.feature_names_ = list(FEATURE_NAMES)
+        self.train_start_ = pd.Timestamp(features.index[0])
+        self.train_end_ = pd.Timestamp(features.index[-1])
+        self.n_train_ = len(target)
+        self.model_version_ = self._version()
+        logger.info(
+            "fitted %s: %d rows %s..%s, conformal offset %.3f",
+            self.model_version_,
+            self.n_train_,
+            self.train_start_,
+            self.train_end_,
+            self.conformal_offset_,
+        )
+        return self
+
+    def _reference(self, features: pd.DataFrame) -> np.ndarray:
+        """Return the level the models forecast a deviation from (0 in ``level`` mode)."""
+        if self.target_mode == "level":
+            return np.zeros(len(features))
+        if self.target_mode == "weekly":
+            ref = features["week_mean_at_hour"].to_numpy(float)
+            return np.nan_to_num(ref, nan=0.0)
+        msg = f"target_mode={self.target_mode!r} must be 'level' or 'weekly'"
+        raise ForecastInputError(msg)
+
+    def _version(self) -> str:
+        payload = json.dumps(
+            {
+                "params": self.get_params(),
+                "train_start": str(self.train_start_),
+                "train_end": str(self.train_end_),
+                "n_train": self.n_train_,
+            },
+            sort_keys=True,
+        )
+        digest = hashlib.sha256(payload.encode()).hexdigest()[:10]
+        return f"{self.product}-{self.train_end_:%Y%m%dT%H}-{digest}"
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "models_"):
+            msg = f"{type(self).__name__} is not fitted: call fit() first"
+            raise NotFittedError(msg)
+
+    def predict_features(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Return P10/P50/P90 for rows of a feature frame (monotone, calibrated)."""
+        self._check_fitted()
+        x = features[self.feature_names_].to_numpy(float)
+        with threadpool_limits(limits=self.n_threads, user_api="openmp"):
+            raw = np.column_stack(
+                [self.models_[c].predict(x) for c in QUANTILE_COLUMNS]
+            )
+        raw += self._reference(features)[:, None]
+        raw[:, 0] -= self.conformal_offset_
+        raw[:, 2] += self.conformal_offset_
+        ordered = np.sort(raw, axis=1)
+        return pd.DataFrame(
+            ordered, index=features.index, columns=list(QUANTILE_COLUMNS)
+        )
+
+    def predict(self, y: pd.Series, day: dt.date) -> pd.DataFrame:
+        """Forecast every hour of operating ``day`` as issued on D-1 at the issue hour.
+
+        Parameters
+        ----------
+        y
+            Hourly history on a UTC DatetimeIndex; anything not known at the issue
+            time (see :func:`forecasting.features.known_at`) is discarded first, so
+            data after the issue time can never change the forecast.
+        day
+            The local operating day.
+
+        Returns
+        -------
+        pandas.DataFrame
+            UTC index of the day's 23/24/25 hours; columns ``p10, p50, p90``
+            (unit of ``y``) and ``issue_time_utc``, ``horizon_h``; ``attrs`` carries
+            ``issue_time`` and ``model_version``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            When called before :meth:`fit`.
+        """
+        self._check_fitted()
+        issue = self.issue_time(day)
+        window_start = issue - pd.Timedelta(days=HISTORY_DAYS_FOR_PREDICT + 1)
+        window_end = issue + pd.Timedelta(days=2)
+        recent = y[(y.index >= window_start) & (y.index < window_end)]
+        known = known_history(recent, issue, product=self.product, tz=self.tz)
+        features = build_features(
+            known, [day], tz=self.tz, product=self.product, issue_hour=self.issue_hour
+        )
+        out = self.predict_features(features)
+        out["issue_time_utc"] = issue
+        out["horizon_h"] = (out.index - issue) / pd.Timedelta(hours=1)
+        out.attrs["issue_time"] = issue
+        out.attrs["model_version"] = self.model_version_
+        return out
+
+    def predict_days(self, y: pd.Series, days: Iterable[dt.date]) -> pd.DataFrame:
+        """Concatenate :meth:`predict` over ``days`` (each with its own issue time)."""
+        parts = [self.predict(y, d) for d in days]
+        if not parts:
+            return pd.DataFrame(
+                columns=[*QUANTILE_COLUMNS, "issue_time_utc", "horizon_h"]
+            )
+        return pd.concat(parts)
+
+    def issue_time(self, day: dt.date) -> pd.Timestamp:
+        """Return the UTC issue time of the forecast for operating ``day``."""
+        return issue_time_for(day, self.tz, self.issue_hour)
+
+    def hours(self, day: dt.date) -> pd.DatetimeIndex:
+        """Return the UTC hours of operating ``day`` (23/24/25)."""
+        return operating_day_index(day, self.tz)
+
+
+class PriceForecaster(QuantileForecaster):
+    """Quantile forecaster of one (market, node, product) price series.
+
+    Parameters
+    ----------
+    market
+        ISO name (``ERCOT``, ``CAISO``, ``PJM``); fixes the local time zone.
+    node
+        Settlement point or ``SYSTEM`` for ancillary services.
+    product
+        One of :data:`forecasting.types.PRODUCTS` or an alias (``spin``).
+    **params
+        Model parameters of :class:`QuantileForecaster` (except ``tz``/``product``).
+    """
+
+    def __init__(
+        self,
+        *,
+        market: str = "ERCOT",
+        node: str = "HB_HOUSTON",
+        product: str = "da_energy",
+        **params: Any,
+    ) -> None:
+        if market not in MARKET_TZ:
+            msg = f"--market: unknown market {market!r}; expected one of {sorted(MARKET_TZ)}"
+            raise ForecastInputError(msg)
+        canon = canonical_product(product)
+        if canon not in PRODUCTS:
+            msg = f"--product: unknown product {product!r}; expected one of {list(PRODUCTS)}"
+            raise ForecastInputError(msg)
+        params.pop("tz", None)
+        super().__init__(tz=MARKET_TZ[market], product=canon, **params)
+        self.market = market
+        self.node = node
+
+    def get_params(self) -> dict[str, Any]:
+        """Return the constructor parameters (scikit-learn contract)."""
+        params = super().get_params()
+        params.pop("tz")
+        return {"market": self.market, "node": self.node, **params}
+
+    def _version(self) -> str:
+        return f"{self.market}-{self.node}-{super()._version()}"
