@@ -30,7 +30,7 @@ def synthetic_fleet(n_sites: int, *, group_market: str = "ERCOT") -> Fleet:
         site = copy.deepcopy(template)
         site["id"] = f"s{k:05d}"
         site["name"] = f"Synthetic site {k}"
-        site.pop("resource_id", None)
+        site["resource_id"] = f"SYN_ESR_{k:05d}"
         sites.append(site)
     return fleet_from_data(
         {"name": f"synthetic {n_sites}", "sites": sites}, source="synthetic"
