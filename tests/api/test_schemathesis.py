@@ -5,18 +5,22 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
+
+schemathesis = pytest.importorskip(
+    "schemathesis", reason="schemathesis is not installed (dev dependency >=4.32,<5)"
+)
+
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis.errors import Unsatisfiable  # noqa: E402
+from schemathesis import GenerationMode  # noqa: E402
+from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.specs.openapi.checks import (  # noqa: E402
     content_type_conformance,
     response_schema_conformance,
 )
 
-from tests.api.conftest import Store, auth
-from tests.api.server import live_server
+from tests.api.conftest import Store, auth  # noqa: E402
+from tests.api.server import live_server  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
