@@ -123,6 +123,7 @@ class SiteGateway:
         self.published = 0
         self.acked = 0
         self._lock = threading.Lock()
+        self._early_acks: set[int] = set()
         self._hist_jobs: deque[CtlPayload] = deque()
         self._i_rated_a = self._rated_current_a()
         address = parse_mqtt_url(mqtt_url)
@@ -239,6 +240,8 @@ class SiteGateway:
         with self._lock:
             if self.outbox.pop(mid, None) is not None:
                 self.acked += 1
+            else:
+                self._early_acks.add(mid)
 
     def _on_message(
         self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage
@@ -487,11 +490,16 @@ class SiteGateway:
                 "m": m,
             }
             topic = topics.up(self.spec.group, self.spec.site_id, "tlm", dev)
+            # never hold our lock across publish: paho calls on_publish holding its own
+            info = self.client.publish(
+                topic, json.dumps(body, separators=(",", ":")), qos=1
+            )
             with self._lock:
-                info = self.client.publish(
-                    topic, json.dumps(body, separators=(",", ":")), qos=1
-                )
-                self.outbox[info.mid] = (dev, seq)
+                if info.mid in self._early_acks:
+                    self._early_acks.discard(info.mid)
+                    self.acked += 1
+                else:
+                    self.outbox[info.mid] = (dev, seq)
             count += 1
         self.published += count
         return count
