@@ -81,7 +81,7 @@ def _down_limit_mw(site: Site, sustain_h: float) -> float:
 
 
 def _bid_refusal(
-    bid: Bid, site: Site, rules: MarketRules, hours: int
+    bid: Bid, site: Site | None, rules: MarketRules, hours: int
 ) -> Refusal | None:
     def refuse(rule: str, text: str) -> Refusal:
         return Refusal(
@@ -97,7 +97,7 @@ def _bid_refusal(
         return refuse(
             "product", f"product is not offered in {rules.name} ({sorted(names)})"
         )
-    if not site.enrolled(bid.product):
+    if site is not None and not site.enrolled(bid.product):
         return refuse(
             "enrolment", f"site is not enrolled in {bid.product} ({site.services})"
         )
@@ -131,6 +131,8 @@ def _bid_refusal(
                 "price_bounds",
                 f"price {bad[0]:g} $/MWh is outside [{lo:g}, {hi:g}] $/MWh",
             )
+        if site is None:
+            return None
         if mws[0] < -site.charge_mw - _TOL or mws[-1] > site.discharge_mw + _TOL:
             return refuse(
                 "power_limit",
@@ -150,6 +152,8 @@ def _bid_refusal(
     cap = rules.as_price_cap_usd_per_mw
     if any(not 0 <= p <= cap for p in prices):
         return refuse("price_bounds", f"block price outside [0, {cap:g}] $/MW-h")
+    if site is None:
+        return None
     sustain = rules.product(bid.product).sustain_h
     total = math.fsum(mws)
     limit_mw = (
@@ -167,7 +171,7 @@ def _bid_refusal(
 
 
 def rule_refusals(
-    bids: Iterable[Bid], scn: Scenario, rules: MarketRules
+    bids: Iterable[Bid], scn: Scenario | None, rules: MarketRules
 ) -> list[Refusal]:
     """Return every bid that breaks a market rule or a site limit, one refusal each.
 
@@ -176,7 +180,8 @@ def rule_refusals(
     bids
         The bids of one market and operating day.
     scn
-        The operating day's scenario (sites, intervals tiling the day's hours).
+        The operating day's scenario (sites, intervals tiling the day's hours); None
+        checks only the market's curve rules (no site limits, hours 1-25).
     rules
         The market's rules.
 
@@ -186,13 +191,13 @@ def rule_refusals(
         Empty when every bid keeps the rules. Duplicate (site, product, hour) and
         unknown sites are refused too.
     """
-    hours = scn.intervals // intervals_per_hour(scn)
-    sites = {s.id: s for s in scn.sites}
+    hours = 25 if scn is None else scn.intervals // intervals_per_hour(scn)
+    sites = {} if scn is None else {s.id: s for s in scn.sites}
     out: list[Refusal] = []
     seen: set[tuple[str, str, int]] = set()
     for bid in bids:
         key = (bid.site_id, bid.product, bid.hour_ending)
-        if bid.site_id not in sites:
+        if scn is not None and bid.site_id not in sites:
             out.append(
                 Refusal(
                     bid.site_id,
@@ -215,7 +220,7 @@ def rule_refusals(
             )
             continue
         seen.add(key)
-        refusal = _bid_refusal(bid, sites[bid.site_id], rules, hours)
+        refusal = _bid_refusal(bid, sites.get(bid.site_id), rules, hours)
         if refusal is not None:
             out.append(refusal)
     return out

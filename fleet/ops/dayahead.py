@@ -1,0 +1,313 @@
+"""The day-ahead cycle: scenario from store, solve, store the schedule version, bids."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from dispatch.bids import BidSet, build_bids, with_energy_prices
+from dispatch.markets import MarketRules
+from dispatch.result import Result
+from dispatch.scenario import Scenario
+from dispatch.solve import SolveOptions, solve
+from dispatch.status import SolveStatus
+from fleet.domain import Fleet
+from fleet.errors import FleetInputError
+from fleet.ops.scenario_builder import (
+    ScenarioInputs,
+    SiteState,
+    build_scenario,
+    operating_day_hours,
+    operating_day_start,
+)
+from fleet.store.dml import Bind, transaction
+from fleet.store.forecasts import load_price_forecast
+from fleet.store.schedules import save_schedule
+from fleet.store.telemetry_tables import tlm_latest
+
+logger = logging.getLogger(__name__)
+
+AS_FORECAST_NODE = "SYSTEM"
+"""Node of system-wide AS price forecasts."""
+FORECAST_PRODUCTS: Mapping[str, str] = {
+    "energy": "da_energy",
+    "reg_up": "reg_up",
+    "reg_down": "reg_down",
+    "spin": "rrs_spin",
+}
+"""Scenario price product -> stored forecast product."""
+
+
+@dataclass(frozen=True, slots=True)
+class DayAheadOutcome:
+    """What one day-ahead cycle produced."""
+
+    operating_day: dt.date
+    """Operating day planned."""
+    status: str
+    """Solve status of the P50 plan."""
+    reason: str | None
+    """Why the solve failed (None when it did not)."""
+    version: int | None
+    """Schedule version stored (None when the solve failed: the previous plan stands)."""
+    scenario: Scenario
+    """The P50 scenario solved."""
+    result: Result
+    """Its result."""
+    bids: BidSet | None
+    """Bids built from the plan (None when the solve failed)."""
+
+
+def latest_site_states(
+    bind: Bind,
+    site_ids: Sequence[str],
+    *,
+    now_ms: int,
+    stale_after_ms: int,
+) -> dict[str, SiteState]:
+    """Return SoC, SoH and availability per site from the latest telemetry table.
+
+    A site with no battery sample, or whose newest one is older than
+    ``stale_after_ms``, is unavailable (it keeps its last known SoC).
+    """
+    query = sa.select(
+        tlm_latest.c.site_id, tlm_latest.c.ts_ms, tlm_latest.c.soc_pct, tlm_latest.c.m
+    ).where(tlm_latest.c.site_id.in_(list(site_ids)), tlm_latest.c.soc_pct.is_not(None))
+    with transaction(bind) as conn:
+        rows = conn.execute(query).all()
+    newest: dict[str, tuple[int, float, float]] = {}
+    for site_id, ts_ms, soc_pct, m in rows:
+        soh = (m or {}).get("soh_pct") if isinstance(m, dict) else None
+        if site_id not in newest or ts_ms > newest[site_id][0]:
+            newest[site_id] = (int(ts_ms), float(soc_pct), float(soh or 100.0))
+    out: dict[str, SiteState] = {}
+    for site_id in site_ids:
+        if site_id not in newest:
+            out[site_id] = SiteState(available=False)
+            continue
+        ts_ms, soc_pct, soh_pct = newest[site_id]
+        fresh = now_ms - ts_ms <= stale_after_ms
+        out[site_id] = SiteState(
+            soc=soc_pct / 100.0, soh=min(1.0, soh_pct / 100.0), available=fresh
+        )
+    return out
+
+
+def stored_forecast_prices(
+    bind: Bind,
+    rules: MarketRules,
+    nodes: Sequence[str],
+    start: dt.datetime,
+    intervals: int,
+    *,
+    as_of: dt.datetime,
+    quantile: str = "p50",
+) -> dict[str, dict[str, list[float]]]:
+    """Return the newest stored forecasts (issued at or before ``as_of``) per node.
+
+    Raises
+    ------
+    FleetInputError
+        When a node has no energy forecast covering the horizon.
+    """
+    index = pd.date_range(start, periods=intervals, freq="h")
+    shared: dict[str, list[float]] = {}
+    for product in ("reg_up", "reg_down", "spin"):
+        frame = load_price_forecast(
+            bind,
+            market=rules.name,
+            node=AS_FORECAST_NODE,
+            product=FORECAST_PRODUCTS[product],
+            as_of=as_of,
+        )
+        if frame.empty:
+            logger.warning(
+                "no stored %s forecast for %s: priced at 0", product, rules.name
+            )
+            continue
+        values = frame[quantile].reindex(index).to_numpy(float)
+        shared[product] = list(np.nan_to_num(values, nan=0.0))
+    out: dict[str, dict[str, list[float]]] = {}
+    for node in nodes:
+        frame = load_price_forecast(
+            bind, market=rules.name, node=node, product="da_energy", as_of=as_of
+        )
+        values = (
+            frame[quantile].reindex(index).to_numpy(float)
+            if not frame.empty
+            else np.full(intervals, np.nan)
+        )
+        if np.isnan(values).any():
+            msg = (
+                f"node {node}: stored da_energy forecast (as of {as_of.isoformat()}) "
+                f"misses {int(np.isnan(values).sum())} of {intervals} hours from "
+                f"{start.isoformat()}"
+            )
+            raise FleetInputError(msg)
+        out[node] = {"energy": list(values), **shared}
+    return out
+
+
+def schedule_intervals(scn: Scenario, result: Result) -> pd.DataFrame:
+    """Return the per-site, per-interval plan in the store's schedule layout."""
+    ts = pd.date_range(
+        scn.start, periods=scn.intervals, freq=f"{scn.interval_minutes}min"
+    )
+    parts = []
+    for site_id, sched in result.sites.items():
+        parts.append(
+            pd.DataFrame(
+                {
+                    "site_id": site_id,
+                    "ts": ts,
+                    "charge_mw": sched.charge_mw,
+                    "discharge_mw": sched.discharge_mw,
+                    "reg_up_mw": sched.reg_up_mw,
+                    "reg_down_mw": sched.reg_down_mw,
+                    "spin_mw": sched.spin_mw,
+                    "soc": sched.soc[:-1],
+                    "energy_value_usd_per_mwh": sched.energy_value_usd_per_mwh
+                    or [0.0] * scn.intervals,
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def run_dayahead(
+    bind: Bind,
+    fleet: Fleet,
+    rules: MarketRules,
+    operating_day: dt.date,
+    *,
+    now: dt.datetime,
+    prices: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+    quantile_prices: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+    states: Mapping[str, SiteState] | None = None,
+    stale_after_ms: int = 30 * 60_000,
+    options: SolveOptions | None = None,
+    actor: str = "dayahead",
+) -> DayAheadOutcome:
+    """Plan ``operating_day`` for the market's sites, store the schedule, build bids.
+
+    Parameters
+    ----------
+    bind
+        The store.
+    fleet
+        The fleet.
+    rules
+        The market.
+    operating_day
+        The day planned (usually tomorrow).
+    now
+        The cycle's time: forecasts issued after it are not used; telemetry older
+        than ``stale_after_ms`` before it makes a site unavailable.
+    prices
+        P50 prices per node and product; default: the stored forecasts.
+    quantile_prices
+        Extra energy price scenarios for the bid curves, ``{"p10": {node: [...]},
+        "p90": {...}}``; default: the stored P10/P90 when ``prices`` is None.
+    states
+        Site states; default: the latest telemetry in the store.
+    stale_after_ms
+        Telemetry age beyond which a site is unavailable [ms].
+    options
+        Solve options.
+    actor
+        Audit actor of the stored schedule.
+
+    Returns
+    -------
+    DayAheadOutcome
+        On a failed solve no schedule is stored (the previous version stands) and
+        the reason is returned.
+    """
+    start = operating_day_start(rules, operating_day)
+    hours = operating_day_hours(rules, operating_day)
+    sites = [s for s in fleet.sites if s.market.value == rules.name and not s.is_btm]
+    nodes = sorted({s.node for s in sites})
+    extra: dict[str, Mapping[str, Sequence[float]]] = dict(quantile_prices or {})
+    if prices is None:
+        prices = stored_forecast_prices(bind, rules, nodes, start, hours, as_of=now)
+        if quantile_prices is None:
+            for q in ("p10", "p90"):
+                qp = stored_forecast_prices(
+                    bind, rules, nodes, start, hours, as_of=now, quantile=q
+                )
+                extra[q] = {node: qp[node]["energy"] for node in nodes}
+    if states is None:
+        states = latest_site_states(
+            bind,
+            [s.id for s in sites],
+            now_ms=int(now.timestamp() * 1000),
+            stale_after_ms=stale_after_ms,
+        )
+    scn = build_scenario(
+        fleet,
+        rules,
+        ScenarioInputs(
+            start=start,
+            interval_minutes=60,
+            intervals=hours,
+            prices=prices,
+            states=states,
+        ),
+    )
+    options = options or SolveOptions(time_limit_s=120.0)
+    result = solve(scn, options)
+    if result.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
+        logger.error(
+            "day-ahead %s %s: %s (%s); the previous plan stands",
+            rules.name,
+            operating_day,
+            result.status,
+            result.reason,
+        )
+        return DayAheadOutcome(
+            operating_day, str(result.status), result.reason, None, scn, result, None
+        )
+    alternatives = []
+    for energy in extra.values():
+        alt_scn = with_energy_prices(scn, energy)
+        alt = solve(alt_scn, options)
+        if alt.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
+            alternatives.append((alt_scn, alt))
+    version = save_schedule(
+        bind,
+        market=rules.name,
+        operating_day=operating_day,
+        status=str(result.status),
+        scenario=scn.to_json_dict(),
+        result=result.to_json_dict(),
+        objective_usd=result.objective_usd,
+        solve_path=result.solve.path,
+        intervals=schedule_intervals(scn, result),
+        actor=actor,
+    )
+    bids = build_bids(
+        scn,
+        result,
+        rules,
+        operating_day,
+        alternatives=alternatives,
+        note=f"{rules.name} {operating_day} schedule v{version}",
+        meta={"plan_version": version, "solver": result.solve.solver},
+    )
+    logger.info(
+        "day-ahead %s %s: schedule v%d, objective %.0f USD, %d bids",
+        rules.name,
+        operating_day,
+        version,
+        result.objective_usd or 0.0,
+        len(bids.bids),
+    )
+    return DayAheadOutcome(
+        operating_day, str(result.status), None, version, scn, result, bids
+    )
