@@ -424,7 +424,7 @@ class _Coupler:
         fixed_cap = sum(base[k].capacity_mw for k in others)
         need = cmin - fixed_cap
         self.pool.keep_only(set(cap_k))
-        if len(cap_k) <= 2:
+        if len(cap_k) <= self.options.joint_capacity_components:
             self.notes += f"+joint({len(cap_k)} capacity components)"
             return self._replace(base, cap_k, self._joint(cap_k, need)), None
 
@@ -468,17 +468,32 @@ class _Coupler:
                 if abs(hi[j].capacity_mw - lo[j].capacity_mw) > 1e-9
             ]
 
+        # Illinois regula falsi on f(π) = Σ cap(π) - C, a non-decreasing step function;
+        # bisection whenever the secant step would hug one end of the bracket.
+        f_lo = sum(s.capacity_mw for s in lo) - need
+        f_hi = sum(s.capacity_mw for s in hi) - need
+        side = 0
         for _ in range(24):
             if gap_now() <= GAP_TOL or len(marginal()) <= max(3, len(cap_k) // 20):
                 break
-            mid = 0.5 * (lo_price + hi_price)
+            width = hi_price - lo_price
+            step = f_hi * width / (f_hi - f_lo) if f_hi > f_lo else 0.5 * width
+            mid = hi_price - step
+            if not lo_price + 0.02 * width <= mid <= hi_price - 0.02 * width:
+                mid = lo_price + 0.5 * width
             sols, cap = evaluate(mid)
             if cap >= need - 1e-9:
-                hi, hi_price = sols, mid
+                hi, hi_price, f_hi = sols, mid, cap - need
+                if side == 1:
+                    f_lo *= 0.5
+                side = 1
                 if sum(s.objective_usd for s in sols) > primal:
                     primal, best_price = sum(s.objective_usd for s in sols), mid
             else:
-                lo, lo_price = sols, mid
+                lo, lo_price, f_lo = sols, mid, cap - need
+                if side == -1:
+                    f_hi *= 0.5
+                side = -1
         self.notes += f"+lagrangian({iterations} prices, pi={hi_price:.6g})"
         gap = gap_now()
         if gap <= GAP_TOL:

@@ -84,6 +84,9 @@ class SolveOptions:
         Rounds of adding binaries before all indicators are made binary.
     threads : int
         HiGHS threads per solve.
+    joint_capacity_components : int
+        Fleet capacity coupling over at most this many components is solved as one model;
+        above it, by the Lagrangian price search of :mod:`dispatch.decompose`.
     """
 
     time_limit_s: float | None = None
@@ -95,6 +98,7 @@ class SolveOptions:
     exclusivity_tol_mw: float = 1e-6
     max_lp_rounds: int = 4
     threads: int = 1
+    joint_capacity_components: int = 8
 
 
 @dataclass(slots=True)
@@ -528,8 +532,9 @@ def solve(scn: Scenario, options: SolveOptions | None = None) -> Result:
 
         return solve_pyomo(scn, options, t0)
     if options.decompose:
-        from dispatch.decompose import solve_decomposed
+        from dispatch.decompose import components, solve_decomposed
 
-        return solve_decomposed(scn, options, t0, deadline)
+        if len(components(scn)) > 1:
+            return solve_decomposed(scn, options, t0, deadline)
     sol = solve_component(scn, options, deadline=deadline)
     return to_result(sol, scn, time.perf_counter() - t0)

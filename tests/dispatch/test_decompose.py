@@ -89,7 +89,7 @@ def test_lagrangian_equals_monolithic_when_many_capacity_components(
     carry = sum(max_capacity_mw(scn, s) for s in scn.sites)
     scn = _with_capacity_min(scn, round(fraction * carry, 3))
     mono = solve(scn, SolveOptions(decompose=False))
-    deco = solve(scn, SolveOptions(workers=workers))
+    deco = solve(scn, SolveOptions(workers=workers, joint_capacity_components=0))
     assert mono.status == deco.status == "optimal"
     assert "lagrangian" in deco.solve.path
     assert deco.objective_usd == pytest.approx(mono.objective_usd, rel=2e-4)

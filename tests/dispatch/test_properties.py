@@ -51,7 +51,7 @@ def test_paths_agree_when_scenario_random(scn: Scenario) -> None:
 def test_lagrangian_coupling_equals_monolithic_when_capacity_minimum_set(
     scn: Scenario,
 ) -> None:
-    deco = solve(scn)
+    deco = solve(scn, SolveOptions(joint_capacity_components=0))
     mono = solve(scn, SolveOptions(decompose=False))
     assert deco.status == mono.status
     if mono.status != "optimal":
