@@ -300,22 +300,34 @@ def count_samples(
     return int(row[0]), int(row[1])
 
 
+def _summary_columns() -> list[sa.ColumnElement[Any]]:
+    # the result document holds every site's series: read only the parts we answer
+    s = schedules.c
+    return [
+        s.id,
+        s.market,
+        s.operating_day,
+        s.version,
+        s.created_at,
+        s.status,
+        s.objective_usd,
+        s.solve_path,
+        s.scenario["interval_minutes"].label("interval_minutes"),
+        s.result["revenue_usd"].label("revenue_usd"),
+    ]
+
+
 def schedule_interval_minutes(row: dict[str, Any]) -> int | None:
     """Return a schedule's interval length [minutes] from its scenario, if stored."""
-    scenario = row.get("scenario")
-    if isinstance(scenario, dict):
-        value = scenario.get("interval_minutes")
-        if isinstance(value, int) and value > 0:
-            return value
+    value = row.get("interval_minutes")
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
     return None
 
 
 def schedule_revenue(row: dict[str, Any]) -> dict[str, float]:
     """Return a schedule's revenue by service [USD] from its stored result."""
-    result = row.get("result")
-    if not isinstance(result, dict):
-        return {}
-    revenue = result.get("revenue_usd")
+    revenue = row.get("revenue_usd")
     if not isinstance(revenue, dict):
         return {}
     return {str(k): float(v) for k, v in revenue.items() if _float(v) is not None}
@@ -330,7 +342,7 @@ def schedule_rows(
 ) -> list[dict[str, Any]]:
     """Return stored schedules, newest first."""
     query = (
-        sa.select(schedules)
+        sa.select(*_summary_columns())
         .order_by(schedules.c.created_at.desc(), schedules.c.id.desc())
         .limit(limit)
     )
@@ -344,7 +356,7 @@ def schedule_rows(
 def schedule_by_id(conn: sa.Connection, schedule_id: int) -> dict[str, Any] | None:
     """Return one schedule row, or None."""
     row = conn.execute(
-        sa.select(schedules).where(schedules.c.id == schedule_id)
+        sa.select(*_summary_columns()).where(schedules.c.id == schedule_id)
     ).first()
     return None if row is None else dict(row._mapping)
 
@@ -353,7 +365,7 @@ def schedule_by_version(
     conn: sa.Connection, *, market: str, operating_day: dt.date, version: int | None
 ) -> dict[str, Any] | None:
     """Return the schedule of a market and day at ``version`` (newest when None)."""
-    query = sa.select(schedules).where(
+    query = sa.select(*_summary_columns()).where(
         schedules.c.market == market, schedules.c.operating_day == operating_day
     )
     if version is None:
@@ -398,7 +410,9 @@ def newest_schedule_for_site(
         .where(c.site_id == site_id, c.ts >= start, c.ts < end)
         .scalar_subquery()
     )
-    row = conn.execute(sa.select(schedules).where(schedules.c.id == newest)).first()
+    row = conn.execute(
+        sa.select(*_summary_columns()).where(schedules.c.id == newest)
+    ).first()
     return None if row is None else dict(row._mapping)
 
 
@@ -412,7 +426,9 @@ def newest_per_day(
         .where(s.operating_day >= start_day, s.operating_day <= end_day)
         .group_by(s.market, s.operating_day)
     )
-    query = sa.select(schedules).where(s.id.in_(newest)).order_by(s.operating_day)
+    query = (
+        sa.select(*_summary_columns()).where(s.id.in_(newest)).order_by(s.operating_day)
+    )
     return [dict(row._mapping) for row in conn.execute(query)]
 
 

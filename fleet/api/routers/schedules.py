@@ -31,7 +31,6 @@ from fleet.api.schemas import (
     ScheduleSummaryOut,
     ScheduleVsRealizedOut,
     ScheduleWindowOut,
-    SiteScheduleOut,
     TelemetryPointOut,
 )
 
@@ -79,23 +78,33 @@ def _point(r: dict[str, Any]) -> SchedulePointOut:
     )
 
 
-def _full(conn: Any, row: dict[str, Any], site_id: str | None) -> ScheduleOut:
+def _full(conn: Any, row: dict[str, Any], site_id: str | None) -> dict[str, Any]:
+    # plain dicts: FastAPI validates the answer once against ScheduleOut
     intervals = queries.interval_rows(conn, int(row["id"]), site_id=site_id)
-    by_site: dict[str, list[SchedulePointOut]] = defaultdict(list)
+    by_site: dict[str, list[dict[str, Any]]] = defaultdict(list)
     fleet: dict[dt.datetime, float] = defaultdict(float)
     for r in intervals:
-        point = _point(r)
-        by_site[r["site_id"]].append(point)
-        fleet[r["ts"]] += point.power_mw
+        power = r["discharge_mw"] - r["charge_mw"]
+        by_site[r["site_id"]].append(
+            {
+                "ts": r["ts"],
+                "power_mw": power,
+                "charge_mw": r["charge_mw"],
+                "discharge_mw": r["discharge_mw"],
+                "reg_up_mw": r["reg_up_mw"],
+                "reg_down_mw": r["reg_down_mw"],
+                "spin_mw": r["spin_mw"],
+                "soc": r["soc"],
+            }
+        )
+        fleet[r["ts"]] += power
     times = sorted(fleet)
-    return ScheduleOut(
+    return {
         **_summary_fields(row),
-        sites=[
-            SiteScheduleOut(site_id=s, points=p) for s, p in sorted(by_site.items())
-        ],
-        fleet_ts=times,
-        fleet_power_mw=[fleet[t] for t in times],
-    )
+        "sites": [{"site_id": s, "points": p} for s, p in sorted(by_site.items())],
+        "fleet_ts": times,
+        "fleet_power_mw": [fleet[t] for t in times],
+    }
 
 
 @router.get("/schedules", response_model=ScheduleListOut)
@@ -121,7 +130,7 @@ def current_schedule(
     _key: ViewerKey,
     market: Annotated[str, Query(pattern=r"^[A-Za-z]{2,16}$", examples=["ERCOT"])],
     site_id: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")] = None,
-) -> ScheduleOut:
+) -> dict[str, Any]:
     """Return the newest version of today's schedule (market local day)."""
     mkt = market_name(market, "query")
     today = utc_now().astimezone(ZoneInfo(queries.market_timezone(mkt))).date()
@@ -144,7 +153,7 @@ def get_schedule(
     _key: ViewerKey,
     schedule_id: Annotated[int, Path(ge=1, le=2**62)],
     site_id: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")] = None,
-) -> ScheduleOut:
+) -> dict[str, Any]:
     """One stored schedule with per-site series and fleet totals."""
     with engine.connect() as conn:
         row = queries.schedule_by_id(conn, schedule_id)
@@ -166,7 +175,7 @@ def schedule_by_version(
     _key: ViewerKey,
     version: Annotated[int | None, Query(ge=1, le=100000)] = None,
     site_id: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")] = None,
-) -> ScheduleOut:
+) -> dict[str, Any]:
     """Return a market's schedule for a day at ``version`` (newest by default)."""
     mkt = market_name(market)
     with engine.connect() as conn:
