@@ -1,0 +1,165 @@
+"""Three ingest workers share the stream ($share/...); one is killed mid-stream: none lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from fleet.store import migrate
+from fleet.store.engine import make_engine
+from fleet.store.sites import save_fleet
+from tests.conftest import Broker, start_mosquitto, stop_mosquitto
+from tests.scale.telemetry_load import publish_paced, synthetic_fleet
+
+BESSFLEET = Path(sys.executable).with_name("bessfleet")
+SHARE_GROUP = "bessfleet-ingest"
+N_SITES = 100
+RATE_HZ = 2.0
+DURATION_S = 6.0
+
+
+@pytest.fixture(scope="module")
+def share_option() -> None:
+    """Skip (before any broker or database is set up) when ingest lacks ``--share``."""
+    help_text = subprocess.run(
+        [str(BESSFLEET), "ingest", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    if "--share" not in help_text:
+        pytest.skip("bessfleet ingest has no --share GROUP option (telemetry/ owns it)")
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = start_mosquitto(tmp_path / "broker")
+    yield b
+    stop_mosquitto(b)
+
+
+def _start_worker(
+    name: str, db_url: str, broker: Broker, log_dir: Path
+) -> subprocess.Popen[bytes]:
+    log = (log_dir / f"{name}.log").open("ab")
+    return subprocess.Popen(
+        [
+            str(BESSFLEET),
+            "ingest",
+            "--db",
+            db_url,
+            "--mqtt-url",
+            broker.url,
+            "--client-id",
+            name,
+            "--share",
+            SHARE_GROUP,
+            "--verbose",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _count(engine: sa.Engine, sql: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text(sql)).scalar_one())
+
+
+def _wait_subscribed(log_dir: Path, names: list[str], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all("subscribed" in (log_dir / f"{n}.log").read_text() for n in names):
+            return
+        time.sleep(0.2)
+    logs = {n: (log_dir / f"{n}.log").read_text()[-2000:] for n in names}
+    pytest.fail(f"workers did not subscribe within {timeout_s} s: {logs}")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_shared_ingest_loses_and_duplicates_nothing_when_a_worker_is_killed(
+    share_option: None, empty_db_url: str, broker: Broker, tmp_path: Path
+) -> None:
+    migrate.upgrade(empty_db_url)
+    engine = make_engine(empty_db_url)
+    fleet = synthetic_fleet(N_SITES)
+    save_fleet(engine, fleet)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    names = ["ingest-a", "ingest-b", "ingest-c"]
+    workers = {n: _start_worker(n, empty_db_url, broker, logs) for n in names}
+    try:
+        _wait_subscribed(logs, names)
+        result = {}
+
+        def publish() -> None:
+            result["report"] = publish_paced(
+                broker.host,
+                broker.port,
+                [s.id for s in fleet.sites],
+                group="ercot",
+                rate_per_site_hz=RATE_HZ,
+                duration_s=DURATION_S,
+            )
+
+        publisher = threading.Thread(target=publish)
+        publisher.start()
+        # kill one worker mid-stream, without any chance to ack what it holds
+        time.sleep(DURATION_S / 2)
+        stored_before_kill = _count(engine, "SELECT count(*) FROM tlm_measurements")
+        workers["ingest-b"].send_signal(signal.SIGKILL)
+        workers["ingest-b"].wait(timeout=10)
+        publisher.join(timeout=DURATION_S + 30)
+        report = result["report"]
+        assert report.acked == report.published
+        # the dead worker's persistent session holds its unacked and queued messages;
+        # restarting it under the same client id (what a StatefulSet does) drains them
+        workers["ingest-b"] = _start_worker("ingest-b", empty_db_url, broker, logs)
+        deadline = time.monotonic() + 60
+        stored = 0
+        while time.monotonic() < deadline:
+            stored = _count(engine, "SELECT count(*) FROM tlm_measurements")
+            if stored >= report.published:
+                break
+            time.sleep(0.5)
+        time.sleep(1.0)  # let any redelivered duplicates arrive
+        stored = _count(engine, "SELECT count(*) FROM tlm_measurements")
+        distinct = _count(
+            engine,
+            "SELECT count(*) FROM (SELECT DISTINCT site_id, dev_id, ts_ms FROM tlm_measurements) k",
+        )
+        quarantined = _count(engine, "SELECT count(*) FROM tlm_quarantine")
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in workers.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        engine.dispose()
+    assert 0 < stored_before_kill < report.published
+    assert quarantined == 0
+    assert (
+        stored
+        == distinct
+        == report.published
+        == N_SITES * len({ts for _, ts in report.keys})
+    )
+    per_worker = {n: (logs / f"{n}.log").read_text().count("committed") for n in names}
+    assert all(per_worker.values()), (
+        f"every worker must have taken a share: {per_worker}"
+    )
