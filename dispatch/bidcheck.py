@@ -29,6 +29,8 @@ from dispatch.markets import MarketRules
 from dispatch.scenario import Scenario, Site
 
 _TOL = 1e-6
+_TOL_MWH = 5e-3
+"""Energy tolerance of the delivery check [MWh] (bids carry MW to 1e-3)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +295,7 @@ def _site_delivery(
         up_need = (dur["reg_up"] * ru + dur["spin"] * sp) / ed
         dn_need = dur["reg_down"] * ec * rd
         band_lo, band_hi = e_min + up_need, e_max - dn_need
-        if band_lo > band_hi + _TOL:
+        if band_lo > band_hi + _TOL_MWH:
             return refuse(
                 h,
                 None,
@@ -314,7 +316,7 @@ def _site_delivery(
                 f"site's -{site.charge_mw:g}..{site.discharge_mw:g} MW",
             )
         # Start of the hour: stored energy must cover the reserves.
-        if hi < band_lo - _TOL:
+        if hi < band_lo - _TOL_MWH:
             return refuse(
                 h,
                 "reg_up" if ru >= sp else "spin",
@@ -322,7 +324,7 @@ def _site_delivery(
                 f"reg_up+spin={ru + sp:g} MW for their sustain duration need "
                 f"{band_lo:.3f} MWh stored, but at most {hi:.3f} MWh can be",
             )
-        if lo > band_hi + _TOL:
+        if lo > band_hi + _TOL_MWH:
             return refuse(
                 h,
                 "reg_down",
@@ -335,7 +337,7 @@ def _site_delivery(
         new_lo = lo + _energy_step(x_hi, ec, ed) + drift
         new_hi = hi + _energy_step(x_lo, ec, ed) + drift
         new_lo, new_hi = max(new_lo, e_min), min(new_hi, e_max)
-        if new_lo > new_hi + _TOL:
+        if new_lo > new_hi + _TOL_MWH:
             return refuse(
                 h,
                 "energy",
@@ -343,7 +345,7 @@ def _site_delivery(
                 "the energy bid cannot keep SoC within limits",
             )
         # End of the hour: the same reserves must still be covered.
-        if new_hi < band_lo - _TOL:
+        if new_hi < band_lo - _TOL_MWH:
             return refuse(
                 h,
                 "reg_up" if ru >= sp else "spin",
@@ -351,7 +353,7 @@ def _site_delivery(
                 f"reg_up+spin={ru + sp:g} MW need {band_lo:.3f} MWh stored at the end "
                 f"of the hour, but at most {new_hi:.3f} MWh can be",
             )
-        if new_lo > band_hi + _TOL:
+        if new_lo > band_hi + _TOL_MWH:
             return refuse(
                 h,
                 "reg_down",

@@ -377,7 +377,9 @@ def build_bids(
                 if mw <= 1e-6:
                     continue
                 offer = _as_offer_price(product, rules, site.degradation_usd_per_mwh)
-                bids.append(Bid(site.id, product, h + 1, ((round(mw, 3), offer),)))
+                # Round down: an offer never exceeds what the plan showed deliverable.
+                mw_offer = math.floor(mw * 1000.0 + 1e-6) / 1000.0
+                bids.append(Bid(site.id, product, h + 1, ((mw_offer, offer),)))
     logger.info(
         "built %d bids for %s %s from %d plan(s)",
         len(bids),

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from dispatch.errors import DispatchInputError
+from dispatch.markets import available_markets, load_market_rules, parse_market_rules
+from fleet.ops.clock import next_dayahead_run
+
+
+def test_load_market_rules_reads_ercot_sustain_durations_when_loaded():
+    rules = load_market_rules("ercot")
+    assert rules.name == "ERCOT"
+    assert rules.curve_max_points == 10
+    assert rules.as_max_blocks == 5
+    assert rules.product("reg_up").sustain_h == 0.5
+    assert rules.product("ecrs").sustain_h == 1.0
+    assert rules.product("nonspin").sustain_h == 4.0
+    assert not rules.product("ecrs").modeled
+    assert rules.reserve_duration_h == 0.5
+
+
+def test_load_market_rules_reads_caiso_regulation_hour_when_loaded():
+    rules = load_market_rules("CAISO")
+    assert rules.product("reg_up").sustain_h == 1.0
+    assert rules.as_max_blocks == 1
+    assert rules.reserve_duration_h == 1.0
+    assert set(available_markets()) >= {"ERCOT", "CAISO"}
+
+
+def test_load_market_rules_raises_when_market_unknown():
+    with pytest.raises(DispatchInputError, match="PJMX.*known markets"):
+        load_market_rules("PJMX")
+
+
+def test_parse_market_rules_names_missing_field_when_file_incomplete():
+    with pytest.raises(DispatchInputError, match=r"x\.toml: missing field 'energy_curve'"):
+        parse_market_rules({"name": "X"}, "x.toml")
+
+
+def test_next_dayahead_run_is_before_ercot_close_when_morning():
+    rules = load_market_rules("ERCOT")
+    now = dt.datetime(2024, 7, 1, 12, 0, tzinfo=dt.UTC)  # 07:00 CDT
+    run, day = next_dayahead_run(rules, now, lead_minutes=30)
+    assert run == dt.datetime(2024, 7, 1, 14, 30, tzinfo=dt.UTC)  # 09:30 CDT
+    assert day == dt.date(2024, 7, 2)
+
+
+def test_next_dayahead_run_moves_to_next_day_when_past_close():
+    rules = load_market_rules("CAISO")
+    now = dt.datetime(2024, 7, 1, 20, 0, tzinfo=dt.UTC)  # 13:00 PDT
+    run, day = next_dayahead_run(rules, now, lead_minutes=0)
+    assert run == dt.datetime(2024, 7, 2, 17, 0, tzinfo=dt.UTC)  # 10:00 PDT
+    assert day == dt.date(2024, 7, 3)
