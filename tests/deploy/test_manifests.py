@@ -267,3 +267,21 @@ def test_dockerfile_copies_only_paths_that_exist_and_are_not_ignored_when_parsed
         for source in sources:
             assert (REPO_ROOT / source).exists(), f"COPY {source}: missing"
             assert not any(fnmatch.fnmatch(source, pat) for pat in ignored), source
+
+
+def test_compose_secret_paths_match_rendered_env_when_rendered(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    from fleet.deploy import render
+    from fleet.fleetfile import load_fleet
+
+    render(load_fleet(DEPLOY / "examples" / "fleet-small.yaml"), tmp_path)
+    env = dict(
+        line.split("=", 1)
+        for line in (tmp_path / "env" / "bessfleet.env").read_text().splitlines()
+    )
+    mounted = {f"/run/secrets/{name}" for name in compose["secrets"]}
+    assert env["BESSFLEET_DB_PASSWORD_FILE"] in mounted
+    assert env["SSL_CERT_FILE"] in mounted
+    config = next(d for _, d in K8S_DOCS if d["kind"] == "ConfigMap")["data"]
+    assert config["BESSFLEET_DB_PASSWORD_FILE"].startswith("/run/secrets/db-password/")
