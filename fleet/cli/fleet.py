@@ -168,15 +168,32 @@ def compliance(
         bool,
         typer.Option("--json", help="Print the report as JSON instead of a table."),
     ] = False,
+    what_if: Annotated[
+        Path | None,
+        typer.Option(
+            "--what-if",
+            metavar="FILE",
+            help=(
+                "Compare sourcing mixes of a planned augmentation or new site (TOML, "
+                "see docs/health.md): non-FEOC share against the year's threshold, "
+                "whether the ITC applies, its value and the credit at risk."
+            ),
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Check each site's non-FEOC capex share against the year's threshold.
 
     Exit code 0 when every site reaches the threshold, 1 when any site is below it,
     2 for a bad fleet file or a year outside the threshold table. Shares are
     cost-weighted over the provenance entries (cell, module, inverter, enclosure).
+    With --what-if, print the scenario comparison instead (exit 0 when valid).
     """
     fleet = load_fleet(file)
     table_data = load_thresholds()
+    if what_if is not None:
+        _what_if(fleet, what_if, year, as_json)
+        return
     target_year = year if year is not None else dt.datetime.now(dt.UTC).year
     report = compliance_report(fleet, target_year, table=table_data)
     failing = [row for row in report if not row.passes]
@@ -186,6 +203,69 @@ def compliance(
         _print_compliance(fleet, target_year, report)
     if failing:
         raise typer.Exit(code=1)
+
+
+def _what_if(fleet: Fleet, path: Path, year: int | None, as_json: bool) -> None:
+    from fleet.errors import FleetInputError
+    from fleet.whatif import compare_sourcing, load_whatif
+
+    whatif = load_whatif(path)
+    if year is not None and year != whatif.year:
+        msg = f"--year={year} differs from year={whatif.year} in {path}"
+        raise FleetInputError(msg)
+    rows = compare_sourcing(fleet, whatif)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "fleet": fleet.name,
+                    "year": whatif.year,
+                    "scenarios": [
+                        {
+                            "name": r.name,
+                            "site": r.site,
+                            "new_site": r.new_site,
+                            "capex_usd": r.capex_usd,
+                            "non_feoc_share": round(r.non_feoc_share, 9),
+                            "threshold": r.threshold,
+                            "margin": round(r.margin, 9),
+                            "passes": r.passes,
+                            "itc_rate": r.itc_rate,
+                            "itc_value_usd": round(r.itc_value_usd, 2),
+                            "credit_at_risk_usd": round(r.credit_at_risk_usd, 2),
+                            "net_capex_usd": round(r.net_capex_usd, 2),
+                        }
+                        for r in rows
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return
+    table = Table(
+        title=f"{fleet.name}: sourcing what-if, construction beginning {whatif.year}",
+        title_justify="left",
+    )
+    for column in ("scenario", "site", "capex $", "non-FEOC", "threshold", "ITC"):
+        table.add_column(
+            column, justify="left" if column in {"scenario", "site"} else "right"
+        )
+    table.add_column("credit $", justify="right")
+    table.add_column("at risk $", justify="right")
+    table.add_column("net capex $", justify="right")
+    for r in rows:
+        table.add_row(
+            r.name,
+            f"{r.site}{' (new)' if r.new_site else ''}",
+            f"{r.capex_usd:,.0f}",
+            f"{r.non_feoc_share:.1%}",
+            f"{r.threshold:.0%}",
+            "[green]applies[/]" if r.passes else "[bold red]lost[/]",
+            f"{r.itc_value_usd:,.0f}",
+            f"{r.credit_at_risk_usd:,.0f}",
+            f"{r.net_capex_usd:,.0f}",
+        )
+    Console().print(table)
 
 
 def _print_compliance(fleet: Fleet, year: int, report: list[SiteCompliance]) -> None:

@@ -1,0 +1,391 @@
+"""Serialized asset registry: import assets, record swaps, build a unit's passport.
+
+A passport is what a second-life buyer asks for: the unit's identity and provenance,
+where it was installed and when, its DC throughput and equivalent full cycles, its SoH
+history, its latest cell-voltage spread, its critical alerts and its second-life
+grade. Throughput, cycles and SoH come from the telemetry of the device the unit was
+mapped to (``dev_id``) during each of its installation periods.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import logging
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+import pydantic
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+
+from fleet.errors import FleetInputError
+from fleet.store import assets as asset_store
+from fleet.store.alerts import list_alerts
+from fleet.store.dml import transaction
+from fleet.store.telemetry_tables import tlm_measurements
+from fleet.types import COUNTRY_PATTERN
+from forecasting.health.features import daily_features
+from forecasting.health.secondlife import Grade, grade_unit
+
+if TYPE_CHECKING:
+    from fleet.store.dml import Bind
+
+logger = logging.getLogger(__name__)
+
+MIN_FADE_FIT_DAYS = 30
+"""Fewest days of SoH history before a fade trend is fitted."""
+
+
+class AssetIn(BaseModel):
+    """One asset of an import file (CSV row, TOML ``[[asset]]`` or JSON object)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    serial: str = Field(min_length=1, max_length=64)
+    kind: Literal["cell", "module", "string", "rack", "pcs"]
+    manufacturer: str = Field(min_length=1, max_length=200)
+    model: str | None = Field(default=None, max_length=200)
+    country_of_manufacture: str = Field(pattern=COUNTRY_PATTERN)
+    feoc: bool
+    energy_mwh: Annotated[float, Field(gt=0.0)] | None = None
+    site_id: str | None = Field(default=None, max_length=64)
+    position: str | None = Field(default=None, max_length=64)
+    dev_id: str | None = Field(default=None, max_length=32)
+    parent_serial: str | None = Field(default=None, max_length=64)
+    installed_at: dt.datetime | None = None
+
+    @pydantic.field_validator("installed_at")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            msg = "installed_at must carry a timezone (e.g. 2026-01-01T00:00:00Z)"
+            raise ValueError(msg)
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _installed_needs_site(self) -> AssetIn:
+        if self.installed_at is not None and self.site_id is None:
+            msg = "installed_at is set but site_id is empty"
+            raise ValueError(msg)
+        return self
+
+
+def read_asset_file(path: Path) -> list[AssetIn]:
+    """Read assets from a ``.csv``, ``.toml`` (``[[asset]]``) or ``.json`` file.
+
+    Raises
+    ------
+    FleetInputError
+        When the file cannot be read, or naming the row and field of each bad value.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        msg = f"{path}: cannot read the asset file: {exc}"
+        raise FleetInputError(msg) from None
+    suffix = path.suffix.lower()
+    rows: list[dict[str, Any]]
+    try:
+        if suffix == ".csv":
+            rows = [
+                {k: (v if v != "" else None) for k, v in row.items() if k is not None}
+                for row in csv.DictReader(text.splitlines())
+            ]
+        elif suffix == ".toml":
+            rows = list(tomllib.loads(text).get("asset", []))
+        elif suffix == ".json":
+            loaded = json.loads(text)
+            rows = list(
+                loaded if isinstance(loaded, list) else loaded.get("assets", [])
+            )
+        else:
+            msg = f"{path}: asset file must be .csv, .toml or .json"
+            raise FleetInputError(msg)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        msg = f"{path}: syntax error: {exc}"
+        raise FleetInputError(msg) from None
+    if not rows:
+        msg = f"{path}: no assets found"
+        raise FleetInputError(msg)
+    problems: list[str] = []
+    parsed: list[AssetIn] = []
+    for i, row in enumerate(rows, start=1):
+        if suffix == ".csv" and row.get("feoc") is not None:
+            row["feoc"] = str(row["feoc"]).strip().lower() in {"true", "1", "yes"}
+        try:
+            parsed.append(AssetIn.model_validate(row))
+        except pydantic.ValidationError as exc:
+            for err in exc.errors():
+                field = ".".join(str(p) for p in err["loc"]) or "row"
+                problems.append(
+                    f"{path}: asset {i} ({row.get('serial')}): {field}: {err['msg']}"
+                )
+    serials = [a.serial for a in parsed]
+    dupes = sorted({s for s in serials if serials.count(s) > 1})
+    if dupes:
+        problems.append(f"{path}: duplicate serial(s) {', '.join(dupes)}")
+    if problems:
+        raise FleetInputError("\n".join(problems))
+    return parsed
+
+
+def import_assets(bind: Bind, items: list[AssetIn], *, now: dt.datetime) -> int:
+    """Save assets to the registry (upsert by serial); return how many were new."""
+    created = 0
+    with transaction(bind) as conn:
+        for item in items:
+            created += asset_store.save_asset(conn, item.model_dump(), now=now)
+    logger.info("imported %d assets (%d new)", len(items), created)
+    return created
+
+
+@dataclass(frozen=True, slots=True)
+class Installation:
+    """One period a unit spent at a site position."""
+
+    site_id: str
+    """Site."""
+    position: str | None
+    """Position in the site."""
+    dev_id: str | None
+    """Telemetry device."""
+    start: dt.datetime
+    """Installed at, UTC."""
+    end: dt.datetime | None
+    """Removed at, UTC (None while installed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Passport:
+    """Everything a second-life buyer asks about one unit."""
+
+    asset: asset_store.AssetRow
+    """Identity and provenance."""
+    installations: tuple[Installation, ...]
+    """Where and when it served."""
+    events: tuple[asset_store.AssetEvent, ...]
+    """Its life events."""
+    throughput_mwh: float
+    """DC energy charged plus discharged while installed [MWh]."""
+    efc: float | None
+    """Equivalent full cycles: throughput / (2 · energy_mwh); None without energy."""
+    soh_history: tuple[tuple[dt.date, float], ...]
+    """(UTC day, median reported SoH, fraction 0-1)."""
+    fade_per_year: float | None
+    """Least-squares SoH slope, fraction of nameplate lost per year (positive)."""
+    spread_mv: float | None
+    """Latest daily mid-SoC cell-voltage spread [mV]."""
+    critical_alerts: int
+    """Critical alerts raised on its device while installed."""
+    grade: Grade | None
+    """Second-life grade (None without any SoH)."""
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the passport as a JSON-ready document."""
+        a = self.asset
+        return {
+            "serial": a.serial,
+            "kind": a.kind,
+            "manufacturer": a.manufacturer,
+            "model": a.model,
+            "country_of_manufacture": a.country_of_manufacture,
+            "feoc": a.feoc,
+            "energy_mwh": a.energy_mwh,
+            "site_id": a.site_id,
+            "position": a.position,
+            "installations": [
+                {
+                    "site_id": i.site_id,
+                    "position": i.position,
+                    "dev_id": i.dev_id,
+                    "start": i.start.isoformat(),
+                    "end": i.end.isoformat() if i.end else None,
+                }
+                for i in self.installations
+            ],
+            "events": [
+                {"kind": e.kind, "ts": e.ts.isoformat(), "site_id": e.site_id}
+                for e in self.events
+            ],
+            "throughput_mwh": round(self.throughput_mwh, 6),
+            "efc": None if self.efc is None else round(self.efc, 4),
+            "soh_latest": self.soh_history[-1][1] if self.soh_history else None,
+            "soh_history": [[d.isoformat(), round(s, 5)] for d, s in self.soh_history],
+            "fade_per_year": (
+                None if self.fade_per_year is None else round(self.fade_per_year, 6)
+            ),
+            "spread_mv": None if self.spread_mv is None else round(self.spread_mv, 3),
+            "critical_alerts": self.critical_alerts,
+            "grade": None
+            if self.grade is None
+            else {
+                "name": self.grade.name,
+                "applications": list(self.grade.applications),
+                "reasons": list(self.grade.reasons),
+            },
+        }
+
+
+def installations(events: list[asset_store.AssetEvent]) -> list[Installation]:
+    """Pair install/swap-in events with the following remove/swap-out events."""
+    periods: list[Installation] = []
+    current: asset_store.AssetEvent | None = None
+    for event in events:
+        if event.kind in {"install", "swap_in"} and event.site_id is not None:
+            current = event
+        elif event.kind in {"remove", "swap_out"} and current is not None:
+            periods.append(_period(current, event.ts))
+            current = None
+    if current is not None:
+        periods.append(_period(current, None))
+    return periods
+
+
+def _period(start: asset_store.AssetEvent, end: dt.datetime | None) -> Installation:
+    return Installation(
+        site_id=str(start.site_id),
+        position=start.position,
+        dev_id=start.dev_id,
+        start=start.ts,
+        end=end,
+    )
+
+
+def _ms(value: dt.datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def read_device_telemetry(
+    bind: Bind,
+    *,
+    site_id: str,
+    dev_id: str,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+) -> pd.DataFrame:
+    """Return a device's stored measurements in [start, end) as a DataFrame."""
+    m = tlm_measurements
+    query = sa.select(
+        m.c.site_id,
+        m.c.dev_id,
+        m.c.ts_ms,
+        m.c.q,
+        m.c.soc_pct,
+        m.c.soh_pct,
+        m.c.p_dc_w,
+        m.c.cell_v_max_v,
+        m.c.cell_v_min_v,
+        m.c.cell_t_max_c,
+    ).where(m.c.site_id == site_id, m.c.dev_id == dev_id)
+    if start is not None:
+        query = query.where(m.c.ts_ms >= _ms(start))
+    if end is not None:
+        query = query.where(m.c.ts_ms < _ms(end))
+    with transaction(bind) as conn:
+        rows = conn.execute(query.order_by(m.c.ts_ms)).all()
+    columns = [c.name for c in query.selected_columns]
+    return pd.DataFrame([tuple(r) for r in rows], columns=columns)
+
+
+def passport(bind: Bind, serial: str) -> Passport:
+    """Build a unit's passport from the registry, its telemetry and its alerts.
+
+    Raises
+    ------
+    FleetInputError
+        When ``serial`` is not registered.
+    """
+    asset = asset_store.get_asset(bind, serial)
+    history = asset_store.events(bind, serial)
+    periods = installations(history)
+    frames = [
+        read_device_telemetry(
+            bind, site_id=p.site_id, dev_id=p.dev_id, start=p.start, end=p.end
+        )
+        for p in periods
+        if p.dev_id is not None
+    ]
+    frames = [f for f in frames if not f.empty]
+    daily = (
+        pd.concat([daily_features(f) for f in frames], ignore_index=True)
+        if frames
+        else pd.DataFrame()
+    )
+    throughput = (
+        float((daily["energy_in_mwh"] + daily["energy_out_mwh"]).sum())
+        if not daily.empty
+        else 0.0
+    )
+    efc = throughput / (2.0 * asset.energy_mwh) if asset.energy_mwh else None
+    soh_daily = (
+        daily.dropna(subset=["soh"]).sort_values("day")[["day", "soh"]]
+        if not daily.empty
+        else pd.DataFrame(columns=["day", "soh"])
+    )
+    soh_history = tuple(
+        (d, float(s)) for d, s in zip(soh_daily["day"], soh_daily["soh"], strict=True)
+    )
+    fade = _fade_per_year(soh_history)
+    spreads = daily.dropna(subset=["spread_mid_soc_mv"]) if not daily.empty else daily
+    spread = (
+        float(spreads.sort_values("day")["spread_mid_soc_mv"].iloc[-1])
+        if not spreads.empty
+        else None
+    )
+    critical = _critical_alerts(bind, periods)
+    grade = (
+        grade_unit(
+            soh=min(max(soh_history[-1][1], 0.0), 1.0),
+            fade_per_year=fade,
+            spread_mv=spread,
+            efc=efc or 0.0,
+            critical_alerts=critical,
+        )
+        if soh_history
+        else None
+    )
+    return Passport(
+        asset=asset,
+        installations=tuple(periods),
+        events=tuple(history),
+        throughput_mwh=throughput,
+        efc=efc,
+        soh_history=soh_history,
+        fade_per_year=fade,
+        spread_mv=spread,
+        critical_alerts=critical,
+        grade=grade,
+    )
+
+
+def _fade_per_year(history: tuple[tuple[dt.date, float], ...]) -> float | None:
+    if len(history) < 2:
+        return None
+    days = np.array([(d - history[0][0]).days for d, _ in history], dtype=float)
+    if days[-1] < MIN_FADE_FIT_DAYS:
+        return None
+    soh = np.array([s for _, s in history])
+    slope_per_day = float(np.polyfit(days, soh, 1)[0])
+    return -slope_per_day * 365.25
+
+
+def _critical_alerts(bind: Bind, periods: list[Installation]) -> int:
+    count = 0
+    for period in periods:
+        for alert in list_alerts(bind, site_id=period.site_id, open_only=False):
+            inside = alert.opened_at >= period.start and (
+                period.end is None or alert.opened_at < period.end
+            )
+            if (
+                alert.severity == "critical"
+                and alert.dev_id == period.dev_id
+                and inside
+            ):
+                count += 1
+    return count

@@ -1,0 +1,264 @@
+"""Wire the condition detectors to the store: scan telemetry, keep alerts, derate.
+
+``scan_site`` reads a site's battery-device telemetry from the store, computes the
+daily features (``forecasting.health.features``), runs the detectors
+(``forecasting.health.detectors``) and keeps one open alert per (site, device, kind):
+a condition found on the latest day opens or refreshes its alert, an open alert
+whose condition is no longer found that day is closed. ``dispatch_limits`` turns open
+critical alerts into the configured dispatch policy (derate or exclude).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+
+from fleet.store import alerts as alert_store
+from fleet.store.dml import transaction
+from fleet.store.sites import load_site_configs
+from fleet.store.telemetry_tables import tlm_measurements
+from forecasting.health.anomaly import detect_anomalies
+from forecasting.health.detectors import DetectorConfig, expected_soh, run_detectors
+from forecasting.health.features import daily_features
+from forecasting.health.findings import FindingKind
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from fleet.store.dml import Bind
+    from forecasting.health.findings import Finding
+
+logger = logging.getLogger(__name__)
+
+DETECTOR_KINDS = frozenset(k.value for k in FindingKind)
+"""Alert kinds owned by the health scan (it may close these)."""
+
+
+class HealthPolicy(BaseModel):
+    """What the scan looks at and what an open critical alert does to dispatch."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lookback_days: int = Field(default=120, ge=15, le=3650)
+    """Days of telemetry each scan reads."""
+    on_critical: Literal["none", "derate", "exclude"] = "derate"
+    """Dispatch action for a site with an open critical alert."""
+    derate_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
+    """Fraction (0-1) of rated power a derated site keeps."""
+    anomaly_model: bool = False
+    """Also run the IsolationForest detector (info-level findings)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """What one scan of one site did."""
+
+    site_id: str
+    """Site scanned."""
+    day: dt.date | None
+    """Latest day with telemetry (None when there was none)."""
+    findings: tuple[Finding, ...]
+    """Findings on that day."""
+    opened: tuple[int, ...]
+    """Ids of alerts opened."""
+    refreshed: tuple[int, ...]
+    """Ids of open alerts found again."""
+    closed: tuple[int, ...]
+    """Ids of alerts closed (condition gone)."""
+
+
+def read_battery_telemetry(
+    bind: Bind, *, site_id: str, since: dt.datetime, until: dt.datetime
+) -> pd.DataFrame:
+    """Return the battery devices' measurements of a site in [since, until)."""
+    m = tlm_measurements
+    query = (
+        sa.select(
+            m.c.site_id,
+            m.c.dev_id,
+            m.c.ts_ms,
+            m.c.q,
+            m.c.soc_pct,
+            m.c.soh_pct,
+            m.c.p_dc_w,
+            m.c.cell_v_max_v,
+            m.c.cell_v_min_v,
+            m.c.cell_t_max_c,
+        )
+        .where(
+            m.c.site_id == site_id,
+            m.c.ts_ms >= int(since.timestamp() * 1000),
+            m.c.ts_ms < int(until.timestamp() * 1000),
+            m.c.cell_v_max_v.is_not(None),
+        )
+        .order_by(m.c.dev_id, m.c.ts_ms)
+    )
+    with transaction(bind) as conn:
+        rows = conn.execute(query).all()
+    return pd.DataFrame(
+        [tuple(r) for r in rows], columns=[c.name for c in query.selected_columns]
+    )
+
+
+def findings_for(
+    samples: pd.DataFrame,
+    *,
+    site_energy_mwh: float | None,
+    config: DetectorConfig | None = None,
+    anomaly_model: bool = False,
+) -> list[Finding]:
+    """Run every detector over one site's telemetry samples (pure).
+
+    ``site_energy_mwh`` (split evenly over the site's battery devices) enables the
+    fade detector.
+    """
+    features = daily_features(samples)
+    if features.empty:
+        return []
+    devices = features["dev_id"].nunique()
+    if site_energy_mwh is not None and features["soh"].notna().any():
+        features = expected_soh(features, site_energy_mwh / devices, config=config)
+    findings = run_detectors(features, config)
+    if anomaly_model:
+        findings.extend(detect_anomalies(features))
+    return findings
+
+
+def scan_site(
+    bind: Bind,
+    site_id: str,
+    *,
+    now: dt.datetime,
+    site_energy_mwh: float | None = None,
+    policy: HealthPolicy | None = None,
+    config: DetectorConfig | None = None,
+) -> ScanResult:
+    """Scan one site's recent telemetry and keep its alerts current.
+
+    Parameters
+    ----------
+    bind
+        Engine or connection of a migrated store.
+    site_id
+        Site to scan.
+    now
+        End of the scanned window (aware).
+    site_energy_mwh
+        The site's battery energy [MWh]; enables the fade detector.
+    policy
+        Look-back and anomaly options.
+    config
+        Detector thresholds.
+
+    Returns
+    -------
+    ScanResult
+        The latest day's findings and the alerts opened, refreshed and closed.
+    """
+    policy = policy or HealthPolicy()
+    since = now - dt.timedelta(days=policy.lookback_days)
+    samples = read_battery_telemetry(bind, site_id=site_id, since=since, until=now)
+    if samples.empty:
+        logger.info("health scan %s: no battery telemetry since %s", site_id, since)
+        return ScanResult(site_id, None, (), (), (), ())
+    findings = findings_for(
+        samples,
+        site_energy_mwh=site_energy_mwh,
+        config=config,
+        anomaly_model=policy.anomaly_model,
+    )
+    last_day = max(
+        dt.datetime.fromtimestamp(int(ts) / 1000, dt.UTC).date()
+        for ts in samples["ts_ms"]
+    )
+    current = [f for f in findings if f.day == last_day]
+    return _apply(bind, site_id, last_day, current, now)
+
+
+def _apply(
+    bind: Bind,
+    site_id: str,
+    day: dt.date,
+    current: list[Finding],
+    now: dt.datetime,
+) -> ScanResult:
+    opened: list[int] = []
+    refreshed: list[int] = []
+    closed: list[int] = []
+    with transaction(bind) as conn:
+        keys = set()
+        for finding in current:
+            alert_id, new = alert_store.raise_alert(
+                conn,
+                site_id=site_id,
+                dev_id=finding.dev_id,
+                kind=finding.kind.value,
+                severity=finding.severity.value,
+                detail=finding.as_detail(),
+                now=now,
+            )
+            (opened if new else refreshed).append(alert_id)
+            keys.add((finding.dev_id, finding.kind.value))
+        for alert in alert_store.list_alerts(conn, site_id=site_id):
+            if alert.kind in DETECTOR_KINDS and (alert.dev_id, alert.kind) not in keys:
+                alert_store.close_alert(conn, alert.id, now=now)
+                closed.append(alert.id)
+    logger.info(
+        "health scan %s %s: %d findings, %d opened, %d closed",
+        site_id,
+        day,
+        len(current),
+        len(opened),
+        len(closed),
+    )
+    return ScanResult(
+        site_id, day, tuple(current), tuple(opened), tuple(refreshed), tuple(closed)
+    )
+
+
+def scan_fleet(
+    bind: Bind,
+    *,
+    now: dt.datetime,
+    site_ids: Iterable[str] | None = None,
+    policy: HealthPolicy | None = None,
+    config: DetectorConfig | None = None,
+) -> list[ScanResult]:
+    """Scan every stored site (or ``site_ids``), with energies from the site table."""
+    energies = {
+        str(c["id"]): float(c["battery"]["energy_mwh"]) for c in load_site_configs(bind)
+    }
+    wanted = sorted(site_ids) if site_ids is not None else sorted(energies)
+    return [
+        scan_site(
+            bind,
+            site_id,
+            now=now,
+            site_energy_mwh=energies.get(site_id),
+            policy=policy,
+            config=config,
+        )
+        for site_id in wanted
+    ]
+
+
+def dispatch_limits(
+    bind: Bind, site_ids: Iterable[str], policy: HealthPolicy | None = None
+) -> dict[str, float]:
+    """Return the fraction (0-1) of rated power each site may dispatch.
+
+    1 for a site without an open critical alert; with one, ``derate_fraction`` when
+    ``on_critical`` is ``derate``, 0 (excluded) when ``exclude``, 1 when ``none``.
+    """
+    policy = policy or HealthPolicy()
+    critical = alert_store.sites_with_open(bind, "critical")
+    limit = {"none": 1.0, "derate": policy.derate_fraction, "exclude": 0.0}[
+        policy.on_critical
+    ]
+    return {s: (limit if s in critical else 1.0) for s in site_ids}

@@ -1,0 +1,230 @@
+"""Store condition alerts: open (deduplicated), list, acknowledge and close them.
+
+One open alert per (site, device, kind): a detector finding the same condition again
+updates that alert (severity escalates, ``detail.occurrences`` counts) instead of
+opening a new one. The device id and the acknowledgement time live in ``detail``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from fleet.errors import FleetInputError
+from fleet.store.dml import Bind, transaction
+from fleet.store.tables import ALERT_SEVERITIES, alerts
+
+SEVERITY_RANK = {name: rank for rank, name in enumerate(ALERT_SEVERITIES)}
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert row."""
+
+    id: int
+    """Row id."""
+    site_id: str | None
+    """Site id."""
+    kind: str
+    """Detector kind, e.g. ``thermal_outlier``."""
+    severity: str
+    """``info``, ``warning`` or ``critical``."""
+    opened_at: dt.datetime
+    """When it was first raised, UTC."""
+    closed_at: dt.datetime | None
+    """When the condition cleared, UTC (None while open)."""
+    acknowledged_by: str | None
+    """Who acknowledged it."""
+    detail: dict[str, Any]
+    """Statistic, value, threshold, action, device, occurrences…"""
+
+    @property
+    def dev_id(self) -> str:
+        """The device the alert is about (``"*"`` for site-wide)."""
+        return str(self.detail.get("dev_id", "*"))
+
+
+def _alert(row: sa.Row[Any]) -> Alert:
+    return Alert(
+        id=int(row.id),
+        site_id=row.site_id,
+        kind=row.kind,
+        severity=row.severity,
+        opened_at=row.opened_at,
+        closed_at=row.closed_at,
+        acknowledged_by=row.acknowledged_by,
+        detail=dict(row.detail or {}),
+    )
+
+
+def _open_rows(conn: sa.Connection, site_id: str, kind: str) -> list[Alert]:
+    rows = conn.execute(
+        sa.select(alerts).where(
+            alerts.c.site_id == site_id,
+            alerts.c.kind == kind,
+            alerts.c.closed_at.is_(None),
+        )
+    ).all()
+    return [_alert(r) for r in rows]
+
+
+def raise_alert(
+    bind: Bind,
+    *,
+    site_id: str,
+    dev_id: str,
+    kind: str,
+    severity: str,
+    detail: dict[str, Any],
+    now: dt.datetime,
+) -> tuple[int, bool]:
+    """Open an alert, or update the open one with the same (site, device, kind).
+
+    Parameters
+    ----------
+    bind
+        Engine or connection.
+    site_id, dev_id, kind
+        The deduplication key.
+    severity
+        ``info``, ``warning`` or ``critical``; an update keeps the higher one.
+    detail
+        JSON detail (statistic, value, threshold, action…).
+    now
+        Time of the finding (aware).
+
+    Returns
+    -------
+    tuple[int, bool]
+        The alert id and whether it was newly opened.
+
+    Raises
+    ------
+    FleetInputError
+        When ``severity`` is unknown.
+    """
+    if severity not in SEVERITY_RANK:
+        msg = f"severity={severity!r} must be one of {', '.join(ALERT_SEVERITIES)}"
+        raise FleetInputError(msg)
+    with transaction(bind) as conn:
+        for existing in _open_rows(conn, site_id, kind):
+            if existing.dev_id != dev_id:
+                continue
+            merged = {
+                **existing.detail,
+                **detail,
+                "dev_id": dev_id,
+                "occurrences": int(existing.detail.get("occurrences", 1)) + 1,
+                "last_seen_at": now.isoformat(),
+            }
+            higher = max(severity, existing.severity, key=SEVERITY_RANK.__getitem__)
+            conn.execute(
+                alerts.update()
+                .where(alerts.c.id == existing.id)
+                .values(severity=higher, detail=merged)
+            )
+            return existing.id, False
+        new_id = conn.execute(
+            alerts.insert()
+            .values(
+                site_id=site_id,
+                kind=kind,
+                severity=severity,
+                opened_at=now,
+                detail={
+                    **detail,
+                    "dev_id": dev_id,
+                    "occurrences": 1,
+                    "last_seen_at": now.isoformat(),
+                },
+            )
+            .returning(alerts.c.id)
+        ).scalar_one()
+        return int(new_id), True
+
+
+def list_alerts(
+    bind: Bind,
+    *,
+    site_id: str | None = None,
+    open_only: bool = True,
+    severity: str | None = None,
+) -> list[Alert]:
+    """Return alerts, newest first (open ones only by default)."""
+    query = sa.select(alerts).order_by(alerts.c.opened_at.desc(), alerts.c.id.desc())
+    if site_id is not None:
+        query = query.where(alerts.c.site_id == site_id)
+    if open_only:
+        query = query.where(alerts.c.closed_at.is_(None))
+    if severity is not None:
+        query = query.where(alerts.c.severity == severity)
+    with transaction(bind) as conn:
+        return [_alert(r) for r in conn.execute(query).all()]
+
+
+def get_alert(bind: Bind, alert_id: int) -> Alert:
+    """Return one alert.
+
+    Raises
+    ------
+    FleetInputError
+        When no alert has id ``alert_id``.
+    """
+    with transaction(bind) as conn:
+        row = conn.execute(sa.select(alerts).where(alerts.c.id == alert_id)).first()
+    if row is None:
+        msg = f"alert id={alert_id} does not exist"
+        raise FleetInputError(msg)
+    return _alert(row)
+
+
+def acknowledge(bind: Bind, alert_id: int, *, by: str, now: dt.datetime) -> Alert:
+    """Mark an alert acknowledged by ``by`` at ``now``; return it.
+
+    Acknowledging twice keeps the first acknowledgement.
+
+    Raises
+    ------
+    FleetInputError
+        When the alert does not exist or ``by`` is empty.
+    """
+    if not by.strip():
+        msg = "by must name who acknowledges the alert"
+        raise FleetInputError(msg)
+    alert = get_alert(bind, alert_id)
+    if alert.acknowledged_by is not None:
+        return alert
+    with transaction(bind) as conn:
+        conn.execute(
+            alerts.update()
+            .where(alerts.c.id == alert_id)
+            .values(
+                acknowledged_by=by,
+                detail={**alert.detail, "acknowledged_at": now.isoformat()},
+            )
+        )
+    return get_alert(bind, alert_id)
+
+
+def close_alert(bind: Bind, alert_id: int, *, now: dt.datetime) -> None:
+    """Close an open alert (its condition cleared)."""
+    with transaction(bind) as conn:
+        conn.execute(
+            alerts.update()
+            .where(alerts.c.id == alert_id, alerts.c.closed_at.is_(None))
+            .values(closed_at=now)
+        )
+
+
+def sites_with_open(bind: Bind, severity: str = "critical") -> set[str]:
+    """Return the sites that have an open alert of ``severity``."""
+    with transaction(bind) as conn:
+        rows = conn.execute(
+            sa.select(alerts.c.site_id)
+            .where(alerts.c.closed_at.is_(None), alerts.c.severity == severity)
+            .distinct()
+        ).all()
+    return {str(r.site_id) for r in rows if r.site_id is not None}

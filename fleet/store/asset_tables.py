@@ -1,0 +1,54 @@
+"""Declare the serialized asset registry tables on the shared MetaData.
+
+Created by ``migrations/versions/0005_assets.py`` (which imports this module so that
+``full_metadata()`` sees the tables once the migrations are loaded).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from fleet.store.tables import BigId, JsonDoc, UtcDateTime, metadata
+
+ASSET_KINDS = ("cell", "module", "string", "rack", "pcs")
+ASSET_EVENT_KINDS = ("register", "install", "remove", "swap_in", "swap_out")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+assets = sa.Table(
+    "assets",
+    metadata,
+    sa.Column("serial", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("manufacturer", sa.String(200), nullable=False),
+    sa.Column("model", sa.String(200), nullable=True),
+    sa.Column("country_of_manufacture", sa.String(2), nullable=False),
+    sa.Column("feoc", sa.Boolean(), nullable=False),
+    sa.Column("energy_mwh", sa.Float(), nullable=True),
+    sa.Column("site_id", sa.String(64), nullable=True),
+    sa.Column("position", sa.String(64), nullable=True),
+    sa.Column("dev_id", sa.String(32), nullable=True, comment="telemetry device"),
+    sa.Column("parent_serial", sa.String(64), nullable=True),
+    sa.Column("installed_at", UtcDateTime(), nullable=True),
+    sa.Column("removed_at", UtcDateTime(), nullable=True),
+    sa.CheckConstraint(_in("kind", ASSET_KINDS), name="kind"),
+    sa.Index(None, "site_id", "position"),
+)
+
+asset_events = sa.Table(
+    "asset_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("serial", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("ts", UtcDateTime(), nullable=False),
+    sa.Column("site_id", sa.String(64), nullable=True),
+    sa.Column("position", sa.String(64), nullable=True),
+    sa.Column("dev_id", sa.String(32), nullable=True),
+    sa.Column("detail", JsonDoc, nullable=True),
+    sa.CheckConstraint(_in("kind", ASSET_EVENT_KINDS), name="kind"),
+    sa.Index(None, "serial", "ts"),
+)

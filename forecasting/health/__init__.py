@@ -1,0 +1,1 @@
+"""Detect battery condition faults from telemetry: pure detectors and estimators."""
