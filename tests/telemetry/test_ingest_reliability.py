@@ -47,9 +47,14 @@ def store_url(tmp_path: Path) -> str:
     return url
 
 
+# Started as root, Mosquitto drops to the ``mosquitto`` user and then cannot write its
+# persistence file under pytest's 0700 tmp dirs: keep it root so persistence is real.
+KEEP_USER = "user root\n"
+
+
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = start_mosquitto(tmp_path / "broker")
+    b = start_mosquitto(tmp_path / "broker", extra_conf=KEEP_USER)
     yield b
     stop_mosquitto(b)
 
@@ -141,7 +146,7 @@ def test_ingest_stores_every_message_once_when_killed_mid_batch(
 def test_ingest_stores_every_message_once_when_broker_restarted_mid_stream(
     store_url: str, tmp_path: Path
 ) -> None:
-    b = start_mosquitto(tmp_path / "broker")
+    b = start_mosquitto(tmp_path / "broker", extra_conf=KEEP_USER)
     log = tmp_path / "ingest.log"
     ingest = IngestProcess(store_url, b.url, log).start()
     pub = Publisher(b.host, b.port, "pub-restart")
@@ -151,7 +156,8 @@ def test_ingest_stores_every_message_once_when_broker_restarted_mid_stream(
         first = pub.publish_all(msgs[: n // 2])
         wait_until(lambda: count(store_url, STORED) >= 500, 60, "ingest to be mid-stream")
         stop_mosquitto(b)
-        b = start_mosquitto(b.data_dir, port=b.port)
+        assert (b.data_dir / "mosquitto.db").exists(), "broker persistence is off"
+        b = start_mosquitto(b.data_dir, port=b.port, extra_conf=KEEP_USER)
         second = pub.publish_all(msgs[n // 2 :])
         pub.wait_acked(first + second, timeout_s=90)
         wait_until(lambda: count(store_url, STORED) >= n, 120, f"{n} rows after broker restart")
