@@ -1,0 +1,1 @@
+"""Run the whole fleet loop on one machine: the ``bessfleet demo`` orchestration."""
