@@ -93,7 +93,10 @@ class GapTracker:
     a failed database transaction leaves the tracker as it was.
     """
 
-    def __init__(self, tracks: Iterable[Track] = ()) -> None:
+    def __init__(
+        self, tracks: Iterable[Track] = (), reorder_timeout_ms: int = REORDER_TIMEOUT_MS
+    ) -> None:
+        self.reorder_timeout_ms = reorder_timeout_ms
         self._tracks: dict[tuple[str, str], Track] = {
             (t.site_id, t.dev_id): t for t in tracks
         }
@@ -210,11 +213,11 @@ class GapTracker:
         for track in self._tracks.values():
             if not track.has_gap or track.first_gap_seen_at_ms is None:
                 continue
-            if now_ms - track.first_gap_seen_at_ms < REORDER_TIMEOUT_MS:
+            if now_ms - track.first_gap_seen_at_ms < self.reorder_timeout_ms:
                 continue
             if track.backfill_requested_at_ms is not None:
                 wait = min(
-                    REORDER_TIMEOUT_MS * 2**track.backfill_attempts,
+                    self.reorder_timeout_ms * 2**track.backfill_attempts,
                     BACKFILL_RETRY_MAX_MS,
                 )
                 if now_ms - track.backfill_requested_at_ms < wait:

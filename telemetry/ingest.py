@@ -194,6 +194,8 @@ class IngestOptions:
     """Re-read the known sites this often [s]."""
     retry_max_s: float = 5.0
     """Cap of the commit retry backoff [s]."""
+    reorder_timeout_s: float = 60.0
+    """A sequence gap older than this triggers a backfill request [s]."""
 
 
 @dataclass(slots=True)
@@ -243,7 +245,9 @@ class IngestWorker:
         self.limits: dict[str, Limits] = {
             site: limits_from_birth(birth) for site, birth in state.births.items()
         }
-        self.tracker = GapTracker(state.tracks)
+        self.tracker = GapTracker(
+            state.tracks, int(self.options.reorder_timeout_s * 1000)
+        )
         self._registry_at = time.monotonic()
         self.client = self._make_client()
 

@@ -60,6 +60,9 @@ class SimOptions:
     """Period of the local (no-setpoint) charge/discharge cycle [s]."""
     local_amplitude: float = 0.3
     """Amplitude of the local cycle, fraction of rated power."""
+    uplink_loss: float = 0.0
+    """Probability that a live sample is buffered but never published (lost uplink);
+    the ingest's gap detector then asks for it with a backfill."""
     firmware: str = "bessfleet-sim 0.1"
     protocol: str = "5"
 
@@ -479,6 +482,11 @@ class SiteGateway:
             m = meas[dev]
             q = "bad" if dev == "bank1" and m.get("soc_pct") is None else "good"
             self.history[dev].append((seq, ts, q, m))
+            if (
+                self.options.uplink_loss
+                and self.rng.random() < self.options.uplink_loss
+            ):
+                continue
             body = {
                 "v": 1,
                 "site": self.spec.site_id,

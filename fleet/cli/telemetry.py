@@ -78,6 +78,10 @@ def ingest(
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds.")
     ] = None,
+    reorder_timeout_s: Annotated[
+        float,
+        typer.Option(min=0.0, help="Gap age before a backfill request [s]."),
+    ] = 60.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run an ingest worker: MQTT QoS 1 in, validate, commit, then ack (spec 8).
@@ -106,6 +110,7 @@ def ingest(
                 batch_size=batch_size,
                 batch_ms=batch_ms,
                 protocol=protocol,
+                reorder_timeout_s=reorder_timeout_s,
             ),
         )
     except StoreError as exc:

@@ -130,7 +130,12 @@ class IngestProcess:
     """``bessfleet ingest`` as a real subprocess."""
 
     def __init__(
-        self, db_url: str, mqtt_url: str, log: Path, client_id: str = "ingest-test"
+        self,
+        db_url: str,
+        mqtt_url: str,
+        log: Path,
+        client_id: str = "ingest-test",
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.args = [
             str(BESSFLEET),
@@ -143,6 +148,7 @@ class IngestProcess:
             client_id,
             "--batch-ms",
             "50",
+            *extra,
         ]
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
@@ -154,8 +160,10 @@ class IngestProcess:
                 self.args, stdout=fh, stderr=subprocess.STDOUT, env=env
             )
         wait_until(
-            lambda: b"subscribed to" in self.log.read_bytes()
-            or (self.proc is not None and self.proc.poll() is not None),
+            lambda: (
+                b"subscribed to" in self.log.read_bytes()
+                or (self.proc is not None and self.proc.poll() is not None)
+            ),
             30,
             "ingest to connect",
         )
@@ -231,7 +239,9 @@ class Publisher:
 
     def wait_acked(self, mids: list[int], timeout_s: float = 60) -> None:
         wait_until(
-            lambda: set(mids) <= self.acked, timeout_s, "broker PUBACKs for every message"
+            lambda: set(mids) <= self.acked,
+            timeout_s,
+            "broker PUBACKs for every message",
         )
 
     def close(self) -> None:

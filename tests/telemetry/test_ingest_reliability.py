@@ -59,7 +59,9 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     stop_mosquitto(b)
 
 
-def stream(n: int, sites: tuple[str, ...] = ("site-01", "site-02")) -> list[tuple[str, bytes]]:
+def stream(
+    n: int, sites: tuple[str, ...] = ("site-01", "site-02")
+) -> list[tuple[str, bytes]]:
     """``n`` valid tlm messages spread over sites and devices, unique (site, dev, ts)."""
     base = now_ms() - 60_000
     out = []
@@ -68,7 +70,9 @@ def stream(n: int, sites: tuple[str, ...] = ("site-01", "site-02")) -> list[tupl
         site = sites[i % len(sites)]
         dev = "bank1" if (i // len(sites)) % 2 == 0 else "pcs1"
         seq = i // per + 1
-        out.append((topic(site, "tlm", dev), encode(tlm(site, dev, seq=seq, ts=base + seq))))
+        out.append(
+            (topic(site, "tlm", dev), encode(tlm(site, dev, seq=seq, ts=base + seq)))
+        )
     return out
 
 
@@ -97,9 +101,19 @@ def test_ingest_stores_valid_and_quarantines_invalid_when_streamed(
             30,
             "5 quarantine rows",
         )
-        reasons = sorted(r[0] for r in rows(store_url, "SELECT reason FROM tlm_quarantine"))
-        assert reasons == ["bad_json", "nan_inf", "topic_mismatch", "unknown_site", "unknown_version"]
-        raw = rows(store_url, "SELECT payload FROM tlm_quarantine WHERE reason='bad_json'")
+        reasons = sorted(
+            r[0] for r in rows(store_url, "SELECT reason FROM tlm_quarantine")
+        )
+        assert reasons == [
+            "bad_json",
+            "nan_inf",
+            "topic_mismatch",
+            "unknown_site",
+            "unknown_version",
+        ]
+        raw = rows(
+            store_url, "SELECT payload FROM tlm_quarantine WHERE reason='bad_json'"
+        )
         assert bytes(raw[0][0]) == b"{oops"
         out = subprocess.run(
             [str(BESSFLEET), "telemetry", "stats", "--json", "--db", store_url],
@@ -126,13 +140,17 @@ def test_ingest_stores_every_message_once_when_killed_mid_batch(
     n = 12_000
     try:
         mids = pub.publish_all(stream(n))
-        wait_until(lambda: count(store_url, STORED) >= 1500, 60, "ingest to be mid-stream")
+        wait_until(
+            lambda: count(store_url, STORED) >= 1500, 60, "ingest to be mid-stream"
+        )
         ingest.kill()
         at_kill = count(store_url, STORED)
         assert at_kill < n, "the kill came too late to test anything"
         pub.wait_acked(mids)
         ingest = IngestProcess(store_url, broker.url, log).start()
-        wait_until(lambda: count(store_url, STORED) >= n, 120, f"{n} rows after restart")
+        wait_until(
+            lambda: count(store_url, STORED) >= n, 120, f"{n} rows after restart"
+        )
         time.sleep(0.5)
         assert count(store_url, STORED) == n
         dup = rows(store_url, "SELECT sum(duplicates) FROM tlm_counters")[0][0] or 0
@@ -154,13 +172,17 @@ def test_ingest_stores_every_message_once_when_broker_restarted_mid_stream(
     msgs = stream(n)
     try:
         first = pub.publish_all(msgs[: n // 2])
-        wait_until(lambda: count(store_url, STORED) >= 500, 60, "ingest to be mid-stream")
+        wait_until(
+            lambda: count(store_url, STORED) >= 500, 60, "ingest to be mid-stream"
+        )
         stop_mosquitto(b)
         assert (b.data_dir / "mosquitto.db").exists(), "broker persistence is off"
         b = start_mosquitto(b.data_dir, port=b.port, extra_conf=KEEP_USER)
         second = pub.publish_all(msgs[n // 2 :])
         pub.wait_acked(first + second, timeout_s=90)
-        wait_until(lambda: count(store_url, STORED) >= n, 120, f"{n} rows after broker restart")
+        wait_until(
+            lambda: count(store_url, STORED) >= n, 120, f"{n} rows after broker restart"
+        )
         time.sleep(0.5)
         assert count(store_url, STORED) == n
     finally:
@@ -190,7 +212,9 @@ def test_ingest_holds_then_catches_up_when_database_locked(
             time.sleep(0.5)
         assert b"commit failed" in log.read_bytes()
         lock.execute("ROLLBACK")
-        wait_until(lambda: count(store_url, STORED) == 3200, 90, "catch-up after the lock")
+        wait_until(
+            lambda: count(store_url, STORED) == 3200, 90, "catch-up after the lock"
+        )
     finally:
         lock.close()
         pub.close()

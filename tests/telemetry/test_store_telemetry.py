@@ -36,10 +36,15 @@ def samples_of(bodies: list[tuple[str, dict[str, Any]]]) -> list[Sample]:
 
 def table(engine: sa.Engine, name: str, order: str) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {name} ORDER BY {order}"))]
+        return [
+            tuple(r)
+            for r in conn.execute(sa.text(f"SELECT * FROM {name} ORDER BY {order}"))
+        ]
 
 
-def test_write_samples_absorbs_duplicates_when_same_key_and_hash(engine: sa.Engine) -> None:
+def test_write_samples_absorbs_duplicates_when_same_key_and_hash(
+    engine: sa.Engine,
+) -> None:
     s = samples_of([(topic("site-01", "tlm", "bank1"), tlm(seq=1, ts=NOW - 5000))])
     with engine.begin() as conn:
         first = write_samples(conn, samples=s + s, quarantined=[], received_at_ms=NOW)
@@ -75,13 +80,17 @@ def test_latest_state_moves_only_forward_when_older_sample_arrives_later(
 ) -> None:
     t = topic("site-01", "tlm", "bank1")
     new = samples_of([(t, tlm(seq=2, ts=NOW - 1000, m=bank_m(soc_pct=60.0)))])
-    old = samples_of([(t, tlm(seq=1, ts=NOW - 2000, hist=True, m=bank_m(soc_pct=40.0)))])
+    old = samples_of(
+        [(t, tlm(seq=1, ts=NOW - 2000, hist=True, m=bank_m(soc_pct=40.0)))]
+    )
     with engine.begin() as conn:
         write_samples(conn, samples=new, quarantined=[], received_at_ms=NOW)
     with engine.begin() as conn:
         write_samples(conn, samples=old, quarantined=[], received_at_ms=NOW)
     with engine.connect() as conn:
-        latest = conn.execute(sa.select(tt.tlm_latest.c.ts_ms, tt.tlm_latest.c.soc_pct)).one()
+        latest = conn.execute(
+            sa.select(tt.tlm_latest.c.ts_ms, tt.tlm_latest.c.soc_pct)
+        ).one()
     assert tuple(latest) == (NOW - 1000, 60.0)
 
 
@@ -89,12 +98,19 @@ def _stream(n: int) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for seq in range(1, n + 1):
         ts = NOW - 100_000 + seq * 100
-        out.append((topic("site-01", "tlm", "bank1"), tlm(seq=seq, ts=ts, m=bank_m(soc_pct=seq / 2))))
+        out.append(
+            (
+                topic("site-01", "tlm", "bank1"),
+                tlm(seq=seq, ts=ts, m=bank_m(soc_pct=seq / 2)),
+            )
+        )
         out.append((topic("site-01", "tlm", "pcs1"), tlm(dev="pcs1", seq=seq, ts=ts)))
     return out
 
 
-def _ingest(engine: sa.Engine, messages: list[tuple[str, dict[str, Any]]], batch: int) -> None:
+def _ingest(
+    engine: sa.Engine, messages: list[tuple[str, dict[str, Any]]], batch: int
+) -> None:
     sink = SqlTelemetrySink(engine)
     tracker = GapTracker()
     for i in range(0, len(messages), batch):
@@ -112,7 +128,9 @@ def _ingest(engine: sa.Engine, messages: list[tuple[str, dict[str, Any]]], batch
         tracker.commit()
 
 
-MEAS = "site_id, dev_id, ts_ms, seq, sid, q, flags, payload_hash, soc_pct, p_dc_w, p_ac_w"
+MEAS = (
+    "site_id, dev_id, ts_ms, seq, sid, q, flags, payload_hash, soc_pct, p_dc_w, p_ac_w"
+)
 
 
 def test_store_same_table_when_out_of_order_duplicated_and_backfilled(
@@ -122,7 +140,9 @@ def test_store_same_table_when_out_of_order_duplicated_and_backfilled(
 
     stream = _stream(60)
     _ingest(engine, stream, batch=7)
-    expected = table(engine, f"(SELECT {MEAS} FROM tlm_measurements) x", "site_id, dev_id, ts_ms")
+    expected = table(
+        engine, f"(SELECT {MEAS} FROM tlm_measurements) x", "site_id, dev_id, ts_ms"
+    )
     expected_latest = table(engine, "tlm_latest", "site_id, dev_id")
     expected_tracks = table(engine, "tlm_seq_tracker", "site_id, dev_id")
 
@@ -130,7 +150,12 @@ def test_store_same_table_when_out_of_order_duplicated_and_backfilled(
     other_url = empty_db_url + "-other" if empty_db_url.startswith("sqlite") else None
     if other_url is None:
         with engine.begin() as conn:
-            for name in ("tlm_measurements", "tlm_latest", "tlm_seq_tracker", "tlm_counters"):
+            for name in (
+                "tlm_measurements",
+                "tlm_latest",
+                "tlm_seq_tracker",
+                "tlm_counters",
+            ):
                 conn.execute(sa.text(f"DELETE FROM {name}"))
         other = engine
     else:
@@ -139,7 +164,9 @@ def test_store_same_table_when_out_of_order_duplicated_and_backfilled(
 
         other = make_engine(other_url)
     rng = random.Random(4)
-    live = [m for m in stream if not (m[0].endswith("bank1") and 20 <= m[1]["seq"] <= 40)]
+    live = [
+        m for m in stream if not (m[0].endswith("bank1") and 20 <= m[1]["seq"] <= 40)
+    ]
     messy = live + rng.sample(live, len(live) // 2)
     rng.shuffle(messy)
     hist = {
@@ -155,9 +182,13 @@ def test_store_same_table_when_out_of_order_duplicated_and_backfilled(
     }
     messy.insert(len(messy) // 2, (topic("site-01", "hist", "bank1"), hist))
     _ingest(other, messy, batch=11)
-    got = table(other, f"(SELECT {MEAS} FROM tlm_measurements) x", "site_id, dev_id, ts_ms")
+    got = table(
+        other, f"(SELECT {MEAS} FROM tlm_measurements) x", "site_id, dev_id, ts_ms"
+    )
     assert got == expected
-    assert table(other, "tlm_latest", "site_id, dev_id")[0][:8] == expected_latest[0][:8]
+    assert (
+        table(other, "tlm_latest", "site_id, dev_id")[0][:8] == expected_latest[0][:8]
+    )
     tracks = table(other, "tlm_seq_tracker", "site_id, dev_id")
     # same watermark (contiguous_seq, contiguous_ts, max_seq) as the in-order run
     assert [r[2:6] for r in tracks] == [r[2:6] for r in expected_tracks]
@@ -165,13 +196,19 @@ def test_store_same_table_when_out_of_order_duplicated_and_backfilled(
         other.dispose()
 
 
-def test_stats_and_watermark_report_per_site_when_data_stored(engine: sa.Engine) -> None:
+def test_stats_and_watermark_report_per_site_when_data_stored(
+    engine: sa.Engine,
+) -> None:
     _ingest(engine, _stream(5), batch=3)
     bad = validate_message(
-        topic("site-02", "tlm", "bank1"), encode(tlm(site="site-01")), Context(registry(), NOW)
+        topic("site-02", "tlm", "bank1"),
+        encode(tlm(site="site-01")),
+        Context(registry(), NOW),
     )
     with engine.begin() as conn:
-        write_samples(conn, samples=[], quarantined=list(bad.quarantined), received_at_ms=NOW)
+        write_samples(
+            conn, samples=[], quarantined=list(bad.quarantined), received_at_ms=NOW
+        )
     with engine.connect() as conn:
         stats = {s.site_id: s for s in telemetry_stats(conn)}
         marks = completeness_watermarks(conn)
@@ -181,14 +218,20 @@ def test_stats_and_watermark_report_per_site_when_data_stored(engine: sa.Engine)
     assert marks["site-01"] == NOW - 100_000 + 500
 
 
-def test_reprocess_stores_rows_when_site_added_after_quarantine(engine: sa.Engine) -> None:
+def test_reprocess_stores_rows_when_site_added_after_quarantine(
+    engine: sa.Engine,
+) -> None:
     ctx = Context(registry(1), NOW)  # site-02 unknown at first
     out = validate_message(
-        topic("site-02", "tlm", "bank1"), encode(tlm(site="site-02", ts=NOW - 1000)), ctx
+        topic("site-02", "tlm", "bank1"),
+        encode(tlm(site="site-02", ts=NOW - 1000)),
+        ctx,
     )
     assert out.quarantined[0].reason == "unknown_site"
     with engine.begin() as conn:
-        write_samples(conn, samples=[], quarantined=list(out.quarantined), received_at_ms=NOW)
+        write_samples(
+            conn, samples=[], quarantined=list(out.quarantined), received_at_ms=NOW
+        )
     save_fleet(engine, make_fleet(3))
     with engine.connect() as conn:
         assert "site-02" in load_registry(conn)

@@ -129,7 +129,10 @@ def test_validate_quarantines_unknown_site_when_not_in_registry() -> None:
 
 def test_validate_quarantines_topic_mismatch_when_group_differs() -> None:
     body = tlm(ts=NOW)
-    assert reason(body, topic("site-01", "tlm", "bank1", group="caiso")) == "topic_mismatch"
+    assert (
+        reason(body, topic("site-01", "tlm", "bank1", group="caiso"))
+        == "topic_mismatch"
+    )
 
 
 def test_validate_quarantines_oversize_when_tlm_above_8_kib() -> None:
@@ -155,7 +158,9 @@ def test_validate_quarantines_schema_when_topic_unparseable() -> None:
         (bank_m(soc_pct=100.5), Flag.SOC_CLAMPED),
     ],
 )
-def test_validate_stores_with_flag_when_soft_finding(m: dict[str, Any], flag: Flag) -> None:
+def test_validate_stores_with_flag_when_soft_finding(
+    m: dict[str, Any], flag: Flag
+) -> None:
     out = run(tlm(ts=NOW - 1000, m=m))
     assert out.quarantined == ()
     assert out.samples[0].flags & flag
@@ -209,11 +214,11 @@ def test_payload_hash_equal_when_tlm_replayed_as_hist() -> None:
 
 def test_validate_parses_birth_state_ack_when_valid() -> None:
     state = run({"online": False, "sid": 5, "ts": NOW}, topic("site-01", "state"))
-    assert state.state is not None and state.state.online is False
-    ack = run(
-        {"cmd_id": "c1", "status": "applied", "ts": NOW}, topic("site-01", "ack")
-    )
-    assert ack.ack is not None and ack.ack.status == "applied"
+    assert state.state is not None
+    assert state.state.online is False
+    ack = run({"cmd_id": "c1", "status": "applied", "ts": NOW}, topic("site-01", "ack"))
+    assert ack.ack is not None
+    assert ack.ack.status == "applied"
 
 
 def test_setpoint_payload_raises_naming_field_when_window_inverted() -> None:
@@ -243,7 +248,8 @@ json_scalars = st.one_of(
 json_values = st.recursive(
     json_scalars,
     lambda inner: st.one_of(
-        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.text(max_size=8), inner, max_size=4),
     ),
     max_leaves=12,
 )
@@ -262,7 +268,9 @@ M_KEYS = [
     "evt1",
 ]
 boundary_numbers = st.one_of(
-    st.sampled_from([-1.0, -0.0, 0.0, 0.5, 2.5, 3.65, 4.5, 4.5001, 100.0, 101.0, 1e308]),
+    st.sampled_from(
+        [-1.0, -0.0, 0.0, 0.5, 2.5, 3.65, 4.5, 4.5001, 100.0, 101.0, 1e308]
+    ),
     st.floats(min_value=-1e7, max_value=1e7, allow_nan=False),
     st.integers(min_value=-(2**64), max_value=2**64),
 )
@@ -316,7 +324,9 @@ def test_validator_never_raises_and_accounts_every_message_when_fuzzed(
     for q in out.quarantined:
         assert q.reason in REASONS
         assert q.payload == raw or "/hist/" in t  # the raw bytes are kept
-    handled = bool(out.samples or out.quarantined or out.birth or out.state or out.evt or out.ack)
+    handled = bool(
+        out.samples or out.quarantined or out.birth or out.state or out.evt or out.ack
+    )
     assert handled, (t, raw)
     if out.samples:
         # a stored sample is within the hard limits
