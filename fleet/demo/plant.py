@@ -143,7 +143,8 @@ class FleetPlant:
                 continue
             next_tick = max(next_tick + period_s, now - 1.0)
             now_ms = wall_ms()
-            dt_s = max(0.0, (now_ms - last_ms) / 1000 * clock.speed)
+            # the plant holds still until the day starts (interval 0)
+            dt_s = max(0.0, (now_ms - max(last_ms, clock.t0_ms)) / 1000 * clock.speed)
             i_before = clock.interval_at(last_ms)
             last_ms = now_ms
             i_now = clock.interval_at(now_ms)
@@ -153,7 +154,7 @@ class FleetPlant:
                 exp0, imp0 = st.e_exp_wh, st.e_imp_wh
                 if dt_s > 0:
                     gw.step(dt_s, now_ms)
-                if 0 <= i_before < self.intervals:
+                if i_now > 0 and i_before < self.intervals:
                     self.export_mwh[sid][idx] += (st.e_exp_wh - exp0) / 1e6
                     self.import_mwh[sid][idx] += (st.e_imp_wh - imp0) / 1e6
                 boundary = int(i_now)
