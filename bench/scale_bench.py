@@ -111,6 +111,20 @@ def scale_scenario(n_sites: int, interval_minutes: int, seed: int = 0) -> Scenar
     )
 
 
+def _children_cpu_s() -> float:
+    """CPU seconds (user + system) used so far by this process's descendants."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def bench_solve(
     n_sites: int,
     interval_minutes: int,
@@ -127,9 +141,11 @@ def bench_solve(
     base = solve(sample, SolveOptions())
     serial_s = time.perf_counter() - t
     with make_executor(dask, workers=workers, local="dask") as executor:
+        cpu0 = _children_cpu_s()
         t = time.perf_counter()
         result = solve(scn, SolveOptions(executor=executor, workers=workers))
         dask_s = time.perf_counter() - t
+        cpu_s = _children_cpu_s() - cpu0
     out = {
         "sites": n_sites,
         "interval_minutes": interval_minutes,
@@ -142,6 +158,11 @@ def bench_solve(
         "serial_status": str(base.status),
         "dask_s": round(dask_s, 2),
         "dask_sites_per_s": round(n_sites / dask_s, 1),
+        "local_worker_cpu_s": round(cpu_s, 1) if dask is None else None,
+        "sites_per_worker_cpu_s": round(n_sites / cpu_s, 1)
+        if dask is None and cpu_s
+        else None,
+        "load_average_1min": round(os.getloadavg()[0], 1),
         "status": str(result.status),
         "objective_usd": None
         if result.objective_usd is None
@@ -375,7 +396,7 @@ def estimate(
     for label, fig in (("15-min", solve15), ("5-min", solve5)):
         if not fig:
             continue
-        per_core = fig["serial_sites_per_s"]
+        per_core = fig.get("sites_per_worker_cpu_s") or fig["serial_sites_per_s"]
         core_s = sites / per_core
         cores = math.ceil(core_s / solve_budget_s / 0.7)  # 70 % parallel efficiency
         lines.append(
