@@ -242,10 +242,10 @@ def build_features(
     d1[:, ~d1_known] = np.nan
     out: dict[str, np.ndarray] = {
         "hour": hour.astype(float),
-        "weekday": np.asarray(local.weekday, dtype=float),
+        "weekday": np.asarray(local.day_of_week, dtype=float),
         "month": np.asarray(local.month, dtype=float),
         "is_holiday": _holiday_flags(row_day) if len(row_day) else np.zeros(0),
-        "is_weekend": np.asarray(local.weekday >= 5, dtype=float),
+        "is_weekend": np.asarray(local.day_of_week >= 5, dtype=float),
     }
     rows = np.arange(len(index))
     for k in LAG_DAYS:

@@ -177,7 +177,7 @@ def _print_scores(result: BacktestResult, title: str) -> None:
             else:
                 cells.append(f"{value:.3f}" if key == "spread_corr" else f"{value:.2f}")
         table.add_row(str(method), *cells)
-    Console().print(table)
+    Console(width=max(Console().width, 150)).print(table)
 
 
 @forecast_app.command("backtest")
