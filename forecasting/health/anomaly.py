@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 ANOMALY_FEATURES = ("spread_rise_mv", "temp_delta_c", "rte_drop", "lost_fraction")
 """Peer- or baseline-relative daily features the forest sees."""
 
+SCALE_FLOORS = (0.5, 0.5, 0.002, 0.01)
+"""Smallest robust scale of each of :data:`ANOMALY_FEATURES` (mV, °C, -, -)."""
+
 
 def anomaly_features(features: pd.DataFrame, baseline_days: int = 14) -> pd.DataFrame:
     """Make the peer- and baseline-relative features of :data:`ANOMALY_FEATURES`.
@@ -61,7 +64,12 @@ def anomaly_features(features: pd.DataFrame, baseline_days: int = 14) -> pd.Data
 
 
 class DailyAnomalyDetector(BaseEstimator):  # type: ignore[misc]
-    """IsolationForest over :data:`ANOMALY_FEATURES`, thresholded below its training.
+    """IsolationForest over :data:`ANOMALY_FEATURES`, plus a robust range check.
+
+    An isolation forest cannot tell a day far outside its training range from the
+    most extreme training day (the splits stop at the training range), so a day is
+    also anomalous when any feature's robust z against the training days exceeds
+    ``z_max``.
 
     Parameters
     ----------
@@ -71,6 +79,9 @@ class DailyAnomalyDetector(BaseEstimator):  # type: ignore[misc]
         A day is anomalous when its score is below this quantile (fraction 0-1) of
         the training scores (IsolationForest saturates: a day far outside the
         training range scores about as low as the most extreme training day).
+    z_max : float, default 8.0
+        Robust z (per feature, scale floored by :data:`SCALE_FLOORS`) above which a
+        day is anomalous whatever its forest score.
     random_state : int, default 0
         Seed of the forest.
 
@@ -80,16 +91,20 @@ class DailyAnomalyDetector(BaseEstimator):  # type: ignore[misc]
         The fitted forest.
     threshold_ : float
         Score below which a day is anomalous.
+    center_, scale_ : numpy.ndarray
+        Median and robust scale of each feature over the training days.
     """
 
     def __init__(
         self,
         n_estimators: int = 200,
         train_quantile: float = 0.01,
+        z_max: float = 8.0,
         random_state: int = 0,
     ) -> None:
         self.n_estimators = n_estimators
         self.train_quantile = train_quantile
+        self.z_max = z_max
         self.random_state = random_state
 
     def _matrix(self, features: pd.DataFrame) -> npt.NDArray[np.float64]:
@@ -116,6 +131,9 @@ class DailyAnomalyDetector(BaseEstimator):  # type: ignore[misc]
         ).fit(x)
         scores = self.forest_.score_samples(x)
         self.threshold_ = float(np.quantile(scores, self.train_quantile))
+        self.center_ = np.median(x, axis=0)
+        mad = np.median(np.abs(x - self.center_), axis=0)
+        self.scale_ = np.maximum(1.4826 * mad, np.array(SCALE_FLOORS))
         return self
 
     def score_samples(self, features: pd.DataFrame) -> npt.NDArray[np.float64]:
@@ -125,9 +143,19 @@ class DailyAnomalyDetector(BaseEstimator):  # type: ignore[misc]
             raise NotFittedError(msg)
         return self.forest_.score_samples(self._matrix(features))
 
+    def max_z(self, features: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """Return each row's largest robust z over the features."""
+        if not hasattr(self, "forest_"):
+            msg = "DailyAnomalyDetector is not fitted: call fit() first"
+            raise NotFittedError(msg)
+        z = np.abs(self._matrix(features) - self.center_) / self.scale_
+        return z.max(axis=1)
+
     def predict(self, features: pd.DataFrame) -> npt.NDArray[np.bool_]:
-        """Return True for the rows scored below ``threshold_``."""
-        return self.score_samples(features) < self.threshold_
+        """Return True for rows scored below ``threshold_`` or beyond ``z_max``."""
+        return (self.score_samples(features) < self.threshold_) | (
+            self.max_z(features) > self.z_max
+        )
 
 
 def detect_anomalies(
@@ -139,9 +167,9 @@ def detect_anomalies(
 ) -> list[Finding]:
     """Fit the forest on every device's first days; flag persistent anomalies after.
 
-    Statistic: the forest score of :func:`anomaly_features`; a finding (severity
-    info) when a device's score is below ``threshold_`` on ``persist_days``
-    consecutive days.
+    Statistic: the forest score of :func:`anomaly_features` (and the robust range
+    check of :class:`DailyAnomalyDetector`); a finding (severity info) when a
+    device's day is anomalous on ``persist_days`` consecutive days.
 
     Parameters
     ----------
@@ -168,12 +196,13 @@ def detect_anomalies(
         return []
     model = DailyAnomalyDetector(random_state=random_state).fit(train)
     scores = pd.Series(model.score_samples(test), index=test.index)
+    flags = pd.Series(model.predict(test), index=test.index)
     findings: list[Finding] = []
     for (site_id, dev_id), device in test.groupby(["site_id", "dev_id"], sort=True):
         run = 0
         for idx, day in zip(device.index, device["day"], strict=True):
             score = float(scores[idx])
-            run = run + 1 if score < model.threshold_ else 0
+            run = run + 1 if bool(flags[idx]) else 0
             if run >= persist_days:
                 findings.append(
                     Finding(

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from fleet.assets import import_assets, passport, read_asset_file
+from fleet.cli import main
+from fleet.errors import FleetInputError
+from fleet.store import assets as asset_store
+from forecasting.health.synthetic import EPOCH_2026_MS
+from tests.health.helpers import insert_samples
+from tests.health.test_features import _day
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+CSV = """serial,kind,manufacturer,model,country_of_manufacture,feoc,energy_mwh,site_id,position,dev_id,installed_at
+MOD-1,module,Cell Co,LFP-280,US,false,2.0,s1,rack1/bank1,bank1,2026-01-01T00:00:00Z
+MOD-2,module,Cell Co,LFP-280,CN,true,2.0,,,,
+PCS-1,pcs,Inverter Co,,US,false,,s1,pcs1,pcs1,2026-01-01T00:00:00Z
+"""
+
+
+def _registry(engine: sa.Engine, tmp_path: Path) -> None:
+    path = tmp_path / "assets.csv"
+    path.write_text(CSV, encoding="utf-8")
+    assert import_assets(engine, read_asset_file(path), now=T0) == 3
+    day1 = _day()
+    day2 = _day()
+    day2["ts_ms"] += 86_400_000
+    day2["soh_pct"] = 96.0
+    for frame in (day1, day2):
+        insert_samples(engine, frame)
+
+
+def test_passport_matches_hand_numbers_when_module_swapped_after_one_day(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    _registry(engine, tmp_path)
+    asset_store.swap(
+        engine,
+        out_serial="MOD-1",
+        in_serial="MOD-2",
+        at=T0 + dt.timedelta(days=1),
+        reason="imbalance",
+    )
+    old = passport(engine, "MOD-1")
+    new = passport(engine, "MOD-2")
+    # Each day charges 2.0 MWh and discharges 1.8 MWh: 3.8 MWh, EFC 3.8 / (2 x 2.0).
+    assert old.throughput_mwh == pytest.approx(3.8)
+    assert old.efc == pytest.approx(0.95)
+    assert old.soh_history == ((dt.date(2026, 1, 1), pytest.approx(0.97)),)
+    assert new.throughput_mwh == pytest.approx(3.8)
+    assert new.soh_history == ((dt.date(2026, 1, 2), pytest.approx(0.96)),)
+    assert [e.kind for e in old.events] == ["install", "swap_out"]
+    assert [e.kind for e in new.events] == ["register", "swap_in"]
+    assert old.asset.site_id is None
+    assert new.asset.position == "rack1/bank1"
+    assert old.spread_mv == pytest.approx(12.0)
+    assert old.fade_per_year is None
+    assert old.grade is not None and old.grade.name == "A"
+    doc = new.as_json()
+    assert doc["feoc"] is True
+    assert doc["installations"][0]["start"] == "2026-01-02T00:00:00+00:00"
+
+
+def test_passport_counts_both_days_when_module_never_swapped(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    _registry(engine, tmp_path)
+    result = passport(engine, "MOD-1")
+    assert result.throughput_mwh == pytest.approx(7.6)
+    assert result.efc == pytest.approx(1.9)
+    assert [s for _, s in result.soh_history] == pytest.approx([0.97, 0.96])
+
+
+def test_swap_raises_when_in_serial_already_installed(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    _registry(engine, tmp_path)
+    with pytest.raises(FleetInputError, match="PCS-1' is already installed at s1"):
+        asset_store.swap(engine, out_serial="MOD-1", in_serial="PCS-1", at=T0)
+    asset_store.swap(engine, out_serial="MOD-1", in_serial="MOD-2", at=T0)
+    with pytest.raises(FleetInputError, match="not installed"):
+        asset_store.swap(engine, out_serial="MOD-1", in_serial="MOD-2", at=T0)
+
+
+def test_read_asset_file_names_row_and_field_when_bad(tmp_path: Path) -> None:
+    path = tmp_path / "assets.csv"
+    path.write_text(CSV.replace(",US,false,2.0,s1", ",USA,false,2.0,s1"))
+    with pytest.raises(
+        FleetInputError, match=r"asset 1 \(MOD-1\): country_of_manufacture"
+    ):
+        read_asset_file(path)
+
+
+def test_read_asset_file_raises_when_installed_without_site(tmp_path: Path) -> None:
+    path = tmp_path / "assets.toml"
+    path.write_text(
+        '[[asset]]\nserial = "X"\nkind = "module"\nmanufacturer = "M"\n'
+        'country_of_manufacture = "US"\nfeoc = false\n'
+        "installed_at = 2026-01-01T00:00:00Z\n"
+    )
+    with pytest.raises(FleetInputError, match="site_id is empty"):
+        read_asset_file(path)
+
+
+def test_cli_assets_passport_prints_json_when_asked(
+    migrated_db_url: str,
+    engine: sa.Engine,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _registry(engine, tmp_path)
+    monkeypatch.setenv("COLUMNS", "250")
+    with pytest.raises(SystemExit) as info:
+        main(["assets", "passport", "MOD-1", "--json", "--db", migrated_db_url])
+    assert info.value.code in (0, None)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["throughput_mwh"] == pytest.approx(7.6)
+    assert doc["efc"] == pytest.approx(1.9)
+    assert doc["grade"]["name"] == "A"
+    with pytest.raises(SystemExit) as info:
+        main(["assets", "passport", "MOD-1", "--db", migrated_db_url])
+    out = capsys.readouterr().out
+    assert "1.9 equivalent full cycles" in out
+    assert "second-life grade A" in out
+    with pytest.raises(SystemExit) as info:
+        main(["assets", "passport", "NOPE", "--db", migrated_db_url])
+    assert info.value.code == 2
+    assert "serial='NOPE'" in capsys.readouterr().err
+
+
+def test_cli_assets_import_and_swap_record_events_when_run(
+    migrated_db_url: str,
+    engine: sa.Engine,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "assets.csv"
+    path.write_text(CSV, encoding="utf-8")
+    with pytest.raises(SystemExit):
+        main(["assets", "import", str(path), "--db", migrated_db_url])
+    assert "Imported 3 asset(s)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "assets",
+                "swap",
+                "MOD-1",
+                "MOD-2",
+                "--at",
+                "2026-02-01T00:00:00+00:00",
+                "--db",
+                migrated_db_url,
+            ]
+        )
+    assert asset_store.get_asset(engine, "MOD-2").dev_id == "bank1"
+    assert EPOCH_2026_MS == int(T0.timestamp() * 1000)
