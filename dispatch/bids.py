@@ -32,6 +32,12 @@ BID_PRODUCTS: tuple[str, ...] = ("energy", *AS_PRODUCTS)
 """Every product a bid set may carry."""
 _SERIES = {"reg_up": "reg_up_mw", "reg_down": "reg_down_mw", "spin": "spin_mw"}
 
+PRICE_STEP = 0.01
+"""Price resolution of the curves [$/MWh]; prices are rounded down to it, so a point
+clears at the price it was planned at."""
+MW_DECIMALS = 9
+"""Decimals kept on bid MW: awards read back from the curves reproduce the plan
+(coarser rounding moves a plan that sits on an SoC bound across it)."""
 Point = tuple[float, float]
 """One (MW, price) pair of a curve or offer: MW, then $/MWh (energy) or $/MW-h (AS)."""
 
@@ -177,7 +183,13 @@ def _tidy_curve(points: list[Point], rules: MarketRules) -> tuple[Point, ...]:
     """Sort by price, make MW non-decreasing, cap repeats and the point count."""
     lo, hi = rules.price_floor_usd_per_mwh, rules.price_cap_usd_per_mwh
     pts = sorted(
-        ((round(mw, 3), round(min(hi, max(lo, p)), 2)) for mw, p in points),
+        (
+            (
+                round(mw, MW_DECIMALS),
+                math.floor(min(hi, max(lo, p)) / PRICE_STEP) * PRICE_STEP,
+            )
+            for mw, p in points
+        ),
         key=lambda t: (t[1], t[0]),
     )
     out: list[Point] = []
@@ -220,7 +232,9 @@ def energy_curve(
     ----------
     plan_points
         (net MW, price) pairs from schedules solved at different price forecasts
-        (e.g. P10, P50, P90): at that price the plan wanted that net power [MW, $/MWh].
+        (e.g. P50 first, then P10, P90): at that price the plan wanted that net power
+        [MW, $/MWh]. The first pair anchors the curve: the curve clears exactly that
+        quantity at that price.
     min_mw, max_mw
         Net power range left to energy by the power limits and the ancillary-service
         offers: ``reg_down - charge_mw`` to ``discharge_mw - reg_up - spin`` [MW].
@@ -257,14 +271,26 @@ def energy_curve(
     highest = max([discharge_price, *prices]) + 1.0
     max_mw = max(min_mw, max_mw)
     points: list[Point] = [(min_mw, lowest), (max_mw, highest)]
-    points.extend((min(max_mw, max(min_mw, mw)), p) for mw, p in plan_points)
+    # The first plan point anchors the curve: it must clear the planned quantity at
+    # the forecast price, so other points may not cross it.
+    x0, p0 = min(max_mw, max(min_mw, plan_points[0][0])), plan_points[0][1]
+    for mw, p in plan_points:
+        mw = min(max_mw, max(min_mw, mw))
+        if p < p0:
+            mw, p = min(mw, x0), min(p, p0 - PRICE_STEP)
+        elif p > p0:
+            mw, p = max(mw, x0), max(p, p0 + PRICE_STEP)
+        else:
+            mw = x0
+        points.append((mw, p))
     points.append((min_mw, min(charge_price, min(prices)) - 0.01))
     if max_mw > 0:
         base = max(0.0, min_mw)
         segments = sorted(degradation_usd_per_mwh)
         for k, delta in enumerate(segments, start=1):
             share = base + (max_mw - base) * k / len(segments)
-            points.append((share, max(max(prices), (mu + delta) / eta_discharge)))
+            price = max(max(prices) + PRICE_STEP, (mu + delta) / eta_discharge)
+            points.append((max(share, x0), price))
     return _tidy_curve(points, rules)
 
 
@@ -377,8 +403,7 @@ def build_bids(
                 if mw <= 1e-6:
                     continue
                 offer = _as_offer_price(product, rules, site.degradation_usd_per_mwh)
-                # Round down: an offer never exceeds what the plan showed deliverable.
-                mw_offer = math.floor(mw * 1000.0 + 1e-6) / 1000.0
+                mw_offer = round(mw, MW_DECIMALS)
                 bids.append(Bid(site.id, product, h + 1, ((mw_offer, offer),)))
     logger.info(
         "built %d bids for %s %s from %d plan(s)",

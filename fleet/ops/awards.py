@@ -134,11 +134,9 @@ def store_awards(
 
 
 def awards_from_bids(
-    bid_set: BidSet,
-    rules: MarketRules,
-    cleared: Mapping[str, Sequence[float]] | None = None,
+    bid_set: BidSet, rules: MarketRules, prices: Mapping[str, Sequence[float]]
 ) -> AwardSetIn:
-    """Clear a bid set at given energy prices (simulated market, for tests and demos).
+    """Clear a bid set at given energy prices (a simulated market, for tests and demos).
 
     Parameters
     ----------
@@ -146,11 +144,10 @@ def awards_from_bids(
         The bids.
     rules
         The market.
-    cleared
-        Per site: the energy price per hour [$/MWh] at which to read each curve; the
-        awarded MW is the curve's MW at that price (step reading: the last point at
-        or below the price). None awards every AS offer in full and the energy at
-        the curve's planned point (the middle point).
+    prices
+        Per site: the clearing energy price of each hour [$/MWh]. The awarded MW is
+        the curve's MW at that price (step reading: the last point at or below the
+        price, the first point below all). Every AS offer is awarded in full.
 
     Returns
     -------
@@ -162,32 +159,24 @@ def awards_from_bids(
     for bid in bid_set.bids:
         ts = start + dt.timedelta(hours=bid.hour_ending - 1)
         if bid.product == "energy":
-            if cleared is not None and bid.site_id in cleared:
-                price = cleared[bid.site_id][bid.hour_ending - 1]
-                below = [mw for mw, p in bid.curve if p <= price]
-                mw = below[-1] if below else bid.curve[0][0]
-            else:
-                mw = bid.curve[len(bid.curve) // 2][0]
-            awards.append(
-                AwardIn(
-                    site_id=bid.site_id,
-                    ts=ts,
-                    product="energy",
-                    award_mw=mw,
-                    unit="usd_per_mwh",
-                )
-            )
+            price = prices[bid.site_id][bid.hour_ending - 1]
+            below = [mw for mw, p in bid.curve if p <= price]
+            mw = below[-1] if below else bid.curve[0][0]
+            unit: Literal["usd_per_mwh", "usd_per_mw"] = "usd_per_mwh"
         else:
             mw = float(sum(q for q, _ in bid.curve))
-            awards.append(
-                AwardIn(
-                    site_id=bid.site_id,
-                    ts=ts,
-                    product=bid.product,
-                    award_mw=mw,
-                    unit="usd_per_mw",
-                )
+            unit = "usd_per_mw"
+        awards.append(
+            AwardIn.model_validate(
+                {
+                    "site_id": bid.site_id,
+                    "ts": ts,
+                    "product": bid.product,
+                    "award_mw": mw,
+                    "unit": unit,
+                }
             )
+        )
     return AwardSetIn(version=1, awards=awards)
 
 

@@ -31,6 +31,7 @@ from fleet.ops.scenario_builder import (
 )
 from fleet.store.bids import StoredBidSet, save_bid_set
 from fleet.store.dml import Bind, transaction
+from fleet.store.schedules import latest_schedule
 from fleet.store.sites import load_site_configs
 from fleet.store.tables import bid_sets
 
@@ -118,6 +119,23 @@ def fleet_from_store(bind: Bind, market: str) -> Fleet | None:
     return Fleet.model_construct(name="store", sites=sites, poi_groups=[])
 
 
+def planned_start_states(
+    bind: Bind, rules: MarketRules, operating_day: dt.date
+) -> dict[str, SiteState]:
+    """Return the SoC the newest stored schedule of the day starts from, per site.
+
+    That is the best estimate of the SoC at the start of the operating day (telemetry
+    at bidding time is a day earlier); empty when no schedule is stored.
+    """
+    stored = latest_schedule(bind, market=rules.name, operating_day=operating_day)
+    if stored is None or not stored.scenario:
+        return {}
+    return {
+        str(site["id"]): SiteState(soc=float(site["soc_initial"]))
+        for site in stored.scenario.get("sites", [])
+    }
+
+
 def check_bid_set(
     market: str,
     operating_day: dt.date,
@@ -130,7 +148,8 @@ def check_bid_set(
 
     This is the hook ``fleet/api/routers/markets.py`` calls. Without ``engine`` only
     the market's curve rules are checked; with it, the stored sites' limits and the
-    delivery check (SoC from the latest telemetry, else the site file's) too.
+    delivery check too, from the SoC the day's newest stored schedule starts at
+    (else the latest telemetry, else the site file's).
 
     Parameters
     ----------
@@ -164,6 +183,7 @@ def check_bid_set(
                 stale_after_ms=365 * 86_400_000,
             )
             states = {k: v for k, v in states.items() if v.soc is not None}
+            states.update(planned_start_states(engine, rules, operating_day))
         refusals = bid_set_refusals(fleet, rules, operating_day, payload, states=states)
     except DispatchInputError as exc:
         return str(exc)
@@ -195,6 +215,8 @@ def push_bid_set(
 ) -> tuple[StoredBidSet, list[Refusal]]:
     """Check a bid set and store it as the next version, accepted or refused.
 
+    ``states`` defaults to the SoC the day's newest stored schedule starts from.
+
     Returns
     -------
     tuple
@@ -205,6 +227,8 @@ def push_bid_set(
     DispatchInputError
         When the payload is malformed (nothing is stored).
     """
+    if states is None:
+        states = planned_start_states(bind, rules, operating_day)
     refusals = bid_set_refusals(
         fleet, rules, operating_day, payload, states=states, commitments=commitments
     )

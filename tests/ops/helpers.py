@@ -15,7 +15,9 @@ from tests.factories import make_fleet
 NODE = "HB_HOUSTON"
 
 
-def daily_prices(hours: int = 24, *, spike: float = 0.0, shift: float = 0.0) -> list[float]:
+def daily_prices(
+    hours: int = 24, *, spike: float = 0.0, shift: float = 0.0
+) -> list[float]:
     """A duck-curve energy price day [$/MWh] with an optional evening spike."""
     h = np.arange(hours)
     base = 30 + 25 * np.sin(2 * np.pi * (h - 11) / 24) + shift
@@ -83,12 +85,18 @@ def price_frame(
     rng = np.random.default_rng(seed)
     idx = pd.date_range(
         pd.Timestamp(start, tz="America/Chicago").tz_convert("UTC"),
-        pd.Timestamp(end + dt.timedelta(days=1), tz="America/Chicago").tz_convert("UTC"),
+        pd.Timestamp(end + dt.timedelta(days=1), tz="America/Chicago").tz_convert(
+            "UTC"
+        ),
         freq="h",
         inclusive="left",
     )
     local_hour = np.asarray(idx.tz_convert("America/Chicago").hour)
-    da = 30 + 25 * np.sin(2 * np.pi * (local_hour - 11) / 24) + rng.normal(0, 4, len(idx))
+    da = (
+        30
+        + 25 * np.sin(2 * np.pi * (local_hour - 11) / 24)
+        + rng.normal(0, 4, len(idx))
+    )
     rows = []
     series = {
         (node, "da_energy"): da,

@@ -31,7 +31,9 @@ def planned():
     result = solve(scn)
     alts = []
     for factor in (0.7, 1.4):
-        alt = with_energy_prices(scn, {NODE: [p * factor for p in scn.markets[NODE].energy]})
+        alt = with_energy_prices(
+            scn, {NODE: [p * factor for p in scn.markets[NODE].energy]}
+        )
         alts.append((alt, solve(alt)))
     return scn, result, build_bids(scn, result, RULES, DAY, alternatives=alts)
 
@@ -60,7 +62,9 @@ def test_build_bids_clear_the_planned_quantity_when_price_is_the_forecast(planne
         h = bid.hour_ending - 1
         below = [mw for mw, p in bid.curve if p <= prices[h]]
         cleared = below[-1] if below else bid.curve[0][0]
-        assert cleared == pytest.approx(sched.discharge_mw[h] - sched.charge_mw[h], abs=1e-2)
+        assert cleared == pytest.approx(
+            sched.discharge_mw[h] - sched.charge_mw[h], abs=1e-2
+        )
 
 
 def test_build_bids_offer_the_planned_as_mw_when_plan_carries_reserves(planned):
@@ -94,7 +98,9 @@ def test_rule_check_accepts_when_bid_keeps_the_rules():
 
 
 def test_rule_check_refuses_when_curve_not_monotone():
-    refusals = rule_refusals([_energy([(-10, 30), (0, 20), (10, 40)])], scenario(), RULES)
+    refusals = rule_refusals(
+        [_energy([(-10, 30), (0, 20), (10, 40)])], scenario(), RULES
+    )
     assert [r.rule for r in refusals] == ["curve_monotone"]
     assert "site site-01, hour_ending 1, energy" in refusals[0].message
 
@@ -196,7 +202,10 @@ def test_delivery_refuses_at_the_hour_energy_runs_out_when_reserves_last():
 
 
 def test_delivery_refuses_when_power_headroom_is_short():
-    bids = [Bid("site-01", "reg_up", 2, ((8.0, 1.0),)), _energy([(5, 10), (10, 20)], hour=2)]
+    bids = [
+        Bid("site-01", "reg_up", 2, ((8.0, 1.0),)),
+        _energy([(5, 10), (10, 20)], hour=2),
+    ]
     refusals = delivery_refusals(bids, scenario(), RULES)
     assert [(r.hour_ending, r.rule) for r in refusals] == [(2, "power_headroom")]
 
@@ -214,9 +223,27 @@ def test_delivery_counts_existing_awards_when_commitments_given():
 def test_parse_bids_names_the_field_when_curve_malformed():
     with pytest.raises(DispatchInputError, match=r"bids\[0\]\.curve\[1\]"):
         parse_bids(
-            {"bids": [{"site_id": "a", "product": "energy", "hour_ending": 1, "curve": [[0, 1], [1]]}]}
+            {
+                "bids": [
+                    {
+                        "site_id": "a",
+                        "product": "energy",
+                        "hour_ending": 1,
+                        "curve": [[0, 1], [1]],
+                    }
+                ]
+            }
         )
     with pytest.raises(DispatchInputError, match=r"bids\[0\]\.product='capacity'"):
         parse_bids(
-            {"bids": [{"site_id": "a", "product": "capacity", "hour_ending": 1, "curve": [[0, 1]]}]}
+            {
+                "bids": [
+                    {
+                        "site_id": "a",
+                        "product": "capacity",
+                        "hour_ending": 1,
+                        "curve": [[0, 1]],
+                    }
+                ]
+            }
         )

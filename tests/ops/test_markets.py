@@ -35,7 +35,9 @@ def test_load_market_rules_raises_when_market_unknown():
 
 
 def test_parse_market_rules_names_missing_field_when_file_incomplete():
-    with pytest.raises(DispatchInputError, match=r"x\.toml: missing field 'energy_curve'"):
+    with pytest.raises(
+        DispatchInputError, match=r"x\.toml: missing field 'energy_curve'"
+    ):
         parse_market_rules({"name": "X"}, "x.toml")
 
 

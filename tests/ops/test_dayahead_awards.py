@@ -1,0 +1,239 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from dispatch.markets import load_market_rules
+from dispatch.solve import solve
+from fleet.errors import FleetInputError
+from fleet.ops.awards import (
+    AwardIn,
+    AwardSetIn,
+    awards_from_bids,
+    check_awards,
+    commitments_from_awards,
+    latest_awards,
+    store_awards,
+)
+from fleet.ops.bids import check_bid_set, push_bid_set
+from fleet.ops.dayahead import run_dayahead
+from fleet.ops.scenario_builder import (
+    ScenarioInputs,
+    SiteState,
+    build_scenario,
+    operating_day_start,
+)
+from fleet.store.bids import latest_accepted_bid_set
+from fleet.store.schedules import get_schedule, list_versions
+from fleet.store.sites import save_fleet
+from tests.factories import battery_data, make_fleet, site_data
+from tests.ops.helpers import NODE, daily_prices, fleet
+
+RULES = load_market_rules("ERCOT")
+DAY = dt.date(2024, 7, 2)
+NOW = dt.datetime(2024, 7, 1, 14, 30, tzinfo=dt.UTC)
+
+
+def _prices(hours: int = 24) -> dict[str, dict[str, list[float]]]:
+    return {
+        NODE: {
+            "energy": daily_prices(hours, spike=50.0),
+            "reg_up": [6.0] * hours,
+            "reg_down": [4.0] * hours,
+            "spin": [3.0] * hours,
+        }
+    }
+
+
+def _dayahead(engine, states=None):
+    return run_dayahead(
+        engine,
+        fleet(2),
+        RULES,
+        DAY,
+        now=NOW,
+        prices=_prices(),
+        quantile_prices={"p10": {NODE: daily_prices(24, shift=-10)}},
+        states=states or {"site-01": SiteState(soc=0.5), "site-02": SiteState(soc=0.3)},
+    )
+
+
+def test_run_dayahead_stores_a_new_schedule_version_each_run(engine):
+    first = _dayahead(engine)
+    second = _dayahead(engine)
+    assert (first.version, second.version) == (1, 2)
+    assert list_versions(engine, market="ERCOT", operating_day=DAY) == [1, 2]
+    stored = get_schedule(engine, market="ERCOT", operating_day=DAY, version=1)
+    assert stored is not None
+    assert stored.status == "optimal"
+    assert stored.scenario["sites"][1]["soc_initial"] == pytest.approx(0.3)
+
+
+def test_run_dayahead_builds_bids_the_fleet_can_deliver(engine):
+    save_fleet(engine, fleet(2))
+    outcome = _dayahead(engine)
+    assert outcome.bids is not None
+    payload = outcome.bids.to_payload()
+    assert check_bid_set("ERCOT", DAY, payload) is None
+    assert check_bid_set("ERCOT", DAY, payload, engine=engine, now=NOW) is None
+
+
+def test_run_dayahead_stores_nothing_when_the_solve_fails(engine):
+    # Site 2 charges at 0.1 MW only but must end the day at 90 % from 20 %.
+    states = {"site-01": SiteState(soc=0.5), "site-02": SiteState(soc=0.2)}
+    slow = battery_data(charge_mw=0.1, soc_initial=0.9)
+    bad = make_fleet(
+        2, sites=[site_data("site-01"), site_data("site-02", battery=slow)]
+    )
+    outcome = run_dayahead(
+        engine,
+        bad,
+        RULES,
+        DAY,
+        now=NOW,
+        prices=_prices(),
+        quantile_prices={},
+        states=states,
+    )
+    assert outcome.version is None
+    assert outcome.status == "infeasible"
+    assert "site-02" in (outcome.reason or "")
+    assert list_versions(engine, market="ERCOT", operating_day=DAY) == []
+
+
+def test_push_bid_set_accepts_with_a_version_when_deliverable(engine):
+    outcome = _dayahead(engine)
+    stored, refusals = push_bid_set(
+        engine, fleet(2), RULES, DAY, outcome.bids.to_payload(), submitted_by="test"
+    )
+    assert refusals == []
+    assert (stored.status, stored.version) == ("accepted", 1)
+    assert (
+        latest_accepted_bid_set(engine, market="ERCOT", operating_day=DAY).version == 1
+    )
+
+
+def test_push_bid_set_refuses_with_site_hour_and_constraint_when_undeliverable(engine):
+    payload = {
+        "bids": [
+            {
+                "site_id": "site-02",
+                "product": "reg_up",
+                "hour_ending": 1,
+                "curve": [[9.0, 1.0]],
+            }
+        ]
+    }
+    states = {"site-02": SiteState(soc=0.1)}
+    stored, refusals = push_bid_set(
+        engine, fleet(2), RULES, DAY, payload, submitted_by="test", states=states
+    )
+    assert stored.status == "refused"
+    assert stored.refusal_reason.startswith(
+        "energy_up_cover: site site-02, hour_ending 1:"
+    )
+    assert [(r.site_id, r.hour_ending) for r in refusals] == [("site-02", 1)]
+    assert latest_accepted_bid_set(engine, market="ERCOT", operating_day=DAY) is None
+
+
+def test_check_bid_set_hook_refuses_rule_breaks_without_a_store():
+    payload = {
+        "bids": [
+            {
+                "site_id": "site-01",
+                "product": "energy",
+                "hour_ending": 1,
+                "curve": [[-5.0, 10.0], [0.0, 10.0], [5.0, 10.0]],
+            }
+        ]
+    }
+    reason = check_bid_set("ERCOT", DAY, payload)
+    assert reason is not None
+    assert reason.startswith("curve_repeats: site site-01, hour_ending 1, energy")
+    assert "no rules file" in (check_bid_set("NYISO", DAY, payload) or "")
+
+
+def test_commitments_from_awards_spread_hourly_awards_onto_the_grid():
+    start = operating_day_start(RULES, DAY)
+    awards = [
+        AwardIn(
+            site_id="site-01",
+            ts=start,
+            product="energy",
+            award_mw=4.0,
+            unit="usd_per_mwh",
+        ),
+        AwardIn(
+            site_id="site-01",
+            ts=start + dt.timedelta(hours=1),
+            product="reg_up",
+            award_mw=3.0,
+            unit="usd_per_mw",
+        ),
+    ]
+    com = commitments_from_awards(
+        awards, start=start, interval_minutes=15, intervals=12
+    )
+    site = com["site-01"]
+    assert site.net_mw == [4.0] * 4 + [None] * 8
+    assert site.reg_up_mw == [0.0] * 4 + [3.0] * 4 + [0.0] * 4
+
+
+def test_awards_are_honoured_when_fixed_as_commitments(engine):
+    outcome = _dayahead(engine)
+    energy = outcome.scenario.markets[NODE].energy
+    award_set = awards_from_bids(
+        outcome.bids, RULES, {"site-01": energy, "site-02": energy}
+    )
+    check_awards(award_set, RULES, DAY, ["site-01", "site-02"])
+    assert store_awards(engine, award_set, RULES, DAY) == len(award_set.awards)
+    frame = latest_awards(engine, RULES, DAY)
+    start = operating_day_start(RULES, DAY)
+    com = commitments_from_awards(frame, start=start, interval_minutes=60, intervals=24)
+    # Re-plan with very different prices: the awarded quantities must not move.
+    flipped = {NODE: {**_prices()[NODE], "energy": daily_prices(24, shift=40)[::-1]}}
+    scn = build_scenario(
+        fleet(2),
+        RULES,
+        ScenarioInputs(
+            start=start,
+            interval_minutes=60,
+            intervals=24,
+            prices=flipped,
+            states={"site-01": SiteState(soc=0.5), "site-02": SiteState(soc=0.3)},
+            commitments=com,
+        ),
+    )
+    result = solve(scn)
+    assert result.status == "optimal", result.reason
+    for row in frame.itertuples():
+        sched = result.sites[row.site_id]
+        h = int((pd.Timestamp(row.ts) - pd.Timestamp(start)) / pd.Timedelta(hours=1))
+        if row.product == "energy":
+            assert sched.discharge_mw[h] - sched.charge_mw[h] == pytest.approx(
+                row.award_mw, abs=1e-5
+            )
+        else:
+            assert getattr(sched, f"{row.product}_mw")[h] >= row.award_mw - 1e-5
+
+
+def test_check_awards_refuses_when_outside_the_operating_day():
+    late = operating_day_start(RULES, DAY + dt.timedelta(days=1))
+    award_set = AwardSetIn(
+        version=1,
+        awards=[
+            AwardIn(
+                site_id="site-01",
+                ts=late,
+                product="spin",
+                award_mw=1.0,
+                unit="usd_per_mw",
+            )
+        ],
+    )
+    with pytest.raises(
+        FleetInputError, match=r"awards\[0\]\.ts=.* is outside operating day"
+    ):
+        check_awards(award_set, RULES, DAY, ["site-01"])
