@@ -77,7 +77,7 @@ def seed(url: str, days: int, step_s: int) -> tuple[str, list[str]]:
     return secret, [s.id for s in fleet.sites]
 
 
-def start_server(url: str, port: int) -> subprocess.Popen[bytes]:
+def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     """Start uvicorn with the app factory in a separate process."""
     env = {
         **os.environ,
@@ -98,6 +98,8 @@ def start_server(url: str, port: int) -> subprocess.Popen[bytes]:
             "--log-level",
             "warning",
             "--no-access-log",
+            "--workers",
+            str(workers),
         ],
         cwd=ROOT,
         env=env,
@@ -118,7 +120,7 @@ def wait_ready(base: str, timeout_s: float = 30.0) -> None:
     raise RuntimeError(msg)
 
 
-def endpoints(site_ids: list[str]) -> list[tuple[str, str]]:
+def endpoints(site_ids: list[str], with_realized: bool) -> list[tuple[str, str]]:
     """Return (label, path) pairs cycled through by the load generator."""
     out: list[tuple[str, str]] = []
     for site in site_ids:
@@ -127,8 +129,11 @@ def endpoints(site_ids: list[str]) -> list[tuple[str, str]]:
             ("state", f"/v1/sites/{site}/state"),
             ("sites", "/v1/sites"),
             ("schedule", f"/v1/schedules/current?market={market}&site_id={site}"),
-            ("schedule-vs-realized", f"/v1/sites/{site}/schedule-vs-realized"),
         ]
+        if with_realized:
+            out.append(
+                ("schedule-vs-realized", f"/v1/sites/{site}/schedule-vs-realized")
+            )
     return out
 
 
@@ -181,6 +186,22 @@ async def load(
     return latencies, errors, elapsed, late
 
 
+def cpu_seconds(pid: int) -> float:
+    """Return the user+system CPU time of process ``pid`` [s] (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """Return the CPU time of ``pid`` and its children (uvicorn workers) [s]."""
+    total = cpu_seconds(pid)
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        for child in children.read_text().split():
+            total += cpu_seconds(int(child))
+    return total
+
+
 def pct(values: list[float], q: float) -> float:
     """Return the q-quantile (0-1) of ``values``."""
     ordered = sorted(values)
@@ -202,23 +223,31 @@ def main() -> None:
     parser.add_argument(
         "--duration", type=float, default=20.0, help="Load duration [s]."
     )
-    parser.add_argument("--max-inflight", type=int, default=64)
+    parser.add_argument("--max-inflight", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers.")
+    parser.add_argument(
+        "--with-realized",
+        action="store_true",
+        help="Add the dashboard's schedule-vs-realized endpoint to the mix.",
+    )
     parser.add_argument("--port", type=int, default=0, help="Default: a free port.")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="bessfleet-bench-")
     url = args.db or f"sqlite:///{tmp}/store.sqlite"
     key, site_ids = seed(url, args.days, args.step_s)
     port = args.port or free_port()
-    server = start_server(url, port)
+    server = start_server(url, port, args.workers)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base)
-        paths = endpoints(site_ids)
+        paths = endpoints(site_ids, args.with_realized)
         asyncio.run(load(base, key, paths, 20, 2, args.max_inflight))  # warm-up
         unloaded, _, _, _ = asyncio.run(load(base, key, paths, 10, 8, 1))
+        cpu_before = tree_cpu_seconds(server.pid)
         latencies, errors, elapsed, late = asyncio.run(
             load(base, key, paths, args.rate, args.duration, args.max_inflight)
         )
+        server_cpu_s = tree_cpu_seconds(server.pid) - cpu_before
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -234,6 +263,11 @@ def main() -> None:
         f"offered {args.rate:.0f} req/s for {args.duration:.0f} s from a separate "
         f"process; achieved {total / elapsed:.1f} req/s; errors {errors}; "
         f"late sends {late}"
+    )
+    print(
+        f"server CPU {server_cpu_s * 1000 / total:.2f} ms per request "
+        f"(one core could serve ~{total / server_cpu_s:.0f} req/s of this mix); "
+        f"load average {os.getloadavg()[0]:.1f} at the end"
     )
     print(f"{'endpoint':<24}{'n':>7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     everything: list[float] = []

@@ -58,7 +58,7 @@ MetricsDep = Annotated["ApiMetrics", Depends(get_metrics)]
 
 
 class KeyCache:
-    """Recently authenticated keys, kept ``ttl_s`` seconds (bounded; cleared on revoke).
+    """Recently authenticated keys by hash, kept ``ttl_s`` s (bounded; cleared on revoke).
 
     A key revoked through the API stops working at once (the cache is cleared); one
     revoked from the CLI in another process stops working within ``ttl_s``.
@@ -71,7 +71,7 @@ class KeyCache:
 
     def get(self, secret: str) -> key_store.ApiKey | None:
         """Return the cached key for ``secret`` if still fresh."""
-        entry = self._entries.get(secret)
+        entry = self._entries.get(key_store.hash_key(secret))
         if entry is None or time.monotonic() - entry[0] > self.ttl_s:
             return None
         return entry[1]
@@ -80,7 +80,7 @@ class KeyCache:
         """Remember a successful authentication."""
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
-        self._entries[secret] = (time.monotonic(), key)
+        self._entries[key_store.hash_key(secret)] = (time.monotonic(), key)
 
     def clear(self) -> None:
         """Forget every cached key (after a revocation)."""

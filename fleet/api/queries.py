@@ -249,12 +249,7 @@ def telemetry_buckets(
     if dev is not None:
         query = query.where(m.dev_id == dev)
     else:
-        devs = [
-            r[0]
-            for r in conn.execute(
-                sa.select(tlm_latest.c.dev_id).where(tlm_latest.c.site_id == site_id)
-            )
-        ]
+        devs = site_devices(conn, site_id)
         if devs:
             # lets the (site_id, dev_id, ts_ms) key serve the time range
             query = query.where(m.dev_id.in_(devs))
@@ -287,16 +282,28 @@ def telemetry_buckets(
     return out
 
 
+def site_devices(conn: sa.Connection, site_id: str) -> list[str]:
+    """Return the device ids a site has reported (from the latest-state table)."""
+    return [
+        str(r[0])
+        for r in conn.execute(
+            sa.select(tlm_latest.c.dev_id).where(tlm_latest.c.site_id == site_id)
+        )
+    ]
+
+
 def count_samples(
     conn: sa.Connection, *, site_id: str, start_ms: int, end_ms: int
 ) -> tuple[int, int]:
     """Return (distinct sample times, devices) of a site in [start_ms, end_ms)."""
     m = tlm_measurements.c
-    row = conn.execute(
-        sa.select(
-            sa.func.count(sa.distinct(m.ts_ms)), sa.func.count(sa.distinct(m.dev_id))
-        ).where(m.site_id == site_id, m.ts_ms >= start_ms, m.ts_ms < end_ms)
-    ).one()
+    query = sa.select(
+        sa.func.count(sa.distinct(m.ts_ms)), sa.func.count(sa.distinct(m.dev_id))
+    ).where(m.site_id == site_id, m.ts_ms >= start_ms, m.ts_ms < end_ms)
+    devs = site_devices(conn, site_id)
+    if devs:
+        query = query.where(m.dev_id.in_(devs))
+    row = conn.execute(query).one()
     return int(row[0]), int(row[1])
 
 
