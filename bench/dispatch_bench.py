@@ -206,7 +206,7 @@ def main() -> None:
     print(f"{'batteries':>9} {'total s':>8} {'mono s':>8}  path")
     for n in args.arbitrage:
         scn = arbitrage_scenario(n)
-        total, res = _median_solve(scn, SolveOptions(), args.repeats)
+        total, res = _median_solve(scn, SolveOptions(workers=1), args.repeats)
         mono_s, _ = _median_solve(scn, SolveOptions(decompose=False), args.repeats)
         print(
             f"{n:>9} {total:>8.3f} {mono_s:>8.3f}  {res.status} {res.solve.path[:80]}"

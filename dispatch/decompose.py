@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing as mp
+import os
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from dispatch.lp import LpProblem, build_lp
 from dispatch.result import REVENUE_KEYS, Result, SolveInfo
 from dispatch.solve import (
+    AUTO_POOL_MIN_COMPONENTS,
     ComponentSolution,
     ExactSolver,
     SolveOptions,
@@ -299,7 +301,9 @@ class _ExecutorPool:
     def evaluate(
         self, which: list[int], price: float, full: bool, left_s: float | None
     ) -> list[ComponentSolution]:
-        n_chunks = min(len(which), 4 * max(1, self.options.workers))
+        n_chunks = min(
+            len(which), 4 * max(1, self.options.workers or os.cpu_count() or 1)
+        )
         size = max(1, math.ceil(len(which) / max(1, n_chunks)))
         futures = []
         for start in range(0, len(which), size):
@@ -340,11 +344,14 @@ def solve_decomposed(
     Result
     """
     comps = components(scn)
+    workers = options.workers
+    if workers is None:
+        workers = (os.cpu_count() or 1) if len(comps) >= AUTO_POOL_MIN_COMPONENTS else 1
     pool: _Pool
     if options.executor is not None:
         pool = _ExecutorPool(scn, comps, options, options.executor)
-    elif options.workers > 1 and len(comps) > 1:
-        pool = _ProcessPool(scn, comps, options, min(options.workers, len(comps)))
+    elif workers > 1 and len(comps) > 1:
+        pool = _ProcessPool(scn, comps, options, min(workers, len(comps)))
     else:
         pool = _LocalPool(scn, comps, options)
     try:
@@ -479,7 +486,7 @@ class _Coupler:
             width = hi_price - lo_price
             step = f_hi * width / (f_hi - f_lo) if f_hi > f_lo else 0.5 * width
             mid = hi_price - step
-            if not lo_price + 0.02 * width <= mid <= hi_price - 0.02 * width:
+            if not lo_price + 1e-3 * width <= mid <= hi_price - 1e-3 * width:
                 mid = lo_price + 0.5 * width
             sols, cap = evaluate(mid)
             if cap >= need - 1e-9:

@@ -58,6 +58,10 @@ def solver_name() -> str:
     return f"highs {_first_highs()}"
 
 
+AUTO_POOL_MIN_COMPONENTS = 16
+"""Components from which ``workers=None`` starts a process pool."""
+
+
 @dataclass(frozen=True, slots=True)
 class SolveOptions:
     """Options of a dispatch solve.
@@ -68,8 +72,10 @@ class SolveOptions:
         Wall-clock limit of the whole solve [s]; None for no limit.
     mip_rel_gap : float
         Relative MIP gap at which HiGHS stops (the spec's "optimal" needs ≤ 1e-5).
-    workers : int
-        Worker processes for independent components (1 solves in this process).
+    workers : int or None
+        Worker processes for independent components (1 solves in this process); None
+        picks one per CPU when there are at least :data:`AUTO_POOL_MIN_COMPONENTS`
+        components, else 1.
     executor : concurrent.futures.Executor or None
         An executor to run component solves on (e.g. ``dask_client.get_executor()``);
         overrides ``workers``.
@@ -91,7 +97,7 @@ class SolveOptions:
 
     time_limit_s: float | None = None
     mip_rel_gap: float = 1e-6
-    workers: int = 1
+    workers: int | None = 1
     executor: Executor | None = field(default=None, compare=False)
     decompose: bool = True
     backend: Literal["matrix", "pyomo"] = "matrix"

@@ -32,11 +32,14 @@ def solve_cmd(
         float | None, typer.Option("--time-limit", help="Time limit [s].", min=0.0)
     ] = None,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--workers", help="Worker processes for independent sites.", min=1
+            "--workers",
+            help="Worker processes for independent sites (default: one per CPU for "
+            "large fleets, else 1).",
+            min=1,
         ),
-    ] = 1,
+    ] = None,
     mip_gap: Annotated[
         float, typer.Option("--mip-gap", help="Relative MIP gap.", min=0.0, max=1.0)
     ] = 1e-6,
