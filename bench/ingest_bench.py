@@ -1,0 +1,408 @@
+"""Benchmark the telemetry ingest: Mosquitto -> bessfleet ingest -> SQLite (PostgreSQL).
+
+Prints figures, asserts nothing. Two phases on one broker started here:
+
+1. throughput: M messages from N simulated sites are published at QoS 1 into the
+   persistent sessions of both ``mosquitto_sub`` (to /dev/null) and the ingest, then
+   each drains its backlog alone, timed; messages/s of both and their ratio;
+2. live: the ingest runs while sites publish at a fixed rate; publish-to-commit
+   latency p50/p99 (commit seen by polling the table) and the lost count.
+
+Usage::
+
+    .venv/bin/python bench/ingest_bench.py --sites 20 --messages 100000 [--pg URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+REPO = Path(__file__).resolve().parents[1]
+BESSFLEET = str(REPO / ".venv" / "bin" / "bessfleet")
+GROUP = "ercot"
+TOPIC_FILTER = "bess/v1/+/+/up/#"
+
+CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location {data}/
+autosave_interval 60
+max_queued_messages 0
+max_queued_bytes 1073741824
+max_inflight_messages 0
+persistent_client_expiration 7d
+message_size_limit 262144
+{user}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def start_broker(data: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    data.mkdir(parents=True, exist_ok=True)
+    conf = data / "mosquitto.conf"
+    user = "user root" if os.geteuid() == 0 else ""
+    conf.write_text(CONF.format(port=port, data=data, user=user))
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, port
+        time.sleep(0.05)
+    msg = "mosquitto did not start"
+    raise RuntimeError(msg)
+
+
+def site_ids(n: int) -> list[str]:
+    return [f"bench-{i:03d}" for i in range(n)]
+
+
+def prepare_store(url: str, n_sites: int) -> None:
+    from fleet.store.engine import make_engine
+    from fleet.store.migrate import upgrade
+    from fleet.store.tables import metadata
+
+    upgrade(url)
+    engine = make_engine(url)
+    sites = metadata.tables["sites"]
+    battery = {
+        "energy_mwh": 200.0,
+        "charge_mw": 100.0,
+        "discharge_mw": 100.0,
+        "soc_min": 0.05,
+        "soc_max": 0.95,
+        "cells_in_series": 416,
+        "strings": 527,
+    }
+    import datetime as dt
+
+    with engine.begin() as conn:
+        for name in (
+            "tlm_measurements",
+            "tlm_latest",
+            "tlm_seq_tracker",
+            "tlm_quarantine",
+        ):
+            conn.execute(sa.text(f"DELETE FROM {name}"))
+        conn.execute(sa.delete(sites))
+        conn.execute(
+            sa.insert(sites),
+            [
+                {
+                    "id": s,
+                    "name": s,
+                    "market": "ERCOT",
+                    "node": "HB_WEST",
+                    "meter": "front",
+                    "config": {"id": s, "mqtt_group": GROUP, "battery": battery},
+                    "updated_at": dt.datetime.now(dt.UTC),
+                }
+                for s in site_ids(n_sites)
+            ],
+        )
+    engine.dispose()
+
+
+def payload(site: str, dev: str, seq: int, ts: int) -> bytes:
+    if dev == "bank1":
+        m: dict[str, Any] = {
+            "soc_pct": 50.0 + (seq % 400) / 10,
+            "p_dc_w": -1250000.0,
+            "v_dc_v": 1372.8,
+            "i_dc_a": -910.5,
+            "cell_v_max_v": 3.312,
+            "cell_v_min_v": 3.298,
+            "cell_t_max_c": 31.5,
+            "cell_t_min_c": 24.0,
+            "i_cha_max_a": 1400,
+            "i_dis_max_a": 1400,
+            "cha_st": "CHARGING",
+            "state": "CONNECTED",
+            "loc_rem": "REMOTE",
+            "evt1": 0,
+        }
+    else:
+        m = {"p_ac_w": -1230000.0, "q_ac_var": 0.0, "f_hz": 60.01}
+    body = {"v": 1, "site": site, "dev": dev, "sid": 1, "seq": seq, "ts": ts, "m": m}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def publisher(
+    port: int, sites: list[str], per_site: int, seq0: int, rate: float | None, tag: str
+) -> None:
+    """Publish ``per_site`` messages per site (alternating bank1/pcs1) at QoS 1."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"bench-pub-{tag}",
+        protocol=mqtt.MQTTv5,
+    )
+    client.max_inflight_messages_set(2000)
+    client.max_queued_messages_set(0)
+    acked = [0]
+    client.on_publish = lambda *_a: acked.__setitem__(0, acked[0] + 1)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    last: dict[tuple[str, str], int] = {}
+    base = now_ms() - 120_000
+    start = time.monotonic()
+    sent = 0
+    for k in range(per_site):
+        for site in sites:
+            dev = "bank1" if k % 2 == 0 else "pcs1"
+            seq = seq0 + k // 2 + 1
+            if rate is None:
+                ts = base + seq
+            else:
+                ts = max(now_ms(), last.get((site, dev), 0) + 1)
+                last[(site, dev)] = ts
+            client.publish(
+                f"bess/v1/{GROUP}/{site}/up/tlm/{dev}",
+                payload(site, dev, seq, ts),
+                qos=1,
+            )
+            sent += 1
+            if rate is not None:
+                ahead = sent / rate - (time.monotonic() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
+    while acked[0] < sent:
+        time.sleep(0.01)
+    client.disconnect()
+    client.loop_stop()
+
+
+def publish(
+    port: int, n_sites: int, total: int, procs: int, seq0: int, rate: float | None
+) -> float:
+    sites = site_ids(n_sites)
+    chunks = [sites[i::procs] for i in range(procs)]
+    per_site = total // n_sites
+    start = time.monotonic()
+    ctx = mp.get_context("spawn")
+    workers = [
+        ctx.Process(
+            target=publisher,
+            args=(
+                port,
+                chunk,
+                per_site,
+                seq0,
+                None if rate is None else rate / procs,
+                f"{seq0}-{i}",
+            ),
+        )
+        for i, chunk in enumerate(chunks)
+        if chunk
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return time.monotonic() - start
+
+
+def count(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(sa.text("SELECT count(*) FROM tlm_measurements")).scalar_one()
+        )
+
+
+def start_ingest(db: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    fh = log.open("ab")
+    proc = subprocess.Popen(
+        [
+            BESSFLEET,
+            "ingest",
+            "--db",
+            db,
+            "--mqtt-url",
+            f"mqtt://127.0.0.1:{port}",
+            "--client-id",
+            "bench-ingest",
+        ],
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+    )
+    for _ in range(1200):
+        if b"subscribed to" in log.read_bytes():
+            return proc
+        time.sleep(0.05)
+    raise RuntimeError(log.read_text()[-2000:])
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def run(db: str, label: str, args: argparse.Namespace, tmp: Path) -> None:
+    from fleet.store.engine import make_engine
+
+    prepare_store(db, args.sites)
+    broker, port = start_broker(tmp / f"broker-{label}")
+    engine = make_engine(db)
+    log = tmp / f"ingest-{label}.log"
+    try:
+        # register both persistent sessions, then publish the backlog into them
+        subprocess.run(
+            [
+                "mosquitto_sub",
+                "-p",
+                str(port),
+                "-t",
+                TOPIC_FILTER,
+                "-q",
+                "1",
+                "-c",
+                "-i",
+                "bench-sub",
+                "-E",
+            ],
+            check=True,
+        )
+        stop(start_ingest(db, port, log))
+        n = (args.messages // args.sites) * args.sites
+        pub_s = publish(port, args.sites, n, args.publishers, 0, None)
+        print(
+            f"[{label}] published {n:,} QoS 1 messages from {args.sites} sites in {pub_s:.1f} s ({n / pub_s:,.0f} msg/s)"
+        )
+
+        t0 = time.monotonic()
+        subprocess.run(
+            [
+                "mosquitto_sub",
+                "-p",
+                str(port),
+                "-t",
+                TOPIC_FILTER,
+                "-q",
+                "1",
+                "-c",
+                "-i",
+                "bench-sub",
+                "-C",
+                str(n),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        sub_rate = n / (time.monotonic() - t0)
+
+        proc = start_ingest(db, port, log)
+        t0 = time.monotonic()
+        while count(engine) < n and time.monotonic() - t0 < 600:
+            time.sleep(0.05)
+        ingest_s = time.monotonic() - t0
+        stored = count(engine)
+        ingest_rate = stored / ingest_s
+        print(
+            f"[{label}] mosquitto_sub (QoS 1, to /dev/null) drained at {sub_rate:,.0f} msg/s"
+        )
+        print(
+            f"[{label}] bessfleet ingest drained and committed at {ingest_rate:,.0f} msg/s (ratio {ingest_rate / sub_rate:.2f}); lost {n - stored}"
+        )
+
+        # live phase: fixed publish rate, latency from publish (payload ts) to visible commit
+        live_n = int(args.live_rate * args.live_seconds)
+        live_n = (live_n // args.sites) * args.sites
+        seen: dict[tuple[str, str, int], int] = {}
+        before = count(engine)
+        ctx = mp.get_context("spawn")
+        pub = ctx.Process(
+            target=publish,
+            args=(port, args.sites, live_n, args.publishers, 10**7, args.live_rate),
+        )
+        t_start = now_ms()
+        pub.start()
+        lat: list[int] = []
+        deadline = time.monotonic() + args.live_seconds + 60
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                new = conn.execute(
+                    sa.text(
+                        "SELECT site_id, dev_id, ts_ms FROM tlm_measurements WHERE seq > 10000000 AND received_at_ms >= :t"
+                    ),
+                    {"t": t_start - 1000},
+                ).all()
+            t_seen = now_ms()
+            for site, dev, ts in new:
+                if (site, dev, ts) not in seen:
+                    seen[(site, dev, ts)] = t_seen
+                    lat.append(t_seen - ts)
+            if not pub.is_alive() and count(engine) - before >= live_n:
+                break
+            time.sleep(0.02)
+        pub.join()
+        lost = live_n - (count(engine) - before)
+        lat.sort()
+        if lat:
+            p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
+            print(
+                f"[{label}] live {args.live_rate:,.0f} msg/s for {args.live_seconds:.0f} s: publish-to-commit p50 {p50} ms, p99 {p99} ms (20 ms polling), lost {lost}"
+            )
+        stop(proc)
+    finally:
+        engine.dispose()
+        broker.terminate()
+        broker.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description="Telemetry ingest benchmark (figures, not assertions)."
+    )
+    parser.add_argument("--sites", type=int, default=20)
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument("--live-rate", type=float, default=3000.0)
+    parser.add_argument("--live-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--pg",
+        help="PostgreSQL URL to bench as well (a scratch database: tables are emptied)",
+    )
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        print(
+            f"machine: {os.cpu_count()} CPUs; sites={args.sites} messages={args.messages:,}"
+        )
+        run(f"sqlite:///{tmp / 'bench.sqlite'}", "sqlite", args, tmp)
+        if args.pg:
+            run(args.pg, "postgresql", args, tmp)
+
+
+if __name__ == "__main__":
+    main()
