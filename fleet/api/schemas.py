@@ -20,6 +20,10 @@ MarketName = Annotated[
 SiteIdPath = Annotated[str, Field(pattern=SITE_ID_PATTERN, examples=["tx-odessa-01"])]
 
 
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+"""A float that is neither NaN nor infinite."""
+
+
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -320,7 +324,7 @@ class BidIn(_In):
     site_id: str = Field(pattern=SITE_ID_PATTERN)
     product: Literal["energy", "reg_up", "reg_down", "spin", "capacity"]
     hour_ending: int = Field(ge=1, le=25, description="Hour ending (1-24, 25 on DST).")
-    curve: list[tuple[float, float]] = Field(
+    curve: list[tuple[FiniteFloat, FiniteFloat]] = Field(
         min_length=1,
         max_length=10,
         description="(MW, price) pairs, MW - = charge, non-decreasing in both.",

@@ -620,3 +620,30 @@ def test_openapi_documents_examples_and_security_when_fetched(
     schemes = doc["components"]["securitySchemes"]
     assert {"HTTPBearer", "APIKeyHeader"} <= set(schemes)
     assert doc["components"]["schemas"]["BidSetIn"]["examples"]
+
+
+def test_bids_are_stored_refused_with_reason_when_ops_check_refuses(
+    client: httpx.Client, store: Store
+) -> None:
+    pytest.importorskip("fleet.ops.bids")
+    body = {
+        "bids": [
+            {
+                "site_id": "tx-ennis-01",
+                "product": "energy",
+                "hour_ending": 10,
+                "curve": [[0.0, 10.0], [500.0, 20.0]],
+            }
+        ]
+    }
+    response = client.put(
+        "/v1/markets/ERCOT/bids/2030-06-05", json=body, headers=auth(store, "scheduler")
+    )
+    assert response.status_code == 201, response.text
+    stored = response.json()
+    assert stored["status"] == "refused"
+    assert "tx-ennis-01" in stored["refusal_reason"]
+    log = client.get(
+        "/v1/audit", params={"object_type": "bid_set"}, headers=auth(store, "admin")
+    ).json()["items"]
+    assert log[0]["action"] == "bids.refused"

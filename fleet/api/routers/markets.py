@@ -49,7 +49,9 @@ def _check_day(day: dt.date) -> None:
         raise InputError(msg, ("path", "operating_day"))
 
 
-def check_bid_set(market: str, operating_day: dt.date, bid_set: BidSetIn) -> str | None:
+def check_bid_set(
+    market: str, operating_day: dt.date, bid_set: BidSetIn, engine: sa.Engine
+) -> str | None:
     """Return a refusal reason for a bid set, or None to accept it.
 
     The structural checks (curve monotonic, no duplicate site/product/hour) are done
@@ -78,7 +80,7 @@ def check_bid_set(market: str, operating_day: dt.date, bid_set: BidSetIn) -> str
     hook = getattr(ops_bids, "check_bid_set", None)
     if hook is None:
         return None
-    reason = hook(market, operating_day, bid_set.model_dump(mode="json"))
+    reason = hook(market, operating_day, bid_set.model_dump(mode="json"), engine=engine)
     return None if reason is None else str(reason)
 
 
@@ -119,7 +121,7 @@ def put_bids(
         if bid.site_id not in known:
             msg = f"bids[{i}].site_id={bid.site_id!r} is not a site of the fleet"
             raise InputError(msg, ("body", "bids", i, "site_id"))
-    reason = check_bid_set(mkt, operating_day, bid_set)
+    reason = check_bid_set(mkt, operating_day, bid_set, engine)
     status = "accepted" if reason is None else "refused"
     with engine.begin() as conn:
         version = bid_set.schedule_version or queries.next_bid_version(
