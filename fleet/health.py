@@ -3,8 +3,8 @@
 ``scan_site`` reads a site's battery-device telemetry from the store, computes the
 daily features (``forecasting.health.features``), runs the detectors
 (``forecasting.health.detectors``) and keeps one open alert per (site, device, kind):
-a condition found on the latest day opens or refreshes its alert, an open alert
-whose condition is no longer found that day is closed. ``dispatch_limits`` turns open
+a condition found within the last ``hold_days`` days opens or refreshes its alert, an
+open alert whose condition was not found in that window is closed. ``dispatch_limits`` turns open
 critical alerts into the configured dispatch policy (derate or exclude).
 """
 
@@ -53,6 +53,9 @@ class HealthPolicy(BaseModel):
     """Fraction (0-1) of rated power a derated site keeps."""
     anomaly_model: bool = False
     """Also run the IsolationForest detector (info-level findings)."""
+    hold_days: int = Field(default=3, ge=1, le=30)
+    """A condition found on any of the last ``hold_days`` days keeps its alert open
+    (an idle day gives no evidence either way); none found in that window closes it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,7 @@ class ScanResult:
     day: dt.date | None
     """Latest day with telemetry (None when there was none)."""
     findings: tuple[Finding, ...]
-    """Findings on that day."""
+    """The latest finding per (device, kind) within the policy's hold window."""
     opened: tuple[int, ...]
     """Ids of alerts opened."""
     refreshed: tuple[int, ...]
@@ -127,6 +130,7 @@ def findings_for(
     findings = run_detectors(features, config)
     if anomaly_model:
         findings.extend(detect_anomalies(features))
+        findings.sort(key=lambda f: f.day)
     return findings
 
 
@@ -177,8 +181,12 @@ def scan_site(
         dt.datetime.fromtimestamp(int(ts) / 1000, dt.UTC).date()
         for ts in samples["ts_ms"]
     )
-    current = [f for f in findings if f.day == last_day]
-    return _apply(bind, site_id, last_day, current, now)
+    window_start = last_day - dt.timedelta(days=policy.hold_days - 1)
+    latest: dict[tuple[str, str, str], Finding] = {}
+    for finding in findings:
+        if finding.day >= window_start:
+            latest[finding.key] = finding  # findings are sorted by day
+    return _apply(bind, site_id, last_day, list(latest.values()), now)
 
 
 def _apply(

@@ -61,7 +61,8 @@ def test_passport_matches_hand_numbers_when_module_swapped_after_one_day(
     assert new.asset.position == "rack1/bank1"
     assert old.spread_mv == pytest.approx(12.0)
     assert old.fade_per_year is None
-    assert old.grade is not None and old.grade.name == "A"
+    assert old.grade is not None
+    assert old.grade.name == "A"
     doc = new.as_json()
     assert doc["feoc"] is True
     assert doc["installations"][0]["start"] == "2026-01-02T00:00:00+00:00"
@@ -160,4 +161,4 @@ def test_cli_assets_import_and_swap_record_events_when_run(
             ]
         )
     assert asset_store.get_asset(engine, "MOD-2").dev_id == "bank1"
-    assert EPOCH_2026_MS == int(T0.timestamp() * 1000)
+    assert int(T0.timestamp() * 1000) == EPOCH_2026_MS

@@ -29,7 +29,9 @@ def test_raise_alert_updates_open_alert_when_same_key(engine: sa.Engine) -> None
     first, new = _raise(engine)
     again, new_again = _raise(engine, severity="critical")
     other, other_new = _raise(engine, dev="bank2")
-    assert new and not new_again and other_new
+    assert new
+    assert not new_again
+    assert other_new
     assert again == first != other
     alert = alert_store.get_alert(engine, first)
     assert alert.severity == "critical"
@@ -50,7 +52,8 @@ def test_raise_alert_opens_new_alert_when_previous_closed(engine: sa.Engine) -> 
     first, _ = _raise(engine)
     alert_store.close_alert(engine, first, now=NOW)
     second, new = _raise(engine)
-    assert new and second != first
+    assert new
+    assert second != first
     assert [a.id for a in alert_store.list_alerts(engine)] == [second]
     assert len(alert_store.list_alerts(engine, open_only=False)) == 2
 

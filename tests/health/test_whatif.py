@@ -73,7 +73,8 @@ def test_compare_sourcing_matches_hand_numbers_when_three_mixes(
     # 2027 threshold 60 %: 0.6 non-FEOC passes exactly, ITC = 30 % of $10M.
     assert sixty.threshold == pytest.approx(0.60)
     assert sixty.non_feoc_share == pytest.approx(0.60)
-    assert sixty.passes and sixty.new_site
+    assert sixty.passes
+    assert sixty.new_site
     assert sixty.itc_value_usd == pytest.approx(3_000_000)
     assert sixty.net_capex_usd == pytest.approx(7_000_000)
     # 0.55 < 0.60: the whole $3M credit is at risk.
@@ -96,7 +97,7 @@ def test_load_whatif_raises_naming_scenario_when_shares_do_not_sum(
     path.write_text(
         path.read_text().replace("cost_share = 0.1\n", "cost_share = 0.2\n")
     )
-    with pytest.raises(FleetInputError, match="scenario '60pct'.*sum to 1.1"):
+    with pytest.raises(FleetInputError, match=r"scenario '60pct'.*sum to 1.1"):
         load_whatif(path)
 
 
