@@ -169,31 +169,40 @@ def write_samples(
             duplicates[sample.site_id] += 1
         else:
             conflicts.append(_conflict(sample, first.payload_hash))
-    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for site, dev, ts in by_key:
-        groups[(site, dev)].append(ts)
     m = tt.tlm_measurements
-    for (site, dev), stamps in groups.items():
-        existing = conn.execute(
-            sa.select(m.c.ts_ms, m.c.payload_hash).where(
-                m.c.site_id == site, m.c.dev_id == dev, m.c.ts_ms.in_(stamps)
-            )
-        ).all()
-        for ts, stored_hash in existing:
-            sample = by_key.pop((site, dev, ts))
-            if stored_hash == sample.payload_hash:
-                duplicates[site] += 1
-            else:
-                conflicts.append(_conflict(sample, stored_hash))
-    new = list(by_key.values())
-    if new:
-        conn.execute(
-            _insert(conn, m).on_conflict_do_nothing(
-                index_elements=["site_id", "dev_id", "ts_ms"]
-            ),
-            [_sample_row(s, received_at_ms) for s in new],
+    new: list[Sample] = []
+    if by_key:
+        # insert first; the rare keys that already existed are classified afterwards
+        stmt = (
+            _insert(conn, m)
+            .on_conflict_do_nothing(index_elements=["site_id", "dev_id", "ts_ms"])
+            .returning(m.c.site_id, m.c.dev_id, m.c.ts_ms)
         )
-        _upsert_latest(conn, new, received_at_ms)
+        inserted = {
+            (r[0], r[1], int(r[2]))
+            for r in conn.execute(
+                stmt, [_sample_row(s, received_at_ms) for s in by_key.values()]
+            )
+        }
+        new = [s for k, s in by_key.items() if k in inserted]
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for site, dev, ts in by_key:
+            if (site, dev, ts) not in inserted:
+                groups[(site, dev)].append(ts)
+        for (site, dev), stamps in groups.items():
+            existing = conn.execute(
+                sa.select(m.c.ts_ms, m.c.payload_hash).where(
+                    m.c.site_id == site, m.c.dev_id == dev, m.c.ts_ms.in_(stamps)
+                )
+            ).all()
+            for ts, stored_hash in existing:
+                sample = by_key[(site, dev, int(ts))]
+                if stored_hash == sample.payload_hash:
+                    duplicates[site] += 1
+                else:
+                    conflicts.append(_conflict(sample, stored_hash))
+        if new:
+            _upsert_latest(conn, new, received_at_ms)
     all_q = quarantined + conflicts
     if all_q:
         conn.execute(
