@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +43,7 @@ FAULT = InjectedFault("fan_failure", "bank2", 7, 3.0)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[tuple[str, str]]:
+def store(tmp_path: Path) -> tuple[str, str]:
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     upgrade(url)
     engine = make_engine(url)
@@ -52,7 +51,7 @@ def store(tmp_path: Path) -> Iterator[tuple[str, str]]:
     with engine.begin() as conn:
         secret = key_store.create_key(conn, role="viewer").secret
     engine.dispose()
-    yield url, secret
+    return url, secret
 
 
 def _batches(midnight: dt.datetime) -> tuple[list[tuple[str, bytes]], int]:
