@@ -614,6 +614,7 @@ class IngestWorker:
         )
         self._paused = True
         self.client.disconnect()
+        self.client.loop_stop()  # a user disconnect ends paho's network thread
         while True:
             try:
                 self._queue.get_nowait()
@@ -632,7 +633,11 @@ class IngestWorker:
         self._paused = False
         if not self._stop.is_set():
             logger.info("store back: reconnecting")
-            self.client.reconnect()
+            try:
+                self.client.reconnect()
+            except OSError as exc:
+                logger.warning("reconnect failed (%s); paho keeps retrying", exc)
+            self.client.loop_start()
         del batch
 
     def _periodic(self) -> None:

@@ -82,6 +82,12 @@ def ingest(
         float,
         typer.Option(min=0.0, help="Gap age before a backfill request [s]."),
     ] = 60.0,
+    disconnect_after_s: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Disconnect when the store stays down this long [s]."
+        ),
+    ] = 30.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run an ingest worker: MQTT QoS 1 in, validate, commit, then ack (spec 8).
@@ -111,6 +117,7 @@ def ingest(
                 batch_ms=batch_ms,
                 protocol=protocol,
                 reorder_timeout_s=reorder_timeout_s,
+                disconnect_after_s=disconnect_after_s,
             ),
         )
     except StoreError as exc:

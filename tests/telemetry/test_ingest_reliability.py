@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,6 +220,35 @@ def test_ingest_holds_then_catches_up_when_database_locked(
         ingest.stop()
 
 
+@pytest.mark.slow
+def test_ingest_disconnects_then_resumes_when_database_down_for_long(
+    store_url: str, broker: Broker, tmp_path: Path
+) -> None:
+    log = tmp_path / "ingest.log"
+    ingest = IngestProcess(
+        store_url, broker.url, log, extra=("--disconnect-after-s", "2")
+    ).start()
+    pub = Publisher(broker.host, broker.port, "pub-outage")
+    path = store_url.removeprefix("sqlite:///")
+    lock = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        mids = pub.publish_all(stream(2000))
+        pub.wait_acked(mids)
+        wait_until(
+            lambda: b"disconnecting" in log.read_bytes(), 60, "the ingest to let go"
+        )
+        lock.execute("ROLLBACK")
+        wait_until(
+            lambda: count(store_url, STORED) == 2000, 90, "catch-up after the outage"
+        )
+        assert b"store back: reconnecting" in log.read_bytes()
+    finally:
+        lock.close()
+        pub.close()
+        ingest.stop()
+
+
 def test_ingest_records_birth_and_ignores_stale_will_when_sid_differs(
     store_url: str, broker: Broker, tmp_path: Path
 ) -> None:
@@ -257,7 +285,3 @@ def test_ingest_records_birth_and_ignores_stale_will_when_sid_differs(
     finally:
         pub.close()
         ingest.stop()
-
-
-def _hold(event: threading.Event) -> None:
-    event.wait(1)
