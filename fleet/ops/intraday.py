@@ -42,7 +42,7 @@ from fleet.ops.scenario_builder import (
 )
 from telemetry import topics
 from telemetry.ingest import parse_mqtt_url
-from telemetry.registry import SiteRegistry, SiteSpec
+from telemetry.registry import SiteRegistry, site_spec_from
 from telemetry.setpoints import SetpointPublisher, build_setpoint
 
 logger = logging.getLogger(__name__)
@@ -336,6 +336,14 @@ class IntradayDispatcher:
             full = dict(_cover(stale, [], own, n)[1])
             attempts.append((base, False, full))
         attempts.append((attempts[-1][0], True, attempts[-1][2]))
+        # Last resort: keep the AS awards, free the energy positions (reported).
+        as_only = {
+            sid: c.model_copy(update={"net_mw": None})
+            for sid, c in attempts[-1][0].items()
+        }
+        attempts.append(
+            (as_only, True, {**attempts[-1][2], "energy_award_released": 1.0})
+        )
         scn = None
         for coms, relaxed, short in attempts:
             scn = self._scenario(i0, states, coms, relaxed)
@@ -574,20 +582,7 @@ class MqttSetpointSink:
         now_ms: Callable[[], int],
         record: Callable[[Any], None] | None = None,
     ) -> None:
-        specs = [
-            SiteSpec(
-                site_id=s.id,
-                group=s.mqtt_group,
-                energy_mwh=s.battery.energy_mwh,
-                charge_mw=s.battery.charge_mw,
-                discharge_mw=s.battery.discharge_mw,
-                soc_min=s.battery.soc_min,
-                soc_max=s.battery.soc_max,
-                eta_charge=s.battery.eta_charge,
-                eta_discharge=s.battery.eta_discharge,
-            )
-            for s in fleet.sites
-        ]
+        specs = [site_spec_from(s) for s in fleet.sites]
         self.registry = SiteRegistry.of(specs)
         self.publisher = SetpointPublisher(client, self.registry, record=record)
         self.now_ms = now_ms

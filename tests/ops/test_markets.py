@@ -30,7 +30,7 @@ def test_load_market_rules_reads_caiso_regulation_hour_when_loaded():
 
 
 def test_load_market_rules_raises_when_market_unknown():
-    with pytest.raises(DispatchInputError, match="PJMX.*known markets"):
+    with pytest.raises(DispatchInputError, match=r"PJMX.*known markets"):
         load_market_rules("PJMX")
 
 

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from dispatch.markets import load_market_rules
+from dispatch.scenario import Commitments
+from fleet.errors import FleetInputError
+from fleet.ops.clock import AcceleratedClock
+from fleet.ops.intraday import (
+    IntradayConfig,
+    IntradayDispatcher,
+    clip_setpoint_mw,
+    run_intraday,
+)
+from fleet.ops.scenario_builder import operating_day_start
+from tests.ops.helpers import NODE, daily_prices, fleet
+
+RULES = load_market_rules("ERCOT")
+DAY = dt.date(2024, 7, 2)
+START = operating_day_start(RULES, DAY)
+N = 96
+
+
+def _prices(start: dt.datetime, n: int) -> dict[str, dict[str, list[float]]]:
+    hourly = daily_prices(24, spike=40.0)
+    first = int((start - START) / dt.timedelta(minutes=15))
+    energy = [hourly[(first + i) // 4] for i in range(n)]
+    return {
+        NODE: {
+            "energy": energy,
+            "reg_up": [6.0] * n,
+            "reg_down": [3.0] * n,
+            "spin": [2.0] * n,
+        }
+    }
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float, int, int, str]] = []
+
+    def __call__(self, site_id, p_mw, valid_from, expires, version) -> None:
+        self.calls.append((site_id, p_mw, valid_from, expires, version))
+
+
+def _dispatcher(states, awards=None, send=None):
+    return IntradayDispatcher(
+        fleet(2),
+        RULES,
+        DAY,
+        prices=_prices,
+        states=lambda: states,
+        send=send,
+        awards=awards or {},
+        schedule_version=3,
+        config=IntradayConfig(interval_minutes=15),
+    )
+
+
+def _ms(when: dt.datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def test_intraday_step_sends_versioned_setpoints_with_expiry_when_sites_fresh():
+    now = START + dt.timedelta(hours=10, minutes=2)
+    sent = Sent()
+    states = {"site-01": (_ms(now) - 5000, 0.5), "site-02": (_ms(now) - 5000, 0.6)}
+    report = _dispatcher(states, send=sent).step(now)
+    assert report.status == "optimal"
+    assert report.index == 40
+    assert report.stale == ()
+    assert {c[0] for c in sent.calls} == {"site-01", "site-02"}
+    for _, p_mw, valid_from, expires, version in sent.calls:
+        assert version == "v3.1"
+        assert valid_from == _ms(now)
+        assert expires == _ms(START + dt.timedelta(hours=10, minutes=30))
+        assert -10.0 <= p_mw <= 10.0
+
+
+def test_intraday_step_covers_a_stale_sites_awards_with_other_sites():
+    now = START + dt.timedelta(hours=3)
+    old = _ms(now) - 31 * 60_000  # older than 2 intervals of 15 min
+    states = {"site-01": (_ms(now), 0.5), "site-02": (old, 0.5)}
+    awards = {"site-02": Commitments(reg_up_mw=[3.0] * N, spin_mw=[0.0] * N)}
+    sent = Sent()
+    dispatcher = _dispatcher(states, awards, send=sent)
+    report = dispatcher.step(now)
+    assert report.stale == ("site-02",)
+    assert report.shortfall_mw == {}
+    assert [c[0] for c in sent.calls] == ["site-01"]
+    sched = dispatcher.last_result.sites["site-01"]
+    assert min(sched.reg_up_mw) >= 3.0 - 1e-6
+
+
+def test_intraday_step_reports_shortfall_when_others_cannot_cover():
+    now = START + dt.timedelta(hours=3)
+    states = {"site-01": (_ms(now), 0.5)}  # site-02 never reported
+    awards = {"site-02": Commitments(reg_up_mw=[14.0] * N)}
+    report = _dispatcher(states, awards).step(now)
+    assert report.stale == ("site-02",)
+    assert report.shortfall_mw == {"reg_up": pytest.approx(4.0)}
+    assert report.status == "optimal"
+
+
+def test_intraday_step_honours_awards_when_sites_fresh():
+    now = START + dt.timedelta(hours=12)
+    states = {"site-01": (_ms(now), 0.5), "site-02": (_ms(now), 0.5)}
+    net: list[float | None] = [None] * N
+    net[48] = -6.0
+    awards = {"site-01": Commitments(net_mw=net, spin_mw=[1.0] * N)}
+    dispatcher = _dispatcher(states, awards)
+    report = dispatcher.step(now)
+    assert report.setpoints_mw["site-01"] == pytest.approx(-6.0)
+    assert min(dispatcher.last_result.sites["site-01"].spin_mw) >= 1.0 - 1e-6
+
+
+def test_clip_setpoint_mw_clips_to_site_limits():
+    site = fleet(1).sites[0]
+    assert clip_setpoint_mw(12.5, site) == (10.0, True)
+    assert clip_setpoint_mw(-11.0, site) == (-10.0, True)
+    assert clip_setpoint_mw(3.0, site) == (3.0, False)
+
+
+def test_intraday_config_refuses_when_interval_not_5_or_15():
+    with pytest.raises(FleetInputError, match="interval_minutes=10 must be 5 or 15"):
+        IntradayConfig(interval_minutes=10)
+
+
+def test_run_intraday_steps_every_interval_on_an_accelerated_clock():
+    clock = AcceleratedClock(START + dt.timedelta(hours=20, minutes=14), speed=9000.0)
+
+    def states():
+        now = _ms(clock.now())
+        return {"site-01": (now, 0.5), "site-02": (now, 0.5)}
+
+    dispatcher = IntradayDispatcher(
+        fleet(2), RULES, DAY, prices=_prices, states=states, config=IntradayConfig()
+    )
+    seen: list[int] = []
+    reports = run_intraday(
+        dispatcher, clock, 3, on_interval=lambda r: seen.append(r.index)
+    )
+    assert seen == [80, 81, 82]
+    assert all(r.status == "optimal" for r in reports)
+    assert [r.version for r in reports] == ["v0.1", "v0.2", "v0.3"]
