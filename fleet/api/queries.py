@@ -232,7 +232,7 @@ def telemetry_buckets(
     averaged per bucket, then combined as in :func:`aggregate_state`.
     """
     m = tlm_measurements.c
-    bucket = (m.ts_ms / sa.literal(bucket_ms, sa.BigInteger())).label("bucket")
+    bucket = (m.ts_ms // sa.literal(bucket_ms, sa.BigInteger())).label("bucket")
     query = (
         sa.select(
             bucket,

@@ -136,6 +136,12 @@ def test_telemetry_resamples_and_paginates_when_range_spans_pages(
         assert pages < 10
     assert pages == 3
     assert len(times) == len(set(times))
+    rating = max(
+        store.fleet.sites[0].battery.charge_mw,
+        store.fleet.sites[0].battery.discharge_mw,
+    )
+    assert all(abs(p["power_mw"]) <= rating for p in first["points"])
+    assert all(p["samples"] >= 10 for p in first["points"][1:])
     assert 20 <= len(times) <= 22
 
 
