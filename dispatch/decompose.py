@@ -21,6 +21,7 @@ that keep each component's HiGHS instance so that every price is a warm re-solve
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import multiprocessing as mp
@@ -323,6 +324,12 @@ class _ExecutorPool:
         return None
 
 
+def _at_price(sol: ComponentSolution, price: float) -> ComponentSolution:
+    """Return the same solution with its Lagrangian bound at ``price``."""
+    value = sol.objective_usd + price * sol.capacity_mw
+    return dataclasses.replace(sol, bound_usd=value + abs(value) * sol.mip_gap)
+
+
 def solve_decomposed(
     scn: Scenario, options: SolveOptions, t0: float, deadline: float | None
 ) -> Result:
@@ -438,10 +445,27 @@ class _Coupler:
         best_dual = math.inf
         iterations = 0
 
-        def evaluate(price: float) -> tuple[list[ComponentSolution], float]:
+        def evaluate(
+            price: float, same: list[ComponentSolution] | None = None
+        ) -> tuple[list[ComponentSolution], float]:
+            """Solve the capacity components at ``price``.
+
+            With ``same`` (the solutions at one end of the bracket), components whose
+            capacity is equal at both ends are not re-solved: their solution is optimal for
+            every price in between (V_c is linear there), with bound objective + π·cap.
+            """
             nonlocal best_dual, iterations
-            sols = self.pool.evaluate(cap_k, price, False, self._left())
             iterations += 1
+            if same is None:
+                sols = self.pool.evaluate(cap_k, price, False, self._left())
+            else:
+                active = marginal()
+                fresh = self.pool.evaluate(
+                    [cap_k[j] for j in active], price, False, self._left()
+                )
+                sols = [_at_price(sol, price) for sol in same]
+                for j, sol in zip(active, fresh, strict=True):
+                    sols[j] = sol
             best_dual = min(best_dual, sum(s.bound_usd for s in sols) - price * need)
             return sols, sum(s.capacity_mw for s in sols)
 
@@ -488,7 +512,7 @@ class _Coupler:
             mid = hi_price - step
             if not lo_price + 1e-3 * width <= mid <= hi_price - 1e-3 * width:
                 mid = lo_price + 0.5 * width
-            sols, cap = evaluate(mid)
+            sols, cap = evaluate(mid, same=hi)
             if cap >= need - 1e-9:
                 hi, hi_price, f_hi = sols, mid, cap - need
                 if side == 1:
