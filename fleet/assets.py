@@ -28,7 +28,7 @@ from fleet.errors import FleetInputError
 from fleet.store import assets as asset_store
 from fleet.store.alerts import list_alerts
 from fleet.store.dml import transaction
-from fleet.store.telemetry_tables import tlm_measurements
+from fleet.store.telemetry_tables import tlm_measurements, tlm_site_sessions
 from fleet.types import COUNTRY_PATTERN
 from forecasting.health.features import daily_features
 from forecasting.health.secondlife import Grade, grade_unit
@@ -389,3 +389,50 @@ def _critical_alerts(bind: Bind, periods: list[Installation]) -> int:
             ):
                 count += 1
     return count
+
+
+@dataclass(frozen=True, slots=True)
+class BirthCheck:
+    """The registry's installed devices of a site against its gateway's birth list."""
+
+    site_id: str
+    """Site."""
+    birth_devices: tuple[str, ...]
+    """Devices the latest birth message lists (empty when no birth was stored)."""
+    registered_devices: tuple[str, ...]
+    """Telemetry devices of the assets installed at the site."""
+    missing_from_birth: tuple[str, ...]
+    """Registered as installed but not reported by the gateway."""
+    unregistered: tuple[str, ...]
+    """Reported by the gateway but with no installed asset in the registry."""
+
+    @property
+    def consistent(self) -> bool:
+        """True when both lists agree."""
+        return not self.missing_from_birth and not self.unregistered
+
+
+def birth_check(bind: Bind, site_id: str) -> BirthCheck:
+    """Compare the installed assets' devices with the site's latest birth device list."""
+    with transaction(bind) as conn:
+        row = conn.execute(
+            sa.select(tlm_site_sessions.c.birth).where(
+                tlm_site_sessions.c.site_id == site_id
+            )
+        ).first()
+    birth = dict(row.birth) if row is not None and row.birth else {}
+    reported = sorted({str(d) for d in birth.get("devices", [])})
+    installed = sorted(
+        {
+            a.dev_id
+            for a in asset_store.list_assets(bind, site_id=site_id)
+            if a.dev_id is not None and a.removed_at is None
+        }
+    )
+    return BirthCheck(
+        site_id=site_id,
+        birth_devices=tuple(reported),
+        registered_devices=tuple(installed),
+        missing_from_birth=tuple(d for d in installed if d not in reported),
+        unregistered=tuple(d for d in reported if d not in installed),
+    )

@@ -211,6 +211,36 @@ def swap_cmd(
     typer.echo(f"Swapped {out_serial} -> {in_serial} at {when.isoformat()}")
 
 
+@assets_app.command("check")
+def check(
+    site: Annotated[str, typer.Argument(metavar="SITE", help="Site id.")],
+    db: DbOption = None,
+) -> None:
+    """Compare installed assets with the devices the site's gateway reports at birth.
+
+    Exit code 1 when they disagree.
+    """
+    from fleet.assets import birth_check
+
+    engine = _engine(db)
+    try:
+        result = birth_check(engine, site)
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"{site}: birth lists {', '.join(result.birth_devices) or 'nothing'}; "
+        f"registry has {', '.join(result.registered_devices) or 'nothing'}"
+    )
+    if result.missing_from_birth:
+        typer.echo(
+            f"  installed but not reported: {', '.join(result.missing_from_birth)}"
+        )
+    if result.unregistered:
+        typer.echo(f"  reported but not registered: {', '.join(result.unregistered)}")
+    if not result.consistent:
+        raise typer.Exit(code=1)
+
+
 @health_app.command("scan")
 def scan(
     site: Annotated[

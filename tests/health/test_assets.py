@@ -162,3 +162,30 @@ def test_cli_assets_import_and_swap_record_events_when_run(
         )
     assert asset_store.get_asset(engine, "MOD-2").dev_id == "bank1"
     assert int(T0.timestamp() * 1000) == EPOCH_2026_MS
+
+
+def test_birth_check_lists_differences_when_gateway_reports_other_devices(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    from fleet.assets import birth_check
+    from fleet.store.telemetry_tables import tlm_site_sessions
+
+    _registry(engine, tmp_path)
+    assert birth_check(engine, "s1").birth_devices == ()
+    with engine.begin() as conn:
+        conn.execute(
+            tlm_site_sessions.insert().values(
+                site_id="s1",
+                grp="ercot",
+                sid=1,
+                online=True,
+                birth_ts_ms=0,
+                birth={"devices": ["bank1", "bank2"]},
+                updated_at_ms=0,
+            )
+        )
+    result = birth_check(engine, "s1")
+    assert result.registered_devices == ("bank1", "pcs1")
+    assert result.missing_from_birth == ("pcs1",)
+    assert result.unregistered == ("bank2",)
+    assert not result.consistent
