@@ -81,6 +81,7 @@ class _Builder:
     vals: list[FloatArray] = field(default_factory=list)
     row_group: list[str] = field(default_factory=list)
     offset: float = 0.0
+    cost_terms: list[tuple[IntArray, FloatArray]] = field(default_factory=list)
 
     def cols_(
         self, n: int, lower: float | FloatArray, upper: float | FloatArray
@@ -93,14 +94,12 @@ class _Builder:
         return idx
 
     def set_cost(self, idx: IntArray | int, values: float | FloatArray) -> None:
-        self._cost_pending.append(
+        self.cost_terms.append(
             (
                 np.atleast_1d(idx),
                 np.broadcast_to(values, np.shape(np.atleast_1d(idx))).astype(float),
             )
         )
-
-    _cost_pending: list[tuple[IntArray, FloatArray]] = field(default_factory=list)
 
     def rows_(
         self, n: int, lower: float | FloatArray, upper: float | FloatArray, group: str
@@ -126,7 +125,7 @@ class _Builder:
 
     def finish(self, sites: list[SiteIndex], capacity_row: int | None) -> LpProblem:
         cost = np.concatenate(self.cost) if self.cost else np.zeros(0)
-        for idx, values in self._cost_pending:
+        for idx, values in self.cost_terms:
             np.add.at(cost, idx, values)
         matrix = sp.csc_matrix(
             (

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SPEC_EXAMPLES
+
 BESSFLEET = Path(sys.executable).with_name("bessfleet")
 
 
@@ -75,3 +77,56 @@ def test_cli_solve_exits_2_when_scenario_invalid(tmp_path: Path) -> None:
     proc = _run("solve", str(tmp_path / "missing.json"), "-o", str(tmp_path / "r.json"))
     assert proc.returncode == 2
     assert "not found" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        p.name.removesuffix(".scenario.json")
+        for p in SPEC_EXAMPLES.glob("*.scenario.json")
+    ),
+)
+def test_cli_solve_writes_spec_result_when_run_on_each_example(
+    name: str, spec_examples: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from fleet.cli import app
+
+    expected = json.loads((spec_examples / "expected.json").read_text())[name]
+    out = tmp_path / "r.json"
+    run = CliRunner().invoke(
+        app,
+        [
+            "dispatch",
+            "solve",
+            str(spec_examples / f"{name}.scenario.json"),
+            "-o",
+            str(out),
+        ],
+    )
+    assert run.exit_code == (0 if expected["status"] == "optimal" else 1), run.output
+    data = json.loads(out.read_text())
+    assert data["schema"] == "bess-dispatch-result/1"
+    assert data["status"] == expected["status"]
+    assert {"seconds", "mip_gap", "solver"} <= set(data["solve"])
+    if expected["status"] == "optimal":
+        assert data["objective_usd"] == pytest.approx(
+            expected["objective_usd"], rel=2e-4
+        )
+        scn = json.loads((spec_examples / f"{name}.scenario.json").read_text())
+        n = scn["intervals"]
+        for site in scn["sites"]:
+            sched = data["sites"][site["id"]]
+            for key in (
+                "charge_mw",
+                "discharge_mw",
+                "reg_up_mw",
+                "reg_down_mw",
+                "spin_mw",
+            ):
+                assert len(sched[key]) == n
+            assert len(sched["soc"]) == n + 1
+            assert ("grid_import_mw" in sched) == (site.get("btm") is not None)
+    else:
+        assert data["reason"]
