@@ -19,6 +19,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -259,6 +260,12 @@ def start_ingest(db: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     raise RuntimeError(log.read_text()[-2000:])
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -299,6 +306,7 @@ def run(db: str, label: str, args: argparse.Namespace, tmp: Path) -> None:
             f"[{label}] published {n:,} QoS 1 messages from {args.sites} sites in {pub_s:.1f} s ({n / pub_s:,.0f} msg/s)"
         )
 
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
         subprocess.run(
             [
@@ -319,12 +327,18 @@ def run(db: str, label: str, args: argparse.Namespace, tmp: Path) -> None:
             stdout=subprocess.DEVNULL,
         )
         sub_rate = n / (time.monotonic() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        sub_cpu = (after.ru_utime + after.ru_stime) - (
+            before.ru_utime + before.ru_stime
+        )
 
         proc = start_ingest(db, port, log)
+        cpu0 = cpu_s(proc.pid)
         t0 = time.monotonic()
         while count(engine) < n and time.monotonic() - t0 < 600:
-            time.sleep(0.05)
+            time.sleep(0.2)
         ingest_s = time.monotonic() - t0
+        ingest_cpu = cpu_s(proc.pid) - cpu0
         stored = count(engine)
         ingest_rate = stored / ingest_s
         print(
@@ -332,6 +346,10 @@ def run(db: str, label: str, args: argparse.Namespace, tmp: Path) -> None:
         )
         print(
             f"[{label}] bessfleet ingest drained and committed at {ingest_rate:,.0f} msg/s (ratio {ingest_rate / sub_rate:.2f}); lost {n - stored}"
+        )
+        print(
+            f"[{label}] per CPU-second (load-independent): ingest {stored / max(ingest_cpu, 1e-9):,.0f} msg, "
+            f"mosquitto_sub {n / max(sub_cpu, 1e-9):,.0f} msg; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
 
         # live phase: fixed publish rate, latency from publish (payload ts) to visible commit
