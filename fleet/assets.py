@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fleet.errors import FleetInputError
 from fleet.store import assets as asset_store
-from fleet.store.alerts import list_alerts
+from fleet.store.alerts import list_alerts, load_daily_features
 from fleet.store.dml import transaction
 from fleet.store.telemetry_tables import tlm_measurements, tlm_site_sessions
 from fleet.types import COUNTRY_PATTERN
@@ -304,19 +304,9 @@ def passport(bind: Bind, serial: str) -> Passport:
     asset = asset_store.get_asset(bind, serial)
     history = asset_store.events(bind, serial)
     periods = installations(history)
-    frames = [
-        read_device_telemetry(
-            bind, site_id=p.site_id, dev_id=p.dev_id, start=p.start, end=p.end
-        )
-        for p in periods
-        if p.dev_id is not None
-    ]
+    frames = [_period_daily(bind, p) for p in periods]
     frames = [f for f in frames if not f.empty]
-    daily = (
-        pd.concat([daily_features(f) for f in frames], ignore_index=True)
-        if frames
-        else pd.DataFrame()
-    )
+    daily = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     throughput = (
         float((daily["energy_in_mwh"] + daily["energy_out_mwh"]).sum())
         if not daily.empty
@@ -362,6 +352,39 @@ def passport(bind: Bind, serial: str) -> Passport:
         critical_alerts=critical,
         grade=grade,
     )
+
+
+def _period_daily(bind: Bind, period: Installation) -> pd.DataFrame:
+    """Return an installation's daily features (raw telemetry, else stored days)."""
+    if period.dev_id is None:
+        return pd.DataFrame()
+    raw = read_device_telemetry(
+        bind,
+        site_id=period.site_id,
+        dev_id=period.dev_id,
+        start=period.start,
+        end=period.end,
+    )
+    daily = daily_features(raw) if not raw.empty else pd.DataFrame()
+    seen = set(daily["day"]) if not daily.empty else set()
+    first_full = period.start.date() + dt.timedelta(
+        days=0 if period.start.time() == dt.time() else 1
+    )
+    stored = [
+        row
+        for row in load_daily_features(
+            bind,
+            site_id=period.site_id,
+            dev_id=period.dev_id,
+            since=first_full,
+            until=period.end.date() if period.end is not None else None,
+        )
+        if row["day"] not in seen
+    ]
+    if not stored:
+        return daily
+    older = pd.DataFrame(stored).drop(columns=["computed_at"])
+    return pd.concat([older, daily], ignore_index=True) if seen else older
 
 
 def _fade_per_year(history: tuple[tuple[dt.date, float], ...]) -> float | None:

@@ -45,8 +45,14 @@ class HealthPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    lookback_days: int = Field(default=120, ge=15, le=3650)
-    """Days of telemetry each scan reads."""
+    lookback_days: int = Field(default=35, ge=1, le=3650)
+    """Most days of raw telemetry a scan reads (the first scan of a site reads them
+    all; later ones start at the last stored feature day)."""
+    recompute_days: int = Field(default=2, ge=1, le=35)
+    """Days before ``now`` whose features are always recomputed (late samples)."""
+    history_days: int = Field(default=3650, ge=30, le=36500)
+    """Days of stored daily features the detectors see (baselines and the aging
+    model start at the first of them)."""
     on_critical: Literal["none", "derate", "exclude"] = "derate"
     """Dispatch action for a site with an open critical alert."""
     derate_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
@@ -110,18 +116,17 @@ def read_battery_telemetry(
 
 
 def findings_for(
-    samples: pd.DataFrame,
+    features: pd.DataFrame,
     *,
     site_energy_mwh: float | None,
     config: DetectorConfig | None = None,
     anomaly_model: bool = False,
 ) -> list[Finding]:
-    """Run every detector over one site's telemetry samples (pure).
+    """Run every detector over one site's daily features (pure).
 
     ``site_energy_mwh`` (split evenly over the site's battery devices) enables the
     fade detector.
     """
-    features = daily_features(samples)
     if features.empty:
         return []
     devices = features["dev_id"].nunique()
@@ -132,6 +137,37 @@ def findings_for(
         findings.extend(detect_anomalies(features))
         findings.sort(key=lambda f: f.day)
     return findings
+
+
+def update_daily_features(
+    bind: Bind, site_id: str, *, now: dt.datetime, policy: HealthPolicy
+) -> pd.DataFrame:
+    """Store the daily features of new raw telemetry; return the site's feature history.
+
+    Raw telemetry is read from the last stored feature day (or ``recompute_days``
+    before ``now`` if earlier; at most ``lookback_days`` back) up to ``now``; its days
+    are (re)computed and upserted into ``health_daily``. The history returned covers
+    ``history_days`` up to the day of ``now`` (excluded when ``now`` is a midnight).
+    """
+    last = alert_store.last_feature_day(bind, site_id)
+    first_day = (now - dt.timedelta(days=policy.lookback_days)).date()
+    recompute_day = (now - dt.timedelta(days=policy.recompute_days)).date()
+    start_day = first_day if last is None else max(first_day, min(last, recompute_day))
+    since = dt.datetime.combine(start_day, dt.time(), dt.UTC)
+    samples = read_battery_telemetry(bind, site_id=site_id, since=since, until=now)
+    if not samples.empty:
+        fresh = daily_features(samples)
+        alert_store.save_daily_features(bind, fresh.to_dict("records"), now=now)
+    rows = alert_store.load_daily_features(
+        bind,
+        site_id=site_id,
+        since=(now - dt.timedelta(days=policy.history_days)).date(),
+        # The raw read ends just before ``now``: its day is the last one seen.
+        until=(now - dt.timedelta(milliseconds=1)).date() + dt.timedelta(days=1),
+    )
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).drop(columns=["computed_at"])
 
 
 def scan_site(
@@ -166,21 +202,17 @@ def scan_site(
         The latest day's findings and the alerts opened, refreshed and closed.
     """
     policy = policy or HealthPolicy()
-    since = now - dt.timedelta(days=policy.lookback_days)
-    samples = read_battery_telemetry(bind, site_id=site_id, since=since, until=now)
-    if samples.empty:
-        logger.info("health scan %s: no battery telemetry since %s", site_id, since)
+    features = update_daily_features(bind, site_id, now=now, policy=policy)
+    if features.empty:
+        logger.info("health scan %s: no battery telemetry before %s", site_id, now)
         return ScanResult(site_id, None, (), (), (), ())
     findings = findings_for(
-        samples,
+        features,
         site_energy_mwh=site_energy_mwh,
         config=config,
         anomaly_model=policy.anomaly_model,
     )
-    last_day = max(
-        dt.datetime.fromtimestamp(int(ts) / 1000, dt.UTC).date()
-        for ts in samples["ts_ms"]
-    )
+    last_day = max(features["day"])
     window_start = last_day - dt.timedelta(days=policy.hold_days - 1)
     latest: dict[tuple[str, str, str], Finding] = {}
     for finding in findings:

@@ -252,8 +252,11 @@ def scan(
         typer.Option("--now", help="End of the scanned window (ISO). Default: now."),
     ] = None,
     lookback_days: Annotated[
-        int, typer.Option("--lookback-days", min=15, help="Days of telemetry read.")
-    ] = 120,
+        int,
+        typer.Option(
+            "--lookback-days", min=1, help="Most days of raw telemetry read per site."
+        ),
+    ] = 35,
     anomaly: Annotated[
         bool, typer.Option("--anomaly", help="Also run the IsolationForest detector.")
     ] = False,

@@ -1,4 +1,4 @@
-"""Store condition alerts: open (deduplicated), list, acknowledge and close them.
+"""Store condition alerts (open deduplicated, list, acknowledge, close) and daily features.
 
 One open alert per (site, device, kind): a detector finding the same condition again
 updates that alert (severity escalates, ``detail.occurrences`` counts) instead of
@@ -8,13 +8,15 @@ opening a new one. The device id and the acknowledgement time live in ``detail``
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from fleet.errors import FleetInputError
-from fleet.store.dml import Bind, transaction
+from fleet.store.asset_tables import HEALTH_FEATURE_COLUMNS, health_daily
+from fleet.store.dml import Bind, transaction, upsert
 from fleet.store.tables import ALERT_SEVERITIES, alerts
 
 SEVERITY_RANK = {name: rank for rank, name in enumerate(ALERT_SEVERITIES)}
@@ -228,3 +230,82 @@ def sites_with_open(bind: Bind, severity: str = "critical") -> set[str]:
             .distinct()
         ).all()
     return {str(r.site_id) for r in rows if r.site_id is not None}
+
+
+def save_daily_features(
+    bind: Bind, rows: list[dict[str, Any]], *, now: dt.datetime
+) -> int:
+    """Upsert daily health features (keys ``site_id``, ``dev_id``, ``day``).
+
+    Parameters
+    ----------
+    bind
+        Engine or connection.
+    rows
+        One mapping per device-day with ``samples`` and the columns of
+        :data:`fleet.store.asset_tables.HEALTH_FEATURE_COLUMNS` (NaN is stored as NULL).
+    now
+        Computation time (aware).
+
+    Returns
+    -------
+    int
+        Rows written.
+    """
+    if not rows:
+        return 0
+    clean = []
+    for row in rows:
+        out: dict[str, Any] = {
+            "site_id": str(row["site_id"]),
+            "dev_id": str(row["dev_id"]),
+            "day": row["day"],
+            "samples": int(row["samples"]),
+            "computed_at": now,
+        }
+        for name in HEALTH_FEATURE_COLUMNS:
+            value = row.get(name)
+            out[name] = (
+                None
+                if value is None or not math.isfinite(float(value))
+                else float(value)
+            )
+        clean.append(out)
+    with transaction(bind) as conn:
+        return upsert(conn, health_daily, clean, ["site_id", "dev_id", "day"])
+
+
+def load_daily_features(
+    bind: Bind,
+    *,
+    site_id: str,
+    dev_id: str | None = None,
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+) -> list[dict[str, Any]]:
+    """Return stored daily features of a site (one device if given), by device and day.
+
+    ``since`` is inclusive and ``until`` exclusive.
+    """
+    table = health_daily
+    query = sa.select(table).where(table.c.site_id == site_id)
+    if dev_id is not None:
+        query = query.where(table.c.dev_id == dev_id)
+    if since is not None:
+        query = query.where(table.c.day >= since)
+    if until is not None:
+        query = query.where(table.c.day < until)
+    with transaction(bind) as conn:
+        rows = conn.execute(query.order_by(table.c.dev_id, table.c.day)).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def last_feature_day(bind: Bind, site_id: str) -> dt.date | None:
+    """Return the latest day with stored features for a site (None when none)."""
+    with transaction(bind) as conn:
+        value = conn.execute(
+            sa.select(sa.func.max(health_daily.c.day)).where(
+                health_daily.c.site_id == site_id
+            )
+        ).scalar()
+    return value if isinstance(value, dt.date) else None

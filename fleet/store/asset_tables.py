@@ -1,4 +1,4 @@
-"""Declare the serialized asset registry tables on the shared MetaData.
+"""Declare the asset registry and health feature tables on the shared MetaData.
 
 Created by ``migrations/versions/0005_assets.py`` (which imports this module so that
 ``full_metadata()`` sees the tables once the migrations are loaded).
@@ -9,6 +9,21 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from fleet.store.tables import BigId, JsonDoc, UtcDateTime, metadata
+
+HEALTH_FEATURE_COLUMNS = (
+    "bad_fraction",
+    "gap_fraction",
+    "spread_mid_soc_mv",
+    "temp_at_power_c",
+    "soh",
+    "energy_in_mwh",
+    "energy_out_mwh",
+    "soc_start",
+    "soc_end",
+    "soc_mean",
+    "rte",
+)
+"""Float columns of ``health_daily`` (see ``forecasting.health.features``)."""
 
 ASSET_KINDS = ("cell", "module", "string", "rack", "pcs")
 ASSET_EVENT_KINDS = ("register", "install", "remove", "swap_in", "swap_out")
@@ -52,3 +67,15 @@ asset_events = sa.Table(
     sa.CheckConstraint(_in("kind", ASSET_EVENT_KINDS), name="kind"),
     sa.Index(None, "serial", "ts"),
 )
+
+health_daily = sa.Table(
+    "health_daily",
+    metadata,
+    sa.Column("site_id", sa.String(32), primary_key=True),
+    sa.Column("dev_id", sa.String(32), primary_key=True),
+    sa.Column("day", sa.Date(), primary_key=True, comment="UTC day"),
+    sa.Column("samples", sa.Integer(), nullable=False),
+    *(sa.Column(name, sa.Float(), nullable=True) for name in HEALTH_FEATURE_COLUMNS),
+    sa.Column("computed_at", UtcDateTime(), nullable=False),
+)
+"""Daily condition features per battery device, kept beyond raw telemetry retention."""

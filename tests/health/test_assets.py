@@ -189,3 +189,27 @@ def test_birth_check_lists_differences_when_gateway_reports_other_devices(
     assert result.missing_from_birth == ("pcs1",)
     assert result.unregistered == ("bank2",)
     assert not result.consistent
+
+
+def test_passport_uses_stored_daily_features_when_raw_telemetry_purged(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    from fleet.store.alerts import save_daily_features
+    from fleet.store.telemetry_tables import tlm_measurements
+    from forecasting.health.features import daily_features
+
+    _registry(engine, tmp_path)
+    day1 = _day()
+    save_daily_features(engine, daily_features(day1).to_dict("records"), now=T0)
+    with engine.begin() as conn:
+        conn.execute(
+            tlm_measurements.delete().where(
+                tlm_measurements.c.ts_ms < EPOCH_2026_MS + 86_400_000
+            )
+        )
+    result = passport(engine, "MOD-1")
+    assert result.throughput_mwh == pytest.approx(7.6)
+    assert [d for d, _ in result.soh_history] == [
+        dt.date(2026, 1, 1),
+        dt.date(2026, 1, 2),
+    ]

@@ -138,3 +138,23 @@ def test_cli_health_scan_alerts_and_ack_work_together(
     with pytest.raises(SystemExit) as info:
         main(["health", "scan", "--now", "2026-01-01", "--db", migrated_db_url])
     assert info.value.code == 2
+
+
+def test_scan_site_keeps_feature_history_when_raw_telemetry_purged(
+    faulty: sa.Engine,
+) -> None:
+    from fleet.store.alerts import load_daily_features
+    from fleet.store.telemetry_tables import tlm_measurements
+
+    first = scan_site(faulty, "site-01", now=_day(30))
+    with faulty.begin() as conn:
+        conn.execute(
+            tlm_measurements.delete().where(
+                tlm_measurements.c.ts_ms < int(_day(28).timestamp() * 1000)
+            )
+        )
+    again = scan_site(faulty, "site-01", now=_day(30))
+    assert again.refreshed == first.opened
+    stored = load_daily_features(faulty, site_id="site-01")
+    assert len(stored) == 4 * 30
+    assert {r["day"] for r in stored} == {_day(n).date() for n in range(30)}

@@ -1,4 +1,4 @@
-"""Create the serialized asset registry: assets and asset events.
+"""Create the asset registry (assets, asset events) and the daily health features.
 
 Revision ID: 0005
 Revises: 0002
@@ -25,6 +25,19 @@ depends_on = None
 
 JSON_DOC = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 UTC_TIME = sa.DateTime(timezone=True)
+HEALTH_FEATURE_COLUMNS = (
+    "bad_fraction",
+    "gap_fraction",
+    "spread_mid_soc_mv",
+    "temp_at_power_c",
+    "soh",
+    "energy_in_mwh",
+    "energy_out_mwh",
+    "soc_start",
+    "soc_end",
+    "soc_mean",
+    "rte",
+)
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
@@ -71,8 +84,25 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_asset_events_serial"), "asset_events", ["serial", "ts"])
 
+    op.create_table(
+        "health_daily",
+        sa.Column("site_id", sa.String(length=32), nullable=False),
+        sa.Column("dev_id", sa.String(length=32), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False, comment="UTC day"),
+        sa.Column("samples", sa.Integer(), nullable=False),
+        *(
+            sa.Column(name, sa.Float(), nullable=True)
+            for name in HEALTH_FEATURE_COLUMNS
+        ),
+        sa.Column("computed_at", UTC_TIME, nullable=False),
+        sa.PrimaryKeyConstraint(
+            "site_id", "dev_id", "day", name=op.f("pk_health_daily")
+        ),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("health_daily")
     op.drop_index(op.f("ix_asset_events_serial"), table_name="asset_events")
     op.drop_table("asset_events")
     op.drop_index(op.f("ix_assets_site_id"), table_name="assets")
