@@ -18,9 +18,9 @@ from fleet.store import keys as key_store
 from fleet.store.engine import make_engine
 from fleet.store.migrate import upgrade
 from fleet.store.sites import save_fleet
+from tests.api.cdp import Browser, chromium_path
 from tests.api.server import live_server
 from tests.conftest import REPO_ROOT
-from tests.e2e.cdp import Browser, chromium_path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
