@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+
+import pytest
+
+from fleet.cli import main
+from fleet.store.migrate import upgrade
+from tests.factories import fleet_data, write_fleet_file
+from tests.ops.helpers import price_frame
+
+DAY = "2024-03-12"
+
+
+def run(args, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out, err = capsys.readouterr()
+    code = info.value.code
+    return (code if isinstance(code, int) else (0 if code is None else 1)), out, err
+
+
+@pytest.fixture
+def setup(tmp_path):
+    prices = price_frame(dt.date(2024, 2, 20), dt.date(2024, 3, 12))
+    out = prices.rename(columns={"price": "price_usd_per_mwh"})
+    out["timestamp_utc"] = out["timestamp_utc"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    csv_path = tmp_path / "prices.csv"
+    out.to_csv(csv_path, index=False)
+    fleet_path = write_fleet_file(tmp_path, fleet_data(2))
+    db = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    upgrade(db)
+    return tmp_path, csv_path, fleet_path, db
+
+
+def test_bids_cli_makes_pushes_and_exports_a_bid_set(setup, capsys, monkeypatch):
+    tmp_path, csv_path, fleet_path, db = setup
+    bids = tmp_path / "bids.json"
+    base = ["--fleet", str(fleet_path), "--day", DAY]
+    code, out, err = run(
+        ["bids", "make", *base, "--prices", str(csv_path), "-o", str(bids)],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 0, err
+    assert json.loads(bids.read_text())["bids"]
+    code, out, err = run(
+        ["bids", "push", str(bids), *base, "--db", db], capsys, monkeypatch
+    )
+    assert code == 0, err
+    assert "accepted ERCOT 2024-03-12 v1" in out
+    code, out, err = run(
+        ["bids", "export", *base, "--db", db, "--format", "csv"], capsys, monkeypatch
+    )
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert {r["resource_id"] for r in rows} == {
+        "ERCOT_ESR_SITE_01",
+        "ERCOT_ESR_SITE_02",
+    }
+    assert {r["market_product"] for r in rows} >= {"ENERGY"}
+    code, out, err = run(
+        ["bids", "export", *base, "--db", db, "--format", "json"], capsys, monkeypatch
+    )
+    assert code == 0, err
+    exported = json.loads(out)
+    assert exported["schema"] == "bessfleet-bids/1"
+    assert exported["bid_version"] == 1
+
+
+def test_bids_push_cli_exits_1_with_the_rule_when_refused(setup, capsys, monkeypatch):
+    tmp_path, _, fleet_path, db = setup
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "bids": [
+                    {
+                        "site_id": "site-01",
+                        "product": "energy",
+                        "hour_ending": 3,
+                        "curve": [[-5.0, 30.0], [5.0, 20.0]],
+                    }
+                ]
+            }
+        )
+    )
+    code, out, _ = run(
+        [
+            "bids",
+            "push",
+            str(bad),
+            "--fleet",
+            str(fleet_path),
+            "--day",
+            DAY,
+            "--db",
+            db,
+        ],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 1
+    assert "refused v1" in out
+    assert "curve_monotone: site site-01, hour_ending 3, energy" in out
+
+
+def test_awards_push_cli_records_awards_and_refuses_bad_ones(
+    setup, capsys, monkeypatch
+):
+    tmp_path, _, fleet_path, db = setup
+    good = tmp_path / "awards.json"
+    good.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "awards": [
+                    {
+                        "site_id": "site-01",
+                        "ts": "2024-03-12T10:00:00Z",
+                        "product": "reg_up",
+                        "award_mw": 3.0,
+                        "unit": "usd_per_mw",
+                    }
+                ],
+            }
+        )
+    )
+    base = ["--fleet", str(fleet_path), "--day", DAY, "--db", db]
+    code, out, err = run(["awards", "push", str(good), *base], capsys, monkeypatch)
+    assert code == 0, err
+    assert "recorded 1 awards for ERCOT 2024-03-12 v1" in out
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "awards": [
+                    {
+                        "site_id": "ghost",
+                        "ts": "2024-03-12T10:00:00Z",
+                        "product": "reg_up",
+                        "award_mw": 3.0,
+                        "unit": "usd_per_mw",
+                    }
+                ],
+            }
+        )
+    )
+    code, _, err = run(["awards", "push", str(bad), *base], capsys, monkeypatch)
+    assert code == 2
+    assert "awards[0].site_id='ghost'" in err
