@@ -138,7 +138,7 @@ def test_stream_pushes_bids_state_schedule_and_alarm_when_they_happen(
         }
         import sqlalchemy as sa
 
-        from fleet.store.tables import alerts
+        from fleet.store.tables import alerts, setpoints
 
         with store.engine.begin() as conn:
             conn.execute(
@@ -153,6 +153,23 @@ def test_stream_pushes_bids_state_schedule_and_alarm_when_they_happen(
         alarm = reader.wait_for("alarm")
         assert alarm["kind"] == "cell_overtemp"
         assert alarm["severity"] == "critical"
+        now = dt.datetime.now(dt.UTC)
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.insert(setpoints).values(
+                    cmd_id="cmd-test-1",
+                    site_id=site.id,
+                    issued_ts=now,
+                    valid_from=now,
+                    expires_at=now + dt.timedelta(minutes=5),
+                    p_ac_w_setpoint=-2.5e6,
+                    schedule_version=1,
+                    status="sent",
+                )
+            )
+        setpoint = reader.wait_for("setpoint")
+        assert setpoint["cmd_id"] == "cmd-test-1"
+        assert setpoint["p_mw"] == pytest.approx(-2.5)
         reader.close()
 
 
