@@ -11,9 +11,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from fleet.api import sample
 from fleet.api.events import EventBus
+from fleet.store.tables import alerts, setpoints
 from tests.api.conftest import Store, auth
 from tests.api.server import http_client, live_server
 from tests.conftest import Broker, free_port
@@ -136,10 +138,6 @@ def test_stream_pushes_bids_state_schedule_and_alarm_when_they_happen(
         assert set(schedule["site_ids"]) == {
             s.id for s in store.fleet.sites if str(s.market) == "CAISO"
         }
-        import sqlalchemy as sa
-
-        from fleet.store.tables import alerts, setpoints
-
         with store.engine.begin() as conn:
             conn.execute(
                 sa.insert(alerts).values(
