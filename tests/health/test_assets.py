@@ -213,3 +213,25 @@ def test_passport_uses_stored_daily_features_when_raw_telemetry_purged(
         dt.date(2026, 1, 1),
         dt.date(2026, 1, 2),
     ]
+
+
+def test_cli_assets_list_and_check_report_registry_when_run(
+    migrated_db_url: str,
+    engine: sa.Engine,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    _registry(engine, tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["assets", "list", "--site", "s1", "--db", migrated_db_url])
+    assert info.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "MOD-1" in out
+    assert "PCS-1" in out
+    assert "MOD-2" not in out
+    with pytest.raises(SystemExit) as info:
+        main(["assets", "check", "s1", "--db", migrated_db_url])
+    assert info.value.code == 1
+    assert "installed but not reported: bank1, pcs1" in capsys.readouterr().out
