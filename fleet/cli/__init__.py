@@ -19,6 +19,7 @@ from fleet.cli import (
     forecast,
     ops,
     prices,
+    serve,
     telemetry,
 )
 from fleet.errors import FleetInputError
