@@ -587,9 +587,15 @@ class Simulator:
         specs: Iterable[SiteSpec],
         mqtt_url: str,
         options: SimOptions | None = None,
-        aging: AgingHook | None = None,
+        aging: Callable[[SiteSpec], AgingHook] | None = None,
         soc_initial: dict[str, float] | None = None,
     ) -> None:
+        """Create one gateway per site.
+
+        ``aging`` builds each site's degradation hook (one stateful hook per site,
+        e.g. ``lambda spec: ThroughputAging(spec.energy_mwh)`` from the degradation
+        model, injected by ``fleet/``); ``None`` keeps capacity at nameplate.
+        """
         self.options = options or SimOptions()
         if not 0 < self.options.rate_hz <= 1000:
             msg = f"rate_hz={self.options.rate_hz} must be in (0, 1000]"
@@ -601,7 +607,7 @@ class Simulator:
                 mqtt_url,
                 self.options,
                 random.Random(master.random()),
-                aging,
+                aging(spec) if aging is not None else None,
                 (soc_initial or {}).get(spec.site_id, 0.5),
             )
             for spec in specs

@@ -21,6 +21,9 @@ from fleet.errors import StoreError
 from telemetry.errors import TelemetryInputError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from telemetry.registry import SiteSpec
     from telemetry.simulator import AgingHook
 
 MqttOption = Annotated[
@@ -134,13 +137,14 @@ def ingest(
     worker.run_forever(duration)
 
 
-def _aging_hook() -> AgingHook | None:
-    """Return the degradation model's capacity hook for the simulator (not wired yet).
+def _aging_factory() -> Callable[[SiteSpec], AgingHook]:
+    """Return a per-site degradation hook factory for the simulator (BLAST-Lite LFP)."""
+    from forecasting.degradation.aging import ThroughputAging
 
-    ``telemetry.simulator.Simulator`` takes ``aging(t_days, throughput_mwh, mean_soc)
-    -> capacity fraction``; wire ``forecasting.degradation`` here once it exposes it.
-    """
-    return None
+    def make(spec: SiteSpec) -> AgingHook:
+        return ThroughputAging(spec.energy_mwh)
+
+    return make
 
 
 def simulate(
@@ -180,7 +184,7 @@ def simulate(
         specs,
         _mqtt_url(mqtt_url),
         SimOptions(rate_hz=rate_hz, seed=seed),
-        aging=_aging_hook(),
+        aging=_aging_factory(),
         soc_initial={s.id: s.battery.soc_initial for s in sites},
     )
 

@@ -223,3 +223,38 @@ def test_setpoint_is_applied_and_audited_when_sent_to_simulated_site(
         client.loop_stop()
         engine.dispose()
         time.sleep(0.1)
+
+
+def test_gateway_ages_capacity_through_hook_when_minutes_pass() -> None:
+    import random
+
+    from telemetry.simulator import SiteGateway
+
+    spec = site_spec_from(make_fleet(1).sites[0])
+    calls: list[tuple[float, float, float]] = []
+
+    def aging(t_days: float, throughput_mwh: float, soc: float) -> float:
+        calls.append((t_days, throughput_mwh, soc))
+        return 0.8
+
+    gw = SiteGateway(
+        spec, "mqtt://127.0.0.1:1", SimOptions(), random.Random(0), aging=aging
+    )
+    start = gw.started_ms
+    for k in range(1, 130):
+        gw.step(1.0, start + k * 1000)
+    assert calls, "the aging hook was never called"
+    assert gw.state.capacity_fraction == 0.8
+    assert gw.measurements(start + 130_000)["bank1"]["soh_pct"] == 80.0
+
+
+def test_simulator_builds_one_aging_hook_per_site_when_factory_given() -> None:
+    specs = [site_spec_from(s) for s in make_fleet(2).sites]
+    made: list[str] = []
+
+    def factory(spec: object) -> object:
+        made.append(spec.site_id)  # type: ignore[attr-defined]
+        return lambda t, thr, soc: 1.0
+
+    Simulator(specs, "mqtt://127.0.0.1:1", aging=factory)  # type: ignore[arg-type]
+    assert made == ["site-01", "site-02"]
