@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -148,9 +148,7 @@ class QuantileForecaster:
             )
             raise ForecastInputError(msg)
 
-    def fit(
-        self, y: pd.Series, *, issue_time: pd.Timestamp | None = None
-    ) -> QuantileForecaster:
+    def fit(self, y: pd.Series, *, issue_time: pd.Timestamp | None = None) -> Self:
         """Fit on the history known at ``issue_time``.
 
         Parameters

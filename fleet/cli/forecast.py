@@ -29,6 +29,7 @@ from forecasting.data import (
 )
 from forecasting.errors import ForecastInputError
 from forecasting.features import local_days
+from forecasting.parallel import fit_many
 from forecasting.price import PriceForecaster
 from forecasting.registry import load_model, save_model
 from forecasting.types import PRODUCTS, canonical_product
@@ -250,7 +251,14 @@ def backtest(
 @forecast_app.command("train")
 def train(
     market: MarketOpt,
-    node: NodeOpt,
+    node: Annotated[
+        list[str],
+        typer.Option(
+            "--node",
+            metavar="NODE",
+            help="Settlement point (repeat to train many nodes in parallel).",
+        ),
+    ],
     product: ProductOpt,
     registry: Annotated[
         Path, typer.Option("--registry", metavar="DIR", help="Model registry folder.")
@@ -265,23 +273,56 @@ def train(
     prices: PricesOpt = None,
     db: DbOption = None,
     train_days: Annotated[int, typer.Option("--train-days", min=60)] = 730,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Local worker processes (many nodes)."),
+    ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="ADDRESS",
+            help="Dask scheduler for many nodes (default: $BESSFLEET_DASK_ADDRESS).",
+        ),
+    ] = None,
 ) -> None:
-    """Fit one model and save it (joblib + JSON card) under the registry."""
-    y, report = load_series(
-        market=market, node=node, product=product, prices=prices, db=db
-    )
-    Console(stderr=True).print(f"data: {report.summary()}", highlight=False)
-    model = PriceForecaster(
-        market=market, node=node, product=product, train_days=train_days
-    )
-    issue = model.issue_time(_parse_day(as_of, "--as-of")) if as_of else None
+    """Fit models and save each (joblib + JSON card) under the registry."""
+    canon = canonical_product(product)
+    probe = PriceForecaster(market=market, product=canon, train_days=train_days)
+    issue = probe.issue_time(_parse_day(as_of, "--as-of")) if as_of else None
+    series: dict[tuple[str, str, str], pd.Series] = {}
+    for one in dict.fromkeys(node):
+        y, report = load_series(
+            market=market, node=one, product=canon, prices=prices, db=db
+        )
+        Console(stderr=True).print(f"{one}: {report.summary()}", highlight=False)
+        series[(market, one, canon)] = y
     started = time.perf_counter()
-    model.fit(y, issue_time=issue)
-    folder = save_model(model, registry)
-    typer.echo(
-        f"model {model.model_version_} fitted in {time.perf_counter() - started:.1f} s "
-        f"on {model.n_train_} hours; saved to {folder}"
-    )
+    if len(series) == 1:
+        ((key, y),) = series.items()
+        model = PriceForecaster(
+            market=market, node=key[1], product=canon, train_days=train_days
+        )
+        models = {key: model.fit(y, issue_time=issue)}
+    else:
+        from fleet.config import Settings
+        from fleet.parallel import make_executor
+
+        address = dask or Settings().dask_address
+        with make_executor(address, workers) as executor:
+            models = fit_many(
+                series,
+                params={"train_days": train_days},
+                issue_time=issue,
+                executor=executor,
+            )
+    elapsed = time.perf_counter() - started
+    for fitted in models.values():
+        folder = save_model(fitted, registry)
+        typer.echo(
+            f"model {fitted.model_version_} on {fitted.n_train_} hours: {folder}"
+        )
+    typer.echo(f"{len(models)} model(s) fitted in {elapsed:.1f} s")
 
 
 @forecast_app.command("predict")

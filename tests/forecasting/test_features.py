@@ -147,7 +147,7 @@ def _perturb_after(
     return out
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
     day_offset=st.integers(min_value=0, max_value=60),
     shift=st.floats(min_value=-1e4, max_value=1e4, allow_nan=False),

@@ -258,3 +258,24 @@ def test_cli_train_and_predict_store_forecast_when_db_given(
     assert stored.attrs["issue_time"] is not None
     assert (stored["horizon_h"] > 0).all()
     assert (stored["p10"] <= stored["p90"]).all()
+
+
+@pytest.mark.slow
+def test_cli_train_fits_every_node_in_parallel_when_nodes_repeated(
+    houston_slice: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = houston_slice.assign(node="HB_COPY", price=houston_slice["price"] * 1.1)
+    csv = _write_csv(pd.concat([houston_slice, copy]), tmp_path / "prices.csv")
+    registry = tmp_path / "models"
+    code = _run(
+        [
+            "forecast", "train", "--market", "ERCOT", "--node", "HB_HOUSTON",
+            "--node", "HB_COPY", "--product", "da_energy", "--registry", str(registry),
+            "--prices", str(csv), "--train-days", "60", "--workers", "2",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    assert "2 model(s) fitted" in capsys.readouterr().out
+    names = sorted(p.name for p in registry.iterdir())
+    assert names[0].startswith("ERCOT-HB_COPY-da_energy-")
+    assert names[1].startswith("ERCOT-HB_HOUSTON-da_energy-")
