@@ -142,14 +142,17 @@ def arbitrage_scenario(n_batteries: int, seed: int = 1) -> Scenario:
 
 def _median_solve(
     scn: Scenario, options: SolveOptions, repeats: int
-) -> tuple[float, Any]:
+) -> tuple[float, Any, float]:
+    """Median wall seconds, the last result, median CPU seconds of this process."""
     times = []
+    cpu = []
     result = None
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = solve(scn, options)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
+        cpu.append(time.process_time() - c0)
+    return statistics.median(times), result, statistics.median(cpu)
 
 
 def _build_seconds(scn: Scenario) -> float:
@@ -179,18 +182,18 @@ def main() -> None:
         f"fleet (all services, 96 x 15 min, workers={args.workers}, median of {args.repeats})"
     )
     print(
-        f"{'sites':>6} {'build s':>8} {'solve s':>8} {'total s':>8} {'sites/s':>8} {'mono s':>8} {'ratio':>6} {'rel diff':>9}  status/path"
+        f"{'sites':>6} {'build s':>8} {'solve s':>8} {'total s':>8} {'main cpu':>8} {'sites/s':>8} {'mono s':>8} {'ratio':>6} {'rel diff':>9}  status/path"
     )
     for n in args.sizes:
         scn = fleet_scenario(n)
         repeats = args.repeats if n <= 100 else 1
         workers = args.workers if n >= 10 else 1
-        total, res = _median_solve(scn, SolveOptions(workers=workers), repeats)
+        total, res, cpu = _median_solve(scn, SolveOptions(workers=workers), repeats)
         build = _build_seconds(scn)
         mono_s = float("nan")
         diff = float("nan")
         if n <= args.monolithic_max:
-            mono_s, mono = _median_solve(
+            mono_s, mono, _ = _median_solve(
                 scn, SolveOptions(decompose=False), 1 if n >= 100 else repeats
             )
             if mono.objective_usd and res.objective_usd is not None:
@@ -198,18 +201,26 @@ def main() -> None:
                     mono.objective_usd
                 )
         print(
-            f"{n:>6} {build:>8.3f} {total - build:>8.3f} {total:>8.3f} {n / total:>8.1f} {mono_s:>8.3f} "
+            f"{n:>6} {build:>8.3f} {total - build:>8.3f} {total:>8.3f} {cpu:>8.3f} "
+            f"{n / total:>8.1f} {mono_s:>8.3f} "
             f"{mono_s / total:>6.1f} {diff:>9.1e}  {res.status} {res.solve.path[:90]}"
         )
     print()
     print(f"arbitrage only (peer case, single process, median of {args.repeats})")
-    print(f"{'batteries':>9} {'total s':>8} {'mono s':>8}  path")
+    # "main cpu" is the CPU time of this process only (worker processes not included);
+    # on a shared machine it is a steadier figure than wall time for one-process solves.
+    print(
+        f"{'batteries':>9} {'total s':>8} {'cpu s':>8} {'mono s':>8} {'mono cpu':>8}  path"
+    )
     for n in args.arbitrage:
         scn = arbitrage_scenario(n)
-        total, res = _median_solve(scn, SolveOptions(workers=1), args.repeats)
-        mono_s, _ = _median_solve(scn, SolveOptions(decompose=False), args.repeats)
+        total, res, cpu = _median_solve(scn, SolveOptions(workers=1), args.repeats)
+        mono_s, _, mono_cpu = _median_solve(
+            scn, SolveOptions(decompose=False), args.repeats
+        )
         print(
-            f"{n:>9} {total:>8.3f} {mono_s:>8.3f}  {res.status} {res.solve.path[:80]}"
+            f"{n:>9} {total:>8.3f} {cpu:>8.3f} {mono_s:>8.3f} {mono_cpu:>8.3f}  "
+            f"{res.status} {res.solve.path[:80]}"
         )
 
 

@@ -11,7 +11,7 @@ from dispatch.testing import assert_schedule_feasible, objective_of
 from tests.dispatch.factories import random_scenarios
 
 SETTINGS = settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,
