@@ -42,7 +42,8 @@ def share_option() -> None:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = start_mosquitto(tmp_path / "broker")
+    # log_type all: the broker logs every PUBLISH it sends, per client id
+    b = start_mosquitto(tmp_path / "broker", extra_conf="log_type all\n")
     yield b
     stop_mosquitto(b)
 
