@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from dispatch.errors import DispatchInputError
 from fleet.cli import (
+    assets,
     db,
     degradation,
     demo,
@@ -66,6 +67,8 @@ for module in (
     forecast,
     ops,
     demo,
+    serve,
+    assets,
 ):
     module.register(app)
 

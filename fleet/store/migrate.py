@@ -22,7 +22,11 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 #: Modules that declare tables on :data:`fleet.store.tables.metadata`; optional ones
 #: (written by other areas) are imported when present.
-TABLE_MODULES = ("fleet.store.tables", "fleet.store.telemetry_tables")
+TABLE_MODULES = (
+    "fleet.store.tables",
+    "fleet.store.telemetry_tables",
+    "fleet.store.asset_tables",
+)
 
 
 def full_metadata() -> sa.MetaData:
