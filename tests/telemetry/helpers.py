@@ -126,6 +126,10 @@ def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
         engine.dispose()
 
 
+RUNNING: list[IngestProcess] = []
+"""Every ingest started; the package conftest stops leftovers after each test."""
+
+
 class IngestProcess:
     """``bessfleet ingest`` as a real subprocess."""
 
@@ -159,14 +163,19 @@ class IngestProcess:
             self.proc = subprocess.Popen(
                 self.args, stdout=fh, stderr=subprocess.STDOUT, env=env
             )
-        wait_until(
-            lambda: (
-                b"subscribed to" in self.log.read_bytes()
-                or (self.proc is not None and self.proc.poll() is not None)
-            ),
-            30,
-            "ingest to connect",
-        )
+        RUNNING.append(self)
+        try:
+            wait_until(
+                lambda: (
+                    b"subscribed to" in self.log.read_bytes()
+                    or (self.proc is not None and self.proc.poll() is not None)
+                ),
+                90,
+                "ingest to connect",
+            )
+        except AssertionError:
+            self.stop()
+            raise
         assert self.proc.poll() is None, self.log.read_text()[-3000:]
         return self
 
