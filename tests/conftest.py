@@ -146,7 +146,12 @@ def start_mosquitto(
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     conf = data_dir / "mosquitto.conf"
-    conf.write_text(MOSQUITTO_CONF.format(port=port, data_dir=data_dir) + extra_conf)
+    # As root, Mosquitto drops to the `mosquitto` user and then cannot write its
+    # persistence file under pytest's private temp dirs: keep it root here.
+    run_as = "user root\n" if os.geteuid() == 0 and "user " not in extra_conf else ""
+    conf.write_text(
+        MOSQUITTO_CONF.format(port=port, data_dir=data_dir) + run_as + extra_conf
+    )
     proc = subprocess.Popen(
         [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -172,6 +177,8 @@ def stop_mosquitto(broker: Broker) -> None:
     except subprocess.TimeoutExpired:
         broker.process.kill()
         broker.process.wait()
+    if broker.process.stderr is not None:
+        broker.process.stderr.close()
 
 
 @pytest.fixture(scope="session")
