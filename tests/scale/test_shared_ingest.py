@@ -42,8 +42,9 @@ def share_option() -> None:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    # log_type all: the broker logs every PUBLISH it sends, per client id
-    b = start_mosquitto(tmp_path / "broker", extra_conf="log_type all\n")
+    # log_type all: the broker logs every PUBLISH it sends, per client id; user root
+    # (ignored unless started as root) keeps it able to write its log in pytest's tmp
+    b = start_mosquitto(tmp_path / "broker", extra_conf="log_type all\nuser root\n")
     yield b
     stop_mosquitto(b)
 
