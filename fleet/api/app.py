@@ -23,6 +23,7 @@ from fleet.api.options import ApiOptions
 from fleet.api.poller import Cursor, run_poller
 from fleet.api.routers import (
     admin,
+    alerts,
     forecasts,
     health,
     markets,
@@ -46,7 +47,7 @@ event stream.
 
 Every endpoint but `/healthz` and `/readyz` needs an API key, sent as
 `Authorization: Bearer <key>` or `X-API-Key: <key>`. Roles: `viewer` reads,
-`scheduler` also pushes bids and awards, `admin` also changes the fleet and manages keys.
+`scheduler` also pushes bids and awards and acknowledges alerts, `admin` also changes the fleet and manages keys.
 A missing or wrong key is 401, a key whose role may not do it is 403. Units are in the
 field names (`_mw`, `_mwh`, `_usd`); fractions are 0-1; times are UTC (ISO 8601).
 """
@@ -164,6 +165,10 @@ def create_app(
             {"name": "schedules", "description": "Schedules and revenue."},
             {"name": "forecasts", "description": "Price forecasts with quantiles."},
             {"name": "markets", "description": "Bids and awards."},
+            {
+                "name": "alerts",
+                "description": "Asset-health alerts: list, acknowledge.",
+            },
             {"name": "admin", "description": "Keys, fleet changes, audit log."},
             {"name": "stream", "description": "Server-Sent Events."},
         ],
@@ -180,7 +185,16 @@ def create_app(
         metrics=app.state.metrics,
         max_body_bytes=MAX_BODY_BYTES,
     )
-    for module in (health, sites, schedules, forecasts, markets, admin, stream):
+    for module in (
+        health,
+        sites,
+        schedules,
+        forecasts,
+        markets,
+        alerts,
+        admin,
+        stream,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -13,7 +13,16 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-EVENT_KINDS = ("schedule", "setpoint", "state", "alarm", "bids", "awards", "fleet")
+EVENT_KINDS = (
+    "schedule",
+    "setpoint",
+    "state",
+    "alarm",
+    "alert",
+    "bids",
+    "awards",
+    "fleet",
+)
 """Event names a client may receive on ``/v1/stream``."""
 
 

@@ -492,5 +492,80 @@ class ComplianceOut(_Out):
     sites: list[SiteComplianceOut]
 
 
+class AlertOut(_Out):
+    """A condition alert raised by the health scan (``fleet.health``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "alert_id": 7,
+                    "site_id": "tx-odessa-01",
+                    "dev_id": "bank2",
+                    "kind": "thermal_outlier",
+                    "severity": "warning",
+                    "opened_at": "2026-11-25T06:00:00Z",
+                    "closed_at": None,
+                    "open": True,
+                    "acknowledged_by": None,
+                    "acknowledged_at": None,
+                    "action": "inspect the string's cooling (fan, HVAC duct, filter)",
+                    "timezone": "America/Chicago",
+                    "detail": {
+                        "dev_id": "bank2",
+                        "day": "2026-11-24",
+                        "statistic": "cell_t_max_c robust z vs the site's devices",
+                        "value": 6.1,
+                        "threshold": 3.5,
+                        "occurrences": 2,
+                    },
+                }
+            ]
+        },
+    )
+
+    alert_id: int = Field(ge=1)
+    site_id: str | None = Field(examples=["tx-odessa-01"])
+    dev_id: str = Field(
+        description="Device the alert is about (``*`` for site-wide).",
+        examples=["bank2"],
+    )
+    kind: str = Field(description="Detector kind.", examples=["thermal_outlier"])
+    severity: Literal["info", "warning", "critical"]
+    opened_at: AwareDatetime = Field(description="When it was first raised (UTC).")
+    closed_at: AwareDatetime | None = Field(
+        description="When its condition cleared (UTC); None while open."
+    )
+    open: bool = Field(description="closed_at is None.")
+    acknowledged_by: str | None = Field(
+        description="Key id (or CLI user) that acknowledged it.", examples=[None]
+    )
+    acknowledged_at: AwareDatetime | None = Field(
+        description="When it was acknowledged (UTC)."
+    )
+    action: str | None = Field(
+        description="Recommended action from the detector.",
+        examples=["inspect the string's cooling (fan, HVAC duct, filter)"],
+    )
+    timezone: str = Field(
+        description="The site's market clock (IANA; UTC when the site is unknown).",
+        examples=["America/Chicago"],
+    )
+    detail: dict[str, Any] = Field(
+        description="Statistic, value, threshold, day, occurrences, …"
+    )
+
+
+class AlertListOut(_Out):
+    """Alerts, newest first, one page."""
+
+    items: list[AlertOut]
+    count: int = Field(ge=0, description="Alerts matching the filter (all pages).")
+    limit: int = Field(ge=1)
+    offset: int = Field(ge=0)
+
+
 ScheduleVsRealizedOut.model_rebuild()
 BidSetIn.model_rebuild()

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1", tags=["stream"], responses=AUTH_RESPONSES_NON_J
         200: {
             "description": (
                 "`text/event-stream`; events `schedule`, `setpoint`, `state`, `alarm`, "
-                "`bids`, `awards`, `fleet`, each with a JSON `data` line."
+                "`alert`, `bids`, `awards`, `fleet`, each with a JSON `data` line."
             ),
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
@@ -46,7 +46,7 @@ async def stream(
         str | None, Header(alias="Last-Event-ID", max_length=20)
     ] = None,
 ) -> StreamingResponse:
-    """Live events: new schedules, setpoints, site state changes and alarms."""
+    """Live events: new schedules, setpoints, site state changes, alarms and acks."""
     if bus.subscriber_count >= options.sse_max_subscribers:
         msg = f"{bus.subscriber_count} stream clients connected; the limit is reached"
         raise UnavailableError(msg)
