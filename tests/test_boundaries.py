@@ -10,8 +10,24 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 FORBIDDEN = {
-    "dispatch": {"fleet", "telemetry", "paho", "fastapi", "sqlalchemy", "alembic", "uvicorn"},
-    "forecasting": {"fleet", "telemetry", "paho", "fastapi", "sqlalchemy", "alembic", "uvicorn"},
+    "dispatch": {
+        "fleet",
+        "telemetry",
+        "paho",
+        "fastapi",
+        "sqlalchemy",
+        "alembic",
+        "uvicorn",
+    },
+    "forecasting": {
+        "fleet",
+        "telemetry",
+        "paho",
+        "fastapi",
+        "sqlalchemy",
+        "alembic",
+        "uvicorn",
+    },
     "telemetry": {"dispatch", "forecasting"},
 }
 
