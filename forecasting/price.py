@@ -276,7 +276,10 @@ class QuantileForecaster:
         """Return P10/P50/P90 for rows of a feature frame (monotone, calibrated)."""
         self._check_fitted()
         x = features[self.feature_names_].to_numpy(float)
-        raw = np.column_stack([self.models_[c].predict(x) for c in QUANTILE_COLUMNS])
+        with threadpool_limits(limits=self.n_threads, user_api="openmp"):
+            raw = np.column_stack(
+                [self.models_[c].predict(x) for c in QUANTILE_COLUMNS]
+            )
         raw += self._reference(features)[:, None]
         raw[:, 0] -= self.conformal_offset_
         raw[:, 2] += self.conformal_offset_
