@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from fleet.api import sample
 from fleet.domain import Fleet
 from fleet.fleetfile import load_fleet
+from fleet.store import alerts as alert_store
 from fleet.store import keys as key_store
 from fleet.store.engine import make_engine
 from fleet.store.migrate import upgrade
@@ -126,3 +127,95 @@ def test_dashboard_reports_refused_key_when_key_wrong(
             "!document.querySelector('#error').hidden && document.querySelector('#error').innerText"
         )
         assert "401" in message
+
+
+def test_dashboard_shows_open_alerts_and_refuses_viewer_ack_when_alert_raised(
+    browser: Browser, tmp_path: Path
+) -> None:
+    fleet = load_fleet(REPO_ROOT / "deploy" / "examples" / "fleet.toml")
+    ercot = next(s for s in fleet.sites if s.market.upper() == "ERCOT")
+    caiso = next(s for s in fleet.sites if s.market.upper() == "CAISO")
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    upgrade(url)
+    engine = make_engine(url)
+    opened = dt.datetime(2026, 11, 20, 18, 30, tzinfo=dt.UTC)  # 12:30 CST
+    action = "inspect the string's cooling (fan, HVAC duct, filter)"
+    try:
+        with engine.begin() as conn:
+            save_fleet(conn, fleet)
+            viewer = key_store.create_key(conn, role="viewer").secret
+            scheduler = key_store.create_key(conn, role="scheduler")
+        first, _ = alert_store.raise_alert(
+            engine,
+            site_id=ercot.id,
+            dev_id="bank2",
+            kind="thermal_outlier",
+            severity="critical",
+            detail={"value": 6.1, "threshold": 3.5, "action": action},
+            now=opened,
+        )
+        with live_server(url, poll_interval_s=0.2) as server:
+            browser.goto(f"{server.url}/?key={viewer}")
+            row = f"document.querySelector('#alerts tr[data-alert=\"{first}\"]')"
+            text = browser.wait_for(f"{row} && {row}.innerText")
+            assert ercot.name in text
+            assert "bank2" in text
+            assert "thermal outlier" in text
+            assert "critical" in text
+            assert action in text
+            assert "12:30:00 CST" in text
+            assert (
+                browser.evaluate("document.querySelector('#alerts-count').textContent")
+                == "1"
+            )
+            browser.wait_for(
+                "document.querySelector('#conn').textContent === 'stream: live'"
+            )
+            second, _ = alert_store.raise_alert(
+                engine,
+                site_id=caiso.id,
+                dev_id="bank1",
+                kind="cell_imbalance",
+                severity="warning",
+                detail={"action": "run a full balancing charge"},
+                now=dt.datetime.now(dt.UTC),
+            )
+            live = f"document.querySelector('#alerts tr[data-alert=\"{second}\"]')"
+            assert "balancing" in browser.wait_for(f"{live} && {live}.innerText")
+            assert any(
+                z in browser.evaluate(f"{live}.innerText") for z in ("PST", "PDT")
+            )
+            browser.evaluate(f"{row}.querySelector('button.ack').click()")
+            message = browser.wait_for(
+                "!document.querySelector('#alerts-msg').hidden && "
+                "document.querySelector('#alerts-msg').innerText"
+            )
+            assert "403" in message
+            assert "scheduler" in message
+            assert alert_store.get_alert(engine, first).acknowledged_by is None
+            shot = ARTIFACTS / "dashboard-alerts.png"
+            browser.screenshot(shot)
+            assert shot.stat().st_size > 10_000
+            browser.evaluate(
+                f"document.querySelector('#apikey').value = '{scheduler.secret}'; "
+                "document.querySelector('#keyform').requestSubmit(); true"
+            )
+            browser.wait_for(
+                "localStorage.getItem('bessfleet.key') === "
+                f"'{scheduler.secret}' && document.querySelector('#alerts-msg').hidden"
+            )
+            browser.wait_for(
+                f"{row} !== null && {row}.querySelector('button.ack') !== null"
+            )
+            browser.evaluate(f"{row}.querySelector('button.ack').click()")
+            acked = browser.wait_for(
+                f"{row} && {row}.innerText.includes('by {scheduler.key.id}') && "
+                f"{row}.innerText"
+            )
+            assert scheduler.key.id in acked
+            assert alert_store.get_alert(engine, first).acknowledged_by == (
+                scheduler.key.id
+            )
+            browser.goto("about:blank")
+    finally:
+        engine.dispose()

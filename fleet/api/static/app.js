@@ -1,7 +1,7 @@
 // bessfleet operator dashboard: plain JS, no build step, no network beyond this app.
 "use strict";
 
-const state = { key: null, sites: new Map(), selected: null, streamAbort: null, stream: "offline", events: 0 };
+const state = { key: null, sites: new Map(), selected: null, streamAbort: null, stream: "offline", events: 0, alerts: [], alertCount: 0 };
 const $ = (id) => document.getElementById(id);
 
 // ---- formatting: numbers always carry units; times in the market's local time ----
@@ -215,6 +215,70 @@ async function loadAwards() {
   if (!rows.length) { const tr = document.createElement("tr"); const td = document.createElement("td"); td.colSpan = 5; td.textContent = "no awards yet"; tr.appendChild(td); rows.push(tr); }
   $("awards").querySelector("tbody").replaceChildren(...rows);
 }
+// ---- open alerts (asset health) with acknowledge ----
+function alertsMsg(msg, ok) {
+  const e = $("alerts-msg");
+  if (!msg) { e.hidden = true; return; }
+  e.textContent = msg; e.className = ok ? "panel-msg ok" : "panel-msg"; e.hidden = false;
+}
+function renderAlerts() {
+  const count = $("alerts-count");
+  count.textContent = String(state.alertCount);
+  count.className = state.alertCount ? "count has" : "count";
+  const rows = state.alerts.map((a) => {
+    const tr = document.createElement("tr");
+    tr.dataset.alert = String(a.alert_id);
+    if (a.acknowledged_by) tr.className = "acked";
+    const site = a.site_id ? state.sites.get(a.site_id) : null;
+    const sev = document.createElement("span"); sev.className = `sev sev-${a.severity}`; sev.textContent = a.severity;
+    const cells = [sev, site ? (site.name || a.site_id) : (a.site_id || "–"), a.dev_id === "*" ? "site-wide" : a.dev_id,
+      a.kind.replace(/_/g, " "), fmtTime(a.opened_at, a.timezone), a.action || "–"];
+    cells.forEach((c, i) => {
+      const td = document.createElement("td");
+      if (i === 5) td.className = "action";
+      if (i === 1 && a.site_id) td.title = a.site_id;
+      if (typeof c === "string") td.textContent = c; else td.appendChild(c);
+      tr.appendChild(td);
+    });
+    const td = document.createElement("td");
+    if (a.acknowledged_by) {
+      td.textContent = `by ${a.acknowledged_by}`;
+      if (a.acknowledged_at) td.title = fmtTime(a.acknowledged_at, a.timezone);
+    } else {
+      const b = document.createElement("button"); b.type = "button"; b.className = "ack"; b.textContent = "Acknowledge";
+      b.addEventListener("click", () => ackAlert(a.alert_id, b));
+      td.appendChild(b);
+    }
+    tr.appendChild(td);
+    return tr;
+  });
+  if (!rows.length) { const tr = document.createElement("tr"); const td = document.createElement("td"); td.colSpan = 7; td.textContent = "no open alerts"; tr.appendChild(td); rows.push(tr); }
+  $("alerts").querySelector("tbody").replaceChildren(...rows);
+  document.body.dataset.alerts = String(state.alerts.length);
+}
+async function loadAlerts() {
+  const d = await api("/v1/alerts?open_only=true&limit=200");
+  state.alerts = d.items; state.alertCount = d.count;
+  renderAlerts();
+}
+async function ackAlert(id, button) {
+  button.disabled = true;
+  alertsMsg(null);
+  try {
+    const r = await fetch(`/v1/alerts/${id}/ack`, { method: "POST", headers: { "Authorization": `Bearer ${state.key}` } });
+    if (r.status === 403) {
+      alertsMsg("Not acknowledged (403 Forbidden): acknowledging an alert needs a scheduler or admin key, and this is a viewer key. Enter a scheduler key above.");
+      button.disabled = false; return;
+    }
+    if (r.status === 401) { alertsMsg("Not acknowledged (401): the API key was refused."); button.disabled = false; return; }
+    if (r.status === 404) { alertsMsg(`Alert ${id} no longer exists (404).`); loadAlerts().catch(() => {}); return; }
+    if (!r.ok) { alertsMsg(`Not acknowledged: HTTP ${r.status}.`); button.disabled = false; return; }
+    const a = await r.json();
+    state.alerts = state.alerts.map((x) => x.alert_id === a.alert_id ? a : x);
+    renderAlerts();
+    alertsMsg(`Alert ${id} (${a.kind.replace(/_/g, " ")}) acknowledged by ${a.acknowledged_by}.`, true);
+  } catch (err) { alertsMsg(`Not acknowledged: ${err.message}`); button.disabled = false; }
+}
 async function loadSites() {
   const d = await api("/v1/sites");
   state.sites = new Map(d.items.map((s) => [s.site_id, s]));
@@ -249,6 +313,8 @@ function handleEvent(kind, data) {
     loadAwards().catch(() => {});
   } else if (kind === "fleet") {
     loadSites().catch(() => {});
+  } else if (kind === "alarm" || kind === "alert") {
+    loadAlerts().catch(() => {});
   }
 }
 async function runStream() {
@@ -288,11 +354,11 @@ async function runStream() {
 }
 
 async function start() {
-  showError(null);
+  showError(null); alertsMsg(null);
   try {
     await loadSites();
     document.body.dataset.loaded = "true";
-    await Promise.allSettled([loadDetail(), loadRevenue(), loadAwards()]);
+    await Promise.allSettled([loadDetail(), loadRevenue(), loadAwards(), loadAlerts()]);
     runStream();
   } catch (err) { showError(err.message); }
 }
@@ -309,5 +375,7 @@ function init() {
   });
   if (state.key) start(); else showError("Enter a viewer API key (create one with `bessfleet keys create --role viewer`).");
   setInterval(() => { if (state.key && state.stream !== "live") loadSites().catch(() => {}); }, 30000);
+  // severity escalations and closed conditions raise no stream event: refresh the list
+  setInterval(() => { if (state.key) loadAlerts().catch(() => {}); }, 60000);
 }
 init();
