@@ -4,20 +4,24 @@ The site simulator has no fault hooks (telemetry/simulator.py), so this test pub
 the synthetic generator's telemetry (a failed fan on one string) as ``hist`` batches
 through a real Mosquitto broker to the real ``bessfleet ingest`` process; the health
 scan then reads it back from the store and opens the alert, which the API pushes on
-``/v1/stream`` as an ``alarm`` event.
+``/v1/stream`` as an ``alarm`` event, lists on ``GET /v1/alerts`` and lets a scheduler
+acknowledge (``POST /v1/alerts/{id}/ack``: audit-logged, an ``alert`` event).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
 from fleet.health import dispatch_limits, scan_site
 from fleet.store import alerts as alert_store
+from fleet.store import audit
 from fleet.store import keys as key_store
 from fleet.store.engine import make_engine
 from fleet.store.migrate import upgrade
@@ -42,16 +46,27 @@ SITE = SyntheticSite("site-01", step_minutes=30)
 FAULT = InjectedFault("fan_failure", "bank2", 7, 3.0)
 
 
+@dataclass(frozen=True)
+class Keys:
+    """The store URL and its viewer and scheduler keys."""
+
+    url: str
+    viewer: str
+    scheduler: str
+    scheduler_id: str
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> tuple[str, str]:
+def store(tmp_path: Path) -> Keys:
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     upgrade(url)
     engine = make_engine(url)
     save_fleet(engine, make_fleet(1))
     with engine.begin() as conn:
-        secret = key_store.create_key(conn, role="viewer").secret
+        viewer = key_store.create_key(conn, role="viewer").secret
+        scheduler = key_store.create_key(conn, role="scheduler")
     engine.dispose()
-    return url, secret
+    return Keys(url, viewer, scheduler.secret, scheduler.key.id)
 
 
 def _batches(midnight: dt.datetime) -> tuple[list[tuple[str, bytes]], int]:
@@ -94,10 +109,10 @@ def _batches(midnight: dt.datetime) -> tuple[list[tuple[str, bytes]], int]:
     return messages, len(frame)
 
 
-def test_fan_fault_reaches_api_as_alarm_when_streamed_through_ingest(
-    store: tuple[str, str], mosquitto: Broker, tmp_path: Path
+def test_fan_fault_is_listed_and_acked_through_api_when_streamed_through_ingest(
+    store: Keys, mosquitto: Broker, tmp_path: Path
 ) -> None:
-    url, secret = store
+    url = store.url
     midnight = dt.datetime.now(dt.UTC).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
@@ -115,9 +130,14 @@ def test_fan_fault_reaches_api_as_alarm_when_streamed_through_ingest(
         pub.close()
         ingest.stop()
     engine = make_engine(url)
+    viewer = {"Authorization": f"Bearer {store.viewer}"}
+    scheduler = {"Authorization": f"Bearer {store.scheduler}"}
     try:
-        with live_server(url, poll_interval_s=0.1) as server:
-            reader = StreamReader(server.url, {"Authorization": f"Bearer {secret}"})
+        with (
+            live_server(url, poll_interval_s=0.1) as server,
+            httpx.Client(base_url=server.url, timeout=30.0) as client,
+        ):
+            reader = StreamReader(server.url, viewer)
             try:
                 assert reader.opened.wait(10)
                 assert reader.status == 200
@@ -130,19 +150,44 @@ def test_fan_fault_reaches_api_as_alarm_when_streamed_through_ingest(
                 assert alarm["kind"] == "thermal_outlier"
                 assert alarm["site_id"] == "site-01"
                 assert alarm["alert_id"] == result.opened[0]
+                alert_id = result.opened[0]
+
+                listed = client.get(
+                    "/v1/alerts", params={"site_id": "site-01"}, headers=viewer
+                )
+                assert listed.status_code == 200
+                items = listed.json()["items"]
+                assert [(a["alert_id"], a["dev_id"], a["kind"]) for a in items] == [
+                    (alert_id, "bank2", "thermal_outlier")
+                ]
+                assert "cooling" in items[0]["action"]
+                assert items[0]["acknowledged_by"] is None
+
+                again = scan_site(engine, "site-01", now=midnight, site_energy_mwh=4.0)
+                assert again.opened == ()
+                assert again.refreshed == result.opened
+                one = client.get(f"/v1/alerts/{alert_id}", headers=viewer).json()
+                assert one["detail"]["occurrences"] == 2
+                if one["severity"] == "critical":
+                    assert dispatch_limits(engine, ["site-01"]) == {"site-01": 0.5}
+
+                refused = client.post(f"/v1/alerts/{alert_id}/ack", headers=viewer)
+                assert refused.status_code == 403
+                acked = client.post(f"/v1/alerts/{alert_id}/ack", headers=scheduler)
+                assert acked.status_code == 200
+                assert acked.json()["acknowledged_by"] == store.scheduler_id
+                event = reader.wait_for("alert", timeout_s=30)
+                assert event["alert_id"] == alert_id
+                assert event["acknowledged_by"] == store.scheduler_id
             finally:
                 reader.close()
-        again = scan_site(engine, "site-01", now=midnight, site_energy_mwh=4.0)
-        assert again.opened == ()
-        assert again.refreshed == result.opened
         stored = alert_store.list_alerts(engine, site_id="site-01")
-        assert len(stored) == 1
-        assert stored[0].detail["occurrences"] == 2
-        if stored[0].severity == "critical":
-            assert dispatch_limits(engine, ["site-01"]) == {"site-01": 0.5}
-        acked = alert_store.acknowledge(
-            engine, stored[0].id, by="operator", now=midnight
-        )
-        assert acked.acknowledged_by == "operator"
+        assert [(a.id, a.acknowledged_by) for a in stored] == [
+            (alert_id, store.scheduler_id)
+        ]
+        entries = audit.list_entries(engine, object_type="alert")
+        assert [(e.actor, e.action, e.object_id) for e in entries] == [
+            (store.scheduler_id, "alert.ack", str(alert_id))
+        ]
     finally:
         engine.dispose()
