@@ -346,4 +346,6 @@ def _logging(folder: Path, verbose: bool) -> Path:
     root.setLevel(logging.INFO)
     root.addHandler(to_file)
     root.addHandler(to_term)
+    # the API probe asks every second; its request lines would drown the log
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return path

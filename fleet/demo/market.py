@@ -193,7 +193,8 @@ def settle(
             if award is None:
                 continue
             held = held_mw.get(sid, {}).get(service, np.zeros(n))[:n]
-            kept = np.minimum(award[:n], held)
+            # held within the commitment slack counts as held
+            kept = np.minimum(award[:n], held + 2e-3)
             settlement.as_shortfall_mwh += float(np.sum(award[:n] - kept) * delta_h)
             key = (as_node[service], product_series[service])
             price = np.repeat(actual.get(key, np.zeros(len(md.hours))), 4)[:n]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 INTERVAL_MINUTES = 15
 """The demo's dispatch interval [minutes] (real-time settlement interval)."""
 PER_HOUR = 60 // INTERVAL_MINUTES
+DA_SOC_MARGIN = 0.04
+"""SoC margin the day-ahead plan keeps inside each site's window (fraction 0-1)."""
 
 
 def degradation_curve_usd_per_mwh(site: Site) -> list[float]:
@@ -141,11 +144,6 @@ def price_node(md: MarketDay, node: str, product: str) -> str:
     return SYSTEM_NODE if md.market == "ERCOT" else node
 
 
-def _interval_series(hourly: np.ndarray, first: int, n: int) -> list[float]:
-    values = np.repeat(np.asarray(hourly, dtype=float), PER_HOUR)
-    return [round(float(v), 4) for v in values[first : first + n]]
-
-
 def build_scenario(
     md: MarketDay,
     prices: dict[tuple[str, str], np.ndarray],
@@ -156,6 +154,7 @@ def build_scenario(
     peak_so_far_mw: dict[str, float] | None = None,
     as_prices: bool = True,
     relax_terminal: bool = False,
+    hourly: bool = False,
 ) -> Scenario:
     """Return the scenario of intervals ``first..`` of a market's day.
 
@@ -181,9 +180,27 @@ def build_scenario(
     relax_terminal
         Let the horizon end anywhere in the SoC window (an intraday re-solve whose
         telemetered SoC and awards cannot reach the day's end-of-day SoC any more).
+    hourly
+        Hourly intervals, as the day-ahead market clears (``first`` counts hours
+        then); its energy and ancillary-service MW are constant within each hour, so
+        the bids made from it are exactly the plan. Behind-the-meter load and
+        tariff are hourly means.
     """
     rules = load_market_rules(md.market)
-    n = md.intervals - first
+    per = 1 if hourly else PER_HOUR
+    minutes = 60 if hourly else INTERVAL_MINUTES
+    n = len(md.hours) * per - first
+
+    def series(hourly_values: np.ndarray) -> list[float]:
+        values = np.repeat(np.asarray(hourly_values, dtype=float), per)
+        return [round(float(v), 4) for v in values[first : first + n]]
+
+    def fine(values: np.ndarray, digits: int) -> list[float]:
+        arr = np.asarray(values, dtype=float)
+        if hourly:
+            arr = arr.reshape(-1, PER_HOUR).mean(axis=1)
+        return [round(float(v), digits) for v in arr[first:]]
+
     markets: dict[str, dict[str, list[float]]] = {}
     for site in md.sites:
         if site.node in markets:
@@ -191,13 +208,13 @@ def build_scenario(
         if site.is_btm and not site.wholesale_services:
             markets[site.node] = {}
             continue
-        entry = {"energy": _interval_series(prices[(site.node, "da_energy")], first, n)}
+        entry = {"energy": series(prices[(site.node, "da_energy")])}
         if as_prices:
             for product in AS_PRODUCTS.get(md.market, ()):
                 key = (price_node(md, site.node, product), product)
                 if key in prices:
                     name = "spin" if product == SPIN_PRODUCT else product
-                    entry[name] = _interval_series(prices[key], first, n)
+                    entry[name] = series(prices[key])
         markets[site.node] = entry
     sites: list[dict[str, Any]] = []
     for site in md.sites:
@@ -208,15 +225,19 @@ def build_scenario(
         fields["soc_final_min"] = (
             b.soc_min if relax_terminal else float(min(b.soc_initial, b.soc_max))
         )
+        if hourly:
+            # the day-ahead plan keeps a margin inside the SoC window: the real
+            # battery tracks it within a few percent, and a plan on the edge would
+            # leave the intraday re-solve no room to hold its awards
+            lo = min(b.soc_min + DA_SOC_MARGIN, fields["soc_initial"])
+            hi = max(b.soc_max - DA_SOC_MARGIN, fields["soc_initial"])
+            fields["soc_min"], fields["soc_max"] = lo, hi
+            fields["soc_final_min"] = min(max(fields["soc_final_min"], lo), hi)
         fields["degradation_usd_per_mwh"] = md.degradation[site.id]
         if site.is_btm and site.tariff is not None:
             fields["btm"] = {
-                "load_mw": [
-                    round(float(v), 5) for v in md.btm_load_mw[site.id][first:]
-                ],
-                "energy_usd_per_mwh": [
-                    float(v) for v in md.btm_tariff_usd_per_mwh[site.id][first:]
-                ],
+                "load_mw": fine(md.btm_load_mw[site.id], 5),
+                "energy_usd_per_mwh": fine(md.btm_tariff_usd_per_mwh[site.id], 4),
                 "demand_usd_per_mw": site.tariff.demand_usd_per_mw_month,
                 "peak_so_far_mw": float((peak_so_far_mw or {}).get(site.id, 0.0)),
                 "export_allowed": site.tariff.export_allowed,
@@ -225,7 +246,7 @@ def build_scenario(
         if site_awards:
             fields["commitments"] = {
                 f"{service}_mw": [
-                    round(float(v), 4) for v in site_awards[service][first:]
+                    _commitment_mw(float(v)) for v in site_awards[service][first:]
                 ]
                 for service in ("reg_up", "reg_down", "spin")
                 if service in site_awards and site.has_service(service)
@@ -233,8 +254,10 @@ def build_scenario(
         sites.append(fields)
     data: dict[str, Any] = {
         "schema": "bess-dispatch-scenario/1",
-        "start": md.interval_start(first).isoformat().replace("+00:00", "Z"),
-        "interval_minutes": INTERVAL_MINUTES,
+        "start": (md.start + pd.Timedelta(minutes=minutes * first))
+        .isoformat()
+        .replace("+00:00", "Z"),
+        "interval_minutes": minutes,
         "intervals": n,
         "markets": markets,
         "regulation": {"deploy_up": rules.deploy_up, "deploy_down": rules.deploy_down},
@@ -244,6 +267,16 @@ def build_scenario(
     if md.poi_groups:
         data["fleet"] = {"poi_groups": md.poi_groups}
     return parse_scenario(data, source=f"demo {md.market} {md.day} from {first}")
+
+
+COMMITMENT_SLACK_MW = 1e-3
+"""Commitments sit this far below the award [MW]: awards are rounded to 1 kW in the
+bids, and a bound rounded up past a tight power or energy limit would make the
+re-solve infeasible."""
+
+
+def _commitment_mw(award_mw: float) -> float:
+    return max(0.0, math.floor((award_mw - COMMITMENT_SLACK_MW) * 1e4) / 1e4)
 
 
 def baseline_bill_usd(md: MarketDay, site_id: str) -> float:

@@ -155,8 +155,20 @@ class FleetPlant:
                 if dt_s > 0:
                     gw.step(dt_s, now_ms)
                 if i_now > 0 and i_before < self.intervals:
-                    self.export_mwh[sid][idx] += (st.e_exp_wh - exp0) / 1e6
-                    self.import_mwh[sid][idx] += (st.e_imp_wh - imp0) / 1e6
+                    exp = (st.e_exp_wh - exp0) / 1e6
+                    imp = (st.e_imp_wh - imp0) / 1e6
+                    nxt = idx + 1
+                    # a step across a boundary meters each side its share of time
+                    if int(i_now) >= nxt and nxt < self.intervals and i_now > i_before:
+                        share = (nxt - max(i_before, 0.0)) / (
+                            i_now - max(i_before, 0.0)
+                        )
+                        share = min(1.0, max(0.0, share))
+                        self.export_mwh[sid][nxt] += exp * (1 - share)
+                        self.import_mwh[sid][nxt] += imp * (1 - share)
+                        exp, imp = exp * share, imp * share
+                    self.export_mwh[sid][idx] += exp
+                    self.import_mwh[sid][idx] += imp
                 boundary = int(i_now)
                 if 0 < boundary <= self.intervals and int(i_before) < boundary:
                     self.soc_path[sid][boundary] = st.soc

@@ -18,8 +18,8 @@ import pandas as pd
 import sqlalchemy as sa
 from paho.mqtt.enums import CallbackAPIVersion
 
-from dispatch.bidcheck import check_bid_set
-from dispatch.bids import BidSet, build_bids
+from dispatch.bidcheck import Refusal, check_bid_set
+from dispatch.bids import Bid, BidSet, build_bids
 from dispatch.markets import load_market_rules
 from dispatch.result import Result
 from dispatch.scenario import Scenario
@@ -201,6 +201,7 @@ class DemoSummary:
     setpoints_received: dict[str, int] = field(default_factory=dict)
     setpoints_accepted: dict[str, int] = field(default_factory=dict)
     revenue_usd: dict[str, float] = field(default_factory=dict)
+    per_site_usd: dict[str, float] = field(default_factory=dict)
     revenue_total_usd: float = 0.0
     btm_savings_usd: float = 0.0
     degradation_usd: float = 0.0
@@ -588,7 +589,8 @@ class Demo:
             md = self.market_days[market]
             results = {}
             for q in ("p50", "p10", "p90"):
-                scn = build_scenario(md, self._prices(market, q))
+                # hourly, as the day-ahead market clears: the bids are the plan
+                scn = build_scenario(md, self._prices(market, q), hourly=True)
                 res = solve(scn, SolveOptions(time_limit_s=60.0))
                 results[q] = (scn, res)
                 r.advance("day-ahead", 1, f"{market} {q}: {res.status}")
@@ -601,14 +603,20 @@ class Demo:
                 results[q] for q in ("p10", "p90") if results[q][1].sites
             ]
             self._save(market, scn, res, actor="demo.day-ahead")
+            hours = np.arange(len(md.hours) + 1, dtype=float)
+            quarters = np.arange(md.intervals + 1, dtype=float) / PER_HOUR
             self.plans[market] = {
                 sid: {
-                    "charge": np.asarray(s.charge_mw, dtype=float),
-                    "discharge": np.asarray(s.discharge_mw, dtype=float),
-                    "reg_up": np.asarray(s.reg_up_mw, dtype=float),
-                    "reg_down": np.asarray(s.reg_down_mw, dtype=float),
-                    "spin": np.asarray(s.spin_mw, dtype=float),
-                    "soc": np.asarray(s.soc, dtype=float),
+                    "charge": np.repeat(np.asarray(s.charge_mw, dtype=float), PER_HOUR),
+                    "discharge": np.repeat(
+                        np.asarray(s.discharge_mw, dtype=float), PER_HOUR
+                    ),
+                    "reg_up": np.repeat(np.asarray(s.reg_up_mw, dtype=float), PER_HOUR),
+                    "reg_down": np.repeat(
+                        np.asarray(s.reg_down_mw, dtype=float), PER_HOUR
+                    ),
+                    "spin": np.repeat(np.asarray(s.spin_mw, dtype=float), PER_HOUR),
+                    "soc": np.interp(quarters, hours, np.asarray(s.soc, dtype=float)),
                 }
                 for sid, s in res.sites.items()
             }
@@ -646,7 +654,29 @@ class Demo:
                 note=f"demo day-ahead schedule v{self.versions[market]}",
             )
             refusals = check_bid_set(bid_set.bids, scn, rules) if bid_set.bids else []
+            refused_total = len(refusals)
+            for _ in range(3):
+                if not refusals or not bid_set.bids:
+                    break
+                # keep the refused set on record, push the rest (a scheduler's fix)
+                save_bid_set(
+                    self._engine,
+                    market=market,
+                    operating_day=md.day,
+                    version=self.versions[market],
+                    status="refused",
+                    submitted_by="demo-scheduler",
+                    payload=bid_set.to_payload(),
+                    refusal_reason="; ".join(str(x) for x in refusals[:5]),
+                )
+                bid_set = without_refused(bid_set, refusals)
+                refusals = (
+                    check_bid_set(bid_set.bids, scn, rules) if bid_set.bids else []
+                )
+                refused_total += len(refusals)
             status = "refused" if refusals else "accepted"
+            if refusals:
+                bid_set = BidSet(bid_set.market, bid_set.operating_day, ())
             if bid_set.bids:
                 save_bid_set(
                     self._engine,
@@ -656,11 +686,10 @@ class Demo:
                     status=status,
                     submitted_by="demo-scheduler",
                     payload=bid_set.to_payload(),
-                    refusal_reason="; ".join(str(x) for x in refusals[:5]) or None,
                 )
             self._bid_sets[market] = bid_set
             self.summary.bids += len(bid_set.bids)
-            self.summary.bid_refusals += len(refusals)
+            self.summary.bid_refusals += refused_total
             r.advance("bids", 1, f"{market}: {len(bid_set.bids)} bids {status}")
         r.done(
             "bids",
@@ -703,18 +732,25 @@ class Demo:
         delta_h = INTERVAL_MINUTES / 60
         for market, md in sorted(self.market_days.items()):
             plan = self.plans[market]
+            # telemetered now (early in interval first-1), plus what the plan still
+            # moves in that interval
             soc0: dict[str, float] = {
-                s.id: soc.get(s.id, float(plan[s.id]["soc"][first])) for s in md.sites
+                s.id: soc[s.id]
+                + float(plan[s.id]["soc"][first] - plan[s.id]["soc"][first - 1])
+                if s.id in soc
+                else float(plan[s.id]["soc"][first])
+                for s in md.sites
             }
             peaks: dict[str, float] = {}
             for s in md.sites:
                 if s.is_btm and s.id in md.btm_load_mw:
+                    done = first - 1  # metered intervals so far
                     net = (
-                        self.plant.export_mwh[s.id][:first]
-                        - self.plant.import_mwh[s.id][:first]
+                        self.plant.export_mwh[s.id][:done]
+                        - self.plant.import_mwh[s.id][:done]
                     ) / delta_h
-                    grid = md.btm_load_mw[s.id][:first] - net
-                    peaks[s.id] = float(max(0.0, grid.max())) if first else 0.0
+                    grid = md.btm_load_mw[s.id][:done] - net
+                    peaks[s.id] = float(max(0.0, grid.max())) if done > 0 else 0.0
             awards = self.awards[market].service_mw
             kept = {
                 sid: {k: np.minimum(v, plan[sid][k]) for k, v in per.items()}
@@ -725,6 +761,7 @@ class Demo:
             attempts: list[tuple[dict[str, dict[str, np.ndarray]] | None, bool]] = [
                 (awards, False),
                 (awards, True),
+                ({}, True),  # the sites that can still hold their awards (lazily)
                 (kept, True),
                 (None, True),
             ]
@@ -733,6 +770,8 @@ class Demo:
             used = 0
             for index, (attempt, relax) in enumerate(attempts):
                 used = index
+                if index == 2:
+                    attempt = self._holdable(md, first, soc0, peaks, awards)
                 scn = build_scenario(
                     md,
                     self._prices(market, "actual"),
@@ -746,14 +785,32 @@ class Demo:
                 res = solve(scn, SolveOptions(time_limit_s=20.0))
                 if res.sites:
                     break
-                logger.info("%s intraday from %d: %s", market, first, res.reason)
+                logger.info(
+                    "%s intraday from %d (attempt %d): %s",
+                    market,
+                    first,
+                    index,
+                    res.reason,
+                )
+                if index == 0:
+                    path = (
+                        self.folder
+                        / f"intraday-{market.lower()}-{first}.infeasible.json"
+                    )
+                    path.write_text(
+                        json.dumps(
+                            scn.model_dump(
+                                mode="json", by_alias=True, exclude_none=True
+                            )
+                        )
+                    )
             if res is None or scn is None or not res.sites:
                 self.summary.intraday_fallbacks += 1
                 logger.warning(
                     "%s intraday from %d: previous plan stands", market, first
                 )
                 continue
-            if used >= 2:
+            if used >= 3:
                 self.summary.intraday_fallbacks += 1
             for sid, sched in res.sites.items():
                 p = plan[sid]
@@ -767,19 +824,65 @@ class Demo:
             self._save(market, scn, res, actor="demo.intraday")
         self.summary.intraday_resolves += 1
 
+    def _holdable(
+        self,
+        md: MarketDay,
+        first: int,
+        soc0: dict[str, float],
+        peaks: dict[str, float],
+        awards: dict[str, dict[str, np.ndarray]],
+    ) -> dict[str, dict[str, np.ndarray]]:
+        """Return the awards of the sites that can still hold theirs alone."""
+        out = {}
+        actual = self._prices(md.market, "actual")
+        for sid, per in awards.items():
+            single = MarketDay(
+                market=md.market,
+                day=md.day,
+                sites=tuple(s for s in md.sites if s.id == sid),
+                hours=md.hours,
+                btm_load_mw=md.btm_load_mw,
+                btm_tariff_usd_per_mwh=md.btm_tariff_usd_per_mwh,
+                degradation=md.degradation,
+            )
+            scn = build_scenario(
+                single,
+                actual,
+                first=first,
+                soc_initial=soc0,
+                awards={sid: per},
+                peak_so_far_mw=peaks,
+                as_prices=False,
+                relax_terminal=True,
+            )
+            if solve(scn, SolveOptions(time_limit_s=5.0)).sites:
+                out[sid] = per
+            else:
+                logger.info(
+                    "%s from %d: %s cannot hold its awards", md.market, first, sid
+                )
+        return out
+
     def _send_setpoints(self, i: int, clock: DemoClock) -> None:
         assert self.publisher is not None
         now = wall_ms()
         expires = max(clock.wall_ms_of(i + 1), now + 1000) + 1500
         setpoints = []
+        rules = {m: load_market_rules(m) for m in self.market_days}
         for market, md in self.market_days.items():
             if i >= md.intervals:
                 continue
             plan = self.plans[market]
             for site in md.sites:
                 spec = self.specs[site.id]
+                p = plan[site.id]
+                # the plan's net power plus the regulation energy it expects deployed
+                # (the mean of the AGC signal the simulated site stands in for)
                 net_mw = float(
-                    plan[site.id]["discharge"][i] - plan[site.id]["charge"][i]
+                    p["discharge"][i]
+                    - p["charge"][i]
+                    + rules[market].deploy_up * p["reg_up"][i]
+                    - rules[market].deploy_down * p["reg_down"][i]
                 )
                 net_mw = min(spec.discharge_mw, max(-spec.charge_mw, net_mw))
                 setpoints.append(
@@ -820,11 +923,13 @@ class Demo:
             interval_s=INTERVAL_MINUTES * 60,
         )
         self.plant.start(clock)
+        every = self.options.resolve_every
         for i in range(n):
             self._sleep_until_ms(clock.wall_ms_of(i))
-            if i > 0 and i % self.options.resolve_every == 0:
-                self._resolve(i)
             self._send_setpoints(i, clock)
+            if (i + 1) % every == 0 and i + 1 < n:
+                # re-plan from the next interval now, so its setpoints leave on time
+                self._resolve(i + 1)
             hh = i * INTERVAL_MINUTES
             r.advance("intraday", 1, f"{hh // 60:02d}:{hh % 60:02d} simulated")
         self._sleep_until_ms(clock.wall_ms_of(n))
@@ -901,6 +1006,7 @@ class Demo:
             k: round(v, 2) for k, v in sorted(settlement.revenue_usd.items())
         }
         s.revenue_total_usd = round(sum(settlement.revenue_usd.values()), 2)
+        s.per_site_usd = {k: round(v, 2) for k, v in settlement.per_site_usd.items()}
         s.btm_savings_usd = round(settlement.btm_savings_usd, 2)
         s.degradation_usd = round(settlement.degradation_usd, 2)
         s.net_usd = round(settlement.net_usd, 2)
@@ -995,6 +1101,27 @@ class Demo:
             except Exception:
                 logger.exception("stopping %s failed", name)
         logger.info("demo stopped")
+
+
+def without_refused(bid_set: BidSet, refusals: list[Refusal]) -> BidSet:
+    """Return the bid set without the bids the checks refused."""
+
+    def refused(bid: Bid) -> bool:
+        return any(
+            x.site_id == bid.site_id
+            and (x.hour_ending is None or x.hour_ending == bid.hour_ending)
+            and (x.product is None or x.product == bid.product)
+            for x in refusals
+        )
+
+    kept = tuple(b for b in bid_set.bids if not refused(b))
+    return BidSet(
+        bid_set.market,
+        bid_set.operating_day,
+        kept,
+        note=f"{bid_set.note or ''} (less {len(bid_set.bids) - len(kept)} refused bids)",
+        meta=bid_set.meta,
+    )
 
 
 def settlement_energy(plant: FleetPlant, site_id: str) -> float:
