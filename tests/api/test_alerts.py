@@ -65,7 +65,7 @@ def seeded(store: Store) -> Seeded:
 
 
 def _get(
-    client: httpx.Client, store: Store, path: str, **params: object
+    client: httpx.Client, store: Store, path: str, **params: str | int
 ) -> httpx.Response:
     return client.get(path, params=params or None, headers=auth(store, "viewer"))
 
@@ -157,7 +157,7 @@ def test_alerts_answer_422_naming_field_when_query_invalid(
     client: httpx.Client,
     store: Store,
     path: str,
-    params: dict[str, object],
+    params: dict[str, str | int],
     field: list[str],
 ) -> None:
     response = _get(client, store, path, **params)
