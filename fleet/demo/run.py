@@ -275,6 +275,7 @@ class Demo:
         self.awards: dict[str, Awards] = {}
         self.versions: dict[str, int] = {}
         self._closed = False
+        self._price_files: list[Path] = []
         self._t0 = time.monotonic()
 
     # -- helpers ---------------------------------------------------------------
@@ -304,6 +305,16 @@ class Demo:
     # -- stages ----------------------------------------------------------------
     def run(self) -> DemoSummary:
         """Play every stage; return the summary (the API keeps running)."""
+        # the price files first: no service starts when there is nothing to replay
+        self._price_files = (
+            list(self.options.prices_csv)
+            if self.options.prices_csv
+            else find_price_files(self.options.prices_dir)
+        )
+        missing = [str(p) for p in self._price_files if not p.is_file()]
+        if missing:
+            msg = f"--prices: no such file: {', '.join(missing)}"
+            raise FleetInputError(msg)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.summary.folder = str(self.folder)
         for name, step in (
@@ -466,11 +477,7 @@ class Demo:
 
     def _import_prices(self) -> None:
         r = self.reporter
-        files = (
-            list(self.options.prices_csv)
-            if self.options.prices_csv
-            else find_price_files(self.options.prices_dir)
-        )
+        files = self._price_files
         r.start("prices", len(files), f"reading {len(files)} price files")
         frame = read_prices(files)
         r.advance("prices", len(files))
