@@ -78,7 +78,12 @@ def bench_year(workers: int) -> None:
             fleet, prices, dt.date(2024, 1, 1), dt.date(2024, 12, 31), options
         )
     totals = report.totals()
-    per_day = [d.solve_seconds for d in report.ok_days]
+    per_day = [d.solve_seconds for d in report.ok_days] or [0.0]
+    skipped = [d for d in report.days if d.status != "ok"]
+    if skipped:
+        print(
+            f"  {len(skipped)} days skipped, first: {skipped[0].day} {skipped[0].status}"
+        )
     print(f"year of daily solves, {len(fleet.sites)} sites, workers={workers}")
     print(f"  read prices       {read_s:8.1f} s")
     print(f"  backtest total    {report.seconds:8.1f} s  (target < 600 s)")

@@ -431,6 +431,7 @@ def baseline_commitments(scn: Scenario, rules: MarketRules) -> Scenario:
     hours = pd.date_range(scn.start, periods=scn.intervals, freq="h").tz_convert(tz)
     local_hour = np.asarray(hours.hour)
     sites = []
+    nets: dict[str, np.ndarray] = {}
     for site in scn.sites:
         e = site.energy_mwh
         usable = e * (site.soc_max - site.soc_min)
@@ -446,8 +447,25 @@ def baseline_commitments(scn: Scenario, rules: MarketRules) -> Scenario:
         stored = min(room, site.charge_mw * site.eta_charge * n_c) if n_c else 0.0
         c_mw = stored / (site.eta_charge * n_c) if n_c else 0.0
         d_mw = stored * site.eta_discharge / n_d if n_d else 0.0
-        net = np.where(charge_window, -c_mw, 0.0) + np.where(dis_window, d_mw, 0.0)
-        com = Commitments(net_mw=[float(v) for v in net])
+        nets[site.id] = np.where(charge_window, -c_mw, 0.0) + np.where(
+            dis_window, d_mw, 0.0
+        )
+    # Sites sharing a POI scale their windows by one factor so the group's limits hold
+    # (the same factor on charge and discharge keeps each day's energy balance).
+    for group in scn.fleet.poi_groups if scn.fleet is not None else []:
+        members = [sid for sid in group.sites if sid in nets]
+        total = np.sum([nets[sid] for sid in members], axis=0)
+        out_mw = float(np.max(np.maximum(total, 0.0), initial=0.0))
+        in_mw = float(np.max(np.maximum(-total, 0.0), initial=0.0))
+        factor = min(
+            1.0,
+            group.export_mw / out_mw if out_mw > 0 else 1.0,
+            group.import_mw / in_mw if in_mw > 0 else 1.0,
+        )
+        for sid in members:
+            nets[sid] = nets[sid] * factor
+    for site in scn.sites:
+        com = Commitments(net_mw=[float(v) for v in nets[site.id]])
         sites.append(
             site.model_copy(
                 update={

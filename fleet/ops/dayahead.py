@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,8 @@ from dispatch.scenario import Scenario
 from dispatch.solve import SolveOptions, solve
 from dispatch.status import SolveStatus
 from fleet.domain import Fleet
-from fleet.errors import FleetInputError
+from fleet.errors import FleetInputError, StoreError
+from fleet.ops.clock import Clock, next_dayahead_run
 from fleet.ops.scenario_builder import (
     ScenarioInputs,
     SiteState,
@@ -311,3 +313,44 @@ def run_dayahead(
     return DayAheadOutcome(
         operating_day, str(result.status), None, version, scn, result, bids
     )
+
+
+def run_dayahead_when_due(
+    bind: Bind,
+    fleet: Fleet,
+    rules: MarketRules,
+    clock: Clock,
+    *,
+    lead_minutes: float = 30.0,
+    stop: threading.Event | None = None,
+    on_outcome: Callable[[DayAheadOutcome], None] | None = None,
+    cycles: int | None = None,
+) -> list[DayAheadOutcome]:
+    """Run the day-ahead cycle ``lead_minutes`` before each day-ahead close.
+
+    Sleeps on ``clock`` until :func:`fleet.ops.clock.next_dayahead_run`, plans the next
+    operating day from the store, reports the outcome and repeats (``cycles`` times,
+    or until ``stop`` is set). A cycle that cannot run (no forecasts, store error) is
+    logged, counts as a cycle, and the loop goes on to the next day.
+
+    Returns
+    -------
+    list of DayAheadOutcome
+        The outcomes of the cycles run.
+    """
+    outcomes: list[DayAheadOutcome] = []
+    attempts = 0
+    while cycles is None or attempts < cycles:
+        attempts += 1
+        run_at, day = next_dayahead_run(rules, clock.now(), lead_minutes=lead_minutes)
+        if not clock.sleep_until(run_at, stop):
+            break
+        try:
+            outcome = run_dayahead(bind, fleet, rules, day, now=clock.now())
+        except (FleetInputError, StoreError) as exc:
+            logger.error("day-ahead %s %s failed: %s", rules.name, day, exc)
+            continue
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+    return outcomes

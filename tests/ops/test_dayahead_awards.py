@@ -237,3 +237,44 @@ def test_check_awards_refuses_when_outside_the_operating_day():
         FleetInputError, match=r"awards\[0\]\.ts=.* is outside operating day"
     ):
         check_awards(award_set, RULES, DAY, ["site-01"])
+
+
+def test_run_dayahead_when_due_plans_tomorrow_at_the_configured_lead(engine):
+    from fleet.ops.clock import AcceleratedClock
+    from fleet.ops.dayahead import run_dayahead_when_due
+    from fleet.store.forecasts import insert_price_forecasts
+
+    # 09:29:30 CDT on D-1: the cycle is due at 09:30 (30 min before the 10:00 close).
+    clock = AcceleratedClock(dt.datetime(2024, 7, 1, 14, 29, 30, tzinfo=dt.UTC), 600.0)
+    start = operating_day_start(RULES, DAY)
+    ts = pd.date_range(start, periods=24, freq="h")
+    rows = []
+    for node, product, values in [
+        (NODE, "da_energy", daily_prices(24, spike=50.0)),
+        ("SYSTEM", "reg_up", [6.0] * 24),
+        ("SYSTEM", "reg_down", [4.0] * 24),
+        ("SYSTEM", "rrs_spin", [3.0] * 24),
+    ]:
+        for t, v in zip(ts, values, strict=True):
+            rows.append(
+                {
+                    "market": "ERCOT",
+                    "node": node,
+                    "product": product,
+                    "issue_time": dt.datetime(2024, 7, 1, 14, 0, tzinfo=dt.UTC),
+                    "ts": t,
+                    "horizon_h": (t - pd.Timestamp("2024-07-01T14:00Z"))
+                    / pd.Timedelta(hours=1),
+                    "p10": v - 5,
+                    "p50": v,
+                    "p90": v + 5,
+                    "model_version": "test",
+                    "unit": "usd_per_mwh" if product == "da_energy" else "usd_per_mw",
+                }
+            )
+    insert_price_forecasts(engine, pd.DataFrame(rows))
+    outcomes = run_dayahead_when_due(
+        engine, fleet(2), RULES, clock, lead_minutes=30, cycles=1
+    )
+    assert [(o.operating_day, o.version) for o in outcomes] == [(DAY, 1)]
+    assert outcomes[0].bids is not None
