@@ -142,9 +142,11 @@ def start_amqtt(data_dir: Path) -> BrokerHandle:
     port = free_port()
     config: dict[str, Any] = {
         "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-        "sys_interval": 0,
-        "auth": {"allow-anonymous": True, "plugins": ["auth_anonymous"]},
-        "topic-check": {"enabled": False},
+        "plugins": {
+            "amqtt.plugins.authentication.AnonymousAuthPlugin": {
+                "allow_anonymous": True
+            }
+        },
     }
     ready = threading.Event()
     failed: list[BaseException] = []
