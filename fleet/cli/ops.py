@@ -514,7 +514,7 @@ def intraday_run(
         fleet_obj,
         rules,
         operating_day,
-        prices=dayahead_prices_on_grid(da_scn, interval_minutes),
+        prices=dayahead_prices_on_grid(da_scn),
         states=tracker.snapshot,
         send=sink.send,
         awards=commitments,

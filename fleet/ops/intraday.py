@@ -47,8 +47,10 @@ from telemetry.setpoints import SetpointPublisher, build_setpoint
 
 logger = logging.getLogger(__name__)
 
-PriceSource = Callable[[dt.datetime, int], Mapping[str, Mapping[str, Sequence[float]]]]
-"""(start, intervals) -> per node, per product prices on the intraday grid."""
+PriceSource = Callable[
+    [dt.datetime, int, int], Mapping[str, Mapping[str, Sequence[float]]]
+]
+"""(start, intervals, interval_minutes) -> per node, per product prices on that grid."""
 StateSource = Callable[[], Mapping[str, tuple[int, float]]]
 """() -> per site (telemetry time [ms since epoch], SoC 0-1)."""
 SetpointSink = Callable[[str, float, int, int, str], None]
@@ -67,11 +69,29 @@ class IntradayConfig:
     """A setpoint expires this many intervals after it becomes valid."""
     solve_time_limit_s: float = 1.5
     """Time limit of one re-solve [s]."""
+    model_interval_minutes: int | None = None
+    """Interval of the re-solved model [minutes], a multiple of ``interval_minutes``
+    (e.g. re-dispatch every 5 minutes on a 15-minute model); None: the same."""
 
     def __post_init__(self) -> None:
         if self.interval_minutes not in (5, 15):
             msg = f"interval_minutes={self.interval_minutes} must be 5 or 15"
             raise FleetInputError(msg)
+        model = self.model_interval_minutes
+        if model is not None and (
+            model < self.interval_minutes or model % self.interval_minutes
+        ):
+            msg = (
+                f"model_interval_minutes={model} must be a multiple of "
+                f"interval_minutes={self.interval_minutes}"
+            )
+            raise FleetInputError(msg)
+
+    @property
+    def model_factor(self) -> int:
+        """Dispatch intervals per model interval."""
+        model = self.model_interval_minutes or self.interval_minutes
+        return model // self.interval_minutes
         if self.stale_intervals <= 0 or self.setpoint_expiry_intervals <= 0:
             msg = "stale_intervals and setpoint_expiry_intervals must be > 0"
             raise FleetInputError(msg)
@@ -251,15 +271,43 @@ class IntradayDispatcher:
         """Index of the interval containing ``now`` (may be < 0 or >= the day's count)."""
         return int((now - self.day_start) // self.interval)
 
+    def _model_intervals(self, i0: int) -> int:
+        k = self.config.model_factor
+        return -(-(self.intervals - i0) // k)
+
     def _slice(self, com: Commitments, i0: int) -> Commitments:
-        def cut(series: list[Any] | None) -> list[Any] | None:
-            return None if series is None else list(series[i0:])
+        """Cut commitments from ``i0`` and resample them onto the model grid.
+
+        AS lower bounds take the largest value of the dispatch intervals a model
+        interval covers; a fixed net power stays fixed only where all of them agree.
+        """
+        k = self.config.model_factor
+        n_model = self._model_intervals(i0)
+
+        def groups(series: Sequence[Any]) -> list[list[Any]]:
+            rest = list(series[i0:])
+            return [rest[j * k : (j + 1) * k] for j in range(n_model)]
+
+        def lower(series: list[float] | None) -> list[float] | None:
+            if series is None:
+                return None
+            return [max(g) for g in groups(series)]
+
+        def fixed(series: list[float | None] | None) -> list[float | None] | None:
+            if series is None:
+                return None
+            out: list[float | None] = []
+            for g in groups(series):
+                vals = [v for v in g if v is not None]
+                same = len(vals) == len(g) and max(vals) - min(vals) < 1e-9
+                out.append(float(vals[0]) if same else None)
+            return out
 
         return Commitments(
-            reg_up_mw=cut(com.reg_up_mw),
-            reg_down_mw=cut(com.reg_down_mw),
-            spin_mw=cut(com.spin_mw),
-            net_mw=cut(com.net_mw),
+            reg_up_mw=lower(com.reg_up_mw),
+            reg_down_mw=lower(com.reg_down_mw),
+            spin_mw=lower(com.spin_mw),
+            net_mw=fixed(com.net_mw),
         )
 
     def _scenario(
@@ -269,7 +317,8 @@ class IntradayDispatcher:
         commitments: Mapping[str, Commitments],
         relaxed: bool,
     ) -> Scenario:
-        n = self.intervals - i0
+        n = self._model_intervals(i0)
+        minutes = self.config.interval_minutes * self.config.model_factor
         start = self.interval_start(i0)
         finals: Mapping[str, float] = (
             {str(s.id): s.battery.soc_min for s in self.sites}
@@ -281,9 +330,9 @@ class IntradayDispatcher:
             self.rules,
             ScenarioInputs(
                 start=start,
-                interval_minutes=self.config.interval_minutes,
+                interval_minutes=minutes,
                 intervals=n,
-                prices=self.prices(start, n),
+                prices=self.prices(start, n, minutes),
                 states=states,
                 commitments=commitments,
                 soc_final_min=finals,
@@ -304,7 +353,7 @@ class IntradayDispatcher:
         version = f"v{self.schedule_version}.{self.step_count}"
         if i0 >= self.intervals:
             return IntervalReport(i0, self.interval_start(i0), "done", None, version)
-        n = self.intervals - i0
+        n = self._model_intervals(i0)
         now_ms = int(now.timestamp() * 1000)
         stale_ms = self.config.stale_intervals * self.config.interval_minutes * 60_000
         latest = self.states()
@@ -394,7 +443,8 @@ class IntradayDispatcher:
             if moved:
                 clipped.append(site.id)
             setpoints[site.id] = p_mw
-            planned[site.id] = sched.soc[1]
+            k = self.config.model_factor
+            planned[site.id] = sched.soc[0] + (sched.soc[1] - sched.soc[0]) / k
             if self.send is not None:
                 self.send(site.id, p_mw, valid_from, expires, version)
         if shortfall:
@@ -466,7 +516,7 @@ def run_intraday(
     return reports
 
 
-def dayahead_prices_on_grid(scn: Scenario, interval_minutes: int) -> PriceSource:
+def dayahead_prices_on_grid(scn: Scenario) -> PriceSource:
     """Return a price source that repeats a day-ahead scenario's hourly prices.
 
     Used as the real-time forecast when no RT forecaster is configured: each intraday
@@ -481,7 +531,9 @@ def dayahead_prices_on_grid(scn: Scenario, interval_minutes: int) -> PriceSource
     }
     step = dt.timedelta(minutes=scn.interval_minutes)
 
-    def source(start: dt.datetime, n: int) -> dict[str, dict[str, list[float]]]:
+    def source(
+        start: dt.datetime, n: int, interval_minutes: int
+    ) -> dict[str, dict[str, list[float]]]:
         out: dict[str, dict[str, list[float]]] = {}
         for node, series in hourly.items():
             out[node] = {}

@@ -154,7 +154,7 @@ def test_simulated_day_runs_end_to_end_and_follows_the_plan(mosquitto, tmp_path)
             fleet,
             RULES,
             day,
-            prices=dayahead_prices_on_grid(outcome.scenario, 15),
+            prices=dayahead_prices_on_grid(outcome.scenario),
             states=tracker.snapshot,
             send=sink.send,
             awards=commitments,

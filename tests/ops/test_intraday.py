@@ -23,10 +23,12 @@ START = operating_day_start(RULES, DAY)
 N = 96
 
 
-def _prices(start: dt.datetime, n: int) -> dict[str, dict[str, list[float]]]:
+def _prices(
+    start: dt.datetime, n: int, minutes: int = 15
+) -> dict[str, dict[str, list[float]]]:
     hourly = daily_prices(24, spike=40.0)
-    first = int((start - START) / dt.timedelta(minutes=15))
-    energy = [hourly[(first + i) // 4] for i in range(n)]
+    first = (start - START) / dt.timedelta(hours=1)
+    energy = [hourly[min(23, int(first + i * minutes / 60))] for i in range(n)]
     return {
         NODE: {
             "energy": energy,
@@ -145,3 +147,24 @@ def test_run_intraday_steps_every_interval_on_an_accelerated_clock():
     assert seen == [80, 81, 82]
     assert all(r.status == "optimal" for r in reports)
     assert [r.version for r in reports] == ["v0.1", "v0.2", "v0.3"]
+
+
+def test_intraday_step_solves_a_coarser_model_when_configured():
+    now = START + dt.timedelta(hours=12, minutes=5)
+    states = {"site-01": (_ms(now), 0.5), "site-02": (_ms(now), 0.5)}
+    net: list[float | None] = [None] * 288
+    net[145:148] = [-4.0, -4.0, -4.0]  # 12:05-12:20 on the 5-minute grid
+    awards = {"site-01": Commitments(net_mw=net)}
+    dispatcher = IntradayDispatcher(
+        fleet(2),
+        RULES,
+        DAY,
+        prices=_prices,
+        states=lambda: states,
+        awards=awards,
+        config=IntradayConfig(interval_minutes=5, model_interval_minutes=15),
+    )
+    report = dispatcher.step(now)
+    assert report.index == 145
+    assert report.setpoints_mw["site-01"] == pytest.approx(-4.0)
+    assert len(dispatcher.last_result.sites["site-01"].charge_mw) == 48  # (288-145)/3
