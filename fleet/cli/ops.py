@@ -446,6 +446,13 @@ def intraday_run(
     interval_minutes: Annotated[
         int, typer.Option("--interval-minutes", help="5 or 15.")
     ] = 15,
+    model_interval_minutes: Annotated[
+        int | None,
+        typer.Option(
+            "--model-interval-minutes",
+            help="Interval of the re-solved model (a multiple of --interval-minutes).",
+        ),
+    ] = None,
     speed: Annotated[
         float,
         typer.Option("--speed", help="Simulated seconds per second (1 = real time)."),
@@ -480,7 +487,9 @@ def intraday_run(
         msg = f"no {rules.name} schedule for {operating_day}: run `bessfleet dayahead run` first"
         raise FleetInputError(msg)
     da_scn = parse_scenario(stored.scenario)
-    config = IntradayConfig(interval_minutes=interval_minutes)
+    config = IntradayConfig(
+        interval_minutes=interval_minutes, model_interval_minutes=model_interval_minutes
+    )
     url = mqtt_url or Settings().mqtt_url
     clock: Any = SystemClock()
     if speed != 1.0:
