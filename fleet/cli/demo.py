@@ -288,6 +288,7 @@ def demo(
 
     previous = signal.signal(signal.SIGTERM, _interrupt)
     interrupted = False
+    finished = False
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -315,6 +316,7 @@ def demo(
             summary_json.write_text(
                 json.dumps(summary.to_json(), indent=1, default=str) + "\n"
             )
+        finished = True
         if not exit_after:
             console.print("The API stays up; press Ctrl-C to stop.")
             while not stop.wait(0.5):
@@ -325,9 +327,7 @@ def demo(
     finally:
         runner.close()
         signal.signal(signal.SIGTERM, previous)
-    if interrupted and not exit_after and runner.summary.api_url:
-        return
-    if interrupted:
+    if interrupted and not finished:
         raise typer.Exit(130)
 
 
