@@ -292,10 +292,12 @@ class _ExecutorPool:
         options: SolveOptions,
         executor: Executor,
     ) -> None:
+        # The executor itself is not sent to the workers: a bare Dask or
+        # process-pool executor does not pickle.
         self.scn, self.comps, self.options, self.executor = (
             scn,
             comps,
-            options,
+            dataclasses.replace(options, executor=None),
             executor,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -47,10 +48,21 @@ def solve_cmd(
         bool,
         typer.Option("--monolithic", help="Solve one model instead of decomposing."),
     ] = False,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="SCHEDULER_ADDRESS",
+            help="Send the independent subproblems to this Dask scheduler "
+            "(default: BESSFLEET_DASK_ADDRESS, else this machine).",
+        ),
+    ] = None,
 ) -> None:
     """Solve a scenario; exit 0 optimal/feasible, 1 infeasible/error, 2 bad input."""
     from dispatch.scenario import load_scenario
     from dispatch.solve import SolveOptions, solve
+    from fleet.config import Settings
+    from fleet.parallel import make_executor, resolve_dask_address
 
     scn = load_scenario(scenario)
     options = SolveOptions(
@@ -59,7 +71,12 @@ def solve_cmd(
         mip_rel_gap=mip_gap,
         decompose=not monolithic,
     )
-    result = solve(scn, options)
+    address = resolve_dask_address(dask, Settings())
+    if address is None or monolithic:
+        result = solve(scn, options)
+    else:
+        with make_executor(address, workers) as executor:
+            result = solve(scn, dataclasses.replace(options, executor=executor))
     try:
         result.write(output)
     except OSError as exc:

@@ -26,6 +26,7 @@ TABLE_MODULES = (
     "fleet.store.tables",
     "fleet.store.telemetry_tables",
     "fleet.store.asset_tables",
+    "fleet.store.retention",
 )
 
 

@@ -141,3 +141,74 @@ def test_make_executor_starts_and_closes_local_cluster_when_local_dask() -> None
         assert str(info["address"]).startswith("tcp://127.0.0.1:")
         results = list(executor.map(_worker_identity, range(3)))
     assert [r[0] for r in results] == [0, 1, 4]
+
+
+def test_dispatch_solve_cli_matches_serial_when_sent_to_dask_scheduler(
+    tmp_path: Path, spec_examples: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from dispatch.scenario import load_scenario
+    from dispatch.solve import SolveOptions, solve
+
+    scenario = spec_examples / "three-sites-stacked.scenario.json"
+    serial = solve(load_scenario(scenario), SolveOptions())
+    out = tmp_path / "result.json"
+    with dask_cluster(2, tmp_path / "dask") as address:
+        wait_for_workers(address, 2)
+        before = _transitions(address)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fleet",
+                "dispatch",
+                "solve",
+                str(scenario),
+                "-o",
+                str(out),
+                "--dask",
+                address,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        after = _transitions(address)
+    assert proc.returncode == 0, proc.stderr
+    assert after > before  # the subproblems went through the scheduler
+    result = json.loads(out.read_text())
+    assert result["status"] == serial.status
+    assert result["objective_usd"] == pytest.approx(serial.objective_usd, rel=1e-6)
+
+
+def test_dispatch_solve_cli_exits_2_naming_option_when_dask_address_malformed(
+    tmp_path: Path, spec_examples: Path
+) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fleet",
+            "dispatch",
+            "solve",
+            str(spec_examples / "one-site-arbitrage.scenario.json"),
+            "-o",
+            str(tmp_path / "r.json"),
+            "--dask",
+            "tcp://bad host:x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "--dask" in proc.stderr
+    assert "Traceback" not in proc.stderr
