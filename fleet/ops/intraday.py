@@ -125,6 +125,8 @@ class IntervalReport:
     """Sites whose planned power was clipped to their limits."""
     solve_seconds: float = 0.0
     """Wall time of the re-solve [s]."""
+    fallback: str = "none"
+    """Which fallback made the re-solve feasible (``none`` when all awards were met)."""
 
 
 def clip_setpoint_mw(p_mw: float, site: Site) -> tuple[float, bool]:
@@ -271,6 +273,12 @@ class IntradayDispatcher:
         """Index of the interval containing ``now`` (may be < 0 or >= the day's count)."""
         return int((now - self.day_start) // self.interval)
 
+    def _hour_intervals(self, i0: int) -> int:
+        """Model intervals from interval ``i0`` to the end of its hour (at least 1)."""
+        minutes_in = (i0 * self.config.interval_minutes) % 60
+        model = self.config.interval_minutes * self.config.model_factor
+        return max(1, -(-(60 - minutes_in) // model))
+
     def _model_intervals(self, i0: int) -> int:
         k = self.config.model_factor
         return -(-(self.intervals - i0) // k)
@@ -377,28 +385,42 @@ class IntradayDispatcher:
         # Stale sites get no power: their own awards cannot be fixed on them.
         options = SolveOptions(time_limit_s=self.config.solve_time_limit_s)
         result = None
-        attempts: list[tuple[dict[str, Commitments], bool, dict[str, float]]] = [
-            (commitments, False, shortfall),
+        # Fallbacks, in order, when the awards cannot all be met from the measured SoC:
+        # drop the stale sites' cover, relax the terminal SoC, keep the energy awards
+        # of the current award hour only (later ones are re-planned and the deviation
+        # settles in real time), and last keep only the AS awards.
+        attempts: list[tuple[dict[str, Commitments], bool, dict[str, float], str]] = [
+            (commitments, False, shortfall, "none"),
         ]
         if stale:
             base = {sid: c for sid, c in own.items() if sid not in stale}
             full = dict(_cover(stale, [], own, n)[1])
-            attempts.append((base, False, full))
-        attempts.append((attempts[-1][0], True, attempts[-1][2]))
-        # Last resort: keep the AS awards, free the energy positions (reported).
-        as_only = {
-            sid: c.model_copy(update={"net_mw": None})
-            for sid, c in attempts[-1][0].items()
+            attempts.append((base, False, full, "stale cover dropped"))
+        last = attempts[-1]
+        attempts.append((last[0], True, last[2], "terminal SoC relaxed"))
+        hold = self._hour_intervals(i0)
+        near = {
+            sid: c.model_copy(
+                update={
+                    "net_mw": None
+                    if c.net_mw is None
+                    else [v if j < hold else None for j, v in enumerate(c.net_mw)]
+                }
+            )
+            for sid, c in last[0].items()
         }
-        attempts.append(
-            (as_only, True, {**attempts[-1][2], "energy_award_released": 1.0})
-        )
+        attempts.append((near, True, last[2], "energy awards after this hour released"))
+        as_only = {
+            sid: c.model_copy(update={"net_mw": None}) for sid, c in last[0].items()
+        }
+        attempts.append((as_only, True, last[2], "energy awards released"))
         scn = None
-        for coms, relaxed, short in attempts:
+        fallback = "none"
+        for coms, relaxed, short, label in attempts:
             scn = self._scenario(i0, states, coms, relaxed)
             result = solve(scn, options)
             if result.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
-                shortfall = short
+                shortfall, fallback = short, label
                 break
             logger.warning(
                 "intraday %s step %d (relaxed=%s): %s %s",
@@ -447,6 +469,13 @@ class IntradayDispatcher:
             planned[site.id] = sched.soc[0] + (sched.soc[1] - sched.soc[0]) / k
             if self.send is not None:
                 self.send(site.id, p_mw, valid_from, expires, version)
+        if fallback != "none":
+            logger.warning(
+                "intraday %s step %d: awards not all met from measured SoC: %s",
+                self.rules.name,
+                i0,
+                fallback,
+            )
         if shortfall:
             logger.warning(
                 "intraday %s step %d: stale %s, uncovered awards %s",
@@ -467,6 +496,7 @@ class IntradayDispatcher:
             stale=tuple(stale),
             shortfall_mw=shortfall,
             clipped=tuple(clipped),
+            fallback=fallback,
             solve_seconds=seconds,
         )
 

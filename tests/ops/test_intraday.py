@@ -168,3 +168,19 @@ def test_intraday_step_solves_a_coarser_model_when_configured():
     assert report.index == 145
     assert report.setpoints_mw["site-01"] == pytest.approx(-4.0)
     assert len(dispatcher.last_result.sites["site-01"].charge_mw) == 48  # (288-145)/3
+
+
+def test_intraday_step_keeps_this_hours_energy_award_when_later_ones_cannot_be_met():
+    now = START + dt.timedelta(hours=12)
+    # 6 MWh stored (1 MWh above soc_min): 4 MW for 12:00-13:00 fits, 13:00-14:00 not.
+    states = {"site-01": (_ms(now), 0.3), "site-02": (_ms(now), 0.5)}
+    net: list[float | None] = [None] * N
+    net[48:56] = [4.0] * 8
+    dispatcher = _dispatcher(states, {"site-01": Commitments(net_mw=net)})
+    report = dispatcher.step(now)
+    assert report.status == "optimal"
+    assert report.fallback == "energy awards after this hour released"
+    assert report.setpoints_mw["site-01"] == pytest.approx(4.0)
+    assert dispatcher.last_result.sites["site-01"].discharge_mw[:4] == pytest.approx(
+        [4.0] * 4
+    )
