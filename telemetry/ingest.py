@@ -179,6 +179,10 @@ class IngestOptions:
     """Fixed MQTT client id (the persistent session is keyed by it)."""
     group: str | None = None
     """Subscribe to one topic group only (``None`` = all)."""
+    share: str | None = None
+    """MQTT v5 shared-subscription group (``$share/{share}/…``) for scale-out; each
+    worker then sees part of every site's stream, so sequence gaps are checked
+    against the store before a backfill is requested."""
     batch_size: int = 500
     """Messages per transaction at most (also the MQTT 5 ReceiveMaximum)."""
     batch_ms: int = 100
@@ -313,7 +317,7 @@ class IngestWorker:
             else:
                 logger.info("new persistent session for %s", self.options.client_id)
         self._ever_connected = True
-        topic = ingest_subscription(self.options.group)
+        topic = ingest_subscription(self.options.group, self.options.share)
         if self.options.protocol == "5":
             client.subscribe(
                 [
@@ -655,6 +659,8 @@ class IngestWorker:
             self._pending_sweep = False
             requests.extend(self.tracker.sweep())
         due = self.tracker.due_backfills(now)
+        if due and self.options.share is not None:
+            due = self._reconcile_with_store(due, now)
         requests.extend(due)
         for req in requests:
             self._publish_backfill(req)
@@ -665,6 +671,29 @@ class IngestWorker:
                 self.sink.save_tracks(self.tracker.tracks(), now)
             except Exception as exc:
                 logger.warning("could not save backfill bookkeeping: %s", exc)
+
+    def _reconcile_with_store(
+        self, due: list[BackfillRequest], now: int
+    ) -> list[BackfillRequest]:
+        """Fill holes that other workers of the share group stored; return what is left."""
+        stored_seqs = getattr(self.sink, "stored_seqs", None)
+        if stored_seqs is None:
+            return due
+        self.tracker.begin()
+        try:
+            for req in due:
+                for seq, ts_ms in stored_seqs(
+                    req.site_id, req.dev_id, req.from_seq, req.to_seq
+                ):
+                    self.tracker.observe_sample(
+                        req.site_id, req.dev_id, seq, ts_ms, now
+                    )
+        except Exception as exc:
+            logger.warning("could not read stored sequences: %s", exc)
+            self.tracker.begin()
+            return due
+        self.tracker.commit()
+        return self.tracker.due_backfills(now)
 
     def _publish_backfill(self, req: BackfillRequest) -> None:
         spec = self.registry.get(req.site_id)

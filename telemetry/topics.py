@@ -115,9 +115,17 @@ def down(group: str, site: str, kind: str) -> str:
     return f"{ROOT}/{group}/{site}/down/{kind}"
 
 
-def ingest_subscription(group: str | None = None) -> str:
-    """Return the ingest subscription filter ``bess/v1/{group|+}/+/up/#``."""
-    return f"{ROOT}/{group or '+'}/+/up/#"
+def ingest_subscription(group: str | None = None, share: str | None = None) -> str:
+    """Return the ingest subscription filter ``bess/v1/{group|+}/+/up/#``.
+
+    With ``share``, the MQTT v5 shared subscription ``$share/{share}/…``: the broker
+    hands each message to one member of the share group.
+    """
+    topic = f"{ROOT}/{group or '+'}/+/up/#"
+    if share is not None:
+        check_id(share, "share")
+        topic = f"$share/{share}/{topic}"
+    return topic
 
 
 def gateway_subscriptions(group: str, site: str) -> list[str]:

@@ -73,6 +73,13 @@ def ingest(
     group: Annotated[
         str | None, typer.Option(help="Only this topic group (default: all).")
     ] = None,
+    share: Annotated[
+        str | None,
+        typer.Option(
+            help="Share the stream with other workers through the MQTT v5 shared "
+            "subscription $share/SHARE/… (scale-out; needs --protocol 5).",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=65535)] = 500,
     batch_ms: Annotated[int, typer.Option(min=1, max=60_000)] = 100,
     protocol: Annotated[
@@ -105,6 +112,13 @@ def ingest(
     if protocol not in ("5", "3.1.1"):
         msg = f"--protocol={protocol!r} must be 5 or 3.1.1"
         raise TelemetryInputError(msg)
+    if share is not None:
+        if protocol != "5":
+            msg = "--share needs MQTT v5 shared subscriptions: use --protocol 5"
+            raise TelemetryInputError(msg)
+        from telemetry.topics import check_id
+
+        check_id(share, "--share")
     _logging(verbose)
     url = resolve_db_url(db)
     try:
@@ -116,6 +130,7 @@ def ingest(
             IngestOptions(
                 client_id=client_id,
                 group=group,
+                share=share,
                 batch_size=batch_size,
                 batch_ms=batch_ms,
                 protocol=protocol,

@@ -574,6 +574,30 @@ class SqlTelemetrySink:
         """Open the store at ``url``."""
         return cls(make_engine(url))
 
+    def stored_seqs(
+        self,
+        site_id: str,
+        dev_id: str,
+        from_seq: int,
+        to_seq: int,
+        limit: int = 100_000,
+    ) -> list[tuple[int, int]]:
+        """Return ``(seq, ts_ms)`` of the stored samples of a device in a seq range."""
+        m = tt.tlm_measurements
+        query = (
+            sa.select(m.c.seq, m.c.ts_ms)
+            .where(
+                m.c.site_id == site_id,
+                m.c.dev_id == dev_id,
+                m.c.seq >= from_seq,
+                m.c.seq <= to_seq,
+            )
+            .order_by(m.c.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [(int(seq), int(ts)) for seq, ts in conn.execute(query)]
+
     def load(self) -> SinkState:
         """Return the registry, sessions, births and gap tracks."""
         try:
