@@ -163,6 +163,15 @@ def test_simulated_day_runs_end_to_end_and_follows_the_plan(mosquitto, tmp_path)
         )
         # One step more than the window: its telemetry read closes the SoC path.
         reports = run_intraday(dispatcher, clock, STEPS + 1)
+        # No more setpoints: each site holds the last one until it expires, then holds SoC.
+        last = [gw.active.setpoint if gw.active else None for gw in gateways]
+        last_expiry = max(sp.expires_at for sp in last if sp is not None)
+        clock.sleep_until(dt.datetime.fromtimestamp(last_expiry / 1000 - 60, dt.UTC))
+        before_expiry = [(gw.state.mode, gw.state.p_mw) for gw in gateways]
+        clock.sleep_until(dt.datetime.fromtimestamp(last_expiry / 1000 + 120, dt.UTC))
+        after_expiry = [(gw.state.mode, gw.state.p_mw, gw.state.soc) for gw in gateways]
+        time.sleep(0.2)
+        later_soc = [gw.state.soc for gw in gateways]
     finally:
         stop.set()
         driver.join(timeout=5)
@@ -178,8 +187,15 @@ def test_simulated_day_runs_end_to_end_and_follows_the_plan(mosquitto, tmp_path)
     for gw in gateways:
         accepted = [c for c, status in gw.seen_cmds.items() if status == "accepted"]
         assert len(accepted) == STEPS + 1
-        assert gw.active is not None
-        assert gw.active.setpoint.source == f"bessfleet v1.{STEPS + 1}"
+    for sp in last:
+        assert sp is not None
+        assert sp.source == f"bessfleet v1.{STEPS + 1}"
+    assert [mode for mode, _ in before_expiry] == ["setpoint", "setpoint"]
+    assert [p for _, p in before_expiry] == pytest.approx(
+        [sp.p_ac_w_setpoint / 1e6 for sp in last if sp is not None], abs=1e-6
+    )
+    assert [(mode, p) for mode, p, _ in after_expiry] == [("hold", 0.0), ("hold", 0.0)]
+    assert later_soc == [soc for _, _, soc in after_expiry]
     # The setpoints are the awarded net power, and the realized SoC follows the plan.
     for r in reports:
         h = START_HOUR + (r.index - START_HOUR * 4) // 4
