@@ -196,13 +196,14 @@ def dayahead_run(
     from dispatch.bids import export_json
     from fleet.fleetfile import load_fleet
     from fleet.ops.dayahead import run_dayahead
-    from fleet.ops.scenario_builder import operating_day_start
 
     fleet_obj = load_fleet(fleet)
     rules = _rules(market)
     now = dt.datetime.now(dt.UTC)
     if day is None:
-        local_today = operating_day_start(rules, now.date()).date()
+        from zoneinfo import ZoneInfo
+
+        local_today = now.astimezone(ZoneInfo(rules.timezone)).date()
         operating_day = local_today + dt.timedelta(days=1)
     else:
         operating_day = _day(day, "--day")

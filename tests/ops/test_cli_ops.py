@@ -154,3 +154,67 @@ def test_awards_push_cli_records_awards_and_refuses_bad_ones(
     code, _, err = run(["awards", "push", str(bad), *base], capsys, monkeypatch)
     assert code == 2
     assert "awards[0].site_id='ghost'" in err
+
+
+def test_dayahead_run_cli_stores_a_schedule_and_writes_bids(setup, capsys, monkeypatch):
+    import pandas as pd
+
+    from fleet.store.engine import make_engine
+    from fleet.store.forecasts import insert_price_forecasts
+    from tests.ops.helpers import NODE, daily_prices
+
+    tmp_path, _, fleet_path, db = setup
+    day = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=3)
+    start = pd.Timestamp(day, tz="America/Chicago").tz_convert("UTC")
+    ts = pd.date_range(start, periods=24, freq="h")
+    issue = pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=1)
+    rows = []
+    for node, product, values in [
+        (NODE, "da_energy", daily_prices(24, spike=50.0)),
+        ("SYSTEM", "reg_up", [6.0] * 24),
+        ("SYSTEM", "reg_down", [4.0] * 24),
+        ("SYSTEM", "rrs_spin", [3.0] * 24),
+    ]:
+        for t, v in zip(ts, values, strict=True):
+            rows.append(
+                {
+                    "market": "ERCOT",
+                    "node": node,
+                    "product": product,
+                    "issue_time": issue,
+                    "ts": t,
+                    "p10": v - 5,
+                    "p50": v,
+                    "p90": v + 5,
+                    "model_version": "test",
+                    "unit": "usd_per_mwh" if product == "da_energy" else "usd_per_mw",
+                }
+            )
+    engine = make_engine(db)
+    insert_price_forecasts(engine, pd.DataFrame(rows))
+    engine.dispose()
+    out_file = tmp_path / "dayahead-bids.json"
+    code, out, err = run(
+        [
+            "dayahead",
+            "run",
+            "--fleet",
+            str(fleet_path),
+            "--day",
+            day.isoformat(),
+            "--db",
+            db,
+            "-o",
+            str(out_file),
+        ],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 0, err
+    assert f"ERCOT {day}: schedule v1" in out
+    exported = json.loads(out_file.read_text())
+    assert exported["plan_version"] == 1
+    assert {r["resource_id"] for r in exported["resources"]} == {
+        "ERCOT_ESR_SITE_01",
+        "ERCOT_ESR_SITE_02",
+    }
