@@ -43,7 +43,7 @@ from tests.ops.helpers import NODE, daily_prices
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 
 RULES = load_market_rules("ERCOT")
-SPEED = 900.0  # one 15-minute interval per wall second
+SPEED = 450.0  # one 15-minute interval every two wall seconds
 START_HOUR = 17  # local hour the accelerated intraday window starts (spike at 18)
 STEPS = 8
 
@@ -181,12 +181,14 @@ def test_simulated_day_runs_end_to_end_and_follows_the_plan(mosquitto, tmp_path)
         for gw in gateways:
             gw.disconnect()
 
-    assert [r.status for r in reports] == ["optimal"] * (STEPS + 1)
+    assert [r.status for r in reports] == ["optimal"] * len(reports)
+    assert len(reports) == STEPS + 1
+    assert reports[-1].index >= START_HOUR * 4 + STEPS
     assert all(r.stale == () for r in reports)
-    assert sink.sent == 2 * (STEPS + 1)
+    assert sink.sent == 2 * len(reports)
     for gw in gateways:
         accepted = [c for c, status in gw.seen_cmds.items() if status == "accepted"]
-        assert len(accepted) == STEPS + 1
+        assert len(accepted) == len(reports)
     for sp in last:
         assert sp is not None
         assert sp.source == f"bessfleet v1.{STEPS + 1}"
@@ -204,8 +206,10 @@ def test_simulated_day_runs_end_to_end_and_follows_the_plan(mosquitto, tmp_path)
             assert p_mw == pytest.approx(planned, abs=1e-6)
     hours = np.arange(25)
     for site in fleet.sites:
+        # Compare at each step's own interval (a slow step on a loaded machine may
+        # skip one; the loop then re-plans from the next interval).
         planned_soc = np.interp(
-            START_HOUR + np.arange(STEPS + 1) / 4, hours, plan[site.id].soc
+            [r.index / 4 for r in reports], hours, plan[site.id].soc
         )
         realized = [r.measured_soc[site.id] for r in reports]
         assert np.max(np.abs(np.asarray(realized) - planned_soc)) < 0.03, (
