@@ -1,0 +1,1 @@
+"""Operations loop: day-ahead cycle, bids, awards, intraday re-dispatch, backtest."""
