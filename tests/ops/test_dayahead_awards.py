@@ -244,8 +244,6 @@ def test_run_dayahead_when_due_plans_tomorrow_at_the_configured_lead(engine):
     from fleet.ops.dayahead import run_dayahead_when_due
     from fleet.store.forecasts import insert_price_forecasts
 
-    # 09:29:30 CDT on D-1: the cycle is due at 09:30 (30 min before the 10:00 close).
-    clock = AcceleratedClock(dt.datetime(2024, 7, 1, 14, 29, 30, tzinfo=dt.UTC), 600.0)
     start = operating_day_start(RULES, DAY)
     ts = pd.date_range(start, periods=24, freq="h")
     rows = []
@@ -273,6 +271,9 @@ def test_run_dayahead_when_due_plans_tomorrow_at_the_configured_lead(engine):
                 }
             )
     insert_price_forecasts(engine, pd.DataFrame(rows))
+    # 09:20 CDT on D-1: the cycle is due at 09:30 (30 min before the 10:00 close), half
+    # a wall second away.
+    clock = AcceleratedClock(dt.datetime(2024, 7, 1, 14, 20, tzinfo=dt.UTC), 1200.0)
     outcomes = run_dayahead_when_due(
         engine, fleet(2), RULES, clock, lead_minutes=30, cycles=1
     )
