@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -20,6 +20,7 @@ from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
 from telemetry import topics
+from telemetry.errors import TelemetryInputError
 from telemetry.ingest import parse_mqtt_url
 from telemetry.lfp import bms_current_limits_a, lfp_ocv_v, soc_step, temperature_step
 from telemetry.payloads import CtlPayload, SetpointPayload, loads_strict
@@ -38,8 +39,93 @@ CELL_R_OHM = 0.00025
 """Internal resistance of one 314 Ah LFP cell [ohm]."""
 
 
+LOCAL_SOC_GAIN = 1.0
+"""Local-cycle SoC feedback [fraction of rated power per unit of SoC error]."""
+MAX_BANKS = 64
+
+FaultKind = Literal["cell_drift", "fan_failure", "fast_fade", "comm_dropout"]
+FAULT_KINDS: tuple[str, ...] = (
+    "cell_drift",
+    "fan_failure",
+    "fast_fade",
+    "comm_dropout",
+)
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A fault injected into one battery device (string) of one site.
+
+    ``rate`` means, by ``kind``: ``cell_drift`` — state of charge (fraction 0-1) the
+    weakest cell loses per simulated day (its voltage falls below the others, most
+    visibly at mid SoC); ``fan_failure`` — multiplier (>= 1) of the string's thermal
+    resistance (steady-state rise and time constant); ``fast_fade`` — multiplier
+    (>= 1) of the capacity the aging hook says is lost after the onset;
+    ``comm_dropout`` — probability (0-1) that a sample of the device is ``bad``.
+    """
+
+    site_id: str
+    """Site of the faulty device."""
+    kind: FaultKind
+    """What fails."""
+    dev: str
+    """Battery device id (``bank1`` … ``bankN``)."""
+    onset_s: float
+    """Simulated seconds after the gateway's start at which the fault begins [s]."""
+    rate: float
+    """Severity, in the unit of ``kind`` (see the class docstring)."""
+
+    def __post_init__(self) -> None:
+        where = f"fault {self.site_id}:{self.dev}:{self.kind}"
+        if self.kind not in FAULT_KINDS:
+            msg = f"{where}: kind={self.kind!r} must be one of {', '.join(FAULT_KINDS)}"
+            raise TelemetryInputError(msg)
+        if not (math.isfinite(self.onset_s) and self.onset_s >= 0):
+            msg = f"{where}: onset_s={self.onset_s} must be >= 0"
+            raise TelemetryInputError(msg)
+        low, high = {
+            "cell_drift": (0.0, 1.0),
+            "fan_failure": (1.0, 20.0),
+            "fast_fade": (1.0, 100.0),
+            "comm_dropout": (0.0, 1.0),
+        }[self.kind]
+        if not (math.isfinite(self.rate) and low <= self.rate <= high):
+            msg = f"{where}: rate={self.rate} must be in [{low}, {high}]"
+            raise TelemetryInputError(msg)
+
+
+def parse_fault(text: str) -> Fault:
+    """Parse ``SITE:KIND:ONSET_H:RATE`` or ``SITE:DEV:KIND:ONSET_H:RATE`` into a fault.
+
+    The device defaults to ``bank1``; the onset is in hours after the start.
+
+    Raises
+    ------
+    TelemetryInputError
+        When the text does not have that shape or a field is out of range.
+    """
+    parts = text.split(":")
+    if len(parts) == 4:
+        site, kind, onset_h, rate = parts
+        dev = "bank1"
+    elif len(parts) == 5:
+        site, dev, kind, onset_h, rate = parts
+    else:
+        msg = f"fault={text!r} must be SITE:KIND:ONSET_H:RATE or SITE:DEV:KIND:ONSET_H:RATE"
+        raise TelemetryInputError(msg)
+    try:
+        onset_s, severity = float(onset_h) * 3600.0, float(rate)
+    except ValueError:
+        msg = f"fault={text!r}: ONSET_H={onset_h!r} and RATE={rate!r} must be numbers"
+        raise TelemetryInputError(msg) from None
+    if kind not in FAULT_KINDS:
+        msg = f"fault={text!r}: kind={kind!r} must be one of {', '.join(FAULT_KINDS)}"
+        raise TelemetryInputError(msg)
+    return Fault(site, kind, dev, onset_s, severity)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +151,55 @@ class SimOptions:
     the ingest's gap detector then asks for it with a backfill."""
     firmware: str = "bessfleet-sim 0.1"
     protocol: str = "5"
+    banks: int = 1
+    """Battery devices per site (``bank1`` … ``bankN``): parallel strings sharing the
+    site's power equally, so that a faulty one can be compared with its peers."""
+    faults: tuple[Fault, ...] = ()
+    """Faults to inject (each names its site and device)."""
+    local_soc_target: float | None = None
+    """When set (fraction 0-1), the local cycle adds a proportional term steering the
+    SoC back to it, so long unattended runs stay inside the SoC window."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.banks <= MAX_BANKS:
+            msg = f"banks={self.banks} must be in [1, {MAX_BANKS}]"
+            raise TelemetryInputError(msg)
+        target = self.local_soc_target
+        if target is not None and not 0.0 < target < 1.0:
+            msg = f"local_soc_target={target} must be in (0, 1)"
+            raise TelemetryInputError(msg)
+        devices = {f"bank{i + 1}" for i in range(self.banks)}
+        for fault in self.faults:
+            if fault.dev not in devices:
+                msg = (
+                    f"fault {fault.site_id}:{fault.dev}:{fault.kind}: dev={fault.dev!r} "
+                    f"must be one of bank1…bank{self.banks} (banks={self.banks})"
+                )
+                raise TelemetryInputError(msg)
 
 
 @dataclass(slots=True)
 class _Active:
     setpoint: SetpointPayload
     applied: bool = False
+
+
+@dataclass(slots=True)
+class BankState:
+    """One battery device (string) of a simulated site."""
+
+    soc: float
+    """Fraction 0-1."""
+    temp_c: float
+    """Mean cell temperature [C]."""
+    capacity_fraction: float = 1.0
+    """Capacity now over nameplate, fraction 0-1."""
+    thermal_factor: float = 1.0
+    """Multiplier of the thermal resistance of a healthy bank (peers differ a bit)."""
+    drift_soc: float = 0.0
+    """SoC (fraction) the weakest cell lags the others by (``cell_drift``)."""
+    loss_at_fade_onset: float | None = None
+    """Capacity loss (fraction) when a ``fast_fade`` fault began."""
 
 
 @dataclass(slots=True)
@@ -105,13 +234,29 @@ class SiteGateway:
         aging: AgingHook | None = None,
         soc_initial: float = 0.5,
         seq_start: int = 1,
+        started_ms: int | None = None,
     ) -> None:
         self.spec = spec
         self.options = options
         self.rng = rng
         self.aging = aging
         self.state = SiteState(soc=soc_initial, temp_c=options.ambient_c)
-        self.devices = ("bank1", "pcs1")
+        self.bank_devices = tuple(f"bank{i + 1}" for i in range(options.banks))
+        self.devices = (*self.bank_devices, "pcs1")
+        self.faults = tuple(f for f in options.faults if f.site_id == spec.site_id)
+        # A separate generator keeps the gateway's own random stream (noise,
+        # comm loss) unchanged by adding banks or faults.
+        self._fault_rng = random.Random(f"{spec.site_id}:{options.seed}:banks")
+        self.banks = [
+            BankState(
+                soc=soc_initial,
+                temp_c=options.ambient_c,
+                thermal_factor=1.0
+                if options.banks == 1
+                else self._fault_rng.gauss(1.0, 0.03),
+            )
+            for _ in self.bank_devices
+        ]
         self.seq = dict.fromkeys(self.devices, seq_start)
         self.last_ts = dict.fromkeys(self.devices, 0)
         self.history: dict[str, deque[tuple[int, int, str, dict[str, Any]]]] = {
@@ -122,7 +267,9 @@ class SiteGateway:
         self.seen_cmds: dict[str, str] = {}
         self.active: _Active | None = None
         self.sid = 0
-        self.started_ms = _now_ms()
+        self.started_ms = _now_ms() if started_ms is None else started_ms
+        """Start of the simulated clock [ms]: local-cycle phase, aging and fault
+        onsets count from it (pass a simulated time to drive an accelerated clock)."""
         self.published = 0
         self.acked = 0
         self._lock = threading.Lock()
@@ -335,7 +482,11 @@ class SiteGateway:
             return 0.0
         t = (now_ms - self.started_ms) / 1000
         phase = 2 * math.pi * t / self.options.local_period_s
-        return self.options.local_amplitude * spec.discharge_mw * math.sin(phase)
+        target = self.options.local_amplitude * spec.discharge_mw * math.sin(phase)
+        if self.options.local_soc_target is not None:
+            error = st.soc - self.options.local_soc_target
+            target += LOCAL_SOC_GAIN * error * spec.discharge_mw
+        return target
 
     # -- physics ------------------------------------------------------------------
     def _n_series(self) -> int:
@@ -345,9 +496,26 @@ class SiteGateway:
         v_nom = self._n_series() * 3.2
         return max(self.spec.charge_mw, self.spec.discharge_mw) * 1e6 / v_nom
 
+    def _fault(self, dev: str, kind: str, now_ms: int) -> Fault | None:
+        """Return the fault of ``kind`` active on ``dev`` at ``now_ms``, if any."""
+        for fault in self.faults:
+            if (
+                fault.dev == dev
+                and fault.kind == kind
+                and now_ms >= self.started_ms + fault.onset_s * 1000
+            ):
+                return fault
+        return None
+
     def step(self, dt_s: float, now_ms: int) -> None:
-        """Advance the plant by ``dt_s`` seconds toward the current target power."""
+        """Advance the plant by ``dt_s`` seconds toward the current target power.
+
+        The banks share the site's power equally; each has its own SoC (its own
+        capacity), temperature (its own thermal resistance) and faults.
+        """
         spec, st = self.spec, self.state
+        banks = self.banks
+        n_banks = len(banks)
         target = self._target_mw(now_ms)
         ramp = spec.discharge_mw / 10.0  # full power in 10 s
         if self.active is not None and self.state.mode == "setpoint":
@@ -355,23 +523,39 @@ class SiteGateway:
         step = max(-ramp * dt_s, min(ramp * dt_s, target - st.p_mw))
         p = st.p_mw + step
         p = max(-spec.charge_mw, min(spec.discharge_mw, p))
-        t_min, t_max = st.temp_c - 2.0, st.temp_c + 3.0
+        t_min = min(b.temp_c for b in banks) - 2.0
+        t_max = max(b.temp_c for b in banks) + 3.0
         i_cha, i_dis = bms_current_limits_a(st.soc, t_min, t_max, self._i_rated_a)
         v_dc = self._n_series() * lfp_ocv_v(st.soc)
         p = max(-i_cha * v_dc / 1e6, min(i_dis * v_dc / 1e6, p))
-        if p > 0 and st.soc <= spec.soc_min:
+        if p > 0 and min(b.soc for b in banks) <= spec.soc_min:
             p = 0.0
-        if p < 0 and st.soc >= spec.soc_max:
+        if p < 0 and max(b.soc for b in banks) >= spec.soc_max:
             p = 0.0
-        energy = spec.energy_mwh * st.capacity_fraction
-        st.soc = soc_step(st.soc, p, dt_s, energy, spec.eta_charge, spec.eta_discharge)
-        st.temp_c = temperature_step(
-            st.temp_c,
-            self.options.ambient_c,
-            p,
-            max(spec.charge_mw, spec.discharge_mw),
-            dt_s,
-        )
+        rated_mw = max(spec.charge_mw, spec.discharge_mw)
+        for dev, bank in zip(self.bank_devices, banks, strict=True):
+            energy = spec.energy_mwh / n_banks * bank.capacity_fraction
+            bank.soc = soc_step(
+                bank.soc, p / n_banks, dt_s, energy, spec.eta_charge, spec.eta_discharge
+            )
+            r_th = bank.thermal_factor
+            fan = self._fault(dev, "fan_failure", now_ms)
+            if fan is not None:
+                r_th *= fan.rate
+            bank.temp_c = temperature_step(
+                bank.temp_c,
+                self.options.ambient_c,
+                p / n_banks,
+                rated_mw / n_banks,
+                dt_s,
+                tau_s=3600.0 * r_th,
+                rise_at_rated_c=12.0 * r_th,
+            )
+            drift = self._fault(dev, "cell_drift", now_ms)
+            if drift is not None:
+                bank.drift_soc = min(1.0, bank.drift_soc + drift.rate * dt_s / 86_400)
+        st.soc = sum(b.soc for b in banks) / n_banks
+        st.temp_c = sum(b.temp_c for b in banks) / n_banks
         st.p_mw = p
         st.throughput_mwh += abs(p) * dt_s / 3600
         if p > 0:
@@ -383,9 +567,17 @@ class SiteGateway:
             (now_ms - dt_s * 1000) / 60_000
         ):
             t_days = (now_ms - self.started_ms) / 86_400_000
-            st.capacity_fraction = min(
-                1.0, max(0.5, self.aging(t_days, st.throughput_mwh, st.soc))
-            )
+            healthy = min(1.0, max(0.5, self.aging(t_days, st.throughput_mwh, st.soc)))
+            for dev, bank in zip(self.bank_devices, banks, strict=True):
+                bank.capacity_fraction = healthy
+                fade = self._fault(dev, "fast_fade", now_ms)
+                if fade is not None:
+                    if bank.loss_at_fade_onset is None:
+                        bank.loss_at_fade_onset = 1.0 - healthy
+                    onset = bank.loss_at_fade_onset
+                    loss = onset + fade.rate * (1.0 - healthy - onset)
+                    bank.capacity_fraction = min(1.0, max(0.5, 1.0 - loss))
+            st.capacity_fraction = sum(b.capacity_fraction for b in banks) / n_banks
         per_step = dt_s / 3600
         if self.rng.random() < self.options.comm_loss_per_h * per_step:
             st.comm_loss_until_ms = now_ms + self.rng.randint(5_000, 30_000)
@@ -412,41 +604,79 @@ class SiteGateway:
 
     def measurements(self, now_ms: int) -> dict[str, dict[str, Any]]:
         """Return this instant's measurements per device (units in the keys)."""
-        spec, st = self.spec, self.state
-        n = self._n_series()
-        p_w = st.p_mw * 1e6
-        ocv = lfp_ocv_v(st.soc)
-        v_dc = n * ocv
-        i_dc = p_w / v_dc if v_dc > 0 else 0.0
-        i_cell = i_dc / max(1, spec.strings) * 1.0
-        v_cell = ocv - i_cell * CELL_R_OHM
-        spread = 0.012 + 0.02 * abs(st.soc - 0.5)
-        v_max = v_cell + spread / 2
-        if st.alarm_until_ms > now_ms:
-            v_max = max(v_max, 3.66)
-        elif st.alarm_until_ms and st.alarm_until_ms <= now_ms:
+        st = self.state
+        alarm = st.alarm_until_ms > now_ms
+        if not alarm and st.alarm_until_ms and st.alarm_until_ms <= now_ms:
             st.alarm_until_ms = 0
             self._event("alarm_clear", "cell_v_high", "cell voltage back below 3.65 V")
+        out: dict[str, dict[str, Any]] = {}
+        n_banks = len(self.banks)
+        for dev, bank in zip(self.bank_devices, self.banks, strict=True):
+            out[dev] = self._bank_measurements(
+                bank, st.p_mw * 1e6 / n_banks, alarm=alarm and dev == "bank1"
+            )
+        if st.comm_loss_until_ms > now_ms:
+            for dev in self.bank_devices:
+                out[dev] = dict.fromkeys(out[dev], None) | {"evt1": COMM_LOSS_BIT}
+        for fault in self.faults:
+            if (
+                fault.kind == "comm_dropout"
+                and self._fault(fault.dev, "comm_dropout", now_ms) is not None
+                and self._fault_rng.random() < fault.rate
+            ):
+                out[fault.dev] = dict.fromkeys(out[fault.dev], None) | {
+                    "evt1": COMM_LOSS_BIT
+                }
+        p_w = st.p_mw * 1e6
+        out["pcs1"] = {
+            "p_ac_w": round(p_w, 1),
+            "q_ac_var": 0.0,
+            "f_hz": round(60.0 + self.rng.gauss(0, 0.01), 3),
+            "e_exp_wh": round(st.e_exp_wh, 1),
+            "e_imp_wh": round(st.e_imp_wh, 1),
+        }
+        return out
+
+    def _bank_measurements(
+        self, bank: BankState, p_w: float, *, alarm: bool
+    ) -> dict[str, Any]:
+        """Return one bank's measurements at AC power ``p_w`` [W] (its share)."""
+        spec, st = self.spec, self.state
+        n_banks = len(self.banks)
+        n = self._n_series()
+        ocv = lfp_ocv_v(bank.soc)
+        v_dc = n * ocv
+        i_dc = p_w * n_banks / v_dc if v_dc > 0 else 0.0
+        i_cell = i_dc / max(1, spec.strings) * 1.0
+        v_cell = ocv - i_cell * CELL_R_OHM
+        spread = 0.012 + 0.02 * abs(bank.soc - 0.5)
+        v_max = v_cell + spread / 2
+        if alarm:
+            v_max = max(v_max, 3.66)
         v_min = v_cell - spread / 2
+        if bank.drift_soc > 0.0:
+            # the weakest cell (already the lowest) lags the others by drift_soc
+            v_min -= ocv - lfp_ocv_v(bank.soc - bank.drift_soc)
         v_dc = n * v_cell
         i_cha, i_dis = bms_current_limits_a(
-            st.soc, st.temp_c - 2.0, st.temp_c + 3.0, self._i_rated_a
+            bank.soc, bank.temp_c - 2.0, bank.temp_c + 3.0, self._i_rated_a / n_banks
         )
         evt1 = CELL_ALARM_BIT if v_max > 3.65 else 0
-        bank: dict[str, Any] = {
-            "soc_pct": round(100 * st.soc, 3),
-            "soh_pct": round(100 * st.capacity_fraction, 2),
-            "p_dc_w": round(p_w / 0.985 if p_w > 0 else p_w * 0.985, 1),
+        p_dc_w = p_w / 0.985 if p_w > 0 else p_w * 0.985
+        bank_m: dict[str, Any] = {
+            "soc_pct": round(100 * bank.soc, 3),
+            "soh_pct": round(100 * bank.capacity_fraction, 2),
+            "p_dc_w": round(p_dc_w, 1),
             "v_dc_v": round(v_dc, 2),
-            "i_dc_a": round((p_w / 0.985 if p_w > 0 else p_w * 0.985) / v_dc, 2),
+            "i_dc_a": round(p_dc_w / v_dc, 2),
             "cell_v_max_v": round(v_max, 4),
             "cell_v_min_v": round(v_min, 4),
             "cell_v_avg_v": round((v_max + v_min) / 2, 4),
-            "cell_t_max_c": round(st.temp_c + 3.0, 2),
-            "cell_t_min_c": round(st.temp_c - 2.0, 2),
-            "cell_t_avg_c": round(st.temp_c, 2),
+            "cell_t_max_c": round(bank.temp_c + 3.0, 2),
+            "cell_t_min_c": round(bank.temp_c - 2.0, 2),
+            "cell_t_avg_c": round(bank.temp_c, 2),
             "wh_avail_wh": round(
-                st.soc * spec.energy_mwh * st.capacity_fraction * 1e6, 0
+                bank.soc * spec.energy_mwh / n_banks * bank.capacity_fraction * 1e6, 0
             ),
             "i_cha_max_a": round(i_cha, 1),
             "i_dis_max_a": round(i_dis, 1),
@@ -458,17 +688,7 @@ class SiteGateway:
             "evt1": evt1,
             "n_cyc": st.n_cyc,
         }
-        del i_dc
-        if st.comm_loss_until_ms > now_ms:
-            bank = dict.fromkeys(bank, None) | {"evt1": COMM_LOSS_BIT}
-        pcs = {
-            "p_ac_w": round(p_w, 1),
-            "q_ac_var": 0.0,
-            "f_hz": round(60.0 + self.rng.gauss(0, 0.01), 3),
-            "e_exp_wh": round(st.e_exp_wh, 1),
-            "e_imp_wh": round(st.e_imp_wh, 1),
-        }
-        return {"bank1": bank, "pcs1": pcs}
+        return bank_m
 
     def publish_samples(self, now_ms: int) -> int:
         """Publish one ``tlm`` sample per device; return how many were published."""
@@ -480,7 +700,11 @@ class SiteGateway:
             seq = self.seq[dev]
             self.seq[dev] = seq + 1
             m = meas[dev]
-            q = "bad" if dev == "bank1" and m.get("soc_pct") is None else "good"
+            q = (
+                "bad"
+                if dev in self.bank_devices and m.get("soc_pct") is None
+                else "good"
+            )
             self.history[dev].append((seq, ts, q, m))
             if (
                 self.options.uplink_loss
@@ -600,6 +824,15 @@ class Simulator:
         if not 0 < self.options.rate_hz <= 1000:
             msg = f"rate_hz={self.options.rate_hz} must be in (0, 1000]"
             raise ValueError(msg)
+        specs = list(specs)
+        known = {spec.site_id for spec in specs}
+        for fault in self.options.faults:
+            if fault.site_id not in known:
+                msg = (
+                    f"fault {fault.site_id}:{fault.dev}:{fault.kind}: "
+                    f"site_id={fault.site_id!r} is not a simulated site"
+                )
+                raise TelemetryInputError(msg)
         master = random.Random(self.options.seed)
         self.gateways = [
             SiteGateway(
