@@ -176,6 +176,25 @@ def simulate(
         list[str] | None, typer.Option(help="Simulate only these site ids.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (faults, noise).")] = 0,
+    banks: Annotated[
+        int,
+        typer.Option(
+            min=1, max=64, help="Battery devices per site (bank1…bankN, equal share)."
+        ),
+    ] = 1,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            metavar="SITE[:DEV]:KIND:ONSET_H:RATE",
+            help=(
+                "Inject a fault (repeatable): KIND is cell_drift (SoC lost per day), "
+                "fan_failure (thermal resistance x RATE), fast_fade (aging loss x "
+                "RATE) or comm_dropout (fraction of samples bad); ONSET_H hours after "
+                "the start; DEV defaults to bank1. E.g. site-01:bank2:fan_failure:1:3"
+            ),
+        ),
+    ] = None,
     mqtt_url: MqttOption = None,
     db: DbOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -183,7 +202,7 @@ def simulate(
     """Simulate the fleet's LFP site gateways publishing birth/state/tlm over MQTT."""
     from fleet.fleetfile import load_fleet
     from telemetry.registry import site_spec_from
-    from telemetry.simulator import SimOptions, Simulator
+    from telemetry.simulator import SimOptions, Simulator, parse_fault
 
     del db  # accepted for a uniform CLI; gateways have no access to the store
     _logging(verbose)
@@ -195,10 +214,11 @@ def simulate(
             msg = f"--site {unknown} not in fleet file {fleet_file}"
             raise TelemetryInputError(msg)
     specs = [site_spec_from(s) for s in sites]
+    faults = tuple(parse_fault(text) for text in fault or ())
     sim = Simulator(
         specs,
         _mqtt_url(mqtt_url),
-        SimOptions(rate_hz=rate_hz, seed=seed),
+        SimOptions(rate_hz=rate_hz, seed=seed, banks=banks, faults=faults),
         aging=_aging_factory(),
         soc_initial={s.id: s.battery.soc_initial for s in sites},
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from tests.factories import make_fleet
 
 START_MS = 1_790_000_000_000 // 86_400_000 * 86_400_000
 DAY_S = 86_400
+Samples = list[tuple[int, dict[str, dict[str, Any]]]]
 STEP_S = 300.0
 
 
@@ -47,9 +49,7 @@ def _gateway(*faults: Fault, aging: bool = False, **options: object) -> SiteGate
     )
 
 
-def _run(
-    gw: SiteGateway, first_day: float, days: float
-) -> list[tuple[int, dict[str, dict]]]:
+def _run(gw: SiteGateway, first_day: float, days: float) -> Samples:
     """Step days ``first_day`` … ``first_day + days``; sample every 15 minutes."""
     out = []
     k0 = int(first_day * DAY_S / STEP_S)
@@ -62,21 +62,21 @@ def _run(
     return out
 
 
-def _mid_soc_spread_mv(samples: list[tuple[int, dict[str, dict]]], dev: str) -> float:
+def _mid_soc_spread_mv(samples: Samples, dev: str) -> float:
     spreads = sorted(
         (m[dev]["cell_v_max_v"] - m[dev]["cell_v_min_v"]) * 1000
         for _, m in samples
         if 35 <= m[dev]["soc_pct"] <= 65
     )
-    return spreads[len(spreads) // 2]
+    return float(spreads[len(spreads) // 2])
 
 
-def _temp_at_power_c(samples: list[tuple[int, dict[str, dict]]], dev: str) -> float:
+def _temp_at_power_c(samples: Samples, dev: str) -> float:
     peak = max(abs(m[dev]["p_dc_w"]) for _, m in samples)
     hot = [
         m[dev]["cell_t_max_c"] for _, m in samples if abs(m[dev]["p_dc_w"]) >= peak / 2
     ]
-    return sum(hot) / len(hot)
+    return float(sum(hot) / len(hot))
 
 
 def test_cell_drift_grows_mid_soc_spread_when_injected_on_one_bank() -> None:
