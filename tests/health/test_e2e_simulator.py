@@ -7,7 +7,7 @@ real Mosquitto broker to the real ``bessfleet ingest`` subprocess. On ``site-01`
 string's fan fails (thermal resistance x 3 from day 24) and another string's weakest
 cell drifts (2 % SoC a day from day 15); ``site-02`` stays healthy. The health scan
 must raise exactly those two alerts on ``site-01`` and nothing on ``site-02``; the API
-lists the alerts and a scheduler acknowledges one.
+lists the alerts, a scheduler acknowledges one and the dashboard shows them.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from fleet.store.sites import save_fleet
 from forecasting.degradation.aging import ThroughputAging
 from telemetry.registry import site_spec_from
 from telemetry.simulator import Fault, SimOptions, SiteGateway
+from tests.api.cdp import Browser, chromium_path
 from tests.api.server import live_server
 from tests.conftest import start_mosquitto, stop_mosquitto
 from tests.factories import make_fleet
@@ -199,3 +200,36 @@ def test_scan_site_finds_nothing_when_simulated_site_healthy(
         assert alert_store.list_alerts(engine, site_id="site-02") == []
     finally:
         engine.dispose()
+
+
+@pytest.mark.e2e
+def test_dashboard_lists_simulated_fault_alerts_when_scan_opened_them(
+    simulated: Simulated,
+) -> None:
+    binary = chromium_path()
+    if binary is None:
+        pytest.skip("chromium is not installed (Debian package `chromium`)")
+    engine = make_engine(simulated.url)
+    try:
+        scan_site(engine, "site-01", now=simulated.midnight, site_energy_mwh=20.0)
+        ids = {
+            a.dev_id: a.id for a in alert_store.list_alerts(engine, site_id="site-01")
+        }
+    finally:
+        engine.dispose()
+    assert sorted(ids) == ["bank2", "bank3"]
+    browser = Browser(binary)
+    try:
+        with live_server(simulated.url, poll_interval_s=0.2) as server:
+            browser.goto(f"{server.url}/?key={simulated.viewer}")
+            for dev, kind in (
+                ("bank2", "thermal outlier"),
+                ("bank3", "cell imbalance"),
+            ):
+                row = f"document.querySelector('#alerts tr[data-alert=\"{ids[dev]}\"]')"
+                text = browser.wait_for(f"{row} && {row}.innerText")
+                assert dev in text
+                assert kind in text
+            browser.goto("about:blank")
+    finally:
+        browser.close()
