@@ -54,19 +54,33 @@ class Job:
     note: str = "held-out"
 
 
-def jobs(quick: bool) -> list[Job]:
+ALL_ERCOT_NODES = (
+    "HB_BUSAVG",
+    "HB_HOUSTON",
+    "HB_HUBAVG",
+    "HB_NORTH",
+    "HB_PAN",
+    "HB_SOUTH",
+    "HB_WEST",
+    "LZ_AEN",
+    "LZ_CPS",
+    "LZ_HOUSTON",
+    "LZ_LCRA",
+    "LZ_NORTH",
+    "LZ_RAYBN",
+    "LZ_SOUTH",
+    "LZ_WEST",
+)
+
+
+def jobs(quick: bool, all_nodes: bool = False) -> list[Job]:
     held = ("2024-01-01", "2024-12-31")
-    out = [
-        Job("ERCOT", n, "da_energy", (DA,), *held)
-        for n in (
-            "HB_HOUSTON",
-            "HB_NORTH",
-            "HB_SOUTH",
-            "HB_WEST",
-            "HB_PAN",
-            "HB_HUBAVG",
-        )
-    ]
+    da_nodes = (
+        ALL_ERCOT_NODES
+        if all_nodes
+        else ("HB_HOUSTON", "HB_NORTH", "HB_SOUTH", "HB_WEST", "HB_PAN", "HB_HUBAVG")
+    )
+    out = [Job("ERCOT", n, "da_energy", (DA,), *held) for n in da_nodes]
     out += [
         Job(
             "ERCOT",
@@ -77,7 +91,7 @@ def jobs(quick: bool) -> list[Job]:
             "2025-02-28",
             "held-out, trained 2024+ only",
         )
-        for n in ("HB_HOUSTON",)
+        for n in (ALL_ERCOT_NODES if all_nodes else ("HB_HOUSTON",))
     ]
     out += [
         Job("ERCOT", "SYSTEM", p, (AS_OLD, AS_NEW), *held)
@@ -179,6 +193,11 @@ def main() -> None:
     parser.add_argument(
         "--skip", action="append", default=[], help="NODE:PRODUCT already measured"
     )
+    parser.add_argument(
+        "--all-nodes",
+        action="store_true",
+        help="every ERCOT hub and load zone (DA and RT), not a representative subset",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     seconds, rows = (0.0, 0) if args.skip else fit_time()
@@ -191,7 +210,11 @@ def main() -> None:
     ]
     plot_frame = None
     with ProcessPoolExecutor(args.workers) as pool:
-        todo = [j for j in jobs(args.quick) if f"{j.node}:{j.product}" not in args.skip]
+        todo = [
+            j
+            for j in jobs(args.quick, args.all_nodes)
+            if f"{j.node}:{j.product}" not in args.skip
+        ]
         futures = [pool.submit(run, j) for j in todo]
         for future in as_completed(futures):
             job, scores, keep, summary, wall, refits = future.result()

@@ -78,7 +78,7 @@ case "$ROLE" in
       --share "${BESSFLEET_INGEST_SHARE_GROUP:-bessfleet-ingest}" "$@"
     ;;
   scheduler)
-    run bessfleet serve --no-api "$@"
+    run bessfleet dayahead schedule --fleet "${BESSFLEET_FLEET_FILE:-/etc/bessfleet/fleet.toml}" "$@"
     ;;
   dask-scheduler)
     run dask scheduler --host 0.0.0.0 --port "${BESSFLEET_DASK_PORT:-8786}" \

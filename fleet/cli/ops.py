@@ -179,6 +179,91 @@ def backtest(
     )
 
 
+@dayahead_app.command("schedule")
+def dayahead_schedule(
+    fleet: FleetOpt,
+    market: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--market", help="Market to plan (repeatable; default: all in the fleet)."
+        ),
+    ] = None,
+    lead_minutes: Annotated[
+        float,
+        typer.Option(
+            "--lead-minutes",
+            min=0.0,
+            help="Run this long before the market's day-ahead close [minutes].",
+        ),
+    ] = 30.0,
+    cycles: Annotated[
+        int | None,
+        typer.Option(
+            "--cycles",
+            min=1,
+            help="Stop after this many days (default: run until stopped).",
+        ),
+    ] = None,
+    db: DbOpt = None,
+) -> None:
+    """Run the day-ahead cycle of each market every day before its close, until stopped."""
+    import signal
+    import threading
+
+    from fleet.fleetfile import load_fleet
+    from fleet.ops.clock import SystemClock
+    from fleet.ops.dayahead import run_dayahead_when_due
+
+    fleet_obj = load_fleet(fleet)
+    markets = sorted(
+        {str(m).upper() for m in market}
+        if market
+        else {
+            str(s.market.value if hasattr(s.market, "value") else s.market)
+            for s in fleet_obj.sites
+        }
+    )
+    rules = [_rules(m) for m in markets]
+    engine = _engine(db)
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    console = Console()
+    console.print(
+        f"day-ahead scheduler for {', '.join(markets)}: "
+        f"{lead_minutes:g} min before each close; Ctrl-C stops",
+        highlight=False,
+    )
+    threads = [
+        threading.Thread(
+            target=run_dayahead_when_due,
+            args=(engine, fleet_obj, r, SystemClock()),
+            kwargs={
+                "lead_minutes": lead_minutes,
+                "stop": stop,
+                "cycles": cycles,
+                "on_outcome": lambda o: console.print(
+                    f"{o.status}: version {o.version}", highlight=False
+                ),
+            },
+            name=f"dayahead-{r.name}",
+            daemon=True,
+        )
+        for r in rules
+    ]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads) and not stop.is_set():
+        stop.wait(1.0)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=10)
+
+
 @dayahead_app.command("run")
 def dayahead_run(
     fleet: FleetOpt,

@@ -218,3 +218,26 @@ def test_dayahead_run_cli_stores_a_schedule_and_writes_bids(setup, capsys, monke
         "ERCOT_ESR_SITE_01",
         "ERCOT_ESR_SITE_02",
     }
+
+
+def test_dayahead_schedule_cli_exits_2_naming_market_when_unknown(
+    setup, capsys, monkeypatch
+):
+    _, _, fleet_path, db = setup
+    code, _, err = run(
+        [
+            "dayahead",
+            "schedule",
+            "--fleet",
+            str(fleet_path),
+            "--market",
+            "NOPE",
+            "--db",
+            db,
+        ],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 2
+    assert "NOPE" in err
+    assert "Traceback" not in err
