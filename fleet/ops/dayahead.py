@@ -76,13 +76,19 @@ def latest_site_states(
     """Return SoC, SoH and availability per site from the latest telemetry table.
 
     A site with no battery sample, or whose newest one is older than
-    ``stale_after_ms``, is unavailable (it keeps its last known SoC).
+    ``stale_after_ms``, is unavailable (it keeps its last known SoC). A site with an
+    open critical health alert gets the health policy's power fraction
+    (:func:`fleet.health.dispatch_limits`: derated by default).
     """
     query = sa.select(
         tlm_latest.c.site_id, tlm_latest.c.ts_ms, tlm_latest.c.soc_pct, tlm_latest.c.m
     ).where(tlm_latest.c.site_id.in_(list(site_ids)), tlm_latest.c.soc_pct.is_not(None))
     with transaction(bind) as conn:
         rows = conn.execute(query).all()
+    # A site with an open critical health alert is derated or excluded (health policy).
+    from fleet.health import dispatch_limits
+
+    limits = dispatch_limits(bind, site_ids)
     newest: dict[str, tuple[int, float, float]] = {}
     for site_id, ts_ms, soc_pct, m in rows:
         soh = (m or {}).get("soh_pct") if isinstance(m, dict) else None
@@ -91,12 +97,17 @@ def latest_site_states(
     out: dict[str, SiteState] = {}
     for site_id in site_ids:
         if site_id not in newest:
-            out[site_id] = SiteState(available=False)
+            out[site_id] = SiteState(
+                available=False, power_fraction=limits.get(site_id, 1.0)
+            )
             continue
         ts_ms, soc_pct, soh_pct = newest[site_id]
         fresh = now_ms - ts_ms <= stale_after_ms
         out[site_id] = SiteState(
-            soc=soc_pct / 100.0, soh=min(1.0, soh_pct / 100.0), available=fresh
+            soc=soc_pct / 100.0,
+            soh=min(1.0, soh_pct / 100.0),
+            available=fresh,
+            power_fraction=limits.get(site_id, 1.0),
         )
     return out
 

@@ -33,6 +33,9 @@ class SiteState:
     """State of health: usable energy as a fraction of the fleet file's (0-1)."""
     available: bool = True
     """False when the site is offline, stale or out of service."""
+    power_fraction: float = 1.0
+    """Share of rated charge/discharge power allowed (0-1): the health policy's derate
+    for a site with an open critical alert (``fleet.health.dispatch_limits``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +107,10 @@ def site_fields(
     fields["soc_initial"] = float(min(hi, max(lo, soc)))
     final = site.battery.soc_initial if soc_final_min is None else soc_final_min
     fields["soc_final_min"] = float(min(hi, max(lo, final)))
-    if not state.available:
+    fraction = min(1.0, max(0.0, state.power_fraction))
+    fields["charge_mw"] = fields["charge_mw"] * fraction
+    fields["discharge_mw"] = fields["discharge_mw"] * fraction
+    if not state.available or fraction == 0.0:
         fields["charge_mw"] = 0.0
         fields["discharge_mw"] = 0.0
         fields["soc_final_min"] = min(fields["soc_final_min"], fields["soc_initial"])

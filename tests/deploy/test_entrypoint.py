@@ -75,7 +75,11 @@ def test_entrypoint_exits_nonzero_when_store_unreachable(tmp_path: Path) -> None
             {"BESSFLEET_INGEST_CLIENT_ID": "ingest-7"},
             "exec: bessfleet ingest --client-id ingest-7 --share bessfleet-ingest",
         ),
-        ("scheduler", {}, "exec: bessfleet dayahead schedule --fleet /etc/bessfleet/fleet.toml"),
+        (
+            "scheduler",
+            {},
+            "exec: bessfleet dayahead schedule --fleet /etc/bessfleet/fleet.toml",
+        ),
         (
             "dask-worker",
             {"BESSFLEET_DASK_ADDRESS": "tcp://dask-scheduler:8786"},

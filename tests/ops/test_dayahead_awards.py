@@ -279,3 +279,35 @@ def test_run_dayahead_when_due_plans_tomorrow_at_the_configured_lead(engine):
     )
     assert [(o.operating_day, o.version) for o in outcomes] == [(DAY, 1)]
     assert outcomes[0].bids is not None
+
+
+def test_latest_site_states_derate_site_when_open_critical_alert(engine):
+    from fleet.ops.dayahead import latest_site_states
+    from fleet.store.alerts import raise_alert
+
+    raise_alert(
+        engine,
+        site_id="site-01",
+        dev_id="bank1",
+        kind="thermal_outlier",
+        severity="critical",
+        detail={"action": "inspect the string's cooling"},
+        now=NOW,
+    )
+    states = latest_site_states(
+        engine, ["site-01", "site-02"], now_ms=0, stale_after_ms=1
+    )
+    assert states["site-01"].power_fraction == pytest.approx(0.5)
+    assert states["site-02"].power_fraction == pytest.approx(1.0)
+
+
+def test_build_scenario_scales_site_power_when_power_fraction_below_one():
+    from fleet.ops.scenario_builder import site_fields
+
+    site = fleet(1).sites[0]
+    full = site_fields(site, SiteState(soc=0.5))
+    derated = site_fields(site, SiteState(soc=0.5, power_fraction=0.5))
+    excluded = site_fields(site, SiteState(soc=0.5, power_fraction=0.0))
+    assert derated["discharge_mw"] == pytest.approx(full["discharge_mw"] / 2)
+    assert derated["charge_mw"] == pytest.approx(full["charge_mw"] / 2)
+    assert (excluded["charge_mw"], excluded["discharge_mw"]) == (0.0, 0.0)
