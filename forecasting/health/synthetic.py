@@ -1,6 +1,7 @@
 """Generate battery-string telemetry with injected faults, for detector validation.
 
-A small, seeded stand-in for the site simulator (which has no fault hooks): each site
+A small, seeded, fast generator for year-long detector validation (the site simulator
+has fault hooks too, exercised in ``tests/health/test_e2e_simulator.py``): each site
 has ``strings`` parallel strings following one daily dispatch (charge at night,
 discharge in the evening). Per string it models
 
