@@ -2,8 +2,8 @@
 
 This test publishes the synthetic generator's telemetry (a failed fan on one string) as
 ``hist`` batches (the same path driven by the real site simulator's fault injection is
-``test_e2e_simulator.py``) through a real Mosquitto broker to the real ``bessfleet ingest`` process; the health
-scan then reads it back from the store and opens the alert, which the API pushes on
+``test_e2e_simulator.py``) through a real Mosquitto broker to the real
+``bessfleet ingest`` process; the health scan then reads it back from the store and opens the alert, which the API pushes on
 ``/v1/stream`` as an ``alarm`` event, lists on ``GET /v1/alerts`` and lets a scheduler
 acknowledge (``POST /v1/alerts/{id}/ack``: audit-logged, an ``alert`` event).
 """
