@@ -25,10 +25,11 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
 from fleet.errors import FleetInputError
+from fleet.health import read_telemetry
 from fleet.store import assets as asset_store
 from fleet.store.alerts import list_alerts, load_daily_features
 from fleet.store.dml import transaction
-from fleet.store.telemetry_tables import tlm_measurements, tlm_site_sessions
+from fleet.store.telemetry_tables import tlm_site_sessions
 from fleet.types import COUNTRY_PATTERN
 from forecasting.health.features import daily_features
 from forecasting.health.secondlife import Grade, grade_unit
@@ -257,10 +258,6 @@ def _period(start: asset_store.AssetEvent, end: dt.datetime | None) -> Installat
     )
 
 
-def _ms(value: dt.datetime) -> int:
-    return int(value.timestamp() * 1000)
-
-
 def read_device_telemetry(
     bind: Bind,
     *,
@@ -270,27 +267,7 @@ def read_device_telemetry(
     end: dt.datetime | None = None,
 ) -> pd.DataFrame:
     """Return a device's stored measurements in [start, end) as a DataFrame."""
-    m = tlm_measurements
-    query = sa.select(
-        m.c.site_id,
-        m.c.dev_id,
-        m.c.ts_ms,
-        m.c.q,
-        m.c.soc_pct,
-        m.c.soh_pct,
-        m.c.p_dc_w,
-        m.c.cell_v_max_v,
-        m.c.cell_v_min_v,
-        m.c.cell_t_max_c,
-    ).where(m.c.site_id == site_id, m.c.dev_id == dev_id)
-    if start is not None:
-        query = query.where(m.c.ts_ms >= _ms(start))
-    if end is not None:
-        query = query.where(m.c.ts_ms < _ms(end))
-    with transaction(bind) as conn:
-        rows = conn.execute(query.order_by(m.c.ts_ms)).all()
-    columns = [c.name for c in query.selected_columns]
-    return pd.DataFrame([tuple(r) for r in rows], columns=columns)
+    return read_telemetry(bind, site_id=site_id, dev_id=dev_id, since=start, until=end)
 
 
 def passport(bind: Bind, serial: str) -> Passport:

@@ -82,36 +82,54 @@ class ScanResult:
     """Ids of alerts closed (condition gone)."""
 
 
+def read_telemetry(
+    bind: Bind,
+    *,
+    site_id: str,
+    dev_id: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    battery_only: bool = False,
+) -> pd.DataFrame:
+    """Return a site's stored measurements that health and passports use, in [since, until).
+
+    ``dev_id`` keeps one device; ``battery_only`` keeps samples with cell voltages
+    (battery devices with a readable BMS). Rows are ordered by device, then time.
+    """
+    m = tlm_measurements
+    query = sa.select(
+        m.c.site_id,
+        m.c.dev_id,
+        m.c.ts_ms,
+        m.c.q,
+        m.c.soc_pct,
+        m.c.soh_pct,
+        m.c.p_dc_w,
+        m.c.cell_v_max_v,
+        m.c.cell_v_min_v,
+        m.c.cell_t_max_c,
+    ).where(m.c.site_id == site_id)
+    if dev_id is not None:
+        query = query.where(m.c.dev_id == dev_id)
+    if since is not None:
+        query = query.where(m.c.ts_ms >= int(since.timestamp() * 1000))
+    if until is not None:
+        query = query.where(m.c.ts_ms < int(until.timestamp() * 1000))
+    if battery_only:
+        query = query.where(m.c.cell_v_max_v.is_not(None))
+    with transaction(bind) as conn:
+        rows = conn.execute(query.order_by(m.c.dev_id, m.c.ts_ms)).all()
+    return pd.DataFrame(
+        [tuple(r) for r in rows], columns=[c.name for c in query.selected_columns]
+    )
+
+
 def read_battery_telemetry(
     bind: Bind, *, site_id: str, since: dt.datetime, until: dt.datetime
 ) -> pd.DataFrame:
     """Return the battery devices' measurements of a site in [since, until)."""
-    m = tlm_measurements
-    query = (
-        sa.select(
-            m.c.site_id,
-            m.c.dev_id,
-            m.c.ts_ms,
-            m.c.q,
-            m.c.soc_pct,
-            m.c.soh_pct,
-            m.c.p_dc_w,
-            m.c.cell_v_max_v,
-            m.c.cell_v_min_v,
-            m.c.cell_t_max_c,
-        )
-        .where(
-            m.c.site_id == site_id,
-            m.c.ts_ms >= int(since.timestamp() * 1000),
-            m.c.ts_ms < int(until.timestamp() * 1000),
-            m.c.cell_v_max_v.is_not(None),
-        )
-        .order_by(m.c.dev_id, m.c.ts_ms)
-    )
-    with transaction(bind) as conn:
-        rows = conn.execute(query).all()
-    return pd.DataFrame(
-        [tuple(r) for r in rows], columns=[c.name for c in query.selected_columns]
+    return read_telemetry(
+        bind, site_id=site_id, since=since, until=until, battery_only=True
     )
 
 
