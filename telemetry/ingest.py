@@ -93,6 +93,49 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
     )
 
 
+def make_client(
+    address: BrokerAddress,
+    *,
+    client_id: str = "",
+    protocol: str = "5",
+    manual_ack: bool = False,
+    username: str | None = None,
+    persistent: bool = True,
+) -> mqtt.Client:
+    """Return a paho 2 client for ``address``: its credentials and TLS applied.
+
+    Parameters
+    ----------
+    address
+        Where the broker listens (:func:`parse_mqtt_url`).
+    client_id
+        MQTT client id (``""``: the broker assigns one).
+    protocol
+        ``"5"`` (MQTT 5) or ``"3.1.1"`` (persistent session via ``clean_session=False``).
+    manual_ack
+        Acknowledge QoS 1 messages only when the caller says so.
+    username
+        Login name when the URL carries none (a gateway logs in as its site id).
+    persistent
+        For MQTT 3.1.1: keep the session across reconnects (``clean_session=False``);
+        MQTT 5 sets this at connect time (``clean_start``).
+    """
+    v5 = protocol == "5"
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        clean_session=None if v5 else not persistent,
+        manual_ack=manual_ack,
+    )
+    user = address.username or username
+    if user:
+        client.username_pw_set(user, address.password)
+    if address.tls:
+        client.tls_set()
+    return client
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     """A site's current gateway session (from its latest birth)."""
@@ -257,26 +300,12 @@ class IngestWorker:
 
     # -- MQTT -------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
-        v5 = self.options.protocol == "5"
-        if v5:
-            client = mqtt.Client(
-                callback_api_version=CallbackAPIVersion.VERSION2,
-                client_id=self.options.client_id,
-                protocol=mqtt.MQTTv5,
-                manual_ack=True,
-            )
-        else:
-            client = mqtt.Client(
-                callback_api_version=CallbackAPIVersion.VERSION2,
-                client_id=self.options.client_id,
-                protocol=mqtt.MQTTv311,
-                clean_session=False,
-                manual_ack=True,
-            )
-        if self.address.username:
-            client.username_pw_set(self.address.username, self.address.password)
-        if self.address.tls:
-            client.tls_set()
+        client = make_client(
+            self.address,
+            client_id=self.options.client_id,
+            protocol=self.options.protocol,
+            manual_ack=True,
+        )
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(1, 30)

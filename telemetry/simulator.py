@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
 from telemetry import topics
 from telemetry.errors import TelemetryInputError
-from telemetry.ingest import parse_mqtt_url
+from telemetry.ingest import make_client, parse_mqtt_url
 from telemetry.lfp import bms_current_limits_a, lfp_ocv_v, soc_step, temperature_step
 from telemetry.payloads import CtlPayload, SetpointPayload, loads_strict
 from telemetry.registry import SiteSpec
@@ -282,17 +281,12 @@ class SiteGateway:
 
     # -- MQTT ---------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
-        v5 = self.options.protocol == "5"
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
+        client = make_client(
+            self.address,
             client_id=self.spec.site_id,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else False,
+            protocol=self.options.protocol,
+            username=self.spec.site_id,
         )
-        user = self.address.username or self.spec.site_id
-        client.username_pw_set(user, self.address.password)
-        if self.address.tls:
-            client.tls_set()
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(1, 10)

@@ -545,9 +545,6 @@ def intraday_run(
     ] = 1.0,
 ) -> None:
     """Re-dispatch every interval from telemetry with the awards fixed; publish setpoints."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
     from dispatch.scenario import parse_scenario
     from fleet.config import Settings
     from fleet.fleetfile import load_fleet
@@ -562,7 +559,7 @@ def intraday_run(
         run_intraday,
     )
     from fleet.store.schedules import latest_schedule
-    from telemetry.ingest import parse_mqtt_url
+    from telemetry.ingest import make_client, parse_mqtt_url
 
     fleet_obj = load_fleet(fleet)
     rules = _rules(market)
@@ -597,7 +594,7 @@ def intraday_run(
     tracker = TelemetryTracker(url)
     tracker.start()
     address = parse_mqtt_url(url)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client = make_client(address)
     client.connect(address.host, address.port)
     client.loop_start()
 

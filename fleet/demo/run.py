@@ -16,7 +16,6 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pandas as pd
 import sqlalchemy as sa
-from paho.mqtt.enums import CallbackAPIVersion
 
 from dispatch.bidcheck import Refusal, check_bid_set
 from dispatch.bids import Bid, BidSet, build_bids
@@ -59,7 +58,7 @@ from fleet.store.sites import save_fleet
 from fleet.store.telemetry import SqlTelemetrySink, record_setpoint
 from fleet.store.telemetry_tables import tlm_latest, tlm_measurements, tlm_quarantine
 from forecasting.degradation.aging import ThroughputAging
-from telemetry.ingest import IngestOptions, IngestWorker
+from telemetry.ingest import IngestOptions, IngestWorker, make_client
 from telemetry.registry import SiteRegistry, SiteSpec, site_spec_from
 from telemetry.setpoints import SetpointPublisher, build_setpoint
 
@@ -450,12 +449,13 @@ class Demo:
             msg = f"not every simulated gateway connected to {self.broker.url}"
             raise RuntimeError(msg)
         r.advance("gateways", len(self.sites))
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"bessfleet-dispatch-{self.folder.name}"[:64],
-            protocol=mqtt.MQTTv5 if self.broker.protocol == "5" else mqtt.MQTTv311,
-        )
         address = self.ingest.address
+        client = make_client(
+            address,
+            client_id=f"bessfleet-dispatch-{self.folder.name}"[:64],
+            protocol=self.broker.protocol,
+            persistent=False,
+        )
         client.connect(address.host, address.port, keepalive=30)
         client.loop_start()
         self.dispatcher = client

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from dispatch.markets import MarketRules
 from dispatch.result import Result
@@ -41,7 +40,7 @@ from fleet.ops.scenario_builder import (
     operating_day_start,
 )
 from telemetry import topics
-from telemetry.ingest import parse_mqtt_url
+from telemetry.ingest import make_client, parse_mqtt_url
 from telemetry.registry import SiteRegistry, site_spec_from
 from telemetry.setpoints import SetpointPublisher, build_setpoint
 
@@ -595,15 +594,9 @@ class TelemetryTracker:
         self.group = group
         self._latest: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"bessfleet-intraday-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv5,
+        self.client = make_client(
+            self.address, client_id=f"bessfleet-intraday-{uuid.uuid4().hex[:8]}"
         )
-        if self.address.username:
-            self.client.username_pw_set(self.address.username, self.address.password)
-        if self.address.tls:
-            self.client.tls_set()
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self._connected = threading.Event()
