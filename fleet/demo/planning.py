@@ -29,7 +29,7 @@ from fleet.demo.data import (
     load_profile_mw,
 )
 from fleet.domain import Fleet, Site
-from forecasting.degradation.costs import CostInputs, degradation_costs
+from fleet.ops.scenario_builder import default_degradation_usd_per_mwh
 
 logger = logging.getLogger(__name__)
 
@@ -44,17 +44,7 @@ def degradation_curve_usd_per_mwh(site: Site) -> list[float]:
     """Return the site's segment costs: its override, else the aging model's [$/MWh]."""
     if site.degradation_usd_per_mwh is not None:
         return list(site.degradation_usd_per_mwh)
-    b = site.battery
-    costs = degradation_costs(
-        CostInputs(
-            energy_mwh=b.energy_mwh,
-            replacement_cost_usd_per_kwh=b.replacement_cost_usd_per_kwh,
-            soc_min=b.soc_min,
-            soc_max=b.soc_max,
-            eta_discharge=b.eta_discharge,
-        )
-    )
-    return [round(float(c), 4) for c in costs.segment_usd_per_mwh]
+    return default_degradation_usd_per_mwh(site)
 
 
 @dataclass(frozen=True, slots=True)
