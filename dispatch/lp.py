@@ -192,15 +192,35 @@ def _add_site(
     cap_on = scn.capacity is not None and site.enrolled("capacity")
     com = site.commitments
 
+    soft = com is not None and com.soft
+
     def lb(name: str) -> float | FloatArray:
         series = getattr(com, name) if com is not None else None
         return 0.0 if series is None else np.asarray(series, dtype=float)
 
+    def lo(name: str) -> float | FloatArray:
+        return 0.0 if soft else lb(name)
+
     c = b.cols_(n, 0.0, site.charge_mw if energy_on else 0.0)
     d = b.cols_(n, 0.0, site.discharge_mw if energy_on else 0.0)
-    ru = b.cols_(n, lb("reg_up_mw"), INF if ru_on else lb("reg_up_mw"))
-    rd = b.cols_(n, lb("reg_down_mw"), INF if rd_on else lb("reg_down_mw"))
-    spn = b.cols_(n, lb("spin_mw"), INF if sp_on else lb("spin_mw"))
+    ru = b.cols_(n, lo("reg_up_mw"), INF if ru_on else lb("reg_up_mw"))
+    rd = b.cols_(n, lo("reg_down_mw"), INF if rd_on else lb("reg_down_mw"))
+    spn = b.cols_(n, lo("spin_mw"), INF if sp_on else lb("spin_mw"))
+    if soft and com is not None and com.shortfall_usd_per_mw_h is not None:
+        # Soft awards: r + short >= award, short >= 0 at the charge-back price.
+        penalty = com.shortfall_usd_per_mw_h
+        for name, col in (("reg_up_mw", ru), ("reg_down_mw", rd), ("spin_mw", spn)):
+            award = np.broadcast_to(np.asarray(lb(name), dtype=float), (n,))
+            where = np.flatnonzero(award > 0)
+            if not len(where):
+                continue
+            short = b.cols_(len(where), 0.0, award[where])
+            b.set_cost(short, np.full(len(where), dt * penalty))
+            r = b.rows_(
+                len(where), award[where], INF, f"site {sid}: commitments ({name})"
+            )
+            b.coef(r, col[where], 1.0)
+            b.coef(r, short, 1.0)
     u = b.cols_(n, 0.0, 1.0 if energy_on else 0.0)
     e_upper = np.full(n + 1, e_hi)
     e_lower = np.full(n + 1, e_lo)

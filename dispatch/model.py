@@ -21,6 +21,7 @@ import pyomo.environ as pyo
 
 from dispatch.blocks.btm import add_btm
 from dispatch.blocks.capacity import add_capacity
+from dispatch.blocks.commitments import add_commitments
 from dispatch.blocks.degradation import add_degradation
 from dispatch.blocks.energy import add_energy
 from dispatch.blocks.fleet import add_fleet
@@ -122,10 +123,14 @@ def build_model(
         m.S, m.T, bounds=lambda m, s, i: (0.0, m.p_dis_mw[s] if energy_on(s) else 0.0)
     )
 
+    def soft(s: str) -> bool:
+        com = site[s].commitments
+        return com is not None and com.soft
+
     def reserve_bounds(name: str, service: str) -> Any:
         def rule(m: pyo.ConcreteModel, s: str, i: int) -> tuple[float, float | None]:
             low = commit(s, name, i)
-            return (low, None if on(s, service) else low)
+            return (0.0 if soft(s) else low, None if on(s, service) else low)
 
         return rule
 
@@ -150,6 +155,7 @@ def build_model(
     add_btm(m, scn)
     add_degradation(m, scn)
     add_fleet(m, scn)
+    add_commitments(m, scn)
     m.objective = pyo.Objective(expr=sum(m.objective_terms), sense=pyo.maximize)
     return m
 

@@ -129,6 +129,14 @@ class Commitments(BaseModel):
     reg_down_mw: list[float] | None = None
     spin_mw: list[float] | None = None
     net_mw: list[float | None] | None = None
+    shortfall_usd_per_mw_h: float | None = Field(None, ge=0.0)
+    """When set, the reserve awards are soft: a shortfall below them is allowed and
+    costs this much per MW-h (the market's charge-back). None: hard lower bounds."""
+
+    @property
+    def soft(self) -> bool:
+        """Whether the reserve awards may be missed at a price."""
+        return self.shortfall_usd_per_mw_h is not None
 
 
 class Site(BaseModel):

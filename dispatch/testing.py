@@ -141,7 +141,7 @@ def _site_violations(
             ("sp", "spin_mw"),
         ):
             series = getattr(com, key)
-            if series is not None:
+            if series is not None and not com.soft:
                 bad(
                     x[name] < np.asarray(series) - tol_mw, f"{key} below its commitment"
                 )
@@ -348,5 +348,16 @@ def objective_of(scn: Scenario, result: Result) -> float:
                 0.0, float(grid.max()) - site.btm.peak_so_far_mw
             )
         val -= degradation_cost_usd(scn, site, sched)
+        com = site.commitments
+        if com is not None and com.shortfall_usd_per_mw_h is not None:
+            for name, key in (
+                ("ru", "reg_up_mw"),
+                ("rd", "reg_down_mw"),
+                ("sp", "spin_mw"),
+            ):
+                series = getattr(com, key)
+                if series is not None:
+                    short = np.maximum(0.0, np.asarray(series, dtype=float) - x[name])
+                    val -= dt * com.shortfall_usd_per_mw_h * float(short.sum())
         total += val
     return total
