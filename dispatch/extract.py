@@ -52,6 +52,15 @@ def site_revenue_usd(
     if scn.capacity is not None:
         rev["capacity"] = scn.capacity.price_usd_per_mw * sched.capacity_mw
     rev["degradation"] = -degradation_usd
+    com = site.commitments
+    if com is not None and com.shortfall_usd_per_mw_h is not None:
+        held = {"reg_up_mw": ru, "reg_down_mw": rd, "spin_mw": spn}
+        short = sum(
+            float(np.maximum(0.0, np.asarray(award, dtype=float) - held[name]).sum())
+            for name in held
+            if (award := getattr(com, name)) is not None
+        )
+        rev["reserve_shortfall"] = -dt * com.shortfall_usd_per_mw_h * short
     if site.btm is None:
         lam = price_series(scn, site.node, "energy")
         rev["energy"] = float(dt * np.dot(lam, d - c + a_up * ru - a_dn * rd))

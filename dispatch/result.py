@@ -21,6 +21,7 @@ REVENUE_KEYS = (
     "degradation",
     "btm_energy",
     "demand_charge",
+    "reserve_shortfall",
 )
 
 
