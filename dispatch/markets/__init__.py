@@ -32,6 +32,11 @@ class Product:
     """Sustain duration of an ancillary service [h] (0 for energy)."""
     modeled: bool
     """Whether the dispatch model carries it (bids are made and checked only then)."""
+    price_series: str | None = None
+    """Product name of its day-ahead price series in the price data (``da_energy``,
+    ``rrs_spin``, …); None when the data has no such series."""
+    rt_price_series: str | None = None
+    """Product name of its real-time price series (energy: ``rt_energy``), if any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +72,16 @@ class MarketRules:
     deploy_down: float
     """Expected deployed fraction of regulation down (0-1)."""
     products: tuple[Product, ...]
+    """Every product of the market file, in file order."""
+    as_price_node: str | None = None
+    """Price node of the ancillary-service price series (``SYSTEM`` in ERCOT); None:
+    each site's own pricing node."""
+    shortfall_charge_factor: float = 1.0
+    """An awarded AS quantity not provided is charged back at this multiple of the
+    product's clearing price [fraction of the clearing price]."""
+    shortfall_planning_adder_usd_per_mw_h: float = 0.0
+    """Extra penalty per MW-h of AS shortfall used when re-dispatching (our own risk
+    price on top of the charge-back, so that shortfall is a last resort) [$/MW-h]."""
     """Every product of the market, modeled or not."""
 
     def product(self, name: str) -> Product:
@@ -88,6 +103,14 @@ class MarketRules:
     def modeled_products(self) -> tuple[Product, ...]:
         """The products the dispatch model carries."""
         return tuple(p for p in self.products if p.modeled)
+
+    def as_node(self, site_node: str) -> str:
+        """Price node of this market's AS prices for a site at ``site_node``."""
+        return self.as_price_node or site_node
+
+    def series_of(self, product: str) -> str | None:
+        """Day-ahead price series name of ``product`` (None when the data has none)."""
+        return self.product(product).price_series
 
     @property
     def reserve_duration_h(self) -> float:
@@ -130,6 +153,8 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
                 service=p.get("service"),
                 sustain_h=float(p.get("sustain_h", 0.0)),
                 modeled=bool(p.get("modeled", False)),
+                price_series=p.get("price_series"),
+                rt_price_series=p.get("rt_price_series"),
             )
             for name, p in data["products"].items()
         )
@@ -153,6 +178,13 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
             deploy_up=float(reg.get("deploy_up", 0.0)),
             deploy_down=float(reg.get("deploy_down", 0.0)),
             products=products,
+            as_price_node=data.get("as_price_node"),
+            shortfall_charge_factor=float(
+                data.get("shortfall", {}).get("charge_factor", 1.0)
+            ),
+            shortfall_planning_adder_usd_per_mw_h=float(
+                data.get("shortfall", {}).get("planning_adder_usd_per_mw_h", 0.0)
+            ),
         )
     except KeyError as exc:
         msg = f"{source}: missing field {exc.args[0]!r}"

@@ -122,18 +122,34 @@ def fleet_from_store(bind: Bind, market: str) -> Fleet | None:
 def planned_start_states(
     bind: Bind, rules: MarketRules, operating_day: dt.date
 ) -> dict[str, SiteState]:
-    """Return the SoC the newest stored schedule of the day starts from, per site.
+    """Return the site states the newest stored schedule of the day was planned from.
 
     That is the best estimate of the SoC at the start of the operating day (telemetry
-    at bidding time is a day earlier); empty when no schedule is stored.
+    at bidding time is a day earlier); the SoH (energy) and power derate of the plan
+    come along, so that a bid check sees the same sites as the plan that made the bids.
+    Empty when no schedule is stored.
     """
     stored = latest_schedule(bind, market=rules.name, operating_day=operating_day)
     if stored is None or not stored.scenario:
         return {}
-    return {
-        str(site["id"]): SiteState(soc=float(site["soc_initial"]))
-        for site in stored.scenario.get("sites", [])
-    }
+    fleet = fleet_from_store(bind, rules.name)
+    rated = {str(s.id): s.battery for s in fleet.sites} if fleet is not None else {}
+    out: dict[str, SiteState] = {}
+    for site in stored.scenario.get("sites", []):
+        sid = str(site["id"])
+        battery = rated.get(sid)
+        soh, power = 1.0, 1.0
+        if battery is not None and battery.energy_mwh > 0:
+            soh = min(1.0, float(site["energy_mwh"]) / battery.energy_mwh)
+        if battery is not None and battery.discharge_mw > 0:
+            power = min(1.0, float(site["discharge_mw"]) / battery.discharge_mw)
+        out[sid] = SiteState(
+            soc=float(site["soc_initial"]),
+            soh=soh,
+            available=power > 0,
+            power_fraction=power,
+        )
+    return out
 
 
 def check_bid_set(

@@ -7,11 +7,14 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from dispatch.bidcheck import Refusal
+from dispatch.bidcheck import check_bid_set as check_bids
 from dispatch.bids import BidSet, build_bids, with_energy_prices
 from dispatch.markets import MarketRules
 from dispatch.result import Result
@@ -20,7 +23,9 @@ from dispatch.solve import SolveOptions, solve
 from dispatch.status import SolveStatus
 from fleet.domain import Fleet
 from fleet.errors import FleetInputError, StoreError
+from fleet.ops.btm import BtmInputs, btm_inputs
 from fleet.ops.clock import Clock, next_dayahead_run
+from fleet.ops.forecasts import Method, refresh_forecasts
 from fleet.ops.scenario_builder import (
     ScenarioInputs,
     SiteState,
@@ -35,15 +40,8 @@ from fleet.store.telemetry_tables import tlm_latest
 
 logger = logging.getLogger(__name__)
 
-AS_FORECAST_NODE = "SYSTEM"
-"""Node of system-wide AS price forecasts."""
-FORECAST_PRODUCTS: Mapping[str, str] = {
-    "energy": "da_energy",
-    "reg_up": "reg_up",
-    "reg_down": "reg_down",
-    "spin": "rrs_spin",
-}
-"""Scenario price product -> stored forecast product."""
+AS_PRODUCTS = ("reg_up", "reg_down", "spin")
+"""Scenario AS price products (their stored series and node come from the market file)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +62,10 @@ class DayAheadOutcome:
     """Its result."""
     bids: BidSet | None
     """Bids built from the plan (None when the solve failed)."""
+    refusals: tuple[Refusal, ...] = ()
+    """What the project's own bid check says of ``bids`` (empty: pushable)."""
+    forecast_source: str = "stored"
+    """``stored`` forecasts, ``refreshed`` (made by this cycle), or ``given`` prices."""
 
 
 def latest_site_states(
@@ -130,26 +132,38 @@ def stored_forecast_prices(
         When a node has no energy forecast covering the horizon.
     """
     index = pd.date_range(start, periods=intervals, freq="h")
-    shared: dict[str, list[float]] = {}
-    for product in ("reg_up", "reg_down", "spin"):
-        frame = load_price_forecast(
-            bind,
-            market=rules.name,
-            node=AS_FORECAST_NODE,
-            product=FORECAST_PRODUCTS[product],
-            as_of=as_of,
-        )
-        if frame.empty:
-            logger.warning(
-                "no stored %s forecast for %s: priced at 0", product, rules.name
-            )
+    as_series: dict[str, dict[str, list[float]]] = {}
+    for node in nodes:
+        as_node = rules.as_node(node)
+        if as_node in as_series:
             continue
-        values = frame[quantile].reindex(index).to_numpy(float)
-        shared[product] = list(np.nan_to_num(values, nan=0.0))
+        shared: dict[str, list[float]] = {}
+        for product in AS_PRODUCTS:
+            series = rules.series_of(product)
+            if series is None:
+                continue
+            frame = load_price_forecast(
+                bind, market=rules.name, node=as_node, product=series, as_of=as_of
+            )
+            if frame.empty:
+                logger.warning(
+                    "no stored %s forecast for %s at %s: priced at 0",
+                    product,
+                    rules.name,
+                    as_node,
+                )
+                continue
+            values = frame[quantile].reindex(index).to_numpy(float)
+            shared[product] = list(np.nan_to_num(values, nan=0.0))
+        as_series[as_node] = shared
     out: dict[str, dict[str, list[float]]] = {}
     for node in nodes:
         frame = load_price_forecast(
-            bind, market=rules.name, node=node, product="da_energy", as_of=as_of
+            bind,
+            market=rules.name,
+            node=node,
+            product=rules.series_of("energy") or "da_energy",
+            as_of=as_of,
         )
         values = (
             frame[quantile].reindex(index).to_numpy(float)
@@ -163,7 +177,7 @@ def stored_forecast_prices(
                 f"{start.isoformat()}"
             )
             raise FleetInputError(msg)
-        out[node] = {"energy": list(values), **shared}
+        out[node] = {"energy": list(values), **as_series[rules.as_node(node)]}
     return out
 
 
@@ -206,6 +220,9 @@ def run_dayahead(
     stale_after_ms: int = 30 * 60_000,
     options: SolveOptions | None = None,
     actor: str = "dayahead",
+    forecast: Method | None = "model",
+    btm: Mapping[str, BtmInputs] | None = None,
+    data_dir: Path | None = None,
 ) -> DayAheadOutcome:
     """Plan ``operating_day`` for the market's sites, store the schedule, build bids.
 
@@ -235,6 +252,16 @@ def run_dayahead(
         Solve options.
     actor
         Audit actor of the stored schedule.
+    forecast
+        When ``prices`` is None and the store has no forecast of the day: make them
+        with this method (:func:`fleet.ops.forecasts.refresh_forecasts`) and go on;
+        None: refuse, naming the missing series.
+    btm
+        Behind-the-meter inputs per site; default: built from the store
+        (:func:`fleet.ops.btm.btm_inputs`, load forecast from metered telemetry).
+    data_dir
+        Folder of the load data sets, used for a behind-the-meter site that has no
+        metered load yet.
 
     Returns
     -------
@@ -244,11 +271,20 @@ def run_dayahead(
     """
     start = operating_day_start(rules, operating_day)
     hours = operating_day_hours(rules, operating_day)
-    sites = [s for s in fleet.sites if s.market.value == rules.name and not s.is_btm]
-    nodes = sorted({s.node for s in sites})
+    sites = [s for s in fleet.sites if s.market.value == rules.name]
+    nodes = sorted({s.node for s in sites if not s.is_btm})
     extra: dict[str, Mapping[str, Sequence[float]]] = dict(quantile_prices or {})
+    source = "given"
     if prices is None:
-        prices = stored_forecast_prices(bind, rules, nodes, start, hours, as_of=now)
+        source = "stored"
+        try:
+            prices = stored_forecast_prices(bind, rules, nodes, start, hours, as_of=now)
+        except FleetInputError:
+            if forecast is None:
+                raise
+            refresh_forecasts(bind, fleet, rules, operating_day, method=forecast)
+            source = "refreshed"
+            prices = stored_forecast_prices(bind, rules, nodes, start, hours, as_of=now)
         if quantile_prices is None:
             for q in ("p10", "p90"):
                 qp = stored_forecast_prices(
@@ -262,6 +298,12 @@ def run_dayahead(
             now_ms=int(now.timestamp() * 1000),
             stale_after_ms=stale_after_ms,
         )
+    if btm is None:
+        btm = {
+            s.id: btm_inputs(bind, s, start, hours, 60, now=now, data_dir=data_dir)
+            for s in sites
+            if s.is_btm
+        }
     scn = build_scenario(
         fleet,
         rules,
@@ -271,6 +313,7 @@ def run_dayahead(
             intervals=hours,
             prices=prices,
             states=states,
+            btm=btm,
         ),
     )
     options = options or SolveOptions(time_limit_s=120.0)
@@ -284,7 +327,14 @@ def run_dayahead(
             result.reason,
         )
         return DayAheadOutcome(
-            operating_day, str(result.status), result.reason, None, scn, result, None
+            operating_day,
+            str(result.status),
+            result.reason,
+            None,
+            scn,
+            result,
+            None,
+            forecast_source=source,
         )
     alternatives = []
     for energy in extra.values():
@@ -313,6 +363,12 @@ def run_dayahead(
         note=f"{rules.name} {operating_day} schedule v{version}",
         meta={"plan_version": version, "solver": result.solve.solver},
     )
+    # The plan's own bids must pass the project's check against the same scenario.
+    refusals = tuple(check_bids(bids.bids, bid_check_scenario(scn), rules))
+    for refusal in refusals:
+        logger.error(
+            "day-ahead %s %s: own bid refused: %s", rules.name, operating_day, refusal
+        )
     logger.info(
         "day-ahead %s %s: schedule v%d, objective %.0f USD, %d bids",
         rules.name,
@@ -322,7 +378,26 @@ def run_dayahead(
         len(bids.bids),
     )
     return DayAheadOutcome(
-        operating_day, str(result.status), None, version, scn, result, bids
+        operating_day,
+        str(result.status),
+        None,
+        version,
+        scn,
+        result,
+        bids,
+        refusals=refusals,
+        forecast_source=source,
+    )
+
+
+def bid_check_scenario(scn: Scenario) -> Scenario:
+    """Return the scenario a plan's bids are checked against: its sites, no prices.
+
+    The bid check reads limits, SoC and commitments only; the same site fields as the
+    plan (SoH-scaled energy, derated power) keep plan and check on one footing.
+    """
+    return scn.model_copy(
+        update={"sites": [s for s in scn.sites if not s.is_btm] or scn.sites}
     )
 
 

@@ -15,6 +15,7 @@ from dispatch.markets import MarketRules
 from dispatch.scenario import Commitments, Scenario, parse_scenario
 from fleet.domain import Fleet, Site
 from fleet.errors import FleetInputError
+from fleet.ops.btm import BtmInputs
 from forecasting.degradation.costs import CostInputs, degradation_costs
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ class ScenarioInputs:
     """Per site id: awards already fixed (see :mod:`fleet.ops.awards`)."""
     soc_final_min: Mapping[str, float] = field(default_factory=dict)
     """Per site id: terminal SoC floor (0-1); default: the fleet file's ``soc_initial``."""
+    btm: Mapping[str, BtmInputs] = field(default_factory=dict)
+    """Per behind-the-meter site id: load forecast, tariff and the month's peak; a
+    behind-the-meter site without an entry is left out of the scenario."""
 
 
 def operating_day_start(rules: MarketRules, operating_day: dt.date) -> dt.datetime:
@@ -94,8 +98,9 @@ def site_fields(
     *,
     degradation: Sequence[float] | None = None,
     soc_final_min: float | None = None,
+    btm: BtmInputs | None = None,
 ) -> dict[str, Any]:
-    """Return the scenario ``sites[]`` entry of a front-of-meter site.
+    """Return the scenario ``sites[]`` entry of a site (``btm`` for behind the meter).
 
     SoH scales the energy; an unavailable site gets zero power (it keeps its SoC).
     The SoC is clipped into ``[soc_min, soc_max]`` (telemetry may read just outside).
@@ -121,6 +126,14 @@ def site_fields(
             else default_degradation_usd_per_mwh(site)
         )
     fields["services"] = [s for s in fields["services"] if s != "capacity"]
+    if btm is not None and site.tariff is not None:
+        fields["btm"] = {
+            "load_mw": list(btm.load_mw),
+            "energy_usd_per_mwh": list(btm.energy_usd_per_mwh),
+            "demand_usd_per_mw": site.tariff.demand_usd_per_mw_month,
+            "peak_so_far_mw": max(0.0, btm.peak_so_far_mw),
+            "export_allowed": site.tariff.export_allowed,
+        }
     return fields
 
 
@@ -132,7 +145,11 @@ def build_scenario(
     site_ids: Sequence[str] | None = None,
     degradation: Mapping[str, Sequence[float]] | None = None,
 ) -> Scenario:
-    """Build the dispatch scenario of the market's front-of-meter sites.
+    """Build the dispatch scenario of the market's sites.
+
+    Front-of-meter sites are always in; a behind-the-meter site is in when
+    ``inputs.btm`` has its load, tariff and peak (its node needs no prices: its energy
+    is billed at the tariff).
 
     Parameters
     ----------
@@ -143,7 +160,7 @@ def build_scenario(
     inputs
         Horizon, prices, site states, commitments and terminal SoC.
     site_ids
-        Only these sites (default: every front-of-meter site of the market).
+        Only these sites (default: every site of the market that can be planned).
     degradation
         Per site id: segment costs [$/MWh] overriding the degradation model's.
 
@@ -161,16 +178,19 @@ def build_scenario(
         s
         for s in fleet.sites
         if s.market.value == rules.name
-        and not s.is_btm
+        and (s.id in inputs.btm if s.is_btm else True)
         and (site_ids is None or s.id in site_ids)
     ]
     if not sites:
-        msg = (
-            f"fleet {fleet.name!r} has no front-of-meter {rules.name} site to dispatch"
-        )
+        msg = f"fleet {fleet.name!r} has no {rules.name} site to dispatch"
         raise FleetInputError(msg)
     markets: dict[str, dict[str, list[float]]] = {}
+    fom_nodes = {s.node for s in sites if not s.is_btm}
     for node in sorted({s.node for s in sites}):
+        if node not in inputs.prices and node not in fom_nodes:
+            # Only behind-the-meter sites here: billed at their tariff, no AS sold.
+            markets[node] = {"energy": [0.0] * inputs.intervals}
+            continue
         if node not in inputs.prices:
             msg = f"node {node}: no prices (have {sorted(inputs.prices)})"
             raise FleetInputError(msg)
@@ -196,6 +216,7 @@ def build_scenario(
             inputs.states.get(site.id, SiteState()),
             degradation=(degradation or {}).get(site.id),
             soc_final_min=inputs.soc_final_min.get(site.id),
+            btm=inputs.btm.get(site.id),
         )
         com = inputs.commitments.get(site.id)
         if com is not None:
