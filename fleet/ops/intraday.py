@@ -1,12 +1,18 @@
 """Intraday re-dispatch (MPC): every interval, re-solve the rest of the day and send setpoints.
 
-Each step reads the sites' latest telemetry SoC, treats a site whose telemetry is older
-than ``stale_intervals`` intervals as unavailable (its awards are moved to other sites
-where they fit, the rest is reported as shortfall), fixes the awards as commitments,
-solves the rest of the operating day at the real-time price forecast, clips each
-site's first-interval net power to its limits and publishes it as a setpoint carrying
-the schedule version and an expiry. A failed solve sends nothing: sites hold their
-last setpoint until it expires, then hold SoC.
+Each step reads the sites' latest telemetry SoC and treats a site whose newest sample is
+older than ``stale_after_s`` seconds as unavailable: its reserve awards are moved to
+sites with headroom where they fit, the rest is reported as shortfall. The day-ahead
+reserve awards are soft commitments priced at the market's charge-back (plus a planning
+adder, :mod:`dispatch.markets`), so a step is never infeasible because of them; an
+energy award is financial (the deviation settles at the real-time price) and is not a
+constraint unless ``hold_energy_awards``. Behind-the-meter sites are re-planned with
+their load forecast, tariff and the billing cycle's peak so far.
+
+The setpoint is the site's net AC power at the point of interconnection for the
+interval, + = discharge (``docs/operations.md``): discharge - charge of the plan's first
+interval, clipped to the site's limits. Regulation deployment is the site's AGC on top
+of it. A failed solve still commands every site: hold (0 MW), which keeps the SoC.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import threading
 import time
 import uuid
@@ -27,10 +34,12 @@ import paho.mqtt.client as mqtt
 from dispatch.markets import MarketRules
 from dispatch.result import Result
 from dispatch.scenario import Commitments, Scenario
+from dispatch.shortfall import RESERVE_SERIES, reserve_shortfall_mw
 from dispatch.solve import SolveOptions, solve
 from dispatch.status import SolveStatus
 from fleet.domain import Fleet, Site
 from fleet.errors import FleetInputError
+from fleet.ops.btm import BtmInputs
 from fleet.ops.clock import Clock
 from fleet.ops.scenario_builder import (
     ScenarioInputs,
@@ -54,6 +63,10 @@ StateSource = Callable[[], Mapping[str, tuple[int, float]]]
 """() -> per site (telemetry time [ms since epoch], SoC 0-1)."""
 SetpointSink = Callable[[str, float, int, int, str], None]
 """(site_id, p_mw, valid_from_ms, expires_at_ms, version) -> None."""
+BtmSource = Callable[[dt.datetime, int, int], Mapping[str, BtmInputs]]
+"""(start, intervals, interval_minutes) -> behind-the-meter inputs per site."""
+AS_PRODUCTS = tuple(RESERVE_SERIES)
+"""Reserve products the intraday loop holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +75,18 @@ class IntradayConfig:
 
     interval_minutes: int = 15
     """Re-dispatch interval [minutes] (5 or 15)."""
-    stale_intervals: float = 2.0
-    """Telemetry older than this many intervals makes a site unavailable."""
+    stale_after_s: float = 15.0
+    """A site whose newest telemetry sample is older than this is unavailable [s]."""
     setpoint_expiry_intervals: float = 2.0
     """A setpoint expires this many intervals after it becomes valid."""
-    solve_time_limit_s: float = 1.5
+    solve_time_limit_s: float = 5.0
     """Time limit of one re-solve [s]."""
     model_interval_minutes: int | None = None
     """Interval of the re-solved model [minutes], a multiple of ``interval_minutes``
     (e.g. re-dispatch every 5 minutes on a 15-minute model); None: the same."""
+    hold_energy_awards: bool = False
+    """Fix the day-ahead energy awards as net power (default: they are financial and
+    the deviation settles at the real-time price)."""
 
     def __post_init__(self) -> None:
         if self.interval_minutes not in (5, 15):
@@ -85,15 +101,15 @@ class IntradayConfig:
                 f"interval_minutes={self.interval_minutes}"
             )
             raise FleetInputError(msg)
+        if self.stale_after_s <= 0 or self.setpoint_expiry_intervals <= 0:
+            msg = "stale_after_s and setpoint_expiry_intervals must be > 0"
+            raise FleetInputError(msg)
 
     @property
     def model_factor(self) -> int:
         """Dispatch intervals per model interval."""
         model = self.model_interval_minutes or self.interval_minutes
         return model // self.interval_minutes
-        if self.stale_intervals <= 0 or self.setpoint_expiry_intervals <= 0:
-            msg = "stale_intervals and setpoint_expiry_intervals must be > 0"
-            raise FleetInputError(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,27 +121,32 @@ class IntervalReport:
     start: dt.datetime
     """Interval start (UTC)."""
     status: str
-    """Solve status, ``done`` after the day's last interval."""
+    """Solve status, ``hold`` when no plan could be made, ``done`` after the day."""
     reason: str | None
     """Why the solve failed, if it did."""
     version: str
     """Schedule version the setpoints carry (``v{day-ahead}.{step}``)."""
     setpoints_mw: dict[str, float] = field(default_factory=dict)
-    """Net power sent per site [MW], + = discharge."""
+    """Net power sent per site [MW], + = discharge (every site of the market)."""
     planned_soc: dict[str, float] = field(default_factory=dict)
     """SoC each site should reach at the end of this interval (0-1)."""
     measured_soc: dict[str, float] = field(default_factory=dict)
     """SoC read from telemetry at the start of the step (0-1)."""
     stale: tuple[str, ...] = ()
     """Sites treated as unavailable."""
+    awarded_mw: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per site and product: the reserve award of this interval [MW]."""
+    held_mw: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per site and product: the reserve the plan holds in this interval [MW]
+    (a stale site's award moved to another site counts at that site)."""
     shortfall_mw: dict[str, float] = field(default_factory=dict)
-    """Per product: most MW of the stale sites' awards not covered by others."""
+    """Per product: fleet award of this interval not held by any site [MW]."""
     clipped: tuple[str, ...] = ()
     """Sites whose planned power was clipped to their limits."""
     solve_seconds: float = 0.0
     """Wall time of the re-solve [s]."""
     fallback: str = "none"
-    """Which fallback made the re-solve feasible (``none`` when all awards were met)."""
+    """What made the step possible (``none``, ``terminal SoC relaxed``, ``hold``)."""
 
 
 def clip_setpoint_mw(p_mw: float, site: Site) -> tuple[float, bool]:
@@ -141,60 +162,44 @@ def _cover(
     commitments: Mapping[str, Commitments],
     intervals: int,
 ) -> tuple[dict[str, Commitments], dict[str, float]]:
-    """Move the stale sites' awards onto available sites' spare power, greedily.
+    """Move the stale sites' reserve awards onto available sites' spare power, greedily.
 
     Returns the new commitments of the available sites and, per product, the most MW
-    (over the intervals) left uncovered.
+    (over the intervals) left uncovered. Up-products take the discharge power left by
+    the site's own up awards, reg-down the charge power left by its own; energy awards
+    are not moved (they are financial).
     """
-    need = {p: np.zeros(intervals) for p in ("reg_up", "reg_down", "spin", "energy")}
+    need = {p: np.zeros(intervals) for p in AS_PRODUCTS}
     for sid in stale:
         com = commitments.get(sid)
         if com is None:
             continue
-        for p in ("reg_up", "reg_down", "spin"):
-            series = getattr(com, f"{p}_mw")
+        for p in AS_PRODUCTS:
+            series = getattr(com, RESERVE_SERIES[p])
             if series is not None:
                 need[p] += np.asarray(series, dtype=float)
-        if com.net_mw is not None:
-            need["energy"] += np.asarray([v or 0.0 for v in com.net_mw], dtype=float)
     out: dict[str, Commitments] = {}
     for site in available:
         com = commitments.get(site.id) or Commitments()
-        ru = np.asarray(com.reg_up_mw or [0.0] * intervals, dtype=float)
-        rd = np.asarray(com.reg_down_mw or [0.0] * intervals, dtype=float)
-        sp = np.asarray(com.spin_mw or [0.0] * intervals, dtype=float)
-        net_fixed = com.net_mw or [None] * intervals
-        net = np.asarray([v or 0.0 for v in net_fixed], dtype=float)
+        own = {
+            p: np.asarray(
+                getattr(com, RESERVE_SERIES[p]) or [0.0] * intervals, dtype=float
+            ).copy()
+            for p in AS_PRODUCTS
+        }
         p_d, p_c = site.battery.discharge_mw, site.battery.charge_mw
-        up_room = np.maximum(0.0, p_d - net - ru - sp)
-        for p, arr in (("reg_up", ru), ("spin", sp)):
+        up_room = np.maximum(0.0, p_d - own["reg_up"] - own["spin"])
+        for p in ("reg_up", "spin"):
             take = np.minimum(need[p], up_room)
-            arr += take
+            own[p] += take
             need[p] -= take
             up_room -= take
-        dn_room = np.maximum(0.0, p_c + net - rd)
+        dn_room = np.maximum(0.0, p_c - own["reg_down"])
         take = np.minimum(need["reg_down"], dn_room)
-        rd += take
+        own["reg_down"] += take
         need["reg_down"] -= take
-        energy_room_up = np.maximum(0.0, p_d - net - ru - sp)
-        energy_room_dn = np.maximum(0.0, p_c + net - rd)
-        e_need = need["energy"]
-        take_e = np.clip(e_need, -energy_room_dn, energy_room_up)
-        moved = np.abs(take_e) > 1e-9
-        new_net: list[float | None] = [
-            (
-                float(net[i] + take_e[i])
-                if (net_fixed[i] is not None or moved[i])
-                else None
-            )
-            for i in range(intervals)
-        ]
-        need["energy"] = e_need - take_e
-        out[site.id] = Commitments(
-            reg_up_mw=list(ru),
-            reg_down_mw=list(rd),
-            spin_mw=list(sp),
-            net_mw=new_net if any(v is not None for v in new_net) else None,
+        out[site.id] = com.model_copy(
+            update={RESERVE_SERIES[p]: [float(v) for v in own[p]] for p in AS_PRODUCTS}
         )
     shortfall = {
         p: float(np.max(np.abs(v))) for p, v in need.items() if np.any(np.abs(v) > 1e-6)
@@ -210,7 +215,8 @@ class IntradayDispatcher:
     fleet, rules, operating_day
         What is dispatched.
     prices
-        Real-time price forecast source on the intraday grid.
+        Real-time price forecast source on the intraday grid (energy at each node; AS
+        prices there set the shortfall penalty, the AS revenue itself is the award's).
     states
         Latest telemetry per site (e.g. :meth:`TelemetryTracker.snapshot`).
     send
@@ -224,6 +230,9 @@ class IntradayDispatcher:
         Interval, staleness, expiry and time limit.
     soc_final_min
         Terminal SoC floor per site (0-1); default the fleet file's ``soc_initial``.
+    btm
+        Behind-the-meter inputs source; None leaves behind-the-meter sites out (they
+        get a hold setpoint).
     """
 
     def __init__(
@@ -239,6 +248,7 @@ class IntradayDispatcher:
         schedule_version: int = 0,
         config: IntradayConfig | None = None,
         soc_final_min: Mapping[str, float] | None = None,
+        btm: BtmSource | None = None,
     ) -> None:
         self.fleet = fleet
         self.rules = rules
@@ -250,9 +260,8 @@ class IntradayDispatcher:
         self.schedule_version = schedule_version
         self.config = config or IntradayConfig()
         self.soc_final_min = dict(soc_final_min or {})
-        self.sites = [
-            s for s in fleet.sites if s.market.value == rules.name and not s.is_btm
-        ]
+        self.btm = btm
+        self.sites = [s for s in fleet.sites if s.market.value == rules.name]
         self.day_start = operating_day_start(rules, operating_day)
         hours = operating_day_hours(rules, operating_day)
         self.intervals = hours * 60 // self.config.interval_minutes
@@ -272,12 +281,6 @@ class IntradayDispatcher:
         """Index of the interval containing ``now`` (may be < 0 or >= the day's count)."""
         return int((now - self.day_start) // self.interval)
 
-    def _hour_intervals(self, i0: int) -> int:
-        """Model intervals from interval ``i0`` to the end of its hour (at least 1)."""
-        minutes_in = (i0 * self.config.interval_minutes) % 60
-        model = self.config.interval_minutes * self.config.model_factor
-        return max(1, -(-(60 - minutes_in) // model))
-
     def _model_intervals(self, i0: int) -> int:
         k = self.config.model_factor
         return -(-(self.intervals - i0) // k)
@@ -285,8 +288,9 @@ class IntradayDispatcher:
     def _slice(self, com: Commitments, i0: int) -> Commitments:
         """Cut commitments from ``i0`` and resample them onto the model grid.
 
-        AS lower bounds take the largest value of the dispatch intervals a model
-        interval covers; a fixed net power stays fixed only where all of them agree.
+        AS awards take the largest value of the dispatch intervals a model interval
+        covers; a fixed net power stays fixed only where all of them agree (and only
+        with ``hold_energy_awards``).
         """
         k = self.config.model_factor
         n_model = self._model_intervals(i0)
@@ -301,7 +305,7 @@ class IntradayDispatcher:
             return [max(g) for g in groups(series)]
 
         def fixed(series: list[float | None] | None) -> list[float | None] | None:
-            if series is None:
+            if series is None or not self.config.hold_energy_awards:
                 return None
             out: list[float | None] = []
             for g in groups(series):
@@ -315,6 +319,23 @@ class IntradayDispatcher:
             reg_down_mw=lower(com.reg_down_mw),
             spin_mw=lower(com.spin_mw),
             net_mw=fixed(com.net_mw),
+        )
+
+    def _penalty(self, prices: Mapping[str, Mapping[str, Sequence[float]]]) -> float:
+        """Return the step's shortfall price [$/MW-h].
+
+        The charge-back at the highest AS price of the horizon plus the market's
+        planning adder.
+        """
+        top = 0.0
+        for series in prices.values():
+            for product in AS_PRODUCTS:
+                values = series.get(product)
+                if values is not None and len(values):
+                    top = max(top, float(np.max(values)))
+        return (
+            self.rules.shortfall_charge_factor * top
+            + self.rules.shortfall_planning_adder_usd_per_mw_h
         )
 
     def _scenario(
@@ -332,6 +353,20 @@ class IntradayDispatcher:
             if relaxed
             else self.soc_final_min
         )
+        raw = self.prices(start, n, minutes)
+        penalty = self._penalty(raw)
+        # Reserve revenue is the day-ahead award's: no new reserve is sold intraday.
+        prices = {
+            node: {
+                p: (list(v) if p == "energy" else [0.0] * n) for p, v in series.items()
+            }
+            for node, series in raw.items()
+        }
+        soft = {
+            sid: c.model_copy(update={"shortfall_usd_per_mw_h": penalty})
+            for sid, c in commitments.items()
+        }
+        btm = dict(self.btm(start, n, minutes)) if self.btm is not None else {}
         return build_scenario(
             self.fleet,
             self.rules,
@@ -339,16 +374,16 @@ class IntradayDispatcher:
                 start=start,
                 interval_minutes=minutes,
                 intervals=n,
-                prices=self.prices(start, n, minutes),
+                prices=prices,
                 states=states,
-                commitments=commitments,
+                commitments=soft,
                 soc_final_min=finals,
+                btm=btm,
             ),
-            site_ids=[s.id for s in self.sites],
         )
 
     def step(self, now: dt.datetime) -> IntervalReport:
-        """Re-solve from the interval containing ``now`` and send setpoints.
+        """Re-solve from the interval containing ``now`` and command every site.
 
         Returns
         -------
@@ -362,7 +397,7 @@ class IntradayDispatcher:
             return IntervalReport(i0, self.interval_start(i0), "done", None, version)
         n = self._model_intervals(i0)
         now_ms = int(now.timestamp() * 1000)
-        stale_ms = self.config.stale_intervals * self.config.interval_minutes * 60_000
+        stale_ms = self.config.stale_after_s * 1000.0
         latest = self.states()
         states: dict[str, SiteState] = {}
         stale: list[str] = []
@@ -377,50 +412,37 @@ class IntradayDispatcher:
                 measured[site.id] = seen[1]
                 states[site.id] = SiteState(soc=seen[1])
         own = {sid: self._slice(c, i0) for sid, c in self.awards.items()}
-        available = [s for s in self.sites if s.id not in stale]
-        covered, shortfall = _cover(stale, available, own, n)
+        available = [s for s in self.sites if s.id not in stale and not s.is_btm]
+        covered, uncovered = _cover(stale, available, own, n)
         commitments = {sid: c for sid, c in own.items() if sid not in stale}
         commitments.update(covered)
-        # Stale sites get no power: their own awards cannot be fixed on them.
-        options = SolveOptions(time_limit_s=self.config.solve_time_limit_s)
-        result = None
-        # Fallbacks, in order, when the awards cannot all be met from the measured SoC:
-        # drop the stale sites' cover, relax the terminal SoC, keep the energy awards
-        # of the current award hour only (later ones are re-planned and the deviation
-        # settles in real time), and last keep only the AS awards.
-        attempts: list[tuple[dict[str, Commitments], bool, dict[str, float], str]] = [
-            (commitments, False, shortfall, "none"),
-        ]
-        if stale:
-            base = {sid: c for sid, c in own.items() if sid not in stale}
-            full = dict(_cover(stale, [], own, n)[1])
-            attempts.append((base, False, full, "stale cover dropped"))
-        last = attempts[-1]
-        attempts.append((last[0], True, last[2], "terminal SoC relaxed"))
-        hold = self._hour_intervals(i0)
-        near = {
-            sid: c.model_copy(
-                update={
-                    "net_mw": None
-                    if c.net_mw is None
-                    else [v if j < hold else None for j, v in enumerate(c.net_mw)]
-                }
-            )
-            for sid, c in last[0].items()
-        }
-        attempts.append((near, True, last[2], "energy awards after this hour released"))
-        as_only = {
-            sid: c.model_copy(update={"net_mw": None}) for sid, c in last[0].items()
-        }
-        attempts.append((as_only, True, last[2], "energy awards released"))
-        scn = None
+        options = SolveOptions(
+            time_limit_s=self.config.solve_time_limit_s, mip_rel_gap=1e-3
+        )
+        # The last resort drops charge/discharge exclusivity (the LP relaxation): only
+        # the first interval's net power is sent, and the next step re-plans.
+        lp_only = SolveOptions(
+            time_limit_s=self.config.solve_time_limit_s, exclusivity_tol_mw=math.inf
+        )
+        scn: Scenario | None = None
+        result: Result | None = None
         fallback = "none"
-        for coms, relaxed, short, label in attempts:
-            scn = self._scenario(i0, states, coms, relaxed)
-            result = solve(scn, options)
-            if result.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
-                shortfall, fallback = short, label
+        reason: str | None = None
+        for relaxed, label, opts in (
+            (False, "none", options),
+            (True, "terminal SoC relaxed", options),
+            (True, "LP relaxation", lp_only),
+        ):
+            try:
+                scn = self._scenario(i0, states, commitments, relaxed)
+            except FleetInputError as exc:
+                reason = str(exc)
                 break
+            result = solve(scn, opts)
+            if result.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
+                fallback = label
+                break
+            reason = result.reason
             logger.warning(
                 "intraday %s step %d (relaxed=%s): %s %s",
                 self.rules.name,
@@ -429,74 +451,94 @@ class IntradayDispatcher:
                 result.status,
                 result.reason,
             )
-        assert result is not None
-        assert scn is not None
-        seconds = time.perf_counter() - t0
-        if result.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
-            return IntervalReport(
-                i0,
-                scn.start,
-                str(result.status),
-                result.reason,
-                version,
-                measured_soc=measured,
-                stale=tuple(stale),
-                shortfall_mw=shortfall,
-                solve_seconds=seconds,
-            )
-        self.last_result = result
-        setpoints: dict[str, float] = {}
-        planned: dict[str, float] = {}
-        clipped: list[str] = []
-        valid_from = max(now_ms, int(scn.start.timestamp() * 1000))
+        start = self.interval_start(i0)
+        valid_from = max(now_ms, int(start.timestamp() * 1000))
         expires = int(
-            (
-                scn.start + self.config.setpoint_expiry_intervals * self.interval
-            ).timestamp()
+            (start + self.config.setpoint_expiry_intervals * self.interval).timestamp()
             * 1000
         )
         expires = max(expires, valid_from + 2000)
-        for site in available:
-            sched = result.sites[site.id]
-            p_mw, moved = clip_setpoint_mw(
-                sched.discharge_mw[0] - sched.charge_mw[0], site
-            )
-            if moved:
-                clipped.append(site.id)
-            setpoints[site.id] = p_mw
+        awarded = {
+            sid: {
+                p: float((getattr(c, RESERVE_SERIES[p]) or [0.0])[0])
+                for p in AS_PRODUCTS
+            }
+            for sid, c in own.items()
+        }
+        ok = (
+            scn is not None
+            and result is not None
+            and result.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+        )
+        setpoints: dict[str, float] = {}
+        planned: dict[str, float] = {}
+        held: dict[str, dict[str, float]] = {}
+        clipped: list[str] = []
+        if ok:
+            assert result is not None
+            assert scn is not None
+            self.last_result = result
             k = self.config.model_factor
-            planned[site.id] = sched.soc[0] + (sched.soc[1] - sched.soc[0]) / k
-            if self.send is not None:
-                self.send(site.id, p_mw, valid_from, expires, version)
-        if fallback != "none":
-            logger.warning(
-                "intraday %s step %d: awards not all met from measured SoC: %s",
+            for site in self.sites:
+                sched = result.sites.get(site.id)
+                if sched is None or site.id in stale:
+                    setpoints[site.id] = 0.0
+                    continue
+                p_mw, moved = clip_setpoint_mw(
+                    sched.discharge_mw[0] - sched.charge_mw[0], site
+                )
+                if moved:
+                    clipped.append(site.id)
+                setpoints[site.id] = p_mw
+                planned[site.id] = sched.soc[0] + (sched.soc[1] - sched.soc[0]) / k
+                held[site.id] = {
+                    p: float(getattr(sched, RESERVE_SERIES[p])[0]) for p in AS_PRODUCTS
+                }
+            short = reserve_shortfall_mw(scn, result)
+        else:
+            fallback = "hold"
+            logger.error(
+                "intraday %s step %d: no plan (%s); every site holds its SoC",
                 self.rules.name,
                 i0,
-                fallback,
+                reason,
             )
-        if shortfall:
+            setpoints = dict.fromkeys((s.id for s in self.sites), 0.0)
+            short = {}
+        shortfall: dict[str, float] = {}
+        for p in AS_PRODUCTS:
+            total = sum(a.get(p, 0.0) for a in awarded.values())
+            have = sum(h.get(p, 0.0) for h in held.values())
+            gap = max(0.0, total - have)
+            if gap > 1e-6:
+                shortfall[p] = gap
+        if short or uncovered:
             logger.warning(
-                "intraday %s step %d: stale %s, uncovered awards %s",
+                "intraday %s step %d: stale %s, reserve shortfall %s",
                 self.rules.name,
                 i0,
                 stale,
                 shortfall,
             )
+        if self.send is not None:
+            for sid, p_mw in setpoints.items():
+                self.send(sid, p_mw, valid_from, expires, version)
         return IntervalReport(
             index=i0,
-            start=scn.start,
-            status=str(result.status),
-            reason=None,
+            start=start,
+            status=str(result.status) if ok and result is not None else "hold",
+            reason=None if ok else reason,
             version=version,
             setpoints_mw=setpoints,
             planned_soc=planned,
             measured_soc=measured,
             stale=tuple(stale),
+            awarded_mw=awarded,
+            held_mw=held,
             shortfall_mw=shortfall,
             clipped=tuple(clipped),
+            solve_seconds=time.perf_counter() - t0,
             fallback=fallback,
-            solve_seconds=seconds,
         )
 
 

@@ -27,6 +27,7 @@ TABLE_MODULES = (
     "fleet.store.telemetry_tables",
     "fleet.store.asset_tables",
     "fleet.store.retention",
+    "fleet.store.ops_tables",
 )
 
 

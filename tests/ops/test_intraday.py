@@ -83,7 +83,7 @@ def test_intraday_step_sends_versioned_setpoints_with_expiry_when_sites_fresh():
 
 def test_intraday_step_covers_a_stale_sites_awards_with_other_sites():
     now = START + dt.timedelta(hours=3)
-    old = _ms(now) - 31 * 60_000  # older than 2 intervals of 15 min
+    old = _ms(now) - 16_000  # one sample period past the 15 s staleness limit
     states = {"site-01": (_ms(now), 0.5), "site-02": (old, 0.5)}
     awards = {"site-02": Commitments(reg_up_mw=[3.0] * N, spin_mw=[0.0] * N)}
     sent = Sent()
@@ -91,9 +91,19 @@ def test_intraday_step_covers_a_stale_sites_awards_with_other_sites():
     report = dispatcher.step(now)
     assert report.stale == ("site-02",)
     assert report.shortfall_mw == {}
-    assert [c[0] for c in sent.calls] == ["site-01"]
+    # Every site is commanded; the stale one is told to hold.
+    assert sorted(c[0] for c in sent.calls) == ["site-01", "site-02"]
+    assert report.setpoints_mw["site-02"] == 0.0
     sched = dispatcher.last_result.sites["site-01"]
     assert min(sched.reg_up_mw) >= 3.0 - 1e-6
+    assert report.held_mw["site-01"]["reg_up"] >= 3.0 - 1e-6
+    assert report.awarded_mw["site-02"]["reg_up"] == pytest.approx(3.0)
+
+
+def test_intraday_site_fresh_within_15_s_is_not_stale():
+    now = START + dt.timedelta(hours=3)
+    states = {"site-01": (_ms(now) - 14_000, 0.5), "site-02": (_ms(now), 0.5)}
+    assert _dispatcher(states).step(now).stale == ()
 
 
 def test_intraday_step_reports_shortfall_when_others_cannot_cover():
@@ -112,10 +122,66 @@ def test_intraday_step_honours_awards_when_sites_fresh():
     net: list[float | None] = [None] * N
     net[48] = -6.0
     awards = {"site-01": Commitments(net_mw=net, spin_mw=[1.0] * N)}
-    dispatcher = _dispatcher(states, awards)
-    report = dispatcher.step(now)
+    held = IntradayDispatcher(
+        fleet(2),
+        RULES,
+        DAY,
+        prices=_prices,
+        states=lambda: states,
+        awards=awards,
+        config=IntradayConfig(hold_energy_awards=True),
+    )
+    report = held.step(now)
     assert report.setpoints_mw["site-01"] == pytest.approx(-6.0)
-    assert min(dispatcher.last_result.sites["site-01"].spin_mw) >= 1.0 - 1e-6
+    assert min(held.last_result.sites["site-01"].spin_mw) >= 1.0 - 1e-6
+    assert report.shortfall_mw == {}
+
+
+def test_intraday_energy_award_is_financial_by_default():
+    # At noon the price is high: with the award financial (deviation settled at the
+    # real-time price) the plan discharges instead of charging the awarded 6 MW.
+    now = START + dt.timedelta(hours=12)
+    states = {"site-01": (_ms(now), 0.5), "site-02": (_ms(now), 0.5)}
+    net: list[float | None] = [None] * N
+    net[48] = -6.0
+    report = _dispatcher(states, {"site-01": Commitments(net_mw=net)}).step(now)
+    assert report.setpoints_mw["site-01"] != pytest.approx(-6.0)
+
+
+def test_intraday_awards_beyond_the_sites_means_shortfall_not_infeasible():
+    now = START + dt.timedelta(hours=3)
+    states = {"site-01": (_ms(now), 0.5), "site-02": (_ms(now), 0.5)}
+    # 50 MW of reg-up on a 10 MW site: held up to charge + discharge power, rest short.
+    awards = {"site-01": Commitments(reg_up_mw=[50.0] * N)}
+    sent = Sent()
+    report = _dispatcher(states, awards, send=sent).step(now)
+    assert report.status in ("optimal", "feasible")
+    assert {c[0] for c in sent.calls} == {"site-01", "site-02"}
+    assert report.shortfall_mw["reg_up"] == pytest.approx(
+        50.0 - report.held_mw["site-01"]["reg_up"]
+    )
+    assert 0 < report.held_mw["site-01"]["reg_up"] <= 20.0 + 1e-6
+
+
+def test_intraday_holds_every_site_when_no_plan_can_be_made():
+    now = START + dt.timedelta(hours=3)
+    states = {"site-01": (_ms(now), 0.5), "site-02": (_ms(now), 0.5)}
+
+    def no_prices(start, n, minutes):
+        return {NODE: {"energy": [float("nan")] * n}}
+
+    sent = Sent()
+    dispatcher = IntradayDispatcher(
+        fleet(2), RULES, DAY, prices=no_prices, states=lambda: states, send=sent
+    )
+    report = dispatcher.step(now)
+    assert report.status == "hold"
+    assert report.fallback == "hold"
+    assert "missing" in (report.reason or "")
+    assert sorted((c[0], c[1]) for c in sent.calls) == [
+        ("site-01", 0.0),
+        ("site-02", 0.0),
+    ]
 
 
 def test_clip_setpoint_mw_clips_to_site_limits():
@@ -162,25 +228,11 @@ def test_intraday_step_solves_a_coarser_model_when_configured():
         prices=_prices,
         states=lambda: states,
         awards=awards,
-        config=IntradayConfig(interval_minutes=5, model_interval_minutes=15),
+        config=IntradayConfig(
+            interval_minutes=5, model_interval_minutes=15, hold_energy_awards=True
+        ),
     )
     report = dispatcher.step(now)
     assert report.index == 145
     assert report.setpoints_mw["site-01"] == pytest.approx(-4.0)
     assert len(dispatcher.last_result.sites["site-01"].charge_mw) == 48  # (288-145)/3
-
-
-def test_intraday_step_keeps_this_hours_energy_award_when_later_ones_cannot_be_met():
-    now = START + dt.timedelta(hours=12)
-    # 6 MWh stored (1 MWh above soc_min): 4 MW for 12:00-13:00 fits, 13:00-14:00 not.
-    states = {"site-01": (_ms(now), 0.3), "site-02": (_ms(now), 0.5)}
-    net: list[float | None] = [None] * N
-    net[48:56] = [4.0] * 8
-    dispatcher = _dispatcher(states, {"site-01": Commitments(net_mw=net)})
-    report = dispatcher.step(now)
-    assert report.status == "optimal"
-    assert report.fallback == "energy awards after this hour released"
-    assert report.setpoints_mw["site-01"] == pytest.approx(4.0)
-    assert dispatcher.last_result.sites["site-01"].discharge_mw[:4] == pytest.approx(
-        [4.0] * 4
-    )
