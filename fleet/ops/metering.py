@@ -29,7 +29,7 @@ def interval_mean_mw(
     bind: Bind,
     *,
     site_id: str,
-    dev_id: str,
+    dev_id: str | None,
     start: dt.datetime,
     intervals: int,
     interval_minutes: int,
@@ -37,7 +37,9 @@ def interval_mean_mw(
 ) -> pd.Series:
     """Return the mean of a device's measurement per interval, W converted to MW.
 
-    Intervals without a good sample are NaN (never filled: the caller decides).
+    ``dev_id`` None averages every device reporting the column (e.g. ``soc_pct`` of
+    all banks). Intervals without a good sample are NaN (never filled: the caller
+    decides).
     """
     step_ms = interval_minutes * 60_000
     t0 = int(start.timestamp() * 1000)
@@ -49,7 +51,7 @@ def interval_mean_mw(
         sa.select(bucket, sa.func.avg(col).label("v"), sa.func.count(col).label("n"))
         .where(
             m.c.site_id == site_id,
-            m.c.dev_id == dev_id,
+            m.c.dev_id == dev_id if dev_id is not None else sa.true(),
             m.c.ts_ms >= t0,
             m.c.ts_ms < t1,
             m.c.q == "good",
