@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import signal
+import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -149,7 +150,27 @@ def ingest(
     logging.getLogger(__name__).info(
         "ingest: %d known sites, store %s", len(worker.registry), shown_url(url)
     )
-    worker.run_forever(duration)
+    from fleet.store.heartbeats import Heartbeat, WorkerCounters
+
+    seen = {"stored": -1, "at": None}
+
+    def counters() -> WorkerCounters:
+        stats = worker.stats
+        if stats.committed_messages != seen["stored"]:
+            seen["stored"] = stats.committed_messages
+            seen["at"] = int(time.time() * 1000) if stats.committed_messages else None
+        return WorkerCounters(
+            received=stats.received,
+            stored=stats.committed_messages,
+            last_commit_ms=seen["at"],
+        )
+
+    heartbeat = Heartbeat(sink.engine, worker.options.client_id, counters)
+    heartbeat.start()
+    try:
+        worker.run_forever(duration)
+    finally:
+        heartbeat.stop()
 
 
 def _aging_factory() -> Callable[[SiteSpec], AgingHook]:

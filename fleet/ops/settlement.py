@@ -8,7 +8,7 @@ One module for every caller (the operator, the API, the demo). Per front-of-mete
   real-time price, counted in the detail, never silently);
 - ``reg_up``, ``reg_down``, ``spin``: reserve awards at their clearing prices;
 - ``as_shortfall``: the charge-back for awarded reserves not held, at
-  ``shortfall_charge_factor`` × the product's clearing price (the market file). A site
+  ``shortfall_charge_factor`` x the product's clearing price (the market file). A site
   holds what its metered power and SoC allow: up capability
   ``min(P_dis - p, (E·soc - E_min)·η_d / D)``, down capability
   ``min(P_ch + p, (E_max - E·soc) / (η_c·D))``, 0 without telemetry. Reserves are an

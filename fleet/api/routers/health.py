@@ -29,7 +29,11 @@ async def healthz() -> HealthOut:
     responses={503: {"model": HealthOut, "description": "A dependency is down."}},
 )
 def readyz(request: Request, engine: StoreDep) -> Any:
-    """Readiness: the store answers a query and the broker accepted our connection."""
+    """Readiness: the store answers, ingest workers are alive, the broker connected us.
+
+    ``ingest`` is checked once a worker has registered a heartbeat: it fails when every
+    registered worker has been silent for more than 10 s without stopping cleanly.
+    """
     checks: dict[str, bool] = {}
     detail: dict[str, str] = {}
     try:
@@ -40,6 +44,20 @@ def readyz(request: Request, engine: StoreDep) -> Any:
     except sa.exc.SQLAlchemyError as exc:
         checks["store"] = False
         detail["store"] = type(exc).__name__
+    try:
+        from fleet.store.heartbeats import ingest_liveness
+
+        live = ingest_liveness(engine)
+        if live.workers:
+            checks["ingest"] = live.ok
+            if not live.ok:
+                detail["ingest"] = (
+                    f"no ingest worker alive: {', '.join(live.dead)} silent for "
+                    f"{live.newest_beat_age_s or 0:.0f} s"
+                )
+    except sa.exc.SQLAlchemyError as exc:
+        checks["ingest"] = False
+        detail["ingest"] = type(exc).__name__
     probe = request.app.state.broker
     if probe is not None:
         checks["broker"] = bool(probe.connected)
@@ -62,9 +80,27 @@ def metrics(
     request: Request, engine: StoreDep, _key: ViewerKey, api_metrics: MetricsDep
 ) -> PlainTextResponse:
     """Prometheus metrics: ingest rate and lag, quarantine, solve time and status."""
+    from fleet.store.heartbeats import ingest_liveness
+
     with engine.connect() as conn:
         store = queries.store_metrics(conn)
     text = api_metrics.render(
         store, subscribers=request.app.state.bus.subscriber_count, now_s=time.time()
     )
+    live = ingest_liveness(engine)
+    text += (
+        "# HELP bessfleet_ingest_workers_alive Ingest workers with a fresh heartbeat.\n"
+        "# TYPE bessfleet_ingest_workers_alive gauge\n"
+        f"bessfleet_ingest_workers_alive {live.alive}\n"
+        "# HELP bessfleet_ingest_workers_dead Ingest workers silent without stopping.\n"
+        "# TYPE bessfleet_ingest_workers_dead gauge\n"
+        f"bessfleet_ingest_workers_dead {len(live.dead)}\n"
+    )
+    if live.lag_s is not None:
+        text += (
+            "# HELP bessfleet_ingest_commit_lag_seconds Age of the newest ingest "
+            "commit.\n"
+            "# TYPE bessfleet_ingest_commit_lag_seconds gauge\n"
+            f"bessfleet_ingest_commit_lag_seconds {live.lag_s:.3f}\n"
+        )
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
