@@ -52,12 +52,17 @@ class AcceleratedClock:
     Parameters
     ----------
     start
-        Simulated time at creation (aware).
+        Simulated time at creation (aware), or at ``wall_anchor_s`` when given.
     speed
         Simulated seconds per wall second (> 0).
+    wall_anchor_s
+        Wall time (Unix seconds) at which the simulated time is ``start``: processes
+        given the same start, speed and anchor share one simulated clock.
     """
 
-    def __init__(self, start: dt.datetime, speed: float) -> None:
+    def __init__(
+        self, start: dt.datetime, speed: float, *, wall_anchor_s: float | None = None
+    ) -> None:
         if start.tzinfo is None:
             msg = "clock start must be timezone-aware"
             raise FleetInputError(msg)
@@ -66,11 +71,15 @@ class AcceleratedClock:
             raise FleetInputError(msg)
         self.start = start.astimezone(dt.UTC)
         self.speed = speed
+        self.wall_anchor_s = wall_anchor_s
         self._wall0 = time.monotonic()
 
     def now(self) -> dt.datetime:
         """Return the simulated time."""
-        elapsed = (time.monotonic() - self._wall0) * self.speed
+        if self.wall_anchor_s is not None:
+            elapsed = (time.time() - self.wall_anchor_s) * self.speed
+        else:
+            elapsed = (time.monotonic() - self._wall0) * self.speed
         return self.start + dt.timedelta(seconds=elapsed)
 
     def now_ms(self) -> int:

@@ -309,3 +309,9 @@ def last_feature_day(bind: Bind, site_id: str) -> dt.date | None:
             )
         ).scalar()
     return value if isinstance(value, dt.date) else None
+
+
+def open_alert_ids(bind: Bind, site_id: str, kind: str) -> list[int]:
+    """Return the ids of the open alerts of one site and kind."""
+    with transaction(bind) as conn:
+        return [a.id for a in _open_rows(conn, site_id, kind)]

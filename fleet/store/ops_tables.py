@@ -1,5 +1,7 @@
-"""Tables of the unattended operating day: steps run, interval records, settlement,
-and the ingest workers' heartbeats (created by migration 0006)."""
+"""Tables of the unattended operating day, created by migration 0006.
+
+Steps run, interval records, settlement, and the ingest workers' heartbeats.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +39,9 @@ ops_intervals = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("fallback", sa.String(64), nullable=False),
     sa.Column("version", sa.String(32), nullable=False),
-    sa.Column("setpoints", JsonDoc, nullable=False, comment="site -> MW, + = discharge"),
+    sa.Column(
+        "setpoints", JsonDoc, nullable=False, comment="site -> MW, + = discharge"
+    ),
     sa.Column("stale", JsonDoc, nullable=False),
     sa.Column("awarded_mw", JsonDoc, nullable=False),
     sa.Column("held_mw", JsonDoc, nullable=False),

@@ -1,0 +1,711 @@
+"""The unattended operator: each market's operating day, on its own clock, end to end.
+
+For every market of the fleet, one loop runs the day's steps when they are due and
+records each one in the store (``ops_runs``, ``ops_intervals``, ``settlements``):
+
+1. **forecast** (D-1, ``lead_minutes`` before the day-ahead close): fit on the stored
+   prices and store D's forecasts (:mod:`fleet.ops.forecasts`);
+2. **dayahead**: plan D for every site, front- and behind-the-meter, store the schedule;
+3. **bids**: the plan's bids, checked and stored as the next bid-set version
+   (``accepted`` — a refusal is a bug and is logged as a failed step);
+4. **export**: the accepted bid set written as the market's submission files;
+5. **awards** (at the day-ahead results time): cleared by the replay market at the
+   day's real prices, or — with an ISO connected — those pushed through the API or
+   ``bessfleet awards push``; checked, stored;
+6. **intraday** (every interval of D): re-dispatch from telemetry, a setpoint to every
+   site, each setpoint and step recorded;
+7. **settle** (after D ends): from metered telemetry (:mod:`fleet.ops.settlement`).
+
+The loop is restart-safe: a step recorded ``done`` is not run again, intervals already
+commanded are not re-sent, and a restart mid-day picks up at the current interval.
+A separate monitor raises an ``ingest_down`` alert when every registered ingest worker
+has gone silent, and closes it when one is back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from dispatch.bids import export_json
+from dispatch.markets import MarketRules, load_market_rules
+from dispatch.scenario import parse_scenario
+from fleet.domain import Fleet
+from fleet.errors import FleetInputError, StoreError
+from fleet.ops.awards import check_awards, commitments_from_awards, latest_awards
+from fleet.ops.bids import push_bid_set
+from fleet.ops.btm import (
+    BtmInputs,
+    load_forecast_mw,
+    peak_so_far_mw,
+    tariff_usd_per_mwh,
+)
+from fleet.ops.clock import Clock
+from fleet.ops.dayahead import run_dayahead
+from fleet.ops.forecasts import Method, refresh_forecasts
+from fleet.ops.intraday import (
+    IntervalReport,
+    IntradayConfig,
+    IntradayDispatcher,
+    PriceSource,
+    SetpointSink,
+    StateSource,
+    dayahead_prices_on_grid,
+)
+from fleet.ops.market import IsoMarket, Market, ReplayMarket, day_prices
+from fleet.ops.metering import latest_soc
+from fleet.ops.runs import done_intervals, mark_step, record_interval, step_status
+from fleet.ops.scenario_builder import operating_day_hours, operating_day_start
+from fleet.ops.settlement import settle_day, store_settlement
+from fleet.store.bids import latest_accepted_bid_set, save_awards
+from fleet.store.dml import Bind
+from fleet.store.schedules import latest_schedule
+
+logger = logging.getLogger(__name__)
+
+MarketMode = Literal["replay", "iso"]
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorOptions:
+    """How the operator runs the day."""
+
+    market_mode: MarketMode = "replay"
+    """``replay``: awards cleared at the day's real prices; ``iso``: awards pushed."""
+    forecast: Method = "model"
+    """Forecast method of the forecast step."""
+    lead_minutes: float = 30.0
+    """The forecast and day-ahead steps run this long before the day-ahead close."""
+    intraday: IntradayConfig = field(default_factory=IntradayConfig)
+    """Intraday settings (interval, staleness, expiry, time limit)."""
+    export_dir: Path | None = None
+    """Where accepted bid sets are written as submission files (None: not written)."""
+    data_dir: Path | None = None
+    """Load data sets, for a behind-the-meter site with no metered load yet."""
+    settle_after_minutes: float = 15.0
+    """The settle step runs this long after the operating day ends."""
+    days: int | None = None
+    """Stop each market after settling this many operating days (None: run on)."""
+    max_sleep_s: float = 1.0
+    """Longest wall-clock nap between checks [s] (so a stop is seen quickly)."""
+
+
+@dataclass(slots=True)
+class MarketProgress:
+    """What one market loop did in this run."""
+
+    market: str
+    """Market name."""
+    steps: list[tuple[dt.date, str, str]] = field(default_factory=list)
+    """(operating day, step, status) in the order run."""
+    intervals: dict[dt.date, list[IntervalReport]] = field(default_factory=dict)
+    """Intraday reports per operating day."""
+    settled: list[dt.date] = field(default_factory=list)
+    """Operating days settled."""
+
+
+def store_states(bind: Bind) -> Callable[[Sequence[str]], StateSource]:
+    """Return a state source factory reading the latest telemetry from the store."""
+
+    def factory(site_ids: Sequence[str]) -> StateSource:
+        ids = list(site_ids)
+        return lambda: latest_soc(bind, ids)
+
+    return factory
+
+
+class MarketLoop:
+    """The operating day of one market (see the module docstring)."""
+
+    def __init__(
+        self,
+        bind: Bind,
+        fleet: Fleet,
+        rules: MarketRules,
+        clock: Clock,
+        *,
+        send: SetpointSink | None,
+        states: StateSource,
+        options: OperatorOptions,
+        market: Market,
+    ) -> None:
+        self.bind = bind
+        self.fleet = fleet
+        self.rules = rules
+        self.clock = clock
+        self.send = send
+        self.states = states
+        self.options = options
+        self.market = market
+        self.tz = ZoneInfo(rules.timezone)
+        self.sites = [s for s in fleet.sites if s.market.value == rules.name]
+        self.progress = MarketProgress(rules.name)
+        self._dispatchers: dict[dt.date, IntradayDispatcher] = {}
+        self._done: dict[dt.date, set[int]] = {}
+        self._load_cache: dict[tuple[str, dt.date], list[float]] = {}
+
+    # -- times -------------------------------------------------------------------
+    def _local(self, day: dt.date, at: dt.time) -> dt.datetime:
+        return dt.datetime.combine(day, at, tzinfo=self.tz).astimezone(dt.UTC)
+
+    def dayahead_due(self, day: dt.date) -> dt.datetime:
+        """When the forecast and day-ahead steps of ``day`` run (D-1, before close)."""
+        close = self._local(
+            day - dt.timedelta(days=1), self.rules.day_ahead_close_local
+        )
+        return close - dt.timedelta(minutes=self.options.lead_minutes)
+
+    def awards_due(self, day: dt.date) -> dt.datetime:
+        """When the awards of ``day`` are known (D-1 day-ahead results time)."""
+        return self._local(
+            day - dt.timedelta(days=1), self.rules.day_ahead_results_local
+        )
+
+    def day_end(self, day: dt.date) -> dt.datetime:
+        """End of the operating day (next local midnight, UTC)."""
+        return operating_day_start(self.rules, day + dt.timedelta(days=1))
+
+    # -- steps -------------------------------------------------------------------
+    def _step(
+        self, day: dt.date, step: str, fn: Callable[[], dict[str, Any] | None]
+    ) -> bool:
+        """Run a step once; record it; return whether it is done."""
+        if step_status(self.bind, self.rules.name, day, step) == "done":
+            return True
+        now = self.clock.now()
+        mark_step(self.bind, self.rules.name, day, step, "running", now=now)
+        try:
+            detail = fn()
+        except (FleetInputError, StoreError, ValueError) as exc:
+            logger.error("%s %s %s failed: %s", self.rules.name, day, step, exc)
+            mark_step(
+                self.bind,
+                self.rules.name,
+                day,
+                step,
+                "failed",
+                now=self.clock.now(),
+                error=str(exc)[:2000],
+            )
+            self.progress.steps.append((day, step, "failed"))
+            return False
+        status = "done"
+        if detail is not None and detail.pop("_status", None) == "failed":
+            status = "failed"
+        mark_step(
+            self.bind,
+            self.rules.name,
+            day,
+            step,
+            status,
+            now=self.clock.now(),
+            detail=detail,
+            error=None if status == "done" else str((detail or {}).get("reason")),
+        )
+        self.progress.steps.append((day, step, status))
+        logger.info("%s %s %s: %s %s", self.rules.name, day, step, status, detail)
+        return status == "done"
+
+    def _forecast(self, day: dt.date) -> dict[str, Any]:
+        made = refresh_forecasts(
+            self.bind, self.fleet, self.rules, day, method=self.options.forecast
+        )
+        return {
+            "series": len(made),
+            "models": sorted({f.model_version for f in made}),
+        }
+
+    def _dayahead(self, day: dt.date) -> dict[str, Any]:
+        outcome = run_dayahead(
+            self.bind,
+            self.fleet,
+            self.rules,
+            day,
+            now=self.clock.now(),
+            forecast=self.options.forecast,
+            data_dir=self.options.data_dir,
+            actor="operator",
+        )
+        if outcome.version is None or outcome.bids is None:
+            return {"_status": "failed", "reason": outcome.reason}
+        payload = outcome.bids.to_payload()
+        stored, refusals = push_bid_set(
+            self.bind,
+            self.fleet,
+            self.rules,
+            day,
+            payload,
+            submitted_by="operator",
+        )
+        detail = {
+            "schedule_version": outcome.version,
+            "objective_usd": round(outcome.result.objective_usd or 0.0, 2),
+            "bids": len(outcome.bids.bids),
+            "bid_version": stored.version,
+            "bid_status": stored.status,
+            "forecast_source": outcome.forecast_source,
+        }
+        if refusals:
+            detail.update(_status="failed", reason=stored.refusal_reason)
+        return detail
+
+    def _export(self, day: dt.date) -> dict[str, Any] | None:
+        if self.options.export_dir is None:
+            return {"written": None}
+        stored = latest_accepted_bid_set(
+            self.bind, market=self.rules.name, operating_day=day
+        )
+        if stored is None:
+            msg = f"no accepted {self.rules.name} bid set for {day} to export"
+            raise FleetInputError(msg)
+        from dispatch.bids import BidSet, parse_bids
+
+        bid_set = BidSet(
+            market=self.rules.name,
+            operating_day=day,
+            bids=parse_bids(stored.payload),
+            note=f"bid set v{stored.version}",
+        )
+        resources = {str(s.id): str(s.resource_id or s.id) for s in self.sites}
+        folder = self.options.export_dir / self.rules.name.lower() / day.isoformat()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"bids-v{stored.version}.json"
+        path.write_text(
+            json.dumps(export_json(bid_set, self.rules, resources), indent=1)
+        )
+        return {"written": str(path)}
+
+    def _awards(self, day: dt.date) -> dict[str, Any] | None:
+        stored = latest_accepted_bid_set(
+            self.bind, market=self.rules.name, operating_day=day
+        )
+        if stored is None:
+            msg = f"no accepted {self.rules.name} bid set for {day}: nothing to award"
+            raise FleetInputError(msg)
+        award_set = self.market.awards(self.bind, self.fleet, self.rules, stored)
+        if award_set is None:
+            return {"_status": "failed", "reason": "no awards pushed yet"}
+        if self.market.name == "iso":
+            return {"version": award_set.version, "awards": len(award_set.awards)}
+        check_awards(award_set, self.rules, day, [s.id for s in self.sites])
+        frame = _award_frame(award_set, self.rules, day)
+        n = save_awards(self.bind, frame) if not frame.empty else 0
+        return {"version": award_set.version, "awards": n}
+
+    # -- intraday ----------------------------------------------------------------
+    def _price_source(self, day: dt.date) -> PriceSource:
+        """Return the intraday price source of ``day``.
+
+        Energy at the day's real day-ahead prices where stored (known since the
+        day-ahead results), else the plan's forecast; AS at their clearing prices.
+        """
+        stored = latest_schedule(self.bind, market=self.rules.name, operating_day=day)
+        fallback = (
+            dayahead_prices_on_grid(parse_scenario(stored.scenario))
+            if stored is not None and stored.scenario
+            else None
+        )
+        start = operating_day_start(self.rules, day)
+        hours = operating_day_hours(self.rules, day)
+        nodes = sorted({s.node for s in self.sites})
+        energy_series = self.rules.series_of("energy") or "da_energy"
+        hourly: dict[str, dict[str, np.ndarray]] = {}
+        for node in nodes:
+            hourly[node] = {
+                "energy": day_prices(
+                    self.bind, self.rules, day, node=node, series=energy_series
+                )
+            }
+            for product in ("reg_up", "reg_down", "spin"):
+                series = self.rules.series_of(product)
+                if series is not None:
+                    hourly[node][product] = day_prices(
+                        self.bind,
+                        self.rules,
+                        day,
+                        node=self.rules.as_node(node),
+                        series=series,
+                    )
+
+        def source(
+            first: dt.datetime, n: int, minutes: int
+        ) -> dict[str, dict[str, list[float]]]:
+            base = fallback(first, n, minutes) if fallback is not None else {}
+            out: dict[str, dict[str, list[float]]] = {}
+            for node in nodes:
+                row: dict[str, list[float]] = {}
+                for product, values in hourly[node].items():
+                    vals = []
+                    for i in range(n):
+                        t = first + dt.timedelta(minutes=minutes * i)
+                        h = min(
+                            hours - 1, max(0, int((t - start).total_seconds() // 3600))
+                        )
+                        vals.append(float(values[h]))
+                    arr = np.asarray(vals)
+                    if np.isnan(arr).any():
+                        alt = base.get(node, {}).get(product)
+                        if alt is None:
+                            arr = (
+                                np.nan_to_num(arr, nan=0.0)
+                                if product != "energy"
+                                else arr
+                            )
+                        else:
+                            arr = np.where(np.isnan(arr), np.asarray(alt, float), arr)
+                    row[product] = [float(v) for v in arr]
+                out[node] = row
+            return out
+
+        return source
+
+    def _btm_source(
+        self, day: dt.date
+    ) -> Callable[[dt.datetime, int, int], Mapping[str, BtmInputs]]:
+        start = operating_day_start(self.rules, day)
+        hours = operating_day_hours(self.rules, day)
+
+        def source(first: dt.datetime, n: int, minutes: int) -> dict[str, BtmInputs]:
+            now = self.clock.now()
+            out: dict[str, BtmInputs] = {}
+            for site in (s for s in self.sites if s.is_btm):
+                key = (site.id, day)
+                if key not in self._load_cache:
+                    load, _ = load_forecast_mw(
+                        self.bind,
+                        site,
+                        start,
+                        hours * 4,
+                        15,
+                        as_of=start,
+                        data_dir=self.options.data_dir,
+                    )
+                    self._load_cache[key] = load
+                day_load = self._load_cache[key]
+                i0 = int((first - start).total_seconds() // 900)
+                step = max(1, minutes // 15)
+                load = [
+                    float(np.mean(day_load[j : j + step]))
+                    if j < len(day_load)
+                    else day_load[-1]
+                    for j in range(i0, i0 + n * step, step)
+                ]
+                out[site.id] = BtmInputs(
+                    load_mw=load,
+                    energy_usd_per_mwh=tariff_usd_per_mwh(site, first, n, minutes),
+                    peak_so_far_mw=peak_so_far_mw(self.bind, site, now, first),
+                    source="telemetry",
+                )
+            return out
+
+        return source
+
+    def _dispatcher(self, day: dt.date) -> IntradayDispatcher | None:
+        if day in self._dispatchers:
+            return self._dispatchers[day]
+        stored = latest_schedule(self.bind, market=self.rules.name, operating_day=day)
+        if stored is None:
+            return None
+        config = self.options.intraday
+        n = operating_day_hours(self.rules, day) * 60 // config.interval_minutes
+        awards = latest_awards(self.bind, self.rules, day)
+        commitments = (
+            commitments_from_awards(
+                awards,
+                start=operating_day_start(self.rules, day),
+                interval_minutes=config.interval_minutes,
+                intervals=n,
+            )
+            if not awards.empty
+            else {}
+        )
+        dispatcher = IntradayDispatcher(
+            self.fleet,
+            self.rules,
+            day,
+            prices=self._price_source(day),
+            states=self.states,
+            send=self.send,
+            awards=commitments,
+            schedule_version=stored.version,
+            config=config,
+            btm=self._btm_source(day),
+        )
+        self._dispatchers[day] = dispatcher
+        self._done[day] = done_intervals(self.bind, self.rules.name, day)
+        return dispatcher
+
+    def _intraday(self, day: dt.date, now: dt.datetime) -> dt.datetime | None:
+        """Run the step of the current interval if not done; return the next start."""
+        dispatcher = self._dispatcher(day)
+        if dispatcher is None:
+            return None
+        index = dispatcher.index_at(now)
+        if index >= dispatcher.intervals:
+            return None
+        done = self._done[day]
+        if index not in done:
+            if step_status(self.bind, self.rules.name, day, "intraday") is None:
+                mark_step(
+                    self.bind, self.rules.name, day, "intraday", "running", now=now
+                )
+            report = dispatcher.step(now)
+            record_interval(
+                self.bind, self.rules.name, day, report, now=self.clock.now()
+            )
+            done.add(index)
+            self.progress.intervals.setdefault(day, []).append(report)
+            if index == dispatcher.intervals - 1:
+                mark_step(
+                    self.bind,
+                    self.rules.name,
+                    day,
+                    "intraday",
+                    "done",
+                    now=self.clock.now(),
+                    detail={"intervals": len(done)},
+                )
+        return dispatcher.interval_start(index + 1)
+
+    def _settle(self, day: dt.date) -> dict[str, Any]:
+        result = settle_day(self.bind, self.fleet, self.rules, day)
+        rows = store_settlement(self.bind, result, now=self.clock.now())
+        awarded = sum(result.awarded_mwh.values())
+        short = sum(result.shortfall_mwh.values())
+        return {
+            "rows": rows,
+            "net_usd": round(result.total_usd, 2),
+            "by_item_usd": {k: round(v, 2) for k, v in result.by_item().items()},
+            "awarded_mwh": round(awarded, 3),
+            "shortfall_mwh": round(short, 3),
+            "shortfall_share": round(short / awarded, 5) if awarded else 0.0,
+        }
+
+    # -- the loop ----------------------------------------------------------------
+    def tick(self) -> dt.datetime:
+        """Do what is due now; return when something is next due (UTC)."""
+        now = self.clock.now()
+        today = now.astimezone(self.tz).date()
+        wake: list[dt.datetime] = []
+        for day in (today, today + dt.timedelta(days=1)):
+            start = operating_day_start(self.rules, day)
+            due = self.dayahead_due(day)
+            if now < due:
+                wake.append(due)
+            elif (
+                now < start
+                and step_status(self.bind, self.rules.name, day, "dayahead") != "done"
+            ):
+                self._step(day, "forecast", functools.partial(self._forecast, day))
+                if self._step(day, "dayahead", functools.partial(self._dayahead, day)):
+                    self._step(day, "export", functools.partial(self._export, day))
+            awards_at = self.awards_due(day)
+            if now < awards_at:
+                wake.append(awards_at)
+            elif (
+                now < self.day_end(day)
+                and step_status(self.bind, self.rules.name, day, "dayahead") == "done"
+                and step_status(self.bind, self.rules.name, day, "awards") != "done"
+            ) and not self._step(day, "awards", functools.partial(self._awards, day)):
+                wake.append(now + dt.timedelta(minutes=5))
+        nxt = self._intraday(today, now)
+        if nxt is not None:
+            wake.append(nxt)
+        wake.append(self.day_end(today))
+        for back in (1, 2):
+            day = today - dt.timedelta(days=back)
+            settle_at = self.day_end(day) + dt.timedelta(
+                minutes=self.options.settle_after_minutes
+            )
+            if step_status(self.bind, self.rules.name, day, "dayahead") != "done":
+                continue
+            if step_status(self.bind, self.rules.name, day, "settle") == "done":
+                continue
+            if now < settle_at:
+                wake.append(settle_at)
+            elif self._step(day, "settle", functools.partial(self._settle, day)):
+                self.progress.settled.append(day)
+        return min(w for w in wake if w > now) if any(w > now for w in wake) else now
+
+    def finished(self) -> bool:
+        """Whether the run's ``days`` are settled."""
+        days = self.options.days
+        return days is not None and len(self.progress.settled) >= days
+
+    def run(self, stop: threading.Event) -> MarketProgress:
+        """Tick until stopped (or ``days`` settled)."""
+        while not stop.is_set() and not self.finished():
+            try:
+                wake = self.tick()
+            except (FleetInputError, StoreError) as exc:
+                logger.error("%s operator: %s", self.rules.name, exc)
+                wake = self.clock.now() + dt.timedelta(minutes=1)
+            now = self.clock.now()
+            if wake > now:
+                speed = float(getattr(self.clock, "speed", 1.0))
+                nap = min(
+                    self.options.max_sleep_s, (wake - now).total_seconds() / speed
+                )
+                if stop.wait(max(0.0, nap)):
+                    break
+        return self.progress
+
+
+class Operator:
+    """Run every market of the fleet unattended (one loop thread per market).
+
+    Parameters
+    ----------
+    bind
+        The store.
+    fleet
+        The fleet.
+    clock
+        System clock in production, an accelerated one in tests and demos.
+    send
+        Setpoint sink (e.g. :class:`fleet.ops.intraday.MqttSetpointSink`).
+    states
+        State source per site list; default the store's latest telemetry.
+    options
+        How the day runs.
+    markets
+        Markets to run (default every market of the fleet).
+    """
+
+    def __init__(
+        self,
+        bind: Bind,
+        fleet: Fleet,
+        clock: Clock,
+        *,
+        send: SetpointSink | None,
+        states: Callable[[Sequence[str]], StateSource] | None = None,
+        options: OperatorOptions | None = None,
+        markets: Sequence[str] | None = None,
+    ) -> None:
+        self.bind = bind
+        self.fleet = fleet
+        self.clock = clock
+        self.options = options or OperatorOptions()
+        names = markets or sorted({s.market.value for s in fleet.sites})
+        market: Market = (
+            ReplayMarket() if self.options.market_mode == "replay" else IsoMarket()
+        )
+        factory = states or store_states(bind)
+        self.loops = []
+        for name in names:
+            rules = load_market_rules(name)
+            ids = [s.id for s in fleet.sites if s.market.value == rules.name]
+            self.loops.append(
+                MarketLoop(
+                    bind,
+                    fleet,
+                    rules,
+                    clock,
+                    send=send,
+                    states=factory(ids),
+                    options=self.options,
+                    market=market,
+                )
+            )
+
+    def run(self, stop: threading.Event | None = None) -> list[MarketProgress]:
+        """Run every market loop and the ingest monitor until stopped or done."""
+        stop = stop or threading.Event()
+        results: dict[str, MarketProgress] = {}
+
+        def target(loop: MarketLoop) -> None:
+            results[loop.rules.name] = loop.run(stop)
+
+        threads = [
+            threading.Thread(target=target, args=(loop,), name=f"ops-{loop.rules.name}")
+            for loop in self.loops
+        ]
+        monitor_stop = threading.Event()
+        monitor = threading.Thread(
+            target=monitor_ingest, args=(self.bind, monitor_stop), daemon=True
+        )
+        monitor.start()
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(timeout=0.5)
+        except KeyboardInterrupt:
+            stop.set()
+            for t in threads:
+                t.join()
+        finally:
+            monitor_stop.set()
+        return [
+            results[loop.rules.name]
+            for loop in self.loops
+            if loop.rules.name in results
+        ]
+
+
+def monitor_ingest(bind: Bind, stop: threading.Event, interval_s: float = 5.0) -> None:
+    """Raise an ``ingest_down`` alert while no registered ingest worker is alive."""
+    from fleet.store.alerts import close_alert, open_alert_ids, raise_alert
+    from fleet.store.heartbeats import ingest_liveness
+
+    while not stop.wait(interval_s):
+        try:
+            live = ingest_liveness(bind)
+            now = dt.datetime.now(dt.UTC)
+            if not live.ok:
+                raise_alert(
+                    bind,
+                    site_id="_ingest",
+                    dev_id="ingest",
+                    kind="ingest_down",
+                    severity="critical",
+                    detail={
+                        "dead_workers": list(live.dead),
+                        "silent_s": live.newest_beat_age_s,
+                        "action": "restart the ingest workers; telemetry is queued "
+                        "in the broker sessions meanwhile",
+                    },
+                    now=now,
+                )
+            else:
+                for alert_id in open_alert_ids(bind, "_ingest", "ingest_down"):
+                    close_alert(bind, alert_id, now=now)
+        except StoreError as exc:
+            logger.warning("ingest monitor: %s", exc)
+        except Exception:  # the monitor must never take the operator down
+            logger.exception("ingest monitor failed")
+            time.sleep(interval_s)
+
+
+def _award_frame(award_set: Any, rules: MarketRules, day: dt.date) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {
+                "market": rules.name,
+                "operating_day": day,
+                "version": award_set.version,
+                "site_id": a.site_id,
+                "ts": a.ts.astimezone(dt.UTC),
+                "product": a.product,
+                "award_mw": a.award_mw,
+                "price": a.price,
+                "unit": a.unit,
+            }
+            for a in award_set.awards
+        ]
+    )
