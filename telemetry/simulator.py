@@ -9,7 +9,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -234,14 +234,22 @@ class SiteGateway:
         soc_initial: float = 0.5,
         seq_start: int = 1,
         started_ms: int | None = None,
+        load_mw: Callable[[int], float] | None = None,
     ) -> None:
         self.spec = spec
+        self.load_mw = load_mw
+        """Facility load [MW] at a time [ms] of a behind-the-meter site (``meter1``,
+        + = consumption); None: no meter device."""
+        self.paused = False
+        """True while the gateway is stopped: it neither steps nor publishes."""
         self.options = options
         self.rng = rng
         self.aging = aging
         self.state = SiteState(soc=soc_initial, temp_c=options.ambient_c)
         self.bank_devices = tuple(f"bank{i + 1}" for i in range(options.banks))
-        self.devices = (*self.bank_devices, "pcs1")
+        self.devices: tuple[str, ...] = (*self.bank_devices, "pcs1")
+        if load_mw is not None:
+            self.devices = (*self.devices, "meter1")
         self.faults = tuple(f for f in options.faults if f.site_id == spec.site_id)
         # A separate generator keeps the gateway's own random stream (noise,
         # comm loss) unchanged by adding banks or faults.
@@ -629,6 +637,8 @@ class SiteGateway:
             "e_exp_wh": round(st.e_exp_wh, 1),
             "e_imp_wh": round(st.e_imp_wh, 1),
         }
+        if self.load_mw is not None:
+            out["meter1"] = {"p_ac_w": round(self.load_mw(now_ms) * 1e6, 1)}
         return out
 
     def _bank_measurements(
@@ -807,8 +817,14 @@ class Simulator:
         options: SimOptions | None = None,
         aging: Callable[[SiteSpec], AgingHook] | None = None,
         soc_initial: dict[str, float] | None = None,
+        loads: Mapping[str, Callable[[int], float]] | None = None,
+        started_ms: int | None = None,
     ) -> None:
         """Create one gateway per site.
+
+        ``loads`` gives behind-the-meter sites their facility load [MW] at a time [ms]
+        (published as ``meter1``); ``started_ms`` starts the gateways' simulated clock
+        (pass the simulated time when :meth:`run` is driven by ``clock_ms``).
 
         ``aging`` builds each site's degradation hook (one stateful hook per site,
         e.g. ``lambda spec: ThroughputAging(spec.energy_mwh)`` from the degradation
@@ -836,6 +852,8 @@ class Simulator:
                 random.Random(master.random()),
                 aging(spec) if aging is not None else None,
                 (soc_initial or {}).get(spec.site_id, 0.5),
+                started_ms=started_ms,
+                load_mw=(loads or {}).get(spec.site_id),
             )
             for spec in specs
         ]
@@ -846,9 +864,16 @@ class Simulator:
         self._stop.set()
 
     def run(
-        self, duration_s: float | None = None, drain_timeout_s: float = 30.0
+        self,
+        duration_s: float | None = None,
+        drain_timeout_s: float = 30.0,
+        clock_ms: Callable[[], int] | None = None,
     ) -> SimReport:
-        """Connect every gateway, publish at ``rate_hz`` until stopped, then drain."""
+        """Connect every gateway, publish at ``rate_hz`` until stopped, then drain.
+
+        ``rate_hz`` is per wall second; with ``clock_ms`` (a simulated clock [ms]) the
+        plants advance by the simulated time elapsed and samples carry it.
+        """
         for gw in self.gateways:
             gw.connect()
         deadline = time.monotonic() + 10
@@ -862,6 +887,7 @@ class Simulator:
         hist = 0
         hist_budget = 0.0
         last = start
+        sim_last = _now_ms() if clock_ms is None else clock_ms()
         while not self._stop.is_set():
             now = time.monotonic()
             if duration_s is not None and now - start >= duration_s:
@@ -871,10 +897,14 @@ class Simulator:
                 continue
             dt = now - last
             last = now
-            wall = _now_ms()
+            wall = _now_ms() if clock_ms is None else clock_ms()
+            step_s = period if clock_ms is None else max(0.0, (wall - sim_last) / 1000)
+            sim_last = wall
             hist_budget = min(HIST_RATE_PER_S, hist_budget + dt * HIST_RATE_PER_S)
             for gw in self.gateways:
-                gw.step(period, wall)
+                if gw.paused:
+                    continue
+                gw.step(step_s, wall)
                 gw.publish_samples(wall)
                 hist += gw.serve_backfill(int(hist_budget))
             hist_budget -= int(hist_budget)

@@ -49,6 +49,7 @@ from fleet.ops.scenario_builder import (
     operating_day_start,
 )
 from telemetry import topics
+from telemetry.errors import TelemetryInputError
 from telemetry.ingest import make_client, parse_mqtt_url
 from telemetry.registry import SiteRegistry, site_spec_from
 from telemetry.setpoints import SetpointPublisher, build_setpoint
@@ -419,8 +420,9 @@ class IntradayDispatcher:
         options = SolveOptions(
             time_limit_s=self.config.solve_time_limit_s, mip_rel_gap=1e-3
         )
-        # The last resort drops charge/discharge exclusivity (the LP relaxation): only
-        # the first interval's net power is sent, and the next step re-plans.
+        # When the exact solve does not finish in time, the LP relaxation (charge and
+        # discharge exclusivity dropped) stands in: only the first interval's net power
+        # is sent, which is physical, and the next step re-plans from measured SoC.
         lp_only = SolveOptions(
             time_limit_s=self.config.solve_time_limit_s, exclusivity_tol_mw=math.inf
         )
@@ -430,8 +432,8 @@ class IntradayDispatcher:
         reason: str | None = None
         for relaxed, label, opts in (
             (False, "none", options),
-            (True, "terminal SoC relaxed", options),
-            (True, "LP relaxation", lp_only),
+            (False, "LP relaxation", lp_only),
+            (True, "LP relaxation, terminal SoC relaxed", lp_only),
         ):
             try:
                 scn = self._scenario(i0, states, commitments, relaxed)
@@ -704,6 +706,7 @@ class MqttSetpointSink:
         self.publisher = SetpointPublisher(client, self.registry, record=record)
         self.now_ms = now_ms
         self.sent = 0
+        self.dropped = 0
 
     def send(
         self,
@@ -728,5 +731,11 @@ class MqttSetpointSink:
             source=f"bessfleet {version}"[:64],
             cmd_id=f"{site_id}-{version}-{uuid.uuid4().hex[:8]}"[:64],
         )
-        self.publisher.send(setpoint, now_ms=now)
+        try:
+            self.publisher.send(setpoint, now_ms=now)
+        except TelemetryInputError as exc:
+            # e.g. the step finished after the setpoint's expiry: never send it late.
+            self.dropped += 1
+            logger.error("setpoint for %s not sent: %s", site_id, exc)
+            return
         self.sent += 1

@@ -31,6 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -151,6 +152,10 @@ class MarketLoop:
         self.tz = ZoneInfo(rules.timezone)
         self.sites = [s for s in fleet.sites if s.market.value == rules.name]
         self.progress = MarketProgress(rules.name)
+        self._planner = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"plan-{rules.name}"
+        )
+        self._planning: Future[None] | None = None
         self._dispatchers: dict[dt.date, IntradayDispatcher] = {}
         self._done: dict[dt.date, set[int]] = {}
         self._load_cache: dict[tuple[str, dt.date], list[float]] = {}
@@ -216,6 +221,15 @@ class MarketLoop:
         self.progress.steps.append((day, step, status))
         logger.info("%s %s %s: %s %s", self.rules.name, day, step, status, detail)
         return status == "done"
+
+    def _plan(self, day: dt.date) -> None:
+        """Forecast, plan, bid and export ``day`` (on the planner thread)."""
+        try:
+            self._step(day, "forecast", functools.partial(self._forecast, day))
+            if self._step(day, "dayahead", functools.partial(self._dayahead, day)):
+                self._step(day, "export", functools.partial(self._export, day))
+        except Exception:  # a planning bug must not stop the day's intraday steps
+            logger.exception("%s %s: planning failed", self.rules.name, day)
 
     def _forecast(self, day: dt.date) -> dict[str, Any]:
         made = refresh_forecasts(
@@ -506,10 +520,10 @@ class MarketLoop:
             elif (
                 now < start
                 and step_status(self.bind, self.rules.name, day, "dayahead") != "done"
+                and (self._planning is None or self._planning.done())
             ):
-                self._step(day, "forecast", functools.partial(self._forecast, day))
-                if self._step(day, "dayahead", functools.partial(self._dayahead, day)):
-                    self._step(day, "export", functools.partial(self._export, day))
+                # Planning runs beside the intraday steps, which must not wait for it.
+                self._planning = self._planner.submit(self._plan, day)
             awards_at = self.awards_due(day)
             if now < awards_at:
                 wake.append(awards_at)
@@ -545,11 +559,21 @@ class MarketLoop:
 
     def run(self, stop: threading.Event) -> MarketProgress:
         """Tick until stopped (or ``days`` settled)."""
+        try:
+            self._run(stop)
+        finally:
+            self._planner.shutdown(wait=True, cancel_futures=True)
+        return self.progress
+
+    def _run(self, stop: threading.Event) -> None:
         while not stop.is_set() and not self.finished():
             try:
                 wake = self.tick()
             except (FleetInputError, StoreError) as exc:
                 logger.error("%s operator: %s", self.rules.name, exc)
+                wake = self.clock.now() + dt.timedelta(minutes=1)
+            except Exception:  # the loop never dies: log, wait, go on
+                logger.exception("%s operator tick failed", self.rules.name)
                 wake = self.clock.now() + dt.timedelta(minutes=1)
             now = self.clock.now()
             if wake > now:
@@ -559,7 +583,6 @@ class MarketLoop:
                 )
                 if stop.wait(max(0.0, nap)):
                     break
-        return self.progress
 
 
 class Operator:
