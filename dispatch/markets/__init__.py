@@ -32,6 +32,12 @@ class Product:
     """Sustain duration of an ancillary service [h] (0 for energy)."""
     modeled: bool
     """Whether the dispatch model carries it (bids are made and checked only then)."""
+    offer_group: str | None = None
+    """Ancillary-service offer it is submitted in: ``up`` (the linked upward offer),
+    ``down`` (Reg-Down, separate) or None (energy, or a market without linking)."""
+    offer_column: str | None = None
+    """Column of the market's submission file that carries its price (``REGUP``,
+    ``RRSPF``, …); None: the product's ``code``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,26 @@ class MarketRules:
     """Expected deployed fraction of regulation down (0-1)."""
     products: tuple[Product, ...]
     """Every product of the market, modeled or not."""
+    curve_mw_step: float = 0.1
+    """Quantity resolution of energy curves [MW]."""
+    curve_price_step: float = 0.01
+    """Price resolution of energy curves [$/MWh]."""
+    as_mw_step: float = 0.1
+    """Quantity resolution of ancillary-service offers [MW]."""
+    as_price_step: float = 0.01
+    """Price resolution of ancillary-service offers [$/MW-h]."""
+    as_price_node: str = "SYSTEM"
+    """Node the market's ancillary-service prices are published (and forecast) at;
+    ``site`` means each site's own pricing node."""
+    export_format: str = ""
+    """Layout of the market's submission files (``ercot-dam/1``, ``caiso-dam/1``)."""
+    up_offer_columns: tuple[str, ...] = ()
+    """Price columns of the linked upward AS offer, in the market's order; columns
+    no product maps to are left empty."""
+
+    def as_node(self, site_node: str) -> str:
+        """Return the price node of the ancillary services for a site at ``site_node``."""
+        return site_node if self.as_price_node == "site" else self.as_price_node
 
     def product(self, name: str) -> Product:
         """Return the product named ``name``.
@@ -123,6 +149,7 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
         curve = data["energy_curve"]
         offer = data["as_offer"]
         reg = data.get("regulation", {})
+        export = data.get("export", {})
         products = tuple(
             Product(
                 name=name,
@@ -130,6 +157,8 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
                 service=p.get("service"),
                 sustain_h=float(p.get("sustain_h", 0.0)),
                 modeled=bool(p.get("modeled", False)),
+                offer_group=p.get("offer_group"),
+                offer_column=p.get("offer_column"),
             )
             for name, p in data["products"].items()
         )
@@ -153,6 +182,13 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
             deploy_up=float(reg.get("deploy_up", 0.0)),
             deploy_down=float(reg.get("deploy_down", 0.0)),
             products=products,
+            curve_mw_step=float(curve.get("mw_step", 0.1)),
+            curve_price_step=float(curve.get("price_step", 0.01)),
+            as_mw_step=float(offer.get("mw_step", 0.1)),
+            as_price_step=float(offer.get("price_step", 0.01)),
+            as_price_node=str(data.get("as_price_node", "SYSTEM")),
+            export_format=str(export.get("format", "")),
+            up_offer_columns=tuple(str(c) for c in export.get("up_offer_columns", ())),
         )
     except KeyError as exc:
         msg = f"{source}: missing field {exc.args[0]!r}"
@@ -160,6 +196,20 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
     except (TypeError, ValueError) as exc:
         msg = f"{source}: bad value: {exc}"
         raise DispatchInputError(msg) from None
+    steps = {
+        "energy_curve.mw_step": rules.curve_mw_step,
+        "energy_curve.price_step": rules.curve_price_step,
+        "as_offer.mw_step": rules.as_mw_step,
+        "as_offer.price_step": rules.as_price_step,
+    }
+    for key, step in steps.items():
+        if not 0 < step <= 1:
+            msg = f"{source}: {key}={step:g} must be in (0, 1]"
+            raise DispatchInputError(msg)
+    for p in rules.products:
+        if p.offer_group not in (None, "up", "down"):
+            msg = f"{source}: products.{p.name}.offer_group={p.offer_group!r} must be up or down"
+            raise DispatchInputError(msg)
     if rules.curve_max_points < 2:
         msg = f"{source}: energy_curve.max_points={rules.curve_max_points} must be >= 2"
         raise DispatchInputError(msg)

@@ -35,8 +35,6 @@ from fleet.store.telemetry_tables import tlm_latest
 
 logger = logging.getLogger(__name__)
 
-AS_FORECAST_NODE = "SYSTEM"
-"""Node of system-wide AS price forecasts."""
 FORECAST_PRODUCTS: Mapping[str, str] = {
     "energy": "da_energy",
     "reg_up": "reg_up",
@@ -130,22 +128,27 @@ def stored_forecast_prices(
         When a node has no energy forecast covering the horizon.
     """
     index = pd.date_range(start, periods=intervals, freq="h")
-    shared: dict[str, list[float]] = {}
-    for product in ("reg_up", "reg_down", "spin"):
-        frame = load_price_forecast(
-            bind,
-            market=rules.name,
-            node=AS_FORECAST_NODE,
-            product=FORECAST_PRODUCTS[product],
-            as_of=as_of,
-        )
-        if frame.empty:
-            logger.warning(
-                "no stored %s forecast for %s: priced at 0", product, rules.name
+    as_prices: dict[str, dict[str, list[float]]] = {}
+    for as_node in sorted({rules.as_node(node) for node in nodes}):
+        shared = as_prices.setdefault(as_node, {})
+        for product in ("reg_up", "reg_down", "spin"):
+            frame = load_price_forecast(
+                bind,
+                market=rules.name,
+                node=as_node,
+                product=FORECAST_PRODUCTS[product],
+                as_of=as_of,
             )
-            continue
-        values = frame[quantile].reindex(index).to_numpy(float)
-        shared[product] = list(np.nan_to_num(values, nan=0.0))
+            if frame.empty:
+                logger.warning(
+                    "no stored %s forecast for %s at %s: priced at 0",
+                    product,
+                    rules.name,
+                    as_node,
+                )
+                continue
+            values = frame[quantile].reindex(index).to_numpy(float)
+            shared[product] = list(np.nan_to_num(values, nan=0.0))
     out: dict[str, dict[str, list[float]]] = {}
     for node in nodes:
         frame = load_price_forecast(
@@ -163,7 +166,7 @@ def stored_forecast_prices(
                 f"{start.isoformat()}"
             )
             raise FleetInputError(msg)
-        out[node] = {"energy": list(values), **shared}
+        out[node] = {"energy": list(values), **as_prices[rules.as_node(node)]}
     return out
 
 
