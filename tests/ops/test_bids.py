@@ -62,8 +62,9 @@ def test_build_bids_clear_the_planned_quantity_when_price_is_the_forecast(planne
         h = bid.hour_ending - 1
         below = [mw for mw, p in bid.curve if p <= prices[h]]
         cleared = below[-1] if below else bid.curve[0][0]
+        # To the market's MW step (0.1 MW in ERCOT), inside the range left by AS.
         assert cleared == pytest.approx(
-            sched.discharge_mw[h] - sched.charge_mw[h], abs=1e-2
+            sched.discharge_mw[h] - sched.charge_mw[h], abs=RULES.curve_mw_step
         )
 
 
@@ -72,8 +73,9 @@ def test_build_bids_offer_the_planned_as_mw_when_plan_carries_reserves(planned):
     sched = result.sites["site-01"]
     offered = {(b.product, b.hour_ending): b.curve[0][0] for b in bid_set.bids}
     for h, mw in enumerate(sched.reg_up_mw):
-        if mw > 1e-6:
-            assert offered[("reg_up", h + 1)] == pytest.approx(mw, abs=1e-3)
+        if mw >= RULES.as_mw_step:
+            # Rounded down to the 0.1 MW grid: never more than planned.
+            assert mw - RULES.as_mw_step < offered[("reg_up", h + 1)] <= mw + 1e-9
 
 
 def test_energy_curve_is_thinned_to_the_limit_when_many_points():
