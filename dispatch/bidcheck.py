@@ -65,7 +65,12 @@ def _repeat_runs(values: list[float], limit: int) -> bool:
     return False
 
 
-def _up_limit_mw(site: Site, sustain_h: float) -> float:
+def up_limit_mw(site: Site, sustain_h: float) -> float:
+    """Most MW of an upward reserve the site can carry for ``sustain_h`` hours [MW].
+
+    Single ESR model: min(P_c + P_d, E·(soc_max - soc_min)·η_d / D) (B1, duration
+    qualification).
+    """
     # Single ESR model: up-reserve can be carried while charging (x + r <= P_d, x >= -P_c).
     power = site.discharge_mw + site.charge_mw
     usable = site.energy_mwh * (site.soc_max - site.soc_min)
@@ -74,7 +79,11 @@ def _up_limit_mw(site: Site, sustain_h: float) -> float:
     return min(power, usable * site.eta_discharge / sustain_h)
 
 
-def _down_limit_mw(site: Site, sustain_h: float) -> float:
+def down_limit_mw(site: Site, sustain_h: float) -> float:
+    """Most MW of Reg-Down the site can carry for ``sustain_h`` hours [MW].
+
+    min(P_c + P_d, E·(soc_max - soc_min) / (η_c·D)).
+    """
     power = site.discharge_mw + site.charge_mw
     usable = site.energy_mwh * (site.soc_max - site.soc_min)
     if sustain_h <= 0:
@@ -159,9 +168,9 @@ def _bid_refusal(
     sustain = rules.product(bid.product).sustain_h
     total = math.fsum(mws)
     limit_mw = (
-        _down_limit_mw(site, sustain)
+        down_limit_mw(site, sustain)
         if bid.product == "reg_down"
-        else _up_limit_mw(site, sustain)
+        else up_limit_mw(site, sustain)
     )
     if total > limit_mw + _TOL:
         return refuse(
@@ -432,6 +441,8 @@ __all__ = [
     "Refusal",
     "check_bid_set",
     "delivery_refusals",
+    "down_limit_mw",
     "hourly",
     "rule_refusals",
+    "up_limit_mw",
 ]

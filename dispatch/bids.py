@@ -201,8 +201,7 @@ def round_to(value: float, step: float) -> float:
 def _tidy_curve(
     points: list[Point], rules: MarketRules, lo_mw: float, hi_mw: float
 ) -> tuple[Point, ...]:
-    """Round to the market's steps, sort by price, make MW non-decreasing, merge
-    equal prices or MW and thin to the point limit."""
+    """Round to the market's steps, sort by price, merge equal prices or MW, thin."""
     floor, cap = rules.price_floor_usd_per_mwh, rules.price_cap_usd_per_mwh
     mw_step, price_step = rules.curve_mw_step, rules.curve_price_step
     pts = sorted(

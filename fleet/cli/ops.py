@@ -401,6 +401,14 @@ def bids_push(
     submitted_by: Annotated[
         str, typer.Option("--by", help="Submitter recorded in the audit log.")
     ] = "cli",
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--version",
+            min=1,
+            help="Bid-set version (default: the next free one; a stored one exits 2).",
+        ),
+    ] = None,
 ) -> None:
     """Check a bid set against the market rules and the fleet and store it (exit 1 if refused)."""
     from fleet.fleetfile import load_fleet
@@ -427,6 +435,7 @@ def bids_push(
         payload,
         submitted_by=submitted_by,
         states=states,
+        version=version,
     )
     console = Console()
     if refusals:
@@ -499,7 +508,7 @@ def awards_push(
     market: MarketOpt = "ERCOT",
     db: DbOpt = None,
 ) -> None:
-    """Record cleared awards; from then on dispatch honours them as fixed commitments."""
+    """Record awards checked against their accepted bid set and the sites (else exit 2)."""
     from fleet.fleetfile import load_fleet
     from fleet.ops.awards import check_awards, read_award_file, store_awards
 
@@ -507,9 +516,9 @@ def awards_push(
     fleet_obj = load_fleet(fleet)
     rules = _rules(market)
     operating_day = _day(day, "--day")
-    ids = [s.id for s in fleet_obj.sites if s.market.value == rules.name]
-    check_awards(award_set, rules, operating_day, ids)
-    rows = store_awards(_engine(db), award_set, rules, operating_day)
+    engine = _engine(db)
+    check_awards(engine, award_set, rules, operating_day, fleet_obj)
+    rows = store_awards(engine, award_set, rules, operating_day)
     Console().print(
         f"recorded {rows} awards for {rules.name} {operating_day} v{award_set.version}",
         highlight=False,
