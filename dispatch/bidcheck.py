@@ -91,6 +91,23 @@ def down_limit_mw(site: Site, sustain_h: float) -> float:
     return min(power, usable / (site.eta_charge * sustain_h))
 
 
+def _on_grid(value: float, step: float) -> bool:
+    return abs(value / step - round(value / step)) <= 1e-6
+
+
+def _off_grid(bid: Bid, mw_step: float, price_step: float) -> str | None:
+    """Describe the first MW or price that is not a multiple of the market's step."""
+    for j, (mw, price) in enumerate(bid.curve, start=1):
+        if not _on_grid(mw, mw_step):
+            return f"point {j}: {mw!r} MW is not a multiple of the market's {mw_step:g} MW"
+        if not _on_grid(price, price_step):
+            return (
+                f"point {j}: price {price!r} is not a multiple of the market's "
+                f"{price_step:g}"
+            )
+    return None
+
+
 def _bid_refusal(
     bid: Bid, site: Site | None, rules: MarketRules, hours: int
 ) -> Refusal | None:
@@ -115,12 +132,15 @@ def _bid_refusal(
     mws = [mw for mw, _ in bid.curve]
     prices = [p for _, p in bid.curve]
     if bid.product == "energy":
-        if len(bid.curve) > rules.curve_max_points:
+        if not rules.curve_min_points <= len(bid.curve) <= rules.curve_max_points:
             return refuse(
                 "curve_points",
-                f"{len(bid.curve)} points; {rules.name} allows at most "
-                f"{rules.curve_max_points}",
+                f"{len(bid.curve)} points; {rules.name} takes "
+                f"{rules.curve_min_points} to {rules.curve_max_points}",
             )
+        off = _off_grid(bid, rules.curve_mw_step, rules.curve_price_step)
+        if off is not None:
+            return refuse("precision", off)
         for j in range(1, len(bid.curve)):
             if mws[j] < mws[j - 1] - _TOL or prices[j] < prices[j - 1] - _TOL:
                 return refuse(
@@ -156,6 +176,9 @@ def _bid_refusal(
             "as_blocks",
             f"{len(bid.curve)} blocks; {rules.name} allows at most {rules.as_max_blocks}",
         )
+    off = _off_grid(bid, rules.as_mw_step, rules.as_price_step)
+    if off is not None:
+        return refuse("precision", off)
     if any(mw < 0 for mw in mws):
         return refuse("as_quantity", "a block has negative MW")
     if any(b < a - _TOL for a, b in itertools.pairwise(prices)):

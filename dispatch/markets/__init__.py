@@ -74,6 +74,8 @@ class MarketRules:
     """Expected deployed fraction of regulation down (0-1)."""
     products: tuple[Product, ...]
     """Every product of the market, modeled or not."""
+    curve_min_points: int = 2
+    """Fewest (MW, price) points of an energy curve."""
     curve_mw_step: float = 0.1
     """Quantity resolution of energy curves [MW]."""
     curve_price_step: float = 0.01
@@ -182,6 +184,7 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
             deploy_up=float(reg.get("deploy_up", 0.0)),
             deploy_down=float(reg.get("deploy_down", 0.0)),
             products=products,
+            curve_min_points=int(curve.get("min_points", 2)),
             curve_mw_step=float(curve.get("mw_step", 0.1)),
             curve_price_step=float(curve.get("price_step", 0.01)),
             as_mw_step=float(offer.get("mw_step", 0.1)),
@@ -210,6 +213,12 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
         if p.offer_group not in (None, "up", "down"):
             msg = f"{source}: products.{p.name}.offer_group={p.offer_group!r} must be up or down"
             raise DispatchInputError(msg)
+    if not 1 <= rules.curve_min_points <= rules.curve_max_points:
+        msg = (
+            f"{source}: energy_curve.min_points={rules.curve_min_points} must be in "
+            f"1..max_points={rules.curve_max_points}"
+        )
+        raise DispatchInputError(msg)
     if rules.curve_max_points < 2:
         msg = f"{source}: energy_curve.max_points={rules.curve_max_points} must be >= 2"
         raise DispatchInputError(msg)

@@ -115,7 +115,29 @@ def test_rule_check_refuses_when_too_many_points():
     curve = [(-10 + 2 * k, 10.0 + k) for k in range(11)]
     refusals = rule_refusals([_energy(curve)], scenario(), RULES)
     assert [r.rule for r in refusals] == ["curve_points"]
-    assert "11 points; ERCOT allows at most 10" in refusals[0].message
+    assert "11 points; ERCOT takes 2 to 10" in refusals[0].message
+
+
+def test_rule_check_refuses_when_energy_curve_is_a_single_point():
+    assert _rules_of([_energy([(0.0, 20.0)])]) == ["curve_points"]
+
+
+def test_rule_check_refuses_when_off_the_markets_grid():
+    refusals = rule_refusals(
+        [
+            _energy([(-10, 10), (4.067383796, 20)]),
+            Bid("site-01", "reg_up", 2, ((1.0, 0.123),)),
+        ],
+        scenario(),
+        RULES,
+    )
+    assert [r.rule for r in refusals] == ["precision", "precision"]
+    assert (
+        "4.067383796 MW is not a multiple of the market's 0.1 MW" in refusals[0].message
+    )
+    assert "price 0.123 is not a multiple of the market's 0.01" in refusals[1].message
+    # 15.28 computed as 1528 * 0.01 = 15.280000000000001 is on the grid.
+    assert _rules_of([_energy([(-10.0, 1528 * 0.01), (10.0, 20.0)])]) == []
 
 
 def test_rule_check_refuses_when_three_points_share_a_price():

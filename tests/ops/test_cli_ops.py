@@ -113,6 +113,25 @@ def test_awards_push_cli_records_awards_and_refuses_bad_ones(
     setup, capsys, monkeypatch
 ):
     tmp_path, _, fleet_path, db = setup
+    base = ["--fleet", str(fleet_path), "--day", DAY, "--db", db]
+    # Awards answer an accepted bid set: 2024-03-12T10:00Z is hour_ending 6 (CDT).
+    bids = tmp_path / "bids.json"
+    bids.write_text(
+        json.dumps(
+            {
+                "bids": [
+                    {
+                        "site_id": "site-01",
+                        "product": "reg_up",
+                        "hour_ending": 6,
+                        "curve": [[3.0, 1.0]],
+                    }
+                ]
+            }
+        )
+    )
+    code, out, err = run(["bids", "push", str(bids), *base], capsys, monkeypatch)
+    assert code == 0, err
     good = tmp_path / "awards.json"
     good.write_text(
         json.dumps(
@@ -130,7 +149,6 @@ def test_awards_push_cli_records_awards_and_refuses_bad_ones(
             }
         )
     )
-    base = ["--fleet", str(fleet_path), "--day", DAY, "--db", db]
     code, out, err = run(["awards", "push", str(good), *base], capsys, monkeypatch)
     assert code == 0, err
     assert "recorded 1 awards for ERCOT 2024-03-12 v1" in out
@@ -153,7 +171,7 @@ def test_awards_push_cli_records_awards_and_refuses_bad_ones(
     )
     code, _, err = run(["awards", "push", str(bad), *base], capsys, monkeypatch)
     assert code == 2
-    assert "awards[0].site_id='ghost'" in err
+    assert "awards[0]: site ghost, reg_up, hour_ending 6: site_id='ghost' is not" in err
 
 
 def test_dayahead_run_cli_stores_a_schedule_and_writes_bids(setup, capsys, monkeypatch):
