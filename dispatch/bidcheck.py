@@ -99,7 +99,9 @@ def _off_grid(bid: Bid, mw_step: float, price_step: float) -> str | None:
     """Describe the first MW or price that is not a multiple of the market's step."""
     for j, (mw, price) in enumerate(bid.curve, start=1):
         if not _on_grid(mw, mw_step):
-            return f"point {j}: {mw!r} MW is not a multiple of the market's {mw_step:g} MW"
+            return (
+                f"point {j}: {mw!r} MW is not a multiple of the market's {mw_step:g} MW"
+            )
         if not _on_grid(price, price_step):
             return (
                 f"point {j}: price {price!r} is not a multiple of the market's "

@@ -340,8 +340,7 @@ def energy_curve(
         segments = sorted(degradation_usd_per_mwh)
         for k, delta in enumerate(segments, start=1):
             share = base + (hi_mw - base) * k / len(segments)
-            price = max(max(prices) + step, (mu + delta) / eta_discharge)
-            points.append(keep_side(share, price))
+            points.append(keep_side(share, (mu + delta) / eta_discharge))
     return _tidy_curve(points, rules, lo_mw, hi_mw)
 
 
@@ -480,46 +479,96 @@ def build_bids(
     )
 
 
-CSV_COLUMNS: tuple[str, ...] = (
-    "market",
-    "operating_day",
-    "resource_id",
-    "site_id",
-    "product",
-    "market_product",
-    "hour_ending",
-    "point",
-    "mw",
-    "price",
-    "price_unit",
-)
-"""Columns of the bid CSV export (one row per point or block), see ``docs/bids.md``."""
+@dataclass(frozen=True, slots=True)
+class PlanHour:
+    """One site and hour of the plan as a market's operating plan (COP) reports it."""
+
+    site_id: str
+    """Site."""
+    hour_ending: int
+    """Hour ending of the operating day (1-25)."""
+    online: bool
+    """Whether the site is available (any charge or discharge power)."""
+    hsl_mw: float
+    """High sustained limit: the discharge power [MW]."""
+    lsl_mw: float
+    """Low sustained limit: minus the charge power (ESR single model) [MW]."""
+    soc_hb_mwh: float
+    """Planned stored energy at the beginning of the hour [MWh]."""
+    min_soc_mwh: float
+    """Least stored energy the site may hold (soc_min·E) [MWh]."""
+    max_soc_mwh: float
+    """Most stored energy the site may hold (soc_max·E) [MWh]."""
+    net_mw: float
+    """Planned net power, + discharge (the hour's mean) [MW]."""
+    reserves_mw: Mapping[str, float]
+    """Planned ancillary services per product (the hour's mean, rounded down) [MW]."""
 
 
-def bid_rows(
-    bid_set: BidSet, rules: MarketRules, resource_ids: Mapping[str, str]
-) -> list[dict[str, Any]]:
-    """Return the bid set as CSV rows (:data:`CSV_COLUMNS`), one per point or block."""
-    rows: list[dict[str, Any]] = []
-    for bid in bid_set.bids:
-        unit = "usd_per_mwh" if bid.product == "energy" else "usd_per_mw"
-        for j, (mw, price) in enumerate(bid.curve, start=1):
-            rows.append(
-                {
-                    "market": bid_set.market,
-                    "operating_day": bid_set.operating_day.isoformat(),
-                    "resource_id": resource_ids.get(bid.site_id, bid.site_id),
-                    "site_id": bid.site_id,
-                    "product": bid.product,
-                    "market_product": rules.product(bid.product).code,
-                    "hour_ending": bid.hour_ending,
-                    "point": j,
-                    "mw": mw,
-                    "price": price,
-                    "price_unit": unit,
-                }
+def plan_hours(
+    scn: Scenario, result: Result, rules: MarketRules
+) -> tuple[PlanHour, ...]:
+    """Return the day's plan per front-of-meter site and hour, on the market's grid.
+
+    Parameters
+    ----------
+    scn, result
+        The day-ahead scenario (intervals tiling whole hours) and its result.
+    rules
+        The market: MW grid (``as_mw_step``) and products.
+
+    Returns
+    -------
+    tuple of PlanHour
+        Ordered by site, then hour. Stored energy is rounded to the MW grid's
+        decimals with the planned SoC kept inside ``[min_soc_mwh, max_soc_mwh]``.
+
+    Raises
+    ------
+    DispatchInputError
+        When the result has no schedule for a site or the intervals do not tile
+        hours.
+    """
+    k = intervals_per_hour(scn)
+    hours = scn.intervals // k
+    step = rules.as_mw_step
+    digits = step_decimals(step)
+    out: list[PlanHour] = []
+    for site in scn.sites:
+        if site.is_btm:
+            continue
+        sched = result.sites.get(site.id)
+        if sched is None:
+            msg = f"result lacks site {site.id!r}"
+            raise DispatchInputError(msg)
+        e_min = ceil_to(site.energy_mwh * site.soc_min, step)
+        e_max = floor_to(site.energy_mwh * site.soc_max, step)
+        net = hourly(sched.discharge_mw, k) - hourly(sched.charge_mw, k)
+        reserves = {
+            p.name: hourly(getattr(sched, _SERIES[p.name]), k)
+            for p in rules.modeled_products
+            if p.name in _SERIES
+        }
+        for h in range(hours):
+            soc = round(site.energy_mwh * sched.soc[h * k], digits)
+            out.append(
+                PlanHour(
+                    site_id=site.id,
+                    hour_ending=h + 1,
+                    online=site.charge_mw > 0 or site.discharge_mw > 0,
+                    hsl_mw=floor_to(site.discharge_mw, step),
+                    lsl_mw=-floor_to(site.charge_mw, step),
+                    soc_hb_mwh=min(e_max, max(e_min, soc)),
+                    min_soc_mwh=e_min,
+                    max_soc_mwh=e_max,
+                    net_mw=round_to(float(net[h]), step),
+                    reserves_mw={
+                        name: floor_to(float(v[h]), step)
+                        for name, v in reserves.items()
+                    },
+                )
             )
-    return rows
+    return tuple(out)
 
 
 def export_json(

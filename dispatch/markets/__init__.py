@@ -92,6 +92,10 @@ class MarketRules:
     up_offer_columns: tuple[str, ...] = ()
     """Price columns of the linked upward AS offer, in the market's order; columns
     no product maps to are left empty."""
+    status_online: str = "ON"
+    """Resource status code of an available resource in the operating plan."""
+    status_offline: str = "OUT"
+    """Resource status code of an unavailable resource in the operating plan."""
 
     def as_node(self, site_node: str) -> str:
         """Return the price node of the ancillary services for a site at ``site_node``."""
@@ -192,6 +196,8 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
             as_price_node=str(data.get("as_price_node", "SYSTEM")),
             export_format=str(export.get("format", "")),
             up_offer_columns=tuple(str(c) for c in export.get("up_offer_columns", ())),
+            status_online=str(export.get("status_online", "ON")),
+            status_offline=str(export.get("status_offline", "OUT")),
         )
     except KeyError as exc:
         msg = f"{source}: missing field {exc.args[0]!r}"

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 
 import pytest
@@ -53,23 +51,15 @@ def test_bids_cli_makes_pushes_and_exports_a_bid_set(setup, capsys, monkeypatch)
     )
     assert code == 0, err
     assert "accepted ERCOT 2024-03-12 v1" in out
+    # `bids make` stores no schedule: the market export needs the planned SoC (COP).
     code, out, err = run(
-        ["bids", "export", *base, "--db", db, "--format", "csv"], capsys, monkeypatch
+        ["bids", "export", *base, "--db", db, "--out", str(tmp_path / "export")],
+        capsys,
+        monkeypatch,
     )
-    assert code == 0, err
-    rows = list(csv.DictReader(io.StringIO(out)))
-    assert {r["resource_id"] for r in rows} == {
-        "ERCOT_ESR_SITE_01",
-        "ERCOT_ESR_SITE_02",
-    }
-    assert {r["market_product"] for r in rows} >= {"ENERGY"}
-    code, out, err = run(
-        ["bids", "export", *base, "--db", db, "--format", "json"], capsys, monkeypatch
-    )
-    assert code == 0, err
-    exported = json.loads(out)
-    assert exported["schema"] == "bessfleet-bids/1"
-    assert exported["bid_version"] == 1
+    assert code == 2
+    assert "no stored ERCOT schedule for 2024-03-12" in err
+    assert "Traceback" not in err
 
 
 def test_bids_push_cli_exits_1_with_the_rule_when_refused(setup, capsys, monkeypatch):
