@@ -551,3 +551,123 @@ def test_cli_awards_push_exits_2_with_the_reason_and_bids_push_refuses_a_version
     code, out, err = _cli(["awards", "push", str(awards), *base], capsys, monkeypatch)
     assert code == 0, err
     assert "recorded 1 awards for ERCOT 2024-07-02 v1" in out
+
+
+# --- CAISO: forecasts store on PostgreSQL, AS prices at the market's AS node -------
+
+
+def test_forecast_predict_stores_a_caiso_model_with_a_long_name(
+    migrated_db_url, shared_data, tmp_path, capsys, monkeypatch
+):
+    from fleet.store.engine import make_engine
+    from fleet.store.forecasts import load_price_forecast
+
+    prices = (
+        shared_data / "caiso_dervet_example_2020" / "caiso_reg_up_down_2020_hourly.csv"
+    )
+    node = "UNSPECIFIED_DERVET_CAISO_CASE"
+    registry = tmp_path / "registry"
+    train = [
+        "forecast",
+        "train",
+        "--market",
+        "CAISO",
+        "--node",
+        node,
+        "--product",
+        "reg_up",
+        "--registry",
+        str(registry),
+        "--prices",
+        str(prices),
+        "--as-of",
+        "2020-12-01",
+    ]
+    code, _, err = _cli(train, capsys, monkeypatch)
+    assert code == 0, err
+    (model_dir,) = registry.iterdir()
+    # market-node-product-trainend-digest: longer than the old VARCHAR(64).
+    assert len(model_dir.name) > 64
+    predict = [
+        "forecast",
+        "predict",
+        "--model",
+        str(model_dir),
+        "--day",
+        "2020-12-02",
+        "--prices",
+        str(prices),
+        "--store",
+        "--db",
+        migrated_db_url,
+    ]
+    code, out, err = _cli(predict, capsys, monkeypatch)
+    assert code == 0, err
+    assert "stored 24 forecast rows" in out
+    engine = make_engine(migrated_db_url)
+    try:
+        frame = load_price_forecast(engine, market="CAISO", node=node, product="reg_up")
+    finally:
+        engine.dispose()
+    assert len(frame) == 24
+    assert frame.attrs["model_version"] == model_dir.name
+
+
+def test_insert_price_forecasts_refuses_a_model_name_longer_than_the_column(engine):
+    from fleet.store.forecasts import insert_price_forecasts
+
+    row = {
+        "market": "CAISO",
+        "node": "N",
+        "product": "reg_up",
+        "ts": pd.Timestamp("2024-07-02T07:00Z"),
+        "issue_time": pd.Timestamp("2024-07-01T17:00Z"),
+        "model_version": "m" * 129,
+        "p50": 5.0,
+        "unit": "usd_per_mw",
+    }
+    with pytest.raises(
+        FleetInputError, match=r"price_forecasts\.model_version='m+' has 129 characters"
+    ):
+        insert_price_forecasts(engine, pd.DataFrame([row]))
+
+
+def test_stored_forecast_prices_read_as_prices_at_each_markets_as_node(engine):
+    from fleet.ops.dayahead import stored_forecast_prices
+    from fleet.store.forecasts import insert_price_forecasts
+
+    caiso = load_market_rules("CAISO")
+    assert (RULES.as_node("HB_HOUSTON"), caiso.as_node("NODE_A")) == (
+        "SYSTEM",
+        "NODE_A",
+    )
+    start = operating_day_start(caiso, DAY)
+    issue = pd.Timestamp("2024-07-01T17:00Z")
+    rows = []
+    for node, product, value in [
+        ("NODE_A", "da_energy", 30.0),
+        ("NODE_A", "reg_up", 7.0),
+        ("NODE_B", "da_energy", 31.0),
+        ("NODE_B", "reg_up", 9.0),
+        ("SYSTEM", "reg_up", 99.0),
+    ]:
+        for h in range(24):
+            rows.append(
+                {
+                    "market": "CAISO",
+                    "node": node,
+                    "product": product,
+                    "ts": pd.Timestamp(start) + pd.Timedelta(hours=h),
+                    "issue_time": issue,
+                    "model_version": "test",
+                    "p50": value,
+                    "unit": "usd_per_mwh" if product == "da_energy" else "usd_per_mw",
+                }
+            )
+    insert_price_forecasts(engine, pd.DataFrame(rows))
+    prices = stored_forecast_prices(
+        engine, caiso, ["NODE_A", "NODE_B"], start, 24, as_of=NOW + dt.timedelta(days=1)
+    )
+    assert prices["NODE_A"]["reg_up"] == [7.0] * 24
+    assert prices["NODE_B"]["reg_up"] == [9.0] * 24
+    assert prices["NODE_B"]["energy"] == [31.0] * 24
