@@ -78,7 +78,8 @@ def save_bid_set(
     ValueError
         When ``status`` is unknown or a refusal has no reason.
     BidVersionExistsError
-        When the market and day already have a bid set of this ``version``.
+        When the market and day already have an accepted bid set of this
+        ``version`` (refused pushes are kept on record and may share a version).
     """
     if status not in BID_SET_STATUSES:
         msg = f"bid set status={status!r} must be one of {BID_SET_STATUSES}"
@@ -100,10 +101,11 @@ def save_bid_set(
         bid_sets.c.market == market,
         bid_sets.c.operating_day == operating_day,
         bid_sets.c.version == version,
+        bid_sets.c.status == "accepted",
     )
     exists = (
-        f"bid set {market} {operating_day} version={version} is already stored; "
-        "a version is stored once: push it as a new version"
+        f"bid set {market} {operating_day} version={version} is already stored "
+        "(accepted); a version is stored once: push it as a new version"
     )
     with transaction(bind) as conn:
         if conn.execute(taken).first() is not None:
@@ -153,11 +155,19 @@ def latest_accepted_bid_set(
 def get_bid_set(
     bind: Bind, *, market: str, operating_day: dt.date, version: int
 ) -> StoredBidSet | None:
-    """Return the bid set of a market, day and version (accepted or refused), or None."""
-    query = sa.select(bid_sets).where(
-        bid_sets.c.market == market,
-        bid_sets.c.operating_day == operating_day,
-        bid_sets.c.version == version,
+    """Return the bid set of a market, day and version, or None.
+
+    The accepted one when there is one, else the newest refused push of that version.
+    """
+    query = (
+        sa.select(bid_sets)
+        .where(
+            bid_sets.c.market == market,
+            bid_sets.c.operating_day == operating_day,
+            bid_sets.c.version == version,
+        )
+        .order_by((bid_sets.c.status == "accepted").desc(), bid_sets.c.id.desc())
+        .limit(1)
     )
     with transaction(bind) as conn:
         row = conn.execute(query).first()

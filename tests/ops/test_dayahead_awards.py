@@ -499,6 +499,21 @@ def test_push_bid_set_refuses_a_version_already_stored(engine):
     ):
         _accepted(engine, BIDS, version=3)
     assert _accepted(engine, BIDS).version == 4
+    # A refused push keeps its record; the fixed set may take the same version.
+    refused, _ = push_bid_set(
+        engine,
+        _big_fleet(),
+        RULES,
+        DAY,
+        {"bids": [_bid("site-02", "reg_up", 1, [[9.0, 1.0]])]},
+        submitted_by="test",
+        states={"site-02": SiteState(soc=0.06)},
+        version=5,
+    )
+    assert refused.status == "refused"
+    assert _accepted(engine, BIDS, version=5).status == "accepted"
+    award_set = AwardSetIn(version=5, awards=[_award("site-01", "reg_up", 1, 30.0)])
+    check_awards(engine, award_set, RULES, DAY, _big_fleet())
 
 
 def _cli(args, capsys, monkeypatch):

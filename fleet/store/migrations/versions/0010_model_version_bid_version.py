@@ -8,8 +8,9 @@ Create Date: 2026-12-07
   VARCHAR(128): a registry model name carries market, node, product, training end and
   a digest (``CAISO-UNSPECIFIED_DERVET_CAISO_CASE-reg_up-20210101T07-ef13146d12`` is 66
   characters), which PostgreSQL refused in VARCHAR(64).
-- ``bid_sets (market, operating_day, version)`` becomes a unique index: a bid-set
-  version is stored once (the API answers 409, the CLI exits 2).
+- ``bid_sets (market, operating_day, version)`` gets a unique index over the accepted
+  bid sets: a version is taken once it has been accepted (the API answers 409, the
+  CLI exits 2); refused pushes stay on record and may share a version.
 
 Hand-written to match ``fleet/store/tables.py`` as of this revision.
 """
@@ -32,6 +33,7 @@ def _duplicates() -> list[tuple[str, str, int]]:
     rows = op.get_bind().execute(
         sa.text(
             "SELECT market, operating_day, version FROM bid_sets "
+            "WHERE status = 'accepted' "
             "GROUP BY market, operating_day, version HAVING COUNT(*) > 1"
         )
     )
@@ -51,13 +53,18 @@ def upgrade() -> None:
     duplicates = _duplicates()
     if duplicates:
         msg = (
-            "bid_sets holds the same (market, operating_day, version) more than once: "
+            "bid_sets holds an accepted (market, operating_day, version) more than once: "
             f"{duplicates[:10]}; renumber or delete them, then upgrade again"
         )
         raise RuntimeError(msg)
     op.drop_index(OLD_INDEX, table_name="bid_sets")
     op.create_index(
-        NEW_INDEX, "bid_sets", ["market", "operating_day", "version"], unique=True
+        NEW_INDEX,
+        "bid_sets",
+        ["market", "operating_day", "version"],
+        unique=True,
+        sqlite_where=sa.text("status = 'accepted'"),
+        postgresql_where=sa.text("status = 'accepted'"),
     )
 
 
