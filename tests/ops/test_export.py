@@ -453,3 +453,57 @@ def test_cli_bids_export_writes_the_folder_and_exits_2_without_bids(
     assert code in (0, None), err
     assert "ERCOT_20240702_v1/ERCOT_ESR_SITE_01/energy_bid_offer.csv  24 rows" in out
     assert (tmp_path / "x" / "ERCOT_20240702_v1" / "manifest.json").is_file()
+
+
+def test_export_bid_set_writes_caiso_files_from_the_stored_plan(engine, tmp_path):
+    from tests.factories import make_fleet, site_data
+
+    caiso_site = site_data(
+        "site-01", market="CAISO", node=NODE, resource_id="CAISO_NGR_SITE01"
+    )
+    caiso_fleet = make_fleet(1, sites=[caiso_site])
+    day = dt.date(2024, 7, 2)
+    prices = {
+        NODE: {
+            "energy": daily_prices(24, spike=50.0),
+            "reg_up": [6.0] * 24,
+            "reg_down": [4.0] * 24,
+            "spin": [3.0] * 24,
+        }
+    }
+    outcome = run_dayahead(
+        engine,
+        caiso_fleet,
+        CAISO,
+        day,
+        now=dt.datetime(2024, 7, 1, 14, tzinfo=dt.UTC),
+        prices=prices,
+        quantile_prices={"p10": {NODE: daily_prices(24, shift=-10)}},
+        states={"site-01": SiteState(soc=0.4)},
+    )
+    stored, refusals = push_bid_set(
+        engine,
+        caiso_fleet,
+        CAISO,
+        day,
+        outcome.bids.to_payload(),
+        submitted_by="test",
+    )
+    assert refusals == []
+    written = export_bid_set(engine, caiso_fleet, CAISO, day, tmp_path)
+    assert written.folder.name == f"CAISO_20240702_v{stored.version}"
+    folder = written.folder / "CAISO_NGR_SITE01"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "as_bids.csv",
+        "energy_bid.csv",
+        "ngr.csv",
+    ]
+    (ngr,) = list(csv.DictReader((folder / "ngr.csv").open()))
+    assert ngr["InitialSOC"] == "8.00"  # 0.4 of 20 MWh, the plan's start
+    assert (ngr["PMin"], ngr["PMax"]) == ("-10.00", "10.00")
+    energy = list(csv.DictReader((folder / "energy_bid.csv").open()))
+    assert [r["IntervalStart"] for r in energy[:2]] == [
+        "2024-07-02T00:00-07:00",
+        "2024-07-02T01:00-07:00",
+    ]
+    assert all(r["MW2"] != "" for r in energy)
