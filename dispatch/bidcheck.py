@@ -65,7 +65,12 @@ def _repeat_runs(values: list[float], limit: int) -> bool:
     return False
 
 
-def _up_limit_mw(site: Site, sustain_h: float) -> float:
+def up_limit_mw(site: Site, sustain_h: float) -> float:
+    """Most MW of an upward reserve the site can carry for ``sustain_h`` hours [MW].
+
+    Single ESR model: min(P_c + P_d, E·(soc_max - soc_min)·η_d / D) (B1, duration
+    qualification).
+    """
     # Single ESR model: up-reserve can be carried while charging (x + r <= P_d, x >= -P_c).
     power = site.discharge_mw + site.charge_mw
     usable = site.energy_mwh * (site.soc_max - site.soc_min)
@@ -74,12 +79,35 @@ def _up_limit_mw(site: Site, sustain_h: float) -> float:
     return min(power, usable * site.eta_discharge / sustain_h)
 
 
-def _down_limit_mw(site: Site, sustain_h: float) -> float:
+def down_limit_mw(site: Site, sustain_h: float) -> float:
+    """Most MW of Reg-Down the site can carry for ``sustain_h`` hours [MW].
+
+    min(P_c + P_d, E·(soc_max - soc_min) / (η_c·D)).
+    """
     power = site.discharge_mw + site.charge_mw
     usable = site.energy_mwh * (site.soc_max - site.soc_min)
     if sustain_h <= 0:
         return power
     return min(power, usable / (site.eta_charge * sustain_h))
+
+
+def _on_grid(value: float, step: float) -> bool:
+    return abs(value / step - round(value / step)) <= 1e-6
+
+
+def _off_grid(bid: Bid, mw_step: float, price_step: float) -> str | None:
+    """Describe the first MW or price that is not a multiple of the market's step."""
+    for j, (mw, price) in enumerate(bid.curve, start=1):
+        if not _on_grid(mw, mw_step):
+            return (
+                f"point {j}: {mw!r} MW is not a multiple of the market's {mw_step:g} MW"
+            )
+        if not _on_grid(price, price_step):
+            return (
+                f"point {j}: price {price!r} is not a multiple of the market's "
+                f"{price_step:g}"
+            )
+    return None
 
 
 def _bid_refusal(
@@ -106,12 +134,15 @@ def _bid_refusal(
     mws = [mw for mw, _ in bid.curve]
     prices = [p for _, p in bid.curve]
     if bid.product == "energy":
-        if len(bid.curve) > rules.curve_max_points:
+        if not rules.curve_min_points <= len(bid.curve) <= rules.curve_max_points:
             return refuse(
                 "curve_points",
-                f"{len(bid.curve)} points; {rules.name} allows at most "
-                f"{rules.curve_max_points}",
+                f"{len(bid.curve)} points; {rules.name} takes "
+                f"{rules.curve_min_points} to {rules.curve_max_points}",
             )
+        off = _off_grid(bid, rules.curve_mw_step, rules.curve_price_step)
+        if off is not None:
+            return refuse("precision", off)
         for j in range(1, len(bid.curve)):
             if mws[j] < mws[j - 1] - _TOL or prices[j] < prices[j - 1] - _TOL:
                 return refuse(
@@ -147,6 +178,9 @@ def _bid_refusal(
             "as_blocks",
             f"{len(bid.curve)} blocks; {rules.name} allows at most {rules.as_max_blocks}",
         )
+    off = _off_grid(bid, rules.as_mw_step, rules.as_price_step)
+    if off is not None:
+        return refuse("precision", off)
     if any(mw < 0 for mw in mws):
         return refuse("as_quantity", "a block has negative MW")
     if any(b < a - _TOL for a, b in itertools.pairwise(prices)):
@@ -159,9 +193,9 @@ def _bid_refusal(
     sustain = rules.product(bid.product).sustain_h
     total = math.fsum(mws)
     limit_mw = (
-        _down_limit_mw(site, sustain)
+        down_limit_mw(site, sustain)
         if bid.product == "reg_down"
-        else _up_limit_mw(site, sustain)
+        else up_limit_mw(site, sustain)
     )
     if total > limit_mw + _TOL:
         return refuse(
@@ -432,6 +466,8 @@ __all__ = [
     "Refusal",
     "check_bid_set",
     "delivery_refusals",
+    "down_limit_mw",
     "hourly",
     "rule_refusals",
+    "up_limit_mw",
 ]

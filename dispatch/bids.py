@@ -32,12 +32,6 @@ BID_PRODUCTS: tuple[str, ...] = ("energy", *AS_PRODUCTS)
 """Every product a bid set may carry."""
 _SERIES = {"reg_up": "reg_up_mw", "reg_down": "reg_down_mw", "spin": "spin_mw"}
 
-PRICE_STEP = 0.01
-"""Price resolution of the curves [$/MWh]; prices are rounded down to it, so a point
-clears at the price it was planned at."""
-MW_DECIMALS = 9
-"""Decimals kept on bid MW: awards read back from the curves reproduce the plan
-(coarser rounding moves a plan that sits on an SoC bound across it)."""
 Point = tuple[float, float]
 """One (MW, price) pair of a curve or offer: MW, then $/MWh (energy) or $/MW-h (AS)."""
 
@@ -179,14 +173,42 @@ def hourly(values: Sequence[float] | np.ndarray, per_hour: int) -> np.ndarray:
     return arr.reshape(-1, per_hour).mean(axis=1)
 
 
-def _tidy_curve(points: list[Point], rules: MarketRules) -> tuple[Point, ...]:
-    """Sort by price, make MW non-decreasing, cap repeats and the point count."""
-    lo, hi = rules.price_floor_usd_per_mwh, rules.price_cap_usd_per_mwh
+def step_decimals(step: float) -> int:
+    """Decimals needed to print multiples of ``step`` exactly (0.1 → 1, 0.01 → 2)."""
+    text = f"{step:.10f}".rstrip("0")
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def floor_to(value: float, step: float) -> float:
+    """Round ``value`` down to a multiple of ``step``, printed without float noise.
+
+    A value within 1e-6 steps of a multiple counts as that multiple (so 15.53 stays
+    15.53 although ``15.53 / 0.01`` is 1552.9999…).
+    """
+    return round(math.floor(value / step + 1e-6) * step, step_decimals(step))
+
+
+def ceil_to(value: float, step: float) -> float:
+    """Round ``value`` up to a multiple of ``step`` (see :func:`floor_to`)."""
+    return round(math.ceil(value / step - 1e-6) * step, step_decimals(step))
+
+
+def round_to(value: float, step: float) -> float:
+    """Round ``value`` to the nearest multiple of ``step``."""
+    return round(round(value / step) * step, step_decimals(step))
+
+
+def _tidy_curve(
+    points: list[Point], rules: MarketRules, lo_mw: float, hi_mw: float
+) -> tuple[Point, ...]:
+    """Round to the market's steps, sort by price, merge equal prices or MW, thin."""
+    floor, cap = rules.price_floor_usd_per_mwh, rules.price_cap_usd_per_mwh
+    mw_step, price_step = rules.curve_mw_step, rules.curve_price_step
     pts = sorted(
         (
             (
-                round(mw, MW_DECIMALS),
-                math.floor(min(hi, max(lo, p)) / PRICE_STEP) * PRICE_STEP,
+                min(hi_mw, max(lo_mw, round_to(mw, mw_step))),
+                floor_to(min(cap, max(floor, p)), price_step),
             )
             for mw, p in points
         ),
@@ -197,8 +219,6 @@ def _tidy_curve(points: list[Point], rules: MarketRules) -> tuple[Point, ...]:
     for mw, p in pts:
         mw = max(mw, running)
         running = mw
-        if out and out[-1] == (mw, p):
-            continue
         if out and out[-1][0] == mw:
             # Same MW at a higher price adds nothing to a step curve: keep the first.
             continue
@@ -213,6 +233,22 @@ def _tidy_curve(points: list[Point], rules: MarketRules) -> tuple[Point, ...]:
         drop = 1 + int(np.argmin(gaps))
         del out[drop]
     return tuple(out)
+
+
+def energy_range(
+    min_mw: float, max_mw: float, rules: MarketRules
+) -> tuple[float, float]:
+    """Return the curve's MW range on the market's MW grid, inside ``min_mw..max_mw``.
+
+    The ends are rounded inwards (``min_mw`` up, ``max_mw`` down) so every quantity
+    on the curve stays deliverable; a range narrower than one step collapses to the
+    grid point nearest its middle [MW].
+    """
+    step = rules.curve_mw_step
+    lo, hi = ceil_to(min_mw, step), floor_to(max_mw, step)
+    if lo > hi:
+        lo = hi = round_to((min_mw + max_mw) / 2, step)
+    return lo, hi
 
 
 def energy_curve(
@@ -233,8 +269,8 @@ def energy_curve(
     plan_points
         (net MW, price) pairs from schedules solved at different price forecasts
         (e.g. P50 first, then P10, P90): at that price the plan wanted that net power
-        [MW, $/MWh]. The first pair anchors the curve: the curve clears exactly that
-        quantity at that price.
+        [MW, $/MWh]. The first pair anchors the curve: the curve clears that quantity
+        (to the market's MW step) at that price.
     min_mw, max_mw
         Net power range left to energy by the power limits and the ancillary-service
         offers: ``reg_down - charge_mw`` to ``discharge_mw - reg_up - spin`` [MW].
@@ -246,52 +282,66 @@ def energy_curve(
     degradation_usd_per_mwh
         Segment costs δ_1..δ_K, shallow to deep [$/MWh].
     rules
-        The market's curve rules.
+        The market's curve rules (point limit, price floor and cap, MW and price
+        steps).
 
     Returns
     -------
     tuple of (MW, $/MWh)
-        At most ``rules.curve_max_points`` points from ``min_mw`` to ``max_mw``,
-        non-decreasing in MW and price.
+        2 to ``rules.curve_max_points`` points from ``min_mw`` to ``max_mw`` (rounded
+        inwards to the MW step), non-decreasing in MW and price, no two consecutive
+        points at the same MW or price; MW on the market's MW step and prices on its
+        price step. When the range is a single quantity q (every MW of headroom went
+        to ancillary services) the curve is ``[(q, floor), (q, cap)]``: q at any
+        price.
 
     Notes
     -----
-    Below the charge price η_c·μ the site buys at full charge power; above the
-    discharge price (μ + δ_K)/η_d it sells at full discharge power (spec B2). The
-    scenario points place the quantities in between, so the curve clears the planned
-    quantity at the forecast price. Points are sorted by price, MW is made
-    non-decreasing, equal prices or MW are merged and the curve is thinned to the
-    market's point limit.
+    Below the charge price η_c·μ the site buys at full charge power; at the charge
+    price it stops charging (0 MW); the k-th of K degradation segments is offered at
+    (μ + δ_k)/η_d, each for 1/K of the discharge range (spec B2, "Turning the
+    optimiser into curves"). The scenario points place the quantities in between, so
+    the curve clears the planned quantity at the forecast price: points at a lower
+    price than the anchor never offer more MW than it, points at a higher price never
+    less. Points are sorted by price, MW made non-decreasing, equal prices or MW
+    merged and the curve thinned to the market's point limit. Prices are rounded
+    down to the price step (the anchor still clears at the forecast price).
     """
+    lo_mw, hi_mw = energy_range(min_mw, max_mw, rules)
+    floor, cap = rules.price_floor_usd_per_mwh, rules.price_cap_usd_per_mwh
+    if hi_mw - lo_mw < rules.curve_mw_step / 2:
+        return ((lo_mw, floor_to(floor, rules.curve_price_step)), (hi_mw, cap))
+    step = rules.curve_price_step
     mu = energy_value_usd_per_mwh
     charge_price = eta_charge * mu
     discharge_price = (mu + max(degradation_usd_per_mwh)) / eta_discharge
     prices = [p for _, p in plan_points]
     lowest = min([charge_price, *prices]) - 1.0
     highest = max([discharge_price, *prices]) + 1.0
-    max_mw = max(min_mw, max_mw)
-    points: list[Point] = [(min_mw, lowest), (max_mw, highest)]
     # The first plan point anchors the curve: it must clear the planned quantity at
-    # the forecast price, so other points may not cross it.
-    x0, p0 = min(max_mw, max(min_mw, plan_points[0][0])), plan_points[0][1]
-    for mw, p in plan_points:
-        mw = min(max_mw, max(min_mw, mw))
+    # the forecast price, so no other point may cross it.
+    x0, p0 = min(hi_mw, max(lo_mw, plan_points[0][0])), plan_points[0][1]
+
+    def keep_side(mw: float, p: float) -> Point:
+        mw = min(hi_mw, max(lo_mw, mw))
         if p < p0:
-            mw, p = min(mw, x0), min(p, p0 - PRICE_STEP)
-        elif p > p0:
-            mw, p = max(mw, x0), max(p, p0 + PRICE_STEP)
-        else:
-            mw = x0
-        points.append((mw, p))
-    points.append((min_mw, min(charge_price, min(prices)) - 0.01))
-    if max_mw > 0:
-        base = max(0.0, min_mw)
+            return min(mw, x0), min(p, p0 - step)
+        if p > p0:
+            return max(mw, x0), max(p, p0 + step)
+        return x0, p
+
+    points: list[Point] = [(lo_mw, lowest), (hi_mw, highest)]
+    points += [keep_side(mw, p) for mw, p in plan_points]
+    points.append(keep_side(lo_mw, min(charge_price, min(prices)) - step))
+    if lo_mw < 0 < hi_mw:
+        points.append(keep_side(0.0, charge_price))
+    if hi_mw > 0:
+        base = max(0.0, lo_mw)
         segments = sorted(degradation_usd_per_mwh)
         for k, delta in enumerate(segments, start=1):
-            share = base + (max_mw - base) * k / len(segments)
-            price = max(max(prices) + PRICE_STEP, (mu + delta) / eta_discharge)
-            points.append((max(share, x0), price))
-    return _tidy_curve(points, rules)
+            share = base + (hi_mw - base) * k / len(segments)
+            points.append(keep_side(share, (mu + delta) / eta_discharge))
+    return _tidy_curve(points, rules, lo_mw, hi_mw)
 
 
 def with_energy_prices(
@@ -311,7 +361,7 @@ def _as_offer_price(
     beta = rules.deploy_up if product == "reg_up" else 0.0
     if product == "reg_down":
         beta = rules.deploy_down
-    return round(beta * min(degradation), 2)
+    return ceil_to(beta * min(degradation), rules.as_price_step)
 
 
 def build_bids(
@@ -368,8 +418,19 @@ def build_bids(
             raise DispatchInputError(msg)
         sched = result.sites[site.id]
         hours = scn.intervals // k
-        up = hourly(sched.reg_up_mw, k) + hourly(sched.spin_mw, k)
-        down = hourly(sched.reg_down_mw, k)
+        # AS offers on the market's MW grid, rounded down: offering less reserve
+        # than planned is always deliverable; the energy range uses the same MW.
+        offers = {
+            product: np.array(
+                [
+                    floor_to(v, rules.as_mw_step) if site.enrolled(product) else 0.0
+                    for v in hourly(getattr(sched, _SERIES[product]), k)
+                ]
+            )
+            for product in AS_PRODUCTS
+        }
+        up = offers["reg_up"] + offers["spin"]
+        down = offers["reg_down"]
         mu = (
             hourly(sched.energy_value_usd_per_mwh, k)
             if sched.energy_value_usd_per_mwh is not None
@@ -397,13 +458,10 @@ def build_bids(
                 )
                 bids.append(Bid(site.id, "energy", h + 1, curve))
             for product in AS_PRODUCTS:
-                if not site.enrolled(product):
-                    continue
-                mw = float(hourly(getattr(sched, _SERIES[product]), k)[h])
-                if mw <= 1e-6:
+                mw_offer = float(offers[product][h])
+                if mw_offer <= 0.0:
                     continue
                 offer = _as_offer_price(product, rules, site.degradation_usd_per_mwh)
-                mw_offer = round(mw, MW_DECIMALS)
                 bids.append(Bid(site.id, product, h + 1, ((mw_offer, offer),)))
     logger.info(
         "built %d bids for %s %s from %d plan(s)",
@@ -421,46 +479,96 @@ def build_bids(
     )
 
 
-CSV_COLUMNS: tuple[str, ...] = (
-    "market",
-    "operating_day",
-    "resource_id",
-    "site_id",
-    "product",
-    "market_product",
-    "hour_ending",
-    "point",
-    "mw",
-    "price",
-    "price_unit",
-)
-"""Columns of the bid CSV export (one row per point or block), see ``docs/bids.md``."""
+@dataclass(frozen=True, slots=True)
+class PlanHour:
+    """One site and hour of the plan as a market's operating plan (COP) reports it."""
+
+    site_id: str
+    """Site."""
+    hour_ending: int
+    """Hour ending of the operating day (1-25)."""
+    online: bool
+    """Whether the site is available (any charge or discharge power)."""
+    hsl_mw: float
+    """High sustained limit: the discharge power [MW]."""
+    lsl_mw: float
+    """Low sustained limit: minus the charge power (ESR single model) [MW]."""
+    soc_hb_mwh: float
+    """Planned stored energy at the beginning of the hour [MWh]."""
+    min_soc_mwh: float
+    """Least stored energy the site may hold (soc_min·E) [MWh]."""
+    max_soc_mwh: float
+    """Most stored energy the site may hold (soc_max·E) [MWh]."""
+    net_mw: float
+    """Planned net power, + discharge (the hour's mean) [MW]."""
+    reserves_mw: Mapping[str, float]
+    """Planned ancillary services per product (the hour's mean, rounded down) [MW]."""
 
 
-def bid_rows(
-    bid_set: BidSet, rules: MarketRules, resource_ids: Mapping[str, str]
-) -> list[dict[str, Any]]:
-    """Return the bid set as CSV rows (:data:`CSV_COLUMNS`), one per point or block."""
-    rows: list[dict[str, Any]] = []
-    for bid in bid_set.bids:
-        unit = "usd_per_mwh" if bid.product == "energy" else "usd_per_mw"
-        for j, (mw, price) in enumerate(bid.curve, start=1):
-            rows.append(
-                {
-                    "market": bid_set.market,
-                    "operating_day": bid_set.operating_day.isoformat(),
-                    "resource_id": resource_ids.get(bid.site_id, bid.site_id),
-                    "site_id": bid.site_id,
-                    "product": bid.product,
-                    "market_product": rules.product(bid.product).code,
-                    "hour_ending": bid.hour_ending,
-                    "point": j,
-                    "mw": mw,
-                    "price": price,
-                    "price_unit": unit,
-                }
+def plan_hours(
+    scn: Scenario, result: Result, rules: MarketRules
+) -> tuple[PlanHour, ...]:
+    """Return the day's plan per front-of-meter site and hour, on the market's grid.
+
+    Parameters
+    ----------
+    scn, result
+        The day-ahead scenario (intervals tiling whole hours) and its result.
+    rules
+        The market: MW grid (``as_mw_step``) and products.
+
+    Returns
+    -------
+    tuple of PlanHour
+        Ordered by site, then hour. Stored energy is rounded to the MW grid's
+        decimals with the planned SoC kept inside ``[min_soc_mwh, max_soc_mwh]``.
+
+    Raises
+    ------
+    DispatchInputError
+        When the result has no schedule for a site or the intervals do not tile
+        hours.
+    """
+    k = intervals_per_hour(scn)
+    hours = scn.intervals // k
+    step = rules.as_mw_step
+    digits = step_decimals(step)
+    out: list[PlanHour] = []
+    for site in scn.sites:
+        if site.is_btm:
+            continue
+        sched = result.sites.get(site.id)
+        if sched is None:
+            msg = f"result lacks site {site.id!r}"
+            raise DispatchInputError(msg)
+        e_min = ceil_to(site.energy_mwh * site.soc_min, step)
+        e_max = floor_to(site.energy_mwh * site.soc_max, step)
+        net = hourly(sched.discharge_mw, k) - hourly(sched.charge_mw, k)
+        reserves = {
+            p.name: hourly(getattr(sched, _SERIES[p.name]), k)
+            for p in rules.modeled_products
+            if p.name in _SERIES
+        }
+        for h in range(hours):
+            soc = round(site.energy_mwh * sched.soc[h * k], digits)
+            out.append(
+                PlanHour(
+                    site_id=site.id,
+                    hour_ending=h + 1,
+                    online=site.charge_mw > 0 or site.discharge_mw > 0,
+                    hsl_mw=floor_to(site.discharge_mw, step),
+                    lsl_mw=-floor_to(site.charge_mw, step),
+                    soc_hb_mwh=min(e_max, max(e_min, soc)),
+                    min_soc_mwh=e_min,
+                    max_soc_mwh=e_max,
+                    net_mw=round_to(float(net[h]), step),
+                    reserves_mw={
+                        name: floor_to(float(v[h]), step)
+                        for name, v in reserves.items()
+                    },
+                )
             )
-    return rows
+    return tuple(out)
 
 
 def export_json(

@@ -37,6 +37,12 @@ class Product:
     ``rrs_spin``, …); None when the data has no such series."""
     rt_price_series: str | None = None
     """Product name of its real-time price series (energy: ``rt_energy``), if any."""
+    offer_group: str | None = None
+    """Ancillary-service offer it is submitted in: ``up`` (the linked upward offer),
+    ``down`` (Reg-Down, separate) or None (energy, or a market without linking)."""
+    offer_column: str | None = None
+    """Column of the market's submission file that carries its price (``REGUP``,
+    ``RRSPF``, …); None: the product's ``code``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +78,6 @@ class MarketRules:
     deploy_down: float
     """Expected deployed fraction of regulation down (0-1)."""
     products: tuple[Product, ...]
-    """Every product of the market file, in file order."""
-    as_price_node: str | None = None
-    """Price node of the ancillary-service price series (``SYSTEM`` in ERCOT); None:
-    each site's own pricing node."""
     shortfall_charge_factor: float = 1.0
     """An awarded AS quantity not provided is charged back at this multiple of the
     product's clearing price [fraction of the clearing price]."""
@@ -83,6 +85,32 @@ class MarketRules:
     """Extra penalty per MW-h of AS shortfall used when re-dispatching (our own risk
     price on top of the charge-back, so that shortfall is a last resort) [$/MW-h]."""
     """Every product of the market, modeled or not."""
+    curve_min_points: int = 2
+    """Fewest (MW, price) points of an energy curve."""
+    curve_mw_step: float = 0.1
+    """Quantity resolution of energy curves [MW]."""
+    curve_price_step: float = 0.01
+    """Price resolution of energy curves [$/MWh]."""
+    as_mw_step: float = 0.1
+    """Quantity resolution of ancillary-service offers [MW]."""
+    as_price_step: float = 0.01
+    """Price resolution of ancillary-service offers [$/MW-h]."""
+    as_price_node: str = "SYSTEM"
+    """Node the market's ancillary-service prices are published (and forecast) at;
+    ``site`` means each site's own pricing node."""
+    export_format: str = ""
+    """Layout of the market's submission files (``ercot-dam/1``, ``caiso-dam/1``)."""
+    up_offer_columns: tuple[str, ...] = ()
+    """Price columns of the linked upward AS offer, in the market's order; columns
+    no product maps to are left empty."""
+    status_online: str = "ON"
+    """Resource status code of an available resource in the operating plan."""
+    status_offline: str = "OUT"
+    """Resource status code of an unavailable resource in the operating plan."""
+
+    def as_node(self, site_node: str) -> str:
+        """Return the price node of the ancillary services for a site at ``site_node``."""
+        return site_node if self.as_price_node == "site" else self.as_price_node
 
     def product(self, name: str) -> Product:
         """Return the product named ``name``.
@@ -103,10 +131,6 @@ class MarketRules:
     def modeled_products(self) -> tuple[Product, ...]:
         """The products the dispatch model carries."""
         return tuple(p for p in self.products if p.modeled)
-
-    def as_node(self, site_node: str) -> str:
-        """Price node of this market's AS prices for a site at ``site_node``."""
-        return self.as_price_node or site_node
 
     def series_of(self, product: str) -> str | None:
         """Day-ahead price series name of ``product`` (None when the data has none)."""
@@ -146,6 +170,7 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
         curve = data["energy_curve"]
         offer = data["as_offer"]
         reg = data.get("regulation", {})
+        export = data.get("export", {})
         products = tuple(
             Product(
                 name=name,
@@ -155,6 +180,8 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
                 modeled=bool(p.get("modeled", False)),
                 price_series=p.get("price_series"),
                 rt_price_series=p.get("rt_price_series"),
+                offer_group=p.get("offer_group"),
+                offer_column=p.get("offer_column"),
             )
             for name, p in data["products"].items()
         )
@@ -178,13 +205,22 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
             deploy_up=float(reg.get("deploy_up", 0.0)),
             deploy_down=float(reg.get("deploy_down", 0.0)),
             products=products,
-            as_price_node=data.get("as_price_node"),
             shortfall_charge_factor=float(
                 data.get("shortfall", {}).get("charge_factor", 1.0)
             ),
             shortfall_planning_adder_usd_per_mw_h=float(
                 data.get("shortfall", {}).get("planning_adder_usd_per_mw_h", 0.0)
             ),
+            curve_min_points=int(curve.get("min_points", 2)),
+            curve_mw_step=float(curve.get("mw_step", 0.1)),
+            curve_price_step=float(curve.get("price_step", 0.01)),
+            as_mw_step=float(offer.get("mw_step", 0.1)),
+            as_price_step=float(offer.get("price_step", 0.01)),
+            as_price_node=str(data.get("as_price_node", "SYSTEM")),
+            export_format=str(export.get("format", "")),
+            up_offer_columns=tuple(str(c) for c in export.get("up_offer_columns", ())),
+            status_online=str(export.get("status_online", "ON")),
+            status_offline=str(export.get("status_offline", "OUT")),
         )
     except KeyError as exc:
         msg = f"{source}: missing field {exc.args[0]!r}"
@@ -192,6 +228,26 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
     except (TypeError, ValueError) as exc:
         msg = f"{source}: bad value: {exc}"
         raise DispatchInputError(msg) from None
+    steps = {
+        "energy_curve.mw_step": rules.curve_mw_step,
+        "energy_curve.price_step": rules.curve_price_step,
+        "as_offer.mw_step": rules.as_mw_step,
+        "as_offer.price_step": rules.as_price_step,
+    }
+    for key, step in steps.items():
+        if not 0 < step <= 1:
+            msg = f"{source}: {key}={step:g} must be in (0, 1]"
+            raise DispatchInputError(msg)
+    for p in rules.products:
+        if p.offer_group not in (None, "up", "down"):
+            msg = f"{source}: products.{p.name}.offer_group={p.offer_group!r} must be up or down"
+            raise DispatchInputError(msg)
+    if not 1 <= rules.curve_min_points <= rules.curve_max_points:
+        msg = (
+            f"{source}: energy_curve.min_points={rules.curve_min_points} must be in "
+            f"1..max_points={rules.curve_max_points}"
+        )
+        raise DispatchInputError(msg)
     if rules.curve_max_points < 2:
         msg = f"{source}: energy_curve.max_points={rules.curve_max_points} must be >= 2"
         raise DispatchInputError(msg)

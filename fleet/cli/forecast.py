@@ -47,7 +47,11 @@ MarketOpt = Annotated[
 ]
 NodeOpt = Annotated[
     str,
-    typer.Option("--node", metavar="NODE", help="Settlement point, or SYSTEM for AS."),
+    typer.Option(
+        "--node",
+        metavar="NODE",
+        help="Settlement point; AS at the market's as_price_node (ERCOT SYSTEM, CAISO the site's node).",
+    ),
 ]
 ProductOpt = Annotated[
     str,

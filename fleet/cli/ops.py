@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import logging
@@ -401,6 +400,14 @@ def bids_push(
     submitted_by: Annotated[
         str, typer.Option("--by", help="Submitter recorded in the audit log.")
     ] = "cli",
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--version",
+            min=1,
+            help="Bid-set version (default: the next free one; a stored one exits 2).",
+        ),
+    ] = None,
 ) -> None:
     """Check a bid set against the market rules and the fleet and store it (exit 1 if refused)."""
     from fleet.fleetfile import load_fleet
@@ -427,6 +434,7 @@ def bids_push(
         payload,
         submitted_by=submitted_by,
         states=states,
+        version=version,
     )
     console = Console()
     if refusals:
@@ -446,47 +454,34 @@ def bids_export(
     day: DayOpt,
     market: MarketOpt = "ERCOT",
     db: DbOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="json or csv.")] = "json",
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="File (default stdout).")
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Folder; the export goes to OUT/<MARKET>_<YYYYMMDD>_v<N>/."
+        ),
+    ] = Path("bids-export"),
+    version: Annotated[
+        int | None,
+        typer.Option("--version", min=1, help="Bid-set version (default: newest)."),
     ] = None,
 ) -> None:
-    """Export the newest accepted bid set with the market's resource ids (docs/bids.md)."""
-    from dispatch.bids import CSV_COLUMNS, BidSet, bid_rows, export_json, parse_bids
+    """Write the accepted bid set as the market's upload files (docs/bids.md)."""
     from fleet.fleetfile import load_fleet
-    from fleet.store.bids import latest_accepted_bid_set
+    from fleet.ops.export import export_bid_set
 
-    if fmt not in ("json", "csv"):
-        msg = f"--format={fmt!r} must be json or csv"
-        raise FleetInputError(msg)
     fleet_obj = load_fleet(fleet)
     rules = _rules(market)
     operating_day = _day(day, "--day")
-    stored = latest_accepted_bid_set(
-        _engine(db), market=rules.name, operating_day=operating_day
+    written = export_bid_set(
+        _engine(db), fleet_obj, rules, operating_day, out, version=version
     )
-    if stored is None:
-        msg = f"no accepted {rules.name} bid set for {operating_day}"
-        raise FleetInputError(msg)
-    bid_set = BidSet(
-        market=rules.name,
-        operating_day=operating_day,
-        bids=parse_bids(stored.payload),
-        note=stored.payload.get("note"),
-        meta={"bid_version": stored.version},
-    )
-    ids = {str(s.id): s.resource_id or str(s.id) for s in fleet_obj.sites}
-    stream = output.open("w", newline="") if output is not None else sys.stdout
-    try:
-        if fmt == "json":
-            stream.write(json.dumps(export_json(bid_set, rules, ids), indent=1) + "\n")
-        else:
-            writer = csv.DictWriter(stream, fieldnames=list(CSV_COLUMNS))
-            writer.writeheader()
-            writer.writerows(bid_rows(bid_set, rules, ids))
-    finally:
-        if output is not None:
-            stream.close()
+    console = Console()
+    for item in written.files:
+        console.print(
+            f"{escape(str(item.path))}  {item.rows} rows  sha256 {item.sha256[:12]}",
+            highlight=False,
+        )
+    console.print(f"manifest {escape(str(written.manifest))}", highlight=False)
 
 
 @awards_app.command("push")
@@ -499,7 +494,7 @@ def awards_push(
     market: MarketOpt = "ERCOT",
     db: DbOpt = None,
 ) -> None:
-    """Record cleared awards; from then on dispatch honours them as fixed commitments."""
+    """Record awards checked against their accepted bid set and the sites (else exit 2)."""
     from fleet.fleetfile import load_fleet
     from fleet.ops.awards import check_awards, read_award_file, store_awards
 
@@ -507,9 +502,9 @@ def awards_push(
     fleet_obj = load_fleet(fleet)
     rules = _rules(market)
     operating_day = _day(day, "--day")
-    ids = [s.id for s in fleet_obj.sites if s.market.value == rules.name]
-    check_awards(award_set, rules, operating_day, ids)
-    rows = store_awards(_engine(db), award_set, rules, operating_day)
+    engine = _engine(db)
+    check_awards(engine, award_set, rules, operating_day, fleet_obj)
+    rows = store_awards(engine, award_set, rules, operating_day)
     Console().print(
         f"recorded {rows} awards for {rules.name} {operating_day} v{award_set.version}",
         highlight=False,

@@ -5,20 +5,30 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from dispatch.bids import BidSet
+from dispatch.bidcheck import down_limit_mw, up_limit_mw
+from dispatch.bids import BidSet, parse_bids
 from dispatch.markets import MarketRules
-from dispatch.scenario import Commitments
+from dispatch.scenario import Commitments, Scenario
+from fleet.domain import Fleet
 from fleet.errors import FleetInputError
 from fleet.ops.scenario_builder import operating_day_start
-from fleet.store.bids import load_awards, save_awards
-from fleet.store.dml import Bind
+from fleet.store.bids import (
+    StoredBidSet,
+    delete_awards,
+    get_bid_set,
+    load_awards,
+    save_awards,
+)
+from fleet.store.dml import Bind, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -75,45 +85,286 @@ def read_award_file(path: Path) -> AwardSetIn:
         raise FleetInputError(msg) from None
 
 
-def check_awards(
+@dataclass(frozen=True, slots=True)
+class AwardRefusal:
+    """Why one award (or the whole award set) is refused."""
+
+    index: int | None
+    """Index of the award in ``awards`` (None: the award set as a whole)."""
+    field: str
+    """Field at fault (``award_mw``, ``ts``, ``site_id``, ``unit``, ``version``, …)."""
+    message: str
+    """Human-readable reason naming the site, product and hour."""
+
+
+class AwardRefusedError(FleetInputError):
+    """An award set that fails :func:`check_awards`; ``refusals`` lists every reason."""
+
+    def __init__(self, refusals: Sequence[AwardRefusal]) -> None:
+        self.refusals = list(refusals)
+        more = f" (and {len(refusals) - 1} more)" if len(refusals) > 1 else ""
+        super().__init__(f"{refusals[0].message}{more}")
+
+
+_TOL_MW = 1e-6
+
+
+def award_refusals(
     award_set: AwardSetIn,
     rules: MarketRules,
     operating_day: dt.date,
-    site_ids: Sequence[str],
+    scn: Scenario,
+    bid_set: StoredBidSet | None,
+) -> list[AwardRefusal]:
+    """Return every reason to refuse an award set (empty: store it).
+
+    Parameters
+    ----------
+    award_set
+        The awards received.
+    rules
+        The market: products, units, sustain durations.
+    operating_day
+        The day the awards are for.
+    scn
+        The day's check scenario (:func:`fleet.ops.bids.check_scenario`): each site's
+        power, energy, SoC window and efficiencies.
+    bid_set
+        The stored bid set of ``award_set.version`` (None when there is none).
+
+    Returns
+    -------
+    list of AwardRefusal
+        In order: per award the site, the interval (an hour of the day), the product
+        and its unit, the sign, the site's power and duration-qualified limit, the
+        offered MW (AS) or the curve's MW range (energy); then the bid set itself
+        (stored and accepted); then per site and hour the awards together against
+        the power headroom and the energy band.
+    """
+    where_set = f"{rules.name} {operating_day} version={award_set.version}"
+    unanswered: AwardRefusal | None = None
+    if bid_set is None:
+        unanswered = AwardRefusal(
+            None,
+            "version",
+            f"no bid set {where_set}: awards answer a stored, accepted bid set",
+        )
+    elif bid_set.status != "accepted":
+        unanswered = AwardRefusal(
+            None,
+            "version",
+            f"bid set {where_set} was {bid_set.status}, not accepted: "
+            f"{bid_set.refusal_reason}",
+        )
+    bids = (
+        {}
+        if bid_set is None or unanswered is not None
+        else {
+            (b.site_id, b.product, b.hour_ending): b
+            for b in parse_bids(bid_set.payload)
+        }
+    )
+    sites = {s.id: s for s in scn.sites}
+    products = {p.name: p for p in rules.modeled_products}
+    start = operating_day_start(rules, operating_day)
+    hours = scn.intervals
+    out: list[AwardRefusal] = []
+    seen: set[tuple[str, int, str]] = set()
+    per_hour: dict[tuple[str, int], dict[str, float]] = {}
+    for i, award in enumerate(award_set.awards):
+        ts = award.ts.astimezone(dt.UTC)
+        offset_h = (ts - start) / dt.timedelta(hours=1)
+        hour = int(offset_h) + 1 if offset_h >= 0 else 0
+        where = (
+            f"awards[{i}]: site {award.site_id}, {award.product}, hour_ending {hour}"
+        )
+
+        def refuse(field: str, text: str, *, index: int = i, at: str = where) -> None:
+            out.append(AwardRefusal(index, field, f"{at}: {text}"))
+
+        site = sites.get(award.site_id)
+        if site is None:
+            refuse(
+                "site_id",
+                f"site_id={award.site_id!r} is not a {rules.name} site of the fleet",
+            )
+            continue
+        if not 0 <= offset_h < hours or offset_h != int(offset_h):
+            refuse(
+                "ts",
+                f"ts={award.ts.isoformat()} is not the start of an hour of operating "
+                f"day {operating_day} ({rules.timezone})",
+            )
+            continue
+        key = (award.site_id, hour, award.product)
+        if key in seen:
+            refuse("product", "duplicate site_id/ts/product")
+            continue
+        seen.add(key)
+        product = products.get(award.product)
+        if product is None:
+            refuse(
+                "product", f"product is not a {rules.name} product ({sorted(products)})"
+            )
+            continue
+        unit = "usd_per_mwh" if product.sustain_h == 0 else "usd_per_mw"
+        if award.unit != unit:
+            refuse("unit", f"unit={award.unit!r}; {award.product} is priced in {unit}")
+            continue
+        mw = award.award_mw
+        if product.sustain_h > 0:
+            if mw < 0:
+                refuse("award_mw", f"award_mw={mw:g} must be >= 0")
+                continue
+            limit = (
+                down_limit_mw(site, product.sustain_h)
+                if product.offer_group == "down"
+                else up_limit_mw(site, product.sustain_h)
+            )
+            if mw > limit + _TOL_MW:
+                refuse(
+                    "award_mw",
+                    f"award_mw={mw:g} exceeds the site's {limit:g} MW (power "
+                    f"{site.charge_mw:g}+{site.discharge_mw:g} MW, {product.sustain_h:g} h "
+                    f"sustain from {site.energy_mwh:g} MWh)",
+                )
+                continue
+        elif not -site.charge_mw - _TOL_MW <= mw <= site.discharge_mw + _TOL_MW:
+            refuse(
+                "award_mw",
+                f"award_mw={mw:g} is outside the site's -{site.charge_mw:g}.."
+                f"{site.discharge_mw:g} MW",
+            )
+            continue
+        if unanswered is not None:
+            per_hour.setdefault((award.site_id, hour), {})[award.product] = mw
+            continue
+        bid = bids.get((award.site_id, award.product, hour))
+        if bid is None:
+            refuse("product", f"bid set {where_set} offered no {award.product} here")
+            continue
+        if product.sustain_h > 0:
+            offered = math.fsum(q for q, _ in bid.curve)
+            if mw > offered + _TOL_MW:
+                refuse(
+                    "award_mw", f"award_mw={mw:g} exceeds the {offered:g} MW offered"
+                )
+                continue
+        else:
+            lo, hi = bid.curve[0][0], bid.curve[-1][0]
+            if not lo - _TOL_MW <= mw <= hi + _TOL_MW:
+                refuse(
+                    "award_mw",
+                    f"award_mw={mw:g} is outside the bid curve's {lo:g}..{hi:g} MW",
+                )
+                continue
+        per_hour.setdefault((award.site_id, hour), {})[award.product] = mw
+    if unanswered is not None:
+        out.append(unanswered)
+    sustain = {name: p.sustain_h for name, p in products.items()}
+    ups = {
+        name
+        for name, p in products.items()
+        if p.sustain_h > 0 and p.offer_group != "down"
+    }
+    downs = {name for name, p in products.items() if p.offer_group == "down"}
+    energy = next(name for name, p in products.items() if p.sustain_h == 0)
+    for (site_id, hour), awarded in sorted(per_hour.items()):
+        site = sites[site_id]
+        at = f"site {site_id}, hour_ending {hour}"
+        up = math.fsum(mw for name, mw in awarded.items() if name in ups)
+        down = math.fsum(mw for name, mw in awarded.items() if name in downs)
+        x = awarded.get(energy)
+        if x is not None and x + up > site.discharge_mw + _TOL_MW:
+            out.append(
+                AwardRefusal(
+                    None,
+                    "award_mw",
+                    f"{at}: energy {x:g} MW + upward reserves {up:g} MW exceed the "
+                    f"site's {site.discharge_mw:g} MW discharge",
+                )
+            )
+        if x is not None and down - x > site.charge_mw + _TOL_MW:
+            out.append(
+                AwardRefusal(
+                    None,
+                    "award_mw",
+                    f"{at}: downward reserves {down:g} MW with energy {x:g} MW exceed "
+                    f"the site's {site.charge_mw:g} MW charge",
+                )
+            )
+        up_mwh = math.fsum(
+            sustain[name] * mw / site.eta_discharge
+            for name, mw in awarded.items()
+            if name in ups
+        )
+        down_mwh = math.fsum(
+            sustain[name] * mw * site.eta_charge
+            for name, mw in awarded.items()
+            if name in downs
+        )
+        band = site.energy_mwh * (site.soc_max - site.soc_min)
+        if up_mwh + down_mwh > band + 1e-3:
+            out.append(
+                AwardRefusal(
+                    None,
+                    "award_mw",
+                    f"{at}: reserves need {up_mwh:.3f} MWh above soc_min and "
+                    f"{down_mwh:.3f} MWh below soc_max for their sustain durations, "
+                    f"more than the site's {band:.3f} MWh band",
+                )
+            )
+    return out
+
+
+def check_awards(
+    bind: Bind,
+    award_set: AwardSetIn,
+    rules: MarketRules,
+    operating_day: dt.date,
+    fleet: Fleet,
 ) -> None:
-    """Refuse awards outside the operating day, for unknown sites, or duplicated.
+    """Refuse awards that answer no accepted bid set or that the fleet cannot deliver.
+
+    This is the one award check: the CLI (``awards push``) and the API call it.
 
     Raises
     ------
-    FleetInputError
-        Naming the award index and field.
+    AwardRefusedError
+        With every :class:`AwardRefusal`; the message names the award index, site,
+        product, hour and field of the first.
     """
-    start = operating_day_start(rules, operating_day)
-    end = operating_day_start(rules, operating_day + dt.timedelta(days=1))
-    known = set(site_ids)
-    seen: set[tuple[str, dt.datetime, str]] = set()
-    for i, award in enumerate(award_set.awards):
-        if award.site_id not in known:
-            msg = f"awards[{i}].site_id={award.site_id!r} is not a {rules.name} site of the fleet"
-            raise FleetInputError(msg)
-        ts = award.ts.astimezone(dt.UTC)
-        if not start <= ts < end:
-            msg = (
-                f"awards[{i}].ts={award.ts.isoformat()} is outside operating day "
-                f"{operating_day} ({rules.timezone})"
-            )
-            raise FleetInputError(msg)
-        key = (award.site_id, ts, award.product)
-        if key in seen:
-            msg = f"awards[{i}]: duplicate site_id/ts/product {award.site_id}/{ts}/{award.product}"
-            raise FleetInputError(msg)
-        seen.add(key)
+    from fleet.ops.bids import check_scenario
+
+    market_sites = [s for s in fleet.sites if s.market.value == rules.name]
+    bid_set = get_bid_set(
+        bind, market=rules.name, operating_day=operating_day, version=award_set.version
+    )
+    if not market_sites:
+        refusal = AwardRefusal(None, "site_id", f"the fleet has no {rules.name} site")
+        raise AwardRefusedError([refusal])
+    scn = check_scenario(
+        fleet.model_copy(update={"sites": market_sites}), rules, operating_day
+    )
+    refusals = award_refusals(award_set, rules, operating_day, scn, bid_set)
+    if refusals:
+        logger.warning(
+            "award set %s %s v%d refused: %s",
+            rules.name,
+            operating_day,
+            award_set.version,
+            refusals[0].message,
+        )
+        raise AwardRefusedError(refusals)
 
 
 def store_awards(
     bind: Bind, award_set: AwardSetIn, rules: MarketRules, operating_day: dt.date
 ) -> int:
-    """Save an award set (after :func:`check_awards`); return the rows written."""
+    """Save an award set (after :func:`check_awards`); return the rows written.
+
+    The rows of that version already stored are replaced (as the API does).
+    """
     frame = pd.DataFrame(
         [
             {
@@ -130,7 +381,14 @@ def store_awards(
             for a in award_set.awards
         ]
     )
-    return save_awards(bind, frame)
+    with transaction(bind) as conn:
+        delete_awards(
+            conn,
+            market=rules.name,
+            operating_day=operating_day,
+            version=award_set.version,
+        )
+        return save_awards(conn, frame)
 
 
 def awards_from_bids(

@@ -228,10 +228,13 @@ def push_bid_set(
     submitted_by: str,
     states: Mapping[str, SiteState] | None = None,
     commitments: Mapping[str, Commitments] | None = None,
+    version: int | None = None,
 ) -> tuple[StoredBidSet, list[Refusal]]:
     """Check a bid set and store it as the next version, accepted or refused.
 
-    ``states`` defaults to the SoC the day's newest stored schedule starts from.
+    ``states`` defaults to the SoC the day's newest stored schedule starts from;
+    ``version`` to the next free version (a version already stored is refused with
+    :class:`fleet.store.bids.BidVersionExistsError`, nothing is stored).
 
     Returns
     -------
@@ -256,7 +259,7 @@ def push_bid_set(
         bind,
         market=rules.name,
         operating_day=operating_day,
-        version=next_bid_version(bind, rules.name, operating_day),
+        version=version or next_bid_version(bind, rules.name, operating_day),
         status="refused" if refusals else "accepted",
         submitted_by=submitted_by,
         payload=dict(payload),

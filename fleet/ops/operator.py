@@ -44,7 +44,12 @@ from dispatch.markets import MarketRules, load_market_rules
 from dispatch.scenario import parse_scenario
 from fleet.domain import Fleet
 from fleet.errors import FleetInputError, StoreError
-from fleet.ops.awards import check_awards, commitments_from_awards, latest_awards
+from fleet.ops.awards import (
+    check_awards,
+    commitments_from_awards,
+    latest_awards,
+    store_awards,
+)
 from fleet.ops.bids import push_bid_set
 from fleet.ops.btm import (
     BtmInputs,
@@ -69,7 +74,7 @@ from fleet.ops.metering import latest_soc
 from fleet.ops.runs import done_intervals, mark_step, record_interval, step_status
 from fleet.ops.scenario_builder import operating_day_hours, operating_day_start
 from fleet.ops.settlement import settle_day, store_settlement
-from fleet.store.bids import latest_accepted_bid_set, save_awards
+from fleet.store.bids import latest_accepted_bid_set
 from fleet.store.dml import Bind
 from fleet.store.schedules import latest_schedule
 
@@ -312,9 +317,8 @@ class MarketLoop:
             return {"_status": "failed", "reason": "no awards pushed yet"}
         if self.market.name == "iso":
             return {"version": award_set.version, "awards": len(award_set.awards)}
-        check_awards(award_set, self.rules, day, [s.id for s in self.sites])
-        frame = _award_frame(award_set, self.rules, day)
-        n = save_awards(self.bind, frame) if not frame.empty else 0
+        check_awards(self.bind, award_set, self.rules, day, self.fleet)
+        n = store_awards(self.bind, award_set, self.rules, day)
         return {"version": award_set.version, "awards": n}
 
     # -- intraday ----------------------------------------------------------------
@@ -711,24 +715,3 @@ def monitor_ingest(bind: Bind, stop: threading.Event, interval_s: float = 5.0) -
         except Exception:  # the monitor must never take the operator down
             logger.exception("ingest monitor failed")
             time.sleep(interval_s)
-
-
-def _award_frame(award_set: Any, rules: MarketRules, day: dt.date) -> Any:
-    import pandas as pd
-
-    return pd.DataFrame(
-        [
-            {
-                "market": rules.name,
-                "operating_day": day,
-                "version": award_set.version,
-                "site_id": a.site_id,
-                "ts": a.ts.astimezone(dt.UTC),
-                "product": a.product,
-                "award_mw": a.award_mw,
-                "price": a.price,
-                "unit": a.unit,
-            }
-            for a in award_set.awards
-        ]
-    )

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from fleet.errors import FleetInputError
 from fleet.store import audit
 from fleet.store.dml import Bind, transaction, upsert
 from fleet.store.tables import BID_SET_STATUSES, PRICE_UNITS, awards, bid_sets
@@ -28,6 +29,10 @@ AWARD_COLUMNS = (
     "unit",
 )
 AWARD_KEY = ("market", "operating_day", "version", "site_id", "ts", "product")
+
+
+class BidVersionExistsError(FleetInputError):
+    """A bid set with this market, operating day and version is already stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,9 @@ def save_bid_set(
     ------
     ValueError
         When ``status`` is unknown or a refusal has no reason.
+    BidVersionExistsError
+        When the market and day already have an accepted bid set of this
+        ``version`` (refused pushes are kept on record and may share a version).
     """
     if status not in BID_SET_STATUSES:
         msg = f"bid set status={status!r} must be one of {BID_SET_STATUSES}"
@@ -89,10 +97,26 @@ def save_bid_set(
         "refusal_reason": refusal_reason,
         "created_at": created_at or dt.datetime.now(dt.UTC),
     }
+    taken = sa.select(bid_sets.c.id).where(
+        bid_sets.c.market == market,
+        bid_sets.c.operating_day == operating_day,
+        bid_sets.c.version == version,
+        bid_sets.c.status == "accepted",
+    )
+    exists = (
+        f"bid set {market} {operating_day} version={version} is already stored "
+        "(accepted); a version is stored once: push it as a new version"
+    )
     with transaction(bind) as conn:
-        bid_set_id = conn.execute(
-            sa.insert(bid_sets).values(**values).returning(bid_sets.c.id)
-        ).scalar_one()
+        if conn.execute(taken).first() is not None:
+            raise BidVersionExistsError(exists)
+        try:
+            bid_set_id = conn.execute(
+                sa.insert(bid_sets).values(**values).returning(bid_sets.c.id)
+            ).scalar_one()
+        except sa.exc.IntegrityError:
+            # Another writer stored the same version in between (unique index).
+            raise BidVersionExistsError(exists) from None
         audit.record(
             conn,
             actor=submitted_by,
@@ -121,6 +145,28 @@ def latest_accepted_bid_set(
             bid_sets.c.status == "accepted",
         )
         .order_by(bid_sets.c.version.desc(), bid_sets.c.id.desc())
+        .limit(1)
+    )
+    with transaction(bind) as conn:
+        row = conn.execute(query).first()
+    return None if row is None else StoredBidSet(**row._mapping)
+
+
+def get_bid_set(
+    bind: Bind, *, market: str, operating_day: dt.date, version: int
+) -> StoredBidSet | None:
+    """Return the bid set of a market, day and version, or None.
+
+    The accepted one when there is one, else the newest refused push of that version.
+    """
+    query = (
+        sa.select(bid_sets)
+        .where(
+            bid_sets.c.market == market,
+            bid_sets.c.operating_day == operating_day,
+            bid_sets.c.version == version,
+        )
+        .order_by((bid_sets.c.status == "accepted").desc(), bid_sets.c.id.desc())
         .limit(1)
     )
     with transaction(bind) as conn:
@@ -169,6 +215,19 @@ def save_awards(
     ]
     with transaction(bind) as conn:
         return upsert(conn, awards, rows, AWARD_KEY)
+
+
+def delete_awards(
+    bind: Bind, *, market: str, operating_day: dt.date, version: int
+) -> int:
+    """Delete the awards of one bid version of a market and day; return the rows."""
+    query = sa.delete(awards).where(
+        awards.c.market == market,
+        awards.c.operating_day == operating_day,
+        awards.c.version == version,
+    )
+    with transaction(bind) as conn:
+        return int(conn.execute(query).rowcount or 0)
 
 
 def load_awards(

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from fleet.errors import FleetInputError
 from fleet.store.dml import Bind, transaction, upsert
 from fleet.store.tables import PRICE_UNITS, load_forecasts, price_forecasts
 
@@ -40,6 +41,7 @@ def insert_price_forecasts(bind: Bind, frame: pd.DataFrame) -> int:
     if bad_units:
         msg = f"price forecast column 'unit' has {bad_units}; expected one of {PRICE_UNITS}"
         raise ValueError(msg)
+    _check_lengths(price_forecasts, rows)
     with transaction(bind) as conn:
         return upsert(conn, price_forecasts, rows, PRICE_FORECAST_KEY)
 
@@ -55,6 +57,7 @@ def insert_load_forecasts(bind: Bind, frame: pd.DataFrame) -> int:
         required=(*LOAD_FORECAST_KEY, "p50_mw"),
         optional={"p10_mw": None, "p90_mw": None},
     )
+    _check_lengths(load_forecasts, rows)
     with transaction(bind) as conn:
         return upsert(conn, load_forecasts, rows, LOAD_FORECAST_KEY)
 
@@ -209,3 +212,27 @@ def _rows(
     data["ts"] = ts
     data["issue_time"] = issued
     return [dict(zip(names, row, strict=True)) for row in data.itertuples(index=False)]
+
+
+def _check_lengths(table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Refuse text longer than its column (SQLite would store it, PostgreSQL refuses).
+
+    Raises
+    ------
+    FleetInputError
+        Naming the table, column, value and the column's length.
+    """
+    limits = {
+        c.name: c.type.length
+        for c in table.columns
+        if isinstance(c.type, sa.String) and c.type.length is not None
+    }
+    for row in rows:
+        for name, limit in limits.items():
+            value = row.get(name)
+            if isinstance(value, str) and len(value) > limit:
+                msg = (
+                    f"{table.name}.{name}={value!r} has {len(value)} characters; "
+                    f"at most {limit} fit"
+                )
+                raise FleetInputError(msg)

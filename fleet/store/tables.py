@@ -122,7 +122,7 @@ price_forecasts = sa.Table(
     sa.Column("product", sa.String(32), primary_key=True),
     sa.Column("ts", UtcDateTime(), primary_key=True, comment="interval start, UTC"),
     sa.Column("issue_time", UtcDateTime(), primary_key=True),
-    sa.Column("model_version", sa.String(64), primary_key=True),
+    sa.Column("model_version", sa.String(128), primary_key=True),
     sa.Column("horizon_h", sa.Float(), nullable=False),
     sa.Column("p10", sa.Float(), nullable=True, comment="in `unit`"),
     sa.Column("p50", sa.Float(), nullable=False, comment="in `unit`"),
@@ -137,7 +137,7 @@ load_forecasts = sa.Table(
     sa.Column("site_id", sa.String(64), primary_key=True),
     sa.Column("ts", UtcDateTime(), primary_key=True, comment="interval start, UTC"),
     sa.Column("issue_time", UtcDateTime(), primary_key=True),
-    sa.Column("model_version", sa.String(64), primary_key=True),
+    sa.Column("model_version", sa.String(128), primary_key=True),
     sa.Column("horizon_h", sa.Float(), nullable=False),
     sa.Column("p10_mw", sa.Float(), nullable=True),
     sa.Column("p50_mw", sa.Float(), nullable=False),
@@ -196,7 +196,17 @@ bid_sets = sa.Table(
     sa.Column("payload", JsonDoc, nullable=False),
     sa.Column("refusal_reason", sa.Text(), nullable=True),
     sa.CheckConstraint(_in("status", BID_SET_STATUSES), name="status"),
-    sa.Index(None, "market", "operating_day", "version"),
+    # A version is taken once it has been accepted (refused pushes are kept for the
+    # record and may share it).
+    sa.Index(
+        "uq_bid_sets_market_day_version",
+        "market",
+        "operating_day",
+        "version",
+        unique=True,
+        sqlite_where=sa.text("status = 'accepted'"),
+        postgresql_where=sa.text("status = 'accepted'"),
+    ),
 )
 
 awards = sa.Table(

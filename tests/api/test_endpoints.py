@@ -477,6 +477,23 @@ def test_awards_are_stored_and_listed_when_pushed(
     client: httpx.Client, store: Store
 ) -> None:
     day = dt.date(2030, 7, 1)
+    # Awards answer an accepted bid set of their version (fleet.ops.awards.check_awards).
+    bids = {
+        "bids": [
+            {
+                "site_id": "tx-ennis-01",
+                "product": "energy",
+                "hour_ending": h + 1,
+                "curve": [[-4.0, 10.0], [4.0, 30.0]],
+            }
+            for h in range(3)
+        ],
+        "schedule_version": 1,
+    }
+    accepted = client.put(
+        f"/v1/markets/ERCOT/bids/{day}", json=bids, headers=auth(store, "scheduler")
+    )
+    assert accepted.json()["status"] == "accepted", accepted.text
     body = {
         "version": 1,
         "awards": [

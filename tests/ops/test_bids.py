@@ -62,8 +62,9 @@ def test_build_bids_clear_the_planned_quantity_when_price_is_the_forecast(planne
         h = bid.hour_ending - 1
         below = [mw for mw, p in bid.curve if p <= prices[h]]
         cleared = below[-1] if below else bid.curve[0][0]
+        # To the market's MW step (0.1 MW in ERCOT), inside the range left by AS.
         assert cleared == pytest.approx(
-            sched.discharge_mw[h] - sched.charge_mw[h], abs=1e-2
+            sched.discharge_mw[h] - sched.charge_mw[h], abs=RULES.curve_mw_step
         )
 
 
@@ -72,8 +73,9 @@ def test_build_bids_offer_the_planned_as_mw_when_plan_carries_reserves(planned):
     sched = result.sites["site-01"]
     offered = {(b.product, b.hour_ending): b.curve[0][0] for b in bid_set.bids}
     for h, mw in enumerate(sched.reg_up_mw):
-        if mw > 1e-6:
-            assert offered[("reg_up", h + 1)] == pytest.approx(mw, abs=1e-3)
+        if mw >= RULES.as_mw_step:
+            # Rounded down to the 0.1 MW grid: never more than planned.
+            assert mw - RULES.as_mw_step < offered[("reg_up", h + 1)] <= mw + 1e-9
 
 
 def test_energy_curve_is_thinned_to_the_limit_when_many_points():
@@ -113,7 +115,29 @@ def test_rule_check_refuses_when_too_many_points():
     curve = [(-10 + 2 * k, 10.0 + k) for k in range(11)]
     refusals = rule_refusals([_energy(curve)], scenario(), RULES)
     assert [r.rule for r in refusals] == ["curve_points"]
-    assert "11 points; ERCOT allows at most 10" in refusals[0].message
+    assert "11 points; ERCOT takes 2 to 10" in refusals[0].message
+
+
+def test_rule_check_refuses_when_energy_curve_is_a_single_point():
+    assert _rules_of([_energy([(0.0, 20.0)])]) == ["curve_points"]
+
+
+def test_rule_check_refuses_when_off_the_markets_grid():
+    refusals = rule_refusals(
+        [
+            _energy([(-10, 10), (4.067383796, 20)]),
+            Bid("site-01", "reg_up", 2, ((1.0, 0.123),)),
+        ],
+        scenario(),
+        RULES,
+    )
+    assert [r.rule for r in refusals] == ["precision", "precision"]
+    assert (
+        "4.067383796 MW is not a multiple of the market's 0.1 MW" in refusals[0].message
+    )
+    assert "price 0.123 is not a multiple of the market's 0.01" in refusals[1].message
+    # 15.28 computed as 1528 * 0.01 = 15.280000000000001 is on the grid.
+    assert _rules_of([_energy([(-10.0, 1528 * 0.01), (10.0, 20.0)])]) == []
 
 
 def test_rule_check_refuses_when_three_points_share_a_price():

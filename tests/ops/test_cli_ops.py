@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 
 import pytest
@@ -53,23 +51,15 @@ def test_bids_cli_makes_pushes_and_exports_a_bid_set(setup, capsys, monkeypatch)
     )
     assert code == 0, err
     assert "accepted ERCOT 2024-03-12 v1" in out
+    # `bids make` stores no schedule: the market export needs the planned SoC (COP).
     code, out, err = run(
-        ["bids", "export", *base, "--db", db, "--format", "csv"], capsys, monkeypatch
+        ["bids", "export", *base, "--db", db, "--out", str(tmp_path / "export")],
+        capsys,
+        monkeypatch,
     )
-    assert code == 0, err
-    rows = list(csv.DictReader(io.StringIO(out)))
-    assert {r["resource_id"] for r in rows} == {
-        "ERCOT_ESR_SITE_01",
-        "ERCOT_ESR_SITE_02",
-    }
-    assert {r["market_product"] for r in rows} >= {"ENERGY"}
-    code, out, err = run(
-        ["bids", "export", *base, "--db", db, "--format", "json"], capsys, monkeypatch
-    )
-    assert code == 0, err
-    exported = json.loads(out)
-    assert exported["schema"] == "bessfleet-bids/1"
-    assert exported["bid_version"] == 1
+    assert code == 2
+    assert "no stored ERCOT schedule for 2024-03-12" in err
+    assert "Traceback" not in err
 
 
 def test_bids_push_cli_exits_1_with_the_rule_when_refused(setup, capsys, monkeypatch):
@@ -113,6 +103,25 @@ def test_awards_push_cli_records_awards_and_refuses_bad_ones(
     setup, capsys, monkeypatch
 ):
     tmp_path, _, fleet_path, db = setup
+    base = ["--fleet", str(fleet_path), "--day", DAY, "--db", db]
+    # Awards answer an accepted bid set: 2024-03-12T10:00Z is hour_ending 6 (CDT).
+    bids = tmp_path / "bids.json"
+    bids.write_text(
+        json.dumps(
+            {
+                "bids": [
+                    {
+                        "site_id": "site-01",
+                        "product": "reg_up",
+                        "hour_ending": 6,
+                        "curve": [[3.0, 1.0]],
+                    }
+                ]
+            }
+        )
+    )
+    code, out, err = run(["bids", "push", str(bids), *base], capsys, monkeypatch)
+    assert code == 0, err
     good = tmp_path / "awards.json"
     good.write_text(
         json.dumps(
@@ -130,7 +139,6 @@ def test_awards_push_cli_records_awards_and_refuses_bad_ones(
             }
         )
     )
-    base = ["--fleet", str(fleet_path), "--day", DAY, "--db", db]
     code, out, err = run(["awards", "push", str(good), *base], capsys, monkeypatch)
     assert code == 0, err
     assert "recorded 1 awards for ERCOT 2024-03-12 v1" in out
@@ -153,7 +161,7 @@ def test_awards_push_cli_records_awards_and_refuses_bad_ones(
     )
     code, _, err = run(["awards", "push", str(bad), *base], capsys, monkeypatch)
     assert code == 2
-    assert "awards[0].site_id='ghost'" in err
+    assert "awards[0]: site ghost, reg_up, hour_ending 6: site_id='ghost' is not" in err
 
 
 def test_dayahead_run_cli_stores_a_schedule_and_writes_bids(setup, capsys, monkeypatch):

@@ -10,6 +10,7 @@ from dispatch.solve import solve
 from fleet.errors import FleetInputError
 from fleet.ops.awards import (
     AwardIn,
+    AwardRefusedError,
     AwardSetIn,
     awards_from_bids,
     check_awards,
@@ -187,7 +188,10 @@ def test_awards_are_honoured_when_fixed_as_commitments(engine):
     award_set = awards_from_bids(
         outcome.bids, RULES, {"site-01": energy, "site-02": energy}
     )
-    check_awards(award_set, RULES, DAY, ["site-01", "site-02"])
+    push_bid_set(
+        engine, fleet(2), RULES, DAY, outcome.bids.to_payload(), submitted_by="test"
+    )
+    check_awards(engine, award_set, RULES, DAY, fleet(2))
     assert store_awards(engine, award_set, RULES, DAY) == len(award_set.awards)
     frame = latest_awards(engine, RULES, DAY)
     start = operating_day_start(RULES, DAY)
@@ -219,7 +223,7 @@ def test_awards_are_honoured_when_fixed_as_commitments(engine):
             assert getattr(sched, f"{row.product}_mw")[h] >= row.award_mw - 1e-5
 
 
-def test_check_awards_refuses_when_outside_the_operating_day():
+def test_check_awards_refuses_when_outside_the_operating_day(engine):
     late = operating_day_start(RULES, DAY + dt.timedelta(days=1))
     award_set = AwardSetIn(
         version=1,
@@ -234,9 +238,10 @@ def test_check_awards_refuses_when_outside_the_operating_day():
         ],
     )
     with pytest.raises(
-        FleetInputError, match=r"awards\[0\]\.ts=.* is outside operating day"
-    ):
-        check_awards(award_set, RULES, DAY, ["site-01"])
+        FleetInputError, match=r"awards\[0\]: site site-01, spin, .*ts=.* is not the"
+    ) as info:
+        check_awards(engine, award_set, RULES, DAY, fleet(2))
+    assert info.value.refusals[0].field == "ts"
 
 
 def test_run_dayahead_when_due_plans_tomorrow_at_the_configured_lead(engine):
@@ -311,3 +316,373 @@ def test_build_scenario_scales_site_power_when_power_fraction_below_one():
     assert derated["discharge_mw"] == pytest.approx(full["discharge_mw"] / 2)
     assert derated["charge_mw"] == pytest.approx(full["charge_mw"] / 2)
     assert (excluded["charge_mw"], excluded["discharge_mw"]) == (0.0, 0.0)
+
+
+# --- awards checked against the accepted bid set and the sites' limits -------------
+
+
+def _big_fleet():
+    """site-01: 100 MW / 200 MWh; site-02: the 10 MW / 20 MWh default."""
+    big = site_data(
+        "site-01",
+        poi={"export_mw": 100.0, "import_mw": 100.0},
+        battery=battery_data(
+            charge_mw=100.0, discharge_mw=100.0, energy_mwh=200.0, strings=530
+        ),
+    )
+    return make_fleet(2, sites=[big, site_data("site-02")])
+
+
+def _bid(site, product, hour, curve):
+    return {"site_id": site, "product": product, "hour_ending": hour, "curve": curve}
+
+
+def _award(site, product, hour, mw):
+    unit = "usd_per_mwh" if product == "energy" else "usd_per_mw"
+    ts = operating_day_start(RULES, DAY) + dt.timedelta(hours=hour - 1)
+    return AwardIn(site_id=site, ts=ts, product=product, award_mw=mw, unit=unit)
+
+
+def _accepted(engine, bids, version=None):
+    stored, refusals = push_bid_set(
+        engine,
+        _big_fleet(),
+        RULES,
+        DAY,
+        {"bids": bids},
+        submitted_by="test",
+        states={"site-01": SiteState(soc=0.5), "site-02": SiteState(soc=0.5)},
+        version=version,
+    )
+    assert refusals == [], refusals
+    return stored
+
+
+BIDS = [
+    _bid("site-01", "energy", 1, [[-50.0, 10.0], [50.0, 40.0]]),
+    _bid("site-01", "reg_up", 1, [[20.0, 1.0], [10.0, 2.0]]),
+    _bid("site-01", "reg_down", 1, [[30.0, 1.0]]),
+    _bid("site-02", "energy", 1, [[-5.0, 10.0], [0.0, 20.0], [5.0, 40.0]]),
+]
+
+
+def test_check_awards_refuses_5000_mw_reg_up_when_site_has_100_mw(engine):
+    _accepted(engine, BIDS)
+    award_set = AwardSetIn(version=1, awards=[_award("site-01", "reg_up", 1, 5000.0)])
+    with pytest.raises(
+        AwardRefusedError,
+        match=r"awards\[0\]: site site-01, reg_up, hour_ending 1: award_mw=5000 "
+        r"exceeds the site's 200 MW",
+    ) as info:
+        check_awards(engine, award_set, RULES, DAY, _big_fleet())
+    assert (info.value.refusals[0].index, info.value.refusals[0].field) == (
+        0,
+        "award_mw",
+    )
+    assert latest_awards(engine, RULES, DAY).empty
+
+
+def test_check_awards_refuses_when_no_accepted_bid_set_for_the_day(engine):
+    award_set = AwardSetIn(version=1, awards=[_award("site-01", "energy", 1, 5.0)])
+    with pytest.raises(
+        AwardRefusedError, match=r"no bid set ERCOT 2024-07-02 version=1"
+    ):
+        check_awards(engine, award_set, RULES, DAY, _big_fleet())
+    # A refused bid set does not count either.
+    bad = {"bids": [_bid("site-02", "reg_up", 1, [[9.0, 1.0]])]}
+    stored, refusals = push_bid_set(
+        engine,
+        _big_fleet(),
+        RULES,
+        DAY,
+        bad,
+        submitted_by="test",
+        states={"site-02": SiteState(soc=0.06)},
+    )
+    assert stored.status == "refused"
+    assert refusals
+    with pytest.raises(AwardRefusedError, match=r"version=1 was refused, not accepted"):
+        check_awards(engine, award_set, RULES, DAY, _big_fleet())
+
+
+@pytest.mark.parametrize(
+    ("award", "match"),
+    [
+        (("site-01", "reg_up", 1, 31.0), r"award_mw=31 exceeds the 30 MW offered"),
+        (("site-01", "energy", 1, 60.0), r"outside the bid curve's -50\.\.50 MW"),
+        (("site-01", "spin", 1, 5.0), r"offered no spin here"),
+        (("site-02", "reg_up", 1, -1.0), r"award_mw=-1 must be >= 0"),
+        (("site-02", "energy", 1, -11.0), r"outside the site's -10\.\.10 MW"),
+        (("site-09", "energy", 1, 1.0), r"site_id='site-09' is not a ERCOT site"),
+    ],
+)
+def test_check_awards_refuses_naming_site_product_hour_when_beyond_the_bids(
+    engine, award, match
+):
+    _accepted(engine, BIDS)
+    award_set = AwardSetIn(version=1, awards=[_award(*award)])
+    with pytest.raises(AwardRefusedError, match=match) as info:
+        check_awards(engine, award_set, RULES, DAY, _big_fleet())
+    assert f"site {award[0]}, {award[1]}, hour_ending 1" in str(info.value)
+
+
+def test_check_awards_refuses_when_unit_does_not_fit_the_product(engine):
+    _accepted(engine, BIDS)
+    wrong = _award("site-01", "reg_up", 1, 5.0).model_copy(
+        update={"unit": "usd_per_mwh"}
+    )
+    with pytest.raises(AwardRefusedError, match=r"reg_up is priced in usd_per_mw"):
+        check_awards(
+            engine, AwardSetIn(version=1, awards=[wrong]), RULES, DAY, _big_fleet()
+        )
+
+
+def test_check_awards_refuses_when_energy_and_reserves_together_exceed_power(engine):
+    _accepted(engine, BIDS)
+    awards = [
+        _award("site-01", "energy", 1, 50.0),
+        _award("site-01", "reg_up", 1, 30.0),
+        _award("site-01", "reg_down", 1, 30.0),
+    ]
+    check_awards(engine, AwardSetIn(version=1, awards=awards), RULES, DAY, _big_fleet())
+    over = [
+        _award("site-01", "energy", 1, -50.0),
+        _award("site-01", "reg_down", 1, 30.0),
+        _award("site-02", "energy", 1, 5.0),
+    ]
+    # -50 MW charge plus 30 MW of reg_down needs 80 MW of charge: fits in 100 MW.
+    check_awards(engine, AwardSetIn(version=1, awards=over), RULES, DAY, _big_fleet())
+    small = make_fleet(
+        2,
+        sites=[
+            site_data(
+                "site-01",
+                poi={"export_mw": 100.0, "import_mw": 100.0},
+                battery=battery_data(
+                    charge_mw=60.0, discharge_mw=100.0, energy_mwh=200.0, strings=530
+                ),
+            ),
+            site_data("site-02"),
+        ],
+    )
+    with pytest.raises(
+        AwardRefusedError, match=r"site site-01, hour_ending 1: downward reserves 30 MW"
+    ):
+        check_awards(engine, AwardSetIn(version=1, awards=over), RULES, DAY, small)
+
+
+def test_check_awards_accepts_and_stores_when_within_bids_and_limits(engine):
+    _accepted(engine, BIDS)
+    awards = [
+        _award("site-01", "energy", 1, 12.5),
+        _award("site-01", "reg_up", 1, 30.0),
+        _award("site-02", "energy", 1, -5.0),
+    ]
+    award_set = AwardSetIn(version=1, awards=awards)
+    check_awards(engine, award_set, RULES, DAY, _big_fleet())
+    assert store_awards(engine, award_set, RULES, DAY) == 3
+    # Stored again with fewer rows, the version's rows are replaced.
+    fewer = AwardSetIn(version=1, awards=awards[:1])
+    assert store_awards(engine, fewer, RULES, DAY) == 1
+    frame = latest_awards(engine, RULES, DAY)
+    assert frame[["site_id", "product", "award_mw"]].values.tolist() == [
+        ["site-01", "energy", 12.5]
+    ]
+
+
+def test_push_bid_set_refuses_a_version_already_stored(engine):
+    from fleet.store.bids import BidVersionExistsError
+
+    _accepted(engine, BIDS, version=3)
+    with pytest.raises(
+        BidVersionExistsError, match=r"ERCOT 2024-07-02 version=3 is already stored"
+    ):
+        _accepted(engine, BIDS, version=3)
+    assert _accepted(engine, BIDS).version == 4
+    # A refused push keeps its record; the fixed set may take the same version.
+    refused, _ = push_bid_set(
+        engine,
+        _big_fleet(),
+        RULES,
+        DAY,
+        {"bids": [_bid("site-02", "reg_up", 1, [[9.0, 1.0]])]},
+        submitted_by="test",
+        states={"site-02": SiteState(soc=0.06)},
+        version=5,
+    )
+    assert refused.status == "refused"
+    assert _accepted(engine, BIDS, version=5).status == "accepted"
+    award_set = AwardSetIn(version=5, awards=[_award("site-01", "reg_up", 1, 30.0)])
+    check_awards(engine, award_set, RULES, DAY, _big_fleet())
+
+
+def _cli(args, capsys, monkeypatch):
+    from fleet.cli import main
+
+    monkeypatch.setenv("COLUMNS", "250")
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out, err = capsys.readouterr()
+    code = info.value.code
+    return (code if isinstance(code, int) else (0 if code is None else 1)), out, err
+
+
+def test_cli_awards_push_exits_2_with_the_reason_and_bids_push_refuses_a_version_twice(
+    migrated_db_url, tmp_path, capsys, monkeypatch
+):
+    import json
+
+    from tests.factories import fleet_data, write_fleet_file
+
+    fleet_path = write_fleet_file(tmp_path, fleet_data(2))
+    base = ["--fleet", str(fleet_path), "--day", str(DAY), "--db", migrated_db_url]
+    bids = tmp_path / "bids.json"
+    bids.write_text(json.dumps({"bids": BIDS[3:]}))
+    awards = tmp_path / "awards.json"
+    huge = _award("site-02", "reg_up", 1, 5000.0).model_dump(mode="json")
+    awards.write_text(json.dumps({"version": 1, "awards": [huge]}))
+
+    code, _, err = _cli(["awards", "push", str(awards), *base], capsys, monkeypatch)
+    assert code == 2
+    assert "awards[0]: site site-02, reg_up, hour_ending 1: award_mw=5000" in err
+
+    code, out, err = _cli(
+        ["bids", "push", str(bids), *base, "--version", "1"], capsys, monkeypatch
+    )
+    assert code == 0, err
+    assert "accepted ERCOT 2024-07-02 v1" in out
+    code, _, err = _cli(
+        ["bids", "push", str(bids), *base, "--version", "1"], capsys, monkeypatch
+    )
+    assert code == 2
+    assert "version=1 is already stored" in err
+
+    # With the bid set accepted it is still refused: the site carries at most 20 MW.
+    code, _, err = _cli(["awards", "push", str(awards), *base], capsys, monkeypatch)
+    assert code == 2
+    assert "award_mw=5000 exceeds the site's 20 MW" in err
+    energy = _award("site-02", "energy", 1, 5.0).model_dump(mode="json")
+    awards.write_text(json.dumps({"version": 1, "awards": [energy]}))
+    code, out, err = _cli(["awards", "push", str(awards), *base], capsys, monkeypatch)
+    assert code == 0, err
+    assert "recorded 1 awards for ERCOT 2024-07-02 v1" in out
+
+
+# --- CAISO: forecasts store on PostgreSQL, AS prices at the market's AS node -------
+
+
+def test_forecast_predict_stores_a_caiso_model_with_a_long_name(
+    migrated_db_url, shared_data, tmp_path, capsys, monkeypatch
+):
+    from fleet.store.engine import make_engine
+    from fleet.store.forecasts import load_price_forecast
+
+    prices = (
+        shared_data / "caiso_dervet_example_2020" / "caiso_reg_up_down_2020_hourly.csv"
+    )
+    node = "UNSPECIFIED_DERVET_CAISO_CASE"
+    registry = tmp_path / "registry"
+    train = [
+        "forecast",
+        "train",
+        "--market",
+        "CAISO",
+        "--node",
+        node,
+        "--product",
+        "reg_up",
+        "--registry",
+        str(registry),
+        "--prices",
+        str(prices),
+        "--as-of",
+        "2020-12-01",
+    ]
+    code, _, err = _cli(train, capsys, monkeypatch)
+    assert code == 0, err
+    (model_dir,) = registry.iterdir()
+    # market-node-product-trainend-digest: longer than the old VARCHAR(64).
+    assert len(model_dir.name) > 64
+    predict = [
+        "forecast",
+        "predict",
+        "--model",
+        str(model_dir),
+        "--day",
+        "2020-12-02",
+        "--prices",
+        str(prices),
+        "--store",
+        "--db",
+        migrated_db_url,
+    ]
+    code, out, err = _cli(predict, capsys, monkeypatch)
+    assert code == 0, err
+    assert "stored 24 forecast rows" in out
+    engine = make_engine(migrated_db_url)
+    try:
+        frame = load_price_forecast(engine, market="CAISO", node=node, product="reg_up")
+    finally:
+        engine.dispose()
+    assert len(frame) == 24
+    assert frame.attrs["model_version"] == model_dir.name
+
+
+def test_insert_price_forecasts_refuses_a_model_name_longer_than_the_column(engine):
+    from fleet.store.forecasts import insert_price_forecasts
+
+    row = {
+        "market": "CAISO",
+        "node": "N",
+        "product": "reg_up",
+        "ts": pd.Timestamp("2024-07-02T07:00Z"),
+        "issue_time": pd.Timestamp("2024-07-01T17:00Z"),
+        "model_version": "m" * 129,
+        "p50": 5.0,
+        "unit": "usd_per_mw",
+    }
+    with pytest.raises(
+        FleetInputError, match=r"price_forecasts\.model_version='m+' has 129 characters"
+    ):
+        insert_price_forecasts(engine, pd.DataFrame([row]))
+
+
+def test_stored_forecast_prices_read_as_prices_at_each_markets_as_node(engine):
+    from fleet.ops.dayahead import stored_forecast_prices
+    from fleet.store.forecasts import insert_price_forecasts
+
+    caiso = load_market_rules("CAISO")
+    assert (RULES.as_node("HB_HOUSTON"), caiso.as_node("NODE_A")) == (
+        "SYSTEM",
+        "NODE_A",
+    )
+    start = operating_day_start(caiso, DAY)
+    issue = pd.Timestamp("2024-07-01T17:00Z")
+    rows = []
+    for node, product, value in [
+        ("NODE_A", "da_energy", 30.0),
+        ("NODE_A", "reg_up", 7.0),
+        ("NODE_B", "da_energy", 31.0),
+        ("NODE_B", "reg_up", 9.0),
+        ("SYSTEM", "reg_up", 99.0),
+    ]:
+        for h in range(24):
+            rows.append(
+                {
+                    "market": "CAISO",
+                    "node": node,
+                    "product": product,
+                    "ts": pd.Timestamp(start) + pd.Timedelta(hours=h),
+                    "issue_time": issue,
+                    "model_version": "test",
+                    "p50": value,
+                    "unit": "usd_per_mwh" if product == "da_energy" else "usd_per_mw",
+                }
+            )
+    insert_price_forecasts(engine, pd.DataFrame(rows))
+    prices = stored_forecast_prices(
+        engine, caiso, ["NODE_A", "NODE_B"], start, 24, as_of=NOW + dt.timedelta(days=1)
+    )
+    assert prices["NODE_A"]["reg_up"] == [7.0] * 24
+    assert prices["NODE_B"]["reg_up"] == [9.0] * 24
+    assert prices["NODE_B"]["energy"] == [31.0] * 24

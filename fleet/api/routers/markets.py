@@ -6,14 +6,15 @@ import datetime as dt
 import importlib
 import logging
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query
+from pydantic import ValidationError
 
+from dispatch.markets import load_market_rules
 from fleet.api import queries
 from fleet.api.deps import BusDep, SchedulerKey, StoreDep, ViewerKey
-from fleet.api.errors import InputError, NotFoundError
+from fleet.api.errors import ConflictError, InputError, NotFoundError
 from fleet.api.routers._common import AUTH_RESPONSES, NOT_FOUND, market_name, utc_now
 from fleet.api.schemas import (
     AwardListOut,
@@ -25,8 +26,10 @@ from fleet.api.schemas import (
     BidSetOut,
     ErrorOut,
 )
+from fleet.ops import awards as ops_awards
+from fleet.ops.bids import fleet_from_store
 from fleet.store import audit
-from fleet.store.bids import save_bid_set
+from fleet.store.bids import BidVersionExistsError, save_bid_set
 from fleet.store.tables import awards
 
 logger = logging.getLogger(__name__)
@@ -84,6 +87,43 @@ def check_bid_set(
     return None if reason is None else str(reason)
 
 
+def check_award_set(
+    engine: sa.Engine, market: str, operating_day: dt.date, award_set: AwardSetIn
+) -> None:
+    """Run :func:`fleet.ops.awards.check_awards` (the CLI's check) on an API award set.
+
+    Raises
+    ------
+    InputError
+        422 naming the award index and field (site, product and hour in the text).
+    """
+    try:
+        checked = ops_awards.AwardSetIn.model_validate(award_set.model_dump())
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        bad = tuple(err["loc"])
+        where = ".".join(str(p) for p in bad)
+        msg = f"{where}: {err['msg']}"
+        raise InputError(msg, ("body", *bad)) from None
+    rules = load_market_rules(market)
+    fleet = fleet_from_store(engine, rules.name)
+    if fleet is None:
+        msg = f"market={market}: the store has no sites of this market to award"
+        raise InputError(msg, ("path", "market"))
+    try:
+        ops_awards.check_awards(engine, checked, rules, operating_day, fleet)
+    except ops_awards.AwardRefusedError as exc:
+        first = exc.refusals[0]
+        loc: tuple[str | int, ...] = (
+            ("body", "version")
+            if first.index is None and first.field == "version"
+            else ("body", "awards")
+            if first.index is None
+            else ("body", "awards", first.index, first.field)
+        )
+        raise InputError(str(exc), loc) from None
+
+
 def _bid_out(row: dict[str, Any]) -> BidSetOut:
     return BidSetOut(
         bid_set_id=int(row["id"]),
@@ -123,20 +163,23 @@ def put_bids(
             raise InputError(msg, ("body", "bids", i, "site_id"))
     reason = check_bid_set(mkt, operating_day, bid_set, engine)
     status = "accepted" if reason is None else "refused"
-    with engine.begin() as conn:
-        version = bid_set.schedule_version or queries.next_bid_version(
-            conn, market=mkt, operating_day=operating_day
-        )
-        stored = save_bid_set(
-            conn,
-            market=mkt,
-            operating_day=operating_day,
-            version=version,
-            status=status,
-            submitted_by=key.id,
-            payload=bid_set.model_dump(mode="json"),
-            refusal_reason=reason,
-        )
+    try:
+        with engine.begin() as conn:
+            version = bid_set.schedule_version or queries.next_bid_version(
+                conn, market=mkt, operating_day=operating_day
+            )
+            stored = save_bid_set(
+                conn,
+                market=mkt,
+                operating_day=operating_day,
+                version=version,
+                status=status,
+                submitted_by=key.id,
+                payload=bid_set.model_dump(mode="json"),
+                refusal_reason=reason,
+            )
+    except BidVersionExistsError as exc:
+        raise ConflictError(str(exc)) from None
     new_id = stored.id
     row = {
         "id": stored.id,
@@ -194,6 +237,7 @@ def get_bids(
     "/markets/{market}/awards/{operating_day}",
     response_model=AwardSetOut,
     status_code=201,
+    responses={422: {"description": "Awards refused: the reason names the award."}},
 )
 def put_awards(
     market: MarketParam,
@@ -203,27 +247,10 @@ def put_awards(
     key: SchedulerKey,
     bus: BusDep,
 ) -> AwardSetOut:
-    """Record the awards of a bid version (scheduler); replaces that version's rows."""
+    """Record the awards of an accepted bid version (scheduler); replaces its rows."""
     mkt = market_name(market)
     _check_day(operating_day)
-    tz = ZoneInfo(queries.market_timezone(mkt))
-    day_start = dt.datetime.combine(operating_day, dt.time(), tzinfo=tz)
-    day_end = dt.datetime.combine(
-        operating_day + dt.timedelta(days=1), dt.time(), tzinfo=tz
-    )
-    seen: set[tuple[str, dt.datetime, str]] = set()
-    for i, award in enumerate(award_set.awards):
-        if not day_start <= award.ts < day_end:
-            msg = (
-                f"awards[{i}].ts={award.ts.isoformat()} is outside operating day "
-                f"{operating_day} ({tz.key})"
-            )
-            raise InputError(msg, ("body", "awards", i, "ts"))
-        k = (award.site_id, award.ts.astimezone(dt.UTC), award.product)
-        if k in seen:
-            msg = f"awards[{i}]: duplicate site_id/ts/product"
-            raise InputError(msg, ("body", "awards", i))
-        seen.add(k)
+    check_award_set(engine, mkt, operating_day, award_set)
     received = utc_now()
     rows = [
         {

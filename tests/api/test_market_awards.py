@@ -1,0 +1,108 @@
+"""Awards checked by the API (one check: ``fleet.ops.awards.check_awards``), bid versions."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.api.conftest import Store, auth
+
+DAY = "2030-08-01"
+# 2030-08-01 00:00 CDT = 05:00 UTC: hour_ending 1 of the operating day.
+HE1 = "2030-08-01T05:00:00Z"
+
+
+def _bids(client: httpx.Client, store: Store, version: int) -> httpx.Response:
+    body = {
+        "bids": [
+            {
+                "site_id": "tx-odessa-01",
+                "product": "energy",
+                "hour_ending": 1,
+                "curve": [[-20.0, 10.0], [0.0, 20.0], [20.0, 40.0]],
+            },
+            {
+                "site_id": "tx-odessa-01",
+                "product": "reg_up",
+                "hour_ending": 1,
+                "curve": [[10.0, 1.0]],
+            },
+        ],
+        "schedule_version": version,
+    }
+    return client.put(
+        f"/v1/markets/ERCOT/bids/{DAY}", json=body, headers=auth(store, "scheduler")
+    )
+
+
+def _award(product: str, mw: float, unit: str = "usd_per_mw") -> dict[str, object]:
+    return {
+        "site_id": "tx-odessa-01",
+        "ts": HE1,
+        "product": product,
+        "award_mw": mw,
+        "unit": unit,
+    }
+
+
+def _put_awards(
+    client: httpx.Client, store: Store, day: str, awards: list[dict[str, object]]
+) -> httpx.Response:
+    return client.put(
+        f"/v1/markets/ERCOT/awards/{day}",
+        json={"version": 1, "awards": awards},
+        headers=auth(store, "scheduler"),
+    )
+
+
+def test_awards_answer_422_when_no_accepted_bid_set_for_the_day(
+    client: httpx.Client, store: Store
+) -> None:
+    response = _put_awards(
+        client,
+        store,
+        "2030-08-09",
+        [_award("reg_up", 1.0) | {"ts": "2030-08-09T05:00:00Z"}],
+    )
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == ["body", "version"]
+    assert "no bid set ERCOT 2030-08-09 version=1" in detail["msg"]
+
+
+def test_bid_versions_answer_409_when_stored_twice_and_awards_are_checked(
+    client: httpx.Client, store: Store
+) -> None:
+    first = _bids(client, store, 1)
+    assert first.status_code == 201, first.text
+    assert first.json()["status"] == "accepted", first.json()["refusal_reason"]
+    again = _bids(client, store, 1)
+    assert again.status_code == 409, again.text
+    assert "version=1 is already stored" in again.json()["detail"]
+
+    # 5,000 MW of reg-up for a 100 MW site: refused naming award, site, product, hour.
+    huge = _put_awards(client, store, DAY, [_award("reg_up", 5000.0)])
+    assert huge.status_code == 422, huge.text
+    detail = huge.json()["detail"][0]
+    assert detail["loc"] == ["body", "awards", 0, "award_mw"]
+    assert detail["msg"].startswith(
+        "awards[0]: site tx-odessa-01, reg_up, hour_ending 1: award_mw=5000 exceeds"
+    )
+    over = _put_awards(client, store, DAY, [_award("reg_up", 11.0)])
+    assert over.status_code == 422
+    assert "exceeds the 10 MW offered" in over.json()["detail"][0]["msg"]
+    unit = _put_awards(client, store, DAY, [_award("reg_up", 5.0, "usd_per_mwh")])
+    assert unit.json()["detail"][0]["loc"] == ["body", "awards", 0, "unit"]
+    capacity = _put_awards(client, store, DAY, [_award("capacity", 5.0)])
+    assert capacity.status_code == 422
+    assert capacity.json()["detail"][0]["loc"][:3] == ["body", "awards", 0]
+    got = client.get(f"/v1/markets/ERCOT/awards/{DAY}", headers=auth(store, "viewer"))
+    assert got.status_code == 404
+
+    valid = _put_awards(
+        client,
+        store,
+        DAY,
+        [_award("reg_up", 10.0), _award("energy", 15.5, "usd_per_mwh")],
+    )
+    assert valid.status_code == 201, valid.text
+    assert sorted(a["award_mw"] for a in valid.json()["awards"]) == [10.0, 15.5]
