@@ -77,6 +77,14 @@ def operate(
             help="A site without telemetry for this long is stale [simulated s].",
         ),
     ] = 15.0,
+    solve_time_limit_s: Annotated[
+        float,
+        typer.Option(
+            "--solve-time-limit-s",
+            min=0.05,
+            help="Time for the exact intraday solve before its LP relaxation stands in [s].",
+        ),
+    ] = 5.0,
     export_dir: Annotated[
         Path | None,
         typer.Option("--export-dir", help="Write accepted bid sets here."),
@@ -147,6 +155,7 @@ def operate(
         interval_minutes=interval_minutes,
         model_interval_minutes=model_interval_minutes,
         stale_after_s=stale_after_s,
+        solve_time_limit_s=solve_time_limit_s,
     )
     clock: Any = SystemClock()
     if clock_start is not None or speed != 1.0 or clock_anchor is not None:

@@ -275,8 +275,26 @@ def dayahead_run(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write the bid set JSON here.")
     ] = None,
+    forecast: Annotated[
+        str,
+        typer.Option(
+            "--forecast",
+            help="When no forecast of the day is stored: make them with this method "
+            "(model or naive) from the stored prices; none: refuse.",
+        ),
+    ] = "model",
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Load data sets for behind-the-meter sites with no metered load yet.",
+        ),
+    ] = None,
 ) -> None:
-    """Plan the operating day from stored forecasts and telemetry, store the schedule, make bids."""
+    """Plan the operating day from stored forecasts and telemetry, store the schedule, make bids.
+
+    Forecasts missing for the day are made first from the stored prices (``--forecast``).
+    """
     from dispatch.bids import export_json
     from fleet.fleetfile import load_fleet
     from fleet.ops.dayahead import run_dayahead
@@ -291,7 +309,19 @@ def dayahead_run(
         operating_day = local_today + dt.timedelta(days=1)
     else:
         operating_day = _day(day, "--day")
-    outcome = run_dayahead(_engine(db), fleet_obj, rules, operating_day, now=now)
+    if forecast not in ("model", "naive", "none"):
+        msg = f"--forecast={forecast!r} must be model, naive or none"
+        raise FleetInputError(msg)
+    method: Any = None if forecast == "none" else forecast
+    outcome = run_dayahead(
+        _engine(db),
+        fleet_obj,
+        rules,
+        operating_day,
+        now=now,
+        forecast=method,
+        data_dir=data_dir,
+    )
     console = Console()
     if outcome.version is None:
         console.print(
@@ -300,9 +330,14 @@ def dayahead_run(
         raise typer.Exit(1)
     console.print(
         f"{rules.name} {operating_day}: schedule v{outcome.version}, objective "
-        f"{outcome.result.objective_usd or 0:,.2f} USD",
+        f"{outcome.result.objective_usd or 0:,.2f} USD ({outcome.forecast_source} "
+        f"forecasts)",
         highlight=False,
     )
+    for refusal in outcome.refusals:
+        console.print(f"[bold red]own bid refused[/]: {escape(str(refusal))}")
+    if outcome.refusals:
+        raise typer.Exit(1)
     if output is not None and outcome.bids is not None:
         ids = {str(s.id): s.resource_id or str(s.id) for s in fleet_obj.sites}
         output.write_text(
@@ -411,7 +446,7 @@ def bids_push(
 ) -> None:
     """Check a bid set against the market rules and the fleet and store it (exit 1 if refused)."""
     from fleet.fleetfile import load_fleet
-    from fleet.ops.bids import push_bid_set
+    from fleet.ops.bids import planned_start_states, push_bid_set
     from fleet.ops.dayahead import latest_site_states
 
     payload = _read_json(file)
@@ -421,16 +456,24 @@ def bids_push(
     fleet_obj = load_fleet(fleet)
     rules = _rules(market)
     engine = _engine(db)
-    now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
-    states = latest_site_states(
-        engine, [s.id for s in fleet_obj.sites], now_ms=now_ms, stale_after_ms=10**13
-    )
-    states = {k: v for k, v in states.items() if v.soc is not None}
+    operating_day = _day(day, "--day")
+    # The bids are checked from the state the day's plan started from (its SoC, SoH
+    # and derate); telemetry now is a day older than the operating day it bids for.
+    states = planned_start_states(engine, rules, operating_day)
+    if not states:
+        now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+        telemetry = latest_site_states(
+            engine,
+            [s.id for s in fleet_obj.sites],
+            now_ms=now_ms,
+            stale_after_ms=10**13,
+        )
+        states = {k: v for k, v in telemetry.items() if v.soc is not None}
     stored, refusals = push_bid_set(
         engine,
         fleet_obj,
         rules,
-        _day(day, "--day"),
+        operating_day,
         payload,
         submitted_by=submitted_by,
         states=states,
@@ -514,16 +557,22 @@ def awards_push(
 @intraday_app.command("run")
 def intraday_run(
     fleet: FleetOpt,
-    day: DayOpt,
     market: MarketOpt = "ERCOT",
+    day: Annotated[
+        str | None,
+        typer.Option("--day", help="Operating day; default today (market local)."),
+    ] = None,
     db: DbOpt = None,
     mqtt_url: Annotated[
         str | None,
         typer.Option("--mqtt", help="Broker URL; default $BESSFLEET_MQTT_URL."),
     ] = None,
     intervals: Annotated[
-        int, typer.Option("--intervals", min=1, help="Steps to run.")
-    ] = 96,
+        int | None,
+        typer.Option(
+            "--intervals", min=1, help="Steps to run (default: the rest of the day)."
+        ),
+    ] = None,
     interval_minutes: Annotated[
         int, typer.Option("--interval-minutes", help="5 or 15.")
     ] = 15,
@@ -534,93 +583,94 @@ def intraday_run(
             help="Interval of the re-solved model (a multiple of --interval-minutes).",
         ),
     ] = None,
-    speed: Annotated[
+    stale_after_s: Annotated[
         float,
-        typer.Option("--speed", help="Simulated seconds per second (1 = real time)."),
-    ] = 1.0,
+        typer.Option(
+            "--stale-after-s",
+            min=0.1,
+            help="Telemetry age that makes a site stale [s].",
+        ),
+    ] = 15.0,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Load data sets for behind-the-meter sites."),
+    ] = None,
 ) -> None:
-    """Re-dispatch every interval from telemetry with the awards fixed; publish setpoints."""
-    from dispatch.scenario import parse_scenario
+    """Re-dispatch every interval of the day from stored telemetry; command every site.
+
+    The same intraday step as ``bessfleet operate`` (awards soft at the charge-back,
+    behind-the-meter sites included, setpoints and acks stored). A day that is over
+    exits 2.
+    """
+    import threading
+    from zoneinfo import ZoneInfo
+
     from fleet.config import Settings
     from fleet.fleetfile import load_fleet
-    from fleet.ops.awards import commitments_from_awards, latest_awards
-    from fleet.ops.clock import AcceleratedClock, SystemClock
-    from fleet.ops.intraday import (
-        IntradayConfig,
-        IntradayDispatcher,
-        MqttSetpointSink,
-        TelemetryTracker,
-        dayahead_prices_on_grid,
-        run_intraday,
-    )
-    from fleet.store.schedules import latest_schedule
+    from fleet.ops.clock import SystemClock
+    from fleet.ops.intraday import IntradayConfig, MqttSetpointSink
+    from fleet.ops.market import IsoMarket
+    from fleet.ops.operator import MarketLoop, OperatorOptions, store_states
+    from fleet.store.dml import transaction
+    from fleet.store.telemetry import record_setpoint
     from telemetry.ingest import make_client, parse_mqtt_url
 
     fleet_obj = load_fleet(fleet)
     rules = _rules(market)
-    operating_day = _day(day, "--day")
+    clock = SystemClock()
+    operating_day = (
+        _day(day, "--day")
+        if day is not None
+        else clock.now().astimezone(ZoneInfo(rules.timezone)).date()
+    )
     engine = _engine(db)
-    stored = latest_schedule(engine, market=rules.name, operating_day=operating_day)
-    if stored is None or stored.scenario is None:
-        msg = f"no {rules.name} schedule for {operating_day}: run `bessfleet dayahead run` first"
-        raise FleetInputError(msg)
-    da_scn = parse_scenario(stored.scenario)
     config = IntradayConfig(
-        interval_minutes=interval_minutes, model_interval_minutes=model_interval_minutes
+        interval_minutes=interval_minutes,
+        model_interval_minutes=model_interval_minutes,
+        stale_after_s=stale_after_s,
     )
-    url = mqtt_url or Settings().mqtt_url
-    clock: Any = SystemClock()
-    if speed != 1.0:
-        clock = AcceleratedClock(dt.datetime.now(dt.UTC), speed)
-    awards = latest_awards(engine, rules, operating_day)
-    from fleet.ops.scenario_builder import operating_day_hours, operating_day_start
-
-    n_day = operating_day_hours(rules, operating_day) * 60 // interval_minutes
-    commitments = (
-        commitments_from_awards(
-            awards,
-            start=operating_day_start(rules, operating_day),
-            interval_minutes=interval_minutes,
-            intervals=n_day,
-        )
-        if not awards.empty
-        else {}
-    )
-    tracker = TelemetryTracker(url)
-    tracker.start()
-    address = parse_mqtt_url(url)
+    address = parse_mqtt_url(mqtt_url or Settings().mqtt_url)
     client = make_client(address)
-    client.connect(address.host, address.port)
-    client.loop_start()
+
+    def record(setpoint: Any) -> None:
+        with transaction(engine) as conn:
+            record_setpoint(conn, setpoint=setpoint, actor="intraday")
 
     def now_ms() -> int:
         return int(clock.now().timestamp() * 1000)
 
-    sink = MqttSetpointSink(client, fleet_obj, now_ms=now_ms)
-    dispatcher = IntradayDispatcher(
+    sink = MqttSetpointSink(client, fleet_obj, now_ms=now_ms, record=record)
+    ids = [s.id for s in fleet_obj.sites if s.market.value == rules.name]
+    loop = MarketLoop(
+        engine,
         fleet_obj,
         rules,
-        operating_day,
-        prices=dayahead_prices_on_grid(da_scn),
-        states=tracker.snapshot,
+        clock,
         send=sink.send,
-        awards=commitments,
-        schedule_version=stored.version,
-        config=config,
+        states=store_states(engine)(ids),
+        options=OperatorOptions(intraday=config, data_dir=data_dir),
+        market=IsoMarket(),
     )
     console = Console()
 
     def show(report: Any) -> None:
         console.print(
-            f"{report.start:%H:%M} {report.status} {report.version} sent {len(report.setpoints_mw)} "
-            f"stale {list(report.stale)} shortfall {report.shortfall_mw} {report.solve_seconds:.2f} s",
+            f"{report.start:%H:%M} {report.status} {report.version} sent "
+            f"{len(report.setpoints_mw)} stale {list(report.stale)} shortfall "
+            f"{report.shortfall_mw} {report.solve_seconds:.2f} s",
             highlight=False,
         )
 
+    stop = threading.Event()
+    client.connect(address.host, address.port)
+    client.loop_start()
     try:
-        run_intraday(dispatcher, clock, intervals, on_interval=show)
+        loop.run_intraday_day(
+            operating_day, stop, on_interval=show, intervals=intervals
+        )
+    except KeyboardInterrupt:
+        stop.set()
     finally:
-        tracker.stop()
         client.disconnect()
         client.loop_stop()
 

@@ -496,6 +496,48 @@ class MarketLoop:
                 )
         return dispatcher.interval_start(index + 1)
 
+    def run_intraday_day(
+        self,
+        day: dt.date,
+        stop: threading.Event,
+        on_interval: Callable[[IntervalReport], None] | None = None,
+        intervals: int | None = None,
+    ) -> int:
+        """Command every interval of ``day`` from now until it ends; return the count.
+
+        Raises
+        ------
+        FleetInputError
+            When the day is over or has no stored plan.
+        """
+        now = self.clock.now()
+        if now >= self.day_end(day):
+            msg = (
+                f"--day {day}: the {self.rules.name} operating day ended at "
+                f"{self.day_end(day).isoformat()}; there is nothing left to dispatch"
+            )
+            raise FleetInputError(msg)
+        if self._dispatcher(day) is None:
+            msg = (
+                f"no {self.rules.name} schedule for {day}: run `bessfleet dayahead run` "
+                "(or `bessfleet operate`) first"
+            )
+            raise FleetInputError(msg)
+        start = operating_day_start(self.rules, day)
+        if now < start and not self.clock.sleep_until(start, stop):
+            return 0
+        count = 0
+        while not stop.is_set() and (intervals is None or count < intervals):
+            nxt = self._intraday(day, self.clock.now())
+            reports = self.progress.intervals.get(day, [])
+            if reports and len(reports) > count:
+                count = len(reports)
+                if on_interval is not None:
+                    on_interval(reports[-1])
+            if nxt is None or not self.clock.sleep_until(nxt, stop):
+                break
+        return count
+
     def _settle(self, day: dt.date) -> dict[str, Any]:
         result = settle_day(self.bind, self.fleet, self.rules, day)
         rows = store_settlement(self.bind, result, now=self.clock.now())
