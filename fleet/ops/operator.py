@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import logging
 import threading
 import time
@@ -39,7 +38,6 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from dispatch.bids import export_json
 from dispatch.markets import MarketRules, load_market_rules
 from dispatch.scenario import parse_scenario
 from fleet.domain import Fleet
@@ -282,28 +280,16 @@ class MarketLoop:
     def _export(self, day: dt.date) -> dict[str, Any] | None:
         if self.options.export_dir is None:
             return {"written": None}
-        stored = latest_accepted_bid_set(
-            self.bind, market=self.rules.name, operating_day=day
-        )
-        if stored is None:
-            msg = f"no accepted {self.rules.name} bid set for {day} to export"
-            raise FleetInputError(msg)
-        from dispatch.bids import BidSet, parse_bids
+        from fleet.ops.export import export_bid_set
 
-        bid_set = BidSet(
-            market=self.rules.name,
-            operating_day=day,
-            bids=parse_bids(stored.payload),
-            note=f"bid set v{stored.version}",
+        result = export_bid_set(
+            self.bind,
+            self.fleet,
+            self.rules,
+            day,
+            self.options.export_dir / self.rules.name.lower() / day.isoformat(),
         )
-        resources = {str(s.id): str(s.resource_id or s.id) for s in self.sites}
-        folder = self.options.export_dir / self.rules.name.lower() / day.isoformat()
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"bids-v{stored.version}.json"
-        path.write_text(
-            json.dumps(export_json(bid_set, self.rules, resources), indent=1)
-        )
-        return {"written": str(path)}
+        return {"folder": str(result.folder), "files": len(result.files)}
 
     def _awards(self, day: dt.date) -> dict[str, Any] | None:
         stored = latest_accepted_bid_set(
