@@ -35,7 +35,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180
 
 FLEET = REPO_ROOT / "deploy" / "examples" / "fleet.toml"
 SPEED = 360.0  # a 15-minute interval every 2.5 wall seconds
-START = dt.datetime(2025, 4, 8, 14, 20, tzinfo=dt.UTC)  # ERCOT 09:20 CDT, CAISO 07:20 PDT
+START = dt.datetime(
+    2025, 4, 8, 14, 20, tzinfo=dt.UTC
+)  # ERCOT 09:20 CDT, CAISO 07:20 PDT
 DAYS = (dt.date(2025, 4, 9), dt.date(2025, 4, 10))
 STEPS = ("forecast", "dayahead", "export", "awards", "intraday", "settle")
 
@@ -122,14 +124,22 @@ def test_operator_runs_two_days_for_every_site_unattended(
             # Every step of the day ran, once, and is recorded done.
             done = runs[(runs["market"] == market) & (runs["operating_day"] == day)]
             status = dict(zip(done["step"], done["status"], strict=True))
-            assert all(status.get(step) == "done" for step in STEPS), (market, day, status)
+            assert all(status.get(step) == "done" for step in STEPS), (
+                market,
+                day,
+                status,
+            )
             # Bids accepted by the project's own check; none refused.
             with engine.connect() as conn:
-                sets = conn.execute(
-                    sa.select(bid_sets.c.status).where(
-                        bid_sets.c.market == market, bid_sets.c.operating_day == day
+                sets = (
+                    conn.execute(
+                        sa.select(bid_sets.c.status).where(
+                            bid_sets.c.market == market, bid_sets.c.operating_day == day
+                        )
                     )
-                ).scalars().all()
+                    .scalars()
+                    .all()
+                )
             assert sets and set(sets) == {"accepted"}
             # Every site, FOM and BTM, was commanded in every interval of the day.
             intervals = load_intervals(engine, market=market, day=day)
@@ -145,7 +155,11 @@ def test_operator_runs_two_days_for_every_site_unattended(
     assert set(settled["operating_day"]) == set(DAYS)
     for site in fleet.sites:
         items = set(settled[settled["site_id"] == site.id]["item"])
-        expected = {"btm_bill", "btm_savings"} if site.is_btm else {"da_energy", "rt_deviation"}
+        expected = (
+            {"btm_bill", "btm_savings"}
+            if site.is_btm
+            else {"da_energy", "rt_deviation"}
+        )
         assert expected <= items, (site.id, items)
     # The gateways got and acknowledged the commands: the store has every one of them.
     with engine.connect() as conn:
@@ -163,4 +177,6 @@ def test_operator_runs_two_days_for_every_site_unattended(
     # The submission files were written for every market and day.
     for market in markets:
         for day in DAYS:
-            assert list((tmp_path / "exports" / market.lower() / day.isoformat()).glob("*"))
+            assert list(
+                (tmp_path / "exports" / market.lower() / day.isoformat()).glob("*")
+            )
