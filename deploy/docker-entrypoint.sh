@@ -8,7 +8,8 @@
 #                  then serve the API + dashboard on 0.0.0.0:${BESSFLEET_API_PORT:-8000}
 #   migrate        only migrate the store (a Kubernetes Job / compose one-shot)
 #   ingest         one telemetry ingest worker of the shared subscription group
-#   scheduler      the daily/intraday scheduler (bessfleet serve without the API)
+#   scheduler      the unattended operator of every market (bessfleet operate): forecasts,
+#                  day-ahead plan and bids, awards, intraday setpoints, settlement
 #   dask-scheduler a Dask scheduler on :8786
 #   dask-worker    a Dask worker connected to BESSFLEET_DASK_ADDRESS
 #   healthcheck    exit 0 when this container's role is healthy (the API answers /healthz)
@@ -78,7 +79,9 @@ case "$ROLE" in
       --share "${BESSFLEET_INGEST_SHARE_GROUP:-bessfleet-ingest}" "$@"
     ;;
   scheduler)
-    run bessfleet dayahead schedule --fleet "${BESSFLEET_FLEET_FILE:-/etc/bessfleet/fleet.toml}" "$@"
+    run bessfleet operate --fleet "${BESSFLEET_FLEET_FILE:-/etc/bessfleet/fleet.toml}" \
+      --market-mode "${BESSFLEET_MARKET_MODE:-iso}" \
+      --export-dir "${BESSFLEET_EXPORT_DIR:-/var/lib/bessfleet/exports}" "$@"
     ;;
   dask-scheduler)
     run dask scheduler --host 0.0.0.0 --port "${BESSFLEET_DASK_PORT:-8786}" \

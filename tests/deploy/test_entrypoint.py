@@ -78,7 +78,8 @@ def test_entrypoint_exits_nonzero_when_store_unreachable(tmp_path: Path) -> None
         (
             "scheduler",
             {},
-            "exec: bessfleet dayahead schedule --fleet /etc/bessfleet/fleet.toml",
+            "exec: bessfleet operate --fleet /etc/bessfleet/fleet.toml --market-mode iso"
+            " --export-dir /var/lib/bessfleet/exports",
         ),
         (
             "dask-worker",

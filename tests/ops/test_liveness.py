@@ -162,7 +162,8 @@ def test_a_killed_ingest_turns_readyz_red_and_raises_an_alert(
             if alerts:
                 break
             time.sleep(0.2)
-        assert alerts and alerts[0].severity == "critical"
+        assert alerts
+        assert alerts[0].severity == "critical"
         assert alerts[0].closed_at is None
         # A worker back: the alert closes.
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)

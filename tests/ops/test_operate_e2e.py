@@ -140,7 +140,8 @@ def test_operator_runs_two_days_for_every_site_unattended(
                     .scalars()
                     .all()
                 )
-            assert sets and set(sets) == {"accepted"}
+            assert sets
+            assert set(sets) == {"accepted"}
             # Every site, FOM and BTM, was commanded in every interval of the day.
             intervals = load_intervals(engine, market=market, day=day)
             assert list(intervals["interval_index"]) == list(range(96))
