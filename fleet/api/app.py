@@ -27,6 +27,7 @@ from fleet.api.routers import (
     forecasts,
     health,
     markets,
+    operations,
     schedules,
     sites,
     stream,
@@ -192,6 +193,7 @@ def create_app(
         forecasts,
         markets,
         alerts,
+        operations,
         admin,
         stream,
     ):
