@@ -136,3 +136,22 @@ def next_dayahead_run(
         if run > local_now:
             return run.astimezone(dt.UTC), day + dt.timedelta(days=1)
         day += dt.timedelta(days=1)
+
+
+ClockSpec = tuple[str, float, float] | None
+"""A clock another process can rebuild: None (system) or (sim time, speed, wall time)."""
+
+
+def clock_spec(clock: Clock) -> ClockSpec:
+    """Return what :func:`clock_from_spec` needs to rebuild ``clock`` elsewhere."""
+    if isinstance(clock, AcceleratedClock):
+        return (clock.now().isoformat(), clock.speed, time.time())
+    return None
+
+
+def clock_from_spec(spec: ClockSpec) -> Clock:
+    """Rebuild a clock from :func:`clock_spec` (an accelerated one stays in step)."""
+    if spec is None:
+        return SystemClock()
+    when, speed, wall = spec
+    return AcceleratedClock(dt.datetime.fromisoformat(when), speed, wall_anchor_s=wall)

@@ -27,10 +27,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -55,7 +56,7 @@ from fleet.ops.btm import (
     peak_so_far_mw,
     tariff_usd_per_mwh,
 )
-from fleet.ops.clock import Clock
+from fleet.ops.clock import Clock, ClockSpec, clock_from_spec, clock_spec
 from fleet.ops.dayahead import run_dayahead
 from fleet.ops.forecasts import Method, refresh_forecasts
 from fleet.ops.intraday import (
@@ -103,6 +104,9 @@ class OperatorOptions:
     """Stop each market after settling this many operating days (None: run on)."""
     max_sleep_s: float = 1.0
     """Longest wall-clock nap between checks [s] (so a stop is seen quickly)."""
+    background: Literal["thread", "process"] = "process"
+    """Where planning and settlement run beside the intraday steps (a process keeps
+    their CPU-heavy Python from starving the steps; an in-memory store needs a thread)."""
 
 
 @dataclass(slots=True)
@@ -143,6 +147,7 @@ class MarketLoop:
         states: StateSource,
         options: OperatorOptions,
         market: Market,
+        background: Literal["thread", "process"] = "thread",
     ) -> None:
         self.bind = bind
         self.fleet = fleet
@@ -155,10 +160,20 @@ class MarketLoop:
         self.tz = ZoneInfo(rules.timezone)
         self.sites = [s for s in fleet.sites if s.market.value == rules.name]
         self.progress = MarketProgress(rules.name)
-        self._planner = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"plan-{rules.name}"
-        )
+        self._planner: Executor
+        self._url = _process_url(bind) if background == "process" else None
+        if self._url is not None:
+            # Planning (forecast fits, several solves) and settlement are CPU-heavy
+            # Python: in a process of their own they never starve the intraday steps.
+            self._planner = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
+        else:
+            self._planner = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"plan-{rules.name}"
+            )
         self._planning: Future[None] | None = None
+        self._settling: set[dt.date] = set()
         self._dispatchers: dict[dt.date, IntradayDispatcher] = {}
         self._done: dict[dt.date, set[int]] = {}
         self._load_cache: dict[tuple[str, dt.date], list[float]] = {}
@@ -233,6 +248,30 @@ class MarketLoop:
                 self._step(day, "export", functools.partial(self._export, day))
         except Exception:  # a planning bug must not stop the day's intraday steps
             logger.exception("%s %s: planning failed", self.rules.name, day)
+
+    def _submit(self, job: str, day: dt.date) -> Future[None]:
+        """Run a planning or settlement job on the background executor."""
+        if self._url is not None:
+            return self._planner.submit(
+                _background_job,
+                self._url,
+                self.fleet,
+                self.rules.name,
+                clock_spec(self.clock),
+                self.options,
+                self.market.name,
+                job,
+                day,
+            )
+        if job == "plan":
+            return self._planner.submit(self._plan, day)
+        return self._planner.submit(self._settle_step, day)
+
+    def _settle_step(self, day: dt.date) -> None:
+        try:
+            self._step(day, "settle", functools.partial(self._settle, day))
+        except Exception:  # a settlement bug must not stop the loop
+            logger.exception("%s %s: settlement failed", self.rules.name, day)
 
     def _forecast(self, day: dt.date) -> dict[str, Any]:
         made = refresh_forecasts(
@@ -555,7 +594,7 @@ class MarketLoop:
                 and (self._planning is None or self._planning.done())
             ):
                 # Planning runs beside the intraday steps, which must not wait for it.
-                self._planning = self._planner.submit(self._plan, day)
+                self._planning = self._submit("plan", day)
             awards_at = self.awards_due(day)
             if now < awards_at:
                 wake.append(awards_at)
@@ -577,11 +616,14 @@ class MarketLoop:
             if step_status(self.bind, self.rules.name, day, "dayahead") != "done":
                 continue
             if step_status(self.bind, self.rules.name, day, "settle") == "done":
+                if day in self._settling and day not in self.progress.settled:
+                    self.progress.settled.append(day)
                 continue
             if now < settle_at:
                 wake.append(settle_at)
-            elif self._step(day, "settle", functools.partial(self._settle, day)):
-                self.progress.settled.append(day)
+            elif self._planning is None or self._planning.done():
+                self._settling.add(day)
+                self._planning = self._submit("settle", day)
         return min(w for w in wake if w > now) if any(w > now for w in wake) else now
 
     def finished(self) -> bool:
@@ -672,6 +714,7 @@ class Operator:
                     states=factory(ids),
                     options=self.options,
                     market=market,
+                    background=self.options.background,
                 )
             )
 
@@ -743,3 +786,50 @@ def monitor_ingest(bind: Bind, stop: threading.Event, interval_s: float = 5.0) -
         except Exception:  # the monitor must never take the operator down
             logger.exception("ingest monitor failed")
             time.sleep(interval_s)
+
+
+def _process_url(bind: Bind) -> str | None:
+    """Return the store URL a background process can open (None: keep a thread)."""
+    url = getattr(bind, "url", None)
+    if url is None or (
+        url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+    ):
+        return None
+    return str(url.render_as_string(hide_password=False))
+
+
+def _background_job(
+    url: str,
+    fleet: Fleet,
+    market: str,
+    spec: ClockSpec,
+    options: OperatorOptions,
+    mode: str,
+    job: str,
+    day: dt.date,
+) -> None:
+    """Run a market's planning or settlement of ``day`` in a process of its own."""
+    from fleet.store.engine import make_engine
+
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    engine = make_engine(url)
+    try:
+        loop = MarketLoop(
+            engine,
+            fleet,
+            load_market_rules(market),
+            clock_from_spec(spec),
+            send=None,
+            states=dict,
+            options=options,
+            market=ReplayMarket() if mode == "replay" else IsoMarket(),
+        )
+        if job == "plan":
+            loop._plan(day)
+        else:
+            loop._settle_step(day)
+        loop._planner.shutdown(wait=False)
+    finally:
+        engine.dispose()
