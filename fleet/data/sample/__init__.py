@@ -1,0 +1,1 @@
+"""The price and load sample shipped with the package (see README.md)."""
