@@ -146,6 +146,7 @@ def summary_table(summary: DemoSummary) -> Table:
         "API answers during the run (failed)",
         f"{summary.api_ok:,} ({summary.api_failed})",
     )
+    table.add_row("price data", summary.price_source)
     table.add_row("broker", f"{summary.broker} {summary.broker_url}")
     table.add_row("store", summary.database_url)
     return table
@@ -260,9 +261,26 @@ def demo(
     from fleet.demo.run import Demo, DemoOptions
 
     settings = Settings()
+    data_dir = prices_dir or settings.shared_data_dir
+    if prices:
+        source = "your price CSV(s): " + ", ".join(str(p) for p in prices)
+    elif data_dir.is_dir():
+        source = f"shared data folder {data_dir}"
+    elif prices_dir is not None:
+        msg = f"--prices-dir {prices_dir}: folder not found"
+        raise FleetInputError(msg)
+    else:
+        from fleet.data.sample import SAMPLE_DIR
+
+        source = (
+            f"the sample bundled with bessfleet ({SAMPLE_DIR}; {data_dir} not found): "
+            "ERCOT 2025-02-01..04-19, CAISO example 2020 replayed on 2025 dates"
+        )
+        data_dir = SAMPLE_DIR
     options = DemoOptions(
         fleet_file=fleet_file,
-        prices_dir=prices_dir or settings.shared_data_dir,
+        prices_dir=data_dir,
+        price_source=source,
         prices_csv=tuple(prices or ()),
         folder=folder,
         sites=sites,

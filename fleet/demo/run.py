@@ -143,6 +143,8 @@ class DemoOptions:
     """Intraday re-solve period [intervals]."""
     seed: int = 0
     """Random seed of the gateways (faults, noise)."""
+    price_source: str = ""
+    """Where the prices come from, as the summary says it."""
 
     def check(self) -> None:
         """Raise FleetInputError naming the first option out of range."""
@@ -176,6 +178,7 @@ class DemoSummary:
     """What the demo did and measured (printed as a table, written as JSON)."""
 
     folder: str = ""
+    price_source: str = ""
     broker: str = ""
     broker_url: str = ""
     database_url: str = ""
@@ -500,6 +503,9 @@ class Demo:
                 local_day_hours(day, market),
             )
         self.summary.days = {m: d.isoformat() for m, d in self.days.items()}
+        self.summary.price_source = self.options.price_source or (
+            f"{len(files)} CSV file(s) from {self.options.prices_dir}"
+        )
         days = ", ".join(f"{m} {d}" for m, d in sorted(self.days.items()))
         r.done("prices", f"{len(frame):,} rows read, {rows:,} stored; days: {days}")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-START = pd.Timestamp("2025-03-14", tz="UTC")
-END = pd.Timestamp("2025-04-16", tz="UTC")
+START = pd.Timestamp("2025-02-01", tz="UTC")
+END = pd.Timestamp("2025-04-20", tz="UTC")
 CAISO_SHIFT_DAYS = 1827
 """The CAISO example year (2020) is shipped 261 weeks later: same weekdays, 2025."""
 ERCOT_NODES = (
