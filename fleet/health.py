@@ -20,11 +20,17 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
 from fleet.store import alerts as alert_store
+from fleet.store import assets as asset_store
 from fleet.store.dml import transaction
 from fleet.store.sites import load_site_configs
 from fleet.store.telemetry_tables import tlm_measurements
 from forecasting.health.anomaly import detect_anomalies
-from forecasting.health.detectors import DetectorConfig, expected_soh, run_detectors
+from forecasting.health.detectors import (
+    UNIT_COLUMN,
+    DetectorConfig,
+    expected_soh,
+    run_detectors,
+)
 from forecasting.health.features import daily_features
 from forecasting.health.findings import FindingKind
 
@@ -93,8 +99,10 @@ def read_telemetry(
 ) -> pd.DataFrame:
     """Return a site's stored measurements that health and passports use, in [since, until).
 
-    ``dev_id`` keeps one device; ``battery_only`` keeps samples with cell voltages
-    (battery devices with a readable BMS). Rows are ordered by device, then time.
+    ``dev_id`` keeps one device; ``battery_only`` keeps the devices that report cell
+    voltages (battery devices with a BMS), with all their samples: a ``bad`` sample
+    carries no measurement but counts for the telemetry-quality detector. Rows are
+    ordered by device, then time.
     """
     m = tlm_measurements
     query = sa.select(
@@ -108,15 +116,22 @@ def read_telemetry(
         m.c.cell_v_max_v,
         m.c.cell_v_min_v,
         m.c.cell_t_max_c,
-    ).where(m.c.site_id == site_id)
+    )
+    where = [m.c.site_id == site_id]
     if dev_id is not None:
-        query = query.where(m.c.dev_id == dev_id)
+        where.append(m.c.dev_id == dev_id)
     if since is not None:
-        query = query.where(m.c.ts_ms >= int(since.timestamp() * 1000))
+        where.append(m.c.ts_ms >= int(since.timestamp() * 1000))
     if until is not None:
-        query = query.where(m.c.ts_ms < int(until.timestamp() * 1000))
+        where.append(m.c.ts_ms < int(until.timestamp() * 1000))
+    query = query.where(*where)
     if battery_only:
-        query = query.where(m.c.cell_v_max_v.is_not(None))
+        batteries = (
+            sa.select(m.c.dev_id)
+            .where(*where, m.c.cell_v_max_v.is_not(None))
+            .distinct()
+        )
+        query = query.where(m.c.dev_id.in_(batteries.scalar_subquery()))
     with transaction(bind) as conn:
         rows = conn.execute(query.order_by(m.c.dev_id, m.c.ts_ms)).all()
     return pd.DataFrame(
@@ -131,6 +146,68 @@ def read_battery_telemetry(
     return read_telemetry(
         bind, site_id=site_id, since=since, until=until, battery_only=True
     )
+
+
+@dataclass(frozen=True, slots=True)
+class UnitPeriod:
+    """A registered unit's time behind one telemetry device of a site."""
+
+    serial: str
+    """Unit serial."""
+    dev_id: str
+    """Telemetry device."""
+    position: str | None
+    """Position in the site (rack/string)."""
+    start: dt.datetime
+    """Installed at, UTC."""
+    end: dt.datetime | None
+    """Removed at, UTC (None while installed)."""
+
+
+def unit_periods(bind: Bind, site_id: str) -> list[UnitPeriod]:
+    """Return the registry's unit periods at a site's telemetry devices, oldest first."""
+    periods: list[UnitPeriod] = []
+    for serial in asset_store.site_serials(bind, site_id):
+        current: asset_store.AssetEvent | None = None
+        for event in asset_store.events(bind, serial):
+            if event.kind in {"install", "swap_in"}:
+                current = event if event.site_id == site_id else None
+            elif event.kind in {"remove", "swap_out"} and current is not None:
+                if current.dev_id is not None:
+                    periods.append(
+                        UnitPeriod(
+                            serial,
+                            current.dev_id,
+                            current.position,
+                            current.ts,
+                            event.ts,
+                        )
+                    )
+                current = None
+        if current is not None and current.dev_id is not None:
+            periods.append(
+                UnitPeriod(serial, current.dev_id, current.position, current.ts, None)
+            )
+    return sorted(periods, key=lambda p: (p.dev_id, p.start))
+
+
+def assign_units(features: pd.DataFrame, periods: list[UnitPeriod]) -> pd.DataFrame:
+    """Return a copy of the daily features with the unit (serial) behind each row.
+
+    A device-day belongs to the unit installed at its noon (UTC); days no registered
+    unit covers keep an empty unit (the device's own history).
+    """
+    out = features.copy()
+    out[UNIT_COLUMN] = ""
+    if out.empty or not periods:
+        return out
+    noon = pd.to_datetime(out["day"]).dt.tz_localize("UTC") + pd.Timedelta(hours=12)
+    for period in periods:
+        inside = (out["dev_id"] == period.dev_id) & (noon >= period.start)
+        if period.end is not None:
+            inside &= noon < period.end
+        out.loc[inside, UNIT_COLUMN] = period.serial
+    return out
 
 
 def findings_for(
@@ -148,6 +225,8 @@ def findings_for(
     if features.empty:
         return []
     devices = features["dev_id"].nunique()
+    if UNIT_COLUMN not in features:
+        features = features.assign(**{UNIT_COLUMN: ""})
     if site_energy_mwh is not None and features["soh"].notna().any():
         features = expected_soh(features, site_energy_mwh / devices, config=config)
     findings = run_detectors(features, config)
@@ -224,8 +303,9 @@ def scan_site(
     if features.empty:
         logger.info("health scan %s: no battery telemetry before %s", site_id, now)
         return ScanResult(site_id, None, (), (), (), ())
+    periods = unit_periods(bind, site_id)
     findings = findings_for(
-        features,
+        assign_units(features, periods),
         site_energy_mwh=site_energy_mwh,
         config=config,
         anomaly_model=policy.anomaly_model,

@@ -149,6 +149,18 @@ def events(bind: Bind, serial: str) -> list[AssetEvent]:
     ]
 
 
+def site_serials(bind: Bind, site_id: str) -> list[str]:
+    """Return the serials that have ever had an event at ``site_id``."""
+    with transaction(bind) as conn:
+        rows = conn.execute(
+            sa.select(asset_events.c.serial)
+            .where(asset_events.c.site_id == site_id)
+            .distinct()
+            .order_by(asset_events.c.serial)
+        ).all()
+    return [str(r.serial) for r in rows]
+
+
 def swap(
     bind: Bind,
     *,
