@@ -1,4 +1,4 @@
-"""CLI commands: ``bessfleet assets import|list|passport|swap`` and ``bessfleet health scan|alerts|ack``."""
+"""CLI commands: ``bessfleet assets import|list|passport|swap`` and ``bessfleet health scan|alerts|ack|resolve``."""
 
 from __future__ import annotations
 
@@ -295,17 +295,28 @@ def scan(
             )
         )
         return
+    console = Console()
     for r in results:
         typer.echo(
             f"{r.site_id}: day {r.day or '-'}, {len(r.findings)} finding(s), "
             f"{len(r.opened)} opened, {len(r.refreshed)} still open, "
             f"{len(r.closed)} closed"
         )
+        if not r.findings:
+            continue
+        table = Table(show_header=True)
+        for column in ("severity", "kind", "device", "serial", "statistic", "action"):
+            table.add_column(column, overflow="fold")
         for f in r.findings:
-            typer.echo(
-                f"  {f.severity.value:8} {f.kind.value:18} {f.dev_id}: "
-                f"{f.statistic} = {f.value:.4g} (threshold {f.threshold:.4g})"
+            table.add_row(
+                f.severity.value,
+                f.kind.value,
+                f.dev_id,
+                str(f.detail.get("serial") or "-"),
+                f"{f.statistic} = {f.value:.4g} (threshold {f.threshold:.4g})",
+                f.action,
             )
+        console.print(table)
 
 
 @health_app.command("alerts")
@@ -346,17 +357,37 @@ def alerts_cmd(
         )
         return
     table = Table(title=f"{len(rows)} alert(s)", title_justify="left")
-    for column in ("id", "site", "device", "kind", "severity", "opened", "ack"):
-        table.add_column(column)
+    columns = (
+        "id",
+        "site",
+        "position",
+        "device",
+        "serials",
+        "kind",
+        "severity",
+        "state",
+        "episodes",
+        "opened",
+        "ack",
+        "action",
+    )
+    for column in columns:
+        table.add_column(column, overflow="fold")
     for a in rows:
+        serials = a.detail.get("serials") or ([a.serial] if a.serial else [])
         table.add_row(
             str(a.id),
             a.site_id or "-",
+            str(a.detail.get("position") or "-"),
             a.dev_id,
+            ", ".join(str(x) for x in serials) or "-",
             a.kind,
             a.severity,
+            a.state,
+            str(a.detail.get("occurrences", 1)),
             a.opened_at.strftime("%Y-%m-%d %H:%M"),
             a.acknowledged_by or "-",
+            str(a.detail.get("action") or "-"),
         )
     Console().print(table)
 
@@ -378,3 +409,26 @@ def ack(
     finally:
         engine.dispose()
     typer.echo(f"Alert {alert.id} acknowledged by {alert.acknowledged_by}")
+
+
+@health_app.command("resolve")
+def resolve_cmd(
+    alert_id: Annotated[int, typer.Argument(metavar="ID", help="Alert id.")],
+    note: Annotated[
+        str, typer.Option("--note", help="What was done (e.g. 'fan replaced').")
+    ],
+    by: Annotated[
+        str, typer.Option("--by", help="Who did it (crew or operator name).")
+    ] = "cli",
+    db: DbOption = None,
+) -> None:
+    """Record a repair; the alert closes once its condition has cleared."""
+    from fleet.store.alerts import resolve
+
+    engine = _engine(db)
+    try:
+        alert = resolve(engine, alert_id, by=by, note=note, now=dt.datetime.now(dt.UTC))
+    finally:
+        engine.dispose()
+    state = "closed" if alert.closed_at else "open until its condition clears"
+    typer.echo(f"Alert {alert.id} resolved by {by}: {state}")

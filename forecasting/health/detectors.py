@@ -582,9 +582,10 @@ def detect_telemetry_quality(
 ) -> list[Finding]:
     """Find devices whose samples are often ``bad`` or missing.
 
-    Statistic: rolling mean over ``quality_window_days`` of ``bad_fraction +
-    gap_fraction`` (fraction 0-1 of expected samples); a finding above
-    ``quality_threshold``, critical above ``quality_critical``.
+    Statistic: over the last ``quality_window_days``, bad plus missing samples over
+    expected samples (fraction 0-1; each day weighs by its expected samples when the
+    frame has ``samples``, else the mean of ``bad_fraction + gap_fraction``); a
+    finding above ``quality_threshold``, critical above ``quality_critical``.
 
     Parameters
     ----------
@@ -602,8 +603,21 @@ def detect_telemetry_quality(
     _check_frame(features, ["bad_fraction", "gap_fraction"])
     findings: list[Finding] = []
     for site_id, dev_id, device in _devices(features):
-        lost = (device["bad_fraction"] + device["gap_fraction"]).clip(upper=1.0)
-        rolled = lost.rolling(cfg.quality_window_days, min_periods=1).mean()
+        if "samples" in device:
+            # Weigh each day by its expected samples: a day scanned just after
+            # midnight holds one sample, which must not speak for a whole day.
+            samples = device["samples"].astype(float)
+            gap = device["gap_fraction"].astype(float).clip(upper=0.999)
+            expected = samples / (1.0 - gap)
+            lost_n = device["bad_fraction"] * samples + (expected - samples)
+            window = cfg.quality_window_days
+            rolled = (
+                lost_n.rolling(window, min_periods=1).sum()
+                / expected.rolling(window, min_periods=1).sum()
+            ).clip(upper=1.0)
+        else:
+            lost = (device["bad_fraction"] + device["gap_fraction"]).clip(upper=1.0)
+            rolled = lost.rolling(cfg.quality_window_days, min_periods=1).mean()
         for day, value, bad, gap in zip(
             device["day"],
             rolled,
