@@ -78,6 +78,22 @@ def _parse_time(value: str | None, option: str) -> dt.datetime:
     return parsed
 
 
+ActorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--actor",
+        help="Who enters the change (recorded with every event). Default: the OS user.",
+        show_default=False,
+    ),
+]
+
+
+def _actor(value: str | None) -> str:
+    import getpass
+
+    return value if value is not None else getpass.getuser()
+
+
 @assets_app.command("import")
 def import_(
     file: Annotated[
@@ -86,18 +102,53 @@ def import_(
             metavar="FILE", help="Assets as .csv, .toml ([[asset]]) or .json."
         ),
     ],
+    actor: ActorOption = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (required for a correction).")
+    ] = None,
+    correction: Annotated[
+        bool,
+        typer.Option(
+            "--correction",
+            help="Known serials may change facts (maker, origin, FEOC…): recorded "
+            "as correction events.",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
-    """Register assets from a file (upsert by serial); bad rows exit 2, naming the field."""
+    """Register assets from a file, all or nothing; bad rows exit 2, naming the field.
+
+    A known serial with other facts is refused unless --correction; placements
+    change by `assets swap` only.
+    """
     from fleet.assets import import_assets, read_asset_file
 
     items = read_asset_file(file)
     engine = _engine(db)
     try:
-        created = import_assets(engine, items, now=dt.datetime.now(dt.UTC))
+        result = import_assets(
+            engine,
+            items,
+            now=dt.datetime.now(dt.UTC),
+            actor=_actor(actor),
+            reason=reason,
+            correction=correction,
+        )
     finally:
         engine.dispose()
-    typer.echo(f"Imported {len(items)} asset(s) from {file} ({created} new)")
+    typer.echo(
+        f"Imported {len(items)} asset(s) from {file}: {result.new} new, "
+        f"{result.unchanged} unchanged, {result.corrected} corrected"
+    )
+    unknown = [
+        i.serial for i in items if i.feoc is None or i.country_of_manufacture is None
+    ]
+    if unknown:
+        typer.echo(
+            f"Compliance risk: {len(unknown)} asset(s) of unknown FEOC status or "
+            f"origin ({', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''}); "
+            "they count as prohibited in the cost ratio"
+        )
 
 
 @assets_app.command("list")
@@ -123,8 +174,8 @@ def list_(
             row.serial,
             row.kind,
             row.manufacturer,
-            row.country_of_manufacture,
-            "yes" if row.feoc else "no",
+            row.country_of_manufacture or "unknown",
+            {True: "yes", False: "no", None: "unknown"}[row.feoc],
             row.site_id or "-",
             row.position or "-",
         )
@@ -156,7 +207,8 @@ def _print_passport(result: Passport) -> None:
     console = Console()
     console.print(
         f"[bold]{doc['serial']}[/] {doc['kind']} by {doc['manufacturer']} "
-        f"({doc['country_of_manufacture']}, FEOC: {'yes' if doc['feoc'] else 'no'}), "
+        f"({doc['country_of_manufacture'] or 'unknown origin'}, FEOC: "
+        f"{ {True: 'yes', False: 'no', None: 'unknown'}[doc['feoc']] }), "
         f"nameplate {doc['energy_mwh'] or '?'} MWh",
         highlight=False,
     )
@@ -165,6 +217,14 @@ def _print_passport(result: Passport) -> None:
             f"  installed at {inst['site_id']} {inst['position'] or ''} "
             f"(device {inst['dev_id'] or '-'}) from {inst['start']} "
             f"to {inst['end'] or 'now'}",
+            highlight=False,
+        )
+    for event in doc["events"]:
+        console.print(
+            f"  event {event['ts']} {event['kind']}"
+            f"{' at ' + event['site_id'] if event['site_id'] else ''}"
+            f" by {event['actor'] or '?'} (entered {event['recorded_at'] or '?'})"
+            f"{': ' + event['reason'] if event['reason'] else ''}",
             highlight=False,
         )
     efc = "-" if doc["efc"] is None else f"{doc['efc']:.1f}"
@@ -197,15 +257,28 @@ def swap_cmd(
         typer.Option("--at", help="When (ISO time with zone). Default: now."),
     ] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Why.")] = None,
+    actor: ActorOption = None,
     db: DbOption = None,
 ) -> None:
-    """Record a swap: IN takes OUT's site, position and telemetry device."""
+    """Record a swap: IN takes OUT's site, position and telemetry device.
+
+    Refused when --at is in the future or overlaps either unit's history.
+    """
     from fleet.store.assets import swap
 
-    when = _parse_time(at, "--at")
+    now = dt.datetime.now(dt.UTC)
+    when = _parse_time(at, "--at") if at is not None else now
     engine = _engine(db)
     try:
-        swap(engine, out_serial=out_serial, in_serial=in_serial, at=when, reason=reason)
+        swap(
+            engine,
+            out_serial=out_serial,
+            in_serial=in_serial,
+            at=when,
+            now=now,
+            actor=_actor(actor),
+            reason=reason,
+        )
     finally:
         engine.dispose()
     typer.echo(f"Swapped {out_serial} -> {in_serial} at {when.isoformat()}")

@@ -2,15 +2,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from fleet.assets import import_assets, read_asset_file
 from fleet.cli import main
 from fleet.health import HealthPolicy, dispatch_limits, scan_fleet, scan_site
 from fleet.store import alerts as alert_store
+from fleet.store import assets as asset_store
 from fleet.store.sites import save_fleet
 from forecasting.health.synthetic import (
     EPOCH_2026_MS,
@@ -282,3 +285,45 @@ def test_cli_health_tables_show_action_and_resolve_refuses_empty_note(
             ]
         )
     assert "open until its condition clears" in capsys.readouterr().out
+
+
+def test_scan_restarts_baselines_and_names_serial_when_registry_records_swap(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    # Issue 20: a healthy used module (SoH 90 %) swapped in raised a critical
+    # fast_fade (site derated) and cell_imbalance for about 58 days.
+    site = SyntheticSite("site-01", step_minutes=30)
+    swap = InjectedFault("swap", "bank2", 30, 0.90)
+    fan = InjectedFault("fan_failure", "bank3", 50, 3.0)
+    frame = simulate_site(site, 70, rng=np.random.default_rng(8), faults=(swap, fan))
+    insert_samples(engine, frame)
+    rows = [
+        "serial,kind,manufacturer,country_of_manufacture,feoc,energy_mwh,"
+        "site_id,position,dev_id,installed_at"
+    ]
+    for i in range(1, 5):
+        rows.append(
+            f"MOD-{i},module,Cell Co,US,false,1.0,site-01,rack1/string{i},bank{i},"
+            "2026-01-01T00:00:00Z"
+        )
+    rows.append("USED-7,module,Cell Co,US,false,1.0,,,,")
+    path = tmp_path / "assets.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    now = _day(70)
+    import_assets(engine, read_asset_file(path), now=START, actor="ana")
+    asset_store.swap(
+        engine,
+        out_serial="MOD-2",
+        in_serial="used-7",
+        at=_day(30),
+        now=now,
+        actor="crew",
+        reason="cell imbalance",
+    )
+    opened = _scan_daily(engine, 20, 70)
+    found = [alert_store.get_alert(engine, i) for i in opened]
+    assert [(a.kind, a.dev_id) for a in found] == [("thermal_outlier", "bank3")]
+    [alert] = found
+    assert alert.detail["serials"] == ["MOD-3"]
+    assert alert.detail["position"] == "rack1/string3"
+    assert alert.detail["site_id"] == "site-01"
