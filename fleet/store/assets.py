@@ -248,7 +248,8 @@ def save_asset(
         moved = [
             f"{k}: {getattr(current, k)!r} -> {values.get(k)!r}"
             for k in PLACEMENT_FIELDS
-            if values.get("site_id") is not None and values.get(k) != getattr(current, k)
+            if values.get("site_id") is not None
+            and values.get(k) != getattr(current, k)
         ]
         if moved:
             msg = (
