@@ -166,9 +166,10 @@ def raise_alert(
                         merged.pop(key, None)
                 merged.pop("cleared_at", None)
             elif episodes:
-                episodes[-1]["last_day"] = seen
+                episodes[-1]["last_day"] = max(seen, str(episodes[-1]["last_day"]))
             else:
                 episodes = [{"first_day": seen, "last_day": seen}]
+            latest = max(seen, str(previous.get("last_seen_day") or seen))
             merged.update(
                 {
                     "dev_id": dev_id,
@@ -176,7 +177,7 @@ def raise_alert(
                     "state": "active",
                     "occurrences": occurrences,
                     "episodes": episodes[-MAX_EPISODES:],
-                    "last_seen_day": seen,
+                    "last_seen_day": latest,
                     "last_seen_at": now.isoformat(),
                 }
             )
