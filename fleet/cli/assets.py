@@ -179,7 +179,17 @@ def list_(
             row.site_id or "-",
             row.position or "-",
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    unknown = [
+        r.serial for r in rows if r.feoc is None or r.country_of_manufacture is None
+    ]
+    if unknown:
+        console.print(
+            f"Compliance risk: {len(unknown)} asset(s) of unknown FEOC status or "
+            f"origin ({', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''})",
+            highlight=False,
+        )
 
 
 @assets_app.command("passport")

@@ -438,3 +438,13 @@ def test_cli_assets_import_exits_2_naming_feoc_when_value_not_allowed(
     out = capsys.readouterr().out
     assert "1 new" in out
     assert "Compliance risk: 1 asset(s) of unknown FEOC status" in out
+    with pytest.raises(SystemExit):
+        main(["assets", "list", "--db", migrated_db_url])
+    listed = capsys.readouterr().out
+    assert "unknown" in listed
+    assert "Compliance risk: 1 asset(s)" in listed
+    with pytest.raises(SystemExit):
+        main(["assets", "passport", " mod-0001 ", "--db", migrated_db_url])
+    passport_out = capsys.readouterr().out
+    assert "FEOC: unknown" in passport_out
+    assert "register by ana" in passport_out
