@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import json
 import logging
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+import pycountry
 import pydantic
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,7 +32,6 @@ from fleet.store import assets as asset_store
 from fleet.store.alerts import list_alerts, load_daily_features
 from fleet.store.dml import transaction
 from fleet.store.telemetry_tables import tlm_site_sessions
-from fleet.types import COUNTRY_PATTERN
 from forecasting.health.features import daily_features
 from forecasting.health.secondlife import Grade, grade_unit
 
@@ -42,24 +43,110 @@ logger = logging.getLogger(__name__)
 MIN_FADE_FIT_DAYS = 30
 """Fewest days of SoH history before a fade trend is fitted."""
 
+SERIAL_PATTERN = r"^[A-Z0-9][A-Z0-9._/-]{0,63}$"
+"""A serial once normalized (trimmed, upper case): letters, digits, ``. _ / -``."""
+
+UNKNOWN = "unknown"
+"""What an asset file writes for an origin or FEOC status nobody knows."""
+
+_SERIAL_RE = re.compile(SERIAL_PATTERN)
+_FEOC_TEXT = {"true": True, "false": False, UNKNOWN: None}
+
+
+def normalize_serial(value: str) -> str:
+    """Return a serial trimmed and upper-cased.
+
+    Raises
+    ------
+    FleetInputError
+        When the result is not a valid serial (:data:`SERIAL_PATTERN`).
+    """
+    serial = value.strip().upper()
+    if not _SERIAL_RE.match(serial):
+        msg = (
+            f"serial={value!r} must be 1-64 letters, digits, '.', '_', '/' or '-' "
+            "(case and surrounding spaces are ignored)"
+        )
+        raise FleetInputError(msg)
+    return serial
+
+
+def parse_feoc(value: object) -> bool | None:
+    """Read a FEOC flag: true, false or ``unknown`` (None); nothing else.
+
+    Raises
+    ------
+    ValueError
+        When ``value`` is anything else (``Y``, ``maybe``, ``1`` …).
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _FEOC_TEXT:
+        return _FEOC_TEXT[value.strip().lower()]
+    msg = f"feoc={value!r} must be true, false or unknown"
+    raise ValueError(msg)
+
+
+def parse_country(value: object) -> str | None:
+    """Read a country of manufacture: an ISO 3166-1 alpha-2 code or ``unknown`` (None).
+
+    Raises
+    ------
+    ValueError
+        When ``value`` is not an assigned ISO 3166-1 alpha-2 code (``XX``, ``USA``).
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == UNKNOWN:
+            return None
+        if len(text) == 2 and pycountry.countries.get(alpha_2=text.upper()):
+            return text.upper()
+    msg = (
+        f"country_of_manufacture={value!r} must be an ISO 3166-1 alpha-2 country "
+        "code such as US or CN, or unknown"
+    )
+    raise ValueError(msg)
+
 
 class AssetIn(BaseModel):
     """One asset of an import file (CSV row, TOML ``[[asset]]`` or JSON object)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    serial: str = Field(min_length=1, max_length=64)
+    serial: str = Field(min_length=1, max_length=80)
     kind: Literal["cell", "module", "string", "rack", "pcs"]
     manufacturer: str = Field(min_length=1, max_length=200)
     model: str | None = Field(default=None, max_length=200)
-    country_of_manufacture: str = Field(pattern=COUNTRY_PATTERN)
-    feoc: bool
+    country_of_manufacture: str | None
+    """ISO 3166-1 alpha-2 code; ``unknown`` in the file is None."""
+    feoc: bool | None
+    """true, false, or ``unknown`` in the file (None: a compliance risk)."""
     energy_mwh: Annotated[float, Field(gt=0.0)] | None = None
     site_id: str | None = Field(default=None, max_length=64)
     position: str | None = Field(default=None, max_length=64)
     dev_id: str | None = Field(default=None, max_length=32)
     parent_serial: str | None = Field(default=None, max_length=64)
     installed_at: dt.datetime | None = None
+
+    @pydantic.field_validator("serial", "parent_serial", mode="before")
+    @classmethod
+    def _serial(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return normalize_serial(value)
+            except FleetInputError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @pydantic.field_validator("feoc", mode="before")
+    @classmethod
+    def _feoc(cls, value: object) -> bool | None:
+        return parse_feoc(value)
+
+    @pydantic.field_validator("country_of_manufacture", mode="before")
+    @classmethod
+    def _country(cls, value: object) -> str | None:
+        return parse_country(value)
 
     @pydantic.field_validator("installed_at")
     @classmethod
@@ -117,17 +204,16 @@ def read_asset_file(path: Path) -> list[AssetIn]:
     problems: list[str] = []
     parsed: list[AssetIn] = []
     for i, row in enumerate(rows, start=1):
-        if suffix == ".csv" and row.get("feoc") is not None:
-            row["feoc"] = str(row["feoc"]).strip().lower() in {"true", "1", "yes"}
         try:
             parsed.append(AssetIn.model_validate(row))
         except pydantic.ValidationError as exc:
             for err in exc.errors():
                 field = ".".join(str(p) for p in err["loc"]) or "row"
+                text = str(err["msg"]).removeprefix("Value error, ")
                 problems.append(
-                    f"{path}: asset {i} ({row.get('serial')}): {field}: {err['msg']}"
+                    f"{path}: asset {i} ({row.get('serial')}): {field}: {text}"
                 )
-    serials = [a.serial for a in parsed]
+    serials = [a.serial for a in parsed]  # normalized: MOD-1 and " mod-1 " are one
     dupes = sorted({s for s in serials if serials.count(s) > 1})
     if dupes:
         problems.append(f"{path}: duplicate serial(s) {', '.join(dupes)}")
@@ -136,14 +222,60 @@ def read_asset_file(path: Path) -> list[AssetIn]:
     return parsed
 
 
-def import_assets(bind: Bind, items: list[AssetIn], *, now: dt.datetime) -> int:
-    """Save assets to the registry (upsert by serial); return how many were new."""
-    created = 0
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What an import did to the registry."""
+
+    new: int
+    """Serials registered."""
+    unchanged: int
+    """Known serials whose facts and placement matched (nothing recorded)."""
+    corrected: int
+    """Known serials whose facts an explicit correction changed."""
+
+
+def import_assets(
+    bind: Bind,
+    items: list[AssetIn],
+    *,
+    now: dt.datetime,
+    actor: str,
+    reason: str | None = None,
+    correction: bool = False,
+) -> ImportResult:
+    """Save assets to the registry, all or nothing; every change is an event.
+
+    A known serial with the same facts is left alone; with other facts it is
+    refused unless ``correction`` (then a ``correct`` event records before and after,
+    with ``reason``). See :func:`fleet.store.assets.save_asset`.
+
+    Raises
+    ------
+    FleetInputError
+        Listing every refused row (nothing is saved then).
+    """
+    counts = {"new": 0, "unchanged": 0, "corrected": 0}
+    problems: list[str] = []
     with transaction(bind) as conn:
         for item in items:
-            created += asset_store.save_asset(conn, item.model_dump(), now=now)
-    logger.info("imported %d assets (%d new)", len(items), created)
-    return created
+            try:
+                outcome = asset_store.save_asset(
+                    conn,
+                    item.model_dump(),
+                    now=now,
+                    actor=actor,
+                    reason=reason,
+                    correction=correction,
+                )
+            except FleetInputError as exc:
+                problems.append(str(exc))
+                continue
+            counts[outcome] += 1
+        if problems:
+            msg = "nothing imported:\n" + "\n".join(problems)
+            raise FleetInputError(msg)
+    logger.info("imported %d assets by %s: %s", len(items), actor, counts)
+    return ImportResult(**counts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,10 +342,7 @@ class Passport:
                 }
                 for i in self.installations
             ],
-            "events": [
-                {"kind": e.kind, "ts": e.ts.isoformat(), "site_id": e.site_id}
-                for e in self.events
-            ],
+            "events": [e.as_json() for e in self.events],
             "throughput_mwh": round(self.throughput_mwh, 6),
             "efc": None if self.efc is None else round(self.efc, 4),
             "soh_latest": self.soh_history[-1][1] if self.soh_history else None,

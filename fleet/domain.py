@@ -19,10 +19,17 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+import pycountry
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    field_validator,
+    model_validator,
+)
 
 from fleet.types import (
-    COUNTRY_PATTERN,
     NODE_PATTERN,
     RESOURCE_ID_PATTERN,
     SITE_ID_PATTERN,
@@ -377,14 +384,44 @@ class Component(_Frozen):
 
     ``cost_share`` is a fraction (0-1) of the site's capex counted for FEOC
     compliance; ``feoc`` marks a part made by a foreign entity of concern
-    (prohibited foreign entity).
+    (prohibited foreign entity). ``"unknown"`` is allowed for ``feoc`` and
+    ``country_of_manufacture``: such a part counts against the compliance ratio.
     """
 
     component: Annotated[ComponentKind, Strict(False)]
     manufacturer: Name
-    country_of_manufacture: str = Field(pattern=COUNTRY_PATTERN)
-    feoc: bool
+    country_of_manufacture: str
+    feoc: bool | Literal["unknown"]
     cost_share: Fraction
+
+    @field_validator("feoc", mode="before")
+    @classmethod
+    def _feoc(cls, value: Any) -> Any:
+        if isinstance(value, bool) or value == "unknown":
+            return value
+        shown = f'"{value}"' if isinstance(value, str) else repr(value)
+        msg = f'{shown} has the wrong type: expected true, false or "unknown"'
+        raise ValueError(msg)
+
+    @field_validator("country_of_manufacture")
+    @classmethod
+    def _country(cls, value: str) -> str:
+        if value == "unknown" or (
+            len(value) == 2
+            and value.isupper()
+            and pycountry.countries.get(alpha_2=value)
+        ):
+            return value
+        msg = (
+            f'"{value}" is not an ISO 3166-1 alpha-2 country code (such as US or CN) '
+            'nor "unknown"'
+        )
+        raise ValueError(msg)
+
+    @property
+    def unknown_origin(self) -> bool:
+        """True when the FEOC status or the country is not known."""
+        return self.feoc == "unknown" or self.country_of_manufacture == "unknown"
 
 
 class Site(_Frozen):
@@ -411,6 +448,10 @@ class Site(_Frozen):
     tariff: Tariff | None = None
     load: SiteLoad | None = None
     provenance: list[Component] = Field(min_length=1)
+    construction_start: LaxDate | None = Field(
+        default=None,
+        description="Day construction began; its year sets the FEOC threshold.",
+    )
     degradation_usd_per_mwh: list[Annotated[float, Field(ge=0.0)]] | None = Field(
         default=None,
         min_length=1,
@@ -526,8 +567,16 @@ class Site(_Frozen):
 
     @property
     def non_feoc_share(self) -> float:
-        """Fraction (0-1) of the site's capex from parts not made by a FEOC."""
-        return math.fsum(c.cost_share for c in self.provenance if not c.feoc)
+        """Material assistance cost ratio (0-1): (total - prohibited) / total.
+
+        Parts flagged FEOC or of unknown origin count as prohibited
+        (``fleet.compliance.non_feoc_share``).
+        """
+        total = math.fsum(c.cost_share for c in self.provenance)
+        against = math.fsum(
+            c.cost_share for c in self.provenance if c.feoc is True or c.unknown_origin
+        )
+        return (total - against) / total if total > 0 else 0.0
 
 
 class Fleet(_Frozen):

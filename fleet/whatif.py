@@ -2,12 +2,14 @@
 
 A what-if file (TOML) names the year construction begins and one or more scenarios:
 a sourcing mix (provenance components with cost shares), its capex and the investment
-tax credit (ITC) rate it would earn. A scenario whose ``site`` is a fleet site is an
-augmentation or re-sourcing of that site and goes through
-:func:`fleet.compliance.compliance_report` with the mix as that site's provenance; any
-other ``site`` is a new site, checked alone. For each scenario the planner sees the
-non-FEOC share against the year's threshold, whether the ITC still applies, its value
-and the credit at risk::
+tax credit (ITC) rate it would earn before the credit's phase-down (the fraction of
+the credit left for the construction year, from ``fleet/data/feoc_thresholds.toml``;
+a scenario may set its own ``year``). A scenario whose ``site`` is a fleet site is an
+augmentation or re-sourcing of that site, any other ``site`` a new site; both are
+checked with :func:`fleet.compliance.site_compliance` in the scenario's construction
+year. For each scenario the planner sees the cost ratio against the year's
+threshold, whether the ITC still applies, its value after the phase-down and the
+credit at risk::
 
     year = 2027
     itc_rate = 0.30
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from fleet.compliance import compliance_report, load_thresholds, site_compliance
+from fleet.compliance import load_thresholds, site_compliance
 from fleet.domain import COST_SHARE_TOLERANCE, Component
 from fleet.errors import FleetInputError
 from fleet.types import SiteId
@@ -57,6 +59,7 @@ class WhatIfScenario(BaseModel):
     site: str = Field(min_length=1, max_length=64)
     capex_usd: float = Field(gt=0.0)
     itc_rate: Fraction | None = None
+    year: int | None = Field(default=None, ge=1900, le=2200)
     component: list[Component] = Field(min_length=1)
 
     @pydantic.model_validator(mode="after")
@@ -92,6 +95,8 @@ class WhatIfRow:
     """Capex of the project [USD]."""
     non_feoc_share: float
     """Fraction (0-1) of capex from non-FEOC parts."""
+    year: int
+    """Year construction begins (threshold and phase-down)."""
     threshold: float
     """Required fraction (0-1) for the year."""
     margin: float
@@ -99,11 +104,15 @@ class WhatIfRow:
     passes: bool
     """Whether the mix reaches the threshold (ITC applies)."""
     itc_rate: float
-    """ITC rate (fraction 0-1 of capex)."""
+    """ITC rate before the phase-down (fraction 0-1 of capex)."""
+    phase_down: float
+    """Fraction (0-1) of the credit left for the year (the phase-down schedule)."""
     itc_value_usd: float
-    """Credit earned: ``capex_usd · itc_rate`` when passing, else 0 [USD]."""
+    """Credit earned: ``capex_usd · itc_rate · phase_down`` when passing, else 0
+    [USD]."""
     credit_at_risk_usd: float
-    """Credit lost by failing: ``capex_usd · itc_rate`` when failing, else 0 [USD]."""
+    """Credit lost by failing: ``capex_usd · itc_rate · phase_down`` when failing,
+    else 0 [USD]."""
     net_capex_usd: float
     """``capex_usd - itc_value_usd`` [USD]."""
 
@@ -140,7 +149,8 @@ def _problems(path: Path, data: dict[str, Any], exc: pydantic.ValidationError) -
             scenarios = data.get("scenario", [])
             name = scenarios[loc[1]].get("name") if loc[1] < len(scenarios) else None
             where = f"scenario {name or loc[1]!r}: " + ".".join(str(p) for p in loc[2:])
-        lines.append(f"{path}: {where}: {err['msg']}")
+        text = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"{path}: {where}: {text}")
     return "\n".join(lines)
 
 
@@ -173,15 +183,13 @@ def compare_sourcing(
     rows: list[WhatIfRow] = []
     for scenario in whatif.scenario:
         site = SiteId(scenario.site)
-        if site in known:
-            report = compliance_report(
-                fleet, whatif.year, table=table, provenance={site: scenario.component}
-            )
-            result = next(r for r in report if r.site == site)
-        else:
-            result = site_compliance(site, scenario.component, whatif.year, table)
+        year = scenario.year if scenario.year is not None else whatif.year
+        # A re-sourcing or augmentation of a fleet site begins its construction in
+        # the scenario's year too: that year's threshold and credit apply.
+        result = site_compliance(site, scenario.component, year, table)
         rate = scenario.itc_rate if scenario.itc_rate is not None else whatif.itc_rate
-        credit = scenario.capex_usd * rate
+        phase = table.credit_fraction(year)
+        credit = scenario.capex_usd * rate * phase
         earned = credit if result.passes else 0.0
         rows.append(
             WhatIfRow(
@@ -190,10 +198,12 @@ def compare_sourcing(
                 new_site=site not in known,
                 capex_usd=scenario.capex_usd,
                 non_feoc_share=result.non_feoc_share,
+                year=year,
                 threshold=result.threshold,
                 margin=result.margin,
                 passes=result.passes,
                 itc_rate=rate,
+                phase_down=phase,
                 itc_value_usd=earned,
                 credit_at_risk_usd=credit - earned,
                 net_capex_usd=scenario.capex_usd - earned,

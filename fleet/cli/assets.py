@@ -1,4 +1,4 @@
-"""CLI commands: ``bessfleet assets import|list|passport|swap`` and ``bessfleet health scan|alerts|ack``."""
+"""CLI commands: ``bessfleet assets import|list|passport|swap`` and ``bessfleet health scan|alerts|ack|resolve``."""
 
 from __future__ import annotations
 
@@ -78,6 +78,22 @@ def _parse_time(value: str | None, option: str) -> dt.datetime:
     return parsed
 
 
+ActorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--actor",
+        help="Who enters the change (recorded with every event). Default: the OS user.",
+        show_default=False,
+    ),
+]
+
+
+def _actor(value: str | None) -> str:
+    import getpass
+
+    return value if value is not None else getpass.getuser()
+
+
 @assets_app.command("import")
 def import_(
     file: Annotated[
@@ -86,18 +102,53 @@ def import_(
             metavar="FILE", help="Assets as .csv, .toml ([[asset]]) or .json."
         ),
     ],
+    actor: ActorOption = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (required for a correction).")
+    ] = None,
+    correction: Annotated[
+        bool,
+        typer.Option(
+            "--correction",
+            help="Known serials may change facts (maker, origin, FEOC…): recorded "
+            "as correction events.",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
-    """Register assets from a file (upsert by serial); bad rows exit 2, naming the field."""
+    """Register assets from a file, all or nothing; bad rows exit 2, naming the field.
+
+    A known serial with other facts is refused unless --correction; placements
+    change by `assets swap` only.
+    """
     from fleet.assets import import_assets, read_asset_file
 
     items = read_asset_file(file)
     engine = _engine(db)
     try:
-        created = import_assets(engine, items, now=dt.datetime.now(dt.UTC))
+        result = import_assets(
+            engine,
+            items,
+            now=dt.datetime.now(dt.UTC),
+            actor=_actor(actor),
+            reason=reason,
+            correction=correction,
+        )
     finally:
         engine.dispose()
-    typer.echo(f"Imported {len(items)} asset(s) from {file} ({created} new)")
+    typer.echo(
+        f"Imported {len(items)} asset(s) from {file}: {result.new} new, "
+        f"{result.unchanged} unchanged, {result.corrected} corrected"
+    )
+    unknown = [
+        i.serial for i in items if i.feoc is None or i.country_of_manufacture is None
+    ]
+    if unknown:
+        typer.echo(
+            f"Compliance risk: {len(unknown)} asset(s) of unknown FEOC status or "
+            f"origin ({', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''}); "
+            "they count as prohibited in the cost ratio"
+        )
 
 
 @assets_app.command("list")
@@ -123,12 +174,22 @@ def list_(
             row.serial,
             row.kind,
             row.manufacturer,
-            row.country_of_manufacture,
-            "yes" if row.feoc else "no",
+            row.country_of_manufacture or "unknown",
+            {True: "yes", False: "no", None: "unknown"}[row.feoc],
             row.site_id or "-",
             row.position or "-",
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    unknown = [
+        r.serial for r in rows if r.feoc is None or r.country_of_manufacture is None
+    ]
+    if unknown:
+        console.print(
+            f"Compliance risk: {len(unknown)} asset(s) of unknown FEOC status or "
+            f"origin ({', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''})",
+            highlight=False,
+        )
 
 
 @assets_app.command("passport")
@@ -156,7 +217,8 @@ def _print_passport(result: Passport) -> None:
     console = Console()
     console.print(
         f"[bold]{doc['serial']}[/] {doc['kind']} by {doc['manufacturer']} "
-        f"({doc['country_of_manufacture']}, FEOC: {'yes' if doc['feoc'] else 'no'}), "
+        f"({doc['country_of_manufacture'] or 'unknown origin'}, FEOC: "
+        f"{ {True: 'yes', False: 'no', None: 'unknown'}[doc['feoc']] }), "
         f"nameplate {doc['energy_mwh'] or '?'} MWh",
         highlight=False,
     )
@@ -165,6 +227,14 @@ def _print_passport(result: Passport) -> None:
             f"  installed at {inst['site_id']} {inst['position'] or ''} "
             f"(device {inst['dev_id'] or '-'}) from {inst['start']} "
             f"to {inst['end'] or 'now'}",
+            highlight=False,
+        )
+    for event in doc["events"]:
+        console.print(
+            f"  event {event['ts']} {event['kind']}"
+            f"{' at ' + event['site_id'] if event['site_id'] else ''}"
+            f" by {event['actor'] or '?'} (entered {event['recorded_at'] or '?'})"
+            f"{': ' + event['reason'] if event['reason'] else ''}",
             highlight=False,
         )
     efc = "-" if doc["efc"] is None else f"{doc['efc']:.1f}"
@@ -197,15 +267,28 @@ def swap_cmd(
         typer.Option("--at", help="When (ISO time with zone). Default: now."),
     ] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Why.")] = None,
+    actor: ActorOption = None,
     db: DbOption = None,
 ) -> None:
-    """Record a swap: IN takes OUT's site, position and telemetry device."""
+    """Record a swap: IN takes OUT's site, position and telemetry device.
+
+    Refused when --at is in the future or overlaps either unit's history.
+    """
     from fleet.store.assets import swap
 
-    when = _parse_time(at, "--at")
+    now = dt.datetime.now(dt.UTC)
+    when = _parse_time(at, "--at") if at is not None else now
     engine = _engine(db)
     try:
-        swap(engine, out_serial=out_serial, in_serial=in_serial, at=when, reason=reason)
+        swap(
+            engine,
+            out_serial=out_serial,
+            in_serial=in_serial,
+            at=when,
+            now=now,
+            actor=_actor(actor),
+            reason=reason,
+        )
     finally:
         engine.dispose()
     typer.echo(f"Swapped {out_serial} -> {in_serial} at {when.isoformat()}")
@@ -295,17 +378,28 @@ def scan(
             )
         )
         return
+    console = Console()
     for r in results:
         typer.echo(
             f"{r.site_id}: day {r.day or '-'}, {len(r.findings)} finding(s), "
             f"{len(r.opened)} opened, {len(r.refreshed)} still open, "
             f"{len(r.closed)} closed"
         )
+        if not r.findings:
+            continue
+        table = Table(show_header=True)
+        for column in ("severity", "kind", "device", "serial", "statistic", "action"):
+            table.add_column(column, overflow="fold")
         for f in r.findings:
-            typer.echo(
-                f"  {f.severity.value:8} {f.kind.value:18} {f.dev_id}: "
-                f"{f.statistic} = {f.value:.4g} (threshold {f.threshold:.4g})"
+            table.add_row(
+                f.severity.value,
+                f.kind.value,
+                f.dev_id,
+                str(f.detail.get("serial") or "-"),
+                f"{f.statistic} = {f.value:.4g} (threshold {f.threshold:.4g})",
+                f.action,
             )
+        console.print(table)
 
 
 @health_app.command("alerts")
@@ -346,17 +440,37 @@ def alerts_cmd(
         )
         return
     table = Table(title=f"{len(rows)} alert(s)", title_justify="left")
-    for column in ("id", "site", "device", "kind", "severity", "opened", "ack"):
-        table.add_column(column)
+    columns = (
+        "id",
+        "site",
+        "position",
+        "device",
+        "serials",
+        "kind",
+        "severity",
+        "state",
+        "episodes",
+        "opened",
+        "ack",
+        "action",
+    )
+    for column in columns:
+        table.add_column(column, overflow="fold")
     for a in rows:
+        serials = a.detail.get("serials") or ([a.serial] if a.serial else [])
         table.add_row(
             str(a.id),
             a.site_id or "-",
+            str(a.detail.get("position") or "-"),
             a.dev_id,
+            ", ".join(str(x) for x in serials) or "-",
             a.kind,
             a.severity,
+            a.state,
+            str(a.detail.get("occurrences", 1)),
             a.opened_at.strftime("%Y-%m-%d %H:%M"),
             a.acknowledged_by or "-",
+            str(a.detail.get("action") or "-"),
         )
     Console().print(table)
 
@@ -378,3 +492,26 @@ def ack(
     finally:
         engine.dispose()
     typer.echo(f"Alert {alert.id} acknowledged by {alert.acknowledged_by}")
+
+
+@health_app.command("resolve")
+def resolve_cmd(
+    alert_id: Annotated[int, typer.Argument(metavar="ID", help="Alert id.")],
+    note: Annotated[
+        str, typer.Option("--note", help="What was done (e.g. 'fan replaced').")
+    ],
+    by: Annotated[
+        str, typer.Option("--by", help="Who did it (crew or operator name).")
+    ] = "cli",
+    db: DbOption = None,
+) -> None:
+    """Record a repair; the alert closes once its condition has cleared."""
+    from fleet.store.alerts import resolve
+
+    engine = _engine(db)
+    try:
+        alert = resolve(engine, alert_id, by=by, note=note, now=dt.datetime.now(dt.UTC))
+    finally:
+        engine.dispose()
+    state = "closed" if alert.closed_at else "open until its condition clears"
+    typer.echo(f"Alert {alert.id} resolved by {by}: {state}")

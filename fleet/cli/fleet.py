@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections import Counter
 from pathlib import Path
@@ -126,7 +125,7 @@ def show(file: FleetFileArg) -> None:
 
 
 def _report_json(
-    fleet: Fleet, year: int, report: list[SiteCompliance], source: str
+    fleet: Fleet, year: int | None, report: list[SiteCompliance], source: str
 ) -> str:
     return json.dumps(
         {
@@ -137,11 +136,15 @@ def _report_json(
             "sites": [
                 {
                     "site": row.site,
+                    "year": row.year,
+                    "year_source": row.year_source,
                     "non_feoc_share": round(row.non_feoc_share, 9),
                     "threshold": row.threshold,
                     "margin": round(row.margin, 9),
                     "passes": row.passes,
                     "feoc_components": list(row.feoc_components),
+                    "unknown_share": round(row.unknown_share, 9),
+                    "warnings": list(row.warnings),
                 }
                 for row in report
             ],
@@ -158,8 +161,9 @@ def compliance(
         typer.Option(
             "--year",
             help=(
-                "Year construction begins, whose non-FEOC threshold applies "
-                "(55% in 2026 rising to 75% in 2030). Default: this year."
+                "Default year construction began, for sites without "
+                "construction_start in the fleet file (a site's own date wins); the "
+                "threshold of that year applies (55% in 2026 rising to 75% in 2030)."
             ),
             show_default=False,
         ),
@@ -182,25 +186,26 @@ def compliance(
         ),
     ] = None,
 ) -> None:
-    """Check each site's non-FEOC capex share against the year's threshold.
+    """Check each site's material assistance cost ratio against its threshold.
 
-    Exit code 0 when every site reaches the threshold, 1 when any site is below it,
-    2 for a bad fleet file or a year outside the threshold table. Shares are
-    cost-weighted over the provenance entries (cell, module, inverter, enclosure).
-    With --what-if, print the scenario comparison instead (exit 0 when valid).
+    The ratio is (total - prohibited) / total over the provenance entries' cost
+    shares, parts of unknown origin counted as prohibited; the threshold is that of
+    the year the site's construction began (construction_start, else --year).
+    Exit code 0 when every site reaches its threshold, 1 when any site is below it,
+    2 for a bad fleet file, a site without a year, or a year outside the threshold
+    table. With --what-if, print the scenario comparison instead (exit 0 when valid).
     """
     fleet = load_fleet(file)
     table_data = load_thresholds()
     if what_if is not None:
         _what_if(fleet, what_if, year, as_json)
         return
-    target_year = year if year is not None else dt.datetime.now(dt.UTC).year
-    report = compliance_report(fleet, target_year, table=table_data)
+    report = compliance_report(fleet, year, table=table_data)
     failing = [row for row in report if not row.passes]
     if as_json:
-        typer.echo(_report_json(fleet, target_year, report, table_data.source))
+        typer.echo(_report_json(fleet, year, report, table_data.source))
     else:
-        _print_compliance(fleet, target_year, report)
+        _print_compliance(fleet, report)
     if failing:
         raise typer.Exit(code=1)
 
@@ -230,7 +235,9 @@ def _what_if(fleet: Fleet, path: Path, year: int | None, as_json: bool) -> None:
                             "threshold": r.threshold,
                             "margin": round(r.margin, 9),
                             "passes": r.passes,
+                            "year": r.year,
                             "itc_rate": r.itc_rate,
+                            "phase_down": r.phase_down,
                             "itc_value_usd": round(r.itc_value_usd, 2),
                             "credit_at_risk_usd": round(r.credit_at_risk_usd, 2),
                             "net_capex_usd": round(r.net_capex_usd, 2),
@@ -246,7 +253,16 @@ def _what_if(fleet: Fleet, path: Path, year: int | None, as_json: bool) -> None:
         title=f"{fleet.name}: sourcing what-if, construction beginning {whatif.year}",
         title_justify="left",
     )
-    for column in ("scenario", "site", "capex $", "non-FEOC", "threshold", "ITC"):
+    for column in (
+        "scenario",
+        "site",
+        "year",
+        "capex $",
+        "ratio",
+        "threshold",
+        "ITC",
+        "credit left",
+    ):
         table.add_column(
             column, justify="left" if column in {"scenario", "site"} else "right"
         )
@@ -257,10 +273,12 @@ def _what_if(fleet: Fleet, path: Path, year: int | None, as_json: bool) -> None:
         table.add_row(
             r.name,
             f"{r.site}{' (new)' if r.new_site else ''}",
+            str(r.year),
             f"{r.capex_usd:,.0f}",
             f"{r.non_feoc_share:.1%}",
             f"{r.threshold:.0%}",
             "[green]applies[/]" if r.passes else "[bold red]lost[/]",
+            f"{r.phase_down:.0%}",
             f"{r.itc_value_usd:,.0f}",
             f"{r.credit_at_risk_usd:,.0f}",
             f"{r.net_capex_usd:,.0f}",
@@ -268,42 +286,52 @@ def _what_if(fleet: Fleet, path: Path, year: int | None, as_json: bool) -> None:
     Console().print(table)
 
 
-def _print_compliance(fleet: Fleet, year: int, report: list[SiteCompliance]) -> None:
-    threshold = report[0].threshold if report else 0.0
+def _print_compliance(fleet: Fleet, report: list[SiteCompliance]) -> None:
     table = Table(
         title=(
-            f"{fleet.name}: non-FEOC capex share, construction beginning {year} "
-            f"(threshold {threshold:.0%})"
+            f"{fleet.name}: material assistance cost ratio, "
+            "(total - prohibited) / total, by the year construction began"
         ),
         title_justify="left",
     )
     table.add_column("site", no_wrap=True, style="bold")
-    table.add_column("non-FEOC", justify="right")
+    table.add_column("began", justify="right")
+    table.add_column("ratio", justify="right")
     table.add_column("threshold", justify="right")
     table.add_column("margin", justify="right")
     table.add_column("FEOC parts")
+    table.add_column("unknown", justify="right")
     table.add_column("result")
     for row in report:
         table.add_row(
             row.site,
+            f"{row.year}{'' if row.year_source == 'construction_start' else '*'}",
             f"{row.non_feoc_share:.1%}",
             f"{row.threshold:.0%}",
             f"{row.margin * 100:+.1f} pts",
             ", ".join(row.feoc_components) or "-",
+            f"{row.unknown_share:.0%}" if row.unknown_share else "-",
             "[green]PASS[/]" if row.passes else "[bold red]FAIL[/]",
         )
     console = Console()
     console.print(table)
+    if any(row.year_source != "construction_start" for row in report):
+        console.print("* --year (no construction_start in the fleet file)")
+    for row in report:
+        for warning in row.warnings:
+            console.print(f"[yellow]{row.site}: {warning}[/]", highlight=False)
+    years = {row.year for row in report}
+    which = f"the {years.pop()}" if len(years) == 1 else "their"
     failing = [row.site for row in report if not row.passes]
     if failing:
         console.print(
-            f"[bold red]{len(failing)} of {len(report)} sites below the {year} "
+            f"[bold red]{len(failing)} of {len(report)} sites below {which} "
             f"threshold:[/] {', '.join(failing)}",
             highlight=False,
         )
     else:
         console.print(
-            f"[green]All {len(report)} sites reach the {year} threshold.[/]",
+            f"[green]All {len(report)} sites reach {which} threshold.[/]",
             highlight=False,
         )
 

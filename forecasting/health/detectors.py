@@ -46,10 +46,11 @@ class DetectorConfig:
     """Rise [mV] that makes the finding critical."""
     imbalance_floor_scale_mv: float = 0.5
     """Smallest robust scale of the baseline spread [mV]."""
-    thermal_k: float = 4.0
-    """Robust z against peer strings the temperature must pass."""
-    thermal_min_delta_c: float = 3.0
-    """…and at least this many degrees [°C] above the peer median."""
+    thermal_k: float = 3.0
+    """Robust z against peer strings the temperature excess must pass."""
+    thermal_min_delta_c: float = 1.5
+    """…and at least this many degrees [°C] above the peer median, beyond the unit's
+    own baseline offset from its peers."""
     thermal_critical_delta_c: float = 8.0
     """Excess [°C] that makes the finding critical."""
     thermal_floor_scale_c: float = 0.5
@@ -60,6 +61,17 @@ class DetectorConfig:
     """Fewest devices on a site-day for the peer comparison."""
     fade_window_days: int = 14
     """Rolling median window of the SoH residual [days]."""
+    fade_rate_window_days: int = 30
+    """Window of the fade-rate fit (least squares over SoH and model SoH) [days]."""
+    fade_rate_ratio: float = 1.6
+    """Measured fade rate over the model's rate that raises a finding…"""
+    fade_rate_min_excess: float = 0.001
+    """…when the capacity lost beyond the model over the window (fraction 0-1) is at
+    least this."""
+    fade_rate_k: float = 4.0
+    """…and the rate excess is at least this many standard errors of the fit."""
+    fade_rate_critical_ratio: float = 3.0
+    """Rate ratio that makes the finding critical."""
     fade_rel_band: float = 0.3
     """Model band: this fraction of the model's predicted loss…"""
     fade_abs_band: float = 0.005
@@ -68,13 +80,13 @@ class DetectorConfig:
     """A residual beyond this many bands is critical."""
     rte_window_days: int = 7
     """Rolling median window over closed-cycle days."""
-    rte_min_drop: float = 0.02
+    rte_min_drop: float = 0.004
     """Drop of RTE (fraction 0-1) below the baseline that raises a finding."""
     rte_k: float = 4.0
     """…and robust z of the drop against the baseline's scatter."""
     rte_critical_drop: float = 0.05
     """Drop (fraction 0-1) that makes the finding critical."""
-    rte_floor_scale: float = 0.002
+    rte_floor_scale: float = 0.001
     """Smallest robust scale of the baseline RTE (fraction)."""
     quality_window_days: int = 7
     """Rolling mean window of bad and missing sample fractions [days]."""
@@ -113,9 +125,27 @@ def _severity(value: float, critical: float) -> Severity:
     return Severity.CRITICAL if value >= critical else Severity.WARNING
 
 
+UNIT_COLUMN = "unit"
+"""Optional feature column naming the unit (module serial) behind a device-day.
+
+When present, every baseline (the first ``baseline_days`` of a unit), the aging
+model's start and the fade anchor belong to the unit: a swap restarts them."""
+
+
 def _devices(features: pd.DataFrame) -> Iterable[tuple[str, str, pd.DataFrame]]:
-    for (site_id, dev_id), device in features.groupby(["site_id", "dev_id"], sort=True):
-        yield str(site_id), str(dev_id), device.sort_values("day")
+    keys = ["site_id", "dev_id"]
+    if UNIT_COLUMN in features:
+        features = features.assign(**{UNIT_COLUMN: features[UNIT_COLUMN].fillna("")})
+        keys.append(UNIT_COLUMN)
+    for key, device in features.groupby(keys, sort=True):
+        yield str(key[0]), str(key[1]), device.sort_values("day")
+
+
+def _unit_detail(device: pd.DataFrame) -> dict[str, str]:
+    if UNIT_COLUMN not in device or device.empty:
+        return {}
+    unit = device[UNIT_COLUMN].iloc[0]
+    return {"serial": str(unit)} if isinstance(unit, str) and unit else {}
 
 
 def detect_imbalance(
@@ -170,7 +200,10 @@ def detect_imbalance(
                         value=float(value),
                         threshold=threshold,
                         action=ACTIONS[FindingKind.IMBALANCE],
-                        detail={"baseline_mv": round(baseline, 3)},
+                        detail={
+                            "baseline_mv": round(baseline, 3),
+                            **_unit_detail(device),
+                        },
                     )
                 )
     return findings
@@ -192,12 +225,14 @@ def detect_thermal(
     """Find a string running hotter than its peers at the same power.
 
     Statistic: on each site-day, ``delta_c`` = a device's ``temp_at_power_c`` minus
-    the median over the site's devices, and ``z = delta_c / scale`` with ``scale`` the
-    peers' robust scale (at least ``thermal_floor_scale_c``). A finding when
-    ``z > thermal_k`` and ``delta_c > thermal_min_delta_c`` on
-    ``thermal_persist_days`` consecutive days; critical above
-    ``thermal_critical_delta_c``. The site's strings follow one dispatch, so they are
-    compared at the same power.
+    the median over the site's devices; ``excess_c = delta_c - offset_c`` with
+    ``offset_c`` the unit's own usual offset (median ``delta_c`` of its first
+    ``baseline_days`` days, clipped to ±``thermal_min_delta_c``/2, 0 before then), and
+    ``z = excess_c / scale`` with ``scale`` the peers' robust scale (at least
+    ``thermal_floor_scale_c``). A finding when ``z > thermal_k`` and ``excess_c >
+    thermal_min_delta_c`` on ``thermal_persist_days`` consecutive days; critical
+    above ``thermal_critical_delta_c``. The site's strings follow one dispatch, so
+    they are compared at the same power.
 
     Parameters
     ----------
@@ -213,7 +248,10 @@ def detect_thermal(
     """
     cfg = config or DetectorConfig()
     _check_frame(features, ["temp_at_power_c"])
-    frame = features[["site_id", "dev_id", "day", "temp_at_power_c"]].copy()
+    columns = ["site_id", "dev_id", "day", "temp_at_power_c"]
+    if UNIT_COLUMN in features:
+        columns.append(UNIT_COLUMN)
+    frame = features[columns].copy()
     grouped = frame.groupby(["site_id", "day"])["temp_at_power_c"]
     frame["peers"] = grouped.transform("count")
     frame["median_c"] = grouped.transform("median")
@@ -221,31 +259,41 @@ def detect_thermal(
     mad = frame.groupby(["site_id", "day"])["abs_dev"].transform("median")
     frame["scale_c"] = np.maximum(MAD_TO_SIGMA * mad, cfg.thermal_floor_scale_c)
     frame["delta_c"] = frame["temp_at_power_c"] - frame["median_c"]
-    frame["z"] = frame["delta_c"] / frame["scale_c"]
-    frame["over"] = (
-        (frame["peers"] >= cfg.thermal_min_peers)
-        & (frame["z"] > cfg.thermal_k)
-        & (frame["delta_c"] > cfg.thermal_min_delta_c)
-    )
+    frame.loc[frame["peers"] < cfg.thermal_min_peers, "delta_c"] = np.nan
+    limit = cfg.thermal_min_delta_c / 2.0
     findings: list[Finding] = []
     for site_id, dev_id, device in _devices(frame):
-        runs = _consecutive(device["over"].to_numpy(dtype=bool))
-        for row, run in zip(device.itertuples(index=False), runs, strict=True):
+        compared = device["delta_c"].dropna()
+        offset = np.zeros(len(device))
+        if len(compared) > cfg.baseline_days:
+            base = compared.iloc[: cfg.baseline_days]
+            base_end = int(device.index.get_loc(base.index[-1]))
+            value = float(np.clip(base.median(), -limit, limit))
+            offset[base_end + 1 :] = value
+        excess = device["delta_c"].to_numpy(dtype=float) - offset
+        z = excess / device["scale_c"].to_numpy(dtype=float)
+        over = (z > cfg.thermal_k) & (excess > cfg.thermal_min_delta_c)
+        runs = _consecutive(np.nan_to_num(over, nan=0.0).astype(bool))
+        for row, run, value, zed, off in zip(
+            device.itertuples(index=False), runs, excess, z, offset, strict=True
+        ):
             if run >= cfg.thermal_persist_days:
                 findings.append(
                     Finding(
                         site_id=site_id,
                         dev_id=dev_id,
                         kind=FindingKind.THERMAL,
-                        severity=_severity(row.delta_c, cfg.thermal_critical_delta_c),
+                        severity=_severity(value, cfg.thermal_critical_delta_c),
                         day=row.day,
                         statistic="temperature at power above peer median [°C]",
-                        value=float(row.delta_c),
+                        value=float(value),
                         threshold=cfg.thermal_min_delta_c,
                         action=ACTIONS[FindingKind.THERMAL],
                         detail={
-                            "robust_z": round(float(row.z), 3),
+                            "robust_z": round(float(zed), 3),
                             "peer_median_c": round(float(row.median_c), 3),
+                            "own_offset_c": round(float(off), 3),
+                            **_unit_detail(device),
                         },
                     )
                 )
@@ -262,18 +310,23 @@ def expected_soh(
     """Add the degradation model's SoH and its band to a daily feature frame.
 
     The model is :class:`forecasting.degradation.aging.ThroughputAging` fed each
-    device's cumulative DC throughput (``energy_in_mwh + energy_out_mwh``) day by day.
+    unit's cumulative DC throughput (``energy_in_mwh + energy_out_mwh``), mean SoC
+    and mean cell temperature (``temp_mean_c``) day by day, from the unit's first day.
+    Its curve is anchored at the unit's own start: ``soh_model`` = model SoH + the
+    median of ``soh - model SoH`` over the unit's first ``baseline_days`` days with a
+    SoH (a used module swapped in at 90 % is expected to go on from 90 %).
 
     Parameters
     ----------
     features : pandas.DataFrame
         Daily features with ``energy_in_mwh`` and ``energy_out_mwh`` [MWh] (and
-        ``soc_mean``, 0.5 when absent, for the calendar stress); the first
-        day of each device is taken as its first day in service.
+        ``soc_mean``, 0.5 when absent, for the calendar stress; ``temp_mean_c``
+        [°C], ``temp_c`` when absent or missing that day); the first day of each unit
+        is taken as its first day in service.
     energy_mwh : float
         Nameplate energy of one device [MWh].
     temp_c : float, default 25.0
-        Mean cell temperature the model assumes [°C].
+        Cell temperature [°C] the model assumes on days without a temperature.
     config : DetectorConfig, optional
         Band parameters.
 
@@ -295,6 +348,7 @@ def expected_soh(
         raise ForecastInputError(msg)
     out = features.copy()
     out["soh_model"] = np.nan
+    out["soh_band"] = np.nan
     for _, _, device in _devices(features):
         model = ThroughputAging(energy_mwh, temp_c=temp_c)
         days = pd.to_datetime(device["day"])
@@ -305,13 +359,49 @@ def expected_soh(
             if "soc_mean" in device
             else pd.Series(0.5, index=device.index)
         )
-        values = [
-            model(t, float(tp), float(s))
-            for t, tp, s in zip(t_days, throughput, soc, strict=True)
-        ]
-        out.loc[device.index, "soh_model"] = values
-    out["soh_band"] = cfg.fade_rel_band * (1.0 - out["soh_model"]) + cfg.fade_abs_band
+        temps = (
+            device["temp_mean_c"].astype(float).fillna(temp_c)
+            if "temp_mean_c" in device
+            else pd.Series(temp_c, index=device.index)
+        )
+        values = []
+        for t, tp, s, temp in zip(t_days, throughput, soc, temps, strict=True):
+            model.temp_c = float(temp)  # the day's temperature drives its step
+            values.append(model(t, float(tp), float(s)))
+        raw = np.asarray(values)
+        offset = 0.0
+        if "soh" in device:
+            residual = (device["soh"].to_numpy(dtype=float) - raw)[: cfg.baseline_days]
+            residual = residual[np.isfinite(residual)]
+            offset = float(np.median(residual)) if residual.size else 0.0
+        out.loc[device.index, "soh_model"] = raw + offset
+        out.loc[device.index, "soh_band"] = (
+            cfg.fade_rel_band * (1.0 - raw) + cfg.fade_abs_band
+        )
     return out
+
+
+def _rolling_slope(
+    y: pd.Series, x: pd.Series, window: int
+) -> tuple[pd.Series, pd.Series]:
+    """Return the rolling least-squares slope of ``y`` on ``x`` and its standard error."""
+    ok = y.notna() & x.notna()
+    yv = y.where(ok, 0.0)
+    xv = x.where(ok, 0.0)
+
+    def total(values: pd.Series) -> pd.Series:
+        return values.rolling(window, min_periods=1).sum()
+
+    n = total(ok.astype(float))
+    sx, sy = total(xv), total(yv)
+    sxx_c = total(xv * xv) - sx * sx / n
+    sxy_c = total(xv * yv) - sx * sy / n
+    syy_c = total(yv * yv) - sy * sy / n
+    slope = sxy_c / sxx_c.where(sxx_c > 0)
+    rss = (syy_c - slope * sxy_c).clip(lower=0.0)
+    stderr = np.sqrt(rss / (n - 2).where(n > 2) / sxx_c.where(sxx_c > 0))
+    enough = n >= window * 0.6
+    return slope.where(enough), stderr.where(enough)
 
 
 def detect_fast_fade(
@@ -319,9 +409,17 @@ def detect_fast_fade(
 ) -> list[Finding]:
     """Find usable capacity falling faster than the degradation model predicts.
 
-    Statistic: ``residual[d]`` = rolling median over ``fade_window_days`` of
-    ``soh - soh_model`` (fraction); a finding when ``residual < -soh_band``, critical
-    below ``-fade_critical_factor · soh_band``.
+    Two statistics, per unit, each day using that day and earlier ones:
+
+    - the fade rate: least-squares slopes of ``soh`` and of ``soh_model`` over the
+      last ``fade_rate_window_days`` days; a finding when the measured rate reaches
+      ``fade_rate_ratio`` times the model's and the capacity lost beyond the model
+      over the window reaches ``fade_rate_min_excess`` and the rate excess is
+      ``fade_rate_k`` standard errors of the fitted slope; critical from
+      ``fade_rate_critical_ratio``;
+    - the level: rolling median over ``fade_window_days`` of ``soh - soh_model``
+      (fraction); a finding when ``residual < -soh_band``, critical below
+      ``-fade_critical_factor · soh_band``.
 
     Parameters
     ----------
@@ -334,21 +432,50 @@ def detect_fast_fade(
     Returns
     -------
     list[Finding]
-        One per device-day below the band.
+        One per unit-day past a threshold (the rate test's when both fire).
     """
     cfg = config or DetectorConfig()
     _check_frame(features, ["soh", "soh_model", "soh_band"])
     findings: list[Finding] = []
+    window = cfg.fade_rate_window_days
     for site_id, dev_id, device in _devices(features):
-        residual = (device["soh"] - device["soh_model"]).astype(float)
-        rolled = residual.rolling(
+        soh = device["soh"].astype(float)
+        model = device["soh_model"].astype(float)
+        residual = soh - model
+        medians = residual.rolling(
             cfg.fade_window_days, min_periods=cfg.fade_window_days
+        ).median()
+        days = pd.to_datetime(device["day"])
+        x = pd.Series(
+            (days - days.iloc[0]).dt.days.to_numpy(dtype=float), index=device.index
         )
-        medians = rolled.median()
-        for day, value, band, model in zip(
-            device["day"], medians, device["soh_band"], device["soh_model"], strict=True
+        slope, stderr = _rolling_slope(soh, x, window)
+        rate = -slope
+        model_rate = -_rolling_slope(model.where(soh.notna()), x, window)[0]
+        excess = (rate - model_rate) * window
+        ratio = rate / model_rate.where(model_rate > 0)
+        position = np.arange(len(device))
+        unit = _unit_detail(device)
+        significant = (rate - model_rate) >= cfg.fade_rate_k * stderr
+        for i, day, level, band, expected, r, ex, sig in zip(
+            position,
+            device["day"],
+            medians,
+            device["soh_band"],
+            model,
+            ratio,
+            excess,
+            significant,
+            strict=True,
         ):
-            if np.isfinite(value) and value < -band:
+            rate_hit = (
+                i + 1 >= window
+                and np.isfinite(r)
+                and r >= cfg.fade_rate_ratio
+                and ex >= cfg.fade_rate_min_excess
+                and bool(sig)
+            )
+            if rate_hit:
                 findings.append(
                     Finding(
                         site_id=site_id,
@@ -356,15 +483,38 @@ def detect_fast_fade(
                         kind=FindingKind.FAST_FADE,
                         severity=(
                             Severity.CRITICAL
-                            if value < -cfg.fade_critical_factor * band
+                            if r >= cfg.fade_rate_critical_ratio
+                            else Severity.WARNING
+                        ),
+                        day=day,
+                        statistic="fade rate over the model's rate",
+                        value=float(r),
+                        threshold=cfg.fade_rate_ratio,
+                        action=ACTIONS[FindingKind.FAST_FADE],
+                        detail={
+                            "soh_model": round(float(expected), 5),
+                            "excess_loss": round(float(ex), 5),
+                            **unit,
+                        },
+                    )
+                )
+            elif np.isfinite(level) and level < -band:
+                findings.append(
+                    Finding(
+                        site_id=site_id,
+                        dev_id=dev_id,
+                        kind=FindingKind.FAST_FADE,
+                        severity=(
+                            Severity.CRITICAL
+                            if level < -cfg.fade_critical_factor * band
                             else Severity.WARNING
                         ),
                         day=day,
                         statistic="SoH minus model SoH (fraction)",
-                        value=float(value),
+                        value=float(level),
                         threshold=-float(band),
                         action=ACTIONS[FindingKind.FAST_FADE],
-                        detail={"soh_model": round(float(model), 5)},
+                        detail={"soh_model": round(float(expected), 5), **unit},
                     )
                 )
     return findings
@@ -418,7 +568,10 @@ def detect_rte_slide(
                         value=float(drop),
                         threshold=threshold,
                         action=ACTIONS[FindingKind.RTE_SLIDE],
-                        detail={"baseline_rte": round(baseline, 5)},
+                        detail={
+                            "baseline_rte": round(baseline, 5),
+                            **_unit_detail(device),
+                        },
                     )
                 )
     return findings
@@ -429,9 +582,10 @@ def detect_telemetry_quality(
 ) -> list[Finding]:
     """Find devices whose samples are often ``bad`` or missing.
 
-    Statistic: rolling mean over ``quality_window_days`` of ``bad_fraction +
-    gap_fraction`` (fraction 0-1 of expected samples); a finding above
-    ``quality_threshold``, critical above ``quality_critical``.
+    Statistic: over the last ``quality_window_days``, bad plus missing samples over
+    expected samples (fraction 0-1; each day weighs by its expected samples when the
+    frame has ``samples``, else the mean of ``bad_fraction + gap_fraction``); a
+    finding above ``quality_threshold``, critical above ``quality_critical``.
 
     Parameters
     ----------
@@ -449,8 +603,21 @@ def detect_telemetry_quality(
     _check_frame(features, ["bad_fraction", "gap_fraction"])
     findings: list[Finding] = []
     for site_id, dev_id, device in _devices(features):
-        lost = (device["bad_fraction"] + device["gap_fraction"]).clip(upper=1.0)
-        rolled = lost.rolling(cfg.quality_window_days, min_periods=1).mean()
+        if "samples" in device:
+            # Weigh each day by its expected samples: a day scanned just after
+            # midnight holds one sample, which must not speak for a whole day.
+            samples = device["samples"].astype(float)
+            gap = device["gap_fraction"].astype(float).clip(upper=0.999)
+            expected = samples / (1.0 - gap)
+            lost_n = device["bad_fraction"] * samples + (expected - samples)
+            window = cfg.quality_window_days
+            rolled = (
+                lost_n.rolling(window, min_periods=1).sum()
+                / expected.rolling(window, min_periods=1).sum()
+            ).clip(upper=1.0)
+        else:
+            lost = (device["bad_fraction"] + device["gap_fraction"]).clip(upper=1.0)
+            rolled = lost.rolling(cfg.quality_window_days, min_periods=1).mean()
         for day, value, bad, gap in zip(
             device["day"],
             rolled,
@@ -473,6 +640,7 @@ def detect_telemetry_quality(
                         detail={
                             "bad_fraction": round(float(bad), 5),
                             "gap_fraction": round(float(gap), 5),
+                            **_unit_detail(device),
                         },
                     )
                 )

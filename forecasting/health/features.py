@@ -29,6 +29,7 @@ FEATURE_COLUMNS = (
     "gap_fraction",
     "spread_mid_soc_mv",
     "temp_at_power_c",
+    "temp_mean_c",
     "soh",
     "energy_in_mwh",
     "energy_out_mwh",
@@ -50,6 +51,22 @@ RTE_MAX_SOC_DRIFT = 0.03
 
 RTE_MIN_IN_FRACTION = 0.3
 """…and at least this fraction of the device's largest daily charge went in."""
+
+RTE_MAX_UNCERTAIN = 0.002
+"""…and the energy in bad or missing intervals (estimated, fraction 0-1 of the day's
+charge) is at most this, with no gap too long to estimate.
+
+A bad or missing sample while power flows leaves its interval's energy unknown; an
+energy balance over such a day would read as lost efficiency, so the day gets no RTE
+(the loss is a ``telemetry_quality`` matter). One while idle costs nothing."""
+
+MAX_STEP_CADENCES = 1.5
+"""An interval longer than this many cadences (a missing sample) is not valid."""
+
+MAX_FILL_CADENCES = 4.0
+"""Throughput over invalid intervals up to this many cadences long is estimated from
+the power interpolated between the valid samples around them; longer gaps count for
+nothing."""
 
 
 def _validate(samples: pd.DataFrame) -> None:
@@ -81,9 +98,10 @@ def daily_features(samples: pd.DataFrame) -> pd.DataFrame:
         (0-1, samples missing against the device's median cadence),
         ``spread_mid_soc_mv`` [mV] (median max-min cell voltage at SoC in
         :data:`MID_SOC`), ``temp_at_power_c`` [°C] (mean max cell temperature while at
-        power), ``soh`` (0-1, median reported SoH), ``energy_in_mwh`` and
+        power), ``temp_mean_c`` [°C] (mean max cell temperature), ``soh`` (0-1, median reported SoH), ``energy_in_mwh`` and
         ``energy_out_mwh`` [MWh] (DC energy charged / discharged), ``soc_start`` and
-        ``soc_end``, ``soc_mean`` (0-1) and ``rte`` (0-1, out/in on closed-cycle days, else NaN).
+        ``soc_end``, ``soc_mean`` (0-1) and ``rte`` (0-1, out/in on closed-cycle days
+        whose energy is fully measured, else NaN).
 
     Raises
     ------
@@ -92,9 +110,13 @@ def daily_features(samples: pd.DataFrame) -> pd.DataFrame:
 
     Notes
     -----
-    Energy integrates power over each sample's interval to the next one; intervals
-    longer than twice the median cadence (gaps) count for nothing. Bad samples are
-    kept for ``bad_fraction`` only.
+    Energy integrates power over each valid interval: a good sample with a measured
+    power, followed by the next one within :data:`MAX_STEP_CADENCES` of the median
+    cadence. A day whose bad samples or gaps fall while power flows (see
+    :data:`RTE_MAX_UNCERTAIN`) gets no ``rte``. Its energies
+    (throughput, for the aging model and passports) are estimated over bad samples
+    and gaps up to :data:`MAX_FILL_CADENCES` from the power interpolated between
+    valid samples. Bad samples count in ``bad_fraction``.
     """
     _validate(samples)
     if samples.empty:
@@ -129,11 +151,23 @@ def _device_daily(device: pd.DataFrame) -> pd.DataFrame:
         if "soh_pct" in device.columns
         else np.full(ts.size, np.nan)
     )
-    dt_h = np.append(steps, 0).astype(float) / 3_600_000.0
-    dt_h[dt_h * 3_600_000.0 > 2 * cadence_ms] = 0.0
-    p_ok = np.where(good & np.isfinite(power_w), power_w, 0.0)
-    out_mwh = np.clip(p_ok, 0.0, None) * dt_h / 1e6
-    in_mwh = np.clip(-p_ok, 0.0, None) * dt_h / 1e6
+    step_ms = np.append(steps, 0).astype(float)
+    measured = good & np.isfinite(power_w)
+    valid = measured & (step_ms <= MAX_STEP_CADENCES * cadence_ms)
+    # Throughput: interpolate the power over bad samples and short gaps.
+    if measured.any():
+        p_est = np.where(
+            measured, power_w, np.interp(ts, ts[measured], power_w[measured])
+        )
+    else:
+        p_est = np.zeros(ts.size)
+    fillable = step_ms <= MAX_FILL_CADENCES * cadence_ms
+    fill_h = np.where(fillable, step_ms, 0.0) / 3.6e6
+    out_mwh = np.clip(p_est, 0.0, None) * fill_h / 1e6
+    in_mwh = np.clip(-p_est, 0.0, None) * fill_h / 1e6
+    uncertain_mwh = np.where(valid, 0.0, np.abs(p_est) * fill_h / 1e6)
+    unknown = (~fillable).astype(float)
+    unknown[-1] = 0.0  # the last sample has no next one yet
     frame = pd.DataFrame(
         {
             "day": day_index,
@@ -147,6 +181,8 @@ def _device_daily(device: pd.DataFrame) -> pd.DataFrame:
             "soh": np.where(good, soh, np.nan),
             "in_mwh": in_mwh,
             "out_mwh": out_mwh,
+            "uncertain_mwh": uncertain_mwh,
+            "unknown": unknown,
         }
     )
     grouped = frame.groupby("day", sort=True)
@@ -161,6 +197,9 @@ def _device_daily(device: pd.DataFrame) -> pd.DataFrame:
             "soc_start": grouped["soc"].first(),
             "soc_end": grouped["soc"].last(),
             "soc_mean": grouped["soc"].mean(),
+            "temp_mean_c": grouped["temp"].mean(),
+            "uncertain_mwh": grouped["uncertain_mwh"].sum(),
+            "unknown": grouped["unknown"].sum(),
         }
     )
     max_p = grouped["abs_p"].transform("max")
@@ -178,7 +217,10 @@ def _device_daily(device: pd.DataFrame) -> pd.DataFrame:
     big_in = (
         daily["energy_in_mwh"] >= RTE_MIN_IN_FRACTION * daily["energy_in_mwh"].max()
     )
-    valid = closed & big_in & (daily["energy_in_mwh"] > 0)
+    complete = (daily["unknown"] == 0) & (
+        daily["uncertain_mwh"] <= RTE_MAX_UNCERTAIN * daily["energy_in_mwh"]
+    )
+    valid = closed & big_in & (daily["energy_in_mwh"] > 0) & complete
     daily["rte"] = (daily["energy_out_mwh"] / daily["energy_in_mwh"]).where(valid)
     daily = daily.reset_index()
     daily["day"] = pd.to_datetime(daily["day"] * MS_PER_DAY, unit="ms", utc=True)

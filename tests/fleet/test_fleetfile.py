@@ -301,7 +301,8 @@ def test_fleet_file_error_is_an_input_error_when_caught_by_the_cli() -> None:
                     *provenance_data()[1:],
                 ]
             },
-            'provenance[0].feoc="no" has the wrong type: expected true or false',
+            'provenance[0].feoc: "no" has the wrong type: expected true, false or '
+            '"unknown"',
         ),
     ],
     ids=["number-as-text", "float-for-int", "bool-for-number", "text-for-bool"],

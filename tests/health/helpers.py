@@ -18,10 +18,13 @@ COLUMNS = (
 )
 
 
-def insert_samples(engine: sa.Engine, frame: pd.DataFrame) -> int:
-    """Insert telemetry rows (the synthetic generator's columns); return the count."""
+def insert_samples(engine: sa.Engine, frame: pd.DataFrame, first_seq: int = 1) -> int:
+    """Insert telemetry rows (the synthetic generator's columns); return the count.
+
+    A bad sample's missing measurements (NaN) are stored as NULL, as ingest does.
+    """
     rows = []
-    for i, rec in enumerate(frame.to_dict("records")):
+    for i, rec in enumerate(frame.to_dict("records"), start=first_seq - 1):
         row = {
             "site_id": rec["site_id"],
             "dev_id": rec["dev_id"],
@@ -34,7 +37,13 @@ def insert_samples(engine: sa.Engine, frame: pd.DataFrame) -> int:
             "payload_hash": f"{i:032d}",
             "received_at_ms": int(rec["ts_ms"]),
         }
-        row.update({c: float(rec[c]) for c in COLUMNS if c in rec})
+        row.update(
+            {
+                c: (None if pd.isna(rec[c]) else float(rec[c]))
+                for c in COLUMNS
+                if c in rec
+            }
+        )
         rows.append(row)
     with engine.begin() as conn:
         conn.execute(tlm_measurements.insert(), rows)

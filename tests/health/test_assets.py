@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fleet.assets import import_assets, passport, read_asset_file
+from fleet.assets import ImportResult, import_assets, passport, read_asset_file
 from fleet.cli import main
 from fleet.errors import FleetInputError
 from fleet.store import assets as asset_store
@@ -27,7 +27,8 @@ PCS-1,pcs,Inverter Co,,US,false,,s1,pcs1,pcs1,2026-01-01T00:00:00Z
 def _registry(engine: sa.Engine, tmp_path: Path) -> None:
     path = tmp_path / "assets.csv"
     path.write_text(CSV, encoding="utf-8")
-    assert import_assets(engine, read_asset_file(path), now=T0) == 3
+    result = import_assets(engine, read_asset_file(path), now=T0, actor="ana")
+    assert result == ImportResult(new=3, unchanged=0, corrected=0)
     day1 = _day()
     day2 = _day()
     day2["ts_ms"] += 86_400_000
@@ -45,6 +46,8 @@ def test_passport_matches_hand_numbers_when_module_swapped_after_one_day(
         out_serial="MOD-1",
         in_serial="MOD-2",
         at=T0 + dt.timedelta(days=1),
+        now=T0 + dt.timedelta(days=2),
+        actor="crew-7",
         reason="imbalance",
     )
     old = passport(engine, "MOD-1")
@@ -56,6 +59,12 @@ def test_passport_matches_hand_numbers_when_module_swapped_after_one_day(
     assert new.throughput_mwh == pytest.approx(3.8)
     assert new.soh_history == ((dt.date(2026, 1, 2), pytest.approx(0.96)),)
     assert [e.kind for e in old.events] == ["install", "swap_out"]
+    assert [(e.actor, e.reason) for e in old.events] == [
+        ("ana", None),
+        ("crew-7", "imbalance"),
+    ]
+    assert old.events[1].recorded_at == T0 + dt.timedelta(days=2)
+    assert old.events[1].ts == T0 + dt.timedelta(days=1)
     assert [e.kind for e in new.events] == ["register", "swap_in"]
     assert old.asset.site_id is None
     assert new.asset.position == "rack1/bank1"
@@ -82,11 +91,13 @@ def test_swap_raises_when_in_serial_already_installed(
     engine: sa.Engine, tmp_path: Path
 ) -> None:
     _registry(engine, tmp_path)
+    at = T0 + dt.timedelta(hours=1)
+    kw = {"at": at, "now": at, "actor": "ana"}
     with pytest.raises(FleetInputError, match="PCS-1' is already installed at s1"):
-        asset_store.swap(engine, out_serial="MOD-1", in_serial="PCS-1", at=T0)
-    asset_store.swap(engine, out_serial="MOD-1", in_serial="MOD-2", at=T0)
+        asset_store.swap(engine, out_serial="MOD-1", in_serial="PCS-1", **kw)
+    asset_store.swap(engine, out_serial="MOD-1", in_serial="MOD-2", **kw)
     with pytest.raises(FleetInputError, match="not installed"):
-        asset_store.swap(engine, out_serial="MOD-1", in_serial="MOD-2", at=T0)
+        asset_store.swap(engine, out_serial="MOD-1", in_serial="MOD-2", **kw)
 
 
 def test_read_asset_file_names_row_and_field_when_bad(tmp_path: Path) -> None:
@@ -235,3 +246,205 @@ def test_cli_assets_list_and_check_report_registry_when_run(
         main(["assets", "check", "s1", "--db", migrated_db_url])
     assert info.value.code == 1
     assert "installed but not reported: bank1, pcs1" in capsys.readouterr().out
+
+
+# Issue 20: the registry forgets. Each defect found becomes an assertion.
+
+STOCK = """serial,kind,manufacturer,model,country_of_manufacture,feoc,energy_mwh
+MOD-0001,module,Cell Co,LFP-280,US,false,2.0
+"""
+
+
+def _csv(tmp_path: Path, text: str, name: str = "assets.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("flag", ["Y", "maybe", "yes", "1", "no"])
+def test_read_asset_file_refuses_feoc_when_not_true_false_unknown(
+    tmp_path: Path, flag: str
+) -> None:
+    path = _csv(tmp_path, STOCK.replace(",false,", f",{flag},"))
+    with pytest.raises(
+        FleetInputError, match=r"asset 1 \(MOD-0001\): feoc: .*true, false or unknown"
+    ):
+        read_asset_file(path)
+
+
+def test_read_asset_file_reads_unknown_when_feoc_or_origin_unknown(
+    tmp_path: Path,
+) -> None:
+    path = _csv(tmp_path, STOCK.replace("US,false", "unknown,Unknown"))
+    [item] = read_asset_file(path)
+    assert item.feoc is None
+    assert item.country_of_manufacture is None
+
+
+def test_read_asset_file_refuses_country_when_not_iso_code(tmp_path: Path) -> None:
+    path = _csv(tmp_path, STOCK.replace(",US,", ",XX,"))
+    with pytest.raises(FleetInputError, match=r"country_of_manufacture.*ISO 3166-1"):
+        read_asset_file(path)
+
+
+def test_read_asset_file_normalizes_serials_when_case_or_spaces_differ(
+    tmp_path: Path,
+) -> None:
+    row = STOCK.splitlines()[1]
+    text = STOCK + row.replace("MOD-0001", " mod-0001 ") + "\n"
+    with pytest.raises(FleetInputError, match=r"duplicate serial.*MOD-0001"):
+        read_asset_file(_csv(tmp_path, text))
+    [item] = read_asset_file(_csv(tmp_path, STOCK.replace("MOD-0001", " mod-0001 ")))
+    assert item.serial == "MOD-0001"
+    with pytest.raises(FleetInputError, match="serial"):
+        read_asset_file(_csv(tmp_path, STOCK.replace("MOD-0001", "MOD 0001")))
+
+
+def test_import_refuses_other_facts_unless_correction_when_serial_known(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    import_assets(engine, read_asset_file(_csv(tmp_path, STOCK)), now=T0, actor="ana")
+    changed = STOCK.replace("Cell Co,LFP-280,US,false", "Other Co,LFP-280,CN,true")
+    items = read_asset_file(_csv(tmp_path, changed.replace("MOD-0001", "mod-0001")))
+    later = T0 + dt.timedelta(days=3)
+    with pytest.raises(
+        FleetInputError, match=r"MOD-0001.*other facts.*feoc: False -> True"
+    ):
+        import_assets(engine, items, now=later, actor="bo")
+    asset = asset_store.get_asset(engine, "MOD-0001")
+    assert (asset.manufacturer, asset.feoc) == ("Cell Co", False)
+    assert [e.kind for e in asset_store.events(engine, "MOD-0001")] == ["register"]
+    with pytest.raises(FleetInputError, match="needs a reason"):
+        import_assets(engine, items, now=later, actor="bo", correction=True)
+    result = import_assets(
+        engine, items, now=later, actor="bo", reason="datasheet", correction=True
+    )
+    assert result.corrected == 1
+    history = asset_store.events(engine, " mod-0001 ")
+    assert [e.kind for e in history] == ["register", "correct"]
+    fix = history[-1]
+    assert (fix.actor, fix.reason, fix.recorded_at) == ("bo", "datasheet", later)
+    assert fix.detail["before"]["feoc"] is False
+    assert fix.detail["after"]["country_of_manufacture"] == "CN"
+    # The same facts again change nothing and record nothing.
+    again = import_assets(engine, items, now=later, actor="bo")
+    assert again == ImportResult(new=0, unchanged=1, corrected=0)
+    assert len(asset_store.events(engine, "MOD-0001")) == 2
+
+
+def test_import_refuses_install_when_future_or_position_taken(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    _registry(engine, tmp_path)
+    header = CSV.splitlines()[0]
+    future = (
+        header
+        + "\nMOD-9,module,Cell Co,,US,false,2.0,s1,rack1/bank9,bank9,2030-01-01T00:00:00Z\n"
+    )
+    with pytest.raises(FleetInputError, match=r"MOD-9.*in the future"):
+        import_assets(
+            engine, read_asset_file(_csv(tmp_path, future)), now=T0, actor="a"
+        )
+    taken = (
+        header
+        + "\nMOD-8,module,Cell Co,,US,false,2.0,s1,rack1/bank1,bank1,2026-01-01T00:00:00Z\n"
+    )
+    with pytest.raises(FleetInputError, match=r"already holds MOD-1.*swap"):
+        import_assets(engine, read_asset_file(_csv(tmp_path, taken)), now=T0, actor="a")
+    with pytest.raises(FleetInputError, match=r"not registered|is not in"):
+        asset_store.get_asset(engine, "MOD-8")
+
+
+def test_swap_refuses_when_dated_in_future(engine: sa.Engine, tmp_path: Path) -> None:
+    _registry(engine, tmp_path)
+    with pytest.raises(FleetInputError, match=r"at=2030.*in the future"):
+        asset_store.swap(
+            engine,
+            out_serial="MOD-1",
+            in_serial="MOD-2",
+            at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+            now=T0 + dt.timedelta(days=5),
+            actor="ana",
+        )
+
+
+def test_swap_refuses_backdating_when_installations_would_overlap(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    _registry(engine, tmp_path)
+    header = CSV.splitlines()[0]
+    more = (
+        STOCK.replace("MOD-0001", "MOD-3")
+        .replace(
+            "serial,kind,manufacturer,model,country_of_manufacture,feoc,energy_mwh",
+            header,
+        )
+        .replace(",2.0\n", ",2.0,,,,\n")
+        + "MOD-4,module,Cell Co,,US,false,2.0,s1,rack2/bank5,bank5,2026-02-10T00:00:00Z\n"
+    )
+    now = T0 + dt.timedelta(days=120)
+    import_assets(engine, read_asset_file(_csv(tmp_path, more)), now=now, actor="ana")
+    day = dt.timedelta(days=1)
+    asset_store.swap(
+        engine,
+        out_serial="MOD-1",
+        in_serial="MOD-3",
+        at=T0 + 90 * day,
+        now=now,
+        actor="ana",
+    )
+    before = passport(engine, "MOD-1")
+    assert before.installations[0].end == T0 + 90 * day
+    # MOD-1 served at bank1 until day 90: it cannot go in for MOD-4 on day 50.
+    with pytest.raises(
+        FleetInputError, match="overlaps the history of MOD-1: swap_out"
+    ):
+        asset_store.swap(
+            engine,
+            out_serial="MOD-4",
+            in_serial="MOD-1",
+            at=T0 + 50 * day,
+            now=now,
+            actor="bo",
+        )
+    # Nor can MOD-3 leave bank1 before it arrived there.
+    with pytest.raises(FleetInputError, match="not after MOD-3 was installed"):
+        asset_store.swap(
+            engine,
+            out_serial="MOD-3",
+            in_serial="MOD-2",
+            at=T0 + 80 * day,
+            now=now,
+            actor="bo",
+        )
+    after = passport(engine, "MOD-1")
+    assert after.installations == before.installations
+    assert after.throughput_mwh == pytest.approx(before.throughput_mwh)
+
+
+def test_cli_assets_import_exits_2_naming_feoc_when_value_not_allowed(
+    migrated_db_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = _csv(tmp_path, STOCK.replace(",false,", ",maybe,"))
+    with pytest.raises(SystemExit) as info:
+        main(["assets", "import", str(path), "--actor", "ana", "--db", migrated_db_url])
+    assert info.value.code == 2
+    assert "feoc" in capsys.readouterr().err
+    ok = _csv(tmp_path, STOCK.replace(",false,", ",unknown,"), name="ok.csv")
+    with pytest.raises(SystemExit):
+        main(["assets", "import", str(ok), "--actor", "ana", "--db", migrated_db_url])
+    out = capsys.readouterr().out
+    assert "1 new" in out
+    assert "Compliance risk: 1 asset(s) of unknown FEOC status" in out
+    with pytest.raises(SystemExit):
+        main(["assets", "list", "--db", migrated_db_url])
+    listed = capsys.readouterr().out
+    assert "unknown" in listed
+    assert "Compliance risk: 1 asset(s)" in listed
+    with pytest.raises(SystemExit):
+        main(["assets", "passport", " mod-0001 ", "--db", migrated_db_url])
+    passport_out = capsys.readouterr().out
+    assert "FEOC: unknown" in passport_out
+    assert "register by ana" in passport_out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,16 +82,20 @@ def _batches(midnight: dt.datetime) -> tuple[list[tuple[str, bytes]], int]:
                 "seq": i + 1,
                 "ts": int(r.ts_ms),
                 "q": r.q,
+                # A bad sample carries no measurement (null), as gateways send it.
                 "m": {
-                    "soc_pct": float(r.soc_pct),
-                    "soh_pct": float(r.soh_pct),
-                    "p_dc_w": float(r.p_dc_w),
-                    "v_dc_v": 1372.8,
-                    "i_dc_a": float(r.p_dc_w) / 1372.8,
-                    "cell_v_max_v": float(r.cell_v_max_v),
-                    "cell_v_min_v": float(r.cell_v_min_v),
-                    "cell_t_max_c": float(r.cell_t_max_c),
-                    "cell_t_min_c": float(r.cell_t_min_c),
+                    k: (None if math.isnan(v) else v)
+                    for k, v in {
+                        "soc_pct": float(r.soc_pct),
+                        "soh_pct": float(r.soh_pct),
+                        "p_dc_w": float(r.p_dc_w),
+                        "v_dc_v": 1372.8,
+                        "i_dc_a": float(r.p_dc_w) / 1372.8,
+                        "cell_v_max_v": float(r.cell_v_max_v),
+                        "cell_v_min_v": float(r.cell_v_min_v),
+                        "cell_t_max_c": float(r.cell_t_max_c),
+                        "cell_t_min_c": float(r.cell_t_min_c),
+                    }.items()
                 },
             }
             for i, r in enumerate(device.itertuples(index=False))
@@ -167,7 +172,13 @@ def test_fan_fault_is_listed_and_acked_through_api_when_streamed_through_ingest(
                 assert again.opened == ()
                 assert again.refreshed == result.opened
                 one = client.get(f"/v1/alerts/{alert_id}", headers=viewer).json()
-                assert one["detail"]["occurrences"] == 2
+                # Seen again in the same episode; the API carries the evidence.
+                assert one["detail"]["occurrences"] == 1
+                evidence = one["detail"]["evidence"]
+                assert set(evidence["series"]) == {"temp_at_power_c", "peer_median_c"}
+                assert len(evidence["days"]) == len(
+                    evidence["series"]["temp_at_power_c"]
+                )
                 if one["severity"] == "critical":
                     assert dispatch_limits(engine, ["site-01"]) == {"site-01": 0.5}
 

@@ -168,3 +168,35 @@ def test_cli_compliance_what_if_prints_table_when_no_json(
     out = capsys.readouterr().out
     assert "3,000,000" in out
     assert "lost" in out
+
+
+@pytest.mark.parametrize(
+    ("year", "credit_usd"),
+    [(2033, 3_000_000), (2035, 2_250_000), (2036, 1_500_000), (2037, 0.0)],
+)
+def test_compare_sourcing_applies_credit_phase_down_when_construction_late(
+    tmp_path: Path, year: int, credit_usd: float
+) -> None:
+    # Issue 20: the what-if kept the full credit after the phase-down years.
+    path = tmp_path / "late.toml"
+    path.write_text(
+        f'year = {year}\nitc_rate = 0.30\n[[scenario]]\nname = "all US"\n'
+        f'site = "tx-new-01"\ncapex_usd = 10_000_000\n{_mix(0.0)}',
+        encoding="utf-8",
+    )
+    [row] = compare_sourcing(make_fleet(2), load_whatif(path))
+    assert row.passes
+    assert row.year == year
+    assert row.itc_value_usd == pytest.approx(credit_usd)
+    assert row.net_capex_usd == pytest.approx(10_000_000 - credit_usd)
+
+
+def test_load_whatif_names_country_field_when_code_not_iso(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(_write(tmp_path).read_text().replace('"CN"', '"XX"', 1))
+    with pytest.raises(FleetInputError) as info:
+        load_whatif(path)
+    message = str(info.value)
+    assert "scenario '60pct': component.0.country_of_manufacture" in message
+    assert "ISO 3166-1" in message
+    assert "US state" not in message
