@@ -1,7 +1,7 @@
 """Append-only asset registry events, unknown origin/FEOC, daily mean cell temperature.
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0010
 Create Date: 2026-12-07
 
 ``asset_events`` gains ``actor``, ``recorded_at`` (entry time; ``ts`` is the effective
@@ -19,7 +19,7 @@ from alembic import op
 import fleet.store.asset_tables  # noqa: F401
 
 revision = "0008"
-down_revision = "0004"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
