@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -35,7 +36,7 @@ from fleet.ops.scenario_builder import (
 )
 from fleet.store.dml import Bind, transaction
 from fleet.store.forecasts import load_price_forecast
-from fleet.store.schedules import save_schedule
+from fleet.store.schedules import latest_schedule, save_schedule
 from fleet.store.telemetry_tables import tlm_latest
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,41 @@ def latest_site_states(
             power_fraction=limits.get(site_id, 1.0),
         )
     return out
+
+
+def planned_end_soc(
+    bind: Bind, rules: MarketRules, operating_day: dt.date
+) -> dict[str, float]:
+    """Return the SoC (0-1) the newest schedule of ``operating_day`` ends each site at."""
+    stored = latest_schedule(bind, market=rules.name, operating_day=operating_day)
+    if stored is None or not stored.result:
+        return {}
+    out: dict[str, float] = {}
+    for site_id, sched in (stored.result.get("sites") or {}).items():
+        soc = sched.get("soc") if isinstance(sched, dict) else None
+        if soc:
+            out[str(site_id)] = float(soc[-1])
+    return out
+
+
+def with_planned_start(
+    bind: Bind,
+    rules: MarketRules,
+    operating_day: dt.date,
+    states: Mapping[str, SiteState],
+) -> dict[str, SiteState]:
+    """Start D's plan where D-1's plan ends, not at the SoC telemetry shows now.
+
+    The day-ahead plan is made on D-1, hours before D starts; the intraday loop of
+    D-1 steers each site to its plan's end (its terminal SoC floor), so that SoC, not
+    the one measured at planning time, is where D begins. Availability, SoH and the
+    health derate stay those of telemetry.
+    """
+    ends = planned_end_soc(bind, rules, operating_day - dt.timedelta(days=1))
+    return {
+        sid: (dataclasses.replace(state, soc=ends[sid]) if sid in ends else state)
+        for sid, state in states.items()
+    }
 
 
 def stored_forecast_prices(
@@ -298,6 +334,7 @@ def run_dayahead(
             now_ms=int(now.timestamp() * 1000),
             stale_after_ms=stale_after_ms,
         )
+        states = with_planned_start(bind, rules, operating_day, states)
     if btm is None:
         btm = {
             s.id: btm_inputs(bind, s, start, hours, 60, now=now, data_dir=data_dir)

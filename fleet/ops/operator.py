@@ -49,7 +49,7 @@ from fleet.ops.awards import (
     latest_awards,
     store_awards,
 )
-from fleet.ops.bids import push_bid_set
+from fleet.ops.bids import planned_start_states, push_bid_set
 from fleet.ops.btm import (
     BtmInputs,
     load_forecast_mw,
@@ -121,6 +121,15 @@ class MarketProgress:
     """Intraday reports per operating day."""
     settled: list[dt.date] = field(default_factory=list)
     """Operating days settled."""
+
+
+def planned_start_soc(bind: Bind, rules: MarketRules, day: dt.date) -> dict[str, float]:
+    """Return the SoC (0-1) the newest schedule of ``day`` starts each site from."""
+    return {
+        sid: state.soc
+        for sid, state in planned_start_states(bind, rules, day).items()
+        if state.soc is not None
+    }
 
 
 def store_states(bind: Bind) -> Callable[[Sequence[str]], StateSource]:
@@ -499,6 +508,12 @@ class MarketLoop:
             return None
         done = self._done[day]
         if index not in done:
+            # End the day where tomorrow's plan (once made) starts each site.
+            tomorrow = planned_start_soc(
+                self.bind, self.rules, day + dt.timedelta(days=1)
+            )
+            if tomorrow:
+                dispatcher.soc_final_min = tomorrow
             if step_status(self.bind, self.rules.name, day, "intraday") is None:
                 mark_step(
                     self.bind, self.rules.name, day, "intraday", "running", now=now

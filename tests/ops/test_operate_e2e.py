@@ -152,7 +152,11 @@ def test_operator_runs_two_days_for_every_site_unattended(
             # Settled from metered telemetry; shortfall within 1 % of awarded MW-h.
             detail = done[done["step"] == "settle"]["detail"].iloc[0]
             assert detail["awarded_mwh"] > 0
-            assert detail["shortfall_mwh"] <= 0.01 * detail["awarded_mwh"], detail
+            assert detail["shortfall_mwh"] <= 0.01 * detail["awarded_mwh"], (
+                market,
+                day,
+                detail,
+            )
     settled = load_settlements(engine)
     assert set(settled["operating_day"]) == set(DAYS)
     for site in fleet.sites:
