@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -31,6 +32,7 @@ from fleet.api.routers import (
     sites,
     stream,
 )
+from fleet.api.schemas import ErrorOut
 from fleet.config import Settings, get_settings
 from fleet.store.engine import make_engine
 
@@ -108,6 +110,81 @@ def _broker_url(settings: Settings) -> str | None:
     if not url or url.lower() in {"none", "off"}:
         return None
     return url
+
+
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
+_VALIDATION_REF = {"$ref": "#/components/schemas/HTTPValidationError"}
+GENERIC_ERRORS: dict[str, dict[str, Any]] = {
+    "413": {
+        "description": f"The request body is over {MAX_BODY_BYTES} bytes.",
+        "content": {"application/json": {"schema": _ERROR_REF}},
+    },
+    "422": {
+        "description": (
+            "Invalid input; `detail[].loc` names the field. Also: a body that is not "
+            "UTF-8, a JSON number that is NaN, Infinity or out of range, a NUL "
+            "character anywhere, a time outside 1970..2100."
+        ),
+        "content": {"application/json": {"schema": _VALIDATION_REF}},
+    },
+    "503": {
+        "description": "The store is unavailable (or another dependency is down).",
+        "content": {"application/json": {"schema": _ERROR_REF}},
+    },
+}
+"""Answers any operation may give besides its own (added to the OpenAPI document)."""
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Make the OpenAPI document list every status the API can answer."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        for methods in schema.get("paths", {}).values():
+            for operation in methods.values():
+                responses = operation.setdefault("responses", {})
+                for status, answer in GENERIC_ERRORS.items():
+                    if status == "413" and "requestBody" not in operation:
+                        continue
+                    current = responses.setdefault(status, dict(answer))
+                    if current.get("description") == "Validation Error":
+                        current["description"] = answer["description"]
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault("ErrorOut", ErrorOut.model_json_schema())
+        if "HTTPValidationError" not in components:
+            components["HTTPValidationError"] = {
+                "type": "object",
+                "properties": {
+                    "detail": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/ValidationError"},
+                    }
+                },
+            }
+            components["ValidationError"] = {
+                "type": "object",
+                "required": ["loc", "msg", "type"],
+                "properties": {
+                    "loc": {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                    },
+                    "msg": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(
@@ -197,6 +274,8 @@ def create_app(
     ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    _document_errors(app)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:

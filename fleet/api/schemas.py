@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from fleet.types import SITE_ID_PATTERN
 
@@ -22,6 +22,43 @@ SiteIdPath = Annotated[str, Field(pattern=SITE_ID_PATTERN, examples=["tx-odessa-
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 """A float that is neither NaN nor infinite."""
+
+INT32_MAX = 2**31 - 1
+"""Largest integer both stores keep in an ``INTEGER`` column (PostgreSQL int4)."""
+TIME_RANGE = (
+    dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+    dt.datetime(2100, 1, 1, tzinfo=dt.UTC),
+)
+"""Times the API accepts (UTC); outside it a time gets 422 naming the field."""
+DAY_RANGE = (dt.date(1970, 1, 1), dt.date(2099, 12, 31))
+"""Operating days the API accepts."""
+
+
+def _time_in_range(value: dt.datetime) -> dt.datetime:
+    try:
+        utc = value.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not TIME_RANGE[0] <= utc < TIME_RANGE[1]:
+        msg = (
+            f"{value.isoformat()} is outside {TIME_RANGE[0]:%Y-%m-%d}.."
+            f"{TIME_RANGE[1]:%Y-%m-%d} (UTC)"
+        )
+        raise ValueError(msg)
+    return utc
+
+
+def _day_in_range(value: dt.date) -> dt.date:
+    if not DAY_RANGE[0] <= value <= DAY_RANGE[1]:
+        msg = f"{value.isoformat()} is outside {DAY_RANGE[0]}..{DAY_RANGE[1]}"
+        raise ValueError(msg)
+    return value
+
+
+ApiDatetime = Annotated[AwareDatetime, AfterValidator(_time_in_range)]
+"""An aware time within :data:`TIME_RANGE`, returned as UTC."""
+ApiDate = Annotated[dt.date, AfterValidator(_day_in_range)]
+"""A day within :data:`DAY_RANGE`."""
 
 
 class _Out(BaseModel):
@@ -349,7 +386,7 @@ class AwardIn(_In):
     """One awarded quantity for a site, product and interval."""
 
     site_id: str = Field(pattern=SITE_ID_PATTERN)
-    ts: AwareDatetime = Field(description="Interval start (UTC).")
+    ts: ApiDatetime = Field(description="Interval start (UTC).")
     product: Literal["energy", "reg_up", "reg_down", "spin", "capacity"]
     award_mw: float = Field(ge=-10000, le=10000)
     price: float | None = Field(default=None, ge=-10000, le=100000)
@@ -381,7 +418,9 @@ class AwardSetIn(_In):
         },
     )
 
-    version: int = Field(ge=1, description="Version of the bid set these answer.")
+    version: int = Field(
+        ge=1, le=INT32_MAX, description="Version of the bid set these answer."
+    )
     awards: list[AwardIn] = Field(min_length=1, max_length=20000)
 
 

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime
 
 from fleet.api import queries
 from fleet.api.deps import StoreDep, ViewerKey
@@ -24,6 +23,7 @@ from fleet.api.routers._common import (
 )
 from fleet.api.routers.sites import SiteIdParam
 from fleet.api.schemas import (
+    ApiDatetime,
     RevenueOut,
     ScheduleListOut,
     ScheduleOut,
@@ -201,11 +201,11 @@ def schedule_vs_realized(
     engine: StoreDep,
     _key: ViewerKey,
     start: Annotated[
-        AwareDatetime | None,
+        ApiDatetime | None,
         Query(description="Window start; default: the market's local midnight today."),
     ] = None,
     end: Annotated[
-        AwareDatetime | None,
+        ApiDatetime | None,
         Query(description="Window end; default: start + 24 h (at most 7 days)."),
     ] = None,
     resample_s: Annotated[int, Query(ge=60, le=3600)] = 300,
@@ -279,8 +279,8 @@ def schedule_vs_realized(
 def revenue(
     engine: StoreDep,
     _key: ViewerKey,
-    start: Annotated[AwareDatetime, Query(examples=["2026-11-01T00:00:00Z"])],
-    end: Annotated[AwareDatetime, Query(examples=["2026-12-01T00:00:00Z"])],
+    start: Annotated[ApiDatetime, Query(examples=["2026-11-01T00:00:00Z"])],
+    end: Annotated[ApiDatetime, Query(examples=["2026-12-01T00:00:00Z"])],
 ) -> RevenueOut:
     """Revenue by service and degradation cost of the newest schedule of each day."""
     start_utc = as_utc(start, "start")

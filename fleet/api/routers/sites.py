@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime
 
 from fleet.api import queries
 from fleet.api.deps import AdminKey, BusDep, OptionsDep, StoreDep, ViewerKey
@@ -22,6 +21,7 @@ from fleet.api.routers._common import (
     utc_now,
 )
 from fleet.api.schemas import (
+    ApiDatetime,
     AvailabilityOut,
     ComplianceOut,
     FleetOut,
@@ -249,14 +249,14 @@ def get_telemetry(
     options: OptionsDep,
     _key: ViewerKey,
     start: Annotated[
-        AwareDatetime,
+        ApiDatetime,
         Query(
             description="Range start (inclusive), with a zone.",
             examples=["2026-11-24T06:00:00Z"],
         ),
     ],
     end: Annotated[
-        AwareDatetime,
+        ApiDatetime,
         Query(
             description="Range end (exclusive), at most 31 days after start.",
             examples=["2026-11-25T06:00:00Z"],
