@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from fleet.api.deps import KeyCache
 from fleet.api.errors import install_error_handlers
 from fleet.api.events import EventBus
+from fleet.api.guard import RedactKeysFilter
 from fleet.api.metrics import ApiMetrics, MetricsAndLimitsMiddleware
 from fleet.api.options import ApiOptions
 from fleet.api.poller import Cursor, run_poller
@@ -29,6 +30,7 @@ from fleet.api.routers import (
     health,
     markets,
     schedules,
+    session,
     sites,
     stream,
 )
@@ -48,7 +50,9 @@ forecasts, schedules, revenue, bids and awards, warranty, FEOC compliance and a 
 event stream.
 
 Every endpoint but `/healthz` and `/readyz` needs an API key, sent as
-`Authorization: Bearer <key>` or `X-API-Key: <key>`. Roles: `viewer` reads,
+`Authorization: Bearer <key>` or `X-API-Key: <key>` (never in a URL), or the
+dashboard's session cookie from `POST /v1/session` (writes with the cookie also need
+the `X-Requested-With` header). Roles: `viewer` reads,
 `scheduler` also pushes bids and awards and acknowledges alerts, `admin` also changes the fleet and manages keys.
 A missing or wrong key is 401, a key whose role may not do it is 403. Units are in the
 field names (`_mw`, `_mwh`, `_usd`); fractions are 0-1; times are UTC (ISO 8601).
@@ -205,6 +209,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
+        redact = RedactKeysFilter()
+        access_log = logging.getLogger("uvicorn.access")
+        access_log.addFilter(redact)
         bus = EventBus()
         bus.bind(asyncio.get_running_loop())
         app.state.engine = engine
@@ -229,6 +236,7 @@ def create_app(
                 await poller
             if probe is not None:
                 await asyncio.to_thread(probe.stop)
+            access_log.removeFilter(redact)
             engine.dispose()
 
     app = FastAPI(
@@ -248,6 +256,7 @@ def create_app(
             },
             {"name": "admin", "description": "Keys, fleet changes, audit log."},
             {"name": "stream", "description": "Server-Sent Events."},
+            {"name": "session", "description": "Dashboard sign-in (session cookie)."},
         ],
     )
     app.state.settings = settings
@@ -270,6 +279,7 @@ def create_app(
         markets,
         alerts,
         admin,
+        session,
         stream,
     ):
         app.include_router(module.router)
@@ -277,9 +287,16 @@ def create_app(
 
     _document_errors(app)
 
-    @app.get("/", include_in_schema=False)
-    def dashboard() -> FileResponse:
-        """Serve the operator dashboard (it asks for a viewer key itself)."""
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+    @app.get("/", include_in_schema=False, response_model=None)
+    def dashboard(request: Request) -> FileResponse | RedirectResponse:
+        """Serve the operator dashboard (it signs in with a key itself)."""
+        if "key" in request.query_params:
+            # keys never travel in URLs: drop it (the access log redacts it)
+            return RedirectResponse("/?signin=url-key", status_code=303)
+        return FileResponse(
+            STATIC_DIR / "index.html",
+            media_type="text/html",
+            headers={"Cache-Control": "no-store"},
+        )
 
     return app

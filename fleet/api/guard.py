@@ -197,8 +197,8 @@ async def read_body(receive: Receive, limit: int) -> tuple[bytes, list[Message]]
 
 
 def redact_keys(text: str) -> str:
-    """Return ``text`` with every API key secret replaced by its public prefix."""
-    return _KEY_RE.sub(r"bfk_\1_…", text)
+    """Return ``text`` with every API key replaced by ``<key-PREFIX redacted>``."""
+    return _KEY_RE.sub(r"<key-\1 redacted>", text)
 
 
 class RedactKeysFilter(logging.Filter):

@@ -467,6 +467,11 @@ class KeyIn(_In):
 
     role: Literal["viewer", "scheduler", "admin"]
     note: str | None = Field(default=None, max_length=500)
+    expires_at: ApiDatetime | None = Field(
+        default=None,
+        description="When the key stops working (future, with a zone); None: never.",
+        examples=["2027-03-01T00:00:00Z"],
+    )
 
 
 class KeyOut(_Out):
@@ -478,6 +483,28 @@ class KeyOut(_Out):
     created_at: AwareDatetime
     revoked_at: AwareDatetime | None
     note: str | None
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="Expiry (UTC); None: the key does not expire."
+    )
+
+
+class SessionIn(_In):
+    """An API key to exchange for a dashboard session."""
+
+    key: str = Field(min_length=1, max_length=100, examples=["bfk_0123456789ab_…"])
+
+
+class SessionOut(_Out):
+    """Who a request is authenticated as, and until when."""
+
+    key_id: str
+    role: str
+    key_expires_at: AwareDatetime | None = Field(
+        description="Expiry of the key (UTC); None: it does not expire."
+    )
+    expires_at: AwareDatetime | None = Field(
+        description="Expiry of the session (UTC); None when authenticated by key."
+    )
 
 
 class NewKeyOut(KeyOut):

@@ -1,8 +1,9 @@
 // bessfleet operator dashboard: plain JS, no build step, no network beyond this app.
 "use strict";
 
-const state = { key: null, sites: new Map(), selected: null, streamAbort: null, stream: "offline", events: 0, alerts: [], alertCount: 0 };
+const state = { session: null, sites: new Map(), selected: null, streamAbort: null, stream: "offline", events: 0, alerts: [], alertCount: 0 };
 const $ = (id) => document.getElementById(id);
+const viewTz = () => state.tz || "UTC";
 
 // ---- formatting: numbers always carry units; times in the market's local time ----
 const fmtNum = (v, digits) => {
@@ -33,9 +34,10 @@ function hourLabel(ms, tz) {
 
 // ---- API access ----
 function showError(msg) { const e = $("error"); if (!msg) { e.hidden = true; return; } e.textContent = msg; e.hidden = false; }
+const WRITE_HEADERS = { "X-Requested-With": "bessfleet-dashboard" };
 async function api(path) {
-  const r = await fetch(path, { headers: { "Authorization": `Bearer ${state.key}` } });
-  if (r.status === 401) throw new Error("The API key was refused (401): enter a valid viewer key.");
+  const r = await fetch(path, { credentials: "same-origin" });
+  if (r.status === 401) { signedOut("Your session ended or the key was refused (401): sign in again."); throw new Error("Signed out (401)."); }
   if (r.status === 403) throw new Error("This key's role may not read this (403).");
   if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
   return r.json();
@@ -265,9 +267,9 @@ async function ackAlert(id, button) {
   button.disabled = true;
   alertsMsg(null);
   try {
-    const r = await fetch(`/v1/alerts/${id}/ack`, { method: "POST", headers: { "Authorization": `Bearer ${state.key}` } });
+    const r = await fetch(`/v1/alerts/${id}/ack`, { method: "POST", credentials: "same-origin", headers: WRITE_HEADERS });
     if (r.status === 403) {
-      alertsMsg("Not acknowledged (403 Forbidden): acknowledging an alert needs a scheduler or admin key, and this is a viewer key. Enter a scheduler key above.");
+      alertsMsg("Not acknowledged (403 Forbidden): acknowledging an alert needs a scheduler or admin key, and this is a viewer key. Sign in with a scheduler key above.");
       button.disabled = false; return;
     }
     if (r.status === 401) { alertsMsg("Not acknowledged (401): the API key was refused."); button.disabled = false; return; }
@@ -323,9 +325,10 @@ async function runStream() {
   let lastId = null;
   for (;;) {
     try {
-      const headers = { "Authorization": `Bearer ${state.key}`, "Accept": "text/event-stream" };
+      const headers = { "Accept": "text/event-stream" };
       if (lastId) headers["Last-Event-ID"] = lastId;
-      const r = await fetch("/v1/stream", { headers, signal: ctl.signal });
+      const r = await fetch("/v1/stream", { headers, credentials: "same-origin", signal: ctl.signal });
+      if (r.status === 401) { signedOut("Your session ended or the key was revoked (401): sign in again."); return; }
       if (!r.ok) throw new Error(`stream HTTP ${r.status}`);
       setConn(true, "live");
       const reader = r.body.getReader(); const dec = new TextDecoder(); let buf = "";
@@ -342,6 +345,7 @@ async function runStream() {
             else if (line.startsWith("data: ")) data += line.slice(6);
             else if (line.startsWith("id: ")) lastId = line.slice(4);
           }
+          if (kind === "revoked") { signedOut("The key of this session was revoked or expired: sign in again."); return; }
           if (data && kind !== "ping") { try { handleEvent(kind, JSON.parse(data)); } catch (e) { /* ignore a bad frame */ } }
         }
       }
@@ -362,20 +366,55 @@ async function start() {
     runStream();
   } catch (err) { showError(err.message); }
 }
-function init() {
+// ---- sign-in: the key is exchanged for an HttpOnly session cookie, never stored here ----
+function showSession() {
+  const who = $("who");
+  if (!state.session) { who.textContent = "not signed in"; $("signout").hidden = true; $("keyform").hidden = false; return; }
+  const s = state.session;
+  const until = s.expires_at ? ` until ${fmtTime(s.expires_at, viewTz())}` : "";
+  who.textContent = `signed in: ${s.key_id} (${s.role})${until}`;
+  $("signout").hidden = false;
+}
+function signedOut(msg) {
+  state.session = null;
+  if (state.streamAbort) { state.streamAbort.abort(); state.streamAbort = null; }
+  setConn(false, "offline");
+  showSession();
+  showError(msg);
+}
+async function signIn(key) {
+  const r = await fetch("/v1/session", { method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/json" }, body: JSON.stringify({ key }) });
+  if (!r.ok) { signedOut(r.status === 401 ? "The API key was refused (401): enter a valid key." : `Sign-in failed: HTTP ${r.status}`); return; }
+  state.session = await r.json();
+  showSession();
+  start();
+}
+async function signOut() {
+  await fetch("/v1/session", { method: "DELETE", credentials: "same-origin", headers: WRITE_HEADERS }).catch(() => {});
+  signedOut("Signed out.");
+}
+async function init() {
+  localStorage.removeItem("bessfleet.key"); // older dashboards kept the key here
   const params = new URLSearchParams(location.search);
-  const fromUrl = params.get("key");
-  if (fromUrl) { localStorage.setItem("bessfleet.key", fromUrl); history.replaceState(null, "", location.pathname); }
-  state.key = fromUrl || localStorage.getItem("bessfleet.key");
+  if (params.has("signin")) history.replaceState(null, "", location.pathname);
   $("keyform").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const k = $("apikey").value.trim();
-    if (!k) return;
-    localStorage.setItem("bessfleet.key", k); state.key = k; $("apikey").value = ""; start();
+    $("apikey").value = "";
+    if (k) signIn(k);
   });
-  if (state.key) start(); else showError("Enter a viewer API key (create one with `bessfleet keys create --role viewer`).");
-  setInterval(() => { if (state.key && state.stream !== "live") loadSites().catch(() => {}); }, 30000);
+  $("signout").addEventListener("click", () => signOut());
+  const r = await fetch("/v1/session", { credentials: "same-origin" }).catch(() => null);
+  if (r && r.ok) { state.session = await r.json(); showSession(); start(); }
+  else {
+    showSession();
+    showError(params.get("signin") === "url-key"
+      ? "Keys are not accepted in links (they end up in logs and browser history): paste the key below to sign in."
+      : "Sign in with an API key (create one with `bessfleet keys create --role viewer`).");
+  }
+  setInterval(() => { if (state.session && state.stream !== "live") loadSites().catch(() => {}); }, 30000);
   // severity escalations and closed conditions raise no stream event: refresh the list
-  setInterval(() => { if (state.key) loadAlerts().catch(() => {}); }, 60000);
+  setInterval(() => { if (state.session) loadAlerts().catch(() => {}); }, 60000);
 }
 init();
