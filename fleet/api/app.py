@@ -139,6 +139,53 @@ GENERIC_ERRORS: dict[str, dict[str, Any]] = {
 """Answers any operation may give besides its own (added to the OpenAPI document)."""
 
 
+_FIRST_ITEM = "$response.body#/items/0"
+LINKS: tuple[tuple[str, str, str, str, str, str, dict[str, str]], ...] = (
+    # (from path, method, status, link name, to path, method, parameters)
+    ("/v1/keys", "post", "201", "RevokeKey", "/v1/keys/{key_id}", "delete",
+     {"key_id": "$response.body#/key_id"}),
+    ("/v1/sites", "get", "200", "GetSite", "/v1/sites/{site_id}", "get",
+     {"site_id": f"{_FIRST_ITEM}/site_id"}),
+    ("/v1/sites", "get", "200", "GetSiteState", "/v1/sites/{site_id}/state", "get",
+     {"site_id": f"{_FIRST_ITEM}/site_id"}),
+    ("/v1/sites", "get", "200", "GetScheduleVsRealized",
+     "/v1/sites/{site_id}/schedule-vs-realized", "get",
+     {"site_id": f"{_FIRST_ITEM}/site_id"}),
+    ("/v1/sites", "get", "200", "GetWarranty", "/v1/sites/{site_id}/warranty", "get",
+     {"site_id": f"{_FIRST_ITEM}/site_id"}),
+    ("/v1/schedules", "get", "200", "GetSchedule", "/v1/schedules/{schedule_id}",
+     "get", {"schedule_id": f"{_FIRST_ITEM}/schedule_id"}),
+    ("/v1/markets/{market}/bids/{operating_day}", "put", "201", "GetBids",
+     "/v1/markets/{market}/bids/{operating_day}", "get",
+     {"market": "$request.path.market", "operating_day": "$request.path.operating_day"}),
+    ("/v1/markets/{market}/awards/{operating_day}", "put", "201", "GetAwards",
+     "/v1/markets/{market}/awards/{operating_day}", "get",
+     {"market": "$request.path.market", "operating_day": "$request.path.operating_day"}),
+    ("/v1/awards", "get", "200", "GetAwardSet",
+     "/v1/markets/{market}/awards/{operating_day}", "get",
+     {"market": f"{_FIRST_ITEM}/market",
+      "operating_day": f"{_FIRST_ITEM}/operating_day"}),
+    ("/v1/alerts", "get", "200", "GetAlert", "/v1/alerts/{alert_id}", "get",
+     {"alert_id": f"{_FIRST_ITEM}/alert_id"}),
+    ("/v1/alerts", "get", "200", "AcknowledgeAlert", "/v1/alerts/{alert_id}/ack",
+     "post", {"alert_id": f"{_FIRST_ITEM}/alert_id"}),
+)  # fmt: skip
+"""OpenAPI links between operations (what a client, or a stateful fuzzer, follows)."""
+
+
+def _add_links(schema: dict[str, Any]) -> None:
+    paths = schema.get("paths", {})
+    for src, method, status, name, dst, dst_method, parameters in LINKS:
+        target = paths.get(dst, {}).get(dst_method)
+        answer = paths.get(src, {}).get(method, {}).get("responses", {}).get(status)
+        if target is None or answer is None:
+            continue
+        answer.setdefault("links", {})[name] = {
+            "operationId": target["operationId"],
+            "parameters": parameters,
+        }
+
+
 def _document_errors(app: FastAPI) -> None:
     """Make the OpenAPI document list every status the API can answer."""
 
@@ -161,6 +208,7 @@ def _document_errors(app: FastAPI) -> None:
                     current = responses.setdefault(status, dict(answer))
                     if current.get("description") == "Validation Error":
                         current["description"] = answer["description"]
+        _add_links(schema)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.setdefault("ErrorOut", ErrorOut.model_json_schema())
         if "HTTPValidationError" not in components:
