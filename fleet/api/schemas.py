@@ -106,6 +106,13 @@ class SiteStateOut(_Out):
     lag_s: float | None = Field(
         default=None, description="Age of the newest sample [s].", examples=[1.2]
     )
+    stale: bool = Field(
+        default=True,
+        description=(
+            "The newest sample is older than the API's stale_after_s (300 s by "
+            "default) or missing: its values are not current."
+        ),
+    )
 
 
 class SiteOut(_Out):
@@ -143,15 +150,35 @@ class SiteListOut(_Out):
 
 
 class FleetOut(_Out):
-    """Fleet totals."""
+    """Fleet totals; the live ones (power, stored energy, SoC) from fresh sites only."""
 
     site_count: int = Field(ge=0, examples=[12])
-    online_count: int = Field(ge=0, examples=[11])
+    online_count: int = Field(
+        ge=0, examples=[11], description="Sites online with fresh telemetry."
+    )
+    fresh_count: int = Field(
+        ge=0,
+        examples=[11],
+        description="Sites whose newest sample is recent and not offline: the sites "
+        "the live totals are summed over.",
+    )
+    stale_count: int = Field(
+        ge=0, description="Sites with telemetry that is too old or reported offline."
+    )
+    missing_count: int = Field(ge=0, description="Sites with no telemetry at all.")
+    stale_after_s: float = Field(description="Age that makes a sample stale [s].")
     discharge_mw: float = Field(description="Summed discharge rating [MW].")
     charge_mw: float = Field(description="Summed charge rating [MW].")
     energy_mwh: float = Field(description="Summed energy rating [MWh].")
-    stored_energy_mwh: float | None = Field(description="Energy stored now [MWh].")
-    power_mw: float | None = Field(description="Net power now [MW], + discharge.")
+    stored_energy_mwh: float | None = Field(
+        description="Energy stored now in fresh sites [MWh]; None when none is fresh."
+    )
+    power_mw: float | None = Field(
+        description="Net power now of fresh sites [MW], + discharge; None when none."
+    )
+    mean_soc: float | None = Field(
+        default=None, description="Mean SoC of fresh sites, fraction 0-1."
+    )
     markets: list[str]
 
 
@@ -266,6 +293,36 @@ class ScheduleWindowOut(_Out):
     created_at: AwareDatetime
     interval_minutes: int
     points: list[SchedulePointOut]
+
+
+class ReserveCoverageItemOut(_Out):
+    """One site's award of one reserve product against what the plan holds."""
+
+    site_id: str
+    product: str = Field(examples=["reg_up"])
+    intervals: int = Field(ge=0, description="Awarded intervals.")
+    awarded_mwh: float = Field(
+        description="Award times interval length, summed [MW·h]."
+    )
+    held_mwh: float = Field(
+        description="Reserve the plan holds against the award, summed [MW·h]."
+    )
+    shortfall_mwh: float = Field(
+        ge=0, description="Award the plan does not hold, summed [MW·h]."
+    )
+    short_intervals: int = Field(ge=0)
+
+
+class ReserveCoverageOut(_Out):
+    """Ancillary-service awards per site vs the reserve the newest schedule holds."""
+
+    market: str
+    operating_day: dt.date
+    timezone: str
+    award_version: int | None = Field(description="Award version; None: no awards.")
+    schedule_version: int | None = Field(description="Schedule compared; None: none.")
+    products: list[str] = Field(description="Reserve products a schedule can hold.")
+    items: list[ReserveCoverageItemOut]
 
 
 class ForecastPointOut(_Out):

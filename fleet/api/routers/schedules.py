@@ -23,7 +23,10 @@ from fleet.api.routers._common import (
 )
 from fleet.api.routers.sites import SiteIdParam
 from fleet.api.schemas import (
+    ApiDate,
     ApiDatetime,
+    ReserveCoverageItemOut,
+    ReserveCoverageOut,
     RevenueOut,
     ScheduleListOut,
     ScheduleOut,
@@ -271,6 +274,51 @@ def schedule_vs_realized(
                 samples=b.samples,
             )
             for b in buckets
+        ],
+    )
+
+
+@router.get(
+    "/markets/{market}/reserve-coverage/{operating_day}",
+    response_model=ReserveCoverageOut,
+)
+def reserve_coverage(
+    market: MarketParam,
+    operating_day: Annotated[ApiDate, Path(examples=["2026-11-25"])],
+    engine: StoreDep,
+    _key: ViewerKey,
+) -> ReserveCoverageOut:
+    """Reserve awards per site and product, what the newest plan holds, the shortfall."""
+    mkt = market_name(market)
+    with engine.connect() as conn:
+        award_version, rows = queries.award_rows(
+            conn, market=mkt, operating_day=operating_day, version=None
+        )
+        schedule = queries.schedule_by_version(
+            conn, market=mkt, operating_day=operating_day, version=None
+        )
+        intervals = (
+            [] if schedule is None else queries.interval_rows(conn, int(schedule["id"]))
+        )
+    items = queries.reserve_coverage(rows, intervals)
+    return ReserveCoverageOut(
+        market=mkt,
+        operating_day=operating_day,
+        timezone=queries.market_timezone(mkt),
+        award_version=award_version,
+        schedule_version=None if schedule is None else int(schedule["version"]),
+        products=queries.reserve_products(),
+        items=[
+            ReserveCoverageItemOut(
+                site_id=i.site_id,
+                product=i.product,
+                intervals=i.intervals,
+                awarded_mwh=i.awarded_mwh,
+                held_mwh=i.held_mwh,
+                shortfall_mwh=i.shortfall_mwh,
+                short_intervals=i.short_intervals,
+            )
+            for i in items
         ],
     )
 
