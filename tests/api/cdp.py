@@ -131,8 +131,13 @@ class Browser:
 
     def sign_in(self, base_url: str, key: str) -> None:
         """Open the dashboard at ``base_url`` and sign in with ``key`` through its form."""
+        self.goto("about:blank")
+        self.wait_for("location.href === 'about:blank'")
         self.goto(f"{base_url}/")
-        self.wait_for("document.querySelector('#keyform') !== null")
+        self.wait_for(
+            "location.href.startsWith('http') && document.readyState === 'complete' "
+            "&& document.querySelector('#keyform') !== null"
+        )
         self.evaluate(
             f"document.querySelector('#apikey').value = {json.dumps(key)}; "
             "document.querySelector('#keyform').requestSubmit(); true"
