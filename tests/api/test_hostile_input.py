@@ -263,3 +263,24 @@ def test_answer_carries_security_headers_when_any_path(
     assert "frame-ancestors 'none'" in csp
     assert "script-src 'self'" in csp
     assert "unsafe-inline" not in csp
+
+
+def test_guard_names_nested_field_when_number_not_finite() -> None:
+    from fleet.api import guard
+
+    loc, msg, kind = guard.check_json_body(b'{"a": [1, {"b": 1e999}]}') or ([], "", "")
+    assert loc == ["body", "a", 1, "b"]
+    assert "a[1].b=1e999" in msg
+    assert kind == "value_error"
+    assert guard.check_json_body(b'{"a": 1.5, "b": "ok"}') is None
+    assert guard.check_json_body(b'{"a": ') is None  # syntax errors are FastAPI's
+
+
+def test_redact_keys_hides_secret_and_keeps_prefix_when_key_in_text() -> None:
+    from fleet.api import guard
+
+    secret = "bfk_0123456789ab_" + "A" * 43
+    text = guard.redact_keys(f'GET /?key={secret} HTTP/1.1 "{secret}"')
+    assert "bfk_" not in text
+    assert "A" * 43 not in text
+    assert text.count("<key-0123456789ab redacted>") == 2
