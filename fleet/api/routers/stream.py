@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -17,13 +18,21 @@ from fleet.api.errors import UnavailableError
 from fleet.api.routers._common import AUTH_RESPONSES_NON_JSON
 from fleet.store import keys as key_store
 
+logger = logging.getLogger(__name__)
+
 
 def _still_valid(engine: sa.Engine, key_id: str, session_token: str | None) -> bool:
-    with engine.connect() as conn:
-        if session_token is not None:
-            found = key_store.session_key(conn, session_token)
-            return found is not None and found[0].id == key_id
-        return key_store.key_is_active(conn, key_id)
+    try:
+        with engine.connect() as conn:
+            if session_token is not None:
+                found = key_store.session_key(conn, session_token)
+                return found is not None and found[0].id == key_id
+            return key_store.key_is_active(conn, key_id)
+    except sa.exc.SQLAlchemyError as exc:
+        # the store is down: keep the stream (it carries no store data then) and
+        # check again next time rather than cutting every operator off
+        logger.warning("stream key check for %s failed: %s", key_id, exc)
+        return True
 
 
 router = APIRouter(prefix="/v1", tags=["stream"], responses=AUTH_RESPONSES_NON_JSON)
