@@ -110,7 +110,7 @@ function renderSites() {
     const cells = [
       [s.name || s.site_id, ""], [null, ""],
       [fmtPct(s.state && s.state.soc), "num val"], [fmtMW(s.state && s.state.power_mw), "num val"],
-      [`${fmtNum(s.discharge_mw, 1)} MW / ${fmtNum(s.energy_mwh, 0)} MWh`, "num"],
+      [`${fmtNum(s.discharge_mw, 0)} MW / ${fmtNum(s.energy_mwh, 0)} MWh`, "num"],
       [s.state && s.state.ts ? `${fmtShort(s.state.ts, viewTz())}, ${fmtAge(age)}` : "never", "age"],
     ];
     cells.forEach(([text, cls], i) => {
@@ -579,6 +579,7 @@ function showSession() {
   const until = s.expires_at ? ` until ${fmtTime(s.expires_at, viewTz())}` : "";
   who.textContent = `signed in: ${s.key_id} (${s.role})${until}`;
   $("signout").hidden = false;
+  $("keyform").hidden = true;
 }
 function signedOut(msg) {
   state.session = null;
@@ -610,6 +611,7 @@ async function init() {
     if (k) signIn(k);
   });
   $("signout").addEventListener("click", () => signOut());
+  $("who").addEventListener("click", () => { $("keyform").hidden = false; }); // switch key
   $("market").addEventListener("change", (ev) => { state.day = null; setMarket(ev.target.value); });
   $("day").addEventListener("change", (ev) => { if (ev.target.value) { state.day = ev.target.value; refreshView(); } });
   const r = await fetch("/v1/session", { credentials: "same-origin" }).catch(() => null);
