@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from fleet.store.tables import (
+    UtcDateTime,
     awards,
     bid_sets,
     price_forecasts,
@@ -765,3 +766,33 @@ def reserve_coverage(
             )
         )
     return out
+
+
+_SETTLEMENTS = sa.table(
+    "settlements",
+    sa.column("market", sa.String()),
+    sa.column("operating_day", sa.Date()),
+    sa.column("site_id", sa.String()),
+    sa.column("item", sa.String()),
+    sa.column("amount_usd", sa.Float()),
+    sa.column("settled_at", UtcDateTime()),
+)
+"""The operations engine's ``settlements`` table, read only (declared by fleet.store)."""
+
+
+def settlement_rows(
+    conn: sa.Connection, *, market: str, operating_day: dt.date
+) -> list[dict[str, Any]] | None:
+    """Return the settled rows of a market day, or None when the store keeps none.
+
+    The ``settlements`` table belongs to the operations engine's migration; a store
+    without it answers None (nothing settled can be shown), one with it the rows
+    (``site_id``, ``item``, ``amount_usd``, ``settled_at``).
+    """
+    if not sa.inspect(conn).has_table("settlements"):
+        return None
+    s = _SETTLEMENTS.c
+    query = sa.select(s.site_id, s.item, s.amount_usd, s.settled_at).where(
+        s.market == market, s.operating_day == operating_day
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]

@@ -325,6 +325,22 @@ class ReserveCoverageOut(_Out):
     items: list[ReserveCoverageItemOut]
 
 
+class SettlementOut(_Out):
+    """What was settled for a market day, by item (energy, AS, charges, ...)."""
+
+    market: str
+    operating_day: dt.date
+    available: bool = Field(
+        description="The store keeps settlements (False: only planned revenue exists)."
+    )
+    settled_at: AwareDatetime | None = Field(description="Newest settlement time.")
+    by_item_usd: dict[str, float] = Field(
+        examples=[{"energy": 5321.0, "reg_up": 812.0}]
+    )
+    total_usd: float | None = Field(description="None when nothing is settled.")
+    sites: int = Field(ge=0, description="Sites with settled rows.")
+
+
 class ForecastPointOut(_Out):
     """One forecast interval with its quantiles."""
 

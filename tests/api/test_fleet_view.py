@@ -136,3 +136,55 @@ def test_reserve_coverage_holds_nothing_when_no_plan_for_day(
     ).json()
     assert body["schedule_version"] is None
     assert body["items"][0]["shortfall_mwh"] == pytest.approx(3.0)
+
+
+def test_settlement_reports_unavailable_then_sums_by_item_when_table_filled(
+    client: httpx.Client, store: Store
+) -> None:
+    day = store.operating_day
+    url = f"/v1/markets/ERCOT/settlement/{day}"
+    with store.engine.connect() as conn:
+        had_table = sa.inspect(conn).has_table("settlements")
+    if not had_table:
+        body = client.get(url, headers=auth(store, "viewer")).json()
+        assert body["available"] is False
+        assert body["total_usd"] is None
+    # the operations engine's table (its migration creates it where merged)
+    table = sa.Table(
+        "settlements",
+        sa.MetaData(),
+        sa.Column("market", sa.String(16), primary_key=True),
+        sa.Column("operating_day", sa.Date(), primary_key=True),
+        sa.Column("site_id", sa.String(64), primary_key=True),
+        sa.Column("item", sa.String(32), primary_key=True),
+        sa.Column("amount_usd", sa.Float(), nullable=False),
+        sa.Column("quantity", sa.Float(), nullable=True),
+        sa.Column("unit", sa.String(16), nullable=True),
+        sa.Column("detail", sa.JSON(), nullable=True),
+        sa.Column("settled_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    settled = dt.datetime(2026, 12, 1, 6, 0, tzinfo=dt.UTC)
+    sites = _ercot(store)[:2]
+    with store.engine.begin() as conn:
+        table.create(conn, checkfirst=True)
+        conn.execute(
+            sa.insert(table),
+            [
+                {
+                    "market": "ERCOT",
+                    "operating_day": day,
+                    "site_id": site,
+                    "item": item,
+                    "amount_usd": amount,
+                    "settled_at": settled,
+                }
+                for site in sites
+                for item, amount in (("energy", 100.0), ("reg_up", 20.5))
+            ],
+        )
+    body = client.get(url, headers=auth(store, "viewer")).json()
+    assert body["available"] is True
+    assert body["by_item_usd"] == {"energy": 200.0, "reg_up": 41.0}
+    assert body["total_usd"] == pytest.approx(241.0)
+    assert body["sites"] == 2
+    assert dt.datetime.fromisoformat(body["settled_at"]) == settled

@@ -105,6 +105,41 @@ def _reserve_award(engine: sa.Engine, site_id: str, day: dt.date, mw: float) -> 
         )
 
 
+def _settle(
+    engine: sa.Engine, day: dt.date, site_id: str, amounts: dict[str, float]
+) -> None:
+    """Write settled rows as the operations engine's settlement step does."""
+    table = sa.Table(
+        "settlements",
+        sa.MetaData(),
+        sa.Column("market", sa.String(16), primary_key=True),
+        sa.Column("operating_day", sa.Date(), primary_key=True),
+        sa.Column("site_id", sa.String(64), primary_key=True),
+        sa.Column("item", sa.String(32), primary_key=True),
+        sa.Column("amount_usd", sa.Float(), nullable=False),
+        sa.Column("quantity", sa.Float(), nullable=True),
+        sa.Column("unit", sa.String(16), nullable=True),
+        sa.Column("detail", sa.JSON(), nullable=True),
+        sa.Column("settled_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    with engine.begin() as conn:
+        table.create(conn, checkfirst=True)
+        conn.execute(
+            sa.insert(table),
+            [
+                {
+                    "market": "ERCOT",
+                    "operating_day": day,
+                    "site_id": site_id,
+                    "item": item,
+                    "amount_usd": amount,
+                    "settled_at": dt.datetime.now(dt.UTC),
+                }
+                for item, amount in amounts.items()
+            ],
+        )
+
+
 def _pick_day(browser: Browser, day: dt.date) -> None:
     browser.evaluate(
         f"(() => {{ const d = document.querySelector('#day'); d.value = '{day}'; "
@@ -283,6 +318,21 @@ def test_dashboard_shows_schedule_of_picked_past_day_when_day_changed(
             )
             assert "plan v4" in revenue
             assert "not recorded" in revenue
+            assert browser.evaluate("document.body.dataset.revenue") == "planned"
+            # once the day is settled, the panel shows the settled amounts instead
+            _settle(engine, past, fleet.sites[0].id, {"energy": 1234.0, "reg_up": 56.0})
+            _pick_day(browser, past - dt.timedelta(days=1))
+            browser.wait_for(
+                f"document.body.dataset.view === 'ERCOT {past - dt.timedelta(days=1)}'"
+            )
+            _pick_day(browser, past)
+            browser.wait_for("document.body.dataset.revenue === 'settled'")
+            cards = browser.evaluate("document.querySelector('#summary').innerText")
+            assert "SETTLED REVENUE" in cards.upper()
+            assert "$1,290" in cards
+            assert "plan v4" in browser.evaluate(
+                "document.querySelector('#revenue-note').innerText"
+            )
             # a day without plan or telemetry: one message, no gridline labels
             empty = past - dt.timedelta(days=30)
             _pick_day(browser, empty)

@@ -34,6 +34,7 @@ from fleet.api.schemas import (
     ScheduleSummaryOut,
     ScheduleVsRealizedOut,
     ScheduleWindowOut,
+    SettlementOut,
     TelemetryPointOut,
 )
 
@@ -320,6 +321,34 @@ def reserve_coverage(
             )
             for i in items
         ],
+    )
+
+
+@router.get(
+    "/markets/{market}/settlement/{operating_day}", response_model=SettlementOut
+)
+def settlement(
+    market: MarketParam,
+    operating_day: Annotated[ApiDate, Path(examples=["2026-11-25"])],
+    engine: StoreDep,
+    _key: ViewerKey,
+) -> SettlementOut:
+    """Settled amounts of a market day by item (empty until the day is settled)."""
+    mkt = market_name(market)
+    with engine.connect() as conn:
+        rows = queries.settlement_rows(conn, market=mkt, operating_day=operating_day)
+    by_item: dict[str, float] = defaultdict(float)
+    for row in rows or []:
+        by_item[str(row["item"])] += float(row["amount_usd"])
+    times = [r["settled_at"] for r in rows or [] if r["settled_at"] is not None]
+    return SettlementOut(
+        market=mkt,
+        operating_day=operating_day,
+        available=rows is not None,
+        settled_at=max(times) if times else None,
+        by_item_usd=dict(by_item),
+        total_usd=sum(by_item.values()) if by_item else None,
+        sites=len({r["site_id"] for r in rows or []}),
     )
 
 

@@ -329,22 +329,7 @@ function selectSite(id) {
   state.selected = id; renderSites(); loadDetail().catch((e) => showError(e.message));
 }
 
-async function loadRevenue() {
-  $("revenue-day").textContent = state.day;
-  const svg = $("chart-revenue");
-  const only = state.selected ? `?site_id=${encodeURIComponent(state.selected)}` : "";
-  const d = await api(`/v1/markets/${state.market}/schedules/${state.day}${only}`, { allow404: true });
-  if (!d) {
-    $("sum-revenue").textContent = "–"; $("sum-revenue-note").textContent = `no plan for ${state.day}`;
-    $("revenue-note").textContent = `No schedule is stored for ${state.market} on ${state.day}.`;
-    svg.innerHTML = `<text class="empty" x="200" y="100" text-anchor="middle">no plan for ${esc(state.day)}</text>`; return;
-  }
-  const entries = Object.entries(d.revenue_usd || {});
-  const total = entries.reduce((a, [, v]) => a + v, 0);
-  $("sum-revenue").textContent = entries.length ? fmtUSD(total) : "–";
-  $("sum-revenue-note").textContent = `planned (plan v${d.version} objective), not settled`;
-  $("revenue-note").textContent = `Planned: the objective of ${state.market} plan v${d.version} (${d.status}) for ${state.day}, by service; degradation is a cost. Settled revenue is not recorded in this store.`;
-  if (!entries.length) { svg.innerHTML = `<text class="empty" x="200" y="100" text-anchor="middle">the plan records no revenue by service</text>`; return; }
+function revenueBars(svg, entries) {
   const maxAbs = Math.max(1, ...entries.map(([, v]) => Math.abs(v)));
   const rowH = Math.min(28, 190 / entries.length);
   const mid = 200;
@@ -357,6 +342,42 @@ async function loadRevenue() {
     parts.push(`<text x="${v >= 0 ? mid + wBar + 4 : mid + 4}" y="${y + rowH / 2 + 3}">${fmtUSD(v)}</text>`);
   });
   svg.innerHTML = parts.join("");
+}
+async function loadRevenue() {
+  $("revenue-day").textContent = state.day;
+  const svg = $("chart-revenue");
+  const only = state.selected ? `?site_id=${encodeURIComponent(state.selected)}` : "";
+  const [plan, settled] = await Promise.all([
+    api(`/v1/markets/${state.market}/schedules/${state.day}${only}`, { allow404: true }),
+    api(`/v1/markets/${state.market}/settlement/${state.day}`),
+  ]);
+  const planEntries = plan ? Object.entries(plan.revenue_usd || {}) : [];
+  const planTotal = planEntries.reduce((a, [, v]) => a + v, 0);
+  const planText = plan ? `the objective of ${state.market} plan v${plan.version} (${plan.status}) was ${fmtUSD(planTotal)}` : "no plan is stored for this day";
+  if (settled.total_usd !== null) {
+    $("sum-revenue-label").textContent = "Settled revenue (day)";
+    $("sum-revenue").textContent = fmtUSD(settled.total_usd);
+    $("sum-revenue-note").textContent = `settled, ${settled.sites} site${settled.sites === 1 ? "" : "s"}`;
+    $("revenue-kind").textContent = "Settled revenue";
+    $("revenue-note").textContent = `Settled for ${state.day} at ${fmtTime(settled.settled_at, viewTz())}, by item; for comparison ${planText}.`;
+    revenueBars(svg, Object.entries(settled.by_item_usd));
+    document.body.dataset.revenue = "settled";
+    return;
+  }
+  $("sum-revenue-label").textContent = "Planned revenue (day)";
+  $("revenue-kind").textContent = "Planned revenue";
+  document.body.dataset.revenue = "planned";
+  const why = settled.available ? `${state.day} is not settled yet` : "settled revenue is not recorded in this store";
+  if (!plan) {
+    $("sum-revenue").textContent = "–"; $("sum-revenue-note").textContent = `no plan for ${state.day}`;
+    $("revenue-note").textContent = `No schedule is stored for ${state.market} on ${state.day}; ${why}.`;
+    svg.innerHTML = `<text class="empty" x="200" y="100" text-anchor="middle">no plan for ${esc(state.day)}</text>`; return;
+  }
+  $("sum-revenue").textContent = planEntries.length ? fmtUSD(planTotal) : "–";
+  $("sum-revenue-note").textContent = `planned (plan v${plan.version} objective), not settled`;
+  $("revenue-note").textContent = `Planned: the objective of ${state.market} plan v${plan.version} (${plan.status}) for ${state.day}, by service; degradation is a cost. Not settled: ${why}.`;
+  if (!planEntries.length) { svg.innerHTML = `<text class="empty" x="200" y="100" text-anchor="middle">the plan records no revenue by service</text>`; return; }
+  revenueBars(svg, planEntries);
 }
 async function loadReserve() {
   $("reserve-day").textContent = state.day;
