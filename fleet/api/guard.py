@@ -144,7 +144,10 @@ def check_json_body(body: bytes) -> tuple[list[str | int], str, str] | None:
             parse_float=_parse_float,
             parse_int=_parse_int,
         )
-    except (ValueError, RecursionError):
+    except RecursionError:
+        msg = "the body nests arrays or objects too deeply to be read"
+        return ["body"], msg, "json_invalid"
+    except ValueError:
         return None  # FastAPI answers 422 json_invalid naming the position
     found = _find_bad(parsed, ["body"])
     if found is None:

@@ -284,3 +284,12 @@ def test_redact_keys_hides_secret_and_keeps_prefix_when_key_in_text() -> None:
     assert "bfk_" not in text
     assert "A" * 43 not in text
     assert text.count("<key-0123456789ab redacted>") == 2
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a":' * 50_000 + b"1"])
+def test_put_bids_answers_422_when_body_nests_too_deep(
+    client: httpx.Client, store: Store, body: bytes
+) -> None:
+    response = _put(client, store, f"/v1/markets/ERCOT/bids/{DAY}", body)
+    assert response.status_code == 422, response.text
+    assert _locs(response) == [["body"]]
