@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from fleet.api.deps import KeyCache
 from fleet.api.errors import install_error_handlers
 from fleet.api.events import EventBus
+from fleet.api.guard import RedactKeysFilter
 from fleet.api.metrics import ApiMetrics, MetricsAndLimitsMiddleware
 from fleet.api.options import ApiOptions
 from fleet.api.poller import Cursor, run_poller
@@ -29,9 +31,11 @@ from fleet.api.routers import (
     markets,
     operations,
     schedules,
+    session,
     sites,
     stream,
 )
+from fleet.api.schemas import ErrorOut
 from fleet.config import Settings, get_settings
 from fleet.store.engine import make_engine
 
@@ -47,7 +51,9 @@ forecasts, schedules, revenue, bids and awards, warranty, FEOC compliance and a 
 event stream.
 
 Every endpoint but `/healthz` and `/readyz` needs an API key, sent as
-`Authorization: Bearer <key>` or `X-API-Key: <key>`. Roles: `viewer` reads,
+`Authorization: Bearer <key>` or `X-API-Key: <key>` (never in a URL), or the
+dashboard's session cookie from `POST /v1/session` (writes with the cookie also need
+the `X-Requested-With` header). Roles: `viewer` reads,
 `scheduler` also pushes bids and awards and acknowledges alerts, `admin` also changes the fleet and manages keys.
 A missing or wrong key is 401, a key whose role may not do it is 403. Units are in the
 field names (`_mw`, `_mwh`, `_usd`); fractions are 0-1; times are UTC (ISO 8601).
@@ -111,6 +117,129 @@ def _broker_url(settings: Settings) -> str | None:
     return url
 
 
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
+_VALIDATION_REF = {"$ref": "#/components/schemas/HTTPValidationError"}
+GENERIC_ERRORS: dict[str, dict[str, Any]] = {
+    "413": {
+        "description": f"The request body is over {MAX_BODY_BYTES} bytes.",
+        "content": {"application/json": {"schema": _ERROR_REF}},
+    },
+    "422": {
+        "description": (
+            "Invalid input; `detail[].loc` names the field. Also: a body that is not "
+            "UTF-8, a JSON number that is NaN, Infinity or out of range, a NUL "
+            "character anywhere, a time outside 1970..2100."
+        ),
+        "content": {"application/json": {"schema": _VALIDATION_REF}},
+    },
+    "503": {
+        "description": "The store is unavailable (or another dependency is down).",
+        "content": {"application/json": {"schema": _ERROR_REF}},
+    },
+}
+"""Answers any operation may give besides its own (added to the OpenAPI document)."""
+
+
+_FIRST_ITEM = "$response.body#/items/0"
+LINKS: tuple[tuple[str, str, str, str, str, str, dict[str, str]], ...] = (
+    # (from path, method, status, link name, to path, method, parameters)
+    ("/v1/keys", "post", "201", "RevokeKey", "/v1/keys/{key_id}", "delete",
+     {"key_id": "$response.body#/key_id"}),
+    ("/v1/sites", "get", "200", "GetSite", "/v1/sites/{site_id}", "get",
+     {"site_id": f"{_FIRST_ITEM}/site_id"}),
+    ("/v1/sites", "get", "200", "GetSiteState", "/v1/sites/{site_id}/state", "get",
+     {"site_id": f"{_FIRST_ITEM}/site_id"}),
+    ("/v1/sites", "get", "200", "GetScheduleVsRealized",
+     "/v1/sites/{site_id}/schedule-vs-realized", "get",
+     {"site_id": f"{_FIRST_ITEM}/site_id"}),
+    ("/v1/sites", "get", "200", "GetWarranty", "/v1/sites/{site_id}/warranty", "get",
+     {"site_id": f"{_FIRST_ITEM}/site_id"}),
+    ("/v1/schedules", "get", "200", "GetSchedule", "/v1/schedules/{schedule_id}",
+     "get", {"schedule_id": f"{_FIRST_ITEM}/schedule_id"}),
+    ("/v1/markets/{market}/bids/{operating_day}", "put", "201", "GetBids",
+     "/v1/markets/{market}/bids/{operating_day}", "get",
+     {"market": "$request.path.market", "operating_day": "$request.path.operating_day"}),
+    ("/v1/markets/{market}/awards/{operating_day}", "put", "201", "GetAwards",
+     "/v1/markets/{market}/awards/{operating_day}", "get",
+     {"market": "$request.path.market", "operating_day": "$request.path.operating_day"}),
+    ("/v1/awards", "get", "200", "GetAwardSet",
+     "/v1/markets/{market}/awards/{operating_day}", "get",
+     {"market": f"{_FIRST_ITEM}/market",
+      "operating_day": f"{_FIRST_ITEM}/operating_day"}),
+    ("/v1/alerts", "get", "200", "GetAlert", "/v1/alerts/{alert_id}", "get",
+     {"alert_id": f"{_FIRST_ITEM}/alert_id"}),
+    ("/v1/alerts", "get", "200", "AcknowledgeAlert", "/v1/alerts/{alert_id}/ack",
+     "post", {"alert_id": f"{_FIRST_ITEM}/alert_id"}),
+)  # fmt: skip
+"""OpenAPI links between operations (what a client, or a stateful fuzzer, follows)."""
+
+
+def _add_links(schema: dict[str, Any]) -> None:
+    paths = schema.get("paths", {})
+    for src, method, status, name, dst, dst_method, parameters in LINKS:
+        target = paths.get(dst, {}).get(dst_method)
+        answer = paths.get(src, {}).get(method, {}).get("responses", {}).get(status)
+        if target is None or answer is None:
+            continue
+        answer.setdefault("links", {})[name] = {
+            "operationId": target["operationId"],
+            "parameters": parameters,
+        }
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Make the OpenAPI document list every status the API can answer."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        for methods in schema.get("paths", {}).values():
+            for operation in methods.values():
+                responses = operation.setdefault("responses", {})
+                for status, answer in GENERIC_ERRORS.items():
+                    if status == "413" and "requestBody" not in operation:
+                        continue
+                    current = responses.setdefault(status, dict(answer))
+                    if current.get("description") == "Validation Error":
+                        current["description"] = answer["description"]
+        _add_links(schema)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault("ErrorOut", ErrorOut.model_json_schema())
+        if "HTTPValidationError" not in components:
+            components["HTTPValidationError"] = {
+                "type": "object",
+                "properties": {
+                    "detail": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/ValidationError"},
+                    }
+                },
+            }
+            components["ValidationError"] = {
+                "type": "object",
+                "required": ["loc", "msg", "type"],
+                "properties": {
+                    "loc": {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                    },
+                    "msg": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     settings: Settings | None = None, options: ApiOptions | None = None
 ) -> FastAPI:
@@ -129,6 +258,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
+        redact = RedactKeysFilter()
+        access_log = logging.getLogger("uvicorn.access")
+        access_log.addFilter(redact)
         bus = EventBus()
         bus.bind(asyncio.get_running_loop())
         app.state.engine = engine
@@ -153,6 +285,7 @@ def create_app(
                 await poller
             if probe is not None:
                 await asyncio.to_thread(probe.stop)
+            access_log.removeFilter(redact)
             engine.dispose()
 
     app = FastAPI(
@@ -172,6 +305,7 @@ def create_app(
             },
             {"name": "admin", "description": "Keys, fleet changes, audit log."},
             {"name": "stream", "description": "Server-Sent Events."},
+            {"name": "session", "description": "Dashboard sign-in (session cookie)."},
         ],
     )
     app.state.settings = settings
@@ -195,14 +329,24 @@ def create_app(
         alerts,
         operations,
         admin,
+        session,
         stream,
     ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.get("/", include_in_schema=False)
-    def dashboard() -> FileResponse:
-        """Serve the operator dashboard (it asks for a viewer key itself)."""
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+    _document_errors(app)
+
+    @app.get("/", include_in_schema=False, response_model=None)
+    def dashboard(request: Request) -> FileResponse | RedirectResponse:
+        """Serve the operator dashboard (it signs in with a key itself)."""
+        if "key" in request.query_params:
+            # keys never travel in URLs: drop it (the access log redacts it)
+            return RedirectResponse("/?signin=url-key", status_code=303)
+        return FileResponse(
+            STATIC_DIR / "index.html",
+            media_type="text/html",
+            headers={"Cache-Control": "no-store"},
+        )
 
     return app

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from typing import TYPE_CHECKING, Annotated
 
 import sqlalchemy as sa
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import (
+    APIKeyCookie,
+    APIKeyHeader,
+    HTTPAuthorizationCredentials,
+    HTTPBearer,
+)
 
 from fleet.api.errors import AuthError, ForbiddenError
 from fleet.store import keys as key_store
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fleet.api.events import EventBus
     from fleet.api.metrics import ApiMetrics
     from fleet.api.options import ApiOptions
@@ -25,6 +33,19 @@ _bearer = HTTPBearer(
 _header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="The API key in a header."
 )
+SESSION_COOKIE = "bessfleet_session"
+"""Name of the dashboard's session cookie (HttpOnly, SameSite=Strict)."""
+CSRF_HEADER = "X-Requested-With"
+"""Header a cookie-authenticated write must carry (a cross-site form cannot set it)."""
+_cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    description=(
+        "Dashboard session from `POST /v1/session`; writes with it also need the "
+        f"`{CSRF_HEADER}` header."
+    ),
+)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def get_engine(request: Request) -> sa.Engine:
@@ -70,9 +91,11 @@ class KeyCache:
         self._entries: dict[str, tuple[float, key_store.ApiKey]] = {}
 
     def get(self, secret: str) -> key_store.ApiKey | None:
-        """Return the cached key for ``secret`` if still fresh."""
+        """Return the cached key for ``secret`` (a key or a session) if still fresh."""
         entry = self._entries.get(key_store.hash_key(secret))
         if entry is None or time.monotonic() - entry[0] > self.ttl_s:
+            return None
+        if not entry[1].active(dt.datetime.now(dt.UTC)):
             return None
         return entry[1]
 
@@ -101,23 +124,50 @@ def _lookup(engine: sa.Engine, secret: str) -> key_store.ApiKey | None:
         return key_store.authenticate(conn, secret)
 
 
+def _lookup_session(engine: sa.Engine, secret: str) -> key_store.ApiKey | None:
+    with engine.connect() as conn:
+        found = key_store.session_key(conn, secret)
+    return None if found is None else found[0]
+
+
 async def _authenticate(
+    request: Request,
     engine: StoreDep,
     cache: KeyCacheDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     header_key: Annotated[str | None, Security(_header)],
+    session: Annotated[str | None, Security(_cookie)],
 ) -> key_store.ApiKey:
     secret = header_key or (bearer.credentials if bearer is not None else None)
-    if not secret:
-        msg = "missing API key: send `Authorization: Bearer <key>` or `X-API-Key`"
+    if secret:
+        secret = secret.strip()
+        lookup: Callable[[sa.Engine, str], key_store.ApiKey | None] = _lookup
+        request.state.session_token = None
+    elif session:
+        if request.method not in SAFE_METHODS and CSRF_HEADER.lower() not in {
+            k.lower() for k in request.headers
+        }:
+            msg = f"a write with the session cookie needs the {CSRF_HEADER} header"
+            raise ForbiddenError(msg)
+        secret = session.strip()
+        lookup = _lookup_session
+        request.state.session_token = secret
+    else:
+        msg = (
+            "missing API key: send `Authorization: Bearer <key>` or `X-API-Key` "
+            "(or sign in to the dashboard)"
+        )
         raise AuthError(msg)
-    secret = secret.strip()
     cached = cache.get(secret) if cache.ttl_s > 0 else None
     if cached is not None:
         return cached
-    key = await asyncio.to_thread(_lookup, engine, secret)
+    key = await asyncio.to_thread(lookup, engine, secret)
     if key is None:
-        msg = "invalid or revoked API key"
+        msg = (
+            "invalid, expired or revoked API key"
+            if lookup is _lookup
+            else "session expired or ended; sign in again"
+        )
         raise AuthError(msg)
     cache.put(secret, key)
     return key
@@ -136,6 +186,8 @@ def _require(role: str) -> object:
     return dependency
 
 
+AnyKey = Annotated[key_store.ApiKey, Depends(_authenticate)]
+"""Any valid key or session."""
 ViewerKey = Annotated[key_store.ApiKey, Depends(_require("viewer"))]
 """Any valid key (viewer, scheduler or admin)."""
 SchedulerKey = Annotated[key_store.ApiKey, Depends(_require("scheduler"))]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from dispatch.errors import DispatchInputError
@@ -95,6 +97,58 @@ async def _input_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content=_validation_body(("body",), str(exc)))
 
 
+MAX_ECHO_CHARS = 200
+"""Longest input echoed back in a validation error [characters]."""
+
+
+def _json_safe(value: Any) -> Any:
+    """Return ``value`` with what JSON cannot hold (NaN, ±inf, long text) replaced."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value if len(value) <= MAX_ECHO_CHARS else value[:MAX_ECHO_CHARS] + "…"
+    if isinstance(value, bytes):
+        return _json_safe(value.decode("utf-8", "replace"))
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        if len(value) > 20:
+            return f"<{len(value)} items>"
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _json_safe(str(value))
+
+
+async def _request_validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        item = {
+            "loc": [p if isinstance(p, int) else str(p) for p in error.get("loc", ())],
+            "msg": _json_safe(str(error.get("msg", ""))),
+            "type": str(error.get("type", "value_error")),
+        }
+        if "input" in error:
+            item["input"] = _json_safe(error["input"])
+        if error.get("ctx"):
+            item["ctx"] = _json_safe(error["ctx"])
+        errors.append(item)
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    # a value the schema let through but the store refuses (a bound both stores
+    # should share was missed): still the client's input, never a 500
+    logger.warning("store refused a value on %s: %s", request.url.path, exc)
+    return JSONResponse(
+        status_code=422,
+        content=_validation_body(
+            ("body",), f"a value is out of range for the store: {type(exc).__name__}"
+        ),
+    )
+
+
 async def _store_error(request: Request, exc: Exception) -> JSONResponse:
     logger.warning("store unavailable on %s: %s", request.url.path, exc)
     return _json(503, f"store unavailable: {type(exc).__name__}")
@@ -107,9 +161,11 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the exception handlers on ``app``."""
+    app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(ApiError, _api_error)
     for cls in INPUT_ERRORS:
         app.add_exception_handler(cls, _input_error)
+    app.add_exception_handler(sa.exc.DataError, _data_error)
     app.add_exception_handler(StoreError, _store_error)
     app.add_exception_handler(sa.exc.OperationalError, _store_error)
     app.add_exception_handler(sa.exc.InterfaceError, _store_error)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from fleet.api import guard
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -113,7 +116,12 @@ class ApiMetrics:
 
 
 class MetricsAndLimitsMiddleware:
-    """Pure ASGI middleware: count requests, refuse bodies over ``max_body_bytes``."""
+    """Pure ASGI middleware: count requests, check bodies and queries, add headers.
+
+    A body over ``max_body_bytes`` (declared or chunked) gets 413; a body that is not
+    UTF-8, a JSON number that is not finite, or a NUL character gets 422 naming the
+    field (:mod:`fleet.api.guard`). Every answer carries the security headers.
+    """
 
     def __init__(self, app: ASGIApp, metrics: ApiMetrics, max_body_bytes: int) -> None:
         self.app = app
@@ -121,43 +129,33 @@ class MetricsAndLimitsMiddleware:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the wrapped app, counting the answer and bounding the body."""
+        """Run the wrapped app, counting the answer and guarding its input."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         status_holder = {"status": 500}
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None and (
-            not length.isdigit() or int(length) > self.max_body_bytes
-        ):
-            await _reject(send, 413, f"request body over {self.max_body_bytes} bytes")
-            self.metrics.observe(scope["method"], "unmatched", 413, 0.0)
-            return
-        received = 0
-        limit = self.max_body_bytes
+        extra_headers = guard.header_list(scope.get("path", ""))
 
-        async def bounded_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    msg = "request body too large"
-                    raise _BodyTooLargeError(msg)
-            return message
-
-        async def counting_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = int(message["status"])
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", []),
+                        *(h for h in extra_headers if h[0] not in present),
+                    ],
+                }
             await send(message)
 
-        try:
-            await self.app(scope, bounded_receive, counting_send)
-        except _BodyTooLargeError:
-            await _reject(send, 413, f"request body over {limit} bytes")
-            status_holder["status"] = 413
+        refusal = await self._refusal(scope, receive)
+        if isinstance(refusal, tuple):
+            status, content = refusal
+            await _reject(guarded_send, status, content)
+        else:
+            await self.app(scope, refusal, guarded_send)
         route = scope.get("route")
         path = getattr(route, "path", None) or "unmatched"
         self.metrics.observe(
@@ -167,13 +165,58 @@ class MetricsAndLimitsMiddleware:
             time.perf_counter() - started,
         )
 
+    async def _refusal(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[int, dict[str, Any]] | Receive:
+        """Return ``(status, body)`` to refuse the request, or the receive to use."""
+        query = guard.check_query(scope.get("query_string", b""))
+        if query is not None:
+            return 422, _validation(*query)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+        if length is None and not chunked:
+            return receive
+        if length is not None and (
+            not length.isdigit() or int(length) > self.max_body_bytes
+        ):
+            return 413, {"detail": f"request body over {self.max_body_bytes} bytes"}
+        try:
+            body, pending = await guard.read_body(receive, self.max_body_bytes)
+        except guard.BodyTooLargeError as exc:
+            return 413, {"detail": str(exc)}
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        # FastAPI parses a body without a content type as JSON too
+        if body and (
+            content_type in {b"", b"application/json"}
+            or content_type.endswith(b"+json")
+        ):
+            problem = guard.check_json_body(body)
+            if problem is not None:
+                return 422, _validation(*problem)
+        return _replay(body, pending, receive)
 
-class _BodyTooLargeError(Exception):
-    pass
+
+def _validation(loc: list[str | int], msg: str, kind: str) -> dict[str, Any]:
+    return {"detail": [{"loc": loc, "msg": msg, "type": kind}]}
 
 
-async def _reject(send: Send, status: int, detail: str) -> None:
-    body = ('{"detail":"' + detail + '"}').encode()
+def _replay(body: bytes, pending: list[Message], receive: Receive) -> Receive:
+    queue: list[Message] = [
+        {"type": "http.request", "body": body, "more_body": False},
+        *pending,
+    ]
+
+    async def replay() -> Message:
+        if queue:
+            return queue.pop(0)
+        return await receive()
+
+    return replay
+
+
+async def _reject(send: Send, status: int, content: dict[str, Any]) -> None:
+    body = json.dumps(content, ensure_ascii=False).encode()
     await send(
         {
             "type": "http.response.start",

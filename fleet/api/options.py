@@ -21,5 +21,12 @@ class ApiOptions:
     """Most concurrent stream clients; more get 503."""
     auth_cache_s: float = 5.0
     """How long a successful key check is reused [s] (0 disables the cache)."""
+    stale_after_s: float = 300.0
+    """Age beyond which a site's newest sample is stale and left out of totals [s]."""
+    session_ttl_s: float = 8 * 3600.0
+    """Life of a dashboard session (the cookie a key is exchanged for) [s]."""
+    stream_auth_check_s: float = 5.0
+    """How often an open ``/v1/stream`` re-checks its key and session [s]; a revoked
+    or expired key's stream closes within this delay."""
     broker_check: bool = True
     """Connect an MQTT client for ``/readyz`` when the settings name a broker."""

@@ -7,6 +7,7 @@ that the routers turn into response models.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from fleet.store.tables import (
+    UtcDateTime,
     awards,
     bid_sets,
     price_forecasts,
@@ -186,11 +188,28 @@ def site_summary(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def state_dict(state: SiteState | None, now_ms: int) -> dict[str, Any] | None:
+STALE_AFTER_S = 300.0
+"""Age beyond which a site's newest sample is stale: not counted in fleet totals [s]."""
+
+
+def is_fresh(state: SiteState | None, now_ms: int, stale_after_s: float) -> bool:
+    """Return True when ``state`` may count in totals: recent and not offline."""
+    return (
+        state is not None
+        and state.ts_ms is not None
+        and state.online is not False
+        and (now_ms - state.ts_ms) / 1e3 <= stale_after_s
+    )
+
+
+def state_dict(
+    state: SiteState | None, now_ms: int, stale_after_s: float = STALE_AFTER_S
+) -> dict[str, Any] | None:
     """Return the SiteStateOut fields of a state (None when nothing is known)."""
     if state is None:
         return None
     return {
+        "stale": state.ts_ms is None or (now_ms - state.ts_ms) / 1e3 > stale_after_s,
         "ts": None if state.ts_ms is None else ms_to_dt(state.ts_ms),
         "online": state.online,
         "soc": state.soc,
@@ -649,3 +668,131 @@ def store_metrics(conn: sa.Connection) -> StoreMetrics:
             }
         )
     return StoreMetrics(int(stored), int(dups), newest, quarantine, solves)
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveCoverage:
+    """One site's award of one reserve product against what the plan holds."""
+
+    site_id: str
+    """Site."""
+    product: str
+    """Reserve product (one with a ``<product>_mw`` column in the schedule)."""
+    intervals: int
+    """Awarded intervals (award > 0)."""
+    awarded_mwh: float
+    """Awarded reserve times interval length, summed [MW·h]."""
+    held_mwh: float
+    """Reserve the plan holds against the award (at most the award), summed [MW·h]."""
+    shortfall_mwh: float
+    """Award the plan does not hold, summed [MW·h]."""
+    short_intervals: int
+    """Awarded intervals where the plan holds less than the award."""
+
+
+def reserve_products() -> list[str]:
+    """Return the products a schedule holds reserve for (its ``<product>_mw`` columns)."""
+    energy = {"charge_mw", "discharge_mw"}
+    return [
+        c.name.removesuffix("_mw")
+        for c in schedule_intervals.c
+        if c.name.endswith("_mw") and c.name not in energy
+    ]
+
+
+def reserve_coverage(
+    award_rows: list[dict[str, Any]], intervals: list[dict[str, Any]]
+) -> list[ReserveCoverage]:
+    """Compare reserve awards with the reserve a schedule holds, per site and product.
+
+    Parameters
+    ----------
+    award_rows
+        Award rows (``site_id``, ``ts``, ``product``, ``award_mw``); products without
+        a schedule column (energy, capacity) are ignored.
+    intervals
+        The schedule's interval rows (``site_id``, ``ts``, ``<product>_mw``).
+
+    Notes
+    -----
+    An award covers ``[ts, ts + L)``, ``L`` the smallest gap between a site's award
+    times for that product (60 minutes when there is one award). The plan holds
+    ``min`` over its intervals in that span (0 when it has none there): reserve must
+    be held for the whole awarded interval.
+    """
+    products = set(reserve_products())
+    by_site: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in intervals:
+        by_site[row["site_id"]].append(row)
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in award_rows:
+        if row["product"] in products and row["award_mw"] > 0:
+            grouped[(row["site_id"], row["product"])].append(row)
+    out = []
+    for (site_id, product), rows in sorted(grouped.items()):
+        rows.sort(key=lambda r: r["ts"])
+        gaps = [
+            (b["ts"] - a["ts"]).total_seconds()
+            for a, b in itertools.pairwise(rows)
+            if b["ts"] > a["ts"]
+        ]
+        length_s = min(gaps) if gaps else 3600.0
+        awarded = held = short = 0.0
+        short_count = 0
+        for row in rows:
+            end = row["ts"] + dt.timedelta(seconds=length_s)
+            inside = [
+                float(i[f"{product}_mw"])
+                for i in by_site.get(site_id, [])
+                if row["ts"] <= i["ts"] < end
+            ]
+            held_mw = min(inside) if inside else 0.0
+            award = float(row["award_mw"])
+            hours = length_s / 3600.0
+            awarded += award * hours
+            held += min(held_mw, award) * hours
+            if held_mw < award - 1e-6:
+                short += (award - held_mw) * hours
+                short_count += 1
+        out.append(
+            ReserveCoverage(
+                site_id=site_id,
+                product=product,
+                intervals=len(rows),
+                awarded_mwh=awarded,
+                held_mwh=held,
+                shortfall_mwh=short,
+                short_intervals=short_count,
+            )
+        )
+    return out
+
+
+_SETTLEMENTS = sa.table(
+    "settlements",
+    sa.column("market", sa.String()),
+    sa.column("operating_day", sa.Date()),
+    sa.column("site_id", sa.String()),
+    sa.column("item", sa.String()),
+    sa.column("amount_usd", sa.Float()),
+    sa.column("settled_at", UtcDateTime()),
+)
+"""The operations engine's ``settlements`` table, read only (declared by fleet.store)."""
+
+
+def settlement_rows(
+    conn: sa.Connection, *, market: str, operating_day: dt.date
+) -> list[dict[str, Any]] | None:
+    """Return the settled rows of a market day, or None when the store keeps none.
+
+    The ``settlements`` table belongs to the operations engine's migration; a store
+    without it answers None (nothing settled can be shown), one with it the rows
+    (``site_id``, ``item``, ``amount_usd``, ``settled_at``).
+    """
+    if not sa.inspect(conn).has_table("settlements"):
+        return None
+    s = _SETTLEMENTS.c
+    query = sa.select(s.site_id, s.item, s.amount_usd, s.settled_at).where(
+        s.market == market, s.operating_day == operating_day
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from fleet.types import SITE_ID_PATTERN
 
@@ -22,6 +22,43 @@ SiteIdPath = Annotated[str, Field(pattern=SITE_ID_PATTERN, examples=["tx-odessa-
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 """A float that is neither NaN nor infinite."""
+
+INT32_MAX = 2**31 - 1
+"""Largest integer both stores keep in an ``INTEGER`` column (PostgreSQL int4)."""
+TIME_RANGE = (
+    dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+    dt.datetime(2100, 1, 1, tzinfo=dt.UTC),
+)
+"""Times the API accepts (UTC); outside it a time gets 422 naming the field."""
+DAY_RANGE = (dt.date(1970, 1, 1), dt.date(2099, 12, 31))
+"""Operating days the API accepts."""
+
+
+def _time_in_range(value: dt.datetime) -> dt.datetime:
+    try:
+        utc = value.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not TIME_RANGE[0] <= utc < TIME_RANGE[1]:
+        msg = (
+            f"{value.isoformat()} is outside {TIME_RANGE[0]:%Y-%m-%d}.."
+            f"{TIME_RANGE[1]:%Y-%m-%d} (UTC)"
+        )
+        raise ValueError(msg)
+    return utc
+
+
+def _day_in_range(value: dt.date) -> dt.date:
+    if not DAY_RANGE[0] <= value <= DAY_RANGE[1]:
+        msg = f"{value.isoformat()} is outside {DAY_RANGE[0]}..{DAY_RANGE[1]}"
+        raise ValueError(msg)
+    return value
+
+
+ApiDatetime = Annotated[AwareDatetime, AfterValidator(_time_in_range)]
+"""An aware time within :data:`TIME_RANGE`, returned as UTC."""
+ApiDate = Annotated[dt.date, AfterValidator(_day_in_range)]
+"""A day within :data:`DAY_RANGE`."""
 
 
 class _Out(BaseModel):
@@ -69,6 +106,13 @@ class SiteStateOut(_Out):
     lag_s: float | None = Field(
         default=None, description="Age of the newest sample [s].", examples=[1.2]
     )
+    stale: bool = Field(
+        default=True,
+        description=(
+            "The newest sample is older than the API's stale_after_s (300 s by "
+            "default) or missing: its values are not current."
+        ),
+    )
 
 
 class SiteOut(_Out):
@@ -106,15 +150,35 @@ class SiteListOut(_Out):
 
 
 class FleetOut(_Out):
-    """Fleet totals."""
+    """Fleet totals; the live ones (power, stored energy, SoC) from fresh sites only."""
 
     site_count: int = Field(ge=0, examples=[12])
-    online_count: int = Field(ge=0, examples=[11])
+    online_count: int = Field(
+        ge=0, examples=[11], description="Sites online with fresh telemetry."
+    )
+    fresh_count: int = Field(
+        ge=0,
+        examples=[11],
+        description="Sites whose newest sample is recent and not offline: the sites "
+        "the live totals are summed over.",
+    )
+    stale_count: int = Field(
+        ge=0, description="Sites with telemetry that is too old or reported offline."
+    )
+    missing_count: int = Field(ge=0, description="Sites with no telemetry at all.")
+    stale_after_s: float = Field(description="Age that makes a sample stale [s].")
     discharge_mw: float = Field(description="Summed discharge rating [MW].")
     charge_mw: float = Field(description="Summed charge rating [MW].")
     energy_mwh: float = Field(description="Summed energy rating [MWh].")
-    stored_energy_mwh: float | None = Field(description="Energy stored now [MWh].")
-    power_mw: float | None = Field(description="Net power now [MW], + discharge.")
+    stored_energy_mwh: float | None = Field(
+        description="Energy stored now in fresh sites [MWh]; None when none is fresh."
+    )
+    power_mw: float | None = Field(
+        description="Net power now of fresh sites [MW], + discharge; None when none."
+    )
+    mean_soc: float | None = Field(
+        default=None, description="Mean SoC of fresh sites, fraction 0-1."
+    )
     markets: list[str]
 
 
@@ -229,6 +293,52 @@ class ScheduleWindowOut(_Out):
     created_at: AwareDatetime
     interval_minutes: int
     points: list[SchedulePointOut]
+
+
+class ReserveCoverageItemOut(_Out):
+    """One site's award of one reserve product against what the plan holds."""
+
+    site_id: str
+    product: str = Field(examples=["reg_up"])
+    intervals: int = Field(ge=0, description="Awarded intervals.")
+    awarded_mwh: float = Field(
+        description="Award times interval length, summed [MW·h]."
+    )
+    held_mwh: float = Field(
+        description="Reserve the plan holds against the award, summed [MW·h]."
+    )
+    shortfall_mwh: float = Field(
+        ge=0, description="Award the plan does not hold, summed [MW·h]."
+    )
+    short_intervals: int = Field(ge=0)
+
+
+class ReserveCoverageOut(_Out):
+    """Ancillary-service awards per site vs the reserve the newest schedule holds."""
+
+    market: str
+    operating_day: dt.date
+    timezone: str
+    award_version: int | None = Field(description="Award version; None: no awards.")
+    schedule_version: int | None = Field(description="Schedule compared; None: none.")
+    products: list[str] = Field(description="Reserve products a schedule can hold.")
+    items: list[ReserveCoverageItemOut]
+
+
+class SettlementOut(_Out):
+    """What was settled for a market day, by item (energy, AS, charges, ...)."""
+
+    market: str
+    operating_day: dt.date
+    available: bool = Field(
+        description="The store keeps settlements (False: only planned revenue exists)."
+    )
+    settled_at: AwareDatetime | None = Field(description="Newest settlement time.")
+    by_item_usd: dict[str, float] = Field(
+        examples=[{"energy": 5321.0, "reg_up": 812.0}]
+    )
+    total_usd: float | None = Field(description="None when nothing is settled.")
+    sites: int = Field(ge=0, description="Sites with settled rows.")
 
 
 class ForecastPointOut(_Out):
@@ -349,7 +459,7 @@ class AwardIn(_In):
     """One awarded quantity for a site, product and interval."""
 
     site_id: str = Field(pattern=SITE_ID_PATTERN)
-    ts: AwareDatetime = Field(description="Interval start (UTC).")
+    ts: ApiDatetime = Field(description="Interval start (UTC).")
     product: Literal["energy", "reg_up", "reg_down", "spin", "capacity"]
     award_mw: float = Field(ge=-10000, le=10000)
     price: float | None = Field(default=None, ge=-10000, le=100000)
@@ -381,7 +491,9 @@ class AwardSetIn(_In):
         },
     )
 
-    version: int = Field(ge=1, description="Version of the bid set these answer.")
+    version: int = Field(
+        ge=1, le=INT32_MAX, description="Version of the bid set these answer."
+    )
     awards: list[AwardIn] = Field(min_length=1, max_length=20000)
 
 
@@ -428,6 +540,11 @@ class KeyIn(_In):
 
     role: Literal["viewer", "scheduler", "admin"]
     note: str | None = Field(default=None, max_length=500)
+    expires_at: ApiDatetime | None = Field(
+        default=None,
+        description="When the key stops working (future, with a zone); None: never.",
+        examples=["2027-03-01T00:00:00Z"],
+    )
 
 
 class KeyOut(_Out):
@@ -439,6 +556,28 @@ class KeyOut(_Out):
     created_at: AwareDatetime
     revoked_at: AwareDatetime | None
     note: str | None
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="Expiry (UTC); None: the key does not expire."
+    )
+
+
+class SessionIn(_In):
+    """An API key to exchange for a dashboard session."""
+
+    key: str = Field(min_length=1, max_length=100, examples=["bfk_0123456789ab_…"])
+
+
+class SessionOut(_Out):
+    """Who a request is authenticated as, and until when."""
+
+    key_id: str
+    role: str
+    key_expires_at: AwareDatetime | None = Field(
+        description="Expiry of the key (UTC); None: it does not expire."
+    )
+    expires_at: AwareDatetime | None = Field(
+        description="Expiry of the session (UTC); None when authenticated by key."
+    )
 
 
 class NewKeyOut(KeyOut):

@@ -322,7 +322,8 @@ def demo(
             summary = runner.run()
         console.print(summary_table(summary))
         console.print(
-            f"dashboard: [bold]{summary.dashboard_url}[/]\n"
+            f"dashboard: [bold]{summary.dashboard_url}[/] "
+            "(sign in there with the viewer key)\n"
             f"viewer key: {summary.viewer_key}\nrun folder: {summary.folder} "
             f"(log: {log_file})",
             highlight=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Annotated
 
@@ -53,26 +54,49 @@ def keys_create(
     note: Annotated[
         str | None, typer.Option("--note", help="Free text kept with the key.")
     ] = None,
+    expires_in_days: Annotated[
+        float | None,
+        typer.Option(
+            "--expires-in-days",
+            min=0.001,
+            max=36500,
+            help="Days until the key stops working (default: it does not expire).",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Create an API key and print it once (only its hash is stored)."""
     engine = make_engine(_settings(db).database_url)
+    expires_at = (
+        None
+        if expires_in_days is None
+        else dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_in_days)
+    )
     try:
         with engine.begin() as conn:
-            new = key_store.create_key(conn, role=role, note=note)
+            new = key_store.create_key(
+                conn, role=role, note=note, expires_at=expires_at
+            )
             audit.record(
                 conn,
                 actor="cli",
                 action="key.create",
                 object_type="api_key",
                 object_id=new.key.id,
-                detail={"role": role},
+                detail={
+                    "role": role,
+                    "expires_at": None
+                    if expires_at is None
+                    else expires_at.isoformat(),
+                },
             )
     finally:
         engine.dispose()
     err = Console(stderr=True)
+    until = "" if expires_at is None else f" until {expires_at:%Y-%m-%d %H:%M} UTC"
     err.print(
-        f"created key [bold]{new.key.id}[/] with role [bold]{role}[/]; "
+        f"created key [bold]{new.key.id}[/] with role [bold]{role}[/]{until}; "
         "it is shown once, store it now:",
         highlight=False,
     )
@@ -93,12 +117,16 @@ def keys_list(
             keys = key_store.list_keys(conn, include_revoked=all_keys)
     finally:
         engine.dispose()
-    table = Table("key id", "role", "created (UTC)", "revoked (UTC)", "note")
+    table = Table()
+    table.add_column("key id", no_wrap=True, min_width=16)
+    for name in ("role", "created (UTC)", "expires (UTC)", "revoked (UTC)", "note"):
+        table.add_column(name)
     for key in keys:
         table.add_row(
             key.id,
             key.role,
             key.created_at.strftime("%Y-%m-%d %H:%M"),
+            key.expires_at.strftime("%Y-%m-%d %H:%M") if key.expires_at else "never",
             key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "",
             key.note or "",
         )

@@ -395,7 +395,7 @@ class Demo:
         self.api = ApiServer(settings, self.options.api_host, port)
         self.api.start()
         self.summary.api_url = self.api.url
-        self.summary.dashboard_url = f"{self.api.url}/?key={self.summary.viewer_key}"
+        self.summary.dashboard_url = f"{self.api.url}/"
         paths = ["/readyz", "/v1/fleet", "/v1/sites"]
         paths += [f"/v1/sites/{s.id}/state" for s in self.sites[:3]]
         self.probe = ApiProbe(

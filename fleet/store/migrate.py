@@ -28,6 +28,7 @@ TABLE_MODULES = (
     "fleet.store.asset_tables",
     "fleet.store.retention",
     "fleet.store.ops_tables",
+    "fleet.store.keys",
 )
 
 

@@ -269,6 +269,7 @@ api_keys = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("revoked_at", UtcDateTime(), nullable=True),
     sa.Column("note", sa.Text(), nullable=True),
+    sa.Column("expires_at", UtcDateTime(), nullable=True),
     sa.UniqueConstraint("prefix"),
     sa.CheckConstraint(_in("role", API_KEY_ROLES), name="role"),
 )

@@ -129,6 +129,20 @@ class Browser:
         """Navigate the page to ``url``."""
         self.send("Page.navigate", url=url)
 
+    def sign_in(self, base_url: str, key: str) -> None:
+        """Open the dashboard at ``base_url`` and sign in with ``key`` through its form."""
+        self.goto("about:blank")
+        self.wait_for("location.href === 'about:blank'")
+        self.goto(f"{base_url}/")
+        self.wait_for(
+            "location.href.startsWith('http') && document.readyState === 'complete' "
+            "&& document.querySelector('#keyform') !== null"
+        )
+        self.evaluate(
+            f"document.querySelector('#apikey').value = {json.dumps(key)}; "
+            "document.querySelector('#keyform').requestSubmit(); true"
+        )
+
     def wait_for(self, expression: str, timeout_s: float = 20.0) -> Any:
         """Poll ``expression`` until it is truthy; return its value."""
         deadline = time.monotonic() + timeout_s

@@ -19,14 +19,16 @@ from tests.conftest import free_port
 class LiveServer:
     """A uvicorn server running the app in a background thread."""
 
-    def __init__(self, settings: Settings, options: ApiOptions) -> None:
+    def __init__(
+        self, settings: Settings, options: ApiOptions, log_level: str = "warning"
+    ) -> None:
         self.port = free_port()
         self.app = create_app(settings, options)
         config = uvicorn.Config(
             self.app,
             host="127.0.0.1",
             port=self.port,
-            log_level="warning",
+            log_level=log_level,
             lifespan="on",
             timeout_graceful_shutdown=2,
         )
@@ -56,12 +58,12 @@ class LiveServer:
 
 @contextmanager
 def live_server(
-    url: str, *, mqtt_url: str = "none", **options: object
+    url: str, *, mqtt_url: str = "none", log_level: str = "warning", **options: object
 ) -> Iterator[LiveServer]:
     """Run the app for the store at ``url`` for the duration of the block."""
     settings = Settings(database_url=url, mqtt_url=mqtt_url)
     opts = ApiOptions(**{"poll_interval_s": 0.2, **options})  # type: ignore[arg-type]
-    server = LiveServer(settings, opts)
+    server = LiveServer(settings, opts, log_level)
     server.start()
     try:
         yield server

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import sqlalchemy as sa
@@ -87,3 +88,41 @@ def test_serve_exits_1_naming_revision_when_store_not_migrated(
     result = CliRunner().invoke(_app(), ["serve", "--db", url, "--mqtt", "none"])
     assert result.exit_code == 1
     assert "bessfleet db upgrade" in result.output
+
+
+def test_keys_create_stores_expiry_when_expires_in_days_given(
+    migrated_db_url: str,
+) -> None:
+    before = dt.datetime.now(dt.UTC)
+    result = CliRunner().invoke(
+        _app(),
+        [
+            "keys",
+            "create",
+            "--role",
+            "viewer",
+            "--expires-in-days",
+            "2",
+            "--db",
+            migrated_db_url,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    secret = result.stdout.strip().splitlines()[-1]
+    engine = make_engine(migrated_db_url)
+    try:
+        with engine.connect() as conn:
+            key = key_store.authenticate(conn, secret)
+            assert key is not None
+            assert key.expires_at is not None
+            assert (
+                dt.timedelta(days=2)
+                <= key.expires_at - before
+                < dt.timedelta(days=2, minutes=1)
+            )
+            later = before + dt.timedelta(days=3)
+            assert key_store.authenticate(conn, secret, now=later) is None
+    finally:
+        engine.dispose()
+    listed = CliRunner().invoke(_app(), ["keys", "list", "--db", migrated_db_url])
+    assert key.expires_at.strftime("%Y-%m-%d") in listed.stdout

@@ -221,7 +221,7 @@ def test_dashboard_lists_simulated_fault_alerts_when_scan_opened_them(
     browser = Browser(binary)
     try:
         with live_server(simulated.url, poll_interval_s=0.2) as server:
-            browser.goto(f"{server.url}/?key={simulated.viewer}")
+            browser.sign_in(server.url, simulated.viewer)
             for dev, kind in (
                 ("bank2", "thermal outlier"),
                 ("bank3", "cell imbalance"),

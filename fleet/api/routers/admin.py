@@ -31,6 +31,7 @@ def _key_out(key: key_store.ApiKey) -> KeyOut:
         created_at=key.created_at,
         revoked_at=key.revoked_at,
         note=key.note,
+        expires_at=key.expires_at,
     )
 
 
@@ -50,14 +51,21 @@ def list_keys(
 def create_key(body: KeyIn, engine: StoreDep, key: AdminKey) -> NewKeyOut:
     """Create a key; its secret is in this answer only. Audit-logged."""
     with engine.begin() as conn:
-        new = key_store.create_key(conn, role=body.role, note=body.note)
+        new = key_store.create_key(
+            conn, role=body.role, note=body.note, expires_at=body.expires_at
+        )
         audit.record(
             conn,
             actor=key.id,
             action="key.create",
             object_type="api_key",
             object_id=new.key.id,
-            detail={"role": body.role},
+            detail={
+                "role": body.role,
+                "expires_at": None
+                if body.expires_at is None
+                else body.expires_at.isoformat(),
+            },
         )
     return NewKeyOut(**_key_out(new.key).model_dump(), secret=new.secret)
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from fleet.api import queries
 from fleet.api.deps import StoreDep, ViewerKey
 from fleet.api.errors import NotFoundError
 from fleet.api.routers._common import AUTH_RESPONSES, NOT_FOUND, as_utc, market_name
-from fleet.api.schemas import ForecastOut, ForecastPointOut
+from fleet.api.schemas import ApiDatetime, ForecastOut, ForecastPointOut
 
 router = APIRouter(prefix="/v1", tags=["forecasts"], responses=AUTH_RESPONSES)
 
@@ -29,7 +28,7 @@ def price_forecast(
         Query(pattern=r"^(energy|reg_up|reg_down|spin|capacity)$", examples=["energy"]),
     ] = "energy",
     issued_before: Annotated[
-        AwareDatetime | None,
+        ApiDatetime | None,
         Query(
             description="Newest forecast issued at or before this time; default: newest."
         ),

@@ -17,6 +17,7 @@ from fleet.api.deps import BusDep, SchedulerKey, StoreDep, ViewerKey
 from fleet.api.errors import ConflictError, InputError, NotFoundError
 from fleet.api.routers._common import AUTH_RESPONSES, NOT_FOUND, market_name, utc_now
 from fleet.api.schemas import (
+    ApiDate,
     AwardListOut,
     AwardRowOut,
     AwardSetIn,
@@ -40,7 +41,7 @@ MarketParam = Annotated[
     str, Path(pattern=r"^[A-Za-z]{2,16}$", description="Market.", examples=["ERCOT"])
 ]
 DayParam = Annotated[
-    dt.date, Path(description="Operating day (market local).", examples=["2026-11-25"])
+    ApiDate, Path(description="Operating day (market local).", examples=["2026-11-25"])
 ]
 OPERATING_DAY_RANGE = (dt.date(2000, 1, 1), dt.date(2100, 1, 1))
 """Operating days the API accepts."""

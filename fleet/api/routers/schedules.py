@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime
 
 from fleet.api import queries
 from fleet.api.deps import StoreDep, ViewerKey
@@ -24,6 +23,10 @@ from fleet.api.routers._common import (
 )
 from fleet.api.routers.sites import SiteIdParam
 from fleet.api.schemas import (
+    ApiDate,
+    ApiDatetime,
+    ReserveCoverageItemOut,
+    ReserveCoverageOut,
     RevenueOut,
     ScheduleListOut,
     ScheduleOut,
@@ -31,6 +34,7 @@ from fleet.api.schemas import (
     ScheduleSummaryOut,
     ScheduleVsRealizedOut,
     ScheduleWindowOut,
+    SettlementOut,
     TelemetryPointOut,
 )
 
@@ -201,11 +205,11 @@ def schedule_vs_realized(
     engine: StoreDep,
     _key: ViewerKey,
     start: Annotated[
-        AwareDatetime | None,
+        ApiDatetime | None,
         Query(description="Window start; default: the market's local midnight today."),
     ] = None,
     end: Annotated[
-        AwareDatetime | None,
+        ApiDatetime | None,
         Query(description="Window end; default: start + 24 h (at most 7 days)."),
     ] = None,
     resample_s: Annotated[int, Query(ge=60, le=3600)] = 300,
@@ -275,12 +279,85 @@ def schedule_vs_realized(
     )
 
 
+@router.get(
+    "/markets/{market}/reserve-coverage/{operating_day}",
+    response_model=ReserveCoverageOut,
+)
+def reserve_coverage(
+    market: MarketParam,
+    operating_day: Annotated[ApiDate, Path(examples=["2026-11-25"])],
+    engine: StoreDep,
+    _key: ViewerKey,
+) -> ReserveCoverageOut:
+    """Reserve awards per site and product, what the newest plan holds, the shortfall."""
+    mkt = market_name(market)
+    with engine.connect() as conn:
+        award_version, rows = queries.award_rows(
+            conn, market=mkt, operating_day=operating_day, version=None
+        )
+        schedule = queries.schedule_by_version(
+            conn, market=mkt, operating_day=operating_day, version=None
+        )
+        intervals = (
+            [] if schedule is None else queries.interval_rows(conn, int(schedule["id"]))
+        )
+    items = queries.reserve_coverage(rows, intervals)
+    return ReserveCoverageOut(
+        market=mkt,
+        operating_day=operating_day,
+        timezone=queries.market_timezone(mkt),
+        award_version=award_version,
+        schedule_version=None if schedule is None else int(schedule["version"]),
+        products=queries.reserve_products(),
+        items=[
+            ReserveCoverageItemOut(
+                site_id=i.site_id,
+                product=i.product,
+                intervals=i.intervals,
+                awarded_mwh=i.awarded_mwh,
+                held_mwh=i.held_mwh,
+                shortfall_mwh=i.shortfall_mwh,
+                short_intervals=i.short_intervals,
+            )
+            for i in items
+        ],
+    )
+
+
+@router.get(
+    "/markets/{market}/settlement/{operating_day}", response_model=SettlementOut
+)
+def settlement(
+    market: MarketParam,
+    operating_day: Annotated[ApiDate, Path(examples=["2026-11-25"])],
+    engine: StoreDep,
+    _key: ViewerKey,
+) -> SettlementOut:
+    """Settled amounts of a market day by item (empty until the day is settled)."""
+    mkt = market_name(market)
+    with engine.connect() as conn:
+        rows = queries.settlement_rows(conn, market=mkt, operating_day=operating_day)
+    by_item: dict[str, float] = defaultdict(float)
+    for row in rows or []:
+        by_item[str(row["item"])] += float(row["amount_usd"])
+    times = [r["settled_at"] for r in rows or [] if r["settled_at"] is not None]
+    return SettlementOut(
+        market=mkt,
+        operating_day=operating_day,
+        available=rows is not None,
+        settled_at=max(times) if times else None,
+        by_item_usd=dict(by_item),
+        total_usd=sum(by_item.values()) if by_item else None,
+        sites=len({r["site_id"] for r in rows or []}),
+    )
+
+
 @router.get("/revenue", response_model=RevenueOut)
 def revenue(
     engine: StoreDep,
     _key: ViewerKey,
-    start: Annotated[AwareDatetime, Query(examples=["2026-11-01T00:00:00Z"])],
-    end: Annotated[AwareDatetime, Query(examples=["2026-12-01T00:00:00Z"])],
+    start: Annotated[ApiDatetime, Query(examples=["2026-11-01T00:00:00Z"])],
+    end: Annotated[ApiDatetime, Query(examples=["2026-12-01T00:00:00Z"])],
 ) -> RevenueOut:
     """Revenue by service and degradation cost of the newest schedule of each day."""
     start_utc = as_utc(start, "start")

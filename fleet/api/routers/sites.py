@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime
 
 from fleet.api import queries
 from fleet.api.deps import AdminKey, BusDep, OptionsDep, StoreDep, ViewerKey
@@ -22,6 +21,7 @@ from fleet.api.routers._common import (
     utc_now,
 )
 from fleet.api.schemas import (
+    ApiDatetime,
     AvailabilityOut,
     ComplianceOut,
     FleetOut,
@@ -65,41 +65,71 @@ def _site_or_404(rows: list[dict[str, Any]], site_id: str) -> dict[str, Any]:
 
 
 def _site_out(
-    row: dict[str, Any], state: queries.SiteState | None, now_ms: int
+    row: dict[str, Any],
+    state: queries.SiteState | None,
+    now_ms: int,
+    stale_after_s: float,
 ) -> SiteOut:
-    return SiteOut(**queries.site_summary(row), state=queries.state_dict(state, now_ms))
+    return SiteOut(
+        **queries.site_summary(row),
+        state=queries.state_dict(state, now_ms, stale_after_s),
+    )
 
 
 @router.get("/fleet", response_model=FleetOut)
-def get_fleet(engine: StoreDep, _key: ViewerKey) -> FleetOut:
-    """Fleet totals: ratings, sites online, stored energy and net power now."""
+def get_fleet(
+    engine: StoreDep,
+    options: OptionsDep,
+    _key: ViewerKey,
+    market: Annotated[
+        str | None, Query(pattern=r"^[A-Za-z]{2,16}$", examples=["ERCOT"])
+    ] = None,
+) -> FleetOut:
+    """Fleet totals: ratings, and power, stored energy, SoC of fresh sites only.
+
+    A site counts in the live totals when its newest sample is at most
+    ``stale_after_s`` old and it is not offline; the others are counted as stale or
+    missing, never summed with old values.
+    """
     with engine.connect() as conn:
         rows = queries.site_rows(conn)
         states = queries.site_states(conn)
+    if market is not None:
+        rows = [r for r in rows if str(r["market"]).upper() == market.upper()]
     summaries = [queries.site_summary(r) for r in rows]
-    stored = 0.0
-    power = 0.0
-    have_state = False
-    online = 0
+    now_ms = int(time.time() * 1000)
+    stored = power = soc_sum = 0.0
+    fresh = stale = missing = online = soc_n = 0
     for summary in summaries:
         state = states.get(summary["site_id"])
-        if state is None:
+        if state is None or state.ts_ms is None:
+            missing += 1
             continue
-        online += int(bool(state.online))
-        if state.soc is not None and summary["energy_mwh"] is not None:
-            stored += state.soc * summary["energy_mwh"]
-            have_state = True
+        if not queries.is_fresh(state, now_ms, options.stale_after_s):
+            stale += 1
+            continue
+        fresh += 1
+        online += int(state.online is True)
+        if state.soc is not None:
+            soc_sum += state.soc
+            soc_n += 1
+            if summary["energy_mwh"] is not None:
+                stored += state.soc * summary["energy_mwh"]
         if state.power_mw is not None:
             power += state.power_mw
-            have_state = True
     return FleetOut(
         site_count=len(rows),
         online_count=online,
+        fresh_count=fresh,
+        stale_count=stale,
+        missing_count=missing,
+        stale_after_s=options.stale_after_s,
         discharge_mw=sum(s["discharge_mw"] or 0.0 for s in summaries),
         charge_mw=sum(s["charge_mw"] or 0.0 for s in summaries),
         energy_mwh=sum(s["energy_mwh"] or 0.0 for s in summaries),
-        stored_energy_mwh=stored if have_state else None,
-        power_mw=power if have_state else None,
+        stored_energy_mwh=stored if soc_n else None,
+        power_mw=power if fresh else None,
+        mean_soc=soc_sum / soc_n if soc_n else None,
         markets=sorted({s["market"] for s in summaries}),
     )
 
@@ -107,6 +137,7 @@ def get_fleet(engine: StoreDep, _key: ViewerKey) -> FleetOut:
 @router.get("/sites", response_model=SiteListOut)
 def list_sites(
     engine: StoreDep,
+    options: OptionsDep,
     _key: ViewerKey,
     market: Annotated[
         str | None, Query(pattern=r"^[A-Za-z]{2,16}$", examples=["ERCOT"])
@@ -119,7 +150,9 @@ def list_sites(
     if market is not None:
         rows = [r for r in rows if str(r["market"]).upper() == market.upper()]
     now_ms = int(time.time() * 1000)
-    items = [_site_out(r, states.get(r["id"]), now_ms) for r in rows]
+    items = [
+        _site_out(r, states.get(r["id"]), now_ms, options.stale_after_s) for r in rows
+    ]
     return SiteListOut(items=items, count=len(items))
 
 
@@ -249,14 +282,14 @@ def get_telemetry(
     options: OptionsDep,
     _key: ViewerKey,
     start: Annotated[
-        AwareDatetime,
+        ApiDatetime,
         Query(
             description="Range start (inclusive), with a zone.",
             examples=["2026-11-24T06:00:00Z"],
         ),
     ],
     end: Annotated[
-        AwareDatetime,
+        ApiDatetime,
         Query(
             description="Range end (exclusive), at most 31 days after start.",
             examples=["2026-11-25T06:00:00Z"],
