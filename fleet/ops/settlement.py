@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,16 @@ logger = logging.getLogger(__name__)
 SETTLEMENT_MINUTES = 15
 """Settlement interval of metered quantities [minutes]."""
 AS_ITEMS = ("reg_up", "reg_down", "spin")
+INFORMATION_ITEMS = ("btm_baseline_bill", "btm_savings")
+"""Items that describe the net rather than add to it: the bill without the battery,
+and the savings (already in the net as the bill with the battery)."""
+
+
+def net_usd(by_item: Mapping[str, float]) -> float:
+    """Return the net of settled items [$]: every item but :data:`INFORMATION_ITEMS`."""
+    return float(sum(v for k, v in by_item.items() if k not in INFORMATION_ITEMS))
+
+
 UP_PRODUCTS = ("reg_up", "spin")
 
 
@@ -71,11 +82,8 @@ class DaySettlement:
 
     @property
     def total_usd(self) -> float:
-        """Net of every item but the baseline bills [$]."""
-        return float(
-            sum(r["amount_usd"] for r in self.rows if r["item"] != "btm_baseline_bill")
-            - sum(r["amount_usd"] for r in self.rows if r["item"] == "btm_savings")
-        )
+        """Net of the day's items [$] (:func:`net_usd`)."""
+        return net_usd(self.by_item())
 
     def by_item(self) -> dict[str, float]:
         """Sum per item over sites [$]."""

@@ -37,6 +37,7 @@ from fleet.api.schemas import (
     SettlementOut,
     TelemetryPointOut,
 )
+from fleet.ops.settlement import net_usd
 
 router = APIRouter(prefix="/v1", tags=["schedules"], responses=AUTH_RESPONSES)
 
@@ -347,7 +348,7 @@ def settlement(
         available=rows is not None,
         settled_at=max(times) if times else None,
         by_item_usd=dict(by_item),
-        total_usd=sum(by_item.values()) if by_item else None,
+        total_usd=net_usd(by_item) if by_item else None,
         sites=len({r["site_id"] for r in rows or []}),
     )
 
