@@ -173,6 +173,10 @@ def backtest(
     )
     table.add_row("seconds", f"{totals['seconds']:.1f}")
     console.print(table)
+    from fleet.ops.degradation_costs import describe_fleet_costs
+
+    ids = set(options.site_ids) or None
+    console.print(describe_fleet_costs(fleet_obj, ids), highlight=False)
     console.print(
         f"wrote {escape(str(paths['csv']))}, {escape(str(paths['png']))}",
         highlight=False,
@@ -304,6 +308,10 @@ def dayahead_run(
         f"{outcome.result.objective_usd or 0:,.2f} USD",
         highlight=False,
     )
+    from fleet.ops.degradation_costs import describe_fleet_costs
+
+    planned = {s.id for s in outcome.scenario.sites}
+    console.print(describe_fleet_costs(fleet_obj, planned), highlight=False)
     if output is not None and outcome.bids is not None:
         ids = {str(s.id): s.resource_id or str(s.id) for s in fleet_obj.sites}
         output.write_text(

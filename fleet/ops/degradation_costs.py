@@ -1,0 +1,223 @@
+"""Choose the degradation segment costs dispatch uses for a site, and say where they came from.
+
+By default every site's ``degradation_usd_per_mwh`` comes from the aging model
+(:func:`forecasting.degradation.costs.degradation_costs`) at the site's own replacement
+cost, SoC band, efficiency and expected duty: the equivalent full cycles a day of its
+telemetry history when one is given, else what its warranty allows (throughput over
+years). A ``degradation_usd_per_mwh`` in the fleet file is an explicit override: it is
+used as given, and :class:`SegmentCosts` says so (the CLI's ``degradation costs`` and
+``dayahead run`` print it).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Literal
+
+from forecasting.degradation.costs import (
+    CostInputs,
+    DegradationCosts,
+    degradation_costs,
+)
+
+if TYPE_CHECKING:
+    from fleet.domain import Fleet, Site
+
+logger = logging.getLogger(__name__)
+
+DAYS_PER_YEAR = 365.0
+DEFAULT_TEMP_C = 25.0
+"""Cell temperature assumed when none is known [°C]."""
+EFC_PER_DAY_RANGE = (0.1, 3.0)
+"""The warranty's EFC a day is clipped into this range for the expected duty [-]."""
+
+DutySource = Literal["warranty", "history", "given"]
+CostSource = Literal["model", "fleet file"]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentCosts:
+    """The degradation costs dispatch uses for one site, and their provenance."""
+
+    site_id: str
+    """Site id."""
+    usd_per_mwh: tuple[float, ...]
+    """The scenario's ``degradation_usd_per_mwh``, shallow to deep [$/MWh]."""
+    source: CostSource
+    """``"model"`` or ``"fleet file"`` (an explicit override)."""
+    model_usd_per_mwh: tuple[float, ...]
+    """What the model gives for the same site and duty [$/MWh] (equal when source is
+    the model)."""
+    efc_per_day: float
+    """Expected equivalent full cycles a day the model was evaluated at [-]."""
+    duty_source: DutySource
+    """Where ``efc_per_day`` came from: the warranty, the telemetry history or given."""
+    temp_c: float
+    """Cell temperature the model was evaluated at [°C]."""
+    costs: DegradationCosts
+    """The model's full answer (calendar cost, life, EFC to end of life, warnings)."""
+
+    @property
+    def description(self) -> str:
+        """One line saying what dispatch uses and where it came from."""
+        duty = f"{self.efc_per_day:.3g} EFC/day from the {self.duty_source}"
+        if self.duty_source == "given":
+            duty = f"{self.efc_per_day:.3g} EFC/day (given)"
+        if self.source == "fleet file":
+            model = ", ".join(f"{v:.2f}" for v in self.model_usd_per_mwh)
+            return (
+                "fleet-file override degradation_usd_per_mwh (the model would give "
+                f"[{model}] at {duty}, {self.temp_c:g} °C)"
+            )
+        return f"model ({duty}, {self.temp_c:g} °C)"
+
+
+def warranty_efc_per_day(site: Site) -> float:
+    """Equivalent full cycles a day the site's warranty allows [-]."""
+    battery = site.battery
+    return battery.warranty.throughput_mwh / (
+        battery.energy_mwh * battery.warranty.years * DAYS_PER_YEAR
+    )
+
+
+def site_cost_inputs(
+    site: Site,
+    *,
+    efc_per_day: float | None = None,
+    temp_c: float = DEFAULT_TEMP_C,
+) -> CostInputs:
+    """Cost inputs of a fleet site; the expected duty from its warranty when not given.
+
+    Parameters
+    ----------
+    site
+        The site (battery energy, band, efficiency, replacement cost, warranty).
+    efc_per_day
+        Expected equivalent full cycles a day (> 0); None: the warranty's, clipped to
+        :data:`EFC_PER_DAY_RANGE`.
+    temp_c
+        Expected mean cell temperature [°C].
+
+    Returns
+    -------
+    CostInputs
+    """
+    battery = site.battery
+    if efc_per_day is None:
+        lo, hi = EFC_PER_DAY_RANGE
+        efc_per_day = min(max(warranty_efc_per_day(site), lo), hi)
+    return CostInputs(
+        energy_mwh=battery.energy_mwh,
+        replacement_cost_usd_per_kwh=battery.replacement_cost_usd_per_kwh,
+        soc_min=battery.soc_min,
+        soc_max=battery.soc_max,
+        eta_discharge=battery.eta_discharge,
+        efc_per_day=efc_per_day,
+        temp_c=temp_c,
+        rest_soc=0.5 * (battery.soc_min + battery.soc_max),
+    )
+
+
+@lru_cache(maxsize=4096)
+def _model_costs(inputs: CostInputs, n_segments: int) -> DegradationCosts:
+    """Memoized model costs: a 1,000-site fleet shares a handful of battery designs."""
+    return degradation_costs(inputs, n_segments)
+
+
+def site_segment_costs(
+    site: Site,
+    *,
+    n_segments: int = 4,
+    efc_per_day: float | None = None,
+    history_efc_per_day: float | None = None,
+    temp_c: float = DEFAULT_TEMP_C,
+) -> SegmentCosts:
+    """Return the segment costs dispatch uses for ``site`` and where they came from.
+
+    Parameters
+    ----------
+    site
+        The fleet site.
+    n_segments
+        K, the number of depth segments of the model curve (an override keeps its own).
+    efc_per_day
+        A given expected duty [EFC/day] (what-if); wins over history and warranty.
+    history_efc_per_day
+        The duty measured on the site's telemetry [EFC/day]; wins over the warranty.
+    temp_c
+        Expected mean cell temperature [°C].
+
+    Returns
+    -------
+    SegmentCosts
+        The override when the fleet file sets ``degradation_usd_per_mwh``, else the
+        model's curve.
+
+    Raises
+    ------
+    forecasting.errors.ForecastInputError
+        When a given duty or temperature is out of range (the field is named).
+    """
+    duty: DutySource = "warranty"
+    chosen = None
+    if efc_per_day is not None:
+        chosen, duty = efc_per_day, "given"
+    elif history_efc_per_day is not None and history_efc_per_day > 0:
+        lo, hi = EFC_PER_DAY_RANGE
+        chosen, duty = min(max(history_efc_per_day, lo), hi), "history"
+    inputs = site_cost_inputs(site, efc_per_day=chosen, temp_c=temp_c)
+    inputs.validate()
+    model = _model_costs(inputs, n_segments)
+    override = site.degradation_usd_per_mwh
+    if override is not None:
+        return SegmentCosts(
+            site_id=str(site.id),
+            usd_per_mwh=tuple(float(v) for v in override),
+            source="fleet file",
+            model_usd_per_mwh=model.segment_usd_per_mwh,
+            efc_per_day=inputs.efc_per_day,
+            duty_source=duty,
+            temp_c=temp_c,
+            costs=model,
+        )
+    return SegmentCosts(
+        site_id=str(site.id),
+        usd_per_mwh=model.segment_usd_per_mwh,
+        source="model",
+        model_usd_per_mwh=model.segment_usd_per_mwh,
+        efc_per_day=inputs.efc_per_day,
+        duty_source=duty,
+        temp_c=temp_c,
+        costs=model,
+    )
+
+
+def model_segment_costs_usd_per_mwh(site: Site, n_segments: int = 4) -> list[float]:
+    """Return the model's segment costs of a site at its warranty duty [$/MWh].
+
+    This is what a scenario gets for a site whose fleet file sets no override.
+    """
+    inputs = site_cost_inputs(site)
+    return list(_model_costs(inputs, n_segments).segment_usd_per_mwh)
+
+
+def fleet_overrides(fleet: Fleet) -> dict[str, tuple[float, ...]]:
+    """Sites whose fleet file sets ``degradation_usd_per_mwh``, with the value [$/MWh]."""
+    return {
+        str(site.id): tuple(site.degradation_usd_per_mwh)
+        for site in fleet.sites
+        if site.degradation_usd_per_mwh is not None
+    }
+
+
+def describe_fleet_costs(fleet: Fleet, site_ids: set[str] | None = None) -> str:
+    """One sentence for a plan: which sites use the model and which an override."""
+    sites = [s for s in fleet.sites if site_ids is None or str(s.id) in site_ids]
+    overrides = [str(s.id) for s in sites if s.degradation_usd_per_mwh is not None]
+    n_model = len(sites) - len(overrides)
+    text = f"degradation costs: model at warranty duty for {n_model} site(s)"
+    if overrides:
+        text += f"; fleet-file override for {', '.join(overrides)}"
+    return text
