@@ -243,8 +243,10 @@ def _add_site(
     if ru_on or com is not None:
         b.coef(bal, ru, dt * a_up / ed)
 
-    # Power headroom on net power.
-    if energy_on or ru_on or sp_on or com is not None:
+    # Power headroom on net power. With no reserve (and no commitment) the rows are
+    # implied by the exclusivity rows (d <= P_d·(1 - u) <= P_d, c >= 0) and left out:
+    # a smaller LP re-solves faster in the exclusivity repair.
+    if ru_on or sp_on or com is not None:
         r = b.rows_(
             n, -INF, site.discharge_mw, f"site {sid}: power (discharge headroom)"
         )
@@ -252,7 +254,7 @@ def _add_site(
         b.coef(r, c, -1.0)
         b.coef(r, ru, 1.0)
         b.coef(r, spn, 1.0)
-    if energy_on or rd_on or com is not None:
+    if rd_on or com is not None:
         r = b.rows_(n, -INF, site.charge_mw, f"site {sid}: power (charge headroom)")
         b.coef(r, c, 1.0)
         b.coef(r, d, -1.0)

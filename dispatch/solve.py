@@ -2,12 +2,23 @@
 
 The exact path is "LP first": the LP relaxation (exclusivity indicators u continuous) is
 solved; when no site charges and discharges in the same interval, that LP optimum is
-feasible for the MILP and hence optimal (path ``"lp"``). Otherwise the indicators of the
-offending (site, interval) pairs become binary and the MILP is re-solved, round after
-round, until the schedule is exclusive everywhere (path ``"lp+milp(k binaries, r
-rounds)"``); the relaxation of the remaining indicators stays valid, so the final
-exclusive optimum is the MILP optimum. Duals of a MILP come from the LP with the binaries
-fixed at their optimal values.
+feasible for the MILP and hence optimal (path ``"lp"``).
+
+Otherwise the LP is *repaired* exactly: a depth-first branch and bound over the
+indicators of the offending (site, interval) pairs only, each node an LP re-solved from
+the previous basis (dual simplex after a bound change, no presolve, no MIP machinery).
+A node whose LP bound is no better than the incumbent is pruned; a node whose schedule
+is exclusive everywhere is a feasible MILP point. When the tree is exhausted the
+incumbent is the MILP optimum — the LP bounds of the pruned nodes are the proof (path
+``"lp+repair(n nodes, k branched)"``). Only the indicators that LPs actually violate are
+ever branched on; the others stay continuous, which is valid because an LP optimum
+that is exclusive satisfies the integral constraints whatever u is.
+
+A tree that grows past ``SolveOptions.max_repair_nodes`` hands over to HiGHS's MILP:
+the indicators of the offending pairs become binary and the MILP is re-solved, round
+after round, until the schedule is exclusive everywhere (path ``"lp+milp(k binaries, r
+rounds)"``). Duals come from the LP with the branched indicators fixed at their optimal
+values.
 """
 
 from __future__ import annotations
@@ -93,6 +104,10 @@ class SolveOptions:
     joint_capacity_components : int
         Fleet capacity coupling over at most this many components is solved as one model;
         above it, by the Lagrangian price search of :mod:`dispatch.decompose`.
+    max_repair_nodes : int
+        LP solves the exact repair (branch and bound over the offending intervals'
+        indicators, warm-started) may take before the MILP rounds take over; 0 skips
+        the repair.
     """
 
     time_limit_s: float | None = None
@@ -105,6 +120,7 @@ class SolveOptions:
     max_lp_rounds: int = 4
     threads: int = 1
     joint_capacity_components: int = 8
+    max_repair_nodes: int = 200
 
 
 @dataclass(slots=True)
@@ -183,6 +199,11 @@ def _offending(lp: LpProblem, x: FloatArray, tol: float) -> FloatArray:
     return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
+def _prune_tol(objective: float) -> float:
+    """Bound margin under which a node cannot beat the incumbent (round-off only)."""
+    return 1e-9 * max(1.0, abs(objective))
+
+
 def _iis_reason(h: highspy.Highs, lp: LpProblem) -> str:
     n_col = len(lp.cost)
     h.changeColsIntegrality(
@@ -238,6 +259,97 @@ class ExactSolver:
         self.h.changeColsCost(len(cols), cols, new_cost)
         self.adder_usd_per_mw = adder_usd_per_mw
 
+    def _repair(self, x_root: FloatArray, deadline: float | None) -> RawSolution | None:
+        """Exact branch and bound over offending indicators (see module doc).
+
+        Returns None when the node budget runs out (the caller falls back to the MILP);
+        the indicator bounds are restored to [0, 1] either way.
+        """
+        h, lp, options = self.h, self.lp, self.options
+        tol = options.exclusivity_tol_mw
+        touched: set[int] = set()
+        incumbent: tuple[float, FloatArray, FloatArray] | None = None
+        root_obj = float(h.getInfo().objective_function_value)
+        # A node is the tuple of fixed (column, value) pairs, deepest last.
+        stack: list[tuple[tuple[int, float], ...]] = [()]
+        all_u = np.concatenate([s.u for s in lp.sites])
+        nodes = 0
+        try:
+            while stack:
+                if nodes >= options.max_repair_nodes:
+                    return None
+                if deadline is not None and time.perf_counter() > deadline:
+                    break
+                fixed = stack.pop()
+                nodes += 1
+                if fixed or nodes > 1:
+                    self._apply_fixings(fixed, touched)
+                    status = _run(h, deadline)
+                    if status in (_MS.kInfeasible, _MS.kUnboundedOrInfeasible):
+                        continue
+                    if status != _MS.kOptimal:
+                        return None
+                    x = np.asarray(h.getSolution().col_value)
+                else:
+                    x = x_root
+                z = float(h.getInfo().objective_function_value)
+                if incumbent is not None and z >= incumbent[0] - _prune_tol(
+                    incumbent[0]
+                ):
+                    continue
+                overlap = np.concatenate([np.minimum(x[s.c], x[s.d]) for s in lp.sites])
+                hit = overlap > tol
+                fixed_cols = {c for c, _v in fixed}
+                free = np.array(
+                    [int(c) not in fixed_cols for c in all_u[hit]], dtype=bool
+                )
+                offending = all_u[hit][free]
+                if offending.size == 0:
+                    duals = np.asarray(h.getSolution().row_dual)
+                    incumbent = (z, x.copy(), duals)
+                    continue
+                worst = overlap[hit][free]
+                col = int(offending[int(np.argmax(worst))])
+                touched.add(col)
+                # Explore first the side the LP leans to (u > 1/2: charging).
+                first = 1.0 if x[col] >= 0.5 else 0.0
+                stack.append((*fixed, (col, 1.0 - first)))
+                stack.append((*fixed, (col, first)))
+            if incumbent is None:
+                # No exclusive schedule found (or none in time): the MILP decides,
+                # and names the infeasible constraint group if there is one.
+                return None
+            z_best, x_best, duals = incumbent
+            gap = 0.0
+            status_out = SolveStatus.OPTIMAL
+            if stack:
+                # Deadline: the open nodes' parents bound the optimum from below.
+                status_out = SolveStatus.FEASIBLE
+                gap = abs(z_best - root_obj) / max(abs(z_best), 1e-9)
+            path = f"lp+repair({nodes} nodes, {len(touched)} branched)"
+            return RawSolution(
+                status_out,
+                x_best,
+                duals,
+                gap,
+                path,
+                bound_usd=-(root_obj if stack else z_best),
+            )
+        finally:
+            self._apply_fixings((), touched)
+
+    def _apply_fixings(
+        self, fixed: tuple[tuple[int, float], ...], touched: set[int]
+    ) -> None:
+        """Fix the node's indicators, free every other one branched on so far."""
+        if not touched:
+            return
+        value = dict(fixed)
+        cols = np.fromiter(sorted(touched), dtype=np.int32)
+        lower = np.array([value.get(int(c), 0.0) for c in cols])
+        upper = np.array([value.get(int(c), 1.0) for c in cols])
+        self.h.changeColsBounds(len(cols), cols, lower, upper)
+
     def solve(self, deadline: float | None) -> RawSolution:
         """Solve exactly, LP first, binaries only where needed (see module doc)."""
         h, lp, options = self.h, self.lp, self.options
@@ -267,6 +379,19 @@ class ExactSolver:
                 "lp",
                 bound_usd=bound,
             )
+        if not self.binaries and options.max_repair_nodes > 0:
+            repaired = self._repair(x, deadline)
+            if repaired is not None:
+                return repaired
+            # The budget ran out: the MILP rounds start from the root LP again.
+            status = _run(h, deadline)
+            if status != _MS.kOptimal:
+                reason = f"HiGHS ended with {status.name} re-solving the LP"
+                return RawSolution(
+                    SolveStatus.ERROR, None, None, math.inf, "lp", reason
+                )
+            x = np.asarray(h.getSolution().col_value)
+            off = _offending(lp, x, options.exclusivity_tol_mw)
         rounds = 0
         all_u = np.concatenate([s.u for s in lp.sites])
         info = h.getInfo()

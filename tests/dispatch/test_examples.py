@@ -65,13 +65,39 @@ def test_solve_names_fleet_capacity_when_capacity_minimum_unreachable(
     assert "fleet: capacity_min_mw" in (result.reason or "")
 
 
-def test_solve_takes_milp_path_when_lp_burns_energy_at_negative_prices(
-    spec_examples: Path,
+def test_solve_repairs_exclusivity_when_lp_burns_energy_at_negative_prices(
+    spec_examples: Path, expected: dict[str, dict[str, object]]
 ) -> None:
     scn = load_scenario(spec_examples / "negative-prices.scenario.json")
     result = solve(scn, SolveOptions(decompose=False))
-    assert "milp" in result.solve.path
+    assert "repair" in result.solve.path
+    assert result.status == "optimal"
     assert result.solve.mip_gap <= 1e-5
+    assert result.objective_usd == pytest.approx(
+        expected["negative-prices"]["objective_usd"], rel=2e-4
+    )
+    assert_schedule_feasible(scn, result)
+
+
+def test_solve_falls_back_to_milp_when_repair_budget_runs_out(
+    spec_examples: Path, expected: dict[str, dict[str, object]]
+) -> None:
+    scn = load_scenario(spec_examples / "negative-prices.scenario.json")
+    result = solve(scn, SolveOptions(decompose=False, max_repair_nodes=2))
+    assert "milp" in result.solve.path
+    assert result.status == "optimal"
+    assert result.objective_usd == pytest.approx(
+        expected["negative-prices"]["objective_usd"], rel=2e-4
+    )
+    assert_schedule_feasible(scn, result)
+
+
+def test_solve_matches_milp_when_repair_disabled(spec_examples: Path) -> None:
+    scn = load_scenario(spec_examples / "negative-prices.scenario.json")
+    repaired = solve(scn)
+    milp = solve(scn, SolveOptions(max_repair_nodes=0))
+    assert "milp" in milp.solve.path
+    assert repaired.objective_usd == pytest.approx(milp.objective_usd, rel=1e-7)
 
 
 def test_solve_reports_energy_value_when_lp_path(spec_examples: Path) -> None:

@@ -58,3 +58,20 @@ def test_lagrangian_coupling_equals_monolithic_when_capacity_minimum_set(
         return
     assert_schedule_feasible(scn, deco)
     assert deco.objective_usd == pytest.approx(mono.objective_usd, rel=2e-4, abs=1e-4)
+
+
+@SETTINGS
+@given(scn=random_scenarios(negative=True))
+def test_exclusivity_repair_equals_highs_milp_when_prices_negative(
+    scn: Scenario,
+) -> None:
+    repaired = solve(scn, SolveOptions(decompose=False))
+    milp = solve(scn, SolveOptions(decompose=False, max_repair_nodes=0))
+    assert repaired.status == milp.status
+    if milp.status != "optimal":
+        return
+    assert "milp" not in repaired.solve.path
+    assert_schedule_feasible(scn, repaired)
+    assert repaired.objective_usd == pytest.approx(
+        milp.objective_usd, rel=1e-6, abs=1e-5
+    )
