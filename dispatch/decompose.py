@@ -13,6 +13,9 @@ result is proven optimal. Otherwise the "marginal" components (those whose capac
 across the crossing) are re-solved jointly with the residual coupling constraint, and if
 the gap still exceeds the tolerance the capacity components are solved as one model.
 
+A component's first (cold) LP starts from the optimal basis of the previous component
+of the same layout and node in the same process (warm start across components).
+
 Where components run: in this process (``workers=1``), in long-lived worker processes
 that keep each component's HiGHS instance so that every price is a warm re-solve
 (``workers=N``), or on any ``concurrent.futures.Executor`` (``executor=``, e.g.
@@ -31,6 +34,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import highspy
+
 from dispatch.lp import LpProblem, build_lp
 from dispatch.result import REVENUE_KEYS, Result, SolveInfo
 from dispatch.solve import (
@@ -39,6 +44,7 @@ from dispatch.solve import (
     ExactSolver,
     SolveOptions,
     complete,
+    lp_shape,
     solve_component,
     solver_name,
     summarize,
@@ -104,6 +110,9 @@ class _Shard:
         self.comps = comps
         self.options = options
         self.entries: dict[int, _Entry] = {}
+        self.bases: dict[tuple[str, tuple[int, int, int]], highspy.HighsBasis] = {}
+        """Last optimal basis per (node, problem shape): the warm start of the next
+        component of the same layout in this process."""
 
     def evaluate(
         self, which: list[int], price: float, full: bool, left_s: float | None
@@ -113,13 +122,19 @@ class _Shard:
         for j in which:
             t0 = time.perf_counter()
             entry = self.entries.get(j)
+            key: tuple[str, tuple[int, int, int]] | None = None
             if entry is None:
                 sub = self.scn.subset(self.comps[j])
                 lp = build_lp(sub)
                 entry = _Entry(sub, lp, ExactSolver(lp, self.options))
                 self.entries[j] = entry
+                key = (sub.sites[0].node, lp_shape(lp))
+                if key in self.bases:
+                    entry.solver.warm_start(self.bases[key])
             entry.solver.set_capacity_adder(price)
             raw = entry.solver.solve(deadline)
+            if key is not None and raw.x is not None:
+                self.bases[key] = entry.solver.basis()
             seconds = time.perf_counter() - t0
             if full:
                 out.append(complete(entry.scn, entry.lp, raw, price, seconds))
