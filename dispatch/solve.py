@@ -46,6 +46,8 @@ from dispatch.status import SolveReport, SolveStatus
 logger = logging.getLogger(__name__)
 
 _MS = highspy.HighsModelStatus
+_DUAL, _PRIMAL = 1, 4
+"""HiGHS ``simplex_strategy`` values."""
 
 
 @functools.cache
@@ -252,6 +254,7 @@ class ExactSolver:
         self._cap_cols = np.array([s.cap for s in lp.sites], dtype=np.int32)
         self._cap_cost = lp.cost[self._cap_cols].copy()
         self.adder_usd_per_mw = 0.0
+        self._cost_changed = False
 
     def basis(self) -> highspy.HighsBasis:
         """Return the current simplex basis (to warm-start a problem of the same shape)."""
@@ -279,6 +282,7 @@ class ExactSolver:
         new_cost = self._cap_cost[enrolled] - adder_usd_per_mw
         self.h.changeColsCost(len(cols), cols, new_cost)
         self.adder_usd_per_mw = adder_usd_per_mw
+        self._cost_changed = True
 
     def _repair(self, x_root: FloatArray, deadline: float | None) -> RawSolution | None:
         """Exact branch and bound over offending indicators (see module doc).
@@ -379,7 +383,13 @@ class ExactSolver:
             h.changeColsBounds(len(idx), idx, np.zeros(len(idx)), np.ones(len(idx)))
             h.changeColsIntegrality(len(idx), idx, np.ones(len(idx), dtype=np.uint8))
             h.setOptionValue("presolve", "choose")
+        # After a price change the old basis is still primal feasible: primal simplex
+        # re-solves it (measured: a quarter less CPU over a Lagrangian price search);
+        # the repair's bound changes keep it dual feasible: dual simplex.
+        h.setOptionValue("simplex_strategy", _PRIMAL if self._cost_changed else _DUAL)
+        self._cost_changed = False
         status = _run(h, deadline)
+        h.setOptionValue("simplex_strategy", _DUAL)
         if status in (_MS.kInfeasible, _MS.kUnboundedOrInfeasible):
             return RawSolution(
                 SolveStatus.INFEASIBLE, None, None, math.inf, "lp", _iis_reason(h, lp)
