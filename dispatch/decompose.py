@@ -487,6 +487,7 @@ class _Coupler:
             return sols, sum(s.capacity_mw for s in sols)
 
         lo_price, lo = 0.0, [base[k] for k in cap_k]
+        lo_cap = sum(s.capacity_mw for s in lo)
         hi_price = max(1.0, scn.capacity.price_usd_per_mw if scn.capacity else 1.0)
         hi: list[ComponentSolution] | None = None
         while hi is None:
@@ -500,8 +501,17 @@ class _Coupler:
             elif hi_price > 1e7:
                 return self._monolithic(base, cap_k, need, others)
             else:
-                lo_price, lo = hi_price, sols
-                hi_price *= 4.0
+                # Next try: the secant of Σ cap(π) through the last two prices, 20 %
+                # beyond, between 1.25x and 4x the price: an overshoot far past the
+                # crossing costs a long warm re-solve there and another back.
+                step = 4.0 * hi_price
+                if cap > lo_cap + 1e-9:
+                    guess = hi_price + (need - cap) * (hi_price - lo_price) / (
+                        cap - lo_cap
+                    )
+                    step = min(step, max(1.25 * hi_price, 1.2 * guess))
+                lo_price, lo, lo_cap = hi_price, sols, cap
+                hi_price = step
         best_price = hi_price
         primal = sum(s.objective_usd for s in hi)
 
