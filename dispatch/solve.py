@@ -109,7 +109,10 @@ class SolveOptions:
     max_repair_nodes : int
         LP solves the exact repair (branch and bound over the offending intervals'
         indicators, warm-started) may take before the MILP rounds take over; 0 skips
-        the repair.
+        the repair (and the cuts).
+    exclusivity_cuts : bool
+        Add the valid exclusivity cuts of :class:`dispatch.lp.ExclusivityCuts` to the
+        sites whose LP charges and discharges at once, before branching.
     """
 
     time_limit_s: float | None = None
@@ -123,6 +126,7 @@ class SolveOptions:
     threads: int = 1
     joint_capacity_components: int = 8
     max_repair_nodes: int = 200
+    exclusivity_cuts: bool = True
 
 
 @dataclass(slots=True)
@@ -255,6 +259,8 @@ class ExactSolver:
         self._cap_cost = lp.cost[self._cap_cols].copy()
         self.adder_usd_per_mw = 0.0
         self._cost_changed = False
+        self.cut_sites: set[str] = set()
+        """Sites whose exclusivity cuts are in the model."""
 
     def basis(self) -> highspy.HighsBasis:
         """Return the current simplex basis (to warm-start a problem of the same shape)."""
@@ -363,6 +369,59 @@ class ExactSolver:
         finally:
             self._apply_fixings((), touched)
 
+    def _add_cuts(self, off: FloatArray, deadline: float | None) -> RawSolution | None:
+        """Add the exclusivity cuts of the sites whose LP burns energy; re-solve.
+
+        Returns None when no site had cuts left to add; else the LP with the cuts
+        (``path = "lp+cuts"``), optimal for the MILP when it is exclusive.
+        """
+        h, lp = self.h, self.lp
+        added = 0
+        for site in lp.sites:
+            if site.cuts is None or site.site_id in self.cut_sites:
+                continue
+            if not np.isin(site.u, off).any():
+                continue
+            cuts = site.cuts
+            h.addRows(
+                len(cuts.lower),
+                cuts.lower,
+                cuts.upper,
+                len(cuts.index),
+                cuts.starts[:-1].astype(np.int32),
+                cuts.index.astype(np.int32),
+                cuts.value,
+            )
+            lp.row_group.extend([cuts.group] * len(cuts.lower))
+            self.cut_sites.add(site.site_id)
+            added += 1
+        if added == 0:
+            return None
+        status = _run(h, deadline)
+        if status in (_MS.kInfeasible, _MS.kUnboundedOrInfeasible):
+            return RawSolution(
+                SolveStatus.INFEASIBLE,
+                None,
+                None,
+                math.inf,
+                "lp+cuts",
+                _iis_reason(h, lp),
+            )
+        if status != _MS.kOptimal:
+            reason = f"HiGHS ended with {status.name} after adding exclusivity cuts"
+            return RawSolution(
+                SolveStatus.ERROR, None, None, math.inf, "lp+cuts", reason
+            )
+        sol = h.getSolution()
+        return RawSolution(
+            SolveStatus.OPTIMAL,
+            np.asarray(sol.col_value),
+            np.asarray(sol.row_dual),
+            0.0,
+            "lp+cuts",
+            bound_usd=-h.getInfo().objective_function_value,
+        )
+
     def _apply_fixings(
         self, fixed: tuple[tuple[int, float], ...], touched: set[int]
     ) -> None:
@@ -411,8 +470,18 @@ class ExactSolver:
                 bound_usd=bound,
             )
         if not self.binaries and options.max_repair_nodes > 0:
+            cut = self._add_cuts(off, deadline) if options.exclusivity_cuts else None
+            if cut is not None:
+                if cut.status == SolveStatus.INFEASIBLE or cut.x is None:
+                    return cut
+                x = cut.x
+                off = _offending(lp, x, options.exclusivity_tol_mw)
+                if len(off) == 0:
+                    return cut
             repaired = self._repair(x, deadline)
             if repaired is not None:
+                if self.cut_sites:
+                    repaired.path = repaired.path.replace("lp+", "lp+cuts+", 1)
                 return repaired
             # The budget ran out: the MILP rounds start from the root LP again.
             status = _run(h, deadline)

@@ -65,27 +65,30 @@ def test_solve_names_fleet_capacity_when_capacity_minimum_unreachable(
     assert "fleet: capacity_min_mw" in (result.reason or "")
 
 
-def test_solve_repairs_exclusivity_when_lp_burns_energy_at_negative_prices(
-    spec_examples: Path, expected: dict[str, dict[str, object]]
+@pytest.mark.parametrize(
+    ("options", "word"),
+    [
+        (SolveOptions(decompose=False), "cuts"),
+        (SolveOptions(decompose=False, exclusivity_cuts=False), "repair"),
+        (
+            SolveOptions(decompose=False, max_repair_nodes=2, exclusivity_cuts=False),
+            "milp",
+        ),
+        (SolveOptions(decompose=False, max_repair_nodes=0), "milp"),
+    ],
+    ids=["cuts", "repair", "repair-budget-then-milp", "milp"],
+)
+def test_solve_is_exact_on_every_path_when_lp_burns_energy_at_negative_prices(
+    spec_examples: Path,
+    expected: dict[str, dict[str, object]],
+    options: SolveOptions,
+    word: str,
 ) -> None:
     scn = load_scenario(spec_examples / "negative-prices.scenario.json")
-    result = solve(scn, SolveOptions(decompose=False))
-    assert "repair" in result.solve.path
+    result = solve(scn, options)
+    assert word in result.solve.path
     assert result.status == "optimal"
     assert result.solve.mip_gap <= 1e-5
-    assert result.objective_usd == pytest.approx(
-        expected["negative-prices"]["objective_usd"], rel=2e-4
-    )
-    assert_schedule_feasible(scn, result)
-
-
-def test_solve_falls_back_to_milp_when_repair_budget_runs_out(
-    spec_examples: Path, expected: dict[str, dict[str, object]]
-) -> None:
-    scn = load_scenario(spec_examples / "negative-prices.scenario.json")
-    result = solve(scn, SolveOptions(decompose=False, max_repair_nodes=2))
-    assert "milp" in result.solve.path
-    assert result.status == "optimal"
     assert result.objective_usd == pytest.approx(
         expected["negative-prices"]["objective_usd"], rel=2e-4
     )

@@ -62,16 +62,18 @@ def test_lagrangian_coupling_equals_monolithic_when_capacity_minimum_set(
 
 @SETTINGS
 @given(scn=random_scenarios(negative=True))
-def test_exclusivity_repair_equals_highs_milp_when_prices_negative(
+def test_cuts_and_repair_equal_highs_milp_when_prices_negative(
     scn: Scenario,
 ) -> None:
-    repaired = solve(scn, SolveOptions(decompose=False))
     milp = solve(scn, SolveOptions(decompose=False, max_repair_nodes=0))
-    assert repaired.status == milp.status
+    cuts = solve(scn, SolveOptions(decompose=False))
+    repair = solve(scn, SolveOptions(decompose=False, exclusivity_cuts=False))
+    assert cuts.status == repair.status == milp.status
     if milp.status != "optimal":
         return
-    assert "milp" not in repaired.solve.path
-    assert_schedule_feasible(scn, repaired)
-    assert repaired.objective_usd == pytest.approx(
-        milp.objective_usd, rel=1e-6, abs=1e-5
-    )
+    for result in (cuts, repair):
+        assert "milp" not in result.solve.path
+        assert_schedule_feasible(scn, result)
+        assert result.objective_usd == pytest.approx(
+            milp.objective_usd, rel=1e-6, abs=1e-5
+        )
