@@ -301,6 +301,27 @@ def history_efc_per_day(hist: SocHistory, energy_mwh: float) -> float:
     return ledger.efc / days if days > 0 else 0.0
 
 
+def _store_duty(db: str, site: Site, as_of: str | None) -> float | None:
+    """EFC a day the day-ahead run would read from the store's telemetry, or None."""
+    from fleet.ops.degradation_costs import history_efc_per_day as store_efc
+    from fleet.store.engine import make_engine
+
+    now = dt.datetime.now(dt.UTC)
+    if as_of is not None:
+        try:
+            now = dt.datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        except ValueError:
+            msg = f"--as-of={as_of!r} is not an ISO-8601 time"
+            raise ForecastInputError(msg) from None
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=dt.UTC)
+    engine = make_engine(db)
+    try:
+        return store_efc(engine, site, now=now)
+    finally:
+        engine.dispose()
+
+
 @degradation_app.command("costs")
 def costs(
     site_id: Annotated[str, typer.Argument(metavar="SITE", help="Site id.")],
@@ -322,6 +343,14 @@ def costs(
             help="SoC history (timestamp_utc, soc [, power_mw]): expected duty from it.",
         ),
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="With --db: the time the day-ahead run would read the last 30 days "
+            "of telemetry at (ISO-8601 UTC; default now).",
+        ),
+    ] = None,
     temp_c: Annotated[
         float, typer.Option("--temp-c", help="Cell temperature [degC].")
     ] = 25.0,
@@ -330,9 +359,10 @@ def costs(
     """Print the degradation_usd_per_mwh dispatch uses for a site, and where it came from.
 
     Without a fleet-file override dispatch uses the aging model at the site's
-    replacement cost and expected duty (EFC a day from its history, else its
-    warranty). A degradation_usd_per_mwh in the fleet file overrides the model; both are
-    printed then. --efc-per-day and --temp-c ask what-if questions of the model.
+    replacement cost and expected duty: EFC a day of the last 30 days of telemetry in
+    the store (--db; at least 7 days) or of a --soc-csv history, else its warranty's. A
+    degradation_usd_per_mwh in the fleet file overrides the model; both are printed
+    then. --efc-per-day and --temp-c ask what-if questions of the model.
     """
     from fleet.ops.degradation_costs import site_segment_costs
 
@@ -343,6 +373,8 @@ def costs(
         history = history_efc_per_day(
             read_soc_history(soc_csv), site.battery.energy_mwh
         )
+    elif db is not None:
+        history = _store_duty(db, site, as_of)
     chosen = site_segment_costs(
         site,
         n_segments=segments,

@@ -310,8 +310,8 @@ def dayahead_run(
     )
     from fleet.ops.degradation_costs import describe_fleet_costs
 
-    planned = {s.id for s in outcome.scenario.sites}
-    console.print(describe_fleet_costs(fleet_obj, planned), highlight=False)
+    used = {s.id: list(s.degradation_usd_per_mwh) for s in outcome.scenario.sites}
+    console.print(describe_fleet_costs(fleet_obj, set(used), used), highlight=False)
     if output is not None and outcome.bids is not None:
         ids = {str(s.id): s.resource_id or str(s.id) for s in fleet_obj.sites}
         output.write_text(

@@ -21,6 +21,7 @@ from dispatch.status import SolveStatus
 from fleet.domain import Fleet
 from fleet.errors import FleetInputError, StoreError
 from fleet.ops.clock import Clock, next_dayahead_run
+from fleet.ops.degradation_costs import scenario_degradation
 from fleet.ops.scenario_builder import (
     ScenarioInputs,
     SiteState,
@@ -272,6 +273,7 @@ def run_dayahead(
             prices=prices,
             states=states,
         ),
+        degradation=scenario_degradation(bind, sites, now=now),
     )
     options = options or SolveOptions(time_limit_s=120.0)
     result = solve(scn, options)

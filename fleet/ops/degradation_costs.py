@@ -3,27 +3,33 @@
 By default every site's ``degradation_usd_per_mwh`` comes from the aging model
 (:func:`forecasting.degradation.costs.degradation_costs`) at the site's own replacement
 cost, SoC band, efficiency and expected duty: the equivalent full cycles a day of its
-telemetry history when one is given, else what its warranty allows (throughput over
-years). A ``degradation_usd_per_mwh`` in the fleet file is an explicit override: it is
-used as given, and :class:`SegmentCosts` says so (the CLI's ``degradation costs`` and
-``dayahead run`` print it).
+stored telemetry over the last 30 days when there are at least 7 days of it
+(:func:`scenario_degradation`, what the day-ahead run passes to the scenario builder),
+else what its warranty allows (throughput over years). A ``degradation_usd_per_mwh`` in
+the fleet file is an explicit override: it is used as given, and :class:`SegmentCosts`
+says so (the CLI's ``degradation costs`` and ``dayahead run`` print it).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
+
+import numpy as np
 
 from forecasting.degradation.costs import (
     CostInputs,
     DegradationCosts,
     degradation_costs,
 )
+from forecasting.degradation.cycles import cycle_ledger, metered_energy
 
 if TYPE_CHECKING:
     from fleet.domain import Fleet, Site
+    from fleet.store.dml import Bind
 
 logger = logging.getLogger(__name__)
 
@@ -212,12 +218,113 @@ def fleet_overrides(fleet: Fleet) -> dict[str, tuple[float, ...]]:
     }
 
 
-def describe_fleet_costs(fleet: Fleet, site_ids: set[str] | None = None) -> str:
-    """One sentence for a plan: which sites use the model and which an override."""
+def describe_fleet_costs(
+    fleet: Fleet,
+    site_ids: set[str] | None = None,
+    used: dict[str, list[float]] | None = None,
+) -> str:
+    """One sentence for a plan: which sites use the model (at which duty), which an override.
+
+    ``used`` (per site id, the curve a scenario carries) tells a history duty from
+    the warranty one: a curve that is not the warranty curve came from the history.
+    """
     sites = [s for s in fleet.sites if site_ids is None or str(s.id) in site_ids]
     overrides = [str(s.id) for s in sites if s.degradation_usd_per_mwh is not None]
-    n_model = len(sites) - len(overrides)
-    text = f"degradation costs: model at warranty duty for {n_model} site(s)"
+    history = [
+        str(s.id)
+        for s in sites
+        if s.degradation_usd_per_mwh is None
+        and used is not None
+        and str(s.id) in used
+        and not np.allclose(
+            used[str(s.id)], model_segment_costs_usd_per_mwh(s, len(used[str(s.id)]))
+        )
+    ]
+    n_warranty = len(sites) - len(overrides) - len(history)
+    text = f"degradation costs: model at warranty duty for {n_warranty} site(s)"
+    if history:
+        text += f"; model at the duty of the last 30 days for {', '.join(history)}"
     if overrides:
         text += f"; fleet-file override for {', '.join(overrides)}"
     return text
+
+
+HISTORY_DAYS = 30
+"""Telemetry window the expected duty is measured on [day]."""
+MIN_HISTORY_DAYS = 7.0
+"""Shorter histories say too little about the duty: the warranty's is used [day]."""
+
+
+def history_efc_per_day(
+    bind: Bind,
+    site: Site,
+    *,
+    now: dt.datetime,
+    days: int = HISTORY_DAYS,
+) -> float | None:
+    """Equivalent full cycles a day of a site's stored telemetry over the last ``days``.
+
+    Per battery device, throughput is metered (DC power, each sample held until the
+    next) where every sample has power, else counted on the SoC with the auto band
+    (:func:`forecasting.degradation.cycles.cycle_ledger`). Devices share the site's
+    energy: metered throughput adds up against it; SoC-counted EFC are averaged.
+
+    Returns
+    -------
+    float or None
+        EFC a day, or None with less than :data:`MIN_HISTORY_DAYS` of samples.
+    """
+    from fleet.health import read_telemetry
+
+    frame = read_telemetry(
+        bind, site_id=str(site.id), since=now - dt.timedelta(days=days), until=now
+    )
+    frame = frame[frame["soc_pct"].notna()]
+    if frame.empty:
+        return None
+    span_days = float(frame["ts_ms"].max() - frame["ts_ms"].min()) / 86_400_000.0
+    if span_days < MIN_HISTORY_DAYS:
+        return None
+    energy = site.battery.energy_mwh
+    metered_mwh = 0.0
+    soc_efc: list[float] = []
+    all_metered = True
+    for _dev, part in frame.groupby("dev_id", sort=True):
+        if len(part) < 2:
+            continue
+        time_h = (part["ts_ms"].to_numpy(float) - float(part["ts_ms"].iloc[0])) / 3.6e6
+        soc = np.clip(part["soc_pct"].to_numpy(float) / 100.0, 0.0, 1.0)
+        power = part["p_dc_w"].to_numpy(float) / 1e6
+        if np.isfinite(power).all():
+            discharge, charge = metered_energy(time_h, power)
+            metered_mwh += discharge + charge
+        else:
+            all_metered = False
+            soc_efc.append(cycle_ledger(soc, energy, band="auto").efc)
+    if all_metered:
+        efc = metered_mwh / (2.0 * energy)
+    else:
+        efc = float(np.mean(soc_efc)) if soc_efc else 0.0
+    return efc / span_days
+
+
+def scenario_degradation(
+    bind: Bind, sites: list[Site], *, now: dt.datetime
+) -> dict[str, list[float]]:
+    """Model segment costs per site at the duty of its stored history [$/MWh].
+
+    What ``build_scenario(degradation=…)`` takes: sites without enough history are
+    left out (the scenario builder then uses the warranty duty), and sites with a
+    fleet-file override keep it (the builder uses the override first).
+    """
+    out: dict[str, list[float]] = {}
+    for site in sites:
+        if site.degradation_usd_per_mwh is not None:
+            continue
+        efc = history_efc_per_day(bind, site, now=now)
+        if efc is None:
+            continue
+        chosen = site_segment_costs(site, history_efc_per_day=efc)
+        logger.info("site %s: %s", site.id, chosen.description)
+        out[str(site.id)] = list(chosen.usd_per_mwh)
+    return out

@@ -266,3 +266,88 @@ def test_cli_report_counts_regulation_swings_the_soc_filter_cannot_see(
     row = json.loads(out)["sites"][0]
     metered_dc = float(np.sum(np.clip(power[:-1], 0, None)) * 20 / 3600)
     assert row["warranty_used_mwh"] == pytest.approx(metered_dc * 0.95, rel=0.02)
+
+
+def _store_history(url: str, site: str, days: int, start: dt.datetime) -> None:
+    """Hourly telemetry of one 10 %-100 % cycle a day (20 MWh battery) into the store."""
+    import sqlalchemy as sa
+
+    from fleet.store.engine import make_engine
+    from fleet.store.migrate import upgrade
+    from fleet.store.telemetry_tables import tlm_measurements
+
+    upgrade(url)
+    start_ms = int(start.timestamp() * 1000)
+    day = np.interp(
+        np.arange(24), [0, 6, 10, 12, 16, 24], [0.1, 0.1, 1.0, 1.0, 0.1, 0.1]
+    )
+    soc = np.append(np.tile(day, days), day[0])
+    power_w = np.append(-np.diff(soc) * 20e6, 0.0)
+    rows = [
+        {
+            "site_id": site,
+            "dev_id": "bank1",
+            "ts_ms": start_ms + i * 3_600_000,
+            "seq": i,
+            "sid": 1,
+            "hist": False,
+            "q": "good",
+            "flags": 0,
+            "payload_hash": f"{i:032x}",
+            "received_at_ms": start_ms + i * 3_600_000,
+            "soc_pct": 100 * float(s),
+            "p_dc_w": float(p),
+        }
+        for i, (s, p) in enumerate(zip(soc, power_w, strict=True))
+    ]
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(tlm_measurements), rows)
+    engine.dispose()
+
+
+def test_day_ahead_costs_use_store_history_duty_when_enough_telemetry(
+    tmp_path: Path, empty_db_url: str, capsys: pytest.CaptureFixture[str]
+):
+    from fleet.ops.degradation_costs import history_efc_per_day, scenario_degradation
+    from fleet.store.engine import make_engine
+
+    path = _fleet_file(tmp_path)
+    site = load_fleet(path).sites[0]
+    start = dt.datetime(2026, 1, 11, tzinfo=dt.UTC)
+    _store_history(empty_db_url, site.id, 20, start)
+    now = start + dt.timedelta(days=20, hours=1)
+    engine = make_engine(empty_db_url)
+    try:
+        assert history_efc_per_day(engine, site, now=now) == pytest.approx(
+            0.9, rel=0.01
+        )
+        # Five days only: too little, the warranty duty stands.
+        early = start + dt.timedelta(days=5)
+        assert history_efc_per_day(engine, site, now=early) is None
+        used = scenario_degradation(engine, [site], now=now)
+    finally:
+        engine.dispose()
+    expected = site_segment_costs(site, history_efc_per_day=0.9).usd_per_mwh
+    assert used[site.id] == pytest.approx(list(expected), rel=0.01)
+    assert used[site.id] != pytest.approx(list(site_segment_costs(site).usd_per_mwh))
+    fleet = load_fleet(path)
+    assert "duty of the last 30 days for " + site.id in describe_fleet_costs(
+        fleet, None, used
+    )
+    code, out, err = _run(
+        capsys,
+        "costs",
+        site.id,
+        "--fleet",
+        str(path),
+        "--db",
+        empty_db_url,
+        "--as-of",
+        now.isoformat(),
+        "--json",
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["duty_source"] == "history"
+    assert doc["degradation_usd_per_mwh"] == pytest.approx(list(expected), rel=0.01)
