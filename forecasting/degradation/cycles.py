@@ -47,6 +47,9 @@ BAND_WIDENING = 1.5
 BAND_PLATEAU_TOL = 0.02
 """Auto band: a widening that removes less than this share of the swing is the plateau."""
 BAND_MAX_WIDENINGS = 8
+BAND_SAMPLE_CHUNKS = 8
+BAND_CHUNK_SAMPLES = 25_000
+"""Auto band on long series: the plateau search looks at 8 stretches of 25,000 samples."""
 """Smallest auto band, fraction of capacity (a clean computed path)."""
 
 DEFAULT_DEPTH_EDGES: tuple[float, ...] = (0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -292,10 +295,20 @@ def estimate_band(soc: npt.ArrayLike) -> SignalNoise:
     # Noise the MAD cannot see (a quantised signal whose steps are mostly zero) still
     # shows as a swing count that falls fast as the band widens: widen until it is
     # stable, so the band ends on the plateau of real reversals.
-    swing = _swing(x, band)
+    # On long histories the plateau is found on a few evenly spaced stretches.
+    step = max(1, x.size // BAND_SAMPLE_CHUNKS)
+    chunks = (
+        [x]
+        if x.size <= BAND_SAMPLE_CHUNKS * BAND_CHUNK_SAMPLES
+        else [
+            x[k : k + BAND_CHUNK_SAMPLES]
+            for k in range(0, x.size - BAND_CHUNK_SAMPLES + 1, step)
+        ][:BAND_SAMPLE_CHUNKS]
+    )
+    swing = sum(_swing(c, band) for c in chunks)
     for _ in range(BAND_MAX_WIDENINGS):
         wider = band * BAND_WIDENING
-        swing_wider = _swing(x, wider)
+        swing_wider = sum(_swing(c, wider) for c in chunks)
         if swing <= 0 or swing_wider >= (1.0 - BAND_PLATEAU_TOL) * swing:
             break
         band, swing = wider, swing_wider
