@@ -4,13 +4,18 @@ The exact path is "LP first": the LP relaxation (exclusivity indicators u contin
 solved; when no site charges and discharges in the same interval, that LP optimum is
 feasible for the MILP and hence optimal (path ``"lp"``).
 
-Otherwise the LP is *repaired* exactly: a depth-first branch and bound over the
+Otherwise the sites that charge and discharge at once first get their exclusivity cuts
+(:class:`dispatch.lp.ExclusivityCuts`: rows every exclusive schedule satisfies, so the LP
+stays a relaxation of the MILP) and the LP is re-solved from its basis; an exclusive
+optimum of it is the MILP optimum (path ``"lp+cuts"``).
+
+What is left is *repaired* exactly: a depth-first branch and bound over the
 indicators of the offending (site, interval) pairs only, each node an LP re-solved from
 the previous basis (dual simplex after a bound change, no presolve, no MIP machinery).
 A node whose LP bound is no better than the incumbent is pruned; a node whose schedule
 is exclusive everywhere is a feasible MILP point. When the tree is exhausted the
 incumbent is the MILP optimum — the LP bounds of the pruned nodes are the proof (path
-``"lp+repair(n nodes, k branched)"``). Only the indicators that LPs actually violate are
+``"lp+cuts+repair(n nodes, k branched)"``). Only the indicators that LPs actually violate are
 ever branched on; the others stay continuous, which is valid because an LP optimum
 that is exclusive satisfies the integral constraints whatever u is.
 
