@@ -450,7 +450,8 @@ class ExactSolver:
         # After a price change the old basis is still primal feasible: primal simplex
         # re-solves it (measured: a quarter less CPU over a Lagrangian price search);
         # the repair's bound changes keep it dual feasible: dual simplex.
-        h.setOptionValue("simplex_strategy", _PRIMAL if self._cost_changed else _DUAL)
+        primal = self._cost_changed and not self.binaries
+        h.setOptionValue("simplex_strategy", _PRIMAL if primal else _DUAL)
         self._cost_changed = False
         status = _run(h, deadline)
         h.setOptionValue("simplex_strategy", _DUAL)
