@@ -386,7 +386,11 @@ def costs(
     what_if = efc_per_day is not None or temp_c != 25.0 or segments != 4
     out: dict[str, Any] = {
         "site": site_id,
-        "degradation_usd_per_mwh": [round(c, 4) for c in chosen.usd_per_mwh],
+        # A what-if asks the model; without one, this is what dispatch uses.
+        "degradation_usd_per_mwh": [
+            round(c, 4)
+            for c in (chosen.model_usd_per_mwh if what_if else chosen.usd_per_mwh)
+        ],
         "source": chosen.source,
         "description": chosen.description,
         "model_degradation_usd_per_mwh": [

@@ -351,3 +351,19 @@ def test_day_ahead_costs_use_store_history_duty_when_enough_telemetry(
     doc = json.loads(out)
     assert doc["duty_source"] == "history"
     assert doc["degradation_usd_per_mwh"] == pytest.approx(list(expected), rel=0.01)
+
+
+def test_cli_costs_what_if_asks_the_model_even_when_site_has_override(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+):
+    path = _fleet_file(tmp_path, [1.0, 2.0, 3.0])
+    site = load_fleet(path).sites[0]
+    code, out, err = _run(
+        capsys, "costs", site.id, "--fleet", str(path), "--efc-per-day", "2", "--json"
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["what_if"] is True
+    assert doc["source"] == "fleet file"
+    expected = site_segment_costs(site, efc_per_day=2.0).model_usd_per_mwh
+    assert doc["degradation_usd_per_mwh"] == pytest.approx(list(expected), abs=1e-4)
