@@ -620,6 +620,7 @@ def intraday_run(
         awards=commitments,
         schedule_version=stored.version,
         config=config,
+        degradation={s.id: s.degradation_usd_per_mwh for s in da_scn.sites},
     )
     console = Console()
 

@@ -25,7 +25,7 @@ from forecasting.degradation.costs import (
     DegradationCosts,
     degradation_costs,
 )
-from forecasting.degradation.cycles import cycle_ledger, metered_energy
+from forecasting.degradation.cycles import cycle_ledger
 
 if TYPE_CHECKING:
     from fleet.domain import Fleet, Site
@@ -264,8 +264,10 @@ def history_efc_per_day(
 ) -> float | None:
     """Equivalent full cycles a day of a site's stored telemetry over the last ``days``.
 
-    Per battery device, throughput is metered (DC power, each sample held until the
-    next) where every sample has power, else counted on the SoC with the auto band
+    Per battery device, throughput is metered where every sample has DC power: summed
+    in the database (Σ discharge power and Σ charge power times the mean sample
+    interval), so 30 days of 1-s samples return one row per device. A device with
+    samples lacking power is counted on its SoC with the auto band
     (:func:`forecasting.degradation.cycles.cycle_ledger`). Devices share the site's
     energy: metered throughput adds up against it; SoC-counted EFC are averaged.
 
@@ -274,37 +276,60 @@ def history_efc_per_day(
     float or None
         EFC a day, or None with less than :data:`MIN_HISTORY_DAYS` of samples.
     """
-    from fleet.health import read_telemetry
+    import sqlalchemy as sa
 
-    frame = read_telemetry(
-        bind, site_id=str(site.id), since=now - dt.timedelta(days=days), until=now
+    from fleet.health import read_telemetry
+    from fleet.store.dml import transaction
+    from fleet.store.telemetry_tables import tlm_measurements as m
+
+    since = now - dt.timedelta(days=days)
+    window = (
+        m.c.site_id == str(site.id),
+        m.c.ts_ms >= int(since.timestamp() * 1000),
+        m.c.ts_ms < int(now.timestamp() * 1000),
+        m.c.soc_pct.is_not(None),
     )
-    frame = frame[frame["soc_pct"].notna()]
-    if frame.empty:
+    query = (
+        sa.select(
+            m.c.dev_id,
+            sa.func.count().label("n"),
+            sa.func.count(m.c.p_dc_w).label("n_power"),
+            sa.func.min(m.c.ts_ms).label("first_ms"),
+            sa.func.max(m.c.ts_ms).label("last_ms"),
+            sa.func.sum(sa.case((m.c.p_dc_w > 0, m.c.p_dc_w), else_=0.0)).label("dis"),
+            sa.func.sum(sa.case((m.c.p_dc_w < 0, -m.c.p_dc_w), else_=0.0)).label("chg"),
+        )
+        .where(*window)
+        .group_by(m.c.dev_id)
+        .order_by(m.c.dev_id)
+    )
+    with transaction(bind) as conn:
+        devices = conn.execute(query).all()
+    devices = [d for d in devices if d.n >= 2]
+    if not devices:
         return None
-    span_days = float(frame["ts_ms"].max() - frame["ts_ms"].min()) / 86_400_000.0
+    span_days = (
+        float(max(d.last_ms for d in devices) - min(d.first_ms for d in devices))
+        / 86_400_000.0
+    )
     if span_days < MIN_HISTORY_DAYS:
         return None
     energy = site.battery.energy_mwh
     metered_mwh = 0.0
     soc_efc: list[float] = []
-    all_metered = True
-    for _dev, part in frame.groupby("dev_id", sort=True):
-        if len(part) < 2:
+    for dev in devices:
+        if dev.n_power == dev.n:
+            mean_dt_h = float(dev.last_ms - dev.first_ms) / (dev.n - 1) / 3.6e6
+            metered_mwh += (float(dev.dis) + float(dev.chg)) / 1e6 * mean_dt_h
             continue
-        time_h = (part["ts_ms"].to_numpy(float) - float(part["ts_ms"].iloc[0])) / 3.6e6
-        soc = np.clip(part["soc_pct"].to_numpy(float) / 100.0, 0.0, 1.0)
-        power = part["p_dc_w"].to_numpy(float) / 1e6
-        if np.isfinite(power).all():
-            discharge, charge = metered_energy(time_h, power)
-            metered_mwh += discharge + charge
-        else:
-            all_metered = False
-            soc_efc.append(cycle_ledger(soc, energy, band="auto").efc)
-    if all_metered:
-        efc = metered_mwh / (2.0 * energy)
-    else:
-        efc = float(np.mean(soc_efc)) if soc_efc else 0.0
+        frame = read_telemetry(
+            bind, site_id=str(site.id), dev_id=dev.dev_id, since=since, until=now
+        )
+        soc = np.clip(frame["soc_pct"].dropna().to_numpy(float) / 100.0, 0.0, 1.0)
+        soc_efc.append(cycle_ledger(soc, energy, band="auto").efc)
+    # A device without power is rare (a BMS-only gateway); its SoC count then stands
+    # for the site, as the metered share cannot be split by device capacity here.
+    efc = float(np.mean(soc_efc)) if soc_efc else metered_mwh / (2.0 * energy)
     return efc / span_days
 
 

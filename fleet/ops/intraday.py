@@ -224,6 +224,9 @@ class IntradayDispatcher:
         Interval, staleness, expiry and time limit.
     soc_final_min
         Terminal SoC floor per site (0-1); default the fleet file's ``soc_initial``.
+    degradation
+        Segment costs per site [$/MWh], e.g. the day-ahead plan's (so the day keeps one
+        cost); default the model's at warranty duty (a fleet-file override always wins).
     """
 
     def __init__(
@@ -239,8 +242,10 @@ class IntradayDispatcher:
         schedule_version: int = 0,
         config: IntradayConfig | None = None,
         soc_final_min: Mapping[str, float] | None = None,
+        degradation: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
         self.fleet = fleet
+        self.degradation = dict(degradation or {})
         self.rules = rules
         self.operating_day = operating_day
         self.prices = prices
@@ -345,6 +350,7 @@ class IntradayDispatcher:
                 soc_final_min=finals,
             ),
             site_ids=[s.id for s in self.sites],
+            degradation=self.degradation,
         )
 
     def step(self, now: dt.datetime) -> IntervalReport:

@@ -367,3 +367,37 @@ def test_cli_costs_what_if_asks_the_model_even_when_site_has_override(
     assert doc["source"] == "fleet file"
     expected = site_segment_costs(site, efc_per_day=2.0).model_usd_per_mwh
     assert doc["degradation_usd_per_mwh"] == pytest.approx(list(expected), abs=1e-4)
+
+
+def test_intraday_keeps_the_day_ahead_plan_costs_when_given():
+    from dispatch.markets import load_market_rules
+    from fleet.ops.intraday import IntradayConfig, IntradayDispatcher
+    from tests.ops.helpers import NODE, fleet
+
+    rules = load_market_rules("ERCOT")
+    day = dt.date(2024, 7, 2)
+
+    def prices(start: dt.datetime, n: int, minutes: int = 15):
+        del start, minutes
+        return {NODE: {"energy": [40.0] * n, "reg_up": [5.0] * n}}
+
+    fleet_obj = fleet(2)
+    plan = {"site-01": [30.0, 31.0, 32.0]}
+    dispatcher = IntradayDispatcher(
+        fleet_obj,
+        rules,
+        day,
+        prices=prices,
+        states=dict,
+        config=IntradayConfig(interval_minutes=15),
+        degradation=plan,
+    )
+    scn = dispatcher._scenario(40, {}, {}, relaxed=False)
+    curves = {s.id: s.degradation_usd_per_mwh for s in scn.sites}
+    assert curves["site-01"] == [30.0, 31.0, 32.0]
+    # A site the plan does not name gets the model's curve at warranty duty.
+    site_02 = next(s for s in fleet_obj.sites if s.id == "site-02")
+    assert site_02.degradation_usd_per_mwh is None
+    assert curves["site-02"] == pytest.approx(
+        list(site_segment_costs(site_02).usd_per_mwh)
+    )
