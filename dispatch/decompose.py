@@ -13,6 +13,9 @@ result is proven optimal. Otherwise the "marginal" components (those whose capac
 across the crossing) are re-solved jointly with the residual coupling constraint, and if
 the gap still exceeds the tolerance the capacity components are solved as one model.
 
+A component's first (cold) LP starts from the optimal basis of the previous component
+of the same layout and node in the same process (warm start across components).
+
 Where components run: in this process (``workers=1``), in long-lived worker processes
 that keep each component's HiGHS instance so that every price is a warm re-solve
 (``workers=N``), or on any ``concurrent.futures.Executor`` (``executor=``, e.g.
@@ -31,6 +34,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import highspy
+
 from dispatch.lp import LpProblem, build_lp
 from dispatch.result import REVENUE_KEYS, Result, SolveInfo
 from dispatch.solve import (
@@ -39,6 +44,7 @@ from dispatch.solve import (
     ExactSolver,
     SolveOptions,
     complete,
+    lp_shape,
     solve_component,
     solver_name,
     summarize,
@@ -104,6 +110,9 @@ class _Shard:
         self.comps = comps
         self.options = options
         self.entries: dict[int, _Entry] = {}
+        self.bases: dict[tuple[str, tuple[int, int, int]], highspy.HighsBasis] = {}
+        """Last optimal basis per (node, problem shape): the warm start of the next
+        component of the same layout in this process."""
 
     def evaluate(
         self, which: list[int], price: float, full: bool, left_s: float | None
@@ -113,13 +122,19 @@ class _Shard:
         for j in which:
             t0 = time.perf_counter()
             entry = self.entries.get(j)
+            key: tuple[str, tuple[int, int, int]] | None = None
             if entry is None:
                 sub = self.scn.subset(self.comps[j])
                 lp = build_lp(sub)
                 entry = _Entry(sub, lp, ExactSolver(lp, self.options))
                 self.entries[j] = entry
+                key = (sub.sites[0].node, lp_shape(lp))
+                if key in self.bases:
+                    entry.solver.warm_start(self.bases[key])
             entry.solver.set_capacity_adder(price)
             raw = entry.solver.solve(deadline)
+            if key is not None and raw.x is not None:
+                self.bases[key] = entry.solver.basis()
             seconds = time.perf_counter() - t0
             if full:
                 out.append(complete(entry.scn, entry.lp, raw, price, seconds))
@@ -472,6 +487,7 @@ class _Coupler:
             return sols, sum(s.capacity_mw for s in sols)
 
         lo_price, lo = 0.0, [base[k] for k in cap_k]
+        lo_cap = sum(s.capacity_mw for s in lo)
         hi_price = max(1.0, scn.capacity.price_usd_per_mw if scn.capacity else 1.0)
         hi: list[ComponentSolution] | None = None
         while hi is None:
@@ -485,8 +501,17 @@ class _Coupler:
             elif hi_price > 1e7:
                 return self._monolithic(base, cap_k, need, others)
             else:
-                lo_price, lo = hi_price, sols
-                hi_price *= 4.0
+                # Next try: the secant of Σ cap(π) through the last two prices, 20 %
+                # beyond, between 1.25x and 4x the price: an overshoot far past the
+                # crossing costs a long warm re-solve there and another back.
+                step = 4.0 * hi_price
+                if cap > lo_cap + 1e-9:
+                    guess = hi_price + (need - cap) * (hi_price - lo_price) / (
+                        cap - lo_cap
+                    )
+                    step = min(step, max(1.25 * hi_price, 1.2 * guess))
+                lo_price, lo, lo_cap = hi_price, sols, cap
+                hi_price = step
         best_price = hi_price
         primal = sum(s.objective_usd for s in hi)
 

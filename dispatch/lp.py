@@ -28,6 +28,30 @@ IntArray = npt.NDArray[np.int64]
 INF = float("inf")
 
 
+@dataclass(frozen=True, slots=True)
+class ExclusivityCuts:
+    """Rows valid for every exclusive schedule of one site, added when the LP burns.
+
+    For each interval i (a_up, a_dn terms only where the deployment enters the
+    balance)::
+
+        Δ·η_c·c_i + e_i - Δ·a_up·ru_i/η_d <= E·soc_max     (charging needs room)
+        Δ·d_i/η_d - e_i - Δ·η_c·a_dn·rd_i <= -E·soc_min    (discharging needs energy)
+
+    If c_i > 0 then d_i = 0 and the energy balance gives the first row; if c_i = 0 it
+    holds because e_i ≤ E·soc_max; the second likewise. The LP relaxation violates
+    them exactly where it charges and discharges at once at a full (or empty) battery.
+    """
+
+    lower: FloatArray
+    upper: FloatArray
+    starts: IntArray
+    """Row starts into ``index``/``value`` (CSR, len = rows + 1)."""
+    index: IntArray
+    value: FloatArray
+    group: str
+
+
 @dataclass(slots=True)
 class SiteIndex:
     """Column and row indices of one site in the assembled problem."""
@@ -46,6 +70,7 @@ class SiteIndex:
     ek: IntArray | None
     balance_rows: IntArray
     throughput_row: int | None
+    cuts: ExclusivityCuts | None = None
 
 
 @dataclass(slots=True)
@@ -263,8 +288,10 @@ def _add_site(
     if ru_on or com is not None:
         b.coef(bal, ru, dt * a_up / ed)
 
-    # Power headroom on net power.
-    if energy_on or ru_on or sp_on or com is not None:
+    # Power headroom on net power. With no reserve (and no commitment) the rows are
+    # implied by the exclusivity rows (d <= P_d·(1 - u) <= P_d, c >= 0) and left out:
+    # a smaller LP re-solves faster in the exclusivity repair.
+    if ru_on or sp_on or com is not None:
         r = b.rows_(
             n, -INF, site.discharge_mw, f"site {sid}: power (discharge headroom)"
         )
@@ -272,7 +299,7 @@ def _add_site(
         b.coef(r, c, -1.0)
         b.coef(r, ru, 1.0)
         b.coef(r, spn, 1.0)
-    if energy_on or rd_on or com is not None:
+    if rd_on or com is not None:
         r = b.rows_(n, -INF, site.charge_mw, f"site {sid}: power (charge headroom)")
         b.coef(r, c, 1.0)
         b.coef(r, d, -1.0)
@@ -393,6 +420,14 @@ def _add_site(
             b.coef(r, d[where], 1.0)
             b.coef(r, c[where], -1.0)
 
+    cuts: ExclusivityCuts | None = None
+    if energy_on:
+        ru_in = (ru_on or com is not None) and a_up > 0
+        rd_in = (rd_on or com is not None) and a_dn > 0
+        cuts = _exclusivity_cuts(
+            c, d, ru if ru_in else None, rd if rd_in else None, e, site, scn
+        )
+
     return SiteIndex(
         site_id=sid,
         c=c,
@@ -408,6 +443,50 @@ def _add_site(
         ek=ek,
         balance_rows=bal,
         throughput_row=throughput_row,
+        cuts=cuts,
+    )
+
+
+def _exclusivity_cuts(
+    c: IntArray,
+    d: IntArray,
+    ru: IntArray | None,
+    rd: IntArray | None,
+    e: IntArray,
+    site: Site,
+    scn: Scenario,
+) -> ExclusivityCuts:
+    """Build the two exclusivity cut families of a site (see :class:`ExclusivityCuts`)."""
+    n = scn.intervals
+    dt = scn.delta_h
+    ec, ed = site.eta_charge, site.eta_discharge
+    a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
+    up_cols = [c, e[:n]] + ([ru] if ru is not None else [])
+    up_vals = [dt * ec, 1.0] + ([-dt * a_up / ed] if ru is not None else [])
+    dn_cols = [d, e[:n]] + ([rd] if rd is not None else [])
+    dn_vals = [dt / ed, -1.0] + ([-dt * ec * a_dn] if rd is not None else [])
+    index = np.concatenate(
+        [np.stack(up_cols, axis=1).ravel(), np.stack(dn_cols, axis=1).ravel()]
+    ).astype(np.int64)
+    value = np.concatenate(
+        [np.tile(np.asarray(up_vals), n), np.tile(np.asarray(dn_vals), n)]
+    )
+    widths = np.concatenate(
+        [np.full(n, len(up_cols), dtype=np.int64), np.full(n, len(dn_cols))]
+    )
+    starts = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+    return ExclusivityCuts(
+        lower=np.full(2 * n, -INF),
+        upper=np.concatenate(
+            [
+                np.full(n, site.energy_mwh * site.soc_max),
+                np.full(n, -site.energy_mwh * site.soc_min),
+            ]
+        ),
+        starts=starts,
+        index=index,
+        value=value,
+        group=f"site {site.id}: power (charge/discharge exclusivity cut)",
     )
 
 

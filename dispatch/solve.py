@@ -2,12 +2,28 @@
 
 The exact path is "LP first": the LP relaxation (exclusivity indicators u continuous) is
 solved; when no site charges and discharges in the same interval, that LP optimum is
-feasible for the MILP and hence optimal (path ``"lp"``). Otherwise the indicators of the
-offending (site, interval) pairs become binary and the MILP is re-solved, round after
-round, until the schedule is exclusive everywhere (path ``"lp+milp(k binaries, r
-rounds)"``); the relaxation of the remaining indicators stays valid, so the final
-exclusive optimum is the MILP optimum. Duals of a MILP come from the LP with the binaries
-fixed at their optimal values.
+feasible for the MILP and hence optimal (path ``"lp"``).
+
+Otherwise the sites that charge and discharge at once first get their exclusivity cuts
+(:class:`dispatch.lp.ExclusivityCuts`: rows every exclusive schedule satisfies, so the LP
+stays a relaxation of the MILP) and the LP is re-solved from its basis; an exclusive
+optimum of it is the MILP optimum (path ``"lp+cuts"``).
+
+What is left is *repaired* exactly: a depth-first branch and bound over the
+indicators of the offending (site, interval) pairs only, each node an LP re-solved from
+the previous basis (dual simplex after a bound change, no presolve, no MIP machinery).
+A node whose LP bound is no better than the incumbent is pruned; a node whose schedule
+is exclusive everywhere is a feasible MILP point. When the tree is exhausted the
+incumbent is the MILP optimum — the LP bounds of the pruned nodes are the proof (path
+``"lp+cuts+repair(n nodes, k branched)"``). Only the indicators that LPs actually violate are
+ever branched on; the others stay continuous, which is valid because an LP optimum
+that is exclusive satisfies the integral constraints whatever u is.
+
+A tree that grows past ``SolveOptions.max_repair_nodes`` hands over to HiGHS's MILP:
+the indicators of the offending pairs become binary and the MILP is re-solved, round
+after round, until the schedule is exclusive everywhere (path ``"lp+milp(k binaries, r
+rounds)"``). Duals come from the LP with the branched indicators fixed at their optimal
+values.
 """
 
 from __future__ import annotations
@@ -35,6 +51,8 @@ from dispatch.status import SolveReport, SolveStatus
 logger = logging.getLogger(__name__)
 
 _MS = highspy.HighsModelStatus
+_DUAL, _PRIMAL = 1, 4
+"""HiGHS ``simplex_strategy`` values."""
 
 
 @functools.cache
@@ -93,6 +111,13 @@ class SolveOptions:
     joint_capacity_components : int
         Fleet capacity coupling over at most this many components is solved as one model;
         above it, by the Lagrangian price search of :mod:`dispatch.decompose`.
+    max_repair_nodes : int
+        LP solves the exact repair (branch and bound over the offending intervals'
+        indicators, warm-started) may take before the MILP rounds take over; 0 skips
+        the repair (and the cuts).
+    exclusivity_cuts : bool
+        Add the valid exclusivity cuts of :class:`dispatch.lp.ExclusivityCuts` to the
+        sites whose LP charges and discharges at once, before branching.
     """
 
     time_limit_s: float | None = None
@@ -105,6 +130,8 @@ class SolveOptions:
     max_lp_rounds: int = 4
     threads: int = 1
     joint_capacity_components: int = 8
+    max_repair_nodes: int = 200
+    exclusivity_cuts: bool = True
 
 
 @dataclass(slots=True)
@@ -183,6 +210,16 @@ def _offending(lp: LpProblem, x: FloatArray, tol: float) -> FloatArray:
     return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
+def lp_shape(lp: LpProblem) -> tuple[int, int, int]:
+    """Columns, rows and non-zeros: problems of equal shape share their layout."""
+    return (len(lp.cost), len(lp.row_lower), int(lp.matrix.nnz))
+
+
+def _prune_tol(objective: float) -> float:
+    """Bound margin under which a node cannot beat the incumbent (round-off only)."""
+    return 1e-9 * max(1.0, abs(objective))
+
+
 def _iis_reason(h: highspy.Highs, lp: LpProblem) -> str:
     n_col = len(lp.cost)
     h.changeColsIntegrality(
@@ -226,6 +263,25 @@ class ExactSolver:
         self._cap_cols = np.array([s.cap for s in lp.sites], dtype=np.int32)
         self._cap_cost = lp.cost[self._cap_cols].copy()
         self.adder_usd_per_mw = 0.0
+        self._cost_changed = False
+        self.cut_sites: set[str] = set()
+        """Sites whose exclusivity cuts are in the model."""
+
+    def basis(self) -> highspy.HighsBasis:
+        """Return the current simplex basis (to warm-start a problem of the same shape)."""
+        return self.h.getBasis()
+
+    def warm_start(self, basis: highspy.HighsBasis) -> None:
+        """Start the next solve from ``basis``, taken from a problem of the same shape.
+
+        Components built from sites with the same services, segments and horizon
+        share their layout; the basis of one is a good start for the next (dual
+        simplex then needs about a third of the cold iterations). HiGHS checks the
+        basis and falls back to a cold start when it does not fit.
+        """
+        status = self.h.setBasis(basis)
+        if status != highspy.HighsStatus.kOk:
+            logger.debug("warm start refused by HiGHS (%s): cold start", status)
 
     def set_capacity_adder(self, adder_usd_per_mw: float) -> None:
         """Add a Lagrangian price to every site's capacity payment [$/MW]."""
@@ -237,6 +293,151 @@ class ExactSolver:
         new_cost = self._cap_cost[enrolled] - adder_usd_per_mw
         self.h.changeColsCost(len(cols), cols, new_cost)
         self.adder_usd_per_mw = adder_usd_per_mw
+        self._cost_changed = True
+
+    def _repair(self, x_root: FloatArray, deadline: float | None) -> RawSolution | None:
+        """Exact branch and bound over offending indicators (see module doc).
+
+        Returns None when the node budget runs out (the caller falls back to the MILP);
+        the indicator bounds are restored to [0, 1] either way.
+        """
+        h, lp, options = self.h, self.lp, self.options
+        tol = options.exclusivity_tol_mw
+        touched: set[int] = set()
+        incumbent: tuple[float, FloatArray, FloatArray] | None = None
+        root_obj = float(h.getInfo().objective_function_value)
+        # A node is the tuple of fixed (column, value) pairs, deepest last.
+        stack: list[tuple[tuple[int, float], ...]] = [()]
+        all_u = np.concatenate([s.u for s in lp.sites])
+        nodes = 0
+        try:
+            while stack:
+                if nodes >= options.max_repair_nodes:
+                    return None
+                if deadline is not None and time.perf_counter() > deadline:
+                    break
+                fixed = stack.pop()
+                nodes += 1
+                if fixed or nodes > 1:
+                    self._apply_fixings(fixed, touched)
+                    status = _run(h, deadline)
+                    if status in (_MS.kInfeasible, _MS.kUnboundedOrInfeasible):
+                        continue
+                    if status != _MS.kOptimal:
+                        return None
+                    x = np.asarray(h.getSolution().col_value)
+                else:
+                    x = x_root
+                z = float(h.getInfo().objective_function_value)
+                if incumbent is not None and z >= incumbent[0] - _prune_tol(
+                    incumbent[0]
+                ):
+                    continue
+                overlap = np.concatenate([np.minimum(x[s.c], x[s.d]) for s in lp.sites])
+                hit = overlap > tol
+                fixed_cols = {c for c, _v in fixed}
+                free = np.array(
+                    [int(c) not in fixed_cols for c in all_u[hit]], dtype=bool
+                )
+                offending = all_u[hit][free]
+                if offending.size == 0:
+                    duals = np.asarray(h.getSolution().row_dual)
+                    incumbent = (z, x.copy(), duals)
+                    continue
+                worst = overlap[hit][free]
+                col = int(offending[int(np.argmax(worst))])
+                touched.add(col)
+                # Explore first the side the LP leans to (u > 1/2: charging).
+                first = 1.0 if x[col] >= 0.5 else 0.0
+                stack.append((*fixed, (col, 1.0 - first)))
+                stack.append((*fixed, (col, first)))
+            if incumbent is None:
+                # No exclusive schedule found (or none in time): the MILP decides,
+                # and names the infeasible constraint group if there is one.
+                return None
+            z_best, x_best, duals = incumbent
+            gap = 0.0
+            status_out = SolveStatus.OPTIMAL
+            if stack:
+                # Deadline: the open nodes' parents bound the optimum from below.
+                status_out = SolveStatus.FEASIBLE
+                gap = abs(z_best - root_obj) / max(abs(z_best), 1e-9)
+            path = f"lp+repair({nodes} nodes, {len(touched)} branched)"
+            return RawSolution(
+                status_out,
+                x_best,
+                duals,
+                gap,
+                path,
+                bound_usd=-(root_obj if stack else z_best),
+            )
+        finally:
+            self._apply_fixings((), touched)
+
+    def _add_cuts(self, off: FloatArray, deadline: float | None) -> RawSolution | None:
+        """Add the exclusivity cuts of the sites whose LP burns energy; re-solve.
+
+        Returns None when no site had cuts left to add; else the LP with the cuts
+        (``path = "lp+cuts"``), optimal for the MILP when it is exclusive.
+        """
+        h, lp = self.h, self.lp
+        added = 0
+        for site in lp.sites:
+            if site.cuts is None or site.site_id in self.cut_sites:
+                continue
+            if not np.isin(site.u, off).any():
+                continue
+            cuts = site.cuts
+            h.addRows(
+                len(cuts.lower),
+                cuts.lower,
+                cuts.upper,
+                len(cuts.index),
+                cuts.starts[:-1].astype(np.int32),
+                cuts.index.astype(np.int32),
+                cuts.value,
+            )
+            lp.row_group.extend([cuts.group] * len(cuts.lower))
+            self.cut_sites.add(site.site_id)
+            added += 1
+        if added == 0:
+            return None
+        status = _run(h, deadline)
+        if status in (_MS.kInfeasible, _MS.kUnboundedOrInfeasible):
+            return RawSolution(
+                SolveStatus.INFEASIBLE,
+                None,
+                None,
+                math.inf,
+                "lp+cuts",
+                _iis_reason(h, lp),
+            )
+        if status != _MS.kOptimal:
+            reason = f"HiGHS ended with {status.name} after adding exclusivity cuts"
+            return RawSolution(
+                SolveStatus.ERROR, None, None, math.inf, "lp+cuts", reason
+            )
+        sol = h.getSolution()
+        return RawSolution(
+            SolveStatus.OPTIMAL,
+            np.asarray(sol.col_value),
+            np.asarray(sol.row_dual),
+            0.0,
+            "lp+cuts",
+            bound_usd=-h.getInfo().objective_function_value,
+        )
+
+    def _apply_fixings(
+        self, fixed: tuple[tuple[int, float], ...], touched: set[int]
+    ) -> None:
+        """Fix the node's indicators, free every other one branched on so far."""
+        if not touched:
+            return
+        value = dict(fixed)
+        cols = np.fromiter(sorted(touched), dtype=np.int32)
+        lower = np.array([value.get(int(c), 0.0) for c in cols])
+        upper = np.array([value.get(int(c), 1.0) for c in cols])
+        self.h.changeColsBounds(len(cols), cols, lower, upper)
 
     def solve(self, deadline: float | None) -> RawSolution:
         """Solve exactly, LP first, binaries only where needed (see module doc)."""
@@ -246,7 +447,14 @@ class ExactSolver:
             h.changeColsBounds(len(idx), idx, np.zeros(len(idx)), np.ones(len(idx)))
             h.changeColsIntegrality(len(idx), idx, np.ones(len(idx), dtype=np.uint8))
             h.setOptionValue("presolve", "choose")
+        # After a price change the old basis is still primal feasible: primal simplex
+        # re-solves it (measured: a quarter less CPU over a Lagrangian price search);
+        # the repair's bound changes keep it dual feasible: dual simplex.
+        primal = self._cost_changed and not self.binaries
+        h.setOptionValue("simplex_strategy", _PRIMAL if primal else _DUAL)
+        self._cost_changed = False
         status = _run(h, deadline)
+        h.setOptionValue("simplex_strategy", _DUAL)
         if status in (_MS.kInfeasible, _MS.kUnboundedOrInfeasible):
             return RawSolution(
                 SolveStatus.INFEASIBLE, None, None, math.inf, "lp", _iis_reason(h, lp)
@@ -267,6 +475,29 @@ class ExactSolver:
                 "lp",
                 bound_usd=bound,
             )
+        if not self.binaries and options.max_repair_nodes > 0:
+            cut = self._add_cuts(off, deadline) if options.exclusivity_cuts else None
+            if cut is not None:
+                if cut.status == SolveStatus.INFEASIBLE or cut.x is None:
+                    return cut
+                x = cut.x
+                off = _offending(lp, x, options.exclusivity_tol_mw)
+                if len(off) == 0:
+                    return cut
+            repaired = self._repair(x, deadline)
+            if repaired is not None:
+                if self.cut_sites:
+                    repaired.path = repaired.path.replace("lp+", "lp+cuts+", 1)
+                return repaired
+            # The budget ran out: the MILP rounds start from the root LP again.
+            status = _run(h, deadline)
+            if status != _MS.kOptimal:
+                reason = f"HiGHS ended with {status.name} re-solving the LP"
+                return RawSolution(
+                    SolveStatus.ERROR, None, None, math.inf, "lp", reason
+                )
+            x = np.asarray(h.getSolution().col_value)
+            off = _offending(lp, x, options.exclusivity_tol_mw)
         rounds = 0
         all_u = np.concatenate([s.u for s in lp.sites])
         info = h.getInfo()

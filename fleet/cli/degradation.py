@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 import math
 from dataclasses import dataclass, replace
@@ -76,6 +77,29 @@ def _float_field(path: Path, line: int, name: str, text: str | None) -> float:
     return value
 
 
+def _csv_text(path: Path) -> str:
+    """Return a CSV file's text: UTF-8, with or without a byte-order mark.
+
+    Raises
+    ------
+    ForecastInputError
+        If the file is missing or not UTF-8 (the line and the byte are named).
+    """
+    if not path.is_file():
+        msg = f"{path}: no such file"
+        raise ForecastInputError(msg)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        msg = (
+            f"{path}: line {line}: byte 0x{data[exc.start]:02x} is not UTF-8; save the "
+            "file as UTF-8 (Excel: 'CSV UTF-8')"
+        )
+        raise ForecastInputError(msg) from None
+
+
 def read_day_profile(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a one-day SoC profile CSV (columns ``hour``, ``soc``; soc in 0-1).
 
@@ -85,12 +109,10 @@ def read_day_profile(path: Path) -> tuple[np.ndarray, np.ndarray]:
         If the file is missing, a column is absent, a value is not a number, an hour is
         outside [0, 24) or not increasing, or a SoC is outside [0, 1] (the line is named).
     """
-    if not path.is_file():
-        msg = f"{path}: no such file"
-        raise ForecastInputError(msg)
+    text = _csv_text(path)
     hours: list[float] = []
     socs: list[float] = []
-    with path.open(newline="", encoding="utf-8") as handle:
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in (reader.fieldnames or [])]
         missing = [c for c in ("hour", "soc") if c not in columns]
@@ -246,22 +268,58 @@ def site_cost_inputs(
     site: Site, *, efc_per_day: float | None = None, temp_c: float = 25.0
 ) -> CostInputs:
     """Cost inputs of a fleet site; expected duty from its warranty when not given."""
-    battery = site.battery
-    warranty_efc_per_day = (
-        battery.warranty.throughput_mwh
-        / battery.energy_mwh
-        / (battery.warranty.years * 365.0)
+    from fleet.ops.degradation_costs import site_cost_inputs as inputs_of
+
+    return inputs_of(site, efc_per_day=efc_per_day, temp_c=temp_c)
+
+
+def _check_duty(efc_per_day: float | None, temp_c: float) -> None:
+    """Refuse a what-if duty out of range, naming the option (exit 2)."""
+    if efc_per_day is not None and not (
+        math.isfinite(efc_per_day) and 0 < efc_per_day <= 10
+    ):
+        msg = (
+            f"--efc-per-day={efc_per_day:g} must be in (0, 10] equivalent full cycles "
+            "a day; omit it to use the duty from the site's history or warranty"
+        )
+        raise ForecastInputError(msg)
+    if not (math.isfinite(temp_c) and -40 <= temp_c <= 80):
+        msg = f"--temp-c={temp_c:g} must be within [-40, 80] degC"
+        raise ForecastInputError(msg)
+
+
+def history_efc_per_day(hist: SocHistory, energy_mwh: float) -> float:
+    """Equivalent full cycles a day of a history: metered when it has power [1/day]."""
+    ledger = cycle_ledger(
+        hist.soc,
+        energy_mwh,
+        band="auto",
+        time_h=hist.time_h,
+        power_mw=hist.power_mw,
     )
-    return CostInputs(
-        energy_mwh=battery.energy_mwh,
-        replacement_cost_usd_per_kwh=battery.replacement_cost_usd_per_kwh,
-        soc_min=battery.soc_min,
-        soc_max=battery.soc_max,
-        eta_discharge=battery.eta_discharge,
-        efc_per_day=efc_per_day or min(max(warranty_efc_per_day, 0.1), 3.0),
-        temp_c=temp_c,
-        rest_soc=0.5 * (battery.soc_min + battery.soc_max),
-    )
+    days = float(hist.time_h[-1]) / 24.0
+    return ledger.efc / days if days > 0 else 0.0
+
+
+def _store_duty(db: str, site: Site, as_of: str | None) -> float | None:
+    """EFC a day the day-ahead run would read from the store's telemetry, or None."""
+    from fleet.ops.degradation_costs import history_efc_per_day as store_efc
+    from fleet.store.engine import make_engine
+
+    now = dt.datetime.now(dt.UTC)
+    if as_of is not None:
+        try:
+            now = dt.datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        except ValueError:
+            msg = f"--as-of={as_of!r} is not an ISO-8601 time"
+            raise ForecastInputError(msg) from None
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=dt.UTC)
+    engine = make_engine(db)
+    try:
+        return store_efc(engine, site, now=now)
+    finally:
+        engine.dispose()
 
 
 @degradation_app.command("costs")
@@ -273,29 +331,93 @@ def costs(
     efc_per_day: Annotated[
         float | None,
         typer.Option(
-            "--efc-per-day", help="Expected full cycles a day (default: warranty)."
+            "--efc-per-day",
+            help="What-if expected full cycles a day (> 0); default: the site's "
+            "history (--soc-csv) or its warranty, as dispatch uses.",
         ),
     ] = None,
-    temp_c: Annotated[float, typer.Option("--temp-c")] = 25.0,
+    soc_csv: Annotated[
+        Path | None,
+        typer.Option(
+            "--soc-csv",
+            help="SoC history (timestamp_utc, soc [, power_mw]): expected duty from it.",
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="With --db: the time the day-ahead run would read the last 30 days "
+            "of telemetry at (ISO-8601 UTC; default now).",
+        ),
+    ] = None,
+    temp_c: Annotated[
+        float, typer.Option("--temp-c", help="Cell temperature [degC].")
+    ] = 25.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Print the site's degradation_usd_per_mwh segments and calendar cost."""
+    """Print the degradation_usd_per_mwh dispatch uses for a site, and where it came from.
+
+    Without a fleet-file override dispatch uses the aging model at the site's
+    replacement cost and expected duty: EFC a day of the last 30 days of telemetry in
+    the store (--db; at least 7 days) or of a --soc-csv history, else its warranty's. A
+    degradation_usd_per_mwh in the fleet file overrides the model; both are printed
+    then. --efc-per-day and --temp-c ask what-if questions of the model.
+    """
+    from fleet.ops.degradation_costs import site_segment_costs
+
+    _check_duty(efc_per_day, temp_c)
     site = _site(fleet_file, db, site_id)
-    inputs = site_cost_inputs(site, efc_per_day=efc_per_day, temp_c=temp_c)
-    result = degradation_costs(inputs, segments)
-    out = {
+    history = None
+    if soc_csv is not None:
+        history = history_efc_per_day(
+            read_soc_history(soc_csv), site.battery.energy_mwh
+        )
+    elif db is not None:
+        history = _store_duty(db, site, as_of)
+    chosen = site_segment_costs(
+        site,
+        n_segments=segments,
+        efc_per_day=efc_per_day,
+        history_efc_per_day=history,
+        temp_c=temp_c,
+    )
+    model = chosen.costs
+    what_if = efc_per_day is not None or temp_c != 25.0 or segments != 4
+    out: dict[str, Any] = {
         "site": site_id,
-        "degradation_usd_per_mwh": [round(c, 4) for c in result.segment_usd_per_mwh],
-        "calendar_usd_per_day": round(result.calendar_usd_per_day, 2),
-        "life_years": round(result.life_years, 2),
-        "efc_to_eol": round(result.efc_to_eol, 1),
-        "efc_per_day": inputs.efc_per_day,
+        # A what-if asks the model; without one, this is what dispatch uses.
+        "degradation_usd_per_mwh": [
+            round(c, 4)
+            for c in (chosen.model_usd_per_mwh if what_if else chosen.usd_per_mwh)
+        ],
+        "source": chosen.source,
+        "description": chosen.description,
+        "model_degradation_usd_per_mwh": [
+            round(c, 4) for c in chosen.model_usd_per_mwh
+        ],
+        "efc_per_day": round(chosen.efc_per_day, 4),
+        "duty_source": chosen.duty_source,
+        "temp_c": temp_c,
+        "calendar_usd_per_day": round(model.calendar_usd_per_day, 2),
+        "life_years": round(model.life_years, 2),
+        "efc_to_eol": round(model.efc_to_eol, 1),
+        "what_if": what_if,
+        "warnings": [SHALLOW_NOTE, *model.warnings],
     }
+    if history is not None:
+        out["history_efc_per_day"] = round(history, 4)
     if as_json:
         typer.echo(json.dumps(out, indent=2))
         return
-    for key, value in out.items():
-        typer.echo(f"{key}: {value}")
+    head = "what-if (not what dispatch uses)" if what_if else "dispatch uses"
+    curve = out["degradation_usd_per_mwh"]
+    typer.echo(f"{site_id}: {head}: degradation_usd_per_mwh = {curve} $/MWh")
+    typer.echo(f"source: {chosen.description}")
+    for key in ("calendar_usd_per_day", "life_years", "efc_to_eol"):
+        typer.echo(f"{key}: {out[key]}")
+    for note in out["warnings"]:
+        typer.echo(f"warning: {note}")
 
 
 @degradation_app.command("plot")
@@ -316,6 +438,7 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    _check_duty(efc_per_day, temp_c)
     site = _site(fleet_file, db, site_id)
     inputs = site_cost_inputs(site, efc_per_day=efc_per_day, temp_c=temp_c)
     result = degradation_costs(inputs, segments)
@@ -355,14 +478,12 @@ class SocHistory:
 
 def read_soc_history(path: Path) -> SocHistory:
     """Read ``timestamp_utc,soc[,power_mw][,temp_c]`` (ISO-8601 UTC, soc in 0-1)."""
-    if not path.is_file():
-        msg = f"{path}: no such file"
-        raise ForecastInputError(msg)
+    text = _csv_text(path)
     stamps: list[dt.datetime] = []
     socs: list[float] = []
     powers: list[float] = []
     temps: list[float] = []
-    with path.open(newline="", encoding="utf-8") as handle:
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in (reader.fieldnames or [])]
         missing = [c for c in ("timestamp_utc", "soc") if c not in columns]
@@ -627,7 +748,15 @@ def report(
                     )
         days = float(hist.time_h[-1] / 24.0)
         life_days = float(aging.t_days[-1])
-        ledger = cycle_ledger(hist.soc, battery.energy_mwh)
+        ledger = cycle_ledger(
+            hist.soc,
+            battery.energy_mwh,
+            band="auto",
+            time_h=hist.time_h,
+            power_mw=hist.power_mw,
+        )
+        # Battery-side discharge (metered DC power where the history has it, else the
+        # filtered SoC) times the discharge efficiency: throughput at the meter.
         used_mwh = ledger.discharge_mwh * battery.eta_discharge
         age_days = max((hist.end.date() - battery.commissioned).days, 0)
         terms = WarrantyTerms(

@@ -172,6 +172,10 @@ def backtest(
     )
     table.add_row("seconds", f"{totals['seconds']:.1f}")
     console.print(table)
+    from fleet.ops.degradation_costs import describe_fleet_costs
+
+    ids = set(options.site_ids) or None
+    console.print(describe_fleet_costs(fleet_obj, ids), highlight=False)
     console.print(
         f"wrote {escape(str(paths['csv']))}, {escape(str(paths['png']))}",
         highlight=False,
@@ -334,6 +338,10 @@ def dayahead_run(
         f"forecasts)",
         highlight=False,
     )
+    from fleet.ops.degradation_costs import describe_fleet_costs
+
+    used = {s.id: list(s.degradation_usd_per_mwh) for s in outcome.scenario.sites}
+    console.print(describe_fleet_costs(fleet_obj, set(used), used), highlight=False)
     for refusal in outcome.refusals:
         console.print(f"[bold red]own bid refused[/]: {escape(str(refusal))}")
     if outcome.refusals:

@@ -26,6 +26,7 @@ from fleet.domain import Fleet
 from fleet.errors import FleetInputError, StoreError
 from fleet.ops.btm import BtmInputs, btm_inputs
 from fleet.ops.clock import Clock, next_dayahead_run
+from fleet.ops.degradation_costs import scenario_degradation
 from fleet.ops.forecasts import Method, refresh_forecasts
 from fleet.ops.scenario_builder import (
     ScenarioInputs,
@@ -352,6 +353,7 @@ def run_dayahead(
             states=states,
             btm=btm,
         ),
+        degradation=scenario_degradation(bind, sites, now=now),
     )
     options = options or SolveOptions(time_limit_s=120.0)
     result = solve(scn, options)

@@ -234,6 +234,9 @@ class IntradayDispatcher:
     btm
         Behind-the-meter inputs source; None leaves behind-the-meter sites out (they
         get a hold setpoint).
+    degradation
+        Segment costs per site [$/MWh], e.g. the day-ahead plan's (so the day keeps one
+        cost); default the model's at warranty duty (a fleet-file override always wins).
     """
 
     def __init__(
@@ -250,8 +253,10 @@ class IntradayDispatcher:
         config: IntradayConfig | None = None,
         soc_final_min: Mapping[str, float] | None = None,
         btm: BtmSource | None = None,
+        degradation: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
         self.fleet = fleet
+        self.degradation = dict(degradation or {})
         self.rules = rules
         self.operating_day = operating_day
         self.prices = prices
@@ -381,6 +386,7 @@ class IntradayDispatcher:
                 soc_final_min=finals,
                 btm=btm,
             ),
+            degradation=self.degradation,
         )
 
     def step(self, now: dt.datetime) -> IntervalReport:

@@ -482,10 +482,13 @@ class MarketLoop:
             if not awards.empty
             else {}
         )
+        # The day keeps the day-ahead plan's degradation costs.
+        planned = parse_scenario(stored.scenario).sites if stored.scenario else []
         dispatcher = IntradayDispatcher(
             self.fleet,
             self.rules,
             day,
+            degradation={s.id: list(s.degradation_usd_per_mwh) for s in planned},
             prices=self._price_source(day),
             states=self.states,
             send=self.send,

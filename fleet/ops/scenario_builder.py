@@ -16,7 +16,7 @@ from dispatch.scenario import Commitments, Scenario, parse_scenario
 from fleet.domain import Fleet, Site
 from fleet.errors import FleetInputError
 from fleet.ops.btm import BtmInputs
-from forecasting.degradation.costs import CostInputs, degradation_costs
+from fleet.ops.degradation_costs import model_segment_costs_usd_per_mwh
 
 logger = logging.getLogger(__name__)
 
@@ -77,19 +77,11 @@ def operating_day_hours(rules: MarketRules, operating_day: dt.date) -> int:
 
 
 def default_degradation_usd_per_mwh(site: Site, n_segments: int = 4) -> list[float]:
-    """Segment costs of a site without an override, from the degradation model [$/MWh]."""
-    battery = site.battery
-    cost = getattr(battery, "replacement_cost_usd_per_kwh", None)
-    if cost is None:
-        return [0.0]
-    inputs = CostInputs(
-        energy_mwh=battery.energy_mwh,
-        replacement_cost_usd_per_kwh=float(cost),
-        soc_min=battery.soc_min,
-        soc_max=battery.soc_max,
-        eta_discharge=battery.eta_discharge,
-    )
-    return list(degradation_costs(inputs, n_segments).segment_usd_per_mwh)
+    """Segment costs of a site without an override, from the degradation model [$/MWh].
+
+    The model at the site's warranty duty (:mod:`fleet.ops.degradation_costs`).
+    """
+    return model_segment_costs_usd_per_mwh(site, n_segments)
 
 
 def site_fields(

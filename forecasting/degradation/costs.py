@@ -55,6 +55,7 @@ from forecasting.degradation.aging import (
     anode_potential_v,
     calendar_rate,
     cycle_rate,
+    cycle_temperature_factor,
     load_params,
 )
 from forecasting.degradation.cycles import DEFAULT_BAND, cycle_ledger
@@ -65,6 +66,12 @@ logger = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]
 
 KWH_PER_MWH = 1000.0
+MAX_SUPPORTED_LIFE_YEARS = 20.0
+"""Longest life the costs are trusted for: BLAST-Lite's calendar tests span months, and
+no LFP field fleet is older than this; beyond it the calendar power law is extrapolated
+and the lifetime averages behind the segment costs follow it [year]."""
+REFERENCE_TEMP_C = 25.0
+"""Temperature the cycle-cost figures in the docs refer to [°C]."""
 HOURS_PER_DAY = 24.0
 DAYS_PER_YEAR = 365.0
 
@@ -167,6 +174,8 @@ class DegradationCosts:
     """Value of one unit (1.0 = 100 %) of capacity fade, C/B [$]."""
     fade_per_efc_scale: float
     """N^(pcyc-1): converts k_cyc into lifetime-average fade per EFC [-]."""
+    warnings: tuple[str, ...] = ()
+    """Where these costs rest on an extrapolation of the model (empty when none)."""
 
 
 def lower_convex_envelope(x: npt.ArrayLike, y: npt.ArrayLike) -> FloatArray:
@@ -274,9 +283,67 @@ def degradation_costs(
         cycle_share=f_cyc / budget,
         usd_per_fade=usd_per_fade,
         fade_per_efc_scale=scale,
+        warnings=cost_warnings(inputs, t_eol / DAYS_PER_YEAR, p),
     )
     logger.debug("degradation costs %s", costs)
     return costs
+
+
+def cost_warnings(
+    inputs: CostInputs, life_years: float, params: AgingParams | None = None
+) -> tuple[str, ...]:
+    """Say where the segment costs of a duty rest on an extrapolation of the model.
+
+    Parameters
+    ----------
+    inputs : CostInputs
+        The expected duty (EFC a day, temperature).
+    life_years : float
+        Expected life under that duty [year].
+    params : AgingParams, optional
+        Model parameters; the packaged ones by default.
+
+    Returns
+    -------
+    tuple of str
+        One sentence per issue, empty when the duty is inside what the model supports.
+
+    Notes
+    -----
+    Two things are flagged besides the fitted ranges of
+    :func:`~forecasting.degradation.aging.validity_warnings`: a life beyond
+    :data:`MAX_SUPPORTED_LIFE_YEARS` (rare cycling: the life, and with it the cost per
+    MWh, comes from extrapolating calendar aging), and a temperature above
+    :data:`REFERENCE_TEMP_C`, where the fitted cycle factor exp(p7/T) + exp(-p8/T) is
+    lower than at 25 °C: cycling then looks *cheaper* when hot, a property of the model
+    form (real cells do not age slower hot), while the calendar cost rises.
+    """
+    p = params or load_params()
+    out: list[str] = []
+    if life_years > MAX_SUPPORTED_LIFE_YEARS:
+        out.append(
+            f"expected life {life_years:.1f} years at {inputs.efc_per_day:g} EFC/day "
+            f"is beyond the {MAX_SUPPORTED_LIFE_YEARS:g} years the model is trusted "
+            "for: calendar aging is extrapolated, and the segment costs (spread over "
+            "that life) with it"
+        )
+    factor = cycle_temperature_factor(inputs.temp_c, p)
+    reference = cycle_temperature_factor(REFERENCE_TEMP_C, p)
+    if inputs.temp_c > REFERENCE_TEMP_C and factor < reference:
+        out.append(
+            f"at {inputs.temp_c:g} °C the model's cycle-fade factor is "
+            f"{float(factor / reference):.2f}x its value at {REFERENCE_TEMP_C:g} °C, "
+            "so cycling costs less than at 25 °C: that is the fitted form "
+            "exp(p7/T) + exp(-p8/T), not evidence that heat is harmless (the calendar "
+            "cost rises)"
+        )
+    tlo, thi = p.valid_temp_c
+    if not tlo <= inputs.temp_c <= thi:
+        out.append(
+            f"temperature {inputs.temp_c:g} °C is outside the {tlo:g}-{thi:g} °C of "
+            "the cycling tests: the cycle fade is an extrapolation"
+        )
+    return tuple(out)
 
 
 def cycle_fade(

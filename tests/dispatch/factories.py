@@ -73,15 +73,17 @@ ALL = ("energy", "reg_up", "reg_down", "spin", "capacity")
 
 @st.composite
 def random_scenarios(
-    draw: st.DrawFn, max_sites: int = 3, coupled: bool = False
+    draw: st.DrawFn, max_sites: int = 3, coupled: bool = False, negative: bool = False
 ) -> Scenario:
     """Small random scenarios over every option of the spec (1-3 sites, 4-12 intervals).
 
     ``coupled`` forces a capacity product every site is enrolled in and a fleet capacity
-    minimum between 30 % and 90 % of what the sites can carry.
+    minimum between 30 % and 90 % of what the sites can carry. ``negative`` draws
+    energy prices mostly below zero (where the LP burns energy through the losses).
     """
     n = draw(st.integers(4, 12))
-    price = st.floats(-40.0, 150.0, allow_nan=False).map(lambda x: round(x, 2))
+    low, high = (-80.0, 40.0) if negative else (-40.0, 150.0)
+    price = st.floats(low, high, allow_nan=False).map(lambda x: round(x, 2))
     as_price = st.floats(0.0, 15.0).map(lambda x: round(x, 2))
     markets = {
         "N": {

@@ -65,13 +65,42 @@ def test_solve_names_fleet_capacity_when_capacity_minimum_unreachable(
     assert "fleet: capacity_min_mw" in (result.reason or "")
 
 
-def test_solve_takes_milp_path_when_lp_burns_energy_at_negative_prices(
+@pytest.mark.parametrize(
+    ("options", "word"),
+    [
+        (SolveOptions(decompose=False), "cuts"),
+        (SolveOptions(decompose=False, exclusivity_cuts=False), "repair"),
+        (
+            SolveOptions(decompose=False, max_repair_nodes=2, exclusivity_cuts=False),
+            "milp",
+        ),
+        (SolveOptions(decompose=False, max_repair_nodes=0), "milp"),
+    ],
+    ids=["cuts", "repair", "repair-budget-then-milp", "milp"],
+)
+def test_solve_is_exact_on_every_path_when_lp_burns_energy_at_negative_prices(
     spec_examples: Path,
+    expected: dict[str, dict[str, object]],
+    options: SolveOptions,
+    word: str,
 ) -> None:
     scn = load_scenario(spec_examples / "negative-prices.scenario.json")
-    result = solve(scn, SolveOptions(decompose=False))
-    assert "milp" in result.solve.path
+    result = solve(scn, options)
+    assert word in result.solve.path
+    assert result.status == "optimal"
     assert result.solve.mip_gap <= 1e-5
+    assert result.objective_usd == pytest.approx(
+        expected["negative-prices"]["objective_usd"], rel=2e-4
+    )
+    assert_schedule_feasible(scn, result)
+
+
+def test_solve_matches_milp_when_repair_disabled(spec_examples: Path) -> None:
+    scn = load_scenario(spec_examples / "negative-prices.scenario.json")
+    repaired = solve(scn)
+    milp = solve(scn, SolveOptions(max_repair_nodes=0))
+    assert "milp" in milp.solve.path
+    assert repaired.objective_usd == pytest.approx(milp.objective_usd, rel=1e-7)
 
 
 def test_solve_reports_energy_value_when_lp_path(spec_examples: Path) -> None:

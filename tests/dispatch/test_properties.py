@@ -58,3 +58,22 @@ def test_lagrangian_coupling_equals_monolithic_when_capacity_minimum_set(
         return
     assert_schedule_feasible(scn, deco)
     assert deco.objective_usd == pytest.approx(mono.objective_usd, rel=2e-4, abs=1e-4)
+
+
+@SETTINGS
+@given(scn=random_scenarios(negative=True))
+def test_cuts_and_repair_equal_highs_milp_when_prices_negative(
+    scn: Scenario,
+) -> None:
+    milp = solve(scn, SolveOptions(decompose=False, max_repair_nodes=0))
+    cuts = solve(scn, SolveOptions(decompose=False))
+    repair = solve(scn, SolveOptions(decompose=False, exclusivity_cuts=False))
+    assert cuts.status == repair.status == milp.status
+    if milp.status != "optimal":
+        return
+    for result in (cuts, repair):
+        assert "milp" not in result.solve.path
+        assert_schedule_feasible(scn, result)
+        assert result.objective_usd == pytest.approx(
+            milp.objective_usd, rel=1e-6, abs=1e-5
+        )

@@ -220,6 +220,8 @@ def test_dayahead_run_cli_stores_a_schedule_and_writes_bids(setup, capsys, monke
     )
     assert code == 0, err
     assert f"ERCOT {day}: schedule v1" in out
+    assert "degradation costs:" in out
+    assert "model at warranty duty for 2 site(s)" in " ".join(out.split())
     exported = json.loads(out_file.read_text())
     assert exported["plan_version"] == 1
     assert {r["resource_id"] for r in exported["resources"]} == {
