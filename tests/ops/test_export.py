@@ -245,7 +245,7 @@ def test_export_cop_carries_the_planned_soc_at_each_hour_beginning(
     for row in rows:
         h = int(row["HourEnding"]) - 1
         assert float(row["HourBeginningPlannedSOC"]) == pytest.approx(
-            20.0 * soc[h], abs=0.05
+            20.0 * soc[h], abs=0.05 + 1e-9
         )
         reg_up = result.sites["site-02"].reg_up_mw[h]
         assert reg_up - 0.1 < float(row["REGUP"]) <= reg_up + 1e-9
