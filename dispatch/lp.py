@@ -317,6 +317,25 @@ def _add_site(
         b.coef(r, d, 1.0)
         b.coef(r, u, site.discharge_mw)
 
+    # Foldback: net charge (+ reg-down) and net discharge (+ up reserves) taper near
+    # the SoC limits, at both ends of the interval.
+    fb = site.foldback
+    if fb is not None and e_mwh > 0:
+        kc = site.charge_mw / (1.0 - fb.charge_taper_soc)
+        kd = site.discharge_mw / fb.discharge_taper_soc
+        for shift in (0, 1):
+            r = b.rows_(n, -INF, kc, f"site {sid}: foldback (charge)")
+            b.coef(r, c, 1.0)
+            b.coef(r, d, -1.0)
+            b.coef(r, rd, 1.0)
+            b.coef(r, e[shift : shift + n], kc / e_mwh)
+            r = b.rows_(n, -INF, 0.0, f"site {sid}: foldback (discharge)")
+            b.coef(r, d, 1.0)
+            b.coef(r, c, -1.0)
+            b.coef(r, ru, 1.0)
+            b.coef(r, spn, 1.0)
+            b.coef(r, e[shift : shift + n], -kd / e_mwh)
+
     # Reserves sustainable for H hours from both ends of the interval.
     h = scn.reserve_duration_h
     if h > 0 and (ru_on or sp_on or com is not None):

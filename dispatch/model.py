@@ -25,6 +25,7 @@ from dispatch.blocks.commitments import add_commitments
 from dispatch.blocks.degradation import add_degradation
 from dispatch.blocks.energy import add_energy
 from dispatch.blocks.fleet import add_fleet
+from dispatch.blocks.foldback import add_foldback
 from dispatch.blocks.power import add_power
 from dispatch.blocks.regulation import add_regulation
 from dispatch.blocks.spin import add_spin
@@ -149,6 +150,7 @@ def build_model(
     # Blocks, in a fixed order; each adds constraints, variables and objective terms.
     add_energy(m, scn)
     add_power(m, scn)
+    add_foldback(m, scn)
     add_regulation(m, scn)
     add_spin(m, scn)
     add_capacity(m, scn)

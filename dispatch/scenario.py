@@ -139,6 +139,20 @@ class Commitments(BaseModel):
         return self.shortfall_usd_per_mw_h is not None
 
 
+class Foldback(BaseModel):
+    """Extension: the BMS power taper near the SoC limits (``spec/markets.md`` B1).
+
+    Charge power (with reg-down footroom) tapers linearly from ``charge_mw`` at SoC
+    ``charge_taper_soc`` to 0 at SoC 1; discharge power (with up reserves) from
+    ``discharge_mw`` at ``discharge_taper_soc`` to 0 at SoC 0 (fractions, 0-1).
+    """
+
+    model_config = _MODEL_CONFIG
+
+    charge_taper_soc: float = Field(0.9, gt=0.0, lt=1.0)
+    discharge_taper_soc: float = Field(0.1, gt=0.0, lt=1.0)
+
+
 class Site(BaseModel):
     """One battery site of the scenario (fractions in 0-1, powers in MW, energy in MWh)."""
 
@@ -160,6 +174,7 @@ class Site(BaseModel):
     btm: Btm | None = None
     throughput_budget_mwh: float | None = Field(None, ge=0.0)
     commitments: Commitments | None = None
+    foldback: Foldback | None = None
 
     @property
     def is_btm(self) -> bool:

@@ -94,6 +94,15 @@ def _site_violations(
     bad(np.minimum(c, d) > tol_mw, "charges and discharges in the same interval")
     bad(c > site.charge_mw + tol_mw, "charge above charge_mw")
     bad(d > site.discharge_mw + tol_mw, "discharge above discharge_mw")
+    # Foldback near the SoC limits, at both ends of the interval.
+    fb = site.foldback
+    if fb is not None and big_e > 0:
+        for j in (0, 1):
+            s_j = e[j : j + n] / big_e
+            cap_c = site.charge_mw * (1 - s_j) / (1 - fb.charge_taper_soc)
+            cap_d = site.discharge_mw * s_j / fb.discharge_taper_soc
+            bad(c - d + rd > cap_c + tol_mw, "charge above the foldback cap")
+            bad(d - c + ru + spn > cap_d + tol_mw, "discharge above the foldback cap")
     # Reserves sustainable for H hours from both ends of the interval.
     h = scn.reserve_duration_h
     for j in (0, 1):

@@ -196,6 +196,16 @@ class Battery(_Frozen):
     round_trip_efficiency: Efficiency = Field(
         description="Round-trip efficiency = eta_charge·eta_discharge (0-1]."
     )
+    charge_taper_soc: Fraction = Field(
+        default=0.9,
+        description="SoC above which the BMS tapers charge power linearly to 0 at "
+        "SoC 1 (fraction; LFP default).",
+    )
+    discharge_taper_soc: Fraction = Field(
+        default=0.1,
+        description="SoC below which the BMS tapers discharge power linearly to 0 at "
+        "SoC 0 (fraction; LFP default).",
+    )
     aux_load_mw: NonNegativeMw = Field(
         default=0.0, description="Auxiliary load (HVAC, controls) [MW]."
     )
@@ -560,6 +570,10 @@ class Site(_Frozen):
             "eta_charge": self.battery.eta_charge,
             "eta_discharge": self.battery.eta_discharge,
             "services": [service.value for service in self.services],
+            "foldback": {
+                "charge_taper_soc": self.battery.charge_taper_soc,
+                "discharge_taper_soc": self.battery.discharge_taper_soc,
+            },
         }
         if self.degradation_usd_per_mwh is not None:
             fields["degradation_usd_per_mwh"] = list(self.degradation_usd_per_mwh)

@@ -10,8 +10,9 @@ One module for every caller (the operator, the API, the demo). Per front-of-mete
 - ``as_shortfall``: the charge-back for awarded reserves not held, at
   ``shortfall_charge_factor`` x the product's clearing price (the market file). A site
   holds what its metered power and SoC allow: up capability
-  ``min(P_dis - p, (E·soc - E_min)·η_d / D)``, down capability
-  ``min(P_ch + p, (E_max - E·soc) / (η_c·D))``, 0 without telemetry. Reserves are an
+  ``min(P_dis(soc) - p, (E·soc - E_min)·η_d / D)``, down capability
+  ``min(P_ch(soc) + p, (E_max - E·soc) / (η_c·D))`` with the BMS foldback of the
+  battery's power near the SoC limits, 0 without telemetry. Reserves are an
   obligation of the market participant (QSE), so the fleet's capability is pooled per
   direction before the shortfall is charged; each site's own deficit is in the detail;
 - ``degradation``: metered discharge throughput at the site's segment costs (mean).
@@ -52,13 +53,13 @@ logger = logging.getLogger(__name__)
 SETTLEMENT_MINUTES = 15
 """Settlement interval of metered quantities [minutes]."""
 AS_ITEMS = ("reg_up", "reg_down", "spin")
-INFORMATION_ITEMS = ("btm_baseline_bill", "btm_savings")
-"""Items that describe the net rather than add to it: the bill without the battery,
-and the savings (already in the net as the bill with the battery)."""
+INFORMATION_ITEMS = ("btm_bill", "btm_baseline_bill")
+"""Items that describe the net rather than add to it: a behind-the-meter site's bills
+with and without the battery (what the battery earns there is ``btm_savings``)."""
 
 
 def net_usd(by_item: Mapping[str, float]) -> float:
-    """Return the net of settled items [$]: every item but :data:`INFORMATION_ITEMS`."""
+    """Return the net value of settled items [$]: every item but :data:`INFORMATION_ITEMS`."""
     return float(sum(v for k, v in by_item.items() if k not in INFORMATION_ITEMS))
 
 
@@ -239,12 +240,17 @@ def settle_day(
         have = ~np.isnan(p_mw) & ~np.isnan(soc)
         p0 = np.nan_to_num(p_mw)
         s0 = np.nan_to_num(soc)
+        # Power headroom as the BMS allows it at this SoC (foldback), and energy.
+        p_dis = np.minimum(b.discharge_mw, b.discharge_mw * s0 / b.discharge_taper_soc)
+        p_ch = np.minimum(
+            b.charge_mw, b.charge_mw * (1 - s0) / (1 - b.charge_taper_soc)
+        )
         up = np.minimum(
-            b.discharge_mw - p0,
+            p_dis - p0,
             np.maximum(0.0, e_mwh * s0 - e_min) * b.eta_discharge / max(d_up, 1e-9),
         )
         dn = np.minimum(
-            b.charge_mw + p0,
+            p_ch + p0,
             np.maximum(0.0, e_max - e_mwh * s0) / (b.eta_charge * max(d_dn, 1e-9)),
         )
         capability[site.id] = {

@@ -71,3 +71,34 @@ def test_both_backends_agree_on_soft_awards():
     a = solve(scn, BACKENDS[0])
     b = solve(scn, BACKENDS[1])
     assert a.objective_usd == pytest.approx(b.objective_usd, abs=1e-6)
+
+
+def _full_site_scenario(foldback: bool):
+    s = site(p_mw=1.0, e_mwh=4.0, soc=(0.0, 1.0, 0.85, 0.0), services=("energy",))
+    if foldback:
+        s["foldback"] = {"charge_taper_soc": 0.9, "discharge_taper_soc": 0.1}
+    return scenario([s], energy=[-20.0, -20.0, -20.0])
+
+
+@pytest.mark.parametrize("options", BACKENDS, ids=IDS)
+def test_foldback_tapers_charging_near_full(options):
+    # Paid to charge: without foldback the site charges at full power until full.
+    free = solve(_full_site_scenario(False), options)
+    free_soc = free.sites["a"].soc
+    assert free_soc[-1] == pytest.approx(1.0)  # fills the 0.15 x 4 MWh left
+    scn = _full_site_scenario(True)
+    result = solve(scn, options)
+    assert result.status == "optimal"
+    assert_schedule_feasible(scn, result)
+    soc = np.asarray(result.sites["a"].soc)
+    net = np.asarray(result.sites["a"].charge_mw) - np.asarray(
+        result.sites["a"].discharge_mw
+    )
+    # Each interval's net charge is within the cap at both of its ends.
+    cap = 1.0 * (1 - np.maximum(soc[:-1], soc[1:])) / 0.1
+    assert np.all(net <= np.minimum(1.0, cap) + 1e-6)
+    # From 0.85 the first hour can only reach c = 10 (1 - 0.85 - c/4): SoC 0.957
+    # (without the taper: full in the first hour).
+    assert soc[1] == pytest.approx(0.85 + 1.5 / 3.5 / 4, abs=1e-6)
+    assert soc[-1] < 1.0 - 1e-3
+    assert objective_of(scn, result) == pytest.approx(result.objective_usd, abs=1e-6)

@@ -152,10 +152,15 @@ def test_operator_runs_two_days_for_every_site_unattended(
             # Settled from metered telemetry; shortfall within 1 % of awarded MW-h.
             detail = done[done["step"] == "settle"]["detail"].iloc[0]
             assert detail["awarded_mwh"] > 0
+            short = load_settlements(engine, market=market, start=day, end=day)
+            short = short[short["item"].str.startswith("as_shortfall")]
             assert detail["shortfall_mwh"] <= 0.01 * detail["awarded_mwh"], (
                 market,
                 day,
                 detail,
+                short[["site_id", "item", "amount_usd", "quantity", "detail"]].to_dict(
+                    "records"
+                ),
             )
     settled = load_settlements(engine)
     assert set(settled["operating_day"]) == set(DAYS)
