@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fleet.demo.data import HISTORY_DAYS, local_day_hours
+from fleet.ops.forecasts import NAIVE_VERSION, naive_quantiles
 from fleet.store.forecasts import insert_price_forecasts
 from fleet.store.prices import load_prices
 
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
 logger = logging.getLogger(__name__)
-
-NAIVE_VERSION = "naive-same-hour-7d"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,23 +51,6 @@ class SeriesForecast:
     def mae(self) -> float:
         """Mean absolute error of the median over the day [price unit]."""
         return float(np.mean(np.abs(self.p50 - self.actual)))
-
-
-def naive_forecast(
-    history: pd.Series, hours: pd.DatetimeIndex, issue_time: pd.Timestamp
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return P10/P50/P90 from the same hour of the 7 days before the issue time."""
-    known = history[history.index < issue_time].dropna()
-    p10, p50, p90 = [], [], []
-    for hour in hours:
-        lags = [hour - pd.Timedelta(days=k) for k in range(1, 8)]
-        vals = known.reindex(lags).dropna().to_numpy(float)
-        if vals.size == 0:
-            vals = known.tail(24).to_numpy(float) if len(known) else np.zeros(1)
-        p10.append(np.quantile(vals, 0.1))
-        p50.append(np.median(vals))
-        p90.append(np.quantile(vals, 0.9))
-    return np.array(p10), np.array(p50), np.array(p90)
 
 
 def forecast_series(
@@ -130,7 +112,7 @@ def forecast_series(
             product,
             exc,
         )
-        p10, p50, p90 = naive_forecast(history, hours, issue_time)
+        p10, p50, p90 = naive_quantiles(history, hours, issue_time)
         version = NAIVE_VERSION
     return SeriesForecast(
         market=market,
