@@ -24,7 +24,6 @@ from dispatch.scenario import Commitments, Scenario
 from dispatch.solve import ExactSolver, SolveOptions
 from dispatch.status import SolveStatus
 
-
 TIE_BREAK_USD_PER_MWH = 1e-4
 """Cost on charge and discharge throughput that only breaks ties [$/MWh]."""
 

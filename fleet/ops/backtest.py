@@ -691,7 +691,7 @@ def realtime_redispatch(
         node: ~np.isfinite(np.asarray(v, dtype=float))
         for node, v in inputs.rt_energy.items()
     }
-    sites = {s.id: s for s in fleet.sites if s.id in site_ids}
+    sites = {str(s.id): s for s in fleet.sites if s.id in site_ids}
     awards: dict[str, Commitments] = {}
     for sid, site in sites.items():
         pos = plan.da_net_mw[sid]
@@ -955,7 +955,8 @@ def load_day_mw(
     pos = np.clip(np.searchsorted(minutes, grid, side="right") - 1, 0, len(values) - 1)
     mw = values.to_numpy(float)[pos]
     fill = float(np.nanmean(mw)) if np.isfinite(mw).any() else 0.0
-    return np.nan_to_num(mw, nan=fill)
+    out: np.ndarray = np.nan_to_num(mw, nan=fill)
+    return out
 
 
 def run_btm(

@@ -3,23 +3,28 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from dispatch.markets import load_market_rules
 from dispatch.solve import solve
+from dispatch.twosettle import two_settlement
 from fleet.cli import app, main
+from fleet.domain import Fleet
 from fleet.errors import FleetInputError
 from fleet.ops.backtest import (
     BacktestOptions,
     fixed_plan,
     read_prices,
+    rt_forecast,
     run_backtest,
+    static_as_plan,
+    window_scenario,
     write_outputs,
 )
-from tests.factories import fleet_data, write_fleet_file
-from tests.ops.helpers import fleet, price_frame, scenario
+from tests.factories import fleet_data, site_data, write_fleet_file
+from tests.ops.helpers import NODE, fleet, price_frame, scenario
 
 START, END = dt.date(2024, 3, 11), dt.date(2024, 3, 13)
 
@@ -35,7 +40,9 @@ def test_backtest_never_beats_either_bound_when_replayed(report):
     for day in report.ok_days:
         assert day.hours == 24
         assert day.net_usd <= day.hindsight_usd * (1 + 1e-6) + 1e-6
-        assert day.day_ahead_usd <= day.da_only_perfect_foresight_usd * (1 + 1e-6) + 1e-6
+        assert (
+            day.day_ahead_usd <= day.da_only_perfect_foresight_usd * (1 + 1e-6) + 1e-6
+        )
         for value in day.baselines_usd.values():
             assert value <= day.hindsight_usd * (1 + 1e-6) + 1e-6
         assert day.da_only_perfect_foresight_usd > 0
@@ -211,3 +218,124 @@ def test_backtest_replays_a_real_week_when_shared_data_present(shared_data):
     assert totals["days_replayed"] == 7
     assert 0.3 < totals["capture_vs_hindsight"] <= 1.0
     assert totals["value_over_baselines"]["tb2"] > 1.0
+
+
+def _load_dir(tmp_path):
+    """A one-year hourly load data set: 300 kW base, 900 kW from 14:00 to 17:00 UTC."""
+    idx = pd.date_range(
+        "2023-01-01", "2024-01-01", freq="h", inclusive="left", tz="UTC"
+    )
+    kw = np.where((idx.hour >= 19) & (idx.hour < 22), 900.0, 300.0)
+    kw = kw + 100.0 * (idx.day_of_year % 3 == 0)  # the month's days differ in peak
+    folder = tmp_path / "building_load_cambridge_hourly"
+    folder.mkdir()
+    pd.DataFrame(
+        {
+            "timestamp_utc": idx.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "site": "UCam_Building_b2",
+            "load_kw": kw,
+        }
+    ).to_csv(folder / "load.csv", index=False)
+    return tmp_path
+
+
+def test_backtest_bills_btm_sites_per_billing_month_on_the_months_peak(tmp_path):
+    data = fleet_data(1)
+    tariff = {
+        "energy_usd_per_mwh": 0.0,
+        "periods": [],
+        "demand_usd_per_kw_month": 15.0,
+        "billing_cycle_day": 1,
+    }
+    data["sites"].append(site_data("btm-01", btm=True, tariff=tariff))
+    fl = Fleet.model_validate(data)
+    first, last = dt.date(2024, 6, 28), dt.date(2024, 7, 2)
+    prices = price_frame(dt.date(2024, 6, 10), last)
+    options = BacktestOptions(load_dir=_load_dir(tmp_path), realtime=False)
+    rep = run_backtest(fl, prices, first, last, options)
+    bills = rep.totals()["btm_bills"]
+    assert [(b["site_id"], b["billing_month"], b["days"]) for b in bills] == [
+        ("btm-01", "2024-06-01", 3),
+        ("btm-01", "2024-07-01", 2),
+    ]
+    demand_usd_per_mw = 15.0 * 1000
+    for bill in bills:
+        # No energy charge: each bill is one demand charge on the month's peak
+        # (several days, one charge), with and without the battery.
+        assert bill["bill_without_battery_usd"] == pytest.approx(
+            demand_usd_per_mw * bill["peak_without_mw"], abs=0.01
+        )
+        assert bill["bill_with_battery_usd"] == pytest.approx(
+            demand_usd_per_mw * bill["peak_with_mw"], abs=0.01
+        )
+        assert bill["peak_with_mw"] < bill["peak_without_mw"] - 0.1
+        assert bill["savings_usd"] > 0
+    assert rep.totals()["btm_bill_savings_usd"] == pytest.approx(
+        sum(b["savings_usd"] for b in bills), abs=0.02
+    )
+
+
+def test_backtest_refuses_a_btm_site_when_its_load_profile_is_missing(tmp_path):
+    data = fleet_data(1)
+    data["sites"].append(
+        site_data(
+            "btm-01",
+            btm=True,
+            load={
+                "dataset": "building_load_cambridge_hourly",
+                "profile": "nope",
+                "scale": 1.0,
+            },
+        )
+    )
+    fl = Fleet.model_validate(data)
+    prices = price_frame(dt.date(2024, 6, 10), dt.date(2024, 7, 1))
+    options = BacktestOptions(load_dir=_load_dir(tmp_path), realtime=False)
+    with pytest.raises(FleetInputError, match=r"btm-01: load\.profile='nope'"):
+        run_backtest(fl, prices, dt.date(2024, 7, 1), dt.date(2024, 7, 1), options)
+
+
+def test_static_as_offer_is_energy_neutral_and_held_every_hour():
+    scn = scenario()
+    plan = static_as_plan(scn)
+    ru, rd, sp = (
+        plan.reg_up_mw["site-01"],
+        plan.reg_down_mw["site-01"],
+        plan.spin_mw["site-01"],
+    )
+    assert ru == [pytest.approx(6.0)] * 24
+    assert sp == [pytest.approx(4.0)] * 24
+    # a_dn * eta_c * rd = a_up * ru / eta_d: expected deployment leaves SoC unchanged
+    assert rd[0] == pytest.approx(6.0 / (0.95 * 0.95), rel=1e-6)
+    value = two_settlement(scn, {NODE: scn.markets[NODE].energy}, plan=plan)
+    assert value.status == "optimal"
+    assert value.da_energy_usd == 0.0
+    assert value.as_usd == pytest.approx(24 * (6 * 6.0 + 4 * rd[0] + 3 * 4.0), rel=1e-6)
+
+
+def test_tb_windows_trade_only_in_the_cheapest_and_dearest_hours():
+    scn = scenario(services=("energy",))
+    result = solve(window_scenario(scn, 2))
+    net = np.asarray(result.sites["site-01"].discharge_mw) - np.asarray(
+        result.sites["site-01"].charge_mw
+    )
+    prices = np.asarray(scn.markets[NODE].energy)
+    order = np.argsort(prices)
+    allowed = set(order[:2]) | set(order[-2:])
+    assert {int(i) for i in np.flatnonzero(np.abs(net) > 1e-6)} <= allowed
+    assert net[order[-1]] > 0
+    assert net[order[0]] < 0
+
+
+def test_rt_forecast_uses_only_hours_before_the_redispatch():
+    da = [10.0] * 6
+    rt = [10.0, 30.0, 99.0, np.nan, 10.0, 10.0]
+    fc = rt_forecast(da, rt, 2, 0.0, decay=0.5)
+    assert fc == [
+        10.0 + 20.0 * 0.5,
+        10.0 + 20.0 * 0.25,
+        10.0 + 20.0 * 0.125,
+        10.0 + 20.0 * 0.0625,
+    ]
+    changed = rt_forecast(da, [10.0, 30.0, -5.0, 1e4, 0.0, 0.0], 2, 0.0, decay=0.5)
+    assert changed == fc
