@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -66,6 +66,8 @@ class TwoSettlementValue:
     """Per site: the physical net power of the solution [MW]."""
     da_net_mw: Mapping[str, list[float]]
     """Per site: the DA position of the solution [MW]."""
+    reserves_mw: Mapping[str, Mapping[str, list[float]]] = field(default_factory=dict)
+    """Per site, per reserve (``reg_up``, ``reg_down``, ``spin``): awards [MW]."""
 
 
 def _shift(index: SiteIndex, cols: int, rows: int) -> SiteIndex:
@@ -188,6 +190,7 @@ def _sum(parts: Sequence[TwoSettlementValue]) -> TwoSettlementValue:
         degradation_usd=math.fsum(p.degradation_usd for p in parts),
         rt_net_mw={k: v for p in parts for k, v in p.rt_net_mw.items()},
         da_net_mw={k: v for p in parts for k, v in p.da_net_mw.items()},
+        reserves_mw={k: v for p in parts for k, v in p.reserves_mw.items()},
     )
 
 
@@ -301,6 +304,7 @@ def two_settlement(
     da_usd = as_usd = rt_usd = 0.0
     rt_net: dict[str, list[float]] = {}
     da_net: dict[str, list[float]] = {}
+    reserves: dict[str, dict[str, list[float]]] = {}
     for k, site in enumerate(scn.sites):
         d_idx, r_idx = lp.sites[k], lp.sites[n_sites + k]
         pos = x[d_idx.d] - x[d_idx.c]
@@ -316,6 +320,11 @@ def two_settlement(
         metered = phys + a_up * ru - a_dn * rd
         rt_usd += dt * float(np.dot(rt0[node], metered - pos))
         rt_net[site.id] = [float(v) for v in phys]
+        reserves[site.id] = {
+            "reg_up": [float(v) for v in ru],
+            "reg_down": [float(v) for v in rd],
+            "spin": [float(v) for v in spn],
+        }
         da_net[site.id] = [float(v) for v in pos]
     degradation = da_usd + as_usd + rt_usd - objective
     status = str(raw.status)
@@ -331,4 +340,5 @@ def two_settlement(
         degradation_usd=max(0.0, degradation),
         rt_net_mw=rt_net,
         da_net_mw=da_net,
+        reserves_mw=reserves,
     )

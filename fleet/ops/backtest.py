@@ -21,6 +21,7 @@ carried across days; bill savings are reported per site and billing month.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -51,7 +52,11 @@ from fleet.ops.scenario_builder import (
     operating_day_hours,
     operating_day_start,
 )
-from forecasting.baselines import BASELINE_NAMES, baseline_forecasts
+from forecasting.baselines import (
+    BASELINE_NAMES,
+    baseline_forecasts,
+    rt_premium_forecast,
+)
 from forecasting.data import clean_series, read_price_csv
 
 logger = logging.getLogger(__name__)
@@ -69,6 +74,8 @@ AS_SERIES: Mapping[str, str] = {
 }
 """Scenario AS product -> price-data product."""
 SERVICES = ("energy", "reg_up", "reg_down", "spin")
+DA_PLANS: tuple[str, ...] = ("price_taker", "two_settlement")
+"""How the day-ahead position is planned (:class:`BacktestOptions`)."""
 BASELINES: tuple[str, ...] = ("static_as", "tb2", "tb4", "naive_forecast")
 """Baselines every strategy is compared against (``docs/backtest.md``)."""
 DEFAULT_PRICE_FILES: tuple[str, ...] = (
@@ -105,6 +112,14 @@ class BacktestOptions:
     """Re-dispatch in real time (False: the metered schedule is the DA position)."""
     load_dir: Path | None = None
     """Folder of the behind-the-meter load data sets (None: no BTM replay)."""
+    rt_spread_decay: float = RT_SPREAD_DECAY
+    """Hourly decay of the last known RT - DA spread in the RT forecast (0-1)."""
+    da_plan: str = "price_taker"
+    """``price_taker``: plan at the DA forecast and meter it; ``two_settlement``: plan
+    the DA position, awards and the RT schedule together at the DA forecast and the
+    expected RT premium (:func:`forecasting.baselines.rt_premium_forecast`)."""
+    premium_days: int = 14
+    """Days in the median of the expected RT premium."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +142,8 @@ class DayInputs:
     """Per node: the ``naive_average`` forecast (when the strategy uses another)."""
     rt_spread_before: Mapping[str, float] = field(default_factory=dict)
     """Per node: RT - DA of the previous day's last hour [$/MWh] (0 when unknown)."""
+    rt_premium: Mapping[str, list[float]] = field(default_factory=dict)
+    """Per node: expected RT - DA per hour as issued on D-1 [$/MWh] (empty: 0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +402,9 @@ def prepare_days(
     if options.forecaster not in FORECASTERS:
         msg = f"--forecaster={options.forecaster!r} must be one of {list(FORECASTERS)}"
         raise FleetInputError(msg)
+    if options.da_plan not in DA_PLANS:
+        msg = f"--da-plan={options.da_plan!r} must be one of {list(DA_PLANS)}"
+        raise FleetInputError(msg)
     rules = load_market_rules(options.market)
     sites = _sites(fleet, rules, options.site_ids)
     nodes = sorted({s.node for s in sites})
@@ -428,6 +448,19 @@ def prepare_days(
             if series is not None
             else pd.Series(np.nan, index=hours_index)
         )
+    premium: dict[str, pd.Series] = {}
+    if options.da_plan == "two_settlement":
+        for node in nodes:
+            da_y = _series(prices, node, "da_energy")
+            rt_y = _series(prices, node, "rt_energy")
+            if da_y is not None and rt_y is not None:
+                premium[node] = rt_premium_forecast(
+                    da_y,
+                    rt_y,
+                    days,
+                    tz=rules.timezone,
+                    window_days=options.premium_days,
+                )
     out: list[DayInputs | DayRow] = []
     for day in days:
         lo = operating_day_start(rules, day)
@@ -468,6 +501,7 @@ def prepare_days(
             out.append(DayRow(day=day.isoformat(), status=missing, hours=n))
             continue
         day_rt: dict[str, list[float]] = {}
+        day_premium: dict[str, list[float]] = {}
         before: dict[str, float] = {}
         for node in nodes:
             values = rt[node].reindex(idx).to_numpy(float)
@@ -478,6 +512,10 @@ def prepare_days(
                 prev, np.nan
             )
             before[node] = float(spread) if np.isfinite(spread) else 0.0
+            if node in premium:
+                values = premium[node].reindex(idx).to_numpy(float)
+                values = np.where(dark | ~np.isfinite(values), 0.0, values)
+                day_premium[node] = [float(v) for v in values]
         out.append(
             DayInputs(
                 day=day,
@@ -488,6 +526,7 @@ def prepare_days(
                 dark_hours=tuple(int(i) for i in np.flatnonzero(dark)),
                 naive=cut[NAIVE] if options.forecaster != NAIVE else None,
                 rt_spread_before=before,
+                rt_premium=day_premium,
             )
         )
     return out
@@ -640,29 +679,39 @@ def rt_forecast(
     spread_before: float,
     *,
     decay: float = RT_SPREAD_DECAY,
+    premium: Sequence[float] | None = None,
 ) -> list[float]:
     """RT price forecast for hours ``hour``… of the day, made at the start of ``hour``.
 
-    Known then: the day's DA prices and the RT prices of the hours before ``hour``.
-    The forecast is DA plus the last known (RT - DA) spread, decaying by ``decay`` per
-    hour ahead. Missing RT hours do not count as known.
+    Known then: the day's DA prices, the premium expected on D-1 and the RT prices of
+    the hours before ``hour``. The forecast is DA plus the premium plus the last known
+    surprise (RT - DA - premium), decaying by ``decay`` per hour ahead. Missing RT
+    hours do not count as known.
     """
     da_arr = np.asarray(da, dtype=float)
+    base = da_arr + (np.asarray(premium, dtype=float) if premium else 0.0)
     spread = spread_before
     for i in range(hour - 1, -1, -1):
         if np.isfinite(rt[i]):
-            spread = float(rt[i] - da_arr[i]) * decay ** (hour - 1 - i)
+            spread = float(rt[i] - base[i]) * decay ** (hour - 1 - i)
             break
     ahead = np.arange(1, len(da_arr) - hour + 1)
-    return [float(v) for v in da_arr[hour:] + spread * decay**ahead]
+    return [float(v) for v in base[hour:] + spread * decay**ahead]
 
 
 def _energy_only(fleet: Fleet, ids: Sequence[str]) -> Fleet:
+    """Return the fleet of the sites ``ids`` only, enrolled in energy only."""
     sites = [
-        s.model_copy(update={"services": [Service.ENERGY]}) if s.id in ids else s
+        s.model_copy(update={"services": [Service.ENERGY]})
         for s in fleet.sites
+        if s.id in ids
     ]
-    return fleet.model_copy(update={"sites": sites})
+    groups = [
+        g
+        for g in fleet.poi_groups
+        if all(s.id in ids for s in fleet.sites if s.poi.group == g.name)
+    ]
+    return fleet.model_copy(update={"sites": sites, "poi_groups": groups})
 
 
 def realtime_redispatch(
@@ -671,6 +720,8 @@ def realtime_redispatch(
     inputs: DayInputs,
     plan: TwoSettlementPlan,
     site_ids: Sequence[str],
+    *,
+    decay: float = RT_SPREAD_DECAY,
 ) -> tuple[dict[str, list[float]], float, float, int]:
     """Re-dispatch the day hourly with the intraday engine at the RT forecast.
 
@@ -720,6 +771,8 @@ def realtime_redispatch(
                 inputs.rt_energy[node],
                 hour[0],
                 inputs.rt_spread_before.get(node, 0.0),
+                decay=decay,
+                premium=inputs.rt_premium.get(node),
             )
             out[node] = {"energy": fc[:n]}
         return out
@@ -780,22 +833,47 @@ def _strategy(
     scn_fc: Scenario,
     scn_act: Scenario,
     ids: Sequence[str],
-) -> tuple[Result, TwoSettlementValue, float, float, int] | str:
-    plan = solve(scn_fc, OPTS)
-    if plan.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
-        return f"plan {plan.status}: {plan.reason}"
-    da_plan = plan_of(plan)
+) -> tuple[TwoSettlementPlan, TwoSettlementValue, float, float, int] | str:
+    """Plan the DA position and awards, re-dispatch in RT, settle both markets."""
+    if options.da_plan == "two_settlement":
+        expected = {
+            node: [
+                float(v) + p
+                for v, p in zip(
+                    scn_fc.markets[node].energy,
+                    inputs.rt_premium.get(node) or [0.0] * scn_fc.intervals,
+                    strict=True,
+                )
+            ]
+            for node in scn_fc.markets
+        }
+        joint = two_settlement(scn_fc, expected, options=OPTS)
+        if joint.status not in ("optimal", "feasible"):
+            return f"plan {joint.status}: {joint.reason}"
+        da_plan = TwoSettlementPlan(
+            da_net_mw=joint.da_net_mw,
+            reg_up_mw={k: v["reg_up"] for k, v in joint.reserves_mw.items()},
+            reg_down_mw={k: v["reg_down"] for k, v in joint.reserves_mw.items()},
+            spin_mw={k: v["spin"] for k, v in joint.reserves_mw.items()},
+            rt_net_mw=joint.da_net_mw,
+        )
+    else:
+        plan = solve(scn_fc, OPTS)
+        if plan.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
+            return f"plan {plan.status}: {plan.reason}"
+        da_plan = plan_of(plan)
     shortfall = charge = 0.0
     fallbacks = 0
+    metered_plan = da_plan
     if options.realtime:
         metered, shortfall, charge, fallbacks = realtime_redispatch(
-            fleet, rules, inputs, da_plan, ids
+            fleet, rules, inputs, da_plan, ids, decay=options.rt_spread_decay
         )
-        da_plan = plan_of(plan, metered)
-    value = two_settlement(scn_act, inputs.rt_energy, plan=da_plan, options=OPTS)
+        metered_plan = dataclasses.replace(da_plan, rt_net_mw=metered)
+    value = two_settlement(scn_act, inputs.rt_energy, plan=metered_plan, options=OPTS)
     if value.status not in ("optimal", "feasible"):
         return f"settlement {value.status}: {value.reason}"
-    return plan, value, shortfall, charge, fallbacks
+    return da_plan, value, shortfall, charge, fallbacks
 
 
 def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow:
@@ -842,8 +920,9 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
     )
     if isinstance(got, str):
         return DayRow(day, got, inputs.hours)
-    plan, value, shortfall_mwh, shortfall_usd, fallbacks = got
-    settled = solve(fixed_plan(scn_act, plan), OPTS)
+    da_plan, value, shortfall_mwh, shortfall_usd, fallbacks = got
+    da_prices = {node: scn_act.markets[node].energy for node in scn_act.markets}
+    settled = two_settlement(scn_act, da_prices, plan=da_plan, options=OPTS)
     perfect = solve(scn_act, OPTS)
     hindsight = two_settlement(scn_act, inputs.rt_energy, options=OPTS)
     for name, status, reason in (
@@ -884,7 +963,7 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
         },
         degradation_usd=value.degradation_usd,
         net_usd=value.objective_usd - shortfall_usd,
-        day_ahead_usd=float(settled.objective_usd or 0.0),
+        day_ahead_usd=settled.objective_usd,
         da_only_perfect_foresight_usd=float(perfect.objective_usd or 0.0),
         hindsight_usd=hindsight.objective_usd,
         baselines_usd=baselines,
