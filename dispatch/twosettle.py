@@ -68,6 +68,9 @@ class TwoSettlementValue:
     """Per site: the DA position of the solution [MW]."""
     reserves_mw: Mapping[str, Mapping[str, list[float]]] = field(default_factory=dict)
     """Per site, per reserve (``reg_up``, ``reg_down``, ``spin``): awards [MW]."""
+    bound_usd: float = math.nan
+    """Proven upper bound on the optimum (the solver's dual bound) [$]; for a
+    fixed plan, its value."""
 
 
 def _shift(index: SiteIndex, cols: int, rows: int) -> SiteIndex:
@@ -191,6 +194,7 @@ def _sum(parts: Sequence[TwoSettlementValue]) -> TwoSettlementValue:
         rt_net_mw={k: v for p in parts for k, v in p.rt_net_mw.items()},
         da_net_mw={k: v for p in parts for k, v in p.da_net_mw.items()},
         reserves_mw={k: v for p in parts for k, v in p.reserves_mw.items()},
+        bound_usd=math.fsum(p.bound_usd for p in parts),
     )
 
 
@@ -271,11 +275,13 @@ def two_settlement(
         lp_da.cost[idx.sp] = -dt * price_series(scn, site.node, "spin")
     lp, _, _ = _stack(lp_da, lp_rt)
     true_cost = lp.cost.copy()
-    for idx in lp.sites:
-        # Tie-break: the same position without needless throughput (no solve rounds
-        # for degenerate charge-and-discharge); the value uses the true cost.
-        lp.cost[idx.c] += TIE_BREAK_USD_PER_MWH * dt
-        lp.cost[idx.d] += TIE_BREAK_USD_PER_MWH * dt
+    if plan is not None:
+        for idx in lp.sites:
+            # Tie-break: the same position without needless throughput (no solve
+            # rounds for degenerate charge-and-discharge); the value uses the true
+            # cost.
+            lp.cost[idx.c] += TIE_BREAK_USD_PER_MWH * dt
+            lp.cost[idx.d] += TIE_BREAK_USD_PER_MWH * dt
     links: list[tuple[list[int], list[float]]] = []
     n_sites = len(scn.sites)
     for k, site in enumerate(scn.sites):
@@ -341,4 +347,9 @@ def two_settlement(
         rt_net_mw=rt_net,
         da_net_mw=da_net,
         reserves_mw=reserves,
+        bound_usd=(
+            max(objective, raw.bound_usd)
+            if plan is None and math.isfinite(raw.bound_usd)
+            else objective
+        ),
     )
