@@ -165,7 +165,9 @@ def test_backtest_cli_prints_json_when_asked(tmp_path):
     out = prices.rename(columns={"price": "price_usd_per_mwh"})
     out["timestamp_utc"] = out["timestamp_utc"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     out.to_csv(csv_path, index=False)
-    fleet_path = write_fleet_file(tmp_path, fleet_data(1))
+    data = fleet_data(1)
+    data["sites"].append(site_data("btm-01", btm=True))
+    fleet_path = write_fleet_file(tmp_path, data)
     result = CliRunner().invoke(
         app,
         [
@@ -179,6 +181,8 @@ def test_backtest_cli_prints_json_when_asked(tmp_path):
             "--prices",
             str(csv_path),
             "--json",
+            "--load-dir",
+            str(_load_dir(tmp_path)),
             "--out",
             str(tmp_path / "out"),
         ],
@@ -187,8 +191,26 @@ def test_backtest_cli_prints_json_when_asked(tmp_path):
     data = json.loads(result.stdout[result.stdout.index("{") :])
     assert data["days_replayed"] == 2
     assert data["hindsight_usd"] >= data["net_usd"]
-    assert (tmp_path / "out" / "backtest_days.csv").exists()
+    assert [
+        (b["site_id"], b["billing_month"], b["days"]) for b in data["btm_bills"]
+    ] == [("btm-01", "2024-03-01", 2)]
+    days_csv = pd.read_csv(tmp_path / "out" / "backtest_days.csv")
+    assert {"hindsight_usd", "baseline_static_as_usd", "rt_missing_hours"} <= set(
+        days_csv.columns
+    )
+    assert len(days_csv) == 2
+    assert (tmp_path / "out" / "backtest_btm_bills.csv").exists()
     assert (tmp_path / "out" / "backtest_daily.png").exists()
+
+
+def test_backtest_cli_exits_2_when_load_dir_is_not_a_folder(tmp_path, capsys):
+    fleet_path = write_fleet_file(tmp_path, fleet_data(1))
+    args = ["backtest", "--fleet", str(fleet_path), "--start", "2024-03-11", "--end"]
+    args += ["2024-03-12", "--load-dir", str(tmp_path / "nope")]
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    assert "--load-dir" in capsys.readouterr().err
 
 
 def test_backtest_cli_exits_2_when_price_file_missing(tmp_path, capsys, monkeypatch):
@@ -339,3 +361,17 @@ def test_rt_forecast_uses_only_hours_before_the_redispatch():
     ]
     changed = rt_forecast(da, [10.0, 30.0, -5.0, 1e4, 0.0, 0.0], 2, 0.0, decay=0.5)
     assert changed == fc
+
+
+@pytest.mark.slow
+def test_backtest_replays_the_real_dst_fall_back_day_with_25_hours(shared_data):
+    from fleet.ops.backtest import default_price_files
+
+    prices = read_prices(default_price_files(shared_data), "ERCOT")
+    day = dt.date(2025, 11, 2)
+    rep = run_backtest(fleet(1), prices, day, day, BacktestOptions())
+    (row,) = rep.days
+    assert (row.status, row.hours) == ("ok", 25)
+    # the reconstructed file drops both ambiguous 01:00 hours: dark, not skipped
+    assert row.dark_hours == 2
+    assert row.net_usd <= row.hindsight_usd
