@@ -204,6 +204,7 @@ def two_settlement(
     *,
     plan: TwoSettlementPlan | None = None,
     options: SolveOptions | None = None,
+    relax: bool = False,
 ) -> TwoSettlementValue:
     """Solve (or settle a fixed ``plan`` in) the two-settlement problem of ``scn``.
 
@@ -219,6 +220,9 @@ def two_settlement(
         A strategy to settle; None solves for the best one (hindsight).
     options : SolveOptions, optional
         Gap and limits (default: gap 1e-7).
+    relax : bool
+        Solve the LP relaxation (charge and discharge may overlap): a valid but looser
+        upper bound (0.1-0.7 % on ERCOT days measured), 20-60x faster than the MILP.
 
     Returns
     -------
@@ -241,7 +245,11 @@ def two_settlement(
     if len(groups) > 1:
         parts = [
             two_settlement(
-                _subset(scn, ids), rt_energy_usd_per_mwh, plan=plan, options=options
+                _subset(scn, ids),
+                rt_energy_usd_per_mwh,
+                plan=plan,
+                options=options,
+                relax=relax,
             )
             for ids in groups
         ]
@@ -293,8 +301,10 @@ def two_settlement(
             cols = [int(r_idx.d[i]), int(r_idx.c[i]), int(d_idx.d[i]), int(d_idx.c[i])]
             links.append((cols, [1.0, -1.0, -1.0, 1.0]))
     lp = _append_rows(lp, links, "two-settlement links")
+    if relax:
+        options = dataclasses.replace(options, exclusivity_tol_mw=math.inf)
     solver = ExactSolver(lp, options)
-    if plan is None:
+    if plan is None and not relax:
         # Measured: the relaxation of the DA copy charges and discharges at once to
         # free reserve headroom; starting with every indicator binary solves ~5x
         # faster than the rounds that find them.

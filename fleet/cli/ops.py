@@ -130,6 +130,13 @@ def backtest(
             show_default=False,
         ),
     ] = None,
+    hindsight: Annotated[
+        str,
+        typer.Option(
+            "--hindsight",
+            help="exact (MILP bound, 0.01 % gap) or relaxed (LP bound, faster).",
+        ),
+    ] = "exact",
     out: Annotated[
         Path, typer.Option("--out", help="Folder for the CSVs, JSON and plot.")
     ] = Path("backtest-out"),
@@ -161,6 +168,7 @@ def backtest(
         site_ids=tuple(site or ()),
         realtime=realtime,
         load_dir=load_dir,
+        hindsight=hindsight,
     )
     frame = read_prices(_price_paths(prices), rules.name)
     if workers > 1:

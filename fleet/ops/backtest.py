@@ -123,6 +123,9 @@ class BacktestOptions:
     expected RT premium (:func:`forecasting.baselines.rt_premium_forecast`)."""
     premium_days: int = 14
     """Days in the median of the expected RT premium."""
+    hindsight: str = "exact"
+    """``exact``: the MILP's proven bound (0.01 % gap); ``relaxed``: the LP relaxation,
+    a valid but looser bound (0.1-0.7 %), 20-60x faster (for long fleet runs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +281,9 @@ class BacktestReport:
             "value_over_baselines": {
                 k: ratio(net, baselines[k]) for k in BASELINES if k in baselines
             },
-            "value_of_forecast_usd": None if naive is None else round(net - naive, 2),
+            "value_of_forecast_usd": None
+            if naive is None
+            else round(net - naive, 2) + 0.0,
             "rt_missing_hours": sum(d.rt_missing_hours for d in ok),
             "rt_missing_days": [d.day for d in ok if d.rt_missing_hours],
             "dark_hours": sum(d.dark_hours for d in ok),
@@ -404,6 +409,9 @@ def prepare_days(
         raise FleetInputError(msg)
     if options.forecaster not in FORECASTERS:
         msg = f"--forecaster={options.forecaster!r} must be one of {list(FORECASTERS)}"
+        raise FleetInputError(msg)
+    if options.hindsight not in ("exact", "relaxed"):
+        msg = f"--hindsight={options.hindsight!r} must be 'exact' or 'relaxed'"
         raise FleetInputError(msg)
     if options.da_plan not in DA_PLANS:
         msg = f"--da-plan={options.da_plan!r} must be one of {list(DA_PLANS)}"
@@ -943,7 +951,12 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
     }
     settled = two_settlement(scn_act, da_prices, plan=da_plan, options=OPTS)
     perfect = solve(scn_act, OPTS)
-    hindsight = two_settlement(scn_act, inputs.rt_energy, options=HINDSIGHT_OPTS)
+    hindsight = two_settlement(
+        scn_act,
+        inputs.rt_energy,
+        options=HINDSIGHT_OPTS,
+        relax=options.hindsight == "relaxed",
+    )
     for name, status, reason in (
         ("settle", settled.status, settled.reason),
         ("perfect", perfect.status, perfect.reason),

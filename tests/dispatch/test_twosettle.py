@@ -63,3 +63,13 @@ def test_two_settlement_follows_da_and_excludes_hours_without_rt_price():
     known = rt.copy()
     known[[3, 17, 18]] = 1e4  # a price there would change the figure; NaN does not
     assert two_settlement(scn, {NODE: known}).objective_usd > best.objective_usd
+
+
+def test_relaxed_bound_is_above_the_exact_bound_when_rt_differs():
+    scn = scenario(n_sites=2)
+    rt = _rt(scn, 4, sigma=25.0)
+    exact = two_settlement(scn, {NODE: rt})
+    relaxed = two_settlement(scn, {NODE: rt}, relax=True)
+    assert relaxed.bound_usd >= exact.bound_usd * (1 - 1e-9)
+    assert exact.bound_usd >= exact.objective_usd * (1 - 1e-9)
+    assert relaxed.bound_usd <= exact.bound_usd * 1.05
