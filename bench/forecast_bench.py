@@ -100,6 +100,7 @@ def hub_jobs() -> list[Job]:
             "out of sample: after the 2025-05-31 tuning cut",
         )
         for n in HUBS
+        if periods in ("oos", "both")
     ]
     return out
 
@@ -173,7 +174,9 @@ def load(job: Job) -> tuple[pd.Series, str]:
     return y, report.summary()
 
 
-def run(job: Job) -> tuple[Job, pd.DataFrame, pd.DataFrame | None, str, float, int]:
+def run(
+    job: Job, refit_days: int = REFIT_DAYS
+) -> tuple[Job, pd.DataFrame, pd.DataFrame | None, str, float, int]:
     y, summary = load(job)
     started = time.perf_counter()
     result = rolling_backtest(
@@ -181,7 +184,7 @@ def run(job: Job) -> tuple[Job, pd.DataFrame, pd.DataFrame | None, str, float, i
         lambda: PriceForecaster(market=job.market, node=job.node, product=job.product),
         start=job.start,
         end=job.end,
-        refit_days=REFIT_DAYS,
+        refit_days=refit_days,
         clock=time.perf_counter,
     )
     wall = time.perf_counter() - started
@@ -229,6 +232,10 @@ def main() -> None:
         action="store_true",
         help="every ERCOT hub and load zone (DA and RT), not a representative subset",
     )
+    parser.add_argument("--refit-days", type=int, default=REFIT_DAYS)
+    parser.add_argument(
+        "--hub-periods", choices=("2024", "oos", "both"), default="both"
+    )
     parser.add_argument(
         "--hubs",
         action="store_true",
@@ -248,10 +255,14 @@ def main() -> None:
     with ProcessPoolExecutor(args.workers) as pool:
         todo = [
             j
-            for j in (hub_jobs() if args.hubs else jobs(args.quick, args.all_nodes))
+            for j in (
+                hub_jobs(args.hub_periods)
+                if args.hubs
+                else jobs(args.quick, args.all_nodes)
+            )
             if f"{j.node}:{j.product}" not in args.skip
         ]
-        futures = [pool.submit(run, j) for j in todo]
+        futures = [pool.submit(run, j, args.refit_days) for j in todo]
         for future in as_completed(futures):
             job, scores, keep, summary, wall, refits = future.result()
             print(
