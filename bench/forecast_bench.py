@@ -84,10 +84,12 @@ HUBS = (
 )
 
 
-def hub_jobs() -> list[Job]:
-    """DA energy at every ERCOT hub: 2024 and out of sample (2025-06..2026-01)."""
+def hub_jobs(periods: str = "both") -> list[Job]:
+    """DA energy at every ERCOT hub: 2024 and/or out of sample (2025-06..2026-01)."""
     out = [
-        Job("ERCOT", n, "da_energy", (DA,), "2024-01-01", "2024-12-31") for n in HUBS
+        Job("ERCOT", n, "da_energy", (DA,), "2024-01-01", "2024-12-31")
+        for n in HUBS
+        if periods in ("2024", "both")
     ]
     out += [
         Job(
