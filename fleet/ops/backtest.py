@@ -981,7 +981,7 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
             if val.status in ("optimal", "feasible"):
                 baselines[f"tb{k}"] = val.objective_usd
     if inputs.naive is None:
-        baselines["naive_forecast"] = value.objective_usd
+        baselines["naive_forecast"] = value.objective_usd - shortfall_usd
     else:
         naive = _strategy(
             fleet, rules, options, inputs, scenario(inputs.naive), scn_act, ids
