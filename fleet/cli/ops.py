@@ -105,7 +105,9 @@ def backtest(
     forecaster: Annotated[
         str,
         typer.Option(
-            "--forecaster", help="naive_average, seasonal_naive, persistence or model."
+            "--forecaster",
+            help="naive_average, seasonal_naive, persistence, median_7d, model (P50) "
+            "or model_mean (expected value of the quantiles).",
         ),
     ] = "naive_average",
     refit_days: Annotated[

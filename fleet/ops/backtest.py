@@ -61,8 +61,13 @@ from forecasting.data import clean_series, read_price_csv
 
 logger = logging.getLogger(__name__)
 
-FORECASTERS: tuple[str, ...] = ("model", *BASELINE_NAMES)
-"""Forecasters the backtest can issue day-ahead prices with."""
+FORECASTERS: tuple[str, ...] = ("model", "model_mean", *BASELINE_NAMES)
+"""Forecasters the backtest can issue day-ahead prices with: ``model`` plans at the
+quantile model's P50, ``model_mean`` at its expected value from the three quantiles
+(Swanson's rule, 0.3·P10 + 0.4·P50 + 0.3·P90: a price taker's expected revenue is linear
+in the price, so the mean, not the median, is the price to plan at)."""
+SWANSON_WEIGHTS: tuple[float, float, float] = (0.3, 0.4, 0.3)
+"""Weights of P10, P50, P90 in the expected value of ``model_mean``."""
 NAIVE = "naive_average"
 """The forecaster the value of a forecast is measured against."""
 AS_NODE = "SYSTEM"
@@ -353,7 +358,7 @@ def _forecast(
     clock: Callable[[], float] | None,
 ) -> pd.Series:
     """P50 forecast of ``y`` for every hour of ``days``, issued on D-1."""
-    if method == "model":
+    if method in ("model", "model_mean"):
         from forecasting.backtest import rolling_backtest
         from forecasting.price import PriceForecaster
 
@@ -364,10 +369,15 @@ def _forecast(
             y, make, start=days[0], end=days[-1], refit_days=refit_days, clock=clock
         )
         frame = result.forecasts
-        return pd.Series(
-            frame["p50"].to_numpy(float),
-            index=pd.DatetimeIndex(frame["timestamp_utc"]),
-        )
+        values = frame["p50"].to_numpy(float)
+        if method == "model_mean":
+            w10, w50, w90 = SWANSON_WEIGHTS
+            values = (
+                w10 * frame["p10"].to_numpy(float)
+                + w50 * values
+                + w90 * frame["p90"].to_numpy(float)
+            )
+        return pd.Series(values, index=pd.DatetimeIndex(frame["timestamp_utc"]))
     base = baseline_forecasts(y, days, tz=tz, product=product)
     return base[method]
 

@@ -375,3 +375,41 @@ def test_backtest_replays_the_real_dst_fall_back_day_with_25_hours(shared_data):
     # the reconstructed file drops both ambiguous 01:00 hours: dark, not skipped
     assert row.dark_hours == 2
     assert row.net_usd <= row.hindsight_usd
+
+
+def test_model_mean_plans_at_the_swanson_mean_of_the_quantiles():
+    from fleet.ops.backtest import SWANSON_WEIGHTS, _forecast
+    from forecasting.backtest import rolling_backtest
+    from forecasting.price import PriceForecaster
+
+    frame = price_frame(dt.date(2024, 1, 1), dt.date(2024, 3, 12))
+    y = (
+        frame[(frame["node"] == NODE) & (frame["product"] == "da_energy")]
+        .set_index("timestamp_utc")["price"]
+        .sort_index()
+    )
+    days = [dt.date(2024, 3, 11), dt.date(2024, 3, 12)]
+    tz = "America/Chicago"
+    mean = _forecast(
+        y,
+        days,
+        method="model_mean",
+        tz=tz,
+        product="da_energy",
+        refit_days=28,
+        clock=None,
+    )
+    quantiles = rolling_backtest(
+        y,
+        lambda: PriceForecaster(tz=tz, product="da_energy"),
+        start=days[0],
+        end=days[-1],
+        refit_days=28,
+    ).forecasts
+    w10, w50, w90 = SWANSON_WEIGHTS
+    expected = (
+        w10 * quantiles["p10"] + w50 * quantiles["p50"] + w90 * quantiles["p90"]
+    ).to_numpy()
+    assert len(mean) == 48
+    np.testing.assert_allclose(mean.to_numpy(), expected, rtol=1e-9)
+    assert not np.allclose(mean.to_numpy(), quantiles["p50"].to_numpy())
