@@ -1,8 +1,8 @@
 """Benchmark the price forecasters on the real data: held-out scores and fit time.
 
-Run: ``.venv/bin/python bench/forecast_bench.py [--workers 2] [--quick]``
+Run: ``.venv/bin/python bench/forecast_bench.py [--workers 2] [--quick] [--hubs]``
 
-Prints, per (market, node, product), the model and the three baselines on the
+Prints, per (market, node, product), the model and the four baselines on the
 held-out period (2024 onward; never used for tuning), as a markdown table, plus the
 fit time of one node-product on two years of hourly data, and writes
 ``docs/img/forecast_backtest.png``.
@@ -71,6 +71,40 @@ ALL_ERCOT_NODES = (
     "LZ_SOUTH",
     "LZ_WEST",
 )
+
+
+HUBS = (
+    "HB_BUSAVG",
+    "HB_HOUSTON",
+    "HB_HUBAVG",
+    "HB_NORTH",
+    "HB_PAN",
+    "HB_SOUTH",
+    "HB_WEST",
+)
+
+
+def hub_jobs(periods: str = "both") -> list[Job]:
+    """DA energy at every ERCOT hub: 2024 and/or out of sample (2025-06..2026-01)."""
+    out = [
+        Job("ERCOT", n, "da_energy", (DA,), "2024-01-01", "2024-12-31")
+        for n in HUBS
+        if periods in ("2024", "both")
+    ]
+    out += [
+        Job(
+            "ERCOT",
+            n,
+            "da_energy",
+            (DA, RT_DA),
+            "2025-06-01",
+            "2026-01-31",
+            "out of sample: after the 2025-05-31 tuning cut",
+        )
+        for n in HUBS
+        if periods in ("oos", "both")
+    ]
+    return out
 
 
 def jobs(quick: bool, all_nodes: bool = False) -> list[Job]:
@@ -142,7 +176,9 @@ def load(job: Job) -> tuple[pd.Series, str]:
     return y, report.summary()
 
 
-def run(job: Job) -> tuple[Job, pd.DataFrame, pd.DataFrame | None, str, float, int]:
+def run(
+    job: Job, refit_days: int = REFIT_DAYS
+) -> tuple[Job, pd.DataFrame, pd.DataFrame | None, str, float, int]:
     y, summary = load(job)
     started = time.perf_counter()
     result = rolling_backtest(
@@ -150,7 +186,7 @@ def run(job: Job) -> tuple[Job, pd.DataFrame, pd.DataFrame | None, str, float, i
         lambda: PriceForecaster(market=job.market, node=job.node, product=job.product),
         start=job.start,
         end=job.end,
-        refit_days=REFIT_DAYS,
+        refit_days=refit_days,
         clock=time.perf_counter,
     )
     wall = time.perf_counter() - started
@@ -198,6 +234,15 @@ def main() -> None:
         action="store_true",
         help="every ERCOT hub and load zone (DA and RT), not a representative subset",
     )
+    parser.add_argument("--refit-days", type=int, default=REFIT_DAYS)
+    parser.add_argument(
+        "--hub-periods", choices=("2024", "oos", "both"), default="both"
+    )
+    parser.add_argument(
+        "--hubs",
+        action="store_true",
+        help="only DA energy at the 7 ERCOT hubs, 2024 and 2025-06..2026-01",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     seconds, rows = (0.0, 0) if args.skip else fit_time()
@@ -212,17 +257,21 @@ def main() -> None:
     with ProcessPoolExecutor(args.workers) as pool:
         todo = [
             j
-            for j in jobs(args.quick, args.all_nodes)
+            for j in (
+                hub_jobs(args.hub_periods)
+                if args.hubs
+                else jobs(args.quick, args.all_nodes)
+            )
             if f"{j.node}:{j.product}" not in args.skip
         ]
-        futures = [pool.submit(run, j) for j in todo]
+        futures = [pool.submit(run, j, args.refit_days) for j in todo]
         for future in as_completed(futures):
             job, scores, keep, summary, wall, refits = future.result()
             print(
                 f"{job.market} {job.node} {job.product} {job.start}..{job.end}: {refits} refits, {wall:.0f} s; data: {summary}",
                 flush=True,
             )
-            if keep is not None:
+            if keep is not None and not args.hubs:
                 plot_frame = keep
                 write_plot(plot_frame)
             for method, row in scores.iterrows():

@@ -38,6 +38,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "d7_mean",
     "week_mean_at_hour",
     "week_max_at_hour",
+    "week_median_at_hour",
     "week_mean",
 )
 """Columns of :func:`build_features`, in order."""
@@ -269,6 +270,7 @@ def build_features(
         week_at_hour = week[:, rows, hour]
         out["week_mean_at_hour"] = np.nanmean(week_at_hour, axis=0)
         out["week_max_at_hour"] = np.nanmax(week_at_hour, axis=0)
+        out["week_median_at_hour"] = np.nanmedian(week_at_hour, axis=0)
         out["week_mean"] = np.nanmean(week, axis=(0, 2))
     frame = pd.DataFrame(out, index=index)
     return frame[list(FEATURE_NAMES)]

@@ -248,10 +248,15 @@ class QuantileForecaster:
         """Return the level the models forecast a deviation from (0 in ``level`` mode)."""
         if self.target_mode == "level":
             return np.zeros(len(features))
-        if self.target_mode == "weekly":
-            ref = features["week_mean_at_hour"].to_numpy(float)
+        if self.target_mode in ("weekly", "median"):
+            column = (
+                "week_mean_at_hour"
+                if self.target_mode == "weekly"
+                else "week_median_at_hour"
+            )
+            ref = features[column].to_numpy(float)
             return np.nan_to_num(ref, nan=0.0)
-        msg = f"target_mode={self.target_mode!r} must be 'level' or 'weekly'"
+        msg = f"target_mode={self.target_mode!r} must be 'level', 'weekly' or 'median'"
         raise ForecastInputError(msg)
 
     def _version(self) -> str:

@@ -104,7 +104,9 @@ def backtest(
     forecaster: Annotated[
         str,
         typer.Option(
-            "--forecaster", help="naive_average, seasonal_naive, persistence or model."
+            "--forecaster",
+            help="naive_average, seasonal_naive, persistence, median_7d, model (P50) "
+            "or model_mean (expected value of the quantiles).",
         ),
     ] = "naive_average",
     refit_days: Annotated[
@@ -113,11 +115,35 @@ def backtest(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Worker processes for the days.")
     ] = 1,
+    realtime: Annotated[
+        bool,
+        typer.Option(
+            "--realtime/--no-realtime",
+            help="Re-dispatch hourly in real time (off: meter the DA position).",
+        ),
+    ] = True,
+    load_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--load-dir",
+            help="Folder of the behind-the-meter load data sets; default: the shared "
+            "data folder when it exists.",
+            show_default=False,
+        ),
+    ] = None,
+    hindsight: Annotated[
+        str,
+        typer.Option(
+            "--hindsight",
+            help="exact (MILP bound, 0.01 % gap) or relaxed (LP bound, faster).",
+        ),
+    ] = "exact",
     out: Annotated[
-        Path, typer.Option("--out", help="Folder for the CSV, JSON and plot.")
+        Path, typer.Option("--out", help="Folder for the CSVs, JSON and plot.")
     ] = Path("backtest-out"),
 ) -> None:
-    """Replay real prices day by day: forecasts, day-ahead solve, settlement, comparisons."""
+    """Replay real prices: DA plan, RT re-dispatch, two-settlement, bounds, baselines."""
+    from fleet.config import Settings
     from fleet.fleetfile import load_fleet
     from fleet.ops.backtest import (
         BacktestOptions,
@@ -129,12 +155,21 @@ def backtest(
     first, last = _day(start, "--start"), _day(end, "--end")
     fleet_obj = load_fleet(fleet)
     rules = _rules(market)
+    if load_dir is None:
+        shared = Settings().shared_data_dir
+        load_dir = shared if shared.is_dir() else None
+    elif not load_dir.is_dir():
+        msg = f"--load-dir={load_dir} is not a folder"
+        raise FleetInputError(msg)
     options = BacktestOptions(
         market=rules.name,
         forecaster=forecaster,
         refit_days=refit_days,
         workers=workers,
         site_ids=tuple(site or ()),
+        realtime=realtime,
+        load_dir=load_dir,
+        hindsight=hindsight,
     )
     frame = read_prices(_price_paths(prices), rules.name)
     if workers > 1:
@@ -158,18 +193,36 @@ def backtest(
     for key in (
         "degradation_usd",
         "net_usd",
+        "hindsight_usd",
+        "da_only_perfect_foresight_usd",
         "day_ahead_usd",
-        "perfect_foresight_usd",
-        "baseline_usd",
     ):
         table.add_row(key, f"{totals[key]:,.0f}")
-    for key in ("capture_ratio", "baseline_ratio"):
+    for key in ("capture_vs_hindsight", "capture_vs_da_only"):
         value = totals[key]
         table.add_row(key, "n/a" if value is None else f"{value:.3f}")
+    for key, value in totals["baselines"].items():
+        ratio = totals["value_over_baselines"].get(key)
+        shown = "n/a" if ratio is None else f"{ratio:.2f}x"
+        table.add_row(f"baseline {key} [USD]", f"{value:,.0f} (ours {shown})")
+    if totals["value_of_forecast_usd"] is not None:
+        table.add_row(
+            "value_of_forecast_usd", f"{totals['value_of_forecast_usd']:,.0f}"
+        )
     table.add_row(
         "days replayed / skipped",
         f"{totals['days_replayed']} / {totals['days_skipped']}",
     )
+    table.add_row("RT hours missing (excluded)", str(totals["rt_missing_hours"]))
+    table.add_row(
+        "AS shortfall [MW-h] / charge [USD]",
+        f"{totals['as_shortfall_mwh']:,.1f} / {totals['as_shortfall_usd']:,.0f}",
+    )
+    for bill in totals.get("btm_bills", []):
+        table.add_row(
+            f"BTM {bill['site_id']} {bill['billing_month']} savings [USD]",
+            f"{bill['savings_usd']:,.0f} ({bill['days']} days)",
+        )
     table.add_row("seconds", f"{totals['seconds']:.1f}")
     console.print(table)
     from fleet.ops.degradation_costs import describe_fleet_costs

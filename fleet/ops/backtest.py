@@ -1,23 +1,27 @@
-"""Replay real prices day by day: forecasts, day-ahead solve, settlement, comparisons.
+"""Replay real prices day by day: DA plan, RT re-dispatch, two-settlement, bounds, baselines.
 
 For each operating day D of the period (``docs/backtest.md`` has the definitions):
 
 1. forecasts of D's day-ahead energy and AS prices, issued on D-1 as they would have
    been (only data known at the issue time);
-2. the day-ahead solve of the market's sites at the P50 forecast: the plan;
-3. settlement at the actual prices: the plan's energy and AS positions at the actual DA
-   prices (the same model evaluates the fixed plan, so degradation is costed the same
-   way), and the expected deployed regulation energy (a deviation from the DA
-   position) at real-time minus DA prices;
-4. perfect foresight: the same model and constraints solved with the actual DA prices;
-5. the baseline: fixed daily charge and discharge windows, no AS, settled the same way.
+2. the day-ahead plan of the market's front-of-meter sites at the P50 forecast: its
+   net power is the DA energy position, its reserves the AS awards (a price taker);
+3. real-time re-dispatch with the intraday engine (:class:`IntradayDispatcher`) every
+   hour, at an RT price forecast made from what is known then, AS awards held;
+4. two-settlement: DA position at DA prices, awards at DA AS prices, metered deviation
+   at RT prices (hours without an RT price follow the DA position and are excluded);
+5. the bounds: hindsight over both settlements (same physics and rules) and the DA-only
+   perfect foresight;
+6. baselines: a static AS offer, TB2/TB4 energy windows, and the same engine with
+   ``naive_average`` forecasts.
 
-Days are independent (each starts from the fleet file's SoC and must end at or above
-it), so they run in parallel.
+Behind-the-meter sites are replayed day after day with the billing month's metered peak
+carried across days; bill savings are reported per site and billing month.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -27,32 +31,45 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from dispatch.markets import MarketRules, load_market_rules
 from dispatch.result import Result
-from dispatch.scenario import Commitments, Scenario
+from dispatch.scenario import Commitments, Scenario, parse_scenario
 from dispatch.solve import SolveOptions, solve
 from dispatch.status import SolveStatus
-from fleet.domain import Fleet
+from dispatch.twosettle import TwoSettlementPlan, TwoSettlementValue, two_settlement
+from fleet.domain import Fleet, Service, Site
 from fleet.errors import FleetInputError
+from fleet.ops.intraday import IntradayConfig, IntradayDispatcher
 from fleet.ops.scenario_builder import (
     ScenarioInputs,
     build_scenario,
+    default_degradation_usd_per_mwh,
     operating_day_hours,
     operating_day_start,
 )
-from forecasting.baselines import BASELINE_NAMES, baseline_forecasts
+from forecasting.baselines import (
+    BASELINE_NAMES,
+    baseline_forecasts,
+    rt_premium_forecast,
+)
 from forecasting.data import clean_series, read_price_csv
 
 logger = logging.getLogger(__name__)
 
-ForecasterName = Literal["model", "persistence", "seasonal_naive", "naive_average"]
-FORECASTERS: tuple[str, ...] = ("model", *BASELINE_NAMES)
-"""Forecasters the backtest can issue day-ahead prices with."""
+FORECASTERS: tuple[str, ...] = ("model", "model_mean", *BASELINE_NAMES)
+"""Forecasters the backtest can issue day-ahead prices with: ``model`` plans at the
+quantile model's P50, ``model_mean`` at its expected value from the three quantiles
+(Swanson's rule, 0.3·P10 + 0.4·P50 + 0.3·P90: a price taker's expected revenue is linear
+in the price, so the mean, not the median, is the price to plan at)."""
+SWANSON_WEIGHTS: tuple[float, float, float] = (0.3, 0.4, 0.3)
+"""Weights of P10, P50, P90 in the expected value of ``model_mean``."""
+NAIVE = "naive_average"
+"""The forecaster the value of a forecast is measured against."""
 AS_NODE = "SYSTEM"
 """Node of the system-wide ancillary-service prices in the price data."""
 AS_SERIES: Mapping[str, str] = {
@@ -62,6 +79,10 @@ AS_SERIES: Mapping[str, str] = {
 }
 """Scenario AS product -> price-data product."""
 SERVICES = ("energy", "reg_up", "reg_down", "spin")
+DA_PLANS: tuple[str, ...] = ("price_taker", "two_settlement")
+"""How the day-ahead position is planned (:class:`BacktestOptions`)."""
+BASELINES: tuple[str, ...] = ("static_as", "tb2", "tb4", "naive_forecast")
+"""Baselines every strategy is compared against (``docs/backtest.md``)."""
 DEFAULT_PRICE_FILES: tuple[str, ...] = (
     "ercot_da_spp/ercot_da_spp_hubs_lz_2021_2025.csv.gz",
     "ercot_rt_da_hourly_15sp_2024_2026/ercot_rt_da_hourly_15sp_2024_2026.csv.gz",
@@ -69,10 +90,16 @@ DEFAULT_PRICE_FILES: tuple[str, ...] = (
     "ercot_rt_da_hourly_15sp_2024_2026/ercot_dam_as_mcpc_hourly_2024_2026.csv.gz",
 )
 """Price files read from the shared data folder when ``--prices`` is not given."""
-BASELINE_CHARGE_HOUR = 2
-"""Local hour the fixed-window baseline starts charging."""
-BASELINE_DISCHARGE_HOUR = 18
-"""Local hour the fixed-window baseline starts discharging."""
+STATIC_AS_UP_SHARE = 0.6
+"""Static AS offer: share of discharge power offered as reg-up when spin is also
+offered (the rest is spin); all of it as reg-up otherwise."""
+RT_SPREAD_DECAY = 0.6
+"""RT forecast: the last known (RT - DA) spread decays by this factor per hour ahead
+(fixed a priori, not tuned)."""
+OPTS = SolveOptions(mip_rel_gap=1e-6, time_limit_s=60.0)
+HINDSIGHT_OPTS = SolveOptions(mip_rel_gap=1e-4, time_limit_s=120.0)
+"""The hindsight bound is the solver's proven upper bound (within 0.01 % of the
+optimum); an exact gap costs ~5x the time on sites sharing a POI."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +107,30 @@ class BacktestOptions:
     """How the backtest runs."""
 
     market: str = "ERCOT"
-    """Market whose front-of-meter sites are replayed."""
-    forecaster: str = "naive_average"
+    """Market whose sites are replayed."""
+    forecaster: str = NAIVE
     """``model`` (quantile gradient boosting) or a naive baseline name."""
     refit_days: int = 28
     """Days between refits of the model forecaster."""
     workers: int = 1
     """Worker processes for the day solves (1: in this process)."""
     site_ids: tuple[str, ...] = ()
-    """Only these sites (empty: all of the market's front-of-meter sites)."""
+    """Only these sites (empty: all of the market's sites)."""
+    realtime: bool = True
+    """Re-dispatch in real time (False: the metered schedule is the DA position)."""
+    load_dir: Path | None = None
+    """Folder of the behind-the-meter load data sets (None: no BTM replay)."""
+    rt_spread_decay: float = RT_SPREAD_DECAY
+    """Hourly decay of the last known RT - DA spread in the RT forecast (0-1)."""
+    da_plan: str = "price_taker"
+    """``price_taker``: plan at the DA forecast and meter it; ``two_settlement``: plan
+    the DA position, awards and the RT schedule together at the DA forecast and the
+    expected RT premium (:func:`forecasting.baselines.rt_premium_forecast`)."""
+    premium_days: int = 14
+    """Days in the median of the expected RT premium."""
+    hindsight: str = "exact"
+    """``exact``: the MILP's proven bound (0.01 % gap); ``relaxed``: the LP relaxation,
+    a valid but looser bound (0.1-0.7 %), 20-60x faster (for long fleet runs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,33 +144,77 @@ class DayInputs:
     forecast: Mapping[str, Mapping[str, list[float]]]
     """Per node, per scenario product: P50 forecast [$/MWh, $/MW-h]."""
     actual: Mapping[str, Mapping[str, list[float]]]
-    """Per node, per scenario product: actual DA prices."""
+    """Per node, per scenario product: actual DA prices (0 in dark hours)."""
     rt_energy: Mapping[str, list[float]]
-    """Per node: actual real-time energy prices, hourly [$/MWh] (DA where missing)."""
+    """Per node: actual real-time energy prices, hourly [$/MWh], NaN where missing."""
+    dark_hours: tuple[int, ...] = ()
+    """Hours without an actual DA price: nothing is traded (net power 0)."""
+    naive: Mapping[str, Mapping[str, list[float]]] | None = None
+    """Per node: the ``naive_average`` forecast (when the strategy uses another)."""
+    rt_spread_before: Mapping[str, float] = field(default_factory=dict)
+    """Per node: RT - DA of the previous day's last hour [$/MWh] (0 when unknown)."""
+    rt_premium: Mapping[str, list[float]] = field(default_factory=dict)
+    """Per node: expected RT - DA per hour as issued on D-1 [$/MWh] (empty: 0)."""
 
 
 @dataclass(frozen=True, slots=True)
 class DayRow:
-    """One day of the backtest (all money in USD)."""
+    """One day of the backtest (all money in USD, net of degradation unless named)."""
 
     day: str
     """Operating day (ISO)."""
     status: str
     """``ok`` or why the day was skipped."""
+    hours: int = 0
+    """Hours of the operating day (23, 24 or 25)."""
     revenue_usd: dict[str, float] = field(default_factory=dict)
-    """Strategy revenue by service at actual prices (``rt_deviation`` included)."""
+    """Realized revenue: ``da_energy``, ``ancillary``, ``rt_deviation`` [$]."""
     degradation_usd: float = 0.0
-    """Strategy degradation cost (positive number)."""
+    """Degradation cost of the metered schedule (positive number)."""
     net_usd: float = 0.0
-    """Strategy revenue minus degradation, real-time deviation included."""
+    """Realized two-settlement value: revenue minus degradation."""
     day_ahead_usd: float = 0.0
-    """Strategy value settled at DA prices: ``net_usd`` without ``rt_deviation``."""
-    perfect_foresight_usd: float = 0.0
-    """Optimum of the same model at the actual DA prices (net of degradation)."""
-    baseline_usd: float = 0.0
-    """Fixed-window baseline at the actual prices (net of degradation)."""
+    """The DA plan settled at DA prices only (the old single-settlement figure)."""
+    da_only_perfect_foresight_usd: float = 0.0
+    """Optimum of the same model at the actual DA prices."""
+    hindsight_usd: float = 0.0
+    """Optimum over both settlements with DA and RT prices known."""
+    baselines_usd: dict[str, float] = field(default_factory=dict)
+    """Two-settlement value of each baseline of :data:`BASELINES`."""
+    rt_missing_hours: int = 0
+    """Hours without an RT price (excluded from the RT figure)."""
+    dark_hours: int = 0
+    """Hours without an actual DA price (not traded)."""
+    as_shortfall_mwh: float = 0.0
+    """Awarded reserve not held in real time [MW-h]."""
+    as_shortfall_usd: float = 0.0
+    """Charge for it: the awarded MW-h not held paid back at the DA AS price [$]."""
+    rt_fallbacks: int = 0
+    """Real-time steps that needed a fallback of the intraday engine."""
     solve_seconds: float = 0.0
     """Wall time of the day's solves [s]."""
+
+
+@dataclass(frozen=True, slots=True)
+class BtmMonth:
+    """Bill of one behind-the-meter site over one billing month (within the window)."""
+
+    site_id: str
+    """Site."""
+    billing_month: str
+    """First day of the billing cycle (ISO)."""
+    days: int
+    """Days of the cycle replayed."""
+    bill_without_battery_usd: float
+    """Energy + demand charge of the load alone [$]."""
+    bill_with_battery_usd: float
+    """Energy + demand charge of the metered import [$]."""
+    savings_usd: float
+    """Bill without minus bill with the battery [$]."""
+    peak_without_mw: float
+    """Highest 15-minute import of the load alone [MW]."""
+    peak_with_mw: float
+    """Highest metered 15-minute import [MW]."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,13 +228,17 @@ class BacktestReport:
     market: str
     """Market replayed."""
     sites: tuple[str, ...]
-    """Sites replayed."""
+    """Front-of-meter sites replayed."""
     forecaster: str
     """Forecaster used for the day-ahead solve."""
     days: tuple[DayRow, ...]
     """One row per day."""
     seconds: float
     """Wall time of the whole backtest [s]."""
+    btm: tuple[BtmMonth, ...] = ()
+    """Behind-the-meter bills per site and billing month."""
+    btm_sites: tuple[str, ...] = ()
+    """Behind-the-meter sites replayed."""
 
     @property
     def ok_days(self) -> list[DayRow]:
@@ -156,17 +246,25 @@ class BacktestReport:
         return [d for d in self.days if d.status == "ok"]
 
     def totals(self) -> dict[str, Any]:
-        """Return the JSON contract: revenue by service, degradation, PF, ratios."""
+        """Return the JSON contract: values, bounds, captures, baselines, data gaps."""
         ok = self.ok_days
         revenue: dict[str, float] = {}
+        baselines: dict[str, float] = {}
         for row in ok:
             for key, value in row.revenue_usd.items():
                 revenue[key] = revenue.get(key, 0.0) + value
+            for key, value in row.baselines_usd.items():
+                baselines[key] = baselines.get(key, 0.0) + value
         net = math.fsum(d.net_usd for d in ok)
         da = math.fsum(d.day_ahead_usd for d in ok)
-        pf = math.fsum(d.perfect_foresight_usd for d in ok)
-        base = math.fsum(d.baseline_usd for d in ok)
-        return {
+        pf = math.fsum(d.da_only_perfect_foresight_usd for d in ok)
+        hs = math.fsum(d.hindsight_usd for d in ok)
+
+        def ratio(a: float, b: float) -> float | None:
+            return round(a / b, 4) if b > 0 else None
+
+        naive = baselines.get("naive_forecast")
+        out: dict[str, Any] = {
             "market": self.market,
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
@@ -174,16 +272,38 @@ class BacktestReport:
             "forecaster": self.forecaster,
             "days_replayed": len(ok),
             "days_skipped": len(self.days) - len(ok),
+            "hours_replayed": sum(d.hours for d in ok),
             "revenue_usd": {k: round(v, 2) for k, v in sorted(revenue.items())},
             "degradation_usd": round(math.fsum(d.degradation_usd for d in ok), 2),
             "net_usd": round(net, 2),
+            "hindsight_usd": round(hs, 2),
+            "capture_vs_hindsight": ratio(net, hs),
+            "da_only_perfect_foresight_usd": round(pf, 2),
+            "capture_vs_da_only": ratio(net, pf),
             "day_ahead_usd": round(da, 2),
-            "perfect_foresight_usd": round(pf, 2),
-            "capture_ratio": round(da / pf, 4) if pf > 0 else None,
-            "baseline_usd": round(base, 2),
-            "baseline_ratio": round(da / base, 4) if base > 0 else None,
+            "day_ahead_capture_vs_da_only": ratio(da, pf),
+            "baselines": {k: round(baselines.get(k, 0.0), 2) for k in BASELINES},
+            "value_over_baselines": {
+                k: ratio(net, baselines[k]) for k in BASELINES if k in baselines
+            },
+            "value_of_forecast_usd": None
+            if naive is None
+            else round(net - naive, 2) + 0.0,
+            "rt_missing_hours": sum(d.rt_missing_hours for d in ok),
+            "rt_missing_days": [d.day for d in ok if d.rt_missing_hours],
+            "dark_hours": sum(d.dark_hours for d in ok),
+            "as_shortfall_mwh": round(math.fsum(d.as_shortfall_mwh for d in ok), 3),
+            "as_shortfall_usd": round(math.fsum(d.as_shortfall_usd for d in ok), 2),
+            "rt_fallbacks": sum(d.rt_fallbacks for d in ok),
             "seconds": round(self.seconds, 2),
         }
+        if self.btm_sites:
+            out["btm_sites"] = list(self.btm_sites)
+            out["btm_bill_savings_usd"] = round(
+                math.fsum(m.savings_usd for m in self.btm), 2
+            )
+            out["btm_bills"] = [asdict(m) for m in self.btm]
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """Return the totals plus the per-day rows."""
@@ -238,7 +358,7 @@ def _forecast(
     clock: Callable[[], float] | None,
 ) -> pd.Series:
     """P50 forecast of ``y`` for every hour of ``days``, issued on D-1."""
-    if method == "model":
+    if method in ("model", "model_mean"):
         from forecasting.backtest import rolling_backtest
         from forecasting.price import PriceForecaster
 
@@ -249,22 +369,24 @@ def _forecast(
             y, make, start=days[0], end=days[-1], refit_days=refit_days, clock=clock
         )
         frame = result.forecasts
-        return pd.Series(
-            frame["p50"].to_numpy(float),
-            index=pd.DatetimeIndex(frame["timestamp_utc"]),
-        )
+        values = frame["p50"].to_numpy(float)
+        if method == "model_mean":
+            w10, w50, w90 = SWANSON_WEIGHTS
+            values = (
+                w10 * frame["p10"].to_numpy(float)
+                + w50 * values
+                + w90 * frame["p90"].to_numpy(float)
+            )
+        return pd.Series(values, index=pd.DatetimeIndex(frame["timestamp_utc"]))
     base = baseline_forecasts(y, days, tz=tz, product=product)
     return base[method]
 
 
-def _fill(values: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray | None:
-    """Fill gaps from ``fallback``, then the day's mean; None when all are missing."""
-    out = values.copy()
-    if fallback is not None:
-        out = np.where(np.isfinite(out), out, fallback)
-    if not np.isfinite(out).any():
+def _fill(values: np.ndarray) -> np.ndarray | None:
+    """Fill forecast gaps with the day's mean; None when all are missing."""
+    if not np.isfinite(values).any():
         return None
-    return np.where(np.isfinite(out), out, np.nanmean(out))
+    return np.where(np.isfinite(values), values, np.nanmean(values))
 
 
 def prepare_days(
@@ -277,11 +399,14 @@ def prepare_days(
 ) -> list[DayInputs | DayRow]:
     """Issue the forecasts and cut the actual prices into one input per day.
 
+    Every local hour of the day is kept (23, 24 or 25). An hour without an actual DA
+    price is a dark hour (not traded); a day whose DA prices are all missing is
+    skipped. Missing RT hours stay missing (NaN): they are counted, never filled.
+
     Returns
     -------
     list
-        Per day: a :class:`DayInputs`, or a skipped :class:`DayRow` when an actual
-        price is missing.
+        Per day: a :class:`DayInputs`, or a skipped :class:`DayRow`.
 
     Raises
     ------
@@ -295,15 +420,24 @@ def prepare_days(
     if options.forecaster not in FORECASTERS:
         msg = f"--forecaster={options.forecaster!r} must be one of {list(FORECASTERS)}"
         raise FleetInputError(msg)
+    if options.hindsight not in ("exact", "relaxed"):
+        msg = f"--hindsight={options.hindsight!r} must be 'exact' or 'relaxed'"
+        raise FleetInputError(msg)
+    if options.da_plan not in DA_PLANS:
+        msg = f"--da-plan={options.da_plan!r} must be one of {list(DA_PLANS)}"
+        raise FleetInputError(msg)
     rules = load_market_rules(options.market)
     sites = _sites(fleet, rules, options.site_ids)
     nodes = sorted({s.node for s in sites})
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    first = operating_day_start(rules, start)
+    first = operating_day_start(rules, start - dt.timedelta(days=1))
     last = operating_day_start(rules, end + dt.timedelta(days=1))
     hours_index = pd.date_range(first, last, freq="h", inclusive="left")
+    methods = [options.forecaster]
+    if options.forecaster != NAIVE:
+        methods.append(NAIVE)
     actual: dict[tuple[str, str], pd.Series] = {}
-    forecast: dict[tuple[str, str], pd.Series] = {}
+    forecast: dict[tuple[str, str, str], pd.Series] = {}
     keys = [(node, "energy", "da_energy") for node in nodes]
     keys += [(AS_NODE, svc, prod) for svc, prod in AS_SERIES.items()]
     for node, svc, product in keys:
@@ -315,72 +449,125 @@ def prepare_days(
             logger.warning("no %s prices: %s is priced at 0", product, svc)
             continue
         actual[(node, svc)] = y.reindex(hours_index)
-        fc = _forecast(
-            y,
-            days,
-            method=options.forecaster,
-            tz=rules.timezone,
-            product=product,
-            refit_days=options.refit_days,
-            clock=clock,
-        )
-        forecast[(node, svc)] = fc.reindex(hours_index)
+        for method in methods:
+            fc = _forecast(
+                y,
+                days,
+                method=method,
+                tz=rules.timezone,
+                product=product,
+                refit_days=options.refit_days,
+                clock=clock,
+            )
+            forecast[(method, node, svc)] = fc.reindex(hours_index)
         logger.info("forecast %s/%s for %d days", node, product, len(days))
     rt: dict[str, pd.Series] = {}
     for node in nodes:
         series = _series(prices, node, "rt_energy")
-        if series is not None:
-            rt[node] = series.reindex(hours_index)
+        rt[node] = (
+            series.reindex(hours_index)
+            if series is not None
+            else pd.Series(np.nan, index=hours_index)
+        )
+    premium: dict[str, pd.Series] = {}
+    if options.da_plan == "two_settlement":
+        for node in nodes:
+            da_y = _series(prices, node, "da_energy")
+            rt_y = _series(prices, node, "rt_energy")
+            if da_y is not None and rt_y is not None:
+                premium[node] = rt_premium_forecast(
+                    da_y,
+                    rt_y,
+                    days,
+                    tz=rules.timezone,
+                    window_days=options.premium_days,
+                )
     out: list[DayInputs | DayRow] = []
     for day in days:
         lo = operating_day_start(rules, day)
         n = operating_day_hours(rules, day)
         idx = pd.date_range(lo, periods=n, freq="h")
-        day_fc: dict[str, dict[str, list[float]]] = {}
+        dark = np.zeros(n, dtype=bool)
+        for node in nodes:
+            dark |= ~np.isfinite(actual[(node, "energy")].reindex(idx).to_numpy(float))
+        for svc in AS_SERIES:
+            if (AS_NODE, svc) in actual:
+                values = actual[(AS_NODE, svc)].reindex(idx).to_numpy(float)
+                dark |= ~np.isfinite(values)
+        if dark.all():
+            out.append(
+                DayRow(day=day.isoformat(), status="no actual DA prices", hours=n)
+            )
+            continue
+        cut: dict[str, dict[str, dict[str, list[float]]]] = {m: {} for m in methods}
         day_act: dict[str, dict[str, list[float]]] = {}
         missing = None
         for node in nodes:
-            day_fc[node], day_act[node] = {}, {}
+            day_act[node] = {}
+            for method in methods:
+                cut[method][node] = {}
             for svc in SERVICES:
                 key = (node, svc) if svc == "energy" else (AS_NODE, svc)
                 if key not in actual:
                     continue
                 act = actual[key].reindex(idx).to_numpy(float)
-                if np.isnan(act).any():
-                    missing = f"missing actual {svc} prices"
-                    break
-                fc = _fill(forecast[key].reindex(idx).to_numpy(float))
-                if fc is None:
-                    missing = f"no {svc} forecast"
-                    break
-                day_fc[node][svc] = [float(v) for v in fc]
-                day_act[node][svc] = [float(v) for v in act]
-            if missing:
-                break
+                day_act[node][svc] = [float(v) for v in np.where(dark, 0.0, act)]
+                for method in methods:
+                    fc = _fill(forecast[(method, *key)].reindex(idx).to_numpy(float))
+                    if fc is None:
+                        missing = f"no {svc} forecast"
+                        break
+                    cut[method][node][svc] = [float(v) for v in np.where(dark, 0.0, fc)]
         if missing:
-            out.append(DayRow(day=day.isoformat(), status=missing))
+            out.append(DayRow(day=day.isoformat(), status=missing, hours=n))
             continue
-        day_rt = {}
+        day_rt: dict[str, list[float]] = {}
+        day_premium: dict[str, list[float]] = {}
+        before: dict[str, float] = {}
         for node in nodes:
-            da = np.asarray(day_act[node]["energy"])
-            values = rt[node].reindex(idx).to_numpy(float) if node in rt else da
-            day_rt[node] = [float(v) for v in np.where(np.isfinite(values), values, da)]
-        out.append(DayInputs(day, n, day_fc, day_act, day_rt))
+            values = rt[node].reindex(idx).to_numpy(float)
+            values = np.where(dark, np.nan, values)
+            day_rt[node] = [float(v) for v in values]
+            prev = lo - dt.timedelta(hours=1)
+            spread = rt[node].get(prev, np.nan) - actual[(node, "energy")].get(
+                prev, np.nan
+            )
+            before[node] = float(spread) if np.isfinite(spread) else 0.0
+            if node in premium:
+                values = premium[node].reindex(idx).to_numpy(float)
+                values = np.where(dark | ~np.isfinite(values), 0.0, values)
+                day_premium[node] = [float(v) for v in values]
+        out.append(
+            DayInputs(
+                day=day,
+                hours=n,
+                forecast=cut[options.forecaster],
+                actual=day_act,
+                rt_energy=day_rt,
+                dark_hours=tuple(int(i) for i in np.flatnonzero(dark)),
+                naive=cut[NAIVE] if options.forecaster != NAIVE else None,
+                rt_spread_before=before,
+                rt_premium=day_premium,
+            )
+        )
     return out
 
 
-def _sites(fleet: Fleet, rules: MarketRules, site_ids: Sequence[str]) -> list[Any]:
-    sites = [s for s in fleet.sites if s.market.value == rules.name and not s.is_btm]
+def _sites(
+    fleet: Fleet, rules: MarketRules, site_ids: Sequence[str], *, btm: bool = False
+) -> list[Site]:
+    market = [s for s in fleet.sites if s.market.value == rules.name]
     if site_ids:
-        unknown = sorted(set(site_ids) - {s.id for s in sites})
+        unknown = sorted(set(site_ids) - {s.id for s in market})
         if unknown:
             msg = (
-                f"--site: {unknown} not front-of-meter {rules.name} sites of the fleet "
-                f"(have {[s.id for s in sites]})"
+                f"--site: {unknown} not {rules.name} sites of the fleet "
+                f"(have {[s.id for s in market]})"
             )
             raise FleetInputError(msg)
-        sites = [s for s in sites if s.id in site_ids]
-    if not sites:
+        market = [s for s in market if s.id in site_ids]
+    sites = [s for s in market if s.is_btm == btm]
+    if not sites and not btm and not any(s.is_btm for s in market):
         msg = f"the fleet has no front-of-meter {rules.name} site"
         raise FleetInputError(msg)
     return sites
@@ -419,78 +606,319 @@ def fixed_plan(
     return scn.model_copy(update={"sites": sites})
 
 
-def baseline_commitments(scn: Scenario, rules: MarketRules) -> Scenario:
-    """Return ``scn`` with the fixed-window baseline schedule fixed at every site.
+def _net_of(result: Result, site_id: str) -> list[float]:
+    sched = result.sites[site_id]
+    return [d - c for c, d in zip(sched.charge_mw, sched.discharge_mw, strict=True)]
 
-    Each site charges from :data:`BASELINE_CHARGE_HOUR` and discharges from
-    :data:`BASELINE_DISCHARGE_HOUR` (local), each for ``k`` hours, k = ceil(usable
-    energy / power); it charges what fits above its start SoC and discharges what
-    returns it to the start SoC. No AS.
+
+def plan_of(
+    result: Result, rt_net: Mapping[str, Sequence[float]] | None = None
+) -> TwoSettlementPlan:
+    """Return the DA position and awards of a solved plan; metered = ``rt_net`` or DA."""
+    da = {sid: _net_of(result, sid) for sid in result.sites}
+    return TwoSettlementPlan(
+        da_net_mw=da,
+        reg_up_mw={sid: list(s.reg_up_mw) for sid, s in result.sites.items()},
+        reg_down_mw={sid: list(s.reg_down_mw) for sid, s in result.sites.items()},
+        spin_mw={sid: list(s.spin_mw) for sid, s in result.sites.items()},
+        rt_net_mw=dict(rt_net) if rt_net is not None else da,
+    )
+
+
+def static_as_plan(scn: Scenario) -> TwoSettlementPlan:
+    """Return the static AS offer: the same reserve MW every hour, no energy, no forecast.
+
+    Per site: reg-up ``STATIC_AS_UP_SHARE`` of the discharge power and spin the rest
+    (all reg-up without spin); reg-down sized so the expected deployment is
+    energy-neutral, a_dn·η_c·rd = a_up·ru/η_d, within the charge power; all scaled
+    down when the start SoC cannot sustain them for the reserve duration, and
+    together within a shared POI's limits.
     """
-    tz = rules.timezone
-    hours = pd.date_range(scn.start, periods=scn.intervals, freq="h").tz_convert(tz)
-    local_hour = np.asarray(hours.hour)
-    sites = []
-    nets: dict[str, np.ndarray] = {}
+    a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
+    h = scn.reserve_duration_h
+    n = scn.intervals
+    out: dict[str, tuple[float, float, float]] = {}
     for site in scn.sites:
-        e = site.energy_mwh
-        usable = e * (site.soc_max - site.soc_min)
-        k = max(1, math.ceil(usable / max(site.charge_mw, site.discharge_mw, 1e-9)))
-        room = e * site.soc_max - e * site.soc_initial
-        charge_window = (local_hour >= BASELINE_CHARGE_HOUR) & (
-            local_hour < BASELINE_CHARGE_HOUR + k
-        )
-        dis_window = (local_hour >= BASELINE_DISCHARGE_HOUR) & (
-            local_hour < BASELINE_DISCHARGE_HOUR + k
-        )
-        n_c, n_d = int(charge_window.sum()), int(dis_window.sum())
-        stored = min(room, site.charge_mw * site.eta_charge * n_c) if n_c else 0.0
-        c_mw = stored / (site.eta_charge * n_c) if n_c else 0.0
-        d_mw = stored * site.eta_discharge / n_d if n_d else 0.0
-        nets[site.id] = np.where(charge_window, -c_mw, 0.0) + np.where(
-            dis_window, d_mw, 0.0
-        )
-    # Sites sharing a POI scale their windows by one factor so the group's limits hold
-    # (the same factor on charge and discharge keeps each day's energy balance).
+        has = {svc: site.enrolled(svc) for svc in ("reg_up", "reg_down", "spin")}
+        p_d, p_c = site.discharge_mw, site.charge_mw
+        ec, ed = site.eta_charge, site.eta_discharge
+        ru = p_d * (STATIC_AS_UP_SHARE if has["spin"] else 1.0) if has["reg_up"] else 0
+        spn = p_d - ru if has["spin"] else 0.0
+        rd = 0.0
+        if has["reg_down"]:
+            rd = p_c if a_dn <= 0 or ru == 0 else ru * a_up / (a_dn * ec * ed)
+            if rd > p_c:
+                ru = ru * p_c / rd
+                rd = p_c
+        if ru > 0 and not has["reg_down"] and a_up > 0:
+            ru = 0.0  # reg-up alone would drain the battery every hour
+        e0 = site.energy_mwh * site.soc_initial
+        lo, hi = site.energy_mwh * site.soc_min, site.energy_mwh * site.soc_max
+        factor = 1.0
+        if h > 0 and ru + spn > 0:
+            factor = min(factor, (e0 - lo) / (h * (ru + spn) / ed))
+        if h > 0 and rd > 0:
+            factor = min(factor, (hi - e0) / (h * ec * rd))
+        factor = max(0.0, factor) * (1 - 1e-9)
+        out[site.id] = (ru * factor, rd * factor, spn * factor)
+    # Sites sharing a POI scale their offers by one factor so the group's limits hold.
     for group in scn.fleet.poi_groups if scn.fleet is not None else []:
-        members = [sid for sid in group.sites if sid in nets]
-        total = np.sum([nets[sid] for sid in members], axis=0)
-        out_mw = float(np.max(np.maximum(total, 0.0), initial=0.0))
-        in_mw = float(np.max(np.maximum(-total, 0.0), initial=0.0))
+        members = [sid for sid in group.sites if sid in out]
+        up = sum(out[sid][0] + out[sid][2] for sid in members)
+        down = sum(out[sid][1] for sid in members)
         factor = min(
             1.0,
-            group.export_mw / out_mw if out_mw > 0 else 1.0,
-            group.import_mw / in_mw if in_mw > 0 else 1.0,
-        )
+            group.export_mw / up if up > 0 else 1.0,
+            group.import_mw / down if down > 0 else 1.0,
+        ) * (1 - 1e-9)
         for sid in members:
-            nets[sid] = nets[sid] * factor
+            out[sid] = tuple(v * factor for v in out[sid])  # type: ignore[assignment]
+    zero = {sid: [0.0] * n for sid in out}
+    return TwoSettlementPlan(
+        da_net_mw=zero,
+        reg_up_mw={sid: [v[0]] * n for sid, v in out.items()},
+        reg_down_mw={sid: [v[1]] * n for sid, v in out.items()},
+        spin_mw={sid: [v[2]] * n for sid, v in out.items()},
+        rt_net_mw=zero,
+    )
+
+
+def window_scenario(scn: Scenario, hours: int, dark: Sequence[int] = ()) -> Scenario:
+    """Energy-only ``scn`` trading only in the TB-``hours`` windows (hindsight of DA).
+
+    The ``hours`` cheapest and the ``hours`` dearest hours of each node's actual DA
+    prices (dark hours excluded) are the windows; net power is 0 elsewhere, the whole
+    SoC range is usable inside them.
+    """
+    sites = []
     for site in scn.sites:
-        com = Commitments(net_mw=[float(v) for v in nets[site.id]])
+        lam = np.asarray(scn.markets[site.node].energy, dtype=float)
+        order = [i for i in np.argsort(lam, kind="stable") if i not in set(dark)]
+        open_ = set(order[:hours]) | set(order[-hours:])
+        net: list[float | None] = [
+            None if i in open_ else 0.0 for i in range(scn.intervals)
+        ]
         sites.append(
             site.model_copy(
-                update={
-                    "commitments": com,
-                    "services": ["energy"],
-                    "soc_final_min": site.soc_min,
-                }
+                update={"services": ["energy"], "commitments": Commitments(net_mw=net)}
             )
         )
     return scn.model_copy(update={"sites": sites})
 
 
-def _net(result: Result) -> float:
-    return float(result.objective_usd or 0.0)
+def rt_forecast(
+    da: Sequence[float],
+    rt: Sequence[float],
+    hour: int,
+    spread_before: float,
+    *,
+    decay: float = RT_SPREAD_DECAY,
+    premium: Sequence[float] | None = None,
+) -> list[float]:
+    """RT price forecast for hours ``hour``… of the day, made at the start of ``hour``.
+
+    Known then: the day's DA prices, the premium expected on D-1 and the RT prices of
+    the hours before ``hour``. The forecast is DA plus the premium plus the last known
+    surprise (RT - DA - premium), decaying by ``decay`` per hour ahead. Missing RT
+    hours do not count as known.
+    """
+    da_arr = np.asarray(da, dtype=float)
+    base = da_arr + (np.asarray(premium, dtype=float) if premium else 0.0)
+    spread = spread_before
+    for i in range(hour - 1, -1, -1):
+        if np.isfinite(rt[i]):
+            spread = float(rt[i] - base[i]) * decay ** (hour - 1 - i)
+            break
+    ahead = np.arange(1, len(da_arr) - hour + 1)
+    return [float(v) for v in base[hour:] + spread * decay**ahead]
+
+
+def _energy_only(fleet: Fleet, ids: Sequence[str]) -> Fleet:
+    """Return the fleet of the sites ``ids`` only, enrolled in energy only."""
+    sites = [
+        s.model_copy(update={"services": [Service.ENERGY]})
+        for s in fleet.sites
+        if s.id in ids
+    ]
+    groups = [
+        g
+        for g in fleet.poi_groups
+        if all(s.id in ids for s in fleet.sites if s.poi.group == g.name)
+    ]
+    return fleet.model_copy(update={"sites": sites, "poi_groups": groups})
+
+
+def realtime_redispatch(
+    fleet: Fleet,
+    rules: MarketRules,
+    inputs: DayInputs,
+    plan: TwoSettlementPlan,
+    site_ids: Sequence[str],
+    *,
+    decay: float = RT_SPREAD_DECAY,
+) -> tuple[dict[str, list[float]], float, float, int]:
+    """Re-dispatch the day hourly with the intraday engine at the RT forecast.
+
+    The simulated plant follows each setpoint for the hour. AS awards are held as
+    fixed commitments; hours without an RT price follow the DA position. Reserve the
+    engine reports as not covered is a shortfall, charged back at the hour's DA price
+    of the product (the award's payment is returned).
+
+    Returns
+    -------
+    tuple
+        Metered net power per site and hour [MW], AS shortfall [MW-h], its charge [$]
+        and the number of steps that needed a fallback.
+    """
+    per = 4
+    grid = inputs.hours * per
+    rt_missing = {
+        node: ~np.isfinite(np.asarray(v, dtype=float))
+        for node, v in inputs.rt_energy.items()
+    }
+    sites = {str(s.id): s for s in fleet.sites if s.id in site_ids}
+    awards: dict[str, Commitments] = {}
+    for sid, site in sites.items():
+        pos = plan.da_net_mw[sid]
+        net: list[float | None] = [
+            float(pos[i // per]) if rt_missing[site.node][i // per] else None
+            for i in range(grid)
+        ]
+        awards[sid] = Commitments(
+            reg_up_mw=[float(plan.reg_up_mw[sid][i // per]) for i in range(grid)],
+            reg_down_mw=[float(plan.reg_down_mw[sid][i // per]) for i in range(grid)],
+            spin_mw=[float(plan.spin_mw[sid][i // per]) for i in range(grid)],
+            net_mw=net,
+        )
+    soc = {sid: s.battery.soc_initial for sid, s in sites.items()}
+    clock_ms = [0]
+    hour = [0]
+
+    def prices(
+        start: dt.datetime, n: int, minutes: int
+    ) -> dict[str, dict[str, list[float]]]:
+        del start, minutes
+        out = {}
+        for node in inputs.rt_energy:
+            fc = rt_forecast(
+                inputs.actual[node]["energy"],
+                inputs.rt_energy[node],
+                hour[0],
+                inputs.rt_spread_before.get(node, 0.0),
+                decay=decay,
+                premium=inputs.rt_premium.get(node),
+            )
+            out[node] = {"energy": fc[:n]}
+        return out
+
+    dispatcher = IntradayDispatcher(
+        _energy_only(fleet, list(sites)),
+        rules,
+        inputs.day,
+        prices=prices,
+        states=lambda: {sid: (clock_ms[0], v) for sid, v in soc.items()},
+        awards=awards,
+        config=IntradayConfig(
+            interval_minutes=15, model_interval_minutes=60, solve_time_limit_s=30.0
+        ),
+    )
+    metered = {sid: [0.0] * inputs.hours for sid in sites}
+    shortfall = charge = 0.0
+    fallbacks = 0
+    node = next(iter(inputs.actual))
+    a_up, a_dn = rules.deploy_up, rules.deploy_down
+    for h in range(inputs.hours):
+        now = dispatcher.interval_start(h * per)
+        clock_ms[0] = int(now.timestamp() * 1000)
+        hour[0] = h
+        report = dispatcher.step(now)
+        if report.fallback != "none" or report.status not in ("optimal", "feasible"):
+            fallbacks += 1
+        for product, mw in report.shortfall_mw.items():
+            if product in AS_SERIES:
+                shortfall += mw
+                charge += mw * inputs.actual[node].get(product, [0.0] * (h + 1))[h]
+        for sid, site in sites.items():
+            b = site.battery
+            p = report.setpoints_mw.get(sid, float(plan.da_net_mw[sid][h]))
+            ru, rd = plan.reg_up_mw[sid][h], plan.reg_down_mw[sid][h]
+            c, d = max(-p, 0.0), max(p, 0.0)
+            de = b.eta_charge * (c + a_dn * rd) - (d + a_up * ru) / b.eta_discharge
+            e = soc[sid] * b.energy_mwh + de
+            soc[sid] = min(b.soc_max, max(b.soc_min, e / b.energy_mwh))
+            metered[sid][h] = p
+    return metered, shortfall, charge, fallbacks
+
+
+def _dark_commitments(
+    ids: Sequence[str], hours: int, dark: Sequence[int]
+) -> dict[str, Commitments]:
+    if not dark:
+        return {}
+    net: list[float | None] = [0.0 if i in set(dark) else None for i in range(hours)]
+    return {sid: Commitments(net_mw=net) for sid in ids}
+
+
+def _strategy(
+    fleet: Fleet,
+    rules: MarketRules,
+    options: BacktestOptions,
+    inputs: DayInputs,
+    scn_fc: Scenario,
+    scn_act: Scenario,
+    ids: Sequence[str],
+) -> tuple[TwoSettlementPlan, TwoSettlementValue, float, float, int] | str:
+    """Plan the DA position and awards, re-dispatch in RT, settle both markets."""
+    if options.da_plan == "two_settlement":
+        expected = {
+            node: [
+                float(v) + p
+                for v, p in zip(
+                    scn_fc.markets[node].energy or [0.0] * scn_fc.intervals,
+                    list(inputs.rt_premium.get(node) or [0.0] * scn_fc.intervals),
+                    strict=True,
+                )
+            ]
+            for node in scn_fc.markets
+        }
+        joint = two_settlement(scn_fc, expected, options=HINDSIGHT_OPTS)
+        if joint.status not in ("optimal", "feasible"):
+            return f"plan {joint.status}: {joint.reason}"
+        da_plan = TwoSettlementPlan(
+            da_net_mw=joint.da_net_mw,
+            reg_up_mw={k: v["reg_up"] for k, v in joint.reserves_mw.items()},
+            reg_down_mw={k: v["reg_down"] for k, v in joint.reserves_mw.items()},
+            spin_mw={k: v["spin"] for k, v in joint.reserves_mw.items()},
+            rt_net_mw=joint.da_net_mw,
+        )
+    else:
+        plan = solve(scn_fc, OPTS)
+        if plan.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
+            return f"plan {plan.status}: {plan.reason}"
+        da_plan = plan_of(plan)
+    shortfall = charge = 0.0
+    fallbacks = 0
+    metered_plan = da_plan
+    if options.realtime:
+        metered, shortfall, charge, fallbacks = realtime_redispatch(
+            fleet, rules, inputs, da_plan, ids, decay=options.rt_spread_decay
+        )
+        metered_plan = dataclasses.replace(da_plan, rt_net_mw=metered)
+    value = two_settlement(scn_act, inputs.rt_energy, plan=metered_plan, options=OPTS)
+    if value.status not in ("optimal", "feasible"):
+        return f"settlement {value.status}: {value.reason}"
+    return da_plan, value, shortfall, charge, fallbacks
 
 
 def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow:
-    """Replay one operating day: plan at the forecast, settle, compare.
+    """Replay one operating day: plan, re-dispatch, settle, bounds, baselines.
 
     Parameters
     ----------
     fleet
         The fleet.
     options
-        Market and site selection.
+        Market, site selection, real-time re-dispatch on or off.
     inputs
         The day's forecasts and actual prices.
 
@@ -503,6 +931,8 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
     sites = _sites(fleet, rules, options.site_ids)
     ids = [s.id for s in sites]
     start = operating_day_start(rules, inputs.day)
+    dark = _dark_commitments(ids, inputs.hours, inputs.dark_hours)
+    day = inputs.day.isoformat()
 
     def scenario(prices: Mapping[str, Mapping[str, list[float]]]) -> Scenario:
         return build_scenario(
@@ -513,47 +943,279 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
                 interval_minutes=60,
                 intervals=inputs.hours,
                 prices=prices,
+                commitments=dark,
             ),
             site_ids=ids,
         )
 
-    opts = SolveOptions(mip_rel_gap=1e-6, time_limit_s=60.0)
-    scn_fc = scenario(inputs.forecast)
     scn_act = scenario(inputs.actual)
-    plan = solve(scn_fc, opts)
-    if plan.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
-        return DayRow(inputs.day.isoformat(), f"plan {plan.status}: {plan.reason}")
-    settled = solve(fixed_plan(scn_act, plan), opts)
-    perfect = solve(scn_act, opts)
-    base = solve(baseline_commitments(scn_act, rules), opts)
-    for name, res in (("settle", settled), ("perfect", perfect), ("baseline", base)):
-        if res.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
-            return DayRow(inputs.day.isoformat(), f"{name} {res.status}: {res.reason}")
-    revenue = {
-        k: float(settled.revenue_usd.get(k, 0.0))
-        for k in ("energy", "reg_up", "reg_down", "spin")
+    got = _strategy(
+        fleet, rules, options, inputs, scenario(inputs.forecast), scn_act, ids
+    )
+    if isinstance(got, str):
+        return DayRow(day, got, inputs.hours)
+    da_plan, value, shortfall_mwh, shortfall_usd, fallbacks = got
+    da_prices = {
+        node: list(scn_act.markets[node].energy or [0.0] * scn_act.intervals)
+        for node in scn_act.markets
     }
-    deviation = 0.0
-    for site in scn_act.sites:
-        sched = plan.sites[site.id]
-        rt = np.asarray(inputs.rt_energy[site.node])
-        da = np.asarray(inputs.actual[site.node]["energy"])
-        deployed = rules.deploy_up * np.asarray(sched.reg_up_mw) / 1.0
-        deployed -= rules.deploy_down * np.asarray(sched.reg_down_mw)
-        deviation += float(np.dot(deployed, rt - da))
-    revenue["rt_deviation"] = deviation
-    degradation = -float(settled.revenue_usd.get("degradation", 0.0))
+    settled = two_settlement(scn_act, da_prices, plan=da_plan, options=OPTS)
+    perfect = solve(scn_act, OPTS)
+    hindsight = two_settlement(
+        scn_act,
+        inputs.rt_energy,
+        options=HINDSIGHT_OPTS,
+        relax=options.hindsight == "relaxed",
+    )
+    for name, status, reason in (
+        ("settle", settled.status, settled.reason),
+        ("perfect", perfect.status, perfect.reason),
+        ("hindsight", hindsight.status, hindsight.reason),
+    ):
+        if status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
+            return DayRow(day, f"{name} {status}: {reason}", inputs.hours)
+    baselines: dict[str, float] = {}
+    static = two_settlement(
+        scn_act, inputs.rt_energy, plan=static_as_plan(scn_act), options=OPTS
+    )
+    if static.status in ("optimal", "feasible"):
+        baselines["static_as"] = static.objective_usd
+    else:
+        logger.warning("%s: static AS offer %s: %s", day, static.status, static.reason)
+    for k in (2, 4):
+        tb = solve(window_scenario(scn_act, k, inputs.dark_hours), OPTS)
+        if tb.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
+            val = two_settlement(
+                scn_act, inputs.rt_energy, plan=plan_of(tb), options=OPTS
+            )
+            if val.status in ("optimal", "feasible"):
+                baselines[f"tb{k}"] = val.objective_usd
+    if inputs.naive is None:
+        baselines["naive_forecast"] = value.objective_usd - shortfall_usd
+    else:
+        naive = _strategy(
+            fleet, rules, options, inputs, scenario(inputs.naive), scn_act, ids
+        )
+        if isinstance(naive, str):
+            logger.warning("%s: naive-forecast baseline: %s", day, naive)
+        else:
+            baselines["naive_forecast"] = naive[1].objective_usd - naive[3]
     return DayRow(
-        day=inputs.day.isoformat(),
+        day=day,
         status="ok",
-        revenue_usd=revenue,
-        degradation_usd=degradation,
-        net_usd=_net(settled) + deviation,
-        day_ahead_usd=_net(settled),
-        perfect_foresight_usd=_net(perfect),
-        baseline_usd=_net(base),
+        hours=inputs.hours,
+        revenue_usd={
+            "da_energy": value.da_energy_usd,
+            "ancillary": value.as_usd,
+            "rt_deviation": value.rt_deviation_usd,
+        },
+        degradation_usd=value.degradation_usd,
+        net_usd=value.objective_usd - shortfall_usd,
+        day_ahead_usd=settled.objective_usd,
+        da_only_perfect_foresight_usd=float(perfect.objective_usd or 0.0),
+        hindsight_usd=hindsight.bound_usd,
+        baselines_usd=baselines,
+        rt_missing_hours=int(
+            max(
+                np.sum(~np.isfinite(np.asarray(v, dtype=float)))
+                for v in inputs.rt_energy.values()
+            )
+        )
+        - len(inputs.dark_hours),
+        dark_hours=len(inputs.dark_hours),
+        as_shortfall_mwh=shortfall_mwh,
+        as_shortfall_usd=shortfall_usd,
+        rt_fallbacks=fallbacks,
         solve_seconds=time.perf_counter() - t0,
     )
+
+
+def _billing_month(day: dt.date, cycle_day: int) -> dt.date:
+    if day.day >= cycle_day:
+        return day.replace(day=cycle_day)
+    prev = day.replace(day=1) - dt.timedelta(days=1)
+    return prev.replace(day=cycle_day)
+
+
+def read_load_profile(site: Site, load_dir: Path, tz: str) -> pd.Series:
+    """Return a behind-the-meter site's real load [MW] on a local-time index.
+
+    Raises
+    ------
+    FleetInputError
+        When the site has no load, or the data set or the profile is missing.
+    """
+    if site.load is None:
+        msg = f"site {site.id}: load is missing (behind-the-meter site)"
+        raise FleetInputError(msg)
+    folder = load_dir / site.load.dataset.value
+    files = sorted(folder.glob("*.csv*")) if folder.is_dir() else []
+    if not files:
+        msg = f"site {site.id}: load data set folder {folder} has no CSV"
+        raise FleetInputError(msg)
+    raw = pd.read_csv(files[0], usecols=["timestamp_utc", "site", "load_kw"])
+    raw = raw[raw["site"] == site.load.profile]
+    if raw.empty:
+        msg = f"site {site.id}: load.profile={site.load.profile!r} not in {files[0]}"
+        raise FleetInputError(msg)
+    index = pd.DatetimeIndex(pd.to_datetime(raw["timestamp_utc"], utc=True))
+    series = pd.Series(raw["load_kw"].to_numpy(float), index=index.tz_convert(tz))
+    series = series[~series.index.duplicated()].sort_index()
+    return series.clip(lower=0.0) * site.load.scale / 1000.0
+
+
+def load_day_mw(
+    series: pd.Series, day: dt.date, starts: pd.DatetimeIndex
+) -> np.ndarray:
+    """Return the load of ``day`` on the local interval ``starts`` [MW].
+
+    The data set's day is the same weekday nearest to the same day of the year; its
+    values are step-held onto the intervals (NaN → the day's mean).
+    """
+    available = sorted(set(series.index.date))
+    target = day.timetuple().tm_yday
+    candidates = [d for d in available if d.weekday() == day.weekday()] or available
+    source = min(candidates, key=lambda d: abs(d.timetuple().tm_yday - target))
+    values = series[series.index.date == source]
+    minutes = np.asarray(values.index.hour * 60 + values.index.minute, dtype=float)
+    grid = np.asarray(starts.hour * 60 + starts.minute, dtype=float)
+    pos = np.clip(np.searchsorted(minutes, grid, side="right") - 1, 0, len(values) - 1)
+    mw = values.to_numpy(float)[pos]
+    fill = float(np.nanmean(mw)) if np.isfinite(mw).any() else 0.0
+    out: np.ndarray = np.nan_to_num(mw, nan=fill)
+    return out
+
+
+def run_btm(
+    fleet: Fleet,
+    rules: MarketRules,
+    sites: Sequence[Site],
+    start: dt.date,
+    end: dt.date,
+    load_dir: Path,
+) -> list[BtmMonth]:
+    """Replay behind-the-meter sites day after day; bills per site and billing month.
+
+    Each day is planned on a 15-minute grid at a load forecast (the same weekday a
+    week before), with the billing month's metered peak so far carried into the
+    demand charge (only a new peak costs), the SoC carried from the day before; the
+    battery then follows the plan against the actual load without exporting. Bills
+    with and without the battery use the tariff's TOU energy prices and the demand
+    charge on the month's highest 15-minute import.
+    """
+    out: list[BtmMonth] = []
+    per = 4
+    for site in sites:
+        tariff = site.tariff
+        if tariff is None:
+            logger.warning("site %s: no tariff, not replayed", site.id)
+            continue
+        series = read_load_profile(site, load_dir, rules.timezone)
+        soc = site.battery.soc_initial
+        months: dict[dt.date, dict[str, Any]] = {}
+        degradation = list(
+            site.degradation_usd_per_mwh or default_degradation_usd_per_mwh(site)
+        )
+        day = start
+        while day <= end:
+            n = operating_day_hours(rules, day) * per
+            starts = pd.date_range(
+                operating_day_start(rules, day), periods=n, freq="15min"
+            ).tz_convert(rules.timezone)
+            actual = load_day_mw(series, day, starts)
+            forecast = load_day_mw(series, day - dt.timedelta(days=7), starts)
+            tau = np.array(
+                [
+                    tariff.energy_price_usd_per_mwh(
+                        month=t.month, weekday=t.weekday(), hour=t.hour
+                    )
+                    for t in starts
+                ]
+            )
+            key = _billing_month(day, tariff.billing_cycle_day)
+            month = months.setdefault(
+                key,
+                {"days": 0, "e0": 0.0, "e1": 0.0, "p0": 0.0, "p1": 0.0},
+            )
+            fields = site.scenario_site_fields()
+            fields.update(
+                soc_initial=soc,
+                soc_final_min=site.battery.soc_initial,
+                degradation_usd_per_mwh=degradation,
+                services=["peak_shaving"],
+                btm={
+                    "load_mw": [float(v) for v in forecast],
+                    "energy_usd_per_mwh": [float(v) for v in tau],
+                    "demand_usd_per_mw": tariff.demand_usd_per_mw_month,
+                    "peak_so_far_mw": month["p1"],
+                    "export_allowed": tariff.export_allowed,
+                },
+            )
+            scn = parse_scenario(
+                {
+                    "schema": "bess-dispatch-scenario/1",
+                    "start": starts[0].astimezone(dt.UTC).isoformat(),
+                    "interval_minutes": 15,
+                    "intervals": n,
+                    "markets": {site.node: {"energy": [0.0] * n}},
+                    "regulation": {"deploy_up": 0.0, "deploy_down": 0.0},
+                    "reserve_duration_h": 0.0,
+                    "sites": [fields],
+                },
+                source=f"{site.id} {day}",
+            )
+            result = solve(scn, OPTS)
+            if result.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
+                plan = np.asarray(_net_of(result, site.id))
+            else:
+                logger.warning(
+                    "btm %s %s: %s, battery idle", site.id, day, result.reason
+                )
+                plan = np.zeros(n)
+            b = site.battery
+            grid = np.empty(n)
+            for i in range(n):
+                p = float(plan[i])
+                if not tariff.export_allowed:
+                    p = min(p, float(actual[i]))
+                e = soc * b.energy_mwh
+                if p >= 0:
+                    p = min(
+                        p,
+                        max(0.0, (e - b.soc_min * b.energy_mwh))
+                        * b.eta_discharge
+                        / 0.25,
+                    )
+                    e -= 0.25 * p / b.eta_discharge
+                else:
+                    room = max(0.0, b.soc_max * b.energy_mwh - e)
+                    p = -min(-p, room / (0.25 * b.eta_charge))
+                    e -= 0.25 * p * b.eta_charge
+                soc = e / b.energy_mwh
+                grid[i] = actual[i] - p
+            month["days"] += 1
+            month["e0"] += float(np.dot(tau, actual) * 0.25)
+            month["e1"] += float(np.dot(tau, grid) * 0.25)
+            month["p0"] = max(month["p0"], float(actual.max()))
+            month["p1"] = max(month["p1"], float(grid.max()))
+            day += dt.timedelta(days=1)
+        for key, m in months.items():
+            demand = tariff.demand_usd_per_mw_month
+            without = m["e0"] + demand * m["p0"]
+            with_ = m["e1"] + demand * m["p1"]
+            out.append(
+                BtmMonth(
+                    site_id=site.id,
+                    billing_month=key.isoformat(),
+                    days=int(m["days"]),
+                    bill_without_battery_usd=round(without, 2),
+                    bill_with_battery_usd=round(with_, 2),
+                    savings_usd=round(without - with_, 2),
+                    peak_without_mw=round(m["p0"], 4),
+                    peak_with_mw=round(m["p1"], 4),
+                )
+            )
+    return out
 
 
 def run_backtest(
@@ -571,16 +1233,16 @@ def run_backtest(
     Parameters
     ----------
     fleet
-        The fleet (its front-of-meter sites in ``options.market`` are replayed).
+        The fleet (its sites in ``options.market`` are replayed).
     prices
         Long price frame (:func:`read_prices`): DA energy per node, AS at ``SYSTEM``,
         RT energy per node when available.
     start, end
         First and last operating day.
     options
-        Market, forecaster, refit cadence, sites.
+        Market, forecaster, refit cadence, sites, load data folder.
     executor
-        Runs the independent days in parallel when given.
+        Runs the independent front-of-meter days in parallel when given.
     clock
         Monotonic clock for the reported wall time [s].
 
@@ -592,17 +1254,27 @@ def run_backtest(
     t0 = clock()
     rules = load_market_rules(options.market)
     sites = _sites(fleet, rules, options.site_ids)
-    prepared = prepare_days(fleet, prices, start, end, options, clock)
-    todo = [p for p in prepared if isinstance(p, DayInputs)]
-    if executor is None:
-        done = [run_day(fleet, options, p) for p in todo]
-    else:
-        n = len(todo)
-        done = list(executor.map(run_day, [fleet] * n, [options] * n, todo))
-    by_day = {row.day: row for row in done}
-    rows = tuple(
-        by_day[p.day.isoformat()] if isinstance(p, DayInputs) else p for p in prepared
-    )
+    btm_sites = _sites(fleet, rules, options.site_ids, btm=True)
+    if end < start:
+        msg = f"--end={end} is before --start={start}"
+        raise FleetInputError(msg)
+    rows: tuple[DayRow, ...] = ()
+    if sites:
+        prepared = prepare_days(fleet, prices, start, end, options, clock)
+        todo = [p for p in prepared if isinstance(p, DayInputs)]
+        if executor is None:
+            done = [run_day(fleet, options, p) for p in todo]
+        else:
+            n = len(todo)
+            done = list(executor.map(run_day, [fleet] * n, [options] * n, todo))
+        by_day = {row.day: row for row in done}
+        rows = tuple(
+            by_day[p.day.isoformat()] if isinstance(p, DayInputs) else p
+            for p in prepared
+        )
+    btm: list[BtmMonth] = []
+    if btm_sites and options.load_dir is not None:
+        btm = run_btm(fleet, rules, btm_sites, start, end, options.load_dir)
     return BacktestReport(
         start=start,
         end=end,
@@ -611,6 +1283,8 @@ def run_backtest(
         forecaster=options.forecaster,
         days=rows,
         seconds=clock() - t0,
+        btm=tuple(btm),
+        btm_sites=tuple(s.id for s in btm_sites) if options.load_dir else (),
     )
 
 
@@ -622,21 +1296,33 @@ def write_outputs(report: BacktestReport, out_dir: Path) -> dict[str, Path]:
         row: dict[str, Any] = {
             "day": d.day,
             "status": d.status,
+            "hours": d.hours,
             **{f"revenue_{k}_usd": v for k, v in d.revenue_usd.items()},
             "degradation_usd": d.degradation_usd,
             "net_usd": d.net_usd,
+            "hindsight_usd": d.hindsight_usd,
+            "da_only_perfect_foresight_usd": d.da_only_perfect_foresight_usd,
             "day_ahead_usd": d.day_ahead_usd,
-            "perfect_foresight_usd": d.perfect_foresight_usd,
-            "baseline_usd": d.baseline_usd,
+            **{f"baseline_{k}_usd": v for k, v in d.baselines_usd.items()},
+            "rt_missing_hours": d.rt_missing_hours,
+            "dark_hours": d.dark_hours,
+            "as_shortfall_mwh": d.as_shortfall_mwh,
+            "as_shortfall_usd": d.as_shortfall_usd,
+            "rt_fallbacks": d.rt_fallbacks,
         }
         rows.append(row)
     csv_path = out_dir / "backtest_days.csv"
     pd.DataFrame(rows).to_csv(csv_path, index=False)
+    paths = {"csv": csv_path}
+    if report.btm:
+        btm_path = out_dir / "backtest_btm_bills.csv"
+        pd.DataFrame([asdict(m) for m in report.btm]).to_csv(btm_path, index=False)
+        paths["btm_csv"] = btm_path
     json_path = out_dir / "backtest.json"
     json_path.write_text(json.dumps(report.to_json(), indent=1) + "\n")
     png_path = out_dir / "backtest_daily.png"
     _plot(report, png_path)
-    return {"csv": csv_path, "json": json_path, "png": png_path}
+    return {**paths, "json": json_path, "png": png_path}
 
 
 def _plot(report: BacktestReport, path: Path) -> None:
@@ -649,9 +1335,10 @@ def _plot(report: BacktestReport, path: Path) -> None:
     days = pd.to_datetime([d.day for d in ok])
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     series = {
-        "strategy (forecast, DA settled)": [d.day_ahead_usd for d in ok],
-        "perfect foresight": [d.perfect_foresight_usd for d in ok],
-        "fixed-window baseline": [d.baseline_usd for d in ok],
+        "strategy (two-settlement, realized)": [d.net_usd for d in ok],
+        "hindsight (DA + RT known)": [d.hindsight_usd for d in ok],
+        "DA-only perfect foresight": [d.da_only_perfect_foresight_usd for d in ok],
+        "static AS offer": [d.baselines_usd.get("static_as", 0.0) for d in ok],
     }
     for label, values in series.items():
         ax1.plot(days, values, label=label, lw=0.8)
@@ -659,10 +1346,10 @@ def _plot(report: BacktestReport, path: Path) -> None:
     ax1.set_ylabel("net revenue per day [$]")
     ax2.set_ylabel("cumulative [k$]")
     totals = report.totals()
-    ratio = totals["capture_ratio"]
+    ratio = totals["capture_vs_hindsight"]
     ax1.set_title(
         f"{report.market} backtest {report.start}..{report.end}, "
-        f"{len(report.sites)} site(s); capture ratio "
+        f"{len(report.sites)} site(s); capture vs hindsight "
         f"{'n/a' if ratio is None else f'{100 * ratio:.1f}%'}"
     )
     ax1.legend(fontsize=8)

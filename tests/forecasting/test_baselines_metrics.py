@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.baselines import baseline_forecasts
+from forecasting.baselines import baseline_forecasts, rt_premium_forecast
 from forecasting.errors import ForecastInputError
 from forecasting.metrics import (
     coverage,
@@ -56,6 +56,40 @@ def test_naive_average_uses_the_one_present_when_week_ago_missing() -> None:
     base = baseline_forecasts(y, [dt.date(2024, 1, 15)], tz=TZ, product="da_energy")
     assert base["seasonal_naive"].isna().all()
     assert base["naive_average"].tolist() == base["persistence"].tolist()
+
+
+def test_median_7d_is_the_same_hour_median_of_the_last_week_when_hand_made() -> None:
+    y = _series(15)
+    y[(y.index >= "2024-01-12") & (y.index < "2024-01-13")] += (
+        10_000.0  # one outlier day
+    )
+    base = baseline_forecasts(y, [dt.date(2024, 1, 15)], tz=TZ, product="da_energy")
+    # D-1..D-7 are days 13..7 (100*day + hour); the median is day 10, the outlier
+    # day cannot move it.
+    assert base["median_7d"].tolist() == [1000.0 + h for h in range(24)]
+
+
+def test_median_7d_uses_d2_to_d8_for_late_hours_when_product_is_realtime() -> None:
+    y = _series(15)
+    base = baseline_forecasts(
+        y, [dt.date(2024, 1, 15)], tz=TZ, product="rt_energy", issue_hour=9
+    )
+    expected = [1000.0 + h if h < 9 else 900.0 + h for h in range(24)]
+    assert base["median_7d"].tolist() == expected
+
+
+def test_rt_premium_is_the_median_spread_and_ignores_d1_when_issued() -> None:
+    idx = pd.date_range("2024-01-01", periods=24 * 20, freq="h", tz="UTC")
+    da = pd.Series(50.0, index=idx)
+    rt = pd.Series(50.0 + np.where(idx.hour == 18, 12.0, -3.0), index=idx)
+    day = dt.date(2024, 1, 20)
+    base = rt_premium_forecast(da, rt, [day], tz=TZ, window_days=14)
+    assert base.iloc[18] == pytest.approx(12.0)
+    assert base.iloc[3] == pytest.approx(-3.0)
+    rt_changed = rt.copy()
+    rt_changed[(idx >= "2024-01-19") & (idx < "2024-01-21")] = 9999.0  # D-1 and D
+    again = rt_premium_forecast(da, rt_changed, [day], tz=TZ, window_days=14)
+    pd.testing.assert_series_equal(base, again)
 
 
 def test_point_metrics_match_hand_computation_when_small_arrays() -> None:

@@ -119,6 +119,7 @@ def test_rolling_backtest_scores_model_and_baselines_when_run(
         "persistence",
         "seasonal_naive",
         "naive_average",
+        "median_7d",
     ]
     assert result.scores.loc["persistence", "mae_vs_best_baseline"] <= 0.0 or (
         result.scores.loc["naive_average", "mae_vs_best_baseline"] <= 0.0

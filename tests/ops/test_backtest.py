@@ -3,23 +3,28 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from dispatch.markets import load_market_rules
 from dispatch.solve import solve
+from dispatch.twosettle import two_settlement
 from fleet.cli import app, main
+from fleet.domain import Fleet
 from fleet.errors import FleetInputError
 from fleet.ops.backtest import (
     BacktestOptions,
-    baseline_commitments,
     fixed_plan,
     read_prices,
+    rt_forecast,
     run_backtest,
+    static_as_plan,
+    window_scenario,
     write_outputs,
 )
-from tests.factories import fleet_data, write_fleet_file
-from tests.ops.helpers import fleet, price_frame, scenario
+from tests.factories import fleet_data, site_data, write_fleet_file
+from tests.ops.helpers import NODE, fleet, price_frame, scenario
 
 START, END = dt.date(2024, 3, 11), dt.date(2024, 3, 13)
 
@@ -30,11 +35,17 @@ def report():
     return run_backtest(fleet(1), prices, START, END, BacktestOptions())
 
 
-def test_backtest_never_beats_perfect_foresight_when_replayed(report):
+def test_backtest_never_beats_either_bound_when_replayed(report):
     assert len(report.ok_days) == 3
     for day in report.ok_days:
-        assert day.day_ahead_usd <= day.perfect_foresight_usd * (1 + 1e-6) + 1e-6
-        assert day.perfect_foresight_usd > 0
+        assert day.hours == 24
+        assert day.net_usd <= day.hindsight_usd * (1 + 1e-6) + 1e-6
+        assert (
+            day.day_ahead_usd <= day.da_only_perfect_foresight_usd * (1 + 1e-6) + 1e-6
+        )
+        for value in day.baselines_usd.values():
+            assert value <= day.hindsight_usd * (1 + 1e-6) + 1e-6
+        assert day.da_only_perfect_foresight_usd > 0
 
 
 def test_backtest_reports_the_json_contract_when_done(report):
@@ -42,23 +53,23 @@ def test_backtest_reports_the_json_contract_when_done(report):
     for key in (
         "revenue_usd",
         "degradation_usd",
-        "perfect_foresight_usd",
-        "capture_ratio",
-        "baseline_usd",
+        "hindsight_usd",
+        "capture_vs_hindsight",
+        "da_only_perfect_foresight_usd",
+        "baselines",
+        "value_of_forecast_usd",
+        "rt_missing_hours",
         "days",
     ):
         assert key in totals
-    assert set(totals["revenue_usd"]) == {
-        "energy",
-        "reg_up",
-        "reg_down",
-        "spin",
-        "rt_deviation",
-    }
-    assert 0 < totals["capture_ratio"] <= 1.0
-    assert totals["capture_ratio"] == pytest.approx(
-        totals["day_ahead_usd"] / totals["perfect_foresight_usd"], abs=1e-4
+    assert set(totals["revenue_usd"]) == {"da_energy", "ancillary", "rt_deviation"}
+    assert set(totals["baselines"]) == {"static_as", "tb2", "tb4", "naive_forecast"}
+    assert 0 < totals["capture_vs_hindsight"] <= 1.0
+    assert totals["capture_vs_hindsight"] == pytest.approx(
+        totals["net_usd"] / totals["hindsight_usd"], abs=1e-4
     )
+    # naive_average is the strategy's own forecaster here: no value over itself
+    assert totals["value_of_forecast_usd"] == 0.0
     assert len(totals["days"]) == 3
 
 
@@ -69,26 +80,68 @@ def test_fixed_plan_reproduces_the_objective_when_prices_unchanged():
     assert settled.objective_usd == pytest.approx(plan.objective_usd, rel=1e-6)
 
 
-def test_baseline_charges_then_discharges_in_fixed_windows_when_built():
-    scn = scenario()
-    rules = load_market_rules("ERCOT")
-    base = baseline_commitments(scn, rules)
-    net = base.sites[0].commitments.net_mw
-    # Local midnight start: hours 2-3 charge, hours 18-19 discharge (k = ceil(18/10) = 2).
-    assert [i for i, v in enumerate(net) if v < 0] == [2, 3]
-    assert [i for i, v in enumerate(net) if v > 0] == [18, 19]
-    result = solve(base)
-    assert result.status == "optimal"
-    assert result.sites["site-01"].soc[-1] == pytest.approx(0.5, abs=1e-6)
-
-
-def test_backtest_skips_a_day_when_actual_prices_are_missing():
+def test_backtest_keeps_a_day_with_dark_hours_when_some_da_prices_are_missing():
     prices = price_frame(dt.date(2024, 2, 20), END)
+    last = prices["timestamp_utc"].max()
     drop = (prices["product"] == "da_energy") & (
-        prices["timestamp_utc"] == prices["timestamp_utc"].max()
+        prices["timestamp_utc"] >= last - pd.Timedelta(hours=1)
     )
     rep = run_backtest(fleet(1), prices[~drop], START, END, BacktestOptions())
-    assert [d.status for d in rep.days] == ["ok", "ok", "missing actual energy prices"]
+    assert [d.status for d in rep.days] == ["ok", "ok", "ok"]
+    assert [d.dark_hours for d in rep.days] == [0, 0, 2]
+
+
+def test_backtest_skips_a_day_when_all_its_da_prices_are_missing():
+    prices = price_frame(dt.date(2024, 2, 20), END)
+    local = prices["timestamp_utc"].dt.tz_convert("America/Chicago").dt.date
+    drop = (prices["product"] == "da_energy") & (local == END)
+    rep = run_backtest(fleet(1), prices[~drop], START, END, BacktestOptions())
+    assert [d.status for d in rep.days] == ["ok", "ok", "no actual DA prices"]
+
+
+def test_backtest_keeps_25_hours_when_the_day_is_dst_fall_back():
+    day = dt.date(2024, 11, 3)
+    prices = price_frame(dt.date(2024, 10, 15), day)
+    rep = run_backtest(fleet(1), prices, day, day, BacktestOptions())
+    (row,) = rep.days
+    assert row.status == "ok"
+    assert row.hours == 25
+    assert rep.totals()["hours_replayed"] == 25
+    assert row.net_usd <= row.hindsight_usd * (1 + 1e-6) + 1e-6
+
+
+def test_backtest_keeps_23_hours_when_the_day_is_dst_spring_forward():
+    day = dt.date(2024, 3, 10)
+    prices = price_frame(dt.date(2024, 2, 20), day)
+    rep = run_backtest(fleet(1), prices, day, day, BacktestOptions())
+    assert [(d.status, d.hours) for d in rep.days] == [("ok", 23)]
+
+
+def test_backtest_reports_an_rt_gap_and_never_fills_it_with_da():
+    prices = price_frame(dt.date(2024, 2, 20), END)
+    hours = sorted(prices["timestamp_utc"].unique())
+    gap = set(hours[-10:-7])  # three hours of the last day
+    drop = (prices["product"] == "rt_energy") & prices["timestamp_utc"].isin(gap)
+    gapped = prices[~drop]
+    rep = run_backtest(fleet(1), gapped, START, END, BacktestOptions())
+    assert [d.rt_missing_hours for d in rep.days] == [0, 0, 3]
+    totals = rep.totals()
+    assert totals["rt_missing_hours"] == 3
+    assert totals["rt_missing_days"] == [END.isoformat()]
+    # Filling the gap with DA prices would be a different figure: the gap is excluded.
+    filled = gapped.copy()
+    fill = prices[drop].copy()
+    fill["price"] = (
+        prices[(prices["product"] == "da_energy") & prices["timestamp_utc"].isin(gap)]
+        .sort_values("timestamp_utc")["price"]
+        .to_numpy()
+    )
+    filled = pd.concat([gapped, fill], ignore_index=True)
+    rep_filled = run_backtest(fleet(1), filled, END, END, BacktestOptions())
+    assert rep_filled.days[0].rt_missing_hours == 0
+    assert rep.days[-1].hindsight_usd != pytest.approx(
+        rep_filled.days[0].hindsight_usd, rel=1e-9
+    )
 
 
 def test_backtest_refuses_when_end_before_start():
@@ -112,7 +165,9 @@ def test_backtest_cli_prints_json_when_asked(tmp_path):
     out = prices.rename(columns={"price": "price_usd_per_mwh"})
     out["timestamp_utc"] = out["timestamp_utc"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     out.to_csv(csv_path, index=False)
-    fleet_path = write_fleet_file(tmp_path, fleet_data(1))
+    data = fleet_data(1)
+    data["sites"].append(site_data("btm-01", btm=True))
+    fleet_path = write_fleet_file(tmp_path, data)
     result = CliRunner().invoke(
         app,
         [
@@ -126,6 +181,8 @@ def test_backtest_cli_prints_json_when_asked(tmp_path):
             "--prices",
             str(csv_path),
             "--json",
+            "--load-dir",
+            str(_load_dir(tmp_path)),
             "--out",
             str(tmp_path / "out"),
         ],
@@ -133,8 +190,27 @@ def test_backtest_cli_prints_json_when_asked(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout[result.stdout.index("{") :])
     assert data["days_replayed"] == 2
-    assert data["perfect_foresight_usd"] >= data["day_ahead_usd"]
+    assert data["hindsight_usd"] >= data["net_usd"]
+    assert [
+        (b["site_id"], b["billing_month"], b["days"]) for b in data["btm_bills"]
+    ] == [("btm-01", "2024-03-01", 2)]
+    days_csv = pd.read_csv(tmp_path / "out" / "backtest_days.csv")
+    assert {"hindsight_usd", "baseline_static_as_usd", "rt_missing_hours"} <= set(
+        days_csv.columns
+    )
+    assert len(days_csv) == 2
+    assert (tmp_path / "out" / "backtest_btm_bills.csv").exists()
     assert (tmp_path / "out" / "backtest_daily.png").exists()
+
+
+def test_backtest_cli_exits_2_when_load_dir_is_not_a_folder(tmp_path, capsys):
+    fleet_path = write_fleet_file(tmp_path, fleet_data(1))
+    args = ["backtest", "--fleet", str(fleet_path), "--start", "2024-03-11", "--end"]
+    args += ["2024-03-12", "--load-dir", str(tmp_path / "nope")]
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    assert "--load-dir" in capsys.readouterr().err
 
 
 def test_backtest_cli_exits_2_when_price_file_missing(tmp_path, capsys, monkeypatch):
@@ -162,5 +238,178 @@ def test_backtest_replays_a_real_week_when_shared_data_present(shared_data):
     )
     totals = rep.totals()
     assert totals["days_replayed"] == 7
-    assert 0.3 < totals["capture_ratio"] <= 1.0
-    assert totals["baseline_ratio"] > 1.0
+    assert 0.3 < totals["capture_vs_hindsight"] <= 1.0
+    assert totals["value_over_baselines"]["tb2"] > 1.0
+
+
+def _load_dir(tmp_path):
+    """A one-year hourly load data set: 300 kW base, 900 kW from 14:00 to 17:00 UTC."""
+    idx = pd.date_range(
+        "2023-01-01", "2024-01-01", freq="h", inclusive="left", tz="UTC"
+    )
+    kw = np.where((idx.hour >= 19) & (idx.hour < 22), 900.0, 300.0)
+    kw = kw + 100.0 * (idx.day_of_year % 3 == 0)  # the month's days differ in peak
+    folder = tmp_path / "building_load_cambridge_hourly"
+    folder.mkdir()
+    pd.DataFrame(
+        {
+            "timestamp_utc": idx.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "site": "UCam_Building_b2",
+            "load_kw": kw,
+        }
+    ).to_csv(folder / "load.csv", index=False)
+    return tmp_path
+
+
+def test_backtest_bills_btm_sites_per_billing_month_on_the_months_peak(tmp_path):
+    data = fleet_data(1)
+    tariff = {
+        "energy_usd_per_mwh": 0.0,
+        "periods": [],
+        "demand_usd_per_kw_month": 15.0,
+        "billing_cycle_day": 1,
+    }
+    data["sites"].append(site_data("btm-01", btm=True, tariff=tariff))
+    fl = Fleet.model_validate(data)
+    first, last = dt.date(2024, 6, 28), dt.date(2024, 7, 2)
+    prices = price_frame(dt.date(2024, 6, 10), last)
+    options = BacktestOptions(load_dir=_load_dir(tmp_path), realtime=False)
+    rep = run_backtest(fl, prices, first, last, options)
+    bills = rep.totals()["btm_bills"]
+    assert [(b["site_id"], b["billing_month"], b["days"]) for b in bills] == [
+        ("btm-01", "2024-06-01", 3),
+        ("btm-01", "2024-07-01", 2),
+    ]
+    demand_usd_per_mw = 15.0 * 1000
+    for bill in bills:
+        # No energy charge: each bill is one demand charge on the month's peak
+        # (several days, one charge), with and without the battery.
+        assert bill["bill_without_battery_usd"] == pytest.approx(
+            demand_usd_per_mw * bill["peak_without_mw"], abs=0.01
+        )
+        assert bill["bill_with_battery_usd"] == pytest.approx(
+            demand_usd_per_mw * bill["peak_with_mw"], abs=0.01
+        )
+        assert bill["peak_with_mw"] < bill["peak_without_mw"] - 0.1
+        assert bill["savings_usd"] > 0
+    assert rep.totals()["btm_bill_savings_usd"] == pytest.approx(
+        sum(b["savings_usd"] for b in bills), abs=0.02
+    )
+
+
+def test_backtest_refuses_a_btm_site_when_its_load_profile_is_missing(tmp_path):
+    data = fleet_data(1)
+    data["sites"].append(
+        site_data(
+            "btm-01",
+            btm=True,
+            load={
+                "dataset": "building_load_cambridge_hourly",
+                "profile": "nope",
+                "scale": 1.0,
+            },
+        )
+    )
+    fl = Fleet.model_validate(data)
+    prices = price_frame(dt.date(2024, 6, 10), dt.date(2024, 7, 1))
+    options = BacktestOptions(load_dir=_load_dir(tmp_path), realtime=False)
+    with pytest.raises(FleetInputError, match=r"btm-01: load\.profile='nope'"):
+        run_backtest(fl, prices, dt.date(2024, 7, 1), dt.date(2024, 7, 1), options)
+
+
+def test_static_as_offer_is_energy_neutral_and_held_every_hour():
+    scn = scenario()
+    plan = static_as_plan(scn)
+    ru, rd, sp = (
+        plan.reg_up_mw["site-01"],
+        plan.reg_down_mw["site-01"],
+        plan.spin_mw["site-01"],
+    )
+    assert ru == [pytest.approx(6.0)] * 24
+    assert sp == [pytest.approx(4.0)] * 24
+    # a_dn * eta_c * rd = a_up * ru / eta_d: expected deployment leaves SoC unchanged
+    assert rd[0] == pytest.approx(6.0 / (0.95 * 0.95), rel=1e-6)
+    value = two_settlement(scn, {NODE: scn.markets[NODE].energy}, plan=plan)
+    assert value.status == "optimal"
+    assert value.da_energy_usd == 0.0
+    assert value.as_usd == pytest.approx(24 * (6 * 6.0 + 4 * rd[0] + 3 * 4.0), rel=1e-6)
+
+
+def test_tb_windows_trade_only_in_the_cheapest_and_dearest_hours():
+    scn = scenario(services=("energy",))
+    result = solve(window_scenario(scn, 2))
+    net = np.asarray(result.sites["site-01"].discharge_mw) - np.asarray(
+        result.sites["site-01"].charge_mw
+    )
+    prices = np.asarray(scn.markets[NODE].energy)
+    order = np.argsort(prices)
+    allowed = set(order[:2]) | set(order[-2:])
+    assert {int(i) for i in np.flatnonzero(np.abs(net) > 1e-6)} <= allowed
+    assert net[order[-1]] > 0
+    assert net[order[0]] < 0
+
+
+def test_rt_forecast_uses_only_hours_before_the_redispatch():
+    da = [10.0] * 6
+    rt = [10.0, 30.0, 99.0, np.nan, 10.0, 10.0]
+    fc = rt_forecast(da, rt, 2, 0.0, decay=0.5)
+    assert fc == [
+        10.0 + 20.0 * 0.5,
+        10.0 + 20.0 * 0.25,
+        10.0 + 20.0 * 0.125,
+        10.0 + 20.0 * 0.0625,
+    ]
+    changed = rt_forecast(da, [10.0, 30.0, -5.0, 1e4, 0.0, 0.0], 2, 0.0, decay=0.5)
+    assert changed == fc
+
+
+@pytest.mark.slow
+def test_backtest_replays_the_real_dst_fall_back_day_with_25_hours(shared_data):
+    from fleet.ops.backtest import default_price_files
+
+    prices = read_prices(default_price_files(shared_data), "ERCOT")
+    day = dt.date(2025, 11, 2)
+    rep = run_backtest(fleet(1), prices, day, day, BacktestOptions())
+    (row,) = rep.days
+    assert (row.status, row.hours) == ("ok", 25)
+    # the reconstructed file drops both ambiguous 01:00 hours: dark, not skipped
+    assert row.dark_hours == 2
+    assert row.net_usd <= row.hindsight_usd
+
+
+def test_model_mean_plans_at_the_swanson_mean_of_the_quantiles():
+    from fleet.ops.backtest import SWANSON_WEIGHTS, _forecast
+    from forecasting.backtest import rolling_backtest
+    from forecasting.price import PriceForecaster
+
+    frame = price_frame(dt.date(2024, 1, 1), dt.date(2024, 3, 12))
+    y = (
+        frame[(frame["node"] == NODE) & (frame["product"] == "da_energy")]
+        .set_index("timestamp_utc")["price"]
+        .sort_index()
+    )
+    days = [dt.date(2024, 3, 11), dt.date(2024, 3, 12)]
+    tz = "America/Chicago"
+    mean = _forecast(
+        y,
+        days,
+        method="model_mean",
+        tz=tz,
+        product="da_energy",
+        refit_days=28,
+        clock=None,
+    )
+    quantiles = rolling_backtest(
+        y,
+        lambda: PriceForecaster(tz=tz, product="da_energy"),
+        start=days[0],
+        end=days[-1],
+        refit_days=28,
+    ).forecasts
+    w10, w50, w90 = SWANSON_WEIGHTS
+    expected = (
+        w10 * quantiles["p10"] + w50 * quantiles["p50"] + w90 * quantiles["p90"]
+    ).to_numpy()
+    assert len(mean) == 48
+    np.testing.assert_allclose(mean.to_numpy(), expected, rtol=1e-9)
+    assert not np.allclose(mean.to_numpy(), quantiles["p50"].to_numpy())
