@@ -1,8 +1,9 @@
 """Benchmark the CLI's start-up: ``bessfleet --help`` and a few group help screens.
 
 Each run is a fresh process (interpreter start, imports, help rendering), timed by
-wall clock from this process. Prints the median and p90 per command line; asserts
-nothing (timings belong in the README, not in tests).
+wall clock from this process; the child's CPU time (user + system) is printed too, as
+it depends less on other jobs sharing the machine. Prints the median and p90 per
+command line; asserts nothing (timings belong in the README, not in tests).
 
     .venv/bin/python bench/cli_bench.py                  # 15 runs of each
     .venv/bin/python bench/cli_bench.py --runs 30 --json
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -45,10 +47,17 @@ def _executable() -> list[str]:
     return [found] if found else [sys.executable, "-m", "fleet"]
 
 
-def _time_s(argv: list[str], env: dict[str, str]) -> float:
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _time_s(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run ``argv`` once; return its wall time and its CPU time [s]."""
+    cpu = _children_cpu_s()
     started = time.perf_counter()
     subprocess.run(argv, env=env, check=True, capture_output=True, cwd=ROOT)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _children_cpu_s() - cpu
 
 
 def _p90(values: list[float]) -> float:
@@ -71,7 +80,8 @@ def main() -> None:
     _time_s([*exe, "--help"], env)  # warm the file cache and .pyc files
     rows = []
     for command in COMMANDS:
-        times_s = [_time_s([*exe, *command], env) for _ in range(args.runs)]
+        runs = [_time_s([*exe, *command], env) for _ in range(args.runs)]
+        times_s = [wall for wall, _ in runs]
         rows.append(
             {
                 "command": " ".join(["bessfleet", *command]),
@@ -79,9 +89,12 @@ def main() -> None:
                 "median_s": round(statistics.median(times_s), 3),
                 "p90_s": round(_p90(times_s), 3),
                 "min_s": round(min(times_s), 3),
+                "cpu_median_s": round(statistics.median(cpu for _, cpu in runs), 3),
             }
         )
-    baseline = [_time_s([sys.executable, "-c", "pass"], env) for _ in range(args.runs)]
+    baseline = [
+        _time_s([sys.executable, "-c", "pass"], env)[0] for _ in range(args.runs)
+    ]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     if args.json:
         print(
@@ -103,11 +116,11 @@ def main() -> None:
         f"{statistics.median(baseline):.3f} s"
     )
     width = max(len(row["command"]) for row in rows)
-    print(f"{'command':<{width}}  median s  p90 s  min s")
+    print(f"{'command':<{width}}  median s  p90 s  min s  CPU median s")
     for row in rows:
         print(
             f"{row['command']:<{width}}  {row['median_s']:8.3f}  {row['p90_s']:5.3f}  "
-            f"{row['min_s']:5.3f}"
+            f"{row['min_s']:5.3f}  {row['cpu_median_s']:12.3f}"
         )
 
 
