@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,7 +84,7 @@ for path in list(walk(typer.main.get_command(app), [])):
 """
 
 
-def _fresh(script: str) -> dict[str, list]:
+def _fresh(script: str) -> dict[str, list[Any]]:
     path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "COLUMNS": "100"}
     done = subprocess.run(
@@ -96,7 +97,7 @@ def _fresh(script: str) -> dict[str, list]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    result: dict[str, list] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, list[Any]] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
