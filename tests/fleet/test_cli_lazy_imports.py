@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 HEAVY = (
@@ -119,3 +121,13 @@ def test_every_help_screen_loads_no_heavy_library() -> None:
     assert failed == []
     assert result["heavy"] == []
     assert set(result["own"]) <= OWN_LIGHT, set(result["own"]) - OWN_LIGHT
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["fleet.errors", "dispatch.errors", "forecasting.errors", "telemetry.errors"],
+)
+def test_error_modules_import_alone(module: str) -> None:
+    result = _fresh(f"import {module}\nruns = []\n")
+    assert result["heavy"] == []
+    assert result["own"] == [module]
