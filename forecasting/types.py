@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import pandas as pd
+if TYPE_CHECKING:
+    from typing import TypeAlias
 
-FloatSeries = pd.Series
-"""A float Series on a UTC DatetimeIndex (prices in USD/MWh or USD/MW-h, load in kW)."""
+    import pandas as pd
+
+    FloatSeries: TypeAlias = pd.Series
+    """A float Series on a UTC DatetimeIndex (prices in USD/MWh or USD/MW-h, load in kW)."""
+
+
+def __getattr__(name: str) -> object:
+    """Resolve ``FloatSeries`` on first use, so that importing this module is cheap.
+
+    The CLI imports this module at start-up and must not pay for pandas there.
+    """
+    if name == "FloatSeries":
+        import pandas as pd
+
+        return pd.Series
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
 
 QUANTILES: Final[tuple[float, float, float]] = (0.1, 0.5, 0.9)
 """The quantile levels every forecaster returns, as fractions (0-1)."""

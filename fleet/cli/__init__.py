@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import pydantic
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -28,13 +27,31 @@ from fleet.errors import FleetInputError
 from forecasting.errors import ForecastInputError
 from telemetry.errors import TelemetryInputError
 
-INPUT_ERRORS: tuple[type[Exception], ...] = (
-    FleetInputError,
-    DispatchInputError,
-    ForecastInputError,
-    TelemetryInputError,
-    pydantic.ValidationError,
-)
+
+def input_errors() -> tuple[type[Exception], ...]:
+    """Return the exceptions :func:`main` reports as bad input (exit code 2).
+
+    pydantic is imported here, on the error path, not when the CLI starts: a
+    ``ValidationError`` can only have been raised once pydantic is loaded anyway.
+    """
+    import pydantic
+
+    return (
+        FleetInputError,
+        DispatchInputError,
+        ForecastInputError,
+        TelemetryInputError,
+        pydantic.ValidationError,
+    )
+
+
+def __getattr__(name: str) -> object:
+    """Keep ``INPUT_ERRORS`` importable without importing pydantic at start-up."""
+    if name == "INPUT_ERRORS":
+        return input_errors()
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
 
 app = typer.Typer(
     name="bessfleet",
@@ -79,7 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; bad input exits 2 with a message naming the field, never a traceback."""
     try:
         app(args=argv)
-    except INPUT_ERRORS as exc:
+    except Exception as exc:
+        if not isinstance(exc, input_errors()):
+            raise
         Console(stderr=True, soft_wrap=True).print(
             f"[bold red]error:[/] {escape(str(exc))}", highlight=False
         )

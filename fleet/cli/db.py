@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import sqlalchemy as sa
 import typer
 from rich.console import Console
 
-from fleet.config import Settings
 from fleet.errors import StoreError
-from fleet.store import migrate
 
 DbOption = Annotated[
     str | None,
@@ -35,11 +32,15 @@ db_app = typer.Typer(
 
 def resolve_db_url(db: str | None) -> str:
     """Return ``db`` or, when not given, the configured ``database_url``."""
+    from fleet.config import Settings
+
     return db or Settings().database_url
 
 
 def shown_url(url: str) -> str:
     """Return ``url`` with any password masked, for messages."""
+    import sqlalchemy as sa
+
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
@@ -65,6 +66,8 @@ def upgrade(
 
     Creates the SQLite file when it does not exist. Prints the revision reached. Exit code 1 when the store is unreachable or a migration fails.
     """
+    from fleet.store import migrate
+
     url = resolve_db_url(db)
     try:
         before = migrate.current(url)
@@ -86,6 +89,8 @@ def current(db: DbOption = None) -> None:
 
     Exit code 1 when the store is unreachable or behind the newest revision.
     """
+    from fleet.store import migrate
+
     url = resolve_db_url(db)
     try:
         at = migrate.current(url)

@@ -12,34 +12,19 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from forecasting.degradation.aging import (
-    AgingPath,
-    AgingState,
-    load_params,
-    project_day,
-    simulate,
-    step,
-    validity_warnings,
-    window_stress,
-)
-from forecasting.degradation.costs import (
-    CostInputs,
-    cycle_fade,
-    degradation_costs,
-    schedule_wear,
-)
-from forecasting.degradation.cycles import cycle_ledger
-from forecasting.degradation.soh import capacity_measurements, estimate_soh
 from forecasting.degradation.warranty import WarrantyTerms, warranty_status
 from forecasting.errors import ForecastInputError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from fleet.domain import Site
+    from forecasting.degradation.aging import AgingPath, AgingState
+    from forecasting.degradation.costs import CostInputs
 
 SHALLOW_NOTE = (
     "BLAST-Lite's LFP model was fitted on 80-100% depth-of-discharge cycling at "
@@ -109,6 +94,8 @@ def read_day_profile(path: Path) -> tuple[np.ndarray, np.ndarray]:
         If the file is missing, a column is absent, a value is not a number, an hour is
         outside [0, 24) or not increasing, or a SoC is outside [0, 1] (the line is named).
     """
+    import numpy as np
+
     text = _csv_text(path)
     hours: list[float] = []
     socs: list[float] = []
@@ -161,6 +148,8 @@ def project(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Project capacity, year by year, of a battery repeating one day's SoC profile."""
+    from forecasting.degradation.aging import load_params, project_day
+
     hours, socs = read_day_profile(profile)
     if not -40 <= temp_c <= 80:
         msg = f"--temp-c={temp_c:g} must be within [-40, 80] degC"
@@ -290,6 +279,8 @@ def _check_duty(efc_per_day: float | None, temp_c: float) -> None:
 
 def history_efc_per_day(hist: SocHistory, energy_mwh: float) -> float:
     """Equivalent full cycles a day of a history: metered when it has power [1/day]."""
+    from forecasting.degradation.cycles import cycle_ledger
+
     ledger = cycle_ledger(
         hist.soc,
         energy_mwh,
@@ -434,6 +425,9 @@ def plot(
 ) -> None:
     """Plot the cycle-depth cost curve and the dispatch segment costs of a site."""
     import matplotlib
+    import numpy as np
+
+    from forecasting.degradation.costs import cycle_fade, degradation_costs
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -478,6 +472,8 @@ class SocHistory:
 
 def read_soc_history(path: Path) -> SocHistory:
     """Read ``timestamp_utc,soc[,power_mw][,temp_c]`` (ISO-8601 UTC, soc in 0-1)."""
+    import numpy as np
+
     text = _csv_text(path)
     stamps: list[dt.datetime] = []
     socs: list[float] = []
@@ -536,6 +532,7 @@ def read_store_history(url: str, site_id: str, dev_id: str) -> SocHistory | None
     Returns None when the store holds fewer than two samples with a SoC for the
     device. ``soc_pct`` becomes a fraction (clipped to 0-1), ``p_dc_w`` MW.
     """
+    import numpy as np
     import sqlalchemy as sa
 
     from fleet.store.engine import make_engine
@@ -599,6 +596,8 @@ def read_store_history(url: str, site_id: str, dev_id: str) -> SocHistory | None
 
 def _pre_age(hist: SocHistory, gap_days: float, temp: np.ndarray | float) -> AgingState:
     """Age a new battery over the untracked days before the history, at its stress."""
+    from forecasting.degradation.aging import AgingState, step, window_stress
+
     if gap_days <= 0:
         return AgingState()
     stress = window_stress(hist.time_h, hist.soc, temp)
@@ -636,6 +635,8 @@ def _eol_date(
     eol: float,
 ) -> dt.date | None:
     """Continue the history's average duty with the model until capacity reaches ``eol``."""
+    from forecasting.degradation.aging import step, window_stress
+
     state = path.final
     if state.capacity_fraction <= eol:
         return (start + dt.timedelta(days=state.t_days)).date()
@@ -687,6 +688,13 @@ def report(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Per site: SoH, fade rate, EFC/year, warranty headroom, end of life, wear cost."""
+    import numpy as np
+
+    from forecasting.degradation.aging import simulate, validity_warnings
+    from forecasting.degradation.costs import schedule_wear
+    from forecasting.degradation.cycles import cycle_ledger
+    from forecasting.degradation.soh import capacity_measurements, estimate_soh
+
     sites = _load_sites(fleet_file, db)
     if fleet_file is None:
         db = _store_url(db)

@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 from fleet.compliance import compliance_report, load_thresholds
-from fleet.fleetfile import load_fleet
 
 if TYPE_CHECKING:
     from fleet.compliance import SiteCompliance
@@ -62,6 +61,8 @@ def validate(file: FleetFileArg) -> None:
 
     Exit code 0 when the file is valid, 2 when it is not (one line per problem).
     """
+    from fleet.fleetfile import load_fleet
+
     fleet = load_fleet(file)
     count = len(fleet.sites)
     typer.echo(
@@ -78,6 +79,8 @@ def _poi_text(site: Site) -> str:
 @fleet_app.command("show")
 def show(file: FleetFileArg) -> None:
     """Print the fleet's sites as a table: market, node, size, services, POI."""
+    from fleet.fleetfile import load_fleet
+
     fleet = load_fleet(file)
     table = Table(
         title=f"{fleet.name}: {_summary(fleet)}",
@@ -195,6 +198,8 @@ def compliance(
     2 for a bad fleet file, a site without a year, or a year outside the threshold
     table. With --what-if, print the scenario comparison instead (exit 0 when valid).
     """
+    from fleet.fleetfile import load_fleet
+
     fleet = load_fleet(file)
     table_data = load_thresholds()
     if what_if is not None:
@@ -359,6 +364,7 @@ def load(
     import sqlalchemy as sa
 
     from fleet.config import Settings
+    from fleet.fleetfile import load_fleet
     from fleet.store.engine import make_engine
     from fleet.store.sites import save_fleet
 

@@ -6,33 +6,22 @@ import datetime as dt
 import logging
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from fleet.cli.db import DbOption, resolve_db_url
-from forecasting.backtest import (
-    BacktestResult,
-    plot_backtest,
-    rolling_backtest,
-    write_forecasts_csv,
-)
-from forecasting.data import (
-    DataQualityReport,
-    clean_series,
-    read_price_csv,
-    select_series,
-    to_hourly,
-)
 from forecasting.errors import ForecastInputError
-from forecasting.features import local_days
-from forecasting.parallel import fit_many
-from forecasting.price import PriceForecaster
-from forecasting.registry import load_model, save_model
 from forecasting.types import PRODUCTS, canonical_product
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from forecasting.backtest import BacktestResult
+    from forecasting.data import DataQualityReport
+    from forecasting.price import PriceForecaster
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +64,8 @@ PricesOpt = Annotated[
 
 
 def _parse_day(value: str, option: str) -> dt.date:
+    import pandas as pd
+
     msg = f"{option}: {value!r} is not a date (YYYY-MM-DD)"
     try:
         stamp = pd.Timestamp(value)
@@ -95,6 +86,10 @@ def load_series(
     db: str | None,
 ) -> tuple[pd.Series, DataQualityReport]:
     """Read one price series from CSV files or the store, hourly and cleaned."""
+    import pandas as pd
+
+    from forecasting.data import clean_series, read_price_csv, select_series, to_hourly
+
     canon = canonical_product(product)
     if canon not in PRODUCTS:
         msg = (
@@ -126,6 +121,8 @@ def load_series(
 def _store_forecasts(
     forecasts: pd.DataFrame, *, market: str, node: str, product: str, db: str | None
 ) -> int:
+    import pandas as pd
+
     from fleet.store.engine import make_engine
     from fleet.store.forecasts import insert_price_forecasts
 
@@ -152,6 +149,8 @@ def _store_forecasts(
 
 
 def _print_scores(result: BacktestResult, title: str) -> None:
+    import pandas as pd
+
     table = Table(title=title)
     columns = [
         ("mae", "MAE"),
@@ -213,6 +212,14 @@ def backtest(
     ] = False,
 ) -> None:
     """Rolling-origin backtest: the model and the naive baselines side by side."""
+    from forecasting.backtest import (
+        plot_backtest,
+        rolling_backtest,
+        write_forecasts_csv,
+    )
+    from forecasting.features import local_days
+    from forecasting.price import PriceForecaster
+
     first = _parse_day(start, "--start")
     last = _parse_day(end, "--end")
     if last < first:
@@ -291,6 +298,10 @@ def train(
     ] = None,
 ) -> None:
     """Fit models and save each (joblib + JSON card) under the registry."""
+    from forecasting.parallel import fit_many
+    from forecasting.price import PriceForecaster
+    from forecasting.registry import save_model
+
     canon = canonical_product(product)
     probe = PriceForecaster(market=market, product=canon, train_days=train_days)
     issue = probe.issue_time(_parse_day(as_of, "--as-of")) if as_of else None
@@ -343,6 +354,11 @@ def predict(
     store: Annotated[bool, typer.Option("--store", help="Store the forecast.")] = False,
 ) -> None:
     """Forecast one operating day with a saved model (no refit)."""
+    import pandas as pd
+
+    from forecasting.price import PriceForecaster
+    from forecasting.registry import load_model
+
     model, card = load_model(model_dir)
     if not isinstance(model, PriceForecaster):
         msg = f"--model: {model_dir} is not a price model ({card.kind})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,9 +13,9 @@ from rich.table import Table
 
 from fleet.cli.db import DbOption, fail, resolve_db_url, shown_url
 from fleet.errors import FleetInputError, StoreError
-from fleet.store import audit, migrate, prices
-from fleet.store.engine import make_engine
-from fleet.store.price_csv import PriceFile, read_price_csv
+
+if TYPE_CHECKING:
+    from fleet.store.price_csv import PriceFile
 
 prices_app = typer.Typer(
     name="prices",
@@ -62,6 +62,10 @@ def import_(
 
     Re-importing a file is harmless: rows are keyed by (market, node, product, timestamp) and updated in place. The interval length of each series is inferred from its timestamps.
     """
+    from fleet.store import audit, migrate, prices
+    from fleet.store.engine import make_engine
+    from fleet.store.price_csv import read_price_csv
+
     url = resolve_db_url(db)
     try:
         migrate.require_head(url)
@@ -156,6 +160,9 @@ def list_(
     ] = False,
 ) -> None:
     """List the price series in the store with their count and first/last interval."""
+    from fleet.store import migrate, prices
+    from fleet.store.engine import make_engine
+
     url = resolve_db_url(db)
     try:
         migrate.require_head(url)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from fleet.config import Settings
 from fleet.errors import StoreError
-from fleet.store import audit
-from fleet.store import keys as key_store
-from fleet.store.engine import make_engine
+
+if TYPE_CHECKING:
+    from fleet.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +38,8 @@ keys_app = typer.Typer(
 
 
 def _settings(db: str | None) -> Settings:
+    from fleet.config import Settings
+
     settings = Settings()
     if db:
         settings = settings.model_copy(update={"database_url": db})
@@ -67,6 +68,10 @@ def keys_create(
     db: DbOption = None,
 ) -> None:
     """Create an API key and print it once (only its hash is stored)."""
+    from fleet.store import audit
+    from fleet.store import keys as key_store
+    from fleet.store.engine import make_engine
+
     engine = make_engine(_settings(db).database_url)
     expires_at = (
         None
@@ -111,6 +116,9 @@ def keys_list(
     ] = False,
 ) -> None:
     """List API keys (ids, roles, dates; never secrets)."""
+    from fleet.store import keys as key_store
+    from fleet.store.engine import make_engine
+
     engine = make_engine(_settings(db).database_url)
     try:
         with engine.connect() as conn:
@@ -139,6 +147,10 @@ def keys_revoke(
     db: DbOption = None,
 ) -> None:
     """Revoke an API key (idempotent)."""
+    from fleet.store import audit
+    from fleet.store import keys as key_store
+    from fleet.store.engine import make_engine
+
     engine = make_engine(_settings(db).database_url)
     try:
         with engine.begin() as conn:

@@ -17,7 +17,6 @@ from rich.console import Console
 from rich.table import Table
 
 from fleet.cli.db import DbOption, fail, resolve_db_url, shown_url
-from fleet.config import Settings
 from fleet.errors import StoreError
 from telemetry.errors import TelemetryInputError
 
@@ -55,6 +54,8 @@ def register(root: typer.Typer) -> None:
 
 
 def _mqtt_url(value: str | None) -> str:
+    from fleet.config import Settings
+
     return value or Settings().mqtt_url
 
 
