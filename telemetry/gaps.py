@@ -6,6 +6,8 @@ import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from telemetry.payloads import U64_MAX
+
 REORDER_TIMEOUT_MS = 60_000
 """A gap older than this triggers a backfill request (Sparkplug reorder timeout)."""
 BACKFILL_RETRY_MAX_MS = 3_600_000
@@ -186,6 +188,26 @@ class GapTracker:
         self._settle(track, now_ms)
         return PermanentGap(site_id, dev_id, track.epoch, start, end, "not_in_buffer")
 
+    def observe_rejected(
+        self, site_id: str, dev_id: str, seq: int, now_ms: int
+    ) -> PermanentGap | None:
+        """Mark sample ``seq`` as quarantined by the store (``store_rejected``).
+
+        The sample is kept in quarantine, so its seq is accounted for: no backfill is
+        requested for it. Returns the one-seq gap to record, or ``None`` if the seq is
+        already below the watermark.
+        """
+        track = self._edit(site_id, dev_id)
+        if track is None:
+            track = Track(site_id, dev_id, 0, seq - 1, None, seq - 1, None)
+            self._draft[(site_id, dev_id)] = track
+        if seq <= track.contiguous_seq:
+            return None
+        track.pending.setdefault(seq, _UNKNOWN_TS)
+        track.max_seq_seen = max(track.max_seq_seen, seq)
+        self._settle(track, now_ms)
+        return PermanentGap(site_id, dev_id, track.epoch, seq, seq, "store_rejected")
+
     def _settle(self, track: Track, now_ms: int) -> None:
         if _advance(track):
             track.backfill_requested_at_ms = None
@@ -236,6 +258,6 @@ class GapTracker:
     def sweep(self) -> list[BackfillRequest]:
         """Return a backfill from every device's watermark (after a lost session)."""
         return [
-            BackfillRequest(t.site_id, t.dev_id, t.contiguous_seq + 1, 2**63 - 1)
+            BackfillRequest(t.site_id, t.dev_id, t.contiguous_seq + 1, U64_MAX)
             for t in self._tracks.values()
         ]

@@ -36,7 +36,7 @@ from telemetry.payloads import (
     dumps,
 )
 from telemetry.registry import SiteRegistry
-from telemetry.topics import down, ingest_subscription
+from telemetry.topics import down, ingest_subscription, site_from_topic
 from telemetry.validation import (
     Context,
     Limits,
@@ -50,6 +50,14 @@ logger = logging.getLogger(__name__)
 
 SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
 SESSION_EXPIRY_S = 7 * 86_400
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """Return the first line of an error's message, without control characters."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else repr(orig)
+    text = "".join(ch if ch >= " " else " " for ch in text)
+    return f"{type(orig).__name__}: {text}"[:limit]
 
 
 def now_ms() -> int:
@@ -202,6 +210,14 @@ class Sink(Protocol):
         """Persist tracker bookkeeping (backfill request times)."""
         ...
 
+    def is_refusal(self, exc: Exception) -> bool:
+        """Whether ``exc`` (from :meth:`commit`) is a refusal of the data.
+
+        A refusal means the store is up: the worker isolates the offending message.
+        Anything else is an outage: the worker holds the stream and retries.
+        """
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Msg:
@@ -286,6 +302,8 @@ class IngestWorker:
         self._sys_dropped: int | None = None
         self._pending_sweep = False
         self._ever_connected = False
+        self._refused: Exception | None = None
+        self._draft_sessions: dict[str, Session] = {}
         state = sink.load()
         self.registry = state.registry
         self.sessions: dict[str, Session] = dict(state.sessions)
@@ -602,27 +620,124 @@ class IngestWorker:
 
     def _process(self, messages: list[_Msg], retry: bool = True) -> None:
         self.stats.received += len(messages)
+        self._write(messages, retry=retry)
+
+    def _write(self, messages: list[_Msg], *, retry: bool) -> bool:
+        """Commit ``messages`` then ack them; isolate what the store refuses.
+
+        Returns ``False`` when the store is down and the messages were left unacked
+        (the broker redelivers them), ``True`` once every message is committed or
+        quarantined and acknowledged.
+        """
         batch = self._build(messages)
+        if not self._commit(batch, retry=retry):
+            return False
+        if self._refused is not None:
+            exc, self._refused = self._refused, None
+            self.tracker.begin()
+            if len(messages) == 1:
+                return self._reject(messages[0], exc, retry=retry)
+            half = len(messages) // 2
+            logger.warning(
+                "store refused a batch of %d messages (%s): splitting it",
+                len(messages),
+                _first_line(exc),
+            )
+            return self._write(messages[:half], retry=retry) and self._write(
+                messages[half:], retry=retry
+            )
+        self._after_commit(messages, batch)
+        return True
+
+    def _commit(self, batch: Batch, *, retry: bool) -> bool:
+        """Commit ``batch``, retrying while the store is down.
+
+        Returns ``False`` when it gave up (stopping, or disconnected for an outage);
+        sets ``self._refused`` when the store is up but refused the batch's data.
+        """
         delay = 0.1
         outage_started: float | None = None
         while True:
             try:
                 self.sink.commit(batch)
-                break
+                return True
             except Exception as exc:
                 self.stats.commit_failures += 1
+                if self._is_refusal(exc):
+                    self._refused = exc
+                    return True
                 if outage_started is None:
                     outage_started = time.monotonic()
                 logger.error(
-                    "commit failed (%s); nothing acked, retrying in %.1f s", exc, delay
+                    "commit failed (%s); nothing acked, retrying in %.1f s",
+                    _first_line(exc),
+                    delay,
                 )
                 if not retry or self._stop.is_set():
-                    return
+                    return False
                 if time.monotonic() - outage_started > self.options.disconnect_after_s:
                     self._pause_until_store_back(batch)
-                    return
+                    return False
                 time.sleep(delay)
                 delay = min(delay * 2, self.options.retry_max_s)
+
+    def _is_refusal(self, exc: Exception) -> bool:
+        """Whether the store is up and refused this batch's data (not an outage)."""
+        judge = getattr(self.sink, "is_refusal", None)
+        if judge is None:
+            return False
+        try:
+            return bool(judge(exc))
+        except Exception:
+            logger.exception("could not classify a store error")
+            return False
+
+    def _reject(self, msg: _Msg, exc: Exception, *, retry: bool) -> bool:
+        """Quarantine one message the store refused as ``store_rejected``, then ack it."""
+        now = self.clock()
+        detail = _first_line(exc, 1000)
+        logger.error(
+            "store refused the message on %s: %s (quarantined as store_rejected)",
+            msg.topic,
+            detail,
+        )
+        # its samples are accounted for (in quarantine): no backfill loop for them
+        ctx = Context(self.registry, now, self.limits)
+        out = validate_message(msg.topic, msg.payload, ctx, qos=msg.qos, dup=msg.dup)
+        batch = Batch(received_at_ms=now)
+        self.tracker.begin()
+        for sample in out.samples:
+            gap = self.tracker.observe_rejected(
+                sample.site_id, sample.dev_id, sample.seq, now
+            )
+            if gap is not None:
+                batch.gaps.append(gap)
+        batch.tracks = dict(self.tracker.draft())
+        batch.quarantined.append(
+            Quarantined(
+                topic=msg.topic,
+                payload=msg.payload,
+                reason="store_rejected",
+                detail=detail,
+                site_from_topic=site_from_topic(msg.topic),
+                schema_v=None,
+                qos=msg.qos,
+                dup=msg.dup,
+            )
+        )
+        self._draft_sessions = dict(self.sessions)
+        if not self._commit(batch, retry=retry):
+            return False
+        if self._refused is not None:
+            # the store refuses even the quarantine row: treat it as an outage
+            exc2, self._refused = self._refused, None
+            logger.error("store refused the quarantine row too: %s", exc2)
+            self.tracker.begin()
+            return False
+        self._after_commit([msg], batch)
+        return True
+
+    def _after_commit(self, messages: list[_Msg], batch: Batch) -> None:
         self.tracker.commit()
         self.sessions = self._draft_sessions
         for change in batch.sessions:

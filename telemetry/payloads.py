@@ -15,12 +15,35 @@ MAX_TLM_BYTES = 8 * 1024
 MAX_HIST_BYTES = 256 * 1024
 MAX_HIST_SAMPLES = 500
 INT63_MAX = 2**63 - 1
-"""Upper bound of ``seq``/``sid``: the spec says u64, the store keeps signed 64-bit."""
+U64_MAX = 2**64 - 1
+"""Upper bound of ``seq``/``sid`` (u64; the store maps them onto signed 64-bit)."""
+MAX_FREE_STRING = 256
+"""Longest free string (``code``, ``detail``, ``reason``, …) in characters (spec 2)."""
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f]*$"
+"""A free string holds no control character U+0000-U+001F (spec 2, Strings)."""
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
-U63 = Annotated[int, Field(ge=0, le=INT63_MAX)]
+U64 = Annotated[int, Field(ge=0, le=U64_MAX)]
 TsMs = Annotated[int, Field(ge=0, le=INT63_MAX)]
+SampleTsMs = Annotated[int, Field(ge=-INT63_MAX - 1, le=INT63_MAX)]
+"""A sample time: negative values are valid JSON and go to ``too_old``, not ``schema``."""
+FreeString = Annotated[
+    str, Field(max_length=MAX_FREE_STRING, pattern=NO_CONTROL_PATTERN)
+]
+"""A free string: at most 256 characters, no control characters (spec 2, Strings)."""
 Quality = Literal["good", "uncertain", "bad"]
+ChaSt = Literal["OFF", "EMPTY", "DISCHARGING", "CHARGING", "FULL", "HOLDING", "TESTING"]
+"""SunSpec 802 ``ChaSt`` (charge status) enumeration."""
+BatState = Literal[
+    "DISCONNECTED",
+    "INITIALIZING",
+    "CONNECTED",
+    "STANDBY",
+    "SOC_PROTECTION",
+    "SUSPENDING",
+    "FAULT",
+]
+"""SunSpec 802 ``State`` (battery state) enumeration."""
 
 BATTERY_REQUIRED = (
     "soc_pct",
@@ -123,8 +146,8 @@ class Measurements(_Payload):
     i_dis_max_a: float | None = None
     w_cha_max_w: float | None = None
     w_dis_max_w: float | None = None
-    cha_st: str | None = Field(default=None, max_length=32)
-    state: str | None = Field(default=None, max_length=32)
+    cha_st: ChaSt | None = None
+    state: BatState | None = None
     loc_rem: Literal["REMOTE", "LOCAL"] | None = None
     evt1: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
     evt2: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
@@ -146,9 +169,9 @@ class TlmPayload(_Payload):
     v: int
     site: Id
     dev: Id
-    sid: U63
-    seq: U63
-    ts: TsMs
+    sid: U64
+    seq: U64
+    ts: SampleTsMs
     hist: bool = False
     q: Quality = "good"
     m: Measurements
@@ -157,8 +180,8 @@ class TlmPayload(_Payload):
 class HistSample(_Payload):
     """One buffered sample inside a ``hist`` batch."""
 
-    seq: U63
-    ts: TsMs
+    seq: U64
+    ts: SampleTsMs
     q: Quality = "good"
     m: Measurements
 
@@ -169,7 +192,7 @@ class HistPayload(_Payload):
     v: int
     site: Id
     dev: Id
-    sid: U63
+    sid: U64
     samples: Annotated[list[HistSample], Field(min_length=1, max_length=500)]
 
 
@@ -198,13 +221,13 @@ class BirthPayload(_Payload):
 
     v: int
     site: Id
-    sid: U63
+    sid: U64
     ts: TsMs
-    firmware: Annotated[str, Field(max_length=64)]
+    firmware: Annotated[FreeString, Field(max_length=64)]
     devices: Annotated[list[Id], Field(min_length=1, max_length=64)]
     nameplate: Nameplate
-    seq_next: dict[str, U63]
-    temp_source: Annotated[str, Field(max_length=32)] = "cell"
+    seq_next: dict[Id, U64]
+    temp_source: Annotated[FreeString, Field(max_length=32)] = "cell"
 
 
 class StatePayload(_Payload):
@@ -213,7 +236,7 @@ class StatePayload(_Payload):
     v: int = SCHEMA_VERSION
     site: Id | None = None
     online: bool
-    sid: U63
+    sid: U64
     ts: TsMs
 
 
@@ -226,14 +249,14 @@ class EvtPayload(_Payload):
 
     v: int
     site: Id
-    sid: U63
+    sid: U64
     ts: TsMs
     kind: Literal["alarm_set", "alarm_clear", "state", "backfill_unavailable"]
     dev: Id | None = None
-    code: Annotated[str, Field(max_length=64)] | None = None
-    detail: Annotated[str, Field(max_length=512)] | None = None
-    from_seq: U63 | None = None
-    to_seq: U63 | None = None
+    code: FreeString | None = None
+    detail: FreeString | None = None
+    from_seq: U64 | None = None
+    to_seq: U64 | None = None
 
 
 class AckPayload(_Payload):
@@ -241,9 +264,9 @@ class AckPayload(_Payload):
 
     v: int = SCHEMA_VERSION
     site: Id | None = None
-    cmd_id: Annotated[str, Field(min_length=1, max_length=64)]
+    cmd_id: Annotated[FreeString, Field(min_length=1, max_length=64)]
     status: Literal["accepted", "applied", "rejected", "expired"]
-    reason: Annotated[str, Field(max_length=512)] | None = None
+    reason: FreeString | None = None
     ts: TsMs
 
 
@@ -265,7 +288,7 @@ class SetpointPayload(_Payload):
     ramp_w_per_s: Annotated[float, Field(gt=0)]
     soc_min_pct: Annotated[float, Field(ge=0, le=100)]
     soc_max_pct: Annotated[float, Field(ge=0, le=100)]
-    source: Annotated[str, Field(max_length=64)] = "bessfleet"
+    source: Annotated[FreeString, Field(max_length=64)] = "bessfleet"
 
     @model_validator(mode="after")
     def _check_window(self) -> SetpointPayload:
@@ -283,8 +306,8 @@ class CtlPayload(_Payload):
 
     op: Literal["rebirth", "backfill"]
     dev: Id | None = None
-    from_seq: U63 | None = None
-    to_seq: U63 | None = None
+    from_seq: U64 | None = None
+    to_seq: U64 | None = None
 
     @model_validator(mode="after")
     def _check_backfill(self) -> CtlPayload:

@@ -45,6 +45,7 @@ REASONS = (
     "too_old",
     "oversize",
     "conflict_dup",
+    "store_rejected",
 )
 """Quarantine reason codes of spec section 6."""
 

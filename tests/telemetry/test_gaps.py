@@ -91,4 +91,4 @@ def test_tracker_sweeps_from_every_watermark_when_session_lost() -> None:
     tracker = GapTracker()
     observe(tracker, [1, 2, 3])
     (req,) = tracker.sweep()
-    assert (req.from_seq, req.to_seq) == (4, 2**63 - 1)
+    assert (req.from_seq, req.to_seq) == (4, 2**64 - 1)
