@@ -172,6 +172,22 @@ class GapTracker:
                 track.max_seq_seen = nxt - 1
                 self._settle(track, now_ms)
 
+    def observe_seq_next(
+        self, site_id: str, seq_next: Mapping[str, int], now_ms: int
+    ) -> None:
+        """Apply a repeated birth of the current session: only open gaps ahead.
+
+        A gateway that reconnects with the same ``sid`` republishes its birth; a
+        ``seq_next`` beyond what was seen means samples the broker acknowledged to the
+        gateway never arrived (e.g. lost in a broker crash). It never starts an epoch:
+        a stale retained copy of the birth must not move anything back.
+        """
+        for dev_id, nxt in seq_next.items():
+            track = self._edit(site_id, dev_id)
+            if track is not None and nxt - 1 > track.max_seq_seen:
+                track.max_seq_seen = nxt - 1
+                self._settle(track, now_ms)
+
     def observe_permanent_gap(
         self, site_id: str, dev_id: str, from_seq: int, to_seq: int, now_ms: int
     ) -> PermanentGap | None:
@@ -229,17 +245,28 @@ class GapTracker:
         self._tracks.update(self._draft)
         self._draft = {}
 
-    def due_backfills(self, now_ms: int) -> list[BackfillRequest]:
-        """Return the backfill requests due now (reorder timeout, then backoff)."""
+    def due_backfills(
+        self, now_ms: int, reorder_timeout_ms: int | None = None
+    ) -> list[BackfillRequest]:
+        """Return the backfill requests due now (reorder timeout, then backoff).
+
+        ``reorder_timeout_ms`` overrides the tracker's timeout, e.g. a few seconds
+        right after a broker reconnect, when holes are losses rather than reordering.
+        """
+        timeout = (
+            self.reorder_timeout_ms
+            if reorder_timeout_ms is None
+            else reorder_timeout_ms
+        )
         out = []
         for track in self._tracks.values():
             if not track.has_gap or track.first_gap_seen_at_ms is None:
                 continue
-            if now_ms - track.first_gap_seen_at_ms < self.reorder_timeout_ms:
+            if now_ms - track.first_gap_seen_at_ms < timeout:
                 continue
             if track.backfill_requested_at_ms is not None:
                 wait = min(
-                    self.reorder_timeout_ms * 2**track.backfill_attempts,
+                    max(timeout, 1000) * 2**track.backfill_attempts,
                     BACKFILL_RETRY_MAX_MS,
                 )
                 if now_ms - track.backfill_requested_at_ms < wait:

@@ -259,6 +259,12 @@ class IngestOptions:
     """Cap of the commit retry backoff [s]."""
     reorder_timeout_s: float = 60.0
     """A sequence gap older than this triggers a backfill request [s]."""
+    reconnect_reorder_timeout_s: float = 3.0
+    """Reorder timeout right after a (re)connect to the broker [s]: holes seen then are
+    losses (e.g. a broker crash lost what it had acknowledged), so they are asked for
+    within seconds instead of after :attr:`reorder_timeout_s`."""
+    reconnect_window_s: float = 60.0
+    """How long after a (re)connect the short reorder timeout applies [s]."""
 
 
 @dataclass(slots=True)
@@ -303,6 +309,7 @@ class IngestWorker:
         self._pending_sweep = False
         self._ever_connected = False
         self._refused: Exception | None = None
+        self._connected_at = -1e9
         self._draft_sessions: dict[str, Session] = {}
         state = sink.load()
         self.registry = state.registry
@@ -364,6 +371,7 @@ class IngestWorker:
             else:
                 logger.info("new persistent session for %s", self.options.client_id)
         self._ever_connected = True
+        self._connected_at = time.monotonic()
         topic = ingest_subscription(self.options.group, self.options.share)
         if self.options.protocol == "5":
             client.subscribe(
@@ -568,10 +576,12 @@ class IngestWorker:
         now: int,
     ) -> None:
         current = sessions.get(birth.site)
-        if current is not None and (
-            birth.sid == current.sid or birth.ts < current.birth_ts_ms
-        ):
-            return  # a repeated or stale (retained) birth
+        if current is not None and birth.sid == current.sid:
+            # the gateway reconnected: its seq_next shows what the broker lost
+            self.tracker.observe_seq_next(birth.site, birth.seq_next, now)
+            return
+        if current is not None and birth.ts < current.birth_ts_ms:
+            return  # a stale (retained) birth
         sessions[birth.site] = Session(birth.sid, birth.ts, True)
         self.tracker.observe_birth(birth.site, birth.seq_next, now)
         batch.sessions.append(
@@ -802,9 +812,13 @@ class IngestWorker:
         if self._pending_sweep:
             self._pending_sweep = False
             requests.extend(self.tracker.sweep())
-        due = self.tracker.due_backfills(now)
+        fast = time.monotonic() - self._connected_at < self.options.reconnect_window_s
+        timeout_ms = (
+            int(self.options.reconnect_reorder_timeout_s * 1000) if fast else None
+        )
+        due = self.tracker.due_backfills(now, timeout_ms)
         if due and self.options.share is not None:
-            due = self._reconcile_with_store(due, now)
+            due = self._reconcile_with_store(due, now, timeout_ms)
         requests.extend(due)
         for req in requests:
             self._publish_backfill(req)
@@ -817,7 +831,7 @@ class IngestWorker:
                 logger.warning("could not save backfill bookkeeping: %s", exc)
 
     def _reconcile_with_store(
-        self, due: list[BackfillRequest], now: int
+        self, due: list[BackfillRequest], now: int, timeout_ms: int | None = None
     ) -> list[BackfillRequest]:
         """Fill holes that other workers of the share group stored; return what is left."""
         stored_seqs = getattr(self.sink, "stored_seqs", None)
@@ -837,7 +851,7 @@ class IngestWorker:
             self.tracker.begin()
             return due
         self.tracker.commit()
-        return self.tracker.due_backfills(now)
+        return self.tracker.due_backfills(now, timeout_ms)
 
     def _publish_backfill(self, req: BackfillRequest) -> None:
         spec = self.registry.get(req.site_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -14,6 +15,11 @@ SCHEMA_VERSION = 1
 MAX_TLM_BYTES = 8 * 1024
 MAX_HIST_BYTES = 256 * 1024
 MAX_HIST_SAMPLES = 500
+MAX_LIVE_BATCH_BYTES = 64 * 1024
+"""Limit of a batched live message on ``up/tlm/{dev}`` (spec 2, version 1.1)."""
+MAX_LIVE_BATCH_SAMPLES = 60
+LIVE_BATCH_MAX_AGE_MS = 5_000
+"""A gateway sends its batched live samples at least this often [ms]."""
 INT63_MAX = 2**63 - 1
 U64_MAX = 2**64 - 1
 """Upper bound of ``seq``/``sid`` (u64; the store maps them onto signed 64-bit)."""
@@ -114,6 +120,58 @@ def loads_strict(raw: bytes | str) -> Any:
         raise PayloadError(str(exc)[:200], reason="bad_json") from None
 
 
+def pack_samples(
+    head: Mapping[str, Any],
+    samples: Sequence[Mapping[str, Any]],
+    *,
+    max_bytes: int,
+    max_samples: int,
+) -> tuple[list[tuple[bytes, int]], list[Mapping[str, Any]]]:
+    """Encode ``samples`` under the envelope ``head`` into messages that fit the limits.
+
+    Messages hold consecutive samples, at most ``max_samples`` each and at most
+    ``max_bytes`` bytes of JSON each (spec 2 "Size": never publish a message over the
+    limit of its topic, the broker would disconnect the publisher and paho would resend
+    it forever).
+
+    Parameters
+    ----------
+    head
+        Envelope keys (``v``, ``site``, ``dev``, ``sid``) without ``samples``.
+    samples
+        Samples ``{seq, ts, q, m}`` in order.
+    max_bytes, max_samples
+        Limits of one message.
+
+    Returns
+    -------
+    tuple
+        The messages as ``(payload, number of samples)``, and the samples dropped
+        because alone they exceed ``max_bytes``.
+    """
+    prefix = json.dumps({**head, "samples": []}, separators=(",", ":"))[:-2].encode()
+    suffix = b"]}"
+    room = max_bytes - len(prefix) - len(suffix)
+    out: list[tuple[bytes, int]] = []
+    dropped: list[Mapping[str, Any]] = []
+    parts: list[bytes] = []
+    size = 0
+    for sample in samples:
+        raw = json.dumps(sample, separators=(",", ":")).encode()
+        if len(raw) > room:
+            dropped.append(sample)
+            continue
+        extra = len(raw) + (1 if parts else 0)
+        if parts and (size + extra > room or len(parts) >= max_samples):
+            out.append((prefix + b",".join(parts) + suffix, len(parts)))
+            parts, size, extra = [], 0, len(raw)
+        parts.append(raw)
+        size += extra
+    if parts:
+        out.append((prefix + b",".join(parts) + suffix, len(parts)))
+    return out, dropped
+
+
 def dumps(obj: BaseModel) -> bytes:
     """Serialise a payload model to compact UTF-8 JSON without null optional fields."""
     return obj.model_dump_json(exclude_none=True).encode()
@@ -194,6 +252,32 @@ class HistPayload(_Payload):
     dev: Id
     sid: U64
     samples: Annotated[list[HistSample], Field(min_length=1, max_length=500)]
+
+
+class HistEnvelope(_Payload):
+    """A ``hist`` batch with its samples not yet validated (each is checked alone)."""
+
+    v: int
+    site: Id
+    dev: Id
+    sid: U64
+    samples: Annotated[list[Any], Field(min_length=1, max_length=MAX_HIST_SAMPLES)]
+
+
+class LiveBatchEnvelope(_Payload):
+    """Batched live samples on ``up/tlm/{dev}`` (spec 2, version 1.1): 1-60 samples.
+
+    Each sample is validated on its own as a :class:`HistSample`.
+    """
+
+    v: int
+    site: Id
+    dev: Id
+    sid: U64
+    hist: Literal[False] = False
+    samples: Annotated[
+        list[Any], Field(min_length=1, max_length=MAX_LIVE_BATCH_SAMPLES)
+    ]
 
 
 class Nameplate(_Payload):

@@ -15,12 +15,15 @@ from pydantic import ValidationError
 
 from telemetry.payloads import (
     MAX_HIST_BYTES,
+    MAX_LIVE_BATCH_BYTES,
     MAX_TLM_BYTES,
     SCHEMA_VERSION,
     AckPayload,
     BirthPayload,
     EvtPayload,
-    HistPayload,
+    HistEnvelope,
+    HistSample,
+    LiveBatchEnvelope,
     Measurements,
     PayloadError,
     StatePayload,
@@ -399,7 +402,9 @@ def _validate(topic: str, payload: bytes, ctx: Context, qos: int, dup: bool) -> 
         return _quarantine(
             topic, payload, "schema", "topic outside the grammar", None, qos, dup
         )
-    limit = MAX_TLM_BYTES if parsed.kind == "tlm" else MAX_HIST_BYTES
+    # a tlm may be the batched live form (≤ 64 KiB); the one-sample form's 8 KiB
+    # limit is checked once the form is known
+    limit = MAX_LIVE_BATCH_BYTES if parsed.kind == "tlm" else MAX_HIST_BYTES
     if len(payload) > limit:
         msg = f"{len(payload)} bytes > {limit} for {parsed.kind}"
         return _quarantine(topic, payload, "oversize", msg, None, qos, dup)
@@ -511,6 +516,11 @@ def _dispatch(
         missing = [k for k in ("site", "dev") if k not in obj]
         msg = f"missing required keys {missing}"
         raise _Hard(msg, reason="schema")
+    if kind == "tlm" and "samples" in obj:
+        return _validate_hist(obj, topic, ctx, schema_v, qos, dup, live=True)
+    if kind == "tlm" and len(payload) > MAX_TLM_BYTES:
+        msg = f"{len(payload)} bytes > {MAX_TLM_BYTES} for a one-sample tlm"
+        raise _Hard(msg, reason="oversize")
     if kind == "tlm":
         tlm = TlmPayload.model_validate(obj)
         flags, stored = _check_sample(
@@ -551,6 +561,11 @@ def _dispatch(
     raise _Hard(msg, reason="schema")
 
 
+def _seq_text(raw: Any) -> str:
+    seq = raw.get("seq") if isinstance(raw, dict) else None
+    return str(seq)[:24]
+
+
 def _validate_hist(
     obj: dict[str, Any],
     topic: str,
@@ -558,18 +573,33 @@ def _validate_hist(
     schema_v: int | None,
     qos: int,
     dup: bool,
+    *,
+    live: bool = False,
 ) -> Outcome:
-    hist = HistPayload.model_validate(obj)
+    """Validate a ``hist`` batch, or a batched live ``tlm`` (``live=True``).
+
+    Every sample is validated on its own: a bad one is quarantined alone (re-wrapped
+    so that ``reprocess`` can replay it), the others are stored.
+    """
+    hist: HistEnvelope | LiveBatchEnvelope = (
+        LiveBatchEnvelope.model_validate(obj)
+        if live
+        else HistEnvelope.model_validate(obj)
+    )
     limits = ctx.limits(hist.site)
     samples: list[Sample] = []
     bad: list[Quarantined] = []
-    for index, (item, raw) in enumerate(zip(hist.samples, obj["samples"], strict=True)):
+    for index, raw in enumerate(hist.samples):
         try:
+            try:
+                item = HistSample.model_validate(raw)
+            except ValidationError as exc:
+                raise _Hard(_schema_detail(exc), reason="schema") from None
             flags, stored = _check_sample(
                 hist.site,
                 hist.dev,
                 item.ts,
-                True,
+                not live,
                 item.m,
                 m_dict(item.m),
                 limits,
@@ -583,7 +613,9 @@ def _validate_hist(
                     topic=topic,
                     payload=json.dumps(one, separators=(",", ":")).encode(),
                     reason=exc.reason,
-                    detail=f"samples[{index}] seq={item.seq}: {exc.detail}"[:1000],
+                    detail=f"samples[{index}] seq={_seq_text(raw)}: {exc.detail}"[
+                        :1000
+                    ],
                     site_from_topic=hist.site,
                     schema_v=schema_v,
                     qos=qos,
@@ -598,7 +630,7 @@ def _validate_hist(
                 ts_ms=item.ts,
                 seq=item.seq,
                 sid=hist.sid,
-                hist=True,
+                hist=not live,
                 q=item.q,
                 flags=flags,
                 payload_hash=payload_hash(item.seq, item.ts, item.q, m_dict(item.m)),
