@@ -50,6 +50,11 @@ logger = logging.getLogger(__name__)
 
 SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
 SESSION_EXPIRY_S = 7 * 86_400
+"""Session expiry of a lone worker: the broker keeps its backlog through any outage."""
+SHARE_SESSION_EXPIRY_S = 300
+"""Session expiry of a ``--share`` worker: the broker does not re-route a dead member's
+messages, so a member that never returns (scale-down, renamed pod) must leave the group
+soon; what its session held comes back through backfill from the gateways' history."""
 
 
 def _first_line(exc: BaseException, limit: int = 300) -> str:
@@ -265,6 +270,14 @@ class IngestOptions:
     within seconds instead of after :attr:`reorder_timeout_s`."""
     reconnect_window_s: float = 60.0
     """How long after a (re)connect the short reorder timeout applies [s]."""
+    session_expiry_s: int | None = None
+    """MQTT 5 session expiry [s]; ``None``: 7 d alone, 300 s with :attr:`share`."""
+
+    def effective_session_expiry_s(self) -> int:
+        """Return the session expiry this worker asks the broker for [s]."""
+        if self.session_expiry_s is not None:
+            return self.session_expiry_s
+        return SESSION_EXPIRY_S if self.share is None else SHARE_SESSION_EXPIRY_S
 
 
 @dataclass(slots=True)
@@ -343,7 +356,7 @@ class IngestWorker:
         if self.options.protocol != "5":
             return None
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.SessionExpiryInterval = self.options.effective_session_expiry_s()
         props.ReceiveMaximum = self.options.batch_size
         return props
 

@@ -98,6 +98,17 @@ def ingest(
             min=0.0, help="Disconnect when the store stays down this long [s]."
         ),
     ] = 30.0,
+    session_expiry_s: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=2**32 - 1,
+            help="MQTT 5 session expiry [s]. Default: 7 days alone; 300 s with --share "
+            "(a member that never returns leaves the group; what its session held "
+            "comes back through the gateways' backfill).",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run an ingest worker: MQTT QoS 1 in, validate, commit, then ack (spec 8).
@@ -136,6 +147,7 @@ def ingest(
                 protocol=protocol,
                 reorder_timeout_s=reorder_timeout_s,
                 disconnect_after_s=disconnect_after_s,
+                session_expiry_s=session_expiry_s,
             ),
         )
     except StoreError as exc:
