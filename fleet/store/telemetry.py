@@ -82,16 +82,19 @@ def is_data_error(exc: BaseException) -> bool:
     (``DataError``, ``IntegrityError``, ``ProgrammingError``, a value the driver cannot
     bind). Connection, operational and interface errors are never data errors.
     """
-    if isinstance(exc, sa.exc.DBAPIError):
-        orig = exc.orig
-        state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-        if isinstance(state, str) and state:
-            return state[:2] in REFUSAL_SQLSTATE_CLASSES
-        if exc.connection_invalidated:
-            return False
-        return isinstance(
-            exc, (sa.exc.DataError, sa.exc.IntegrityError, sa.exc.ProgrammingError)
-        )
+    # SQLAlchemy wraps driver errors; the COPY path raises the driver's own
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(state, str) and state:
+        return state[:2] in REFUSAL_SQLSTATE_CLASSES
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return False
+    # PEP 249 exception names (driver-side refusals carry no SQLSTATE)
+    names = {cls.__name__ for cls in type(orig).__mro__}
+    if names & {"OperationalError", "InterfaceError", "InternalError"}:
+        return False
+    if names & {"DataError", "IntegrityError", "ProgrammingError"}:
+        return True
     if isinstance(exc, sa.exc.StatementError):
         return not isinstance(exc.orig, OSError)
     if isinstance(exc, (sa.exc.SQLAlchemyError, OSError, MemoryError)):
@@ -183,6 +186,8 @@ def _insert_samples(
     largest cost.
     """
     pg = conn.dialect.name == "postgresql"
+    if pg and _copy_capable(conn):
+        return _copy_samples(conn, samples, received_at_ms)
     mark = "%s" if pg else "?"
     json_mark = "%s::jsonb" if pg else "?"
     one = "(" + ", ".join([mark] * (len(_INSERT_COLUMNS) - 1) + [json_mark]) + ")"
@@ -228,6 +233,65 @@ def _text(value: str) -> str:
     return "".join(ch if ch >= " " and ch != "\x7f" else "\ufffd" for ch in value)
 
 
+def _sample_tuple(sample: Sample, received_at_ms: int) -> tuple[Any, ...]:
+    m = sample.m
+    extra = {k: v for k, v in m.items() if k not in _COLUMNS}
+    return (
+        sample.site_id,
+        sample.dev_id,
+        sample.ts_ms,
+        to_i64(sample.seq),
+        to_i64(sample.sid),
+        sample.hist,
+        sample.q,
+        sample.flags,
+        sample.payload_hash,
+        received_at_ms,
+        *[None if m.get(k) is None else float(m[k]) for k in tt.MEASUREMENT_COLUMNS],
+        json.dumps(extra) if extra else None,
+    )
+
+
+_STAGE = "tlm_stage"
+_COLS = ", ".join(_INSERT_COLUMNS)
+_CREATE_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
+    "(LIKE tlm_measurements INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_COPY_STAGE = f"COPY {_STAGE} ({_COLS}) FROM STDIN"
+# the CTE empties the stage in the same statement (reprocess writes several times
+# in one transaction)
+_MOVE_STAGE = (
+    f"WITH staged AS (DELETE FROM {_STAGE} RETURNING {_COLS}) "
+    f"INSERT INTO tlm_measurements ({_COLS}) SELECT {_COLS} FROM staged "
+    "ON CONFLICT (site_id, dev_id, ts_ms) DO NOTHING RETURNING site_id, dev_id, ts_ms"
+)
+
+
+def _copy_capable(conn: sa.Connection) -> bool:
+    driver = conn.connection.driver_connection
+    return hasattr(driver, "cursor") and conn.dialect.driver == "psycopg"
+
+
+def _copy_samples(
+    conn: sa.Connection, samples: list[Sample], received_at_ms: int
+) -> set[tuple[str, str, int]]:
+    """PostgreSQL: ``COPY`` the rows into a temporary stage, then insert-or-ignore them.
+
+    One ``COPY`` and one ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING`` per
+    batch: no per-row SQL to build or parse (the multi-row ``VALUES`` statement spent
+    most of its time in the driver's query parser).
+    """
+    driver: Any = conn.connection.driver_connection
+    with driver.cursor() as cur:
+        cur.execute(_CREATE_STAGE)
+        with cur.copy(_COPY_STAGE) as copy:
+            for sample in samples:
+                copy.write_row(_sample_tuple(sample, received_at_ms))
+        cur.execute(_MOVE_STAGE)
+        return {(r[0], r[1], int(r[2])) for r in cur.fetchall()}
+
+
 def _quarantine_row(q: Quarantined, received_at_ms: int) -> dict[str, Any]:
     site = _text(q.site_from_topic)[:64] if q.site_from_topic else None
     return {
@@ -268,6 +332,25 @@ def _conflict(sample: Sample, existing_hash: str) -> Quarantined:
     )
 
 
+def _existing_hashes(
+    conn: sa.Connection, groups: Mapping[tuple[str, str], list[int]]
+) -> list[tuple[str, str, int, str]]:
+    """Return ``(site, dev, ts, payload_hash)`` of the stored rows among ``groups``.
+
+    One primary-key lookup per device: duplicates are rare (redeliveries, replays).
+    """
+    m = tt.tlm_measurements
+    out: list[tuple[str, str, int, str]] = []
+    for (site, dev), stamps in groups.items():
+        rows = conn.execute(
+            sa.select(m.c.ts_ms, m.c.payload_hash).where(
+                m.c.site_id == site, m.c.dev_id == dev, m.c.ts_ms.in_(stamps)
+            )
+        ).all()
+        out += [(site, dev, int(ts), stored_hash) for ts, stored_hash in rows]
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     """What :func:`write_samples` did."""
@@ -301,7 +384,6 @@ def write_samples(
             duplicates[sample.site_id] += 1
         else:
             conflicts.append(_conflict(sample, first.payload_hash))
-    m = tt.tlm_measurements
     new: list[Sample] = []
     if by_key:
         # insert first; the rare keys that already existed are classified afterwards
@@ -311,18 +393,12 @@ def write_samples(
         for site, dev, ts in by_key:
             if (site, dev, ts) not in inserted:
                 groups[(site, dev)].append(ts)
-        for (site, dev), stamps in groups.items():
-            existing = conn.execute(
-                sa.select(m.c.ts_ms, m.c.payload_hash).where(
-                    m.c.site_id == site, m.c.dev_id == dev, m.c.ts_ms.in_(stamps)
-                )
-            ).all()
-            for ts, stored_hash in existing:
-                sample = by_key[(site, dev, int(ts))]
-                if stored_hash == sample.payload_hash:
-                    duplicates[site] += 1
-                else:
-                    conflicts.append(_conflict(sample, stored_hash))
+        for site, dev, ts, stored_hash in _existing_hashes(conn, groups):
+            sample = by_key[(site, dev, int(ts))]
+            if stored_hash == sample.payload_hash:
+                duplicates[site] += 1
+            else:
+                conflicts.append(_conflict(sample, stored_hash))
         if new:
             _upsert_latest(conn, new, received_at_ms)
     all_q = quarantined + conflicts
