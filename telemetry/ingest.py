@@ -40,6 +40,7 @@ from telemetry.topics import down, ingest_subscription, site_from_topic
 from telemetry.validation import (
     Context,
     Limits,
+    Outcome,
     Quarantined,
     Sample,
     limits_from_birth,
@@ -236,6 +237,13 @@ class _Msg:
 
 
 @dataclass(frozen=True, slots=True)
+class _Validated:
+    messages: list[_Msg]
+    outcomes: list[Outcome]
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class IngestOptions:
     """Tuning of the ingest worker."""
 
@@ -248,7 +256,11 @@ class IngestOptions:
     worker then sees part of every site's stream, so sequence gaps are checked
     against the store before a backfill is requested."""
     batch_size: int = 500
-    """Messages per transaction at most (also the MQTT 5 ReceiveMaximum)."""
+    """Messages per transaction at most."""
+    inflight_batches: int = 3
+    """Batches in flight at once: one committing, the next ones validated meanwhile;
+    each is acknowledged after its own commit. The MQTT 5 ReceiveMaximum is
+    ``batch_size`` x this, so the broker keeps sending while a batch commits."""
     batch_ms: int = 100
     """Longest wait to fill a batch [ms]."""
     queue_size: int = 5_000
@@ -307,6 +319,9 @@ class IngestWorker:
         if self.options.batch_size < 1 or self.options.batch_size > 65_535:
             msg = f"batch_size={self.options.batch_size} must be in 1..65535"
             raise TelemetryInputError(msg)
+        if not 1 <= self.options.inflight_batches <= 16:
+            msg = f"inflight_batches={self.options.inflight_batches} must be in 1..16"
+            raise TelemetryInputError(msg)
         self.address = parse_mqtt_url(mqtt_url)
         self.sink = sink
         self.clock = clock
@@ -318,6 +333,11 @@ class IngestWorker:
         self._gen = 0
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
+        self._validator: threading.Thread | None = None
+        self._validated: queue.Queue[_Validated] = queue.Queue(
+            maxsize=max(1, self.options.inflight_batches - 1)
+        )
+        self._validator_done = threading.Event()
         self._sys_dropped: int | None = None
         self._pending_sweep = False
         self._ever_connected = False
@@ -357,7 +377,9 @@ class IngestWorker:
             return None
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.options.effective_session_expiry_s()
-        props.ReceiveMaximum = self.options.batch_size
+        props.ReceiveMaximum = min(
+            65_535, self.options.batch_size * self.options.inflight_batches
+        )
         return props
 
     def _on_connect(
@@ -468,14 +490,20 @@ class IngestWorker:
             properties=self._connect_properties(),
         )
         self.client.loop_start()
+        self._validator = threading.Thread(
+            target=self._run_validator, name="ingest-validator", daemon=True
+        )
+        self._validator.start()
         self._writer = threading.Thread(
             target=self._run_writer, name="ingest-writer", daemon=True
         )
         self._writer.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Finish the current batch, then disconnect."""
+        """Finish the batches in flight, then disconnect."""
         self._stop.set()
+        if self._validator is not None:
+            self._validator.join(timeout_s)
         if self._writer is not None:
             self._writer.join(timeout_s)
         self.client.disconnect()
@@ -516,39 +544,83 @@ class IngestWorker:
                 break
         return batch
 
+    def _validate_all(self, messages: list[_Msg], now: int) -> list[Outcome]:
+        ctx = Context(self.registry, now, dict(self.limits))
+        return [
+            validate_message(msg.topic, msg.payload, ctx, qos=msg.qos, dup=msg.dup)
+            for msg in messages
+        ]
+
+    def _run_validator(self) -> None:
+        """Collect and validate the next batches while the writer commits."""
+        try:
+            while not self._stop.is_set():
+                messages = self._collect()
+                if not messages:
+                    continue
+                now = self.clock()
+                item = _Validated(messages, self._validate_all(messages, now), now)
+                while True:
+                    try:
+                        self._validated.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        if self._stop.is_set() and not self._writer_alive():
+                            return
+            # a clean stop: take what is already queued so little is redelivered
+            rest: list[_Msg] = []
+            while True:
+                try:
+                    rest.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if rest and not self._paused:
+                now = self.clock()
+                self._validated.put(
+                    _Validated(rest, self._validate_all(rest, now), now)
+                )
+        finally:
+            self._validator_done.set()
+
+    def _writer_alive(self) -> bool:
+        return self._writer is not None and self._writer.is_alive()
+
     def _run_writer(self) -> None:
         last_stats = time.monotonic()
-        while not self._stop.is_set():
+        while True:
             try:
                 self._periodic()
             except Exception:
                 logger.exception("periodic task failed")
-            messages = self._collect()
-            if messages:
-                self._process(messages)
+            try:
+                item = self._validated.get(timeout=0.2)
+            except queue.Empty:
+                if self._stop.is_set() and self._validator_done.is_set():
+                    return
+                continue
+            self._process(
+                item.messages,
+                retry=not self._stop.is_set(),
+                outcomes=item.outcomes,
+                now=item.now_ms,
+            )
             if time.monotonic() - last_stats > 10:
                 last_stats = time.monotonic()
                 logger.info("ingest stats: %s", self.stats)
-        # drain what is already queued so a clean stop leaves little to redeliver
-        rest: list[_Msg] = []
-        while True:
-            try:
-                rest.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        if rest and not self._paused:
-            self._process(rest, retry=False)
 
-    def _build(self, messages: list[_Msg]) -> Batch:
-        now = self.clock()
+    def _build(
+        self,
+        messages: list[_Msg],
+        outcomes: list[Outcome] | None = None,
+        now: int | None = None,
+    ) -> Batch:
+        now = self.clock() if now is None else now
+        if outcomes is None:
+            outcomes = self._validate_all(messages, now)
         batch = Batch(received_at_ms=now)
-        ctx = Context(self.registry, now, self.limits)
         sessions = dict(self.sessions)
         self.tracker.begin()
-        for msg in messages:
-            out = validate_message(
-                msg.topic, msg.payload, ctx, qos=msg.qos, dup=msg.dup
-            )
+        for msg, out in zip(messages, outcomes, strict=True):
             batch.samples.extend(out.samples)
             batch.quarantined.extend(out.quarantined)
             for sample in out.samples:
@@ -641,18 +713,34 @@ class IngestWorker:
         if not state.online:
             logger.warning("site %s went offline (sid %s)", site, state.sid)
 
-    def _process(self, messages: list[_Msg], retry: bool = True) -> None:
+    def _process(
+        self,
+        messages: list[_Msg],
+        retry: bool = True,
+        outcomes: list[Outcome] | None = None,
+        now: int | None = None,
+    ) -> None:
         self.stats.received += len(messages)
-        self._write(messages, retry=retry)
+        self._write(messages, retry=retry, outcomes=outcomes, now=now)
 
-    def _write(self, messages: list[_Msg], *, retry: bool) -> bool:
+    def _write(
+        self,
+        messages: list[_Msg],
+        *,
+        retry: bool,
+        outcomes: list[Outcome] | None = None,
+        now: int | None = None,
+    ) -> bool:
         """Commit ``messages`` then ack them; isolate what the store refuses.
 
         Returns ``False`` when the store is down and the messages were left unacked
         (the broker redelivers them), ``True`` once every message is committed or
         quarantined and acknowledged.
         """
-        batch = self._build(messages)
+        if outcomes is None:
+            now = self.clock() if now is None else now
+            outcomes = self._validate_all(messages, now)
+        batch = self._build(messages, outcomes, now)
         if not self._commit(batch, retry=retry):
             return False
         if self._refused is not None:
@@ -666,8 +754,10 @@ class IngestWorker:
                 len(messages),
                 _first_line(exc),
             )
-            return self._write(messages[:half], retry=retry) and self._write(
-                messages[half:], retry=retry
+            return self._write(
+                messages[:half], retry=retry, outcomes=outcomes[:half], now=now
+            ) and self._write(
+                messages[half:], retry=retry, outcomes=outcomes[half:], now=now
             )
         self._after_commit(messages, batch)
         return True
@@ -786,11 +876,12 @@ class IngestWorker:
         self._paused = True
         self.client.disconnect()
         self.client.loop_stop()  # a user disconnect ends paho's network thread
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
+        for pending in (self._queue, self._validated):
+            while True:
+                try:
+                    pending.get_nowait()
+                except queue.Empty:
+                    break
         self.tracker.begin()
         delay = 1.0
         while not self._stop.is_set():

@@ -280,6 +280,19 @@ class LiveBatchEnvelope(_Payload):
     ]
 
 
+class LiveBatchPayload(_Payload):
+    """A fully typed batched live ``tlm`` (the validator's fast path)."""
+
+    v: int
+    site: Id
+    dev: Id
+    sid: U64
+    hist: Literal[False] = False
+    samples: Annotated[
+        list[HistSample], Field(min_length=1, max_length=MAX_LIVE_BATCH_SAMPLES)
+    ]
+
+
 class Nameplate(_Payload):
     """Nameplate from the birth message (SunSpec 802/702 names, units in keys)."""
 
