@@ -82,6 +82,15 @@ def ingest(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=65535)] = 500,
     batch_ms: Annotated[int, typer.Option(min=1, max=60_000)] = 100,
+    inflight_batches: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=16,
+            help="Batches in flight: the next ones are validated while one commits; "
+            "each is acknowledged after its own commit.",
+        ),
+    ] = 3,
     protocol: Annotated[
         str, typer.Option(help="MQTT protocol: 5 or 3.1.1 (e.g. amqtt).")
     ] = "5",
@@ -144,6 +153,7 @@ def ingest(
                 share=share,
                 batch_size=batch_size,
                 batch_ms=batch_ms,
+                inflight_batches=inflight_batches,
                 protocol=protocol,
                 reorder_timeout_s=reorder_timeout_s,
                 disconnect_after_s=disconnect_after_s,
