@@ -217,6 +217,15 @@ def simulate(
             ),
         ),
     ] = None,
+    live_batch: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=60,
+            help="Live samples per tlm message: 1, or 2-60 for the batched live form "
+            "of spec 1.1 (sent at least every 5 s).",
+        ),
+    ] = 1,
     mqtt_url: MqttOption = None,
     db: DbOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -240,7 +249,13 @@ def simulate(
     sim = Simulator(
         specs,
         _mqtt_url(mqtt_url),
-        SimOptions(rate_hz=rate_hz, seed=seed, banks=banks, faults=faults),
+        SimOptions(
+            rate_hz=rate_hz,
+            seed=seed,
+            banks=banks,
+            faults=faults,
+            live_batch=live_batch,
+        ),
         aging=_aging_factory(),
         soc_initial={s.id: s.battery.soc_initial for s in sites},
     )
