@@ -132,12 +132,14 @@ def test_validate_accepts_u64_seq_and_sid_when_at_most_2_pow_64_minus_1() -> Non
     top = 2**64 - 1
     ctx = Context(registry(), NOW)
     out = validate_message(
-        topic("site-01", "tlm", "bank1"), encode(tlm(seq=top, sid=top)), ctx
+        topic("site-01", "tlm", "bank1"),
+        encode(tlm(seq=top, sid=top, ts=NOW - 1000)),
+        ctx,
     )
     (sample,) = out.samples
     assert (sample.seq, sample.sid) == (top, top)
     over = validate_message(
-        topic("site-01", "tlm", "bank1"), encode(tlm(seq=2**64)), ctx
+        topic("site-01", "tlm", "bank1"), encode(tlm(seq=2**64, ts=NOW - 1000)), ctx
     )
     assert [q.reason for q in over.quarantined] == ["schema"]
 
