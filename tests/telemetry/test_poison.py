@@ -362,3 +362,28 @@ def test_ingest_quarantines_store_rejected_and_acks_all_when_db_refuses_one_row(
     finally:
         pub.close()
         ingest.stop()
+
+
+def test_buffered_socket_serves_small_reads_from_one_recv_when_bytes_wait() -> None:
+    import socket
+
+    from telemetry.ingest import _BufferedSocket
+
+    left, right = socket.socketpair()
+    try:
+        buffered = _BufferedSocket(left)
+        right.sendall(b"\x30\x05hello\x30\x03abc")
+        assert buffered.recv(1) == b"\x30"
+        assert buffered.pending() == 11  # the rest came in with the first recv
+        assert buffered.recv(1) == b"\x05"
+        assert buffered.recv(5) == b"hello"
+        assert buffered.recv(100) == b"\x30\x03abc"
+        assert buffered.pending() == 0
+        buffered.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            buffered.recv(1)
+        right.close()
+        buffered.setblocking(True)
+        assert buffered.recv(1) == b""  # end of stream, as from the socket
+    finally:
+        left.close()
