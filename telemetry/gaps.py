@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 
 from telemetry.payloads import U64_MAX
 
+HOLES_PER_REQUEST = 32
+"""Missing ranges of one device asked for at once (a shared-subscription member that
+died leaves every other seq missing: one range per round trip would take ages)."""
 REORDER_TIMEOUT_MS = 60_000
 """A gap older than this triggers a backfill request (Sparkplug reorder timeout)."""
 BACKFILL_RETRY_MAX_MS = 3_600_000
@@ -47,6 +50,20 @@ class Track:
         above = [s for s in self.pending if s > start]
         end = (min(above) - 1) if above else self.max_seq_seen
         return start, end
+
+    def holes(self, limit: int) -> list[tuple[int, int]]:
+        """Return up to ``limit`` missing ranges above the watermark, lowest first."""
+        out: list[tuple[int, int]] = []
+        start = self.contiguous_seq + 1
+        for seq in sorted(self.pending):
+            if len(out) >= limit:
+                return out
+            if seq > start:
+                out.append((start, seq - 1))
+            start = max(start, seq + 1)
+        if start <= self.max_seq_seen and len(out) < limit:
+            out.append((start, self.max_seq_seen))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,14 +288,15 @@ class GapTracker:
                 )
                 if now_ms - track.backfill_requested_at_ms < wait:
                     continue
-            start, end = track.first_hole()
-            out.append(BackfillRequest(track.site_id, track.dev_id, start, end))
+            for start, end in track.holes(HOLES_PER_REQUEST):
+                out.append(BackfillRequest(track.site_id, track.dev_id, start, end))
         return out
 
     def mark_requested(self, request: BackfillRequest, now_ms: int) -> None:
         """Note that ``request`` was published (drives the retry backoff)."""
         track = self._tracks.get((request.site_id, request.dev_id))
-        if track is not None:
+        if track is not None and track.backfill_requested_at_ms != now_ms:
+            # one attempt per device per round, however many holes it asked for
             track.backfill_requested_at_ms = now_ms
             track.backfill_attempts += 1
 

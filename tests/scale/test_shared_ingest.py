@@ -211,7 +211,7 @@ def test_shared_ingest_loses_nothing_when_a_worker_is_killed_and_never_restarted
     runner = threading.Thread(target=sim.run, kwargs={"duration_s": 25})
     # run() disconnects the gateways at its end: a second simulator with the same
     # history buffers and seqs answers the backfill requests, as live gateways would
-    sim2 = Simulator(specs, broker.url, SimOptions(rate_hz=0.2, seed=11))
+    sim2 = Simulator(specs, broker.url, SimOptions(rate_hz=2, seed=11))
     answer = threading.Thread(target=sim2.run, kwargs={"duration_s": ORPHAN_WAIT_S})
     try:
         _wait_subscribed(logs, names)

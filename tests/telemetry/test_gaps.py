@@ -131,3 +131,15 @@ def test_tracker_accounts_store_rejected_seq_without_backfill() -> None:
     assert track is not None
     assert (track.contiguous_seq, track.has_gap) == (4, False)
     assert tracker.due_backfills(10_000) == []
+
+
+def test_tracker_asks_for_every_hole_of_a_device_in_one_round() -> None:
+    tracker = GapTracker(reorder_timeout_ms=1_000)
+    observe(tracker, [1, 3, 5, 7, 8], now=0)  # what one of two share members saw
+    due = tracker.due_backfills(2_000)
+    assert [(r.from_seq, r.to_seq) for r in due] == [(2, 2), (4, 4), (6, 6)]
+    for req in due:
+        tracker.mark_requested(req, 2_000)
+    track = tracker.get("s", "bank1")
+    assert track is not None
+    assert track.backfill_attempts == 1
