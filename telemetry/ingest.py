@@ -1,11 +1,16 @@
 """Run the ingest worker: MQTT QoS 1 in, validate, commit, then ack in receive order.
 
 The ack strategy is spec section 8: a persistent MQTT 5 session (3.1.1 fallback),
-``manual_ack=True``, one writer thread that commits a batch (good rows, quarantine rows,
-gap tracker) in one transaction and only then acknowledges every message of the batch
-in the order it was received. On a database error nothing is acknowledged; the batch is
-retried with backoff and, if the outage lasts, the worker disconnects so the broker keeps
-the backlog in the session.
+``manual_ack=True``, a validator thread that prepares the next batches while one writer
+thread commits a batch (good rows, quarantine rows, gap tracker) in one transaction and
+only then acknowledges every message of that batch in the order it was received.
+
+A store that refuses a batch's data (a value it cannot hold, a constraint) never holds
+the stream: the batch is split until the offending message is alone, that message is
+quarantined as ``store_rejected`` with the database's message, the rest is committed and
+everything is acknowledged (spec section 6). On an outage (connection lost, disk full,
+locked) nothing is acknowledged; the batch is retried with backoff and, if the outage
+lasts, the worker disconnects so the broker keeps the backlog in the session.
 """
 
 from __future__ import annotations
