@@ -15,6 +15,7 @@ lasts, the worker disconnects so the broker keeps the backlog in the session.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -218,6 +219,47 @@ class _IngestClient(mqtt.Client):
     """The ingest's paho client: buffered reads (see :class:`_BufferedSocket`)."""
 
     _READ_BURST = 256
+    _quiet = False
+
+    def ack_many(self, mids: list[int]) -> None:
+        """Acknowledge QoS 1 messages in order, waking the network loop once.
+
+        ``ack`` wakes paho's loop with a byte on its socket pair per packet; a batch of
+        500 acks needs one wake-up.
+        """
+        self._quiet = True
+        try:
+            for mid in mids:
+                self.ack(mid, 1)
+        finally:
+            self._quiet = False
+        wake = self._sockpairW
+        if wake is not None:
+            with contextlib.suppress(BlockingIOError):
+                wake.send(b"0")
+
+    def _packet_queue(
+        self,
+        command: int,
+        packet: bytes | bytearray,
+        mid: int,
+        qos: int,
+        info: mqtt.MQTTMessageInfo | None = None,
+    ) -> MQTTErrorCode:
+        if not self._quiet:
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._out_packet.append(
+            {
+                "command": command,
+                "mid": mid,
+                "qos": qos,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": info,
+            }
+        )
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _create_socket(self) -> Any:
         return _BufferedSocket(super()._create_socket())
@@ -950,10 +992,17 @@ class IngestWorker:
                     BirthPayload.model_validate(change.birth)
                 )
         gen = self._gen
+        mids = [m.mid for m in messages if m.qos == 1 and m.gen == gen]
+        if isinstance(self.client, _IngestClient):
+            self.client.ack_many(mids)
+        else:
+            for mid in mids:
+                self.client.ack(mid, 1)
         for msg in messages:
-            if msg.qos > 0 and msg.gen == gen:
-                self.client.ack(msg.mid, msg.qos)
-                self.stats.acked += 1
+            if msg.qos == 2 and msg.gen == gen:
+                self.client.ack(msg.mid, 2)
+                mids.append(msg.mid)
+        self.stats.acked += len(mids)
         self.stats.batches += 1
         self.stats.committed_messages += len(messages)
         self.stats.samples += len(batch.samples)
