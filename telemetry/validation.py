@@ -236,7 +236,9 @@ def _schema_detail(exc: ValidationError) -> str:
     for err in exc.errors()[:3]:
         loc = ".".join(str(p) for p in err["loc"])
         parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)[:500]
+    text = "; ".join(parts)[:500]
+    # a key may carry control characters: show them escaped, never store them
+    return "".join(ch if ch >= " " else f"\\x{ord(ch):02x}" for ch in text)
 
 
 def _check_range(name: str, value: float | None, low: float, high: float) -> None:

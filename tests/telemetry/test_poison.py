@@ -78,6 +78,28 @@ def _ack(**extra: Any) -> dict[str, Any]:
     return body
 
 
+def _birth(**extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "v": 1,
+        "site": "site-01",
+        "sid": 7,
+        "ts": NOW - 1000,
+        "firmware": "gw 1.2",
+        "devices": ["bank1"],
+        "nameplate": {
+            "wh_rtg_wh": 2e7,
+            "w_cha_rte_max_w": 1e7,
+            "w_dis_cha_rte_max_w": 1e7,
+            "soc_max_pct": 95,
+            "soc_min_pct": 5,
+            "cells_in_series": 416,
+        },
+        "seq_next": {"bank1": 1},
+    }
+    body.update(extra)
+    return body
+
+
 # (what, topic kind, dev, payload) for every string field and every string rule
 BAD_STRINGS: list[tuple[str, str, str | None, dict[str, Any]]] = [
     *[
@@ -106,6 +128,10 @@ BAD_STRINGS: list[tuple[str, str, str | None, dict[str, Any]]] = [
     ],
     ("ack.status unknown enum", "ack", None, _ack(status="maybe")),
     ("ack.cmd_id NUL", "ack", None, _ack(cmd_id="a" + NUL)),
+    ("birth.firmware NUL", "birth", None, _birth(firmware="gw" + NUL)),
+    ("birth.firmware over-long", "birth", None, _birth(firmware="f" * 65)),
+    ("birth.temp_source NUL", "birth", None, _birth(temp_source="cell" + NUL)),
+    ("birth.seq_next key NUL", "birth", None, _birth(seq_next={"bank1" + NUL: 1})),
 ]
 
 
