@@ -1,16 +1,21 @@
 """Benchmark the telemetry ingest: Mosquitto -> bessfleet ingest -> SQLite (PostgreSQL).
 
-Prints figures, asserts nothing. Two phases on one broker started here:
+Prints figures, asserts nothing. Phases on one broker started here:
 
-1. throughput: M messages from N simulated sites are published at QoS 1 into the
-   persistent sessions of both ``mosquitto_sub`` (to /dev/null) and the ingest, then
-   each drains its backlog alone, timed; messages/s of both and their ratio;
-2. live: the ingest runs while sites publish at a fixed rate; publish-to-commit
+1. throughput: M messages from N simulated sites are published once at QoS 1 into the
+   persistent sessions of ``mosquitto_sub`` (to /dev/null), of one ingest worker and of
+   a ``--share`` group of W workers; each drains its backlog alone, timed: messages/s
+   and samples/s, ratio to ``mosquitto_sub``, and W workers vs one;
+2. live: one worker runs while sites publish at a fixed rate; publish-to-commit
    latency p50/p99 (commit seen by polling the table) and the lost count.
+
+``--batch-samples K`` (K > 1) publishes the batched live form of spec 1.1 (K samples of
+one device per message) instead of one sample per message.
 
 Usage::
 
     .venv/bin/python bench/ingest_bench.py --sites 20 --messages 100000 [--pg URL]
+    .venv/bin/python bench/ingest_bench.py --no-sqlite --pg URL --batch-samples 30
 """
 
 from __future__ import annotations
@@ -103,13 +108,7 @@ def prepare_store(url: str, n_sites: int) -> None:
     import datetime as dt
 
     with engine.begin() as conn:
-        for name in (
-            "tlm_measurements",
-            "tlm_latest",
-            "tlm_seq_tracker",
-            "tlm_quarantine",
-        ):
-            conn.execute(sa.text(f"DELETE FROM {name}"))
+        clear_telemetry(conn)
         conn.execute(sa.delete(sites))
         conn.execute(
             sa.insert(sites),
@@ -129,7 +128,19 @@ def prepare_store(url: str, n_sites: int) -> None:
     engine.dispose()
 
 
-def payload(site: str, dev: str, seq: int, ts: int) -> bytes:
+def clear_telemetry(conn: sa.Connection) -> None:
+    for name in (
+        "tlm_measurements",
+        "tlm_latest",
+        "tlm_seq_tracker",
+        "tlm_quarantine",
+        "tlm_counters",
+        "tlm_gaps",
+    ):
+        conn.execute(sa.text(f"DELETE FROM {name}"))
+
+
+def measurements(dev: str, seq: int) -> dict[str, Any]:
     if dev == "bank1":
         m: dict[str, Any] = {
             "soc_pct": 50.0 + (seq % 400) / 10,
@@ -149,12 +160,45 @@ def payload(site: str, dev: str, seq: int, ts: int) -> bytes:
         }
     else:
         m = {"p_ac_w": -1230000.0, "q_ac_var": 0.0, "f_hz": 60.01}
-    body = {"v": 1, "site": site, "dev": dev, "sid": 1, "seq": seq, "ts": ts, "m": m}
+    return m
+
+
+def payload(site: str, dev: str, seq: int, ts: int, samples: int = 1) -> bytes:
+    """One message: a sample, or ``samples`` consecutive ones in the batched form."""
+    if samples == 1:
+        m = measurements(dev, seq)
+        body = {
+            "v": 1,
+            "site": site,
+            "dev": dev,
+            "sid": 1,
+            "seq": seq,
+            "ts": ts,
+            "m": m,
+        }
+    else:
+        first = (seq - 1) * samples + 1
+        body = {
+            "v": 1,
+            "site": site,
+            "dev": dev,
+            "sid": 1,
+            "samples": [
+                {"seq": q, "ts": ts + (q - first), "m": measurements(dev, q)}
+                for q in range(first, first + samples)
+            ],
+        }
     return json.dumps(body, separators=(",", ":")).encode()
 
 
 def publisher(
-    port: int, sites: list[str], per_site: int, seq0: int, rate: float | None, tag: str
+    port: int,
+    sites: list[str],
+    per_site: int,
+    seq0: int,
+    rate: float | None,
+    tag: str,
+    samples: int = 1,
 ) -> None:
     """Publish ``per_site`` messages per site (alternating bank1/pcs1) at QoS 1."""
     import paho.mqtt.client as mqtt
@@ -172,7 +216,7 @@ def publisher(
     client.connect("127.0.0.1", port)
     client.loop_start()
     last: dict[tuple[str, str], int] = {}
-    base = now_ms() - 120_000
+    base = now_ms() - 3_000_000
     start = time.monotonic()
     sent = 0
     for k in range(per_site):
@@ -180,13 +224,13 @@ def publisher(
             dev = "bank1" if k % 2 == 0 else "pcs1"
             seq = seq0 + k // 2 + 1
             if rate is None:
-                ts = base + seq
+                ts = base + seq * samples
             else:
-                ts = max(now_ms(), last.get((site, dev), 0) + 1)
+                ts = max(now_ms(), last.get((site, dev), 0) + samples)
                 last[(site, dev)] = ts
             client.publish(
                 f"bess/v1/{GROUP}/{site}/up/tlm/{dev}",
-                payload(site, dev, seq, ts),
+                payload(site, dev, seq, ts, samples),
                 qos=1,
             )
             sent += 1
@@ -201,7 +245,13 @@ def publisher(
 
 
 def publish(
-    port: int, n_sites: int, total: int, procs: int, seq0: int, rate: float | None
+    port: int,
+    n_sites: int,
+    total: int,
+    procs: int,
+    seq0: int,
+    rate: float | None,
+    samples: int = 1,
 ) -> float:
     sites = site_ids(n_sites)
     chunks = [sites[i::procs] for i in range(procs)]
@@ -218,6 +268,7 @@ def publish(
                 seq0,
                 None if rate is None else rate / procs,
                 f"{seq0}-{i}",
+                samples,
             ),
         )
         for i, chunk in enumerate(chunks)
@@ -237,24 +288,30 @@ def count(engine: sa.Engine) -> int:
         )
 
 
-def start_ingest(db: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_ingest(
+    db: str,
+    port: int,
+    log: Path,
+    client_id: str = "bench-ingest",
+    share: str | None = None,
+) -> subprocess.Popen[bytes]:
     fh = log.open("ab")
-    proc = subprocess.Popen(
-        [
-            BESSFLEET,
-            "ingest",
-            "--db",
-            db,
-            "--mqtt-url",
-            f"mqtt://127.0.0.1:{port}",
-            "--client-id",
-            "bench-ingest",
-        ],
-        stdout=fh,
-        stderr=subprocess.STDOUT,
-    )
+    args = [
+        BESSFLEET,
+        "ingest",
+        "--db",
+        db,
+        "--mqtt-url",
+        f"mqtt://127.0.0.1:{port}",
+        "--client-id",
+        client_id,
+    ]
+    if share:
+        args += ["--share", share, "--session-expiry-s", "3600"]
+    size = log.stat().st_size if log.exists() else 0
+    proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT)
     for _ in range(1200):
-        if b"subscribed to" in log.read_bytes():
+        if b"subscribed to" in log.read_bytes()[size:]:
             return proc
         time.sleep(0.05)
     raise RuntimeError(log.read_text()[-2000:])
@@ -274,6 +331,34 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
+def drain(
+    db: str,
+    port: int,
+    engine: sa.Engine,
+    log: Path,
+    n_samples: int,
+    workers: int,
+) -> tuple[float, float, int]:
+    """Start ``workers`` ingest workers on their backlog; return (s, CPU s, stored)."""
+    if workers == 1:
+        procs = [start_ingest(db, port, log)]
+    else:
+        procs = [
+            start_ingest(db, port, log, f"bench-share-{i}", "bench")
+            for i in range(workers)
+        ]
+    cpu0 = sum(cpu_s(p.pid) for p in procs)
+    t0 = time.monotonic()
+    while count(engine) < n_samples and time.monotonic() - t0 < 900:
+        time.sleep(0.1)
+    took = time.monotonic() - t0
+    cpu = sum(cpu_s(p.pid) for p in procs) - cpu0
+    stored = count(engine)
+    for p in procs:
+        stop(p)
+    return took, cpu, stored
+
+
 def run(db: str, label: str, args: argparse.Namespace, tmp: Path) -> None:
     from fleet.store.engine import make_engine
 
@@ -281,8 +366,14 @@ def run(db: str, label: str, args: argparse.Namespace, tmp: Path) -> None:
     broker, port = start_broker(tmp / f"broker-{label}")
     engine = make_engine(db)
     log = tmp / f"ingest-{label}.log"
+    k = args.batch_samples
+    form = (
+        "one sample per message"
+        if k == 1
+        else f"batched live form, {k} samples/message"
+    )
     try:
-        # register both persistent sessions, then publish the backlog into them
+        # register every persistent session, then publish the backlog into them once
         subprocess.run(
             [
                 "mosquitto_sub",
@@ -300,10 +391,15 @@ def run(db: str, label: str, args: argparse.Namespace, tmp: Path) -> None:
             check=True,
         )
         stop(start_ingest(db, port, log))
+        if args.share_workers > 1:
+            for i in range(args.share_workers):
+                stop(start_ingest(db, port, log, f"bench-share-{i}", "bench"))
         n = (args.messages // args.sites) * args.sites
-        pub_s = publish(port, args.sites, n, args.publishers, 0, None)
+        n_samples = n * k
+        pub_s = publish(port, args.sites, n, args.publishers, 0, None, k)
         print(
-            f"[{label}] published {n:,} QoS 1 messages from {args.sites} sites in {pub_s:.1f} s ({n / pub_s:,.0f} msg/s)"
+            f"[{label}] published {n:,} QoS 1 messages ({n_samples:,} samples, {form}) "
+            f"from {args.sites} sites in {pub_s:.1f} s ({n / pub_s:,.0f} msg/s)"
         )
 
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -331,36 +427,45 @@ def run(db: str, label: str, args: argparse.Namespace, tmp: Path) -> None:
         sub_cpu = (after.ru_utime + after.ru_stime) - (
             before.ru_utime + before.ru_stime
         )
-
-        proc = start_ingest(db, port, log)
-        cpu0 = cpu_s(proc.pid)
-        t0 = time.monotonic()
-        while count(engine) < n and time.monotonic() - t0 < 600:
-            time.sleep(0.2)
-        ingest_s = time.monotonic() - t0
-        ingest_cpu = cpu_s(proc.pid) - cpu0
-        stored = count(engine)
-        ingest_rate = stored / ingest_s
         print(
             f"[{label}] mosquitto_sub (QoS 1, to /dev/null) drained at {sub_rate:,.0f} msg/s"
         )
+
+        took, ingest_cpu, stored = drain(db, port, engine, log, n_samples, 1)
+        one_rate = stored / took
         print(
-            f"[{label}] bessfleet ingest drained and committed at {ingest_rate:,.0f} msg/s (ratio {ingest_rate / sub_rate:.2f}); lost {n - stored}"
+            f"[{label}] 1 worker drained and committed {one_rate / k:,.0f} msg/s = "
+            f"{one_rate:,.0f} samples/s (ratio to mosquitto_sub in messages "
+            f"{one_rate / k / sub_rate:.2f}); lost {n_samples - stored}"
         )
         print(
-            f"[{label}] per CPU-second (load-independent): ingest {stored / max(ingest_cpu, 1e-9):,.0f} msg, "
+            f"[{label}] per CPU-second (load-independent): ingest {stored / max(ingest_cpu, 1e-9):,.0f} samples, "
             f"mosquitto_sub {n / max(sub_cpu, 1e-9):,.0f} msg; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
+        if args.share_workers > 1:
+            with engine.begin() as conn:
+                clear_telemetry(conn)
+            w = args.share_workers
+            took, _cpu, stored = drain(db, port, engine, log, n_samples, w)
+            rate = stored / took
+            print(
+                f"[{label}] {w} workers (--share) drained {rate:,.0f} samples/s = "
+                f"{rate / one_rate:.2f}x one worker; lost {n_samples - stored}; "
+                f"load average {os.getloadavg()[0]:.1f}"
+            )
+        if args.live_seconds <= 0:
+            return
 
         # live phase: fixed publish rate, latency from publish (payload ts) to visible commit
+        proc = start_ingest(db, port, log)
         live_n = int(args.live_rate * args.live_seconds)
         live_n = (live_n // args.sites) * args.sites
         seen: dict[tuple[str, str, int], int] = {}
-        before = count(engine)
+        before_n = count(engine)
         ctx = mp.get_context("spawn")
         pub = ctx.Process(
             target=publish,
-            args=(port, args.sites, live_n, args.publishers, 10**7, args.live_rate),
+            args=(port, args.sites, live_n, args.publishers, 10**7, args.live_rate, k),
         )
         t_start = now_ms()
         pub.start()
@@ -370,7 +475,7 @@ def run(db: str, label: str, args: argparse.Namespace, tmp: Path) -> None:
             with engine.connect() as conn:
                 new = conn.execute(
                     sa.text(
-                        "SELECT site_id, dev_id, ts_ms FROM tlm_measurements WHERE seq > 10000000 AND received_at_ms >= :t"
+                        "SELECT site_id, dev_id, ts_ms FROM tlm_measurements WHERE received_at_ms >= :t"
                     ),
                     {"t": t_start - 1000},
                 ).all()
@@ -379,16 +484,18 @@ def run(db: str, label: str, args: argparse.Namespace, tmp: Path) -> None:
                 if (site, dev, ts) not in seen:
                     seen[(site, dev, ts)] = t_seen
                     lat.append(t_seen - ts)
-            if not pub.is_alive() and count(engine) - before >= live_n:
+            if not pub.is_alive() and count(engine) - before_n >= live_n * k:
                 break
             time.sleep(0.02)
         pub.join()
-        lost = live_n - (count(engine) - before)
+        lost = live_n * k - (count(engine) - before_n)
         lat.sort()
         if lat:
             p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
             print(
-                f"[{label}] live {args.live_rate:,.0f} msg/s for {args.live_seconds:.0f} s: publish-to-commit p50 {p50} ms, p99 {p99} ms (20 ms polling), lost {lost}"
+                f"[{label}] live {args.live_rate:,.0f} msg/s ({form}) for {args.live_seconds:.0f} s: "
+                f"publish-to-commit p50 {p50} ms, p99 {p99} ms (20 ms polling), lost {lost}; "
+                f"load average {os.getloadavg()[0]:.1f}"
             )
         stop(proc)
     finally:
@@ -404,7 +511,20 @@ def main() -> None:
     parser.add_argument("--sites", type=int, default=20)
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--publishers", type=int, default=2)
-    parser.add_argument("--live-rate", type=float, default=3000.0)
+    parser.add_argument("--live-rate", type=float, default=5000.0)
+    parser.add_argument(
+        "--batch-samples",
+        type=int,
+        default=1,
+        help="samples per message: 1, or 2-60 for the batched live form (spec 1.1)",
+    )
+    parser.add_argument(
+        "--share-workers",
+        type=int,
+        default=2,
+        help="also drain the backlog with this many --share workers (1: skip)",
+    )
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     parser.add_argument("--live-seconds", type=float, default=10.0)
     parser.add_argument(
         "--pg",
@@ -417,7 +537,8 @@ def main() -> None:
         print(
             f"machine: {os.cpu_count()} CPUs; sites={args.sites} messages={args.messages:,}"
         )
-        run(f"sqlite:///{tmp / 'bench.sqlite'}", "sqlite", args, tmp)
+        if not args.no_sqlite:
+            run(f"sqlite:///{tmp / 'bench.sqlite'}", "sqlite", args, tmp)
         if args.pg:
             run(args.pg, "postgresql", args, tmp)
 

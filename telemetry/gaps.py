@@ -6,6 +6,11 @@ import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from telemetry.payloads import U64_MAX
+
+HOLES_PER_REQUEST = 32
+"""Missing ranges of one device asked for at once (a shared-subscription member that
+died leaves every other seq missing: one range per round trip would take ages)."""
 REORDER_TIMEOUT_MS = 60_000
 """A gap older than this triggers a backfill request (Sparkplug reorder timeout)."""
 BACKFILL_RETRY_MAX_MS = 3_600_000
@@ -45,6 +50,20 @@ class Track:
         above = [s for s in self.pending if s > start]
         end = (min(above) - 1) if above else self.max_seq_seen
         return start, end
+
+    def holes(self, limit: int) -> list[tuple[int, int]]:
+        """Return up to ``limit`` missing ranges above the watermark, lowest first."""
+        out: list[tuple[int, int]] = []
+        start = self.contiguous_seq + 1
+        for seq in sorted(self.pending):
+            if len(out) >= limit:
+                return out
+            if seq > start:
+                out.append((start, seq - 1))
+            start = max(start, seq + 1)
+        if start <= self.max_seq_seen and len(out) < limit:
+            out.append((start, self.max_seq_seen))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +189,22 @@ class GapTracker:
                 track.max_seq_seen = nxt - 1
                 self._settle(track, now_ms)
 
+    def observe_seq_next(
+        self, site_id: str, seq_next: Mapping[str, int], now_ms: int
+    ) -> None:
+        """Apply a repeated birth of the current session: only open gaps ahead.
+
+        A gateway that reconnects with the same ``sid`` republishes its birth; a
+        ``seq_next`` beyond what was seen means samples the broker acknowledged to the
+        gateway never arrived (e.g. lost in a broker crash). It never starts an epoch:
+        a stale retained copy of the birth must not move anything back.
+        """
+        for dev_id, nxt in seq_next.items():
+            track = self._edit(site_id, dev_id)
+            if track is not None and nxt - 1 > track.max_seq_seen:
+                track.max_seq_seen = nxt - 1
+                self._settle(track, now_ms)
+
     def observe_permanent_gap(
         self, site_id: str, dev_id: str, from_seq: int, to_seq: int, now_ms: int
     ) -> PermanentGap | None:
@@ -185,6 +220,26 @@ class GapTracker:
             track.pending.setdefault(seq, _UNKNOWN_TS)
         self._settle(track, now_ms)
         return PermanentGap(site_id, dev_id, track.epoch, start, end, "not_in_buffer")
+
+    def observe_rejected(
+        self, site_id: str, dev_id: str, seq: int, now_ms: int
+    ) -> PermanentGap | None:
+        """Mark sample ``seq`` as quarantined by the store (``store_rejected``).
+
+        The sample is kept in quarantine, so its seq is accounted for: no backfill is
+        requested for it. Returns the one-seq gap to record, or ``None`` if the seq is
+        already below the watermark.
+        """
+        track = self._edit(site_id, dev_id)
+        if track is None:
+            track = Track(site_id, dev_id, 0, seq - 1, None, seq - 1, None)
+            self._draft[(site_id, dev_id)] = track
+        if seq <= track.contiguous_seq:
+            return None
+        track.pending.setdefault(seq, _UNKNOWN_TS)
+        track.max_seq_seen = max(track.max_seq_seen, seq)
+        self._settle(track, now_ms)
+        return PermanentGap(site_id, dev_id, track.epoch, seq, seq, "store_rejected")
 
     def _settle(self, track: Track, now_ms: int) -> None:
         if _advance(track):
@@ -207,35 +262,47 @@ class GapTracker:
         self._tracks.update(self._draft)
         self._draft = {}
 
-    def due_backfills(self, now_ms: int) -> list[BackfillRequest]:
-        """Return the backfill requests due now (reorder timeout, then backoff)."""
+    def due_backfills(
+        self, now_ms: int, reorder_timeout_ms: int | None = None
+    ) -> list[BackfillRequest]:
+        """Return the backfill requests due now (reorder timeout, then backoff).
+
+        ``reorder_timeout_ms`` overrides the tracker's timeout, e.g. a few seconds
+        right after a broker reconnect, when holes are losses rather than reordering.
+        """
+        timeout = (
+            self.reorder_timeout_ms
+            if reorder_timeout_ms is None
+            else reorder_timeout_ms
+        )
         out = []
         for track in self._tracks.values():
             if not track.has_gap or track.first_gap_seen_at_ms is None:
                 continue
-            if now_ms - track.first_gap_seen_at_ms < self.reorder_timeout_ms:
+            if now_ms - track.first_gap_seen_at_ms < timeout:
                 continue
             if track.backfill_requested_at_ms is not None:
                 wait = min(
-                    self.reorder_timeout_ms * 2**track.backfill_attempts,
+                    max(timeout, 1000) * 2**track.backfill_attempts,
                     BACKFILL_RETRY_MAX_MS,
                 )
                 if now_ms - track.backfill_requested_at_ms < wait:
                     continue
-            start, end = track.first_hole()
-            out.append(BackfillRequest(track.site_id, track.dev_id, start, end))
+            for start, end in track.holes(HOLES_PER_REQUEST):
+                out.append(BackfillRequest(track.site_id, track.dev_id, start, end))
         return out
 
     def mark_requested(self, request: BackfillRequest, now_ms: int) -> None:
         """Note that ``request`` was published (drives the retry backoff)."""
         track = self._tracks.get((request.site_id, request.dev_id))
-        if track is not None:
+        if track is not None and track.backfill_requested_at_ms != now_ms:
+            # one attempt per device per round, however many holes it asked for
             track.backfill_requested_at_ms = now_ms
             track.backfill_attempts += 1
 
     def sweep(self) -> list[BackfillRequest]:
         """Return a backfill from every device's watermark (after a lost session)."""
         return [
-            BackfillRequest(t.site_id, t.dev_id, t.contiguous_seq + 1, 2**63 - 1)
+            BackfillRequest(t.site_id, t.dev_id, t.contiguous_seq + 1, U64_MAX)
             for t in self._tracks.values()
         ]

@@ -1,15 +1,21 @@
 """Run the ingest worker: MQTT QoS 1 in, validate, commit, then ack in receive order.
 
 The ack strategy is spec section 8: a persistent MQTT 5 session (3.1.1 fallback),
-``manual_ack=True``, one writer thread that commits a batch (good rows, quarantine rows,
-gap tracker) in one transaction and only then acknowledges every message of the batch
-in the order it was received. On a database error nothing is acknowledged; the batch is
-retried with backoff and, if the outage lasts, the worker disconnects so the broker keeps
-the backlog in the session.
+``manual_ack=True``, a validator thread that prepares the next batches while one writer
+thread commits a batch (good rows, quarantine rows, gap tracker) in one transaction and
+only then acknowledges every message of that batch in the order it was received.
+
+A store that refuses a batch's data (a value it cannot hold, a constraint) never holds
+the stream: the batch is split until the offending message is alone, that message is
+quarantined as ``store_rejected`` with the database's message, the rest is committed and
+everything is acknowledged (spec section 6). On an outage (connection lost, disk full,
+locked) nothing is acknowledged; the batch is retried with backoff and, if the outage
+lasts, the worker disconnects so the broker keeps the backlog in the session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -20,7 +26,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -36,10 +42,11 @@ from telemetry.payloads import (
     dumps,
 )
 from telemetry.registry import SiteRegistry
-from telemetry.topics import down, ingest_subscription
+from telemetry.topics import down, ingest_subscription, site_from_topic
 from telemetry.validation import (
     Context,
     Limits,
+    Outcome,
     Quarantined,
     Sample,
     limits_from_birth,
@@ -50,6 +57,19 @@ logger = logging.getLogger(__name__)
 
 SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
 SESSION_EXPIRY_S = 7 * 86_400
+"""Session expiry of a lone worker: the broker keeps its backlog through any outage."""
+SHARE_SESSION_EXPIRY_S = 300
+"""Session expiry of a ``--share`` worker: the broker does not re-route a dead member's
+messages, so a member that never returns (scale-down, renamed pod) must leave the group
+soon; what its session held comes back through backfill from the gateways' history."""
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """Return the first line of an error's message, without control characters."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else repr(orig)
+    text = "".join(ch if ch >= " " else " " for ch in text)
+    return f"{type(orig).__name__}: {text}"[:limit]
 
 
 def now_ms() -> int:
@@ -101,6 +121,7 @@ def make_client(
     manual_ack: bool = False,
     username: str | None = None,
     persistent: bool = True,
+    buffered: bool = False,
 ) -> mqtt.Client:
     """Return a paho 2 client for ``address``: its credentials and TLS applied.
 
@@ -119,9 +140,12 @@ def make_client(
     persistent
         For MQTT 3.1.1: keep the session across reconnects (``clean_session=False``);
         MQTT 5 sets this at connect time (``clean_start``).
+    buffered
+        Read the socket in 64 KiB chunks (the ingest's high-rate subscriber).
     """
     v5 = protocol == "5"
-    client = mqtt.Client(
+    cls = _IngestClient if buffered else mqtt.Client
+    client = cls(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -134,6 +158,128 @@ def make_client(
     if address.tls:
         client.tls_set()
     return client
+
+
+class _BufferedSocket:
+    """A socket that reads up to 64 KiB per ``recv`` and serves paho from the buffer.
+
+    paho 2 reads each packet's fixed header one byte per ``recv`` call and waits in
+    ``select`` once per packet; at tens of thousands of QoS 1 messages per second those
+    system calls are a large part of the ingest's CPU. ``pending()`` (which paho also
+    asks of TLS sockets) tells its loop that buffered bytes are ready without a
+    ``select`` wait. Everything else is the wrapped socket's.
+    """
+
+    _CHUNK = 65_536
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        """Return up to ``bufsize`` bytes, from the buffer when it holds any."""
+        if self._pos >= len(self._buf):
+            data = self._sock.recv(max(bufsize, self._CHUNK))
+            if len(data) <= bufsize:
+                return bytes(data)
+            self._buf, self._pos = data, 0
+        end = self._pos + bufsize
+        out = self._buf[self._pos : end]
+        self._pos = min(end, len(self._buf))
+        return bytes(out)
+
+    def pending(self) -> int:
+        """Return the bytes readable without a system call (buffer, TLS's own)."""
+        inner = getattr(self._sock, "pending", None)
+        return len(self._buf) - self._pos + (int(inner()) if inner else 0)
+
+    def send(self, data: bytes | bytearray) -> int:
+        """Send through the wrapped socket."""
+        return int(self._sock.send(data))
+
+    def fileno(self) -> int:
+        """Return the wrapped socket's descriptor (for ``select``)."""
+        return int(self._sock.fileno())
+
+    def close(self) -> None:
+        """Close the wrapped socket and drop the buffer."""
+        self._buf, self._pos = b"", 0
+        self._sock.close()
+
+    def setblocking(self, flag: bool) -> None:
+        """Set the wrapped socket's blocking mode."""
+        self._sock.setblocking(flag)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _IngestClient(mqtt.Client):
+    """The ingest's paho client: buffered reads (see :class:`_BufferedSocket`)."""
+
+    _READ_BURST = 256
+    _quiet = False
+
+    def ack_many(self, mids: list[int]) -> None:
+        """Acknowledge QoS 1 messages in order, waking the network loop once.
+
+        ``ack`` wakes paho's loop with a byte on its socket pair per packet; a batch of
+        500 acks needs one wake-up.
+        """
+        self._quiet = True
+        try:
+            for mid in mids:
+                self.ack(mid, 1)
+        finally:
+            self._quiet = False
+        wake = self._sockpairW
+        if wake is not None:
+            with contextlib.suppress(BlockingIOError):
+                wake.send(b"0")
+
+    def _packet_queue(
+        self,
+        command: int,
+        packet: bytes | bytearray,
+        mid: int,
+        qos: int,
+        info: mqtt.MQTTMessageInfo | None = None,
+    ) -> MQTTErrorCode:
+        if not self._quiet:
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._out_packet.append(
+            {
+                "command": command,
+                "mid": mid,
+                "qos": qos,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": info,
+            }
+        )
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _create_socket(self) -> Any:
+        return _BufferedSocket(super()._create_socket())
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """Read one packet, then every complete one already buffered (up to 256).
+
+        paho reads one packet per ``select``; buffered packets need no wait.
+        """
+        rc = super().loop_read(max_packets)
+        burst = 0
+        while (
+            rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            and burst < self._READ_BURST
+            and isinstance(self._sock, _BufferedSocket)
+            and self._sock.pending() > 0
+        ):
+            rc = super().loop_read(1)
+            burst += 1
+        return rc
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +348,14 @@ class Sink(Protocol):
         """Persist tracker bookkeeping (backfill request times)."""
         ...
 
+    def is_refusal(self, exc: Exception) -> bool:
+        """Whether ``exc`` (from :meth:`commit`) is a refusal of the data.
+
+        A refusal means the store is up: the worker isolates the offending message.
+        Anything else is an outage: the worker holds the stream and retries.
+        """
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Msg:
@@ -212,6 +366,13 @@ class _Msg:
     dup: bool
     retain: bool
     gen: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Validated:
+    messages: list[_Msg]
+    outcomes: list[Outcome]
+    now_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +388,11 @@ class IngestOptions:
     worker then sees part of every site's stream, so sequence gaps are checked
     against the store before a backfill is requested."""
     batch_size: int = 500
-    """Messages per transaction at most (also the MQTT 5 ReceiveMaximum)."""
+    """Messages per transaction at most."""
+    inflight_batches: int = 3
+    """Batches in flight at once: one committing, the next ones validated meanwhile;
+    each is acknowledged after its own commit. The MQTT 5 ReceiveMaximum is
+    ``batch_size`` x this, so the broker keeps sending while a batch commits."""
     batch_ms: int = 100
     """Longest wait to fill a batch [ms]."""
     queue_size: int = 5_000
@@ -243,6 +408,20 @@ class IngestOptions:
     """Cap of the commit retry backoff [s]."""
     reorder_timeout_s: float = 60.0
     """A sequence gap older than this triggers a backfill request [s]."""
+    reconnect_reorder_timeout_s: float = 3.0
+    """Reorder timeout right after a (re)connect to the broker [s]: holes seen then are
+    losses (e.g. a broker crash lost what it had acknowledged), so they are asked for
+    within seconds instead of after :attr:`reorder_timeout_s`."""
+    reconnect_window_s: float = 60.0
+    """How long after a (re)connect the short reorder timeout applies [s]."""
+    session_expiry_s: int | None = None
+    """MQTT 5 session expiry [s]; ``None``: 7 d alone, 300 s with :attr:`share`."""
+
+    def effective_session_expiry_s(self) -> int:
+        """Return the session expiry this worker asks the broker for [s]."""
+        if self.session_expiry_s is not None:
+            return self.session_expiry_s
+        return SESSION_EXPIRY_S if self.share is None else SHARE_SESSION_EXPIRY_S
 
 
 @dataclass(slots=True)
@@ -272,6 +451,9 @@ class IngestWorker:
         if self.options.batch_size < 1 or self.options.batch_size > 65_535:
             msg = f"batch_size={self.options.batch_size} must be in 1..65535"
             raise TelemetryInputError(msg)
+        if not 1 <= self.options.inflight_batches <= 16:
+            msg = f"inflight_batches={self.options.inflight_batches} must be in 1..16"
+            raise TelemetryInputError(msg)
         self.address = parse_mqtt_url(mqtt_url)
         self.sink = sink
         self.clock = clock
@@ -283,9 +465,17 @@ class IngestWorker:
         self._gen = 0
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
+        self._validator: threading.Thread | None = None
+        self._validated: queue.Queue[_Validated] = queue.Queue(
+            maxsize=max(1, self.options.inflight_batches - 1)
+        )
+        self._validator_done = threading.Event()
         self._sys_dropped: int | None = None
         self._pending_sweep = False
         self._ever_connected = False
+        self._refused: Exception | None = None
+        self._connected_at = -1e9
+        self._draft_sessions: dict[str, Session] = {}
         state = sink.load()
         self.registry = state.registry
         self.sessions: dict[str, Session] = dict(state.sessions)
@@ -305,6 +495,7 @@ class IngestWorker:
             client_id=self.options.client_id,
             protocol=self.options.protocol,
             manual_ack=True,
+            buffered=True,
         )
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
@@ -318,8 +509,10 @@ class IngestWorker:
         if self.options.protocol != "5":
             return None
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        props.ReceiveMaximum = self.options.batch_size
+        props.SessionExpiryInterval = self.options.effective_session_expiry_s()
+        props.ReceiveMaximum = min(
+            65_535, self.options.batch_size * self.options.inflight_batches
+        )
         return props
 
     def _on_connect(
@@ -346,6 +539,7 @@ class IngestWorker:
             else:
                 logger.info("new persistent session for %s", self.options.client_id)
         self._ever_connected = True
+        self._connected_at = time.monotonic()
         topic = ingest_subscription(self.options.group, self.options.share)
         if self.options.protocol == "5":
             client.subscribe(
@@ -429,14 +623,20 @@ class IngestWorker:
             properties=self._connect_properties(),
         )
         self.client.loop_start()
+        self._validator = threading.Thread(
+            target=self._run_validator, name="ingest-validator", daemon=True
+        )
+        self._validator.start()
         self._writer = threading.Thread(
             target=self._run_writer, name="ingest-writer", daemon=True
         )
         self._writer.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Finish the current batch, then disconnect."""
+        """Finish the batches in flight, then disconnect."""
         self._stop.set()
+        if self._validator is not None:
+            self._validator.join(timeout_s)
         if self._writer is not None:
             self._writer.join(timeout_s)
         self.client.disconnect()
@@ -477,39 +677,83 @@ class IngestWorker:
                 break
         return batch
 
+    def _validate_all(self, messages: list[_Msg], now: int) -> list[Outcome]:
+        ctx = Context(self.registry, now, dict(self.limits))
+        return [
+            validate_message(msg.topic, msg.payload, ctx, qos=msg.qos, dup=msg.dup)
+            for msg in messages
+        ]
+
+    def _run_validator(self) -> None:
+        """Collect and validate the next batches while the writer commits."""
+        try:
+            while not self._stop.is_set():
+                messages = self._collect()
+                if not messages:
+                    continue
+                now = self.clock()
+                item = _Validated(messages, self._validate_all(messages, now), now)
+                while True:
+                    try:
+                        self._validated.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        if self._stop.is_set() and not self._writer_alive():
+                            return
+            # a clean stop: take what is already queued so little is redelivered
+            rest: list[_Msg] = []
+            while True:
+                try:
+                    rest.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if rest and not self._paused:
+                now = self.clock()
+                self._validated.put(
+                    _Validated(rest, self._validate_all(rest, now), now)
+                )
+        finally:
+            self._validator_done.set()
+
+    def _writer_alive(self) -> bool:
+        return self._writer is not None and self._writer.is_alive()
+
     def _run_writer(self) -> None:
         last_stats = time.monotonic()
-        while not self._stop.is_set():
+        while True:
             try:
                 self._periodic()
             except Exception:
                 logger.exception("periodic task failed")
-            messages = self._collect()
-            if messages:
-                self._process(messages)
+            try:
+                item = self._validated.get(timeout=0.2)
+            except queue.Empty:
+                if self._stop.is_set() and self._validator_done.is_set():
+                    return
+                continue
+            self._process(
+                item.messages,
+                retry=not self._stop.is_set(),
+                outcomes=item.outcomes,
+                now=item.now_ms,
+            )
             if time.monotonic() - last_stats > 10:
                 last_stats = time.monotonic()
                 logger.info("ingest stats: %s", self.stats)
-        # drain what is already queued so a clean stop leaves little to redeliver
-        rest: list[_Msg] = []
-        while True:
-            try:
-                rest.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        if rest and not self._paused:
-            self._process(rest, retry=False)
 
-    def _build(self, messages: list[_Msg]) -> Batch:
-        now = self.clock()
+    def _build(
+        self,
+        messages: list[_Msg],
+        outcomes: list[Outcome] | None = None,
+        now: int | None = None,
+    ) -> Batch:
+        now = self.clock() if now is None else now
+        if outcomes is None:
+            outcomes = self._validate_all(messages, now)
         batch = Batch(received_at_ms=now)
-        ctx = Context(self.registry, now, self.limits)
         sessions = dict(self.sessions)
         self.tracker.begin()
-        for msg in messages:
-            out = validate_message(
-                msg.topic, msg.payload, ctx, qos=msg.qos, dup=msg.dup
-            )
+        for msg, out in zip(messages, outcomes, strict=True):
             batch.samples.extend(out.samples)
             batch.quarantined.extend(out.quarantined)
             for sample in out.samples:
@@ -550,10 +794,12 @@ class IngestWorker:
         now: int,
     ) -> None:
         current = sessions.get(birth.site)
-        if current is not None and (
-            birth.sid == current.sid or birth.ts < current.birth_ts_ms
-        ):
-            return  # a repeated or stale (retained) birth
+        if current is not None and birth.sid == current.sid:
+            # the gateway reconnected: its seq_next shows what the broker lost
+            self.tracker.observe_seq_next(birth.site, birth.seq_next, now)
+            return
+        if current is not None and birth.ts < current.birth_ts_ms:
+            return  # a stale (retained) birth
         sessions[birth.site] = Session(birth.sid, birth.ts, True)
         self.tracker.observe_birth(birth.site, birth.seq_next, now)
         batch.sessions.append(
@@ -600,29 +846,144 @@ class IngestWorker:
         if not state.online:
             logger.warning("site %s went offline (sid %s)", site, state.sid)
 
-    def _process(self, messages: list[_Msg], retry: bool = True) -> None:
+    def _process(
+        self,
+        messages: list[_Msg],
+        retry: bool = True,
+        outcomes: list[Outcome] | None = None,
+        now: int | None = None,
+    ) -> None:
         self.stats.received += len(messages)
-        batch = self._build(messages)
+        self._write(messages, retry=retry, outcomes=outcomes, now=now)
+
+    def _write(
+        self,
+        messages: list[_Msg],
+        *,
+        retry: bool,
+        outcomes: list[Outcome] | None = None,
+        now: int | None = None,
+    ) -> bool:
+        """Commit ``messages`` then ack them; isolate what the store refuses.
+
+        Returns ``False`` when the store is down and the messages were left unacked
+        (the broker redelivers them), ``True`` once every message is committed or
+        quarantined and acknowledged.
+        """
+        if outcomes is None:
+            now = self.clock() if now is None else now
+            outcomes = self._validate_all(messages, now)
+        batch = self._build(messages, outcomes, now)
+        if not self._commit(batch, retry=retry):
+            return False
+        if self._refused is not None:
+            exc, self._refused = self._refused, None
+            self.tracker.begin()
+            if len(messages) == 1:
+                return self._reject(messages[0], exc, retry=retry)
+            half = len(messages) // 2
+            logger.warning(
+                "store refused a batch of %d messages (%s): splitting it",
+                len(messages),
+                _first_line(exc),
+            )
+            return self._write(
+                messages[:half], retry=retry, outcomes=outcomes[:half], now=now
+            ) and self._write(
+                messages[half:], retry=retry, outcomes=outcomes[half:], now=now
+            )
+        self._after_commit(messages, batch)
+        return True
+
+    def _commit(self, batch: Batch, *, retry: bool) -> bool:
+        """Commit ``batch``, retrying while the store is down.
+
+        Returns ``False`` when it gave up (stopping, or disconnected for an outage);
+        sets ``self._refused`` when the store is up but refused the batch's data.
+        """
         delay = 0.1
         outage_started: float | None = None
         while True:
             try:
                 self.sink.commit(batch)
-                break
+                return True
             except Exception as exc:
                 self.stats.commit_failures += 1
+                if self._is_refusal(exc):
+                    self._refused = exc
+                    return True
                 if outage_started is None:
                     outage_started = time.monotonic()
                 logger.error(
-                    "commit failed (%s); nothing acked, retrying in %.1f s", exc, delay
+                    "commit failed (%s); nothing acked, retrying in %.1f s",
+                    _first_line(exc),
+                    delay,
                 )
                 if not retry or self._stop.is_set():
-                    return
+                    return False
                 if time.monotonic() - outage_started > self.options.disconnect_after_s:
                     self._pause_until_store_back(batch)
-                    return
+                    return False
                 time.sleep(delay)
                 delay = min(delay * 2, self.options.retry_max_s)
+
+    def _is_refusal(self, exc: Exception) -> bool:
+        """Whether the store is up and refused this batch's data (not an outage)."""
+        judge = getattr(self.sink, "is_refusal", None)
+        if judge is None:
+            return False
+        try:
+            return bool(judge(exc))
+        except Exception:
+            logger.exception("could not classify a store error")
+            return False
+
+    def _reject(self, msg: _Msg, exc: Exception, *, retry: bool) -> bool:
+        """Quarantine one message the store refused as ``store_rejected``, then ack it."""
+        now = self.clock()
+        detail = _first_line(exc, 1000)
+        logger.error(
+            "store refused the message on %s: %s (quarantined as store_rejected)",
+            msg.topic,
+            detail,
+        )
+        # its samples are accounted for (in quarantine): no backfill loop for them
+        ctx = Context(self.registry, now, self.limits)
+        out = validate_message(msg.topic, msg.payload, ctx, qos=msg.qos, dup=msg.dup)
+        batch = Batch(received_at_ms=now)
+        self.tracker.begin()
+        for sample in out.samples:
+            gap = self.tracker.observe_rejected(
+                sample.site_id, sample.dev_id, sample.seq, now
+            )
+            if gap is not None:
+                batch.gaps.append(gap)
+        batch.tracks = dict(self.tracker.draft())
+        batch.quarantined.append(
+            Quarantined(
+                topic=msg.topic,
+                payload=msg.payload,
+                reason="store_rejected",
+                detail=detail,
+                site_from_topic=site_from_topic(msg.topic),
+                schema_v=None,
+                qos=msg.qos,
+                dup=msg.dup,
+            )
+        )
+        self._draft_sessions = dict(self.sessions)
+        if not self._commit(batch, retry=retry):
+            return False
+        if self._refused is not None:
+            # the store refuses even the quarantine row: treat it as an outage
+            exc2, self._refused = self._refused, None
+            logger.error("store refused the quarantine row too: %s", exc2)
+            self.tracker.begin()
+            return False
+        self._after_commit([msg], batch)
+        return True
+
+    def _after_commit(self, messages: list[_Msg], batch: Batch) -> None:
         self.tracker.commit()
         self.sessions = self._draft_sessions
         for change in batch.sessions:
@@ -631,10 +992,17 @@ class IngestWorker:
                     BirthPayload.model_validate(change.birth)
                 )
         gen = self._gen
+        mids = [m.mid for m in messages if m.qos == 1 and m.gen == gen]
+        if isinstance(self.client, _IngestClient):
+            self.client.ack_many(mids)
+        else:
+            for mid in mids:
+                self.client.ack(mid, 1)
         for msg in messages:
-            if msg.qos > 0 and msg.gen == gen:
-                self.client.ack(msg.mid, msg.qos)
-                self.stats.acked += 1
+            if msg.qos == 2 and msg.gen == gen:
+                self.client.ack(msg.mid, 2)
+                mids.append(msg.mid)
+        self.stats.acked += len(mids)
         self.stats.batches += 1
         self.stats.committed_messages += len(messages)
         self.stats.samples += len(batch.samples)
@@ -648,11 +1016,12 @@ class IngestWorker:
         self._paused = True
         self.client.disconnect()
         self.client.loop_stop()  # a user disconnect ends paho's network thread
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
+        for pending in (self._queue, self._validated):
+            while True:
+                try:
+                    pending.get_nowait()
+                except queue.Empty:
+                    break
         self.tracker.begin()
         delay = 1.0
         while not self._stop.is_set():
@@ -687,9 +1056,13 @@ class IngestWorker:
         if self._pending_sweep:
             self._pending_sweep = False
             requests.extend(self.tracker.sweep())
-        due = self.tracker.due_backfills(now)
+        fast = time.monotonic() - self._connected_at < self.options.reconnect_window_s
+        timeout_ms = (
+            int(self.options.reconnect_reorder_timeout_s * 1000) if fast else None
+        )
+        due = self.tracker.due_backfills(now, timeout_ms)
         if due and self.options.share is not None:
-            due = self._reconcile_with_store(due, now)
+            due = self._reconcile_with_store(due, now, timeout_ms)
         requests.extend(due)
         for req in requests:
             self._publish_backfill(req)
@@ -702,7 +1075,7 @@ class IngestWorker:
                 logger.warning("could not save backfill bookkeeping: %s", exc)
 
     def _reconcile_with_store(
-        self, due: list[BackfillRequest], now: int
+        self, due: list[BackfillRequest], now: int, timeout_ms: int | None = None
     ) -> list[BackfillRequest]:
         """Fill holes that other workers of the share group stored; return what is left."""
         stored_seqs = getattr(self.sink, "stored_seqs", None)
@@ -722,7 +1095,7 @@ class IngestWorker:
             self.tracker.begin()
             return due
         self.tracker.commit()
-        return self.tracker.due_backfills(now)
+        return self.tracker.due_backfills(now, timeout_ms)
 
     def _publish_backfill(self, req: BackfillRequest) -> None:
         spec = self.registry.get(req.site_id)

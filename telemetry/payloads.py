@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -14,13 +15,41 @@ SCHEMA_VERSION = 1
 MAX_TLM_BYTES = 8 * 1024
 MAX_HIST_BYTES = 256 * 1024
 MAX_HIST_SAMPLES = 500
+MAX_LIVE_BATCH_BYTES = 64 * 1024
+"""Limit of a batched live message on ``up/tlm/{dev}`` (spec 2, version 1.1)."""
+MAX_LIVE_BATCH_SAMPLES = 60
+LIVE_BATCH_MAX_AGE_MS = 5_000
+"""A gateway sends its batched live samples at least this often [ms]."""
 INT63_MAX = 2**63 - 1
-"""Upper bound of ``seq``/``sid``: the spec says u64, the store keeps signed 64-bit."""
+U64_MAX = 2**64 - 1
+"""Upper bound of ``seq``/``sid`` (u64; the store maps them onto signed 64-bit)."""
+MAX_FREE_STRING = 256
+"""Longest free string (``code``, ``detail``, ``reason``, …) in characters (spec 2)."""
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f]*$"
+"""A free string holds no control character U+0000-U+001F (spec 2, Strings)."""
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
-U63 = Annotated[int, Field(ge=0, le=INT63_MAX)]
+U64 = Annotated[int, Field(ge=0, le=U64_MAX)]
 TsMs = Annotated[int, Field(ge=0, le=INT63_MAX)]
+SampleTsMs = Annotated[int, Field(ge=-INT63_MAX - 1, le=INT63_MAX)]
+"""A sample time: negative values are valid JSON and go to ``too_old``, not ``schema``."""
+FreeString = Annotated[
+    str, Field(max_length=MAX_FREE_STRING, pattern=NO_CONTROL_PATTERN)
+]
+"""A free string: at most 256 characters, no control characters (spec 2, Strings)."""
 Quality = Literal["good", "uncertain", "bad"]
+ChaSt = Literal["OFF", "EMPTY", "DISCHARGING", "CHARGING", "FULL", "HOLDING", "TESTING"]
+"""SunSpec 802 ``ChaSt`` (charge status) enumeration."""
+BatState = Literal[
+    "DISCONNECTED",
+    "INITIALIZING",
+    "CONNECTED",
+    "STANDBY",
+    "SOC_PROTECTION",
+    "SUSPENDING",
+    "FAULT",
+]
+"""SunSpec 802 ``State`` (battery state) enumeration."""
 
 BATTERY_REQUIRED = (
     "soc_pct",
@@ -91,13 +120,69 @@ def loads_strict(raw: bytes | str) -> Any:
         raise PayloadError(str(exc)[:200], reason="bad_json") from None
 
 
+def pack_samples(
+    head: Mapping[str, Any],
+    samples: Sequence[Mapping[str, Any]],
+    *,
+    max_bytes: int,
+    max_samples: int,
+) -> tuple[list[tuple[bytes, int]], list[Mapping[str, Any]]]:
+    """Encode ``samples`` under the envelope ``head`` into messages that fit the limits.
+
+    Messages hold consecutive samples, at most ``max_samples`` each and at most
+    ``max_bytes`` bytes of JSON each (spec 2 "Size": never publish a message over the
+    limit of its topic, the broker would disconnect the publisher and paho would resend
+    it forever).
+
+    Parameters
+    ----------
+    head
+        Envelope keys (``v``, ``site``, ``dev``, ``sid``) without ``samples``.
+    samples
+        Samples ``{seq, ts, q, m}`` in order.
+    max_bytes, max_samples
+        Limits of one message.
+
+    Returns
+    -------
+    tuple
+        The messages as ``(payload, number of samples)``, and the samples dropped
+        because alone they exceed ``max_bytes``.
+    """
+    prefix = json.dumps({**head, "samples": []}, separators=(",", ":"))[:-2].encode()
+    suffix = b"]}"
+    room = max_bytes - len(prefix) - len(suffix)
+    out: list[tuple[bytes, int]] = []
+    dropped: list[Mapping[str, Any]] = []
+    parts: list[bytes] = []
+    size = 0
+    for sample in samples:
+        raw = json.dumps(sample, separators=(",", ":")).encode()
+        if len(raw) > room:
+            dropped.append(sample)
+            continue
+        extra = len(raw) + (1 if parts else 0)
+        if parts and (size + extra > room or len(parts) >= max_samples):
+            out.append((prefix + b",".join(parts) + suffix, len(parts)))
+            parts, size, extra = [], 0, len(raw)
+        parts.append(raw)
+        size += extra
+    if parts:
+        out.append((prefix + b",".join(parts) + suffix, len(parts)))
+    return out, dropped
+
+
 def dumps(obj: BaseModel) -> bytes:
     """Serialise a payload model to compact UTF-8 JSON without null optional fields."""
     return obj.model_dump_json(exclude_none=True).encode()
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # NaN/Infinity never validate (the compiled fast path relies on it; the slow path
+    # names them ``nan_inf`` from the strict JSON parser first)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, allow_inf_nan=False
+    )
 
 
 class Measurements(_Payload):
@@ -123,8 +208,8 @@ class Measurements(_Payload):
     i_dis_max_a: float | None = None
     w_cha_max_w: float | None = None
     w_dis_max_w: float | None = None
-    cha_st: str | None = Field(default=None, max_length=32)
-    state: str | None = Field(default=None, max_length=32)
+    cha_st: ChaSt | None = None
+    state: BatState | None = None
     loc_rem: Literal["REMOTE", "LOCAL"] | None = None
     evt1: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
     evt2: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
@@ -146,9 +231,9 @@ class TlmPayload(_Payload):
     v: int
     site: Id
     dev: Id
-    sid: U63
-    seq: U63
-    ts: TsMs
+    sid: U64
+    seq: U64
+    ts: SampleTsMs
     hist: bool = False
     q: Quality = "good"
     m: Measurements
@@ -157,8 +242,8 @@ class TlmPayload(_Payload):
 class HistSample(_Payload):
     """One buffered sample inside a ``hist`` batch."""
 
-    seq: U63
-    ts: TsMs
+    seq: U64
+    ts: SampleTsMs
     q: Quality = "good"
     m: Measurements
 
@@ -169,8 +254,47 @@ class HistPayload(_Payload):
     v: int
     site: Id
     dev: Id
-    sid: U63
+    sid: U64
     samples: Annotated[list[HistSample], Field(min_length=1, max_length=500)]
+
+
+class HistEnvelope(_Payload):
+    """A ``hist`` batch with its samples not yet validated (each is checked alone)."""
+
+    v: int
+    site: Id
+    dev: Id
+    sid: U64
+    samples: Annotated[list[Any], Field(min_length=1, max_length=MAX_HIST_SAMPLES)]
+
+
+class LiveBatchEnvelope(_Payload):
+    """Batched live samples on ``up/tlm/{dev}`` (spec 2, version 1.1): 1-60 samples.
+
+    Each sample is validated on its own as a :class:`HistSample`.
+    """
+
+    v: int
+    site: Id
+    dev: Id
+    sid: U64
+    hist: Literal[False] = False
+    samples: Annotated[
+        list[Any], Field(min_length=1, max_length=MAX_LIVE_BATCH_SAMPLES)
+    ]
+
+
+class LiveBatchPayload(_Payload):
+    """A fully typed batched live ``tlm`` (the validator's fast path)."""
+
+    v: int
+    site: Id
+    dev: Id
+    sid: U64
+    hist: Literal[False] = False
+    samples: Annotated[
+        list[HistSample], Field(min_length=1, max_length=MAX_LIVE_BATCH_SAMPLES)
+    ]
 
 
 class Nameplate(_Payload):
@@ -198,13 +322,13 @@ class BirthPayload(_Payload):
 
     v: int
     site: Id
-    sid: U63
+    sid: U64
     ts: TsMs
-    firmware: Annotated[str, Field(max_length=64)]
+    firmware: Annotated[FreeString, Field(max_length=64)]
     devices: Annotated[list[Id], Field(min_length=1, max_length=64)]
     nameplate: Nameplate
-    seq_next: dict[str, U63]
-    temp_source: Annotated[str, Field(max_length=32)] = "cell"
+    seq_next: dict[Id, U64]
+    temp_source: Annotated[FreeString, Field(max_length=32)] = "cell"
 
 
 class StatePayload(_Payload):
@@ -213,7 +337,7 @@ class StatePayload(_Payload):
     v: int = SCHEMA_VERSION
     site: Id | None = None
     online: bool
-    sid: U63
+    sid: U64
     ts: TsMs
 
 
@@ -226,14 +350,14 @@ class EvtPayload(_Payload):
 
     v: int
     site: Id
-    sid: U63
+    sid: U64
     ts: TsMs
     kind: Literal["alarm_set", "alarm_clear", "state", "backfill_unavailable"]
     dev: Id | None = None
-    code: Annotated[str, Field(max_length=64)] | None = None
-    detail: Annotated[str, Field(max_length=512)] | None = None
-    from_seq: U63 | None = None
-    to_seq: U63 | None = None
+    code: FreeString | None = None
+    detail: FreeString | None = None
+    from_seq: U64 | None = None
+    to_seq: U64 | None = None
 
 
 class AckPayload(_Payload):
@@ -241,9 +365,9 @@ class AckPayload(_Payload):
 
     v: int = SCHEMA_VERSION
     site: Id | None = None
-    cmd_id: Annotated[str, Field(min_length=1, max_length=64)]
+    cmd_id: Annotated[FreeString, Field(min_length=1, max_length=64)]
     status: Literal["accepted", "applied", "rejected", "expired"]
-    reason: Annotated[str, Field(max_length=512)] | None = None
+    reason: FreeString | None = None
     ts: TsMs
 
 
@@ -265,7 +389,7 @@ class SetpointPayload(_Payload):
     ramp_w_per_s: Annotated[float, Field(gt=0)]
     soc_min_pct: Annotated[float, Field(ge=0, le=100)]
     soc_max_pct: Annotated[float, Field(ge=0, le=100)]
-    source: Annotated[str, Field(max_length=64)] = "bessfleet"
+    source: Annotated[FreeString, Field(max_length=64)] = "bessfleet"
 
     @model_validator(mode="after")
     def _check_window(self) -> SetpointPayload:
@@ -283,8 +407,8 @@ class CtlPayload(_Payload):
 
     op: Literal["rebirth", "backfill"]
     dev: Id | None = None
-    from_seq: U63 | None = None
-    to_seq: U63 | None = None
+    from_seq: U64 | None = None
+    to_seq: U64 | None = None
 
     @model_validator(mode="after")
     def _check_backfill(self) -> CtlPayload:
@@ -315,10 +439,18 @@ def is_ac_dev(dev: str) -> bool:
     return dev.startswith(("pcs", "meter"))
 
 
+_BATTERY_REQUIRED_SET = frozenset(BATTERY_REQUIRED)
+_AC_REQUIRED_SET = frozenset(AC_REQUIRED)
+
+
 def missing_required(dev: str, m: dict[str, Any]) -> list[str]:
     """Return the required measurement keys absent from ``m`` for device ``dev``."""
-    if is_battery_dev(dev):
+    if dev.startswith("bank"):
+        if _BATTERY_REQUIRED_SET.issubset(m):
+            return []
         return [k for k in BATTERY_REQUIRED if k not in m]
-    if is_ac_dev(dev):
+    if dev.startswith(("pcs", "meter")):
+        if _AC_REQUIRED_SET.issubset(m):
+            return []
         return [k for k in AC_REQUIRED if k not in m]
     return []

@@ -22,7 +22,18 @@ from telemetry import topics
 from telemetry.errors import TelemetryInputError
 from telemetry.ingest import make_client, parse_mqtt_url
 from telemetry.lfp import bms_current_limits_a, lfp_ocv_v, soc_step, temperature_step
-from telemetry.payloads import CtlPayload, SetpointPayload, loads_strict
+from telemetry.payloads import (
+    LIVE_BATCH_MAX_AGE_MS,
+    MAX_HIST_BYTES,
+    MAX_HIST_SAMPLES,
+    MAX_LIVE_BATCH_BYTES,
+    MAX_LIVE_BATCH_SAMPLES,
+    MAX_TLM_BYTES,
+    CtlPayload,
+    SetpointPayload,
+    loads_strict,
+    pack_samples,
+)
 from telemetry.registry import SiteSpec
 
 logger = logging.getLogger(__name__)
@@ -30,7 +41,7 @@ logger = logging.getLogger(__name__)
 AgingHook = Callable[[float, float, float], float]
 """``(t_days, throughput_mwh, mean_soc) -> capacity fraction 0-1`` (degradation model)."""
 
-HIST_BATCH = 500
+HIST_BATCH = MAX_HIST_SAMPLES
 HIST_RATE_PER_S = 200.0
 CELL_ALARM_BIT = 1 << 2
 COMM_LOSS_BIT = 1 << 0
@@ -158,8 +169,16 @@ class SimOptions:
     local_soc_target: float | None = None
     """When set (fraction 0-1), the local cycle adds a proportional term steering the
     SoC back to it, so long unattended runs stay inside the SoC window."""
+    live_batch: int = 1
+    """Live samples per ``up/tlm`` message: 1 = one sample per message; 2-60 = the
+    batched live form of spec version 1.1 (flushed at least every 5 s)."""
 
     def __post_init__(self) -> None:
+        if not 1 <= self.live_batch <= MAX_LIVE_BATCH_SAMPLES:
+            msg = (
+                f"live_batch={self.live_batch} must be in [1, {MAX_LIVE_BATCH_SAMPLES}]"
+            )
+            raise TelemetryInputError(msg)
         if not 1 <= self.banks <= MAX_BANKS:
             msg = f"banks={self.banks} must be in [1, {MAX_BANKS}]"
             raise TelemetryInputError(msg)
@@ -269,8 +288,12 @@ class SiteGateway:
         self.history: dict[str, deque[tuple[int, int, str, dict[str, Any]]]] = {
             d: deque(maxlen=options.history_samples) for d in self.devices
         }
-        self.outbox: dict[int, tuple[str, int]] = {}
-        """mid -> (dev, seq) of published samples awaiting PUBACK."""
+        self.outbox: dict[int, tuple[str, int, int]] = {}
+        """mid -> (dev, first seq, samples) of published messages awaiting PUBACK."""
+        self.dropped_oversize = 0
+        """Samples not published live because alone they exceed the topic's limit
+        (spec 2 "Size"); they stay in the history buffer for a backfill."""
+        self._live: dict[str, list[dict[str, Any]]] = {d: [] for d in self.devices}
         self.seen_cmds: dict[str, str] = {}
         self.active: _Active | None = None
         self.sid = 0
@@ -390,8 +413,9 @@ class SiteGateway:
         self, _client: mqtt.Client, _userdata: Any, mid: int, _rc: Any, _props: Any
     ) -> None:
         with self._lock:
-            if self.outbox.pop(mid, None) is not None:
-                self.acked += 1
+            entry = self.outbox.pop(mid, None)
+            if entry is not None:
+                self.acked += entry[2]
             else:
                 self._early_acks.add(mid)
 
@@ -695,7 +719,11 @@ class SiteGateway:
         return bank_m
 
     def publish_samples(self, now_ms: int) -> int:
-        """Publish one ``tlm`` sample per device; return how many were published."""
+        """Publish the live sample of every device; return how many were published.
+
+        With ``live_batch`` > 1 samples wait in a per-device batch that is sent when
+        full or 5 s old (spec 2, batched live form); the count is then of samples sent.
+        """
         meas = self.measurements(now_ms)
         count = 0
         for dev in self.devices:
@@ -715,6 +743,16 @@ class SiteGateway:
                 and self.rng.random() < self.options.uplink_loss
             ):
                 continue
+            topic = topics.up(self.spec.group, self.spec.site_id, "tlm", dev)
+            if self.options.live_batch > 1:
+                pending = self._live[dev]
+                pending.append({"seq": seq, "ts": ts, "q": q, "m": m})
+                if (
+                    len(pending) >= self.options.live_batch
+                    or ts - pending[0]["ts"] >= LIVE_BATCH_MAX_AGE_MS
+                ):
+                    count += self._flush_live(dev)
+                continue
             body = {
                 "v": 1,
                 "site": self.spec.site_id,
@@ -725,20 +763,66 @@ class SiteGateway:
                 "q": q,
                 "m": m,
             }
-            topic = topics.up(self.spec.group, self.spec.site_id, "tlm", dev)
-            # never hold our lock across publish: paho calls on_publish holding its own
-            info = self.client.publish(
-                topic, json.dumps(body, separators=(",", ":")), qos=1
-            )
-            with self._lock:
-                if info.mid in self._early_acks:
-                    self._early_acks.discard(info.mid)
-                    self.acked += 1
-                else:
-                    self.outbox[info.mid] = (dev, seq)
+            payload = json.dumps(body, separators=(",", ":")).encode()
+            if len(payload) > MAX_TLM_BYTES:
+                self._drop_oversize(dev, [seq], len(payload), MAX_TLM_BYTES)
+                continue
+            self._publish(topic, payload, dev, seq, 1)
             count += 1
         self.published += count
         return count
+
+    def flush_live(self) -> int:
+        """Send every pending live batch now; return the samples sent."""
+        count = sum(self._flush_live(dev) for dev in self.devices)
+        self.published += count
+        return count
+
+    def _flush_live(self, dev: str) -> int:
+        pending, self._live[dev] = self._live[dev], []
+        if not pending:
+            return 0
+        head = {"v": 1, "site": self.spec.site_id, "dev": dev, "sid": self.sid}
+        payloads, dropped = pack_samples(
+            head,
+            pending,
+            max_bytes=MAX_LIVE_BATCH_BYTES,
+            max_samples=MAX_LIVE_BATCH_SAMPLES,
+        )
+        if dropped:
+            self._drop_oversize(
+                dev, [d["seq"] for d in dropped], None, MAX_LIVE_BATCH_BYTES
+            )
+        topic = topics.up(self.spec.group, self.spec.site_id, "tlm", dev)
+        sent = 0
+        for payload, n in payloads:
+            self._publish(topic, payload, dev, pending[0]["seq"], n)
+            sent += n
+        return sent
+
+    def _drop_oversize(
+        self, dev: str, seqs: list[int], size: int | None, limit: int
+    ) -> None:
+        """Never publish a message over its topic's limit (spec 2 "Size")."""
+        self.dropped_oversize += len(seqs)
+        logger.warning(
+            "site %s/%s: seq %s not sent live: %s bytes > %d (kept for backfill)",
+            self.spec.site_id,
+            dev,
+            seqs[:5],
+            size if size is not None else "sample alone",
+            limit,
+        )
+
+    def _publish(self, topic: str, payload: bytes, dev: str, seq: int, n: int) -> None:
+        # never hold our lock across publish: paho calls on_publish holding its own
+        info = self.client.publish(topic, payload, qos=1)
+        with self._lock:
+            if info.mid in self._early_acks:
+                self._early_acks.discard(info.mid)
+                self.acked += n
+            else:
+                self.outbox[info.mid] = (dev, seq, n)
 
     def serve_backfill(self, budget: int) -> int:
         """Answer queued backfill requests with ``hist`` batches; return messages sent."""
@@ -758,22 +842,22 @@ class SiteGateway:
             oldest = buf[0][0] if buf else self.seq[job.dev]
             if job.from_seq < oldest:
                 self._unavailable(job.dev, job.from_seq, min(job.to_seq, oldest - 1))
-            wanted = [s for s in buf if job.from_seq <= s[0] <= job.to_seq]
-            for start in range(0, len(wanted), HIST_BATCH):
-                chunk = wanted[start : start + HIST_BATCH]
-                body = {
-                    "v": 1,
-                    "site": self.spec.site_id,
-                    "dev": job.dev,
-                    "sid": self.sid,
-                    "samples": [
-                        {"seq": s, "ts": t, "q": q, "m": m} for s, t, q, m in chunk
-                    ],
-                }
-                topic = topics.up(self.spec.group, self.spec.site_id, "hist", job.dev)
-                self.client.publish(
-                    topic, json.dumps(body, separators=(",", ":")), qos=1
-                )
+            wanted = [
+                {"seq": s, "ts": t, "q": q, "m": m}
+                for s, t, q, m in buf
+                if job.from_seq <= s <= job.to_seq
+            ]
+            head = {"v": 1, "site": self.spec.site_id, "dev": job.dev, "sid": self.sid}
+            # split to fit 500 samples and 256 KiB: an oversize message would cost
+            # the connection and be resent forever
+            payloads, dropped = pack_samples(
+                head, wanted, max_bytes=MAX_HIST_BYTES, max_samples=HIST_BATCH
+            )
+            for sample in dropped:
+                self._unavailable(job.dev, sample["seq"], sample["seq"])
+            topic = topics.up(self.spec.group, self.spec.site_id, "hist", job.dev)
+            for payload, _n in payloads:
+                self.client.publish(topic, payload, qos=1)
                 sent += 1
         return sent
 
@@ -911,6 +995,8 @@ class Simulator:
             next_tick += period
             if next_tick < now - 1.0:
                 next_tick = now  # fell behind: skip rather than burst
+        for gw in self.gateways:
+            gw.flush_live()
         deadline = time.monotonic() + drain_timeout_s
         while time.monotonic() < deadline and any(g.outbox for g in self.gateways):
             time.sleep(0.05)

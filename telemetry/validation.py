@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntFlag
@@ -15,12 +14,17 @@ from pydantic import ValidationError
 
 from telemetry.payloads import (
     MAX_HIST_BYTES,
+    MAX_LIVE_BATCH_BYTES,
     MAX_TLM_BYTES,
     SCHEMA_VERSION,
     AckPayload,
     BirthPayload,
     EvtPayload,
+    HistEnvelope,
     HistPayload,
+    HistSample,
+    LiveBatchEnvelope,
+    LiveBatchPayload,
     Measurements,
     PayloadError,
     StatePayload,
@@ -45,6 +49,7 @@ REASONS = (
     "too_old",
     "oversize",
     "conflict_dup",
+    "store_rejected",
 )
 """Quarantine reason codes of spec section 6."""
 
@@ -226,22 +231,40 @@ def payload_hash(seq: int, ts_ms: int, q: str, m: Mapping[str, Any]) -> str:
     return hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
 
 
-def _finite(m: Mapping[str, Any]) -> bool:
-    return all(not isinstance(v, float) or math.isfinite(v) for v in m.values())
-
-
 def _schema_detail(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:3]:
         loc = ".".join(str(p) for p in err["loc"])
         parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)[:500]
+    text = "; ".join(parts)[:500]
+    # a key may carry control characters: show them escaped, never store them
+    return "".join(ch if ch >= " " else f"\\x{ord(ch):02x}" for ch in text)
 
 
 def _check_range(name: str, value: float | None, low: float, high: float) -> None:
     if value is not None and not low <= value <= high:
         msg = f"{name}={value} outside [{low}, {high}]"
         raise _Hard(msg, reason="range_hard")
+
+
+_SOC_CLAMPED = int(Flag.SOC_CLAMPED)
+_CELL_V_HIGH = int(Flag.CELL_V_HIGH)
+_CELL_V_LOW = int(Flag.CELL_V_LOW)
+_CELL_SPREAD = int(Flag.CELL_SPREAD)
+_CHARGE_TEMP = int(Flag.CHARGE_TEMP)
+_DISCHARGE_TEMP = int(Flag.DISCHARGE_TEMP)
+_SOC_NAMEPLATE = int(Flag.SOC_NAMEPLATE)
+_PVI_MISMATCH = int(Flag.PVI_MISMATCH)
+_LATE = int(Flag.LATE)
+_LOCAL = int(Flag.LOCAL)
+_HARD_RANGES = (
+    ("cell_v_max_v", 0.5, 4.5),
+    ("cell_v_min_v", 0.5, 4.5),
+    ("cell_v_avg_v", 0.5, 4.5),
+    ("cell_t_max_c", -40.0, 100.0),
+    ("cell_t_min_c", -40.0, 100.0),
+    ("cell_t_avg_c", -40.0, 100.0),
+)
 
 
 def _check_sample(
@@ -254,7 +277,10 @@ def _check_sample(
     limits: Limits | None,
     now_ms: int,
 ) -> tuple[int, dict[str, Any]]:
-    """Return (flags, stored measurements) or raise _Hard."""
+    """Return (flags, stored measurements) or raise _Hard.
+
+    Runs once per sample on the hot path: plain ints for the flags, values read once.
+    """
     if ts_ms > now_ms + FUTURE_TOLERANCE_MS:
         msg = f"ts={ts_ms} is {(ts_ms - now_ms) / 1000:.0f} s in the future (> 120 s)"
         raise _Hard(msg, reason="future_ts")
@@ -265,18 +291,23 @@ def _check_sample(
     if missing:
         msg = f"m: missing required keys {missing} for dev {dev}"
         raise _Hard(msg, reason="schema")
+    values = m.__dict__
     flags = 0
-    stored = dict(raw_m)
+    stored = raw_m
     for name in ("soc_pct", "soh_pct"):
-        value = getattr(m, name)
+        value = values[name]
+        if value is None:
+            continue
         _check_range(f"m.{name}", value, -1.0, 101.0)
-        if value is not None and not 0.0 <= value <= 100.0:
+        if not 0.0 <= value <= 100.0:
+            if stored is raw_m:
+                stored = dict(raw_m)
             stored[name] = min(100.0, max(0.0, value))
-            flags |= Flag.SOC_CLAMPED
-    for name in ("cell_v_max_v", "cell_v_min_v", "cell_v_avg_v"):
-        _check_range(f"m.{name}", getattr(m, name), 0.5, 4.5)
-    for name in ("cell_t_max_c", "cell_t_min_c", "cell_t_avg_c"):
-        _check_range(f"m.{name}", getattr(m, name), -40.0, 100.0)
+            flags |= _SOC_CLAMPED
+    for name, low, high in _HARD_RANGES:
+        value = values[name]
+        if value is not None and not low <= value <= high:
+            _check_range(f"m.{name}", value, low, high)
     v_lo, v_avg, v_hi = m.cell_v_min_v, m.cell_v_avg_v, m.cell_v_max_v
     if v_lo is not None and v_hi is not None and v_lo > v_hi + 0.001:
         msg = f"m.cell_v_min_v={v_lo} > m.cell_v_max_v={v_hi}"
@@ -292,15 +323,17 @@ def _check_sample(
         msg = f"m.cell_t_min_c={t_lo} > m.cell_t_max_c={t_hi}"
         raise _Hard(msg, reason="range_hard")
     v_max = limits.v_dc_max_v if limits else DEFAULT_V_DC_MAX_V
-    _check_range("m.v_dc_v", m.v_dc_v, 0.0, v_max)
+    v_dc = m.v_dc_v
+    if v_dc is not None and not 0.0 <= v_dc <= v_max:
+        _check_range("m.v_dc_v", v_dc, 0.0, v_max)
     p = m.p_dc_w
     if p is not None and limits is not None and limits.p_abs_max_w is not None:
         _check_range("m.p_dc_w", p, -limits.p_abs_max_w, limits.p_abs_max_w)
     # soft findings
     if v_hi is not None and v_hi > CELL_V_CHARGE_LIMIT_V:
-        flags |= Flag.CELL_V_HIGH
+        flags |= _CELL_V_HIGH
     if v_lo is not None and v_lo < CELL_V_CUTOFF_V:
-        flags |= Flag.CELL_V_LOW
+        flags |= _CELL_V_LOW
     soc = stored.get("soc_pct")
     if (
         v_lo is not None
@@ -309,30 +342,30 @@ def _check_sample(
         and 20.0 < soc < 80.0
         and v_hi - v_lo > 0.10
     ):
-        flags |= Flag.CELL_SPREAD
+        flags |= _CELL_SPREAD
     if p is not None and t_lo is not None and t_hi is not None:
         if p < 0 and (t_lo < 0.0 or t_hi > 55.0):
-            flags |= Flag.CHARGE_TEMP
+            flags |= _CHARGE_TEMP
         if p > 0 and (t_lo < -20.0 or t_hi > 60.0):
-            flags |= Flag.DISCHARGE_TEMP
+            flags |= _DISCHARGE_TEMP
     if soc is not None and limits is not None:
         lo, hi = limits.soc_min_pct, limits.soc_max_pct
         # half a percent of slack: gateways round SoC
         if (lo is not None and soc < lo - 0.5) or (hi is not None and soc > hi + 0.5):
-            flags |= Flag.SOC_NAMEPLATE
+            flags |= _SOC_NAMEPLATE
     if (
         p is not None
-        and m.v_dc_v is not None
+        and v_dc is not None
         and m.i_dc_a is not None
         and limits is not None
         and limits.p_rating_w
-        and abs(p - m.v_dc_v * m.i_dc_a) > 0.05 * limits.p_rating_w
+        and abs(p - v_dc * m.i_dc_a) > 0.05 * limits.p_rating_w
     ):
-        flags |= Flag.PVI_MISMATCH
+        flags |= _PVI_MISMATCH
     if not hist and ts_ms < now_ms - LATE_MS:
-        flags |= Flag.LATE
+        flags |= _LATE
     if m.loc_rem == "LOCAL":
-        flags |= Flag.LOCAL
+        flags |= _LOCAL
     del site
     return flags, stored
 
@@ -398,12 +431,18 @@ def _validate(topic: str, payload: bytes, ctx: Context, qos: int, dup: bool) -> 
         return _quarantine(
             topic, payload, "schema", "topic outside the grammar", None, qos, dup
         )
-    limit = MAX_TLM_BYTES if parsed.kind == "tlm" else MAX_HIST_BYTES
+    # a tlm may be the batched live form (≤ 64 KiB); the one-sample form's 8 KiB
+    # limit is checked once the form is known
+    limit = MAX_LIVE_BATCH_BYTES if parsed.kind == "tlm" else MAX_HIST_BYTES
     if len(payload) > limit:
         msg = f"{len(payload)} bytes > {limit} for {parsed.kind}"
         return _quarantine(topic, payload, "oversize", msg, None, qos, dup)
-    if parsed.kind == "tlm":
-        fast = _fast_tlm(parsed, payload, ctx)
+    if parsed.kind in ("tlm", "hist"):
+        fast = (
+            _fast_batch(parsed, payload, ctx)
+            if parsed.kind == "hist" or b'"samples"' in payload
+            else _fast_tlm(parsed, payload, ctx)
+        )
         if fast is not None:
             return fast
     try:
@@ -465,8 +504,6 @@ def _fast_tlm(parsed: Topic, payload: bytes, ctx: Context) -> Outcome | None:
     ):
         return None
     m = m_dict(tlm.m)
-    if not _finite(m):
-        return None
     try:
         flags, stored = _check_sample(
             tlm.site,
@@ -495,6 +532,57 @@ def _fast_tlm(parsed: Topic, payload: bytes, ctx: Context) -> Outcome | None:
     return Outcome(samples=(sample,))
 
 
+def _fast_batch(parsed: Topic, payload: bytes, ctx: Context) -> Outcome | None:
+    """Validate a well-formed hist or batched live tlm in one compiled pass.
+
+    ``None`` (slow path, per-sample quarantine) when anything is unusual.
+    """
+    live = parsed.kind == "tlm"
+    try:
+        batch: HistPayload | LiveBatchPayload = (
+            LiveBatchPayload.model_validate_json(payload)
+            if live
+            else HistPayload.model_validate_json(payload)
+        )
+    except ValidationError:
+        return None
+    spec = ctx.registry.get(parsed.site)
+    if (
+        batch.v != SCHEMA_VERSION
+        or batch.site != parsed.site
+        or batch.dev != parsed.dev
+        or spec is None
+        or spec.group != parsed.group
+        or (not live and len(payload) > MAX_HIST_BYTES)
+    ):
+        return None
+    limits = ctx.limits(batch.site)
+    samples: list[Sample] = []
+    for item in batch.samples:
+        m = m_dict(item.m)
+        try:
+            flags, stored = _check_sample(
+                batch.site, batch.dev, item.ts, not live, item.m, m, limits, ctx.now_ms
+            )
+        except _Hard:
+            return None
+        samples.append(
+            Sample(
+                site_id=batch.site,
+                dev_id=batch.dev,
+                ts_ms=item.ts,
+                seq=item.seq,
+                sid=batch.sid,
+                hist=not live,
+                q=item.q,
+                flags=flags,
+                payload_hash=payload_hash(item.seq, item.ts, item.q, m),
+                m=stored,
+            )
+        )
+    return Outcome(samples=tuple(samples))
+
+
 def _dispatch(
     parsed: Topic,
     obj: dict[str, Any],
@@ -510,6 +598,11 @@ def _dispatch(
         missing = [k for k in ("site", "dev") if k not in obj]
         msg = f"missing required keys {missing}"
         raise _Hard(msg, reason="schema")
+    if kind == "tlm" and "samples" in obj:
+        return _validate_hist(obj, topic, ctx, schema_v, qos, dup, live=True)
+    if kind == "tlm" and len(payload) > MAX_TLM_BYTES:
+        msg = f"{len(payload)} bytes > {MAX_TLM_BYTES} for a one-sample tlm"
+        raise _Hard(msg, reason="oversize")
     if kind == "tlm":
         tlm = TlmPayload.model_validate(obj)
         flags, stored = _check_sample(
@@ -550,6 +643,11 @@ def _dispatch(
     raise _Hard(msg, reason="schema")
 
 
+def _seq_text(raw: Any) -> str:
+    seq = raw.get("seq") if isinstance(raw, dict) else None
+    return str(seq)[:24]
+
+
 def _validate_hist(
     obj: dict[str, Any],
     topic: str,
@@ -557,18 +655,33 @@ def _validate_hist(
     schema_v: int | None,
     qos: int,
     dup: bool,
+    *,
+    live: bool = False,
 ) -> Outcome:
-    hist = HistPayload.model_validate(obj)
+    """Validate a ``hist`` batch, or a batched live ``tlm`` (``live=True``).
+
+    Every sample is validated on its own: a bad one is quarantined alone (re-wrapped
+    so that ``reprocess`` can replay it), the others are stored.
+    """
+    hist: HistEnvelope | LiveBatchEnvelope = (
+        LiveBatchEnvelope.model_validate(obj)
+        if live
+        else HistEnvelope.model_validate(obj)
+    )
     limits = ctx.limits(hist.site)
     samples: list[Sample] = []
     bad: list[Quarantined] = []
-    for index, (item, raw) in enumerate(zip(hist.samples, obj["samples"], strict=True)):
+    for index, raw in enumerate(hist.samples):
         try:
+            try:
+                item = HistSample.model_validate(raw)
+            except ValidationError as exc:
+                raise _Hard(_schema_detail(exc), reason="schema") from None
             flags, stored = _check_sample(
                 hist.site,
                 hist.dev,
                 item.ts,
-                True,
+                not live,
                 item.m,
                 m_dict(item.m),
                 limits,
@@ -582,7 +695,9 @@ def _validate_hist(
                     topic=topic,
                     payload=json.dumps(one, separators=(",", ":")).encode(),
                     reason=exc.reason,
-                    detail=f"samples[{index}] seq={item.seq}: {exc.detail}"[:1000],
+                    detail=f"samples[{index}] seq={_seq_text(raw)}: {exc.detail}"[
+                        :1000
+                    ],
                     site_from_topic=hist.site,
                     schema_v=schema_v,
                     qos=qos,
@@ -597,7 +712,7 @@ def _validate_hist(
                 ts_ms=item.ts,
                 seq=item.seq,
                 sid=hist.sid,
-                hist=True,
+                hist=not live,
                 q=item.q,
                 flags=flags,
                 payload_hash=payload_hash(item.seq, item.ts, item.q, m_dict(item.m)),

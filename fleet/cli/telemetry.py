@@ -84,6 +84,15 @@ def ingest(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=65535)] = 500,
     batch_ms: Annotated[int, typer.Option(min=1, max=60_000)] = 100,
+    inflight_batches: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=16,
+            help="Batches in flight: the next ones are validated while one commits; "
+            "each is acknowledged after its own commit.",
+        ),
+    ] = 3,
     protocol: Annotated[
         str, typer.Option(help="MQTT protocol: 5 or 3.1.1 (e.g. amqtt).")
     ] = "5",
@@ -100,6 +109,17 @@ def ingest(
             min=0.0, help="Disconnect when the store stays down this long [s]."
         ),
     ] = 30.0,
+    session_expiry_s: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=2**32 - 1,
+            help="MQTT 5 session expiry [s]. Default: 7 days alone; 300 s with --share "
+            "(a member that never returns leaves the group; what its session held "
+            "comes back through the gateways' backfill).",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run an ingest worker: MQTT QoS 1 in, validate, commit, then ack (spec 8).
@@ -135,9 +155,11 @@ def ingest(
                 share=share,
                 batch_size=batch_size,
                 batch_ms=batch_ms,
+                inflight_batches=inflight_batches,
                 protocol=protocol,
                 reorder_timeout_s=reorder_timeout_s,
                 disconnect_after_s=disconnect_after_s,
+                session_expiry_s=session_expiry_s,
             ),
         )
     except StoreError as exc:
@@ -217,6 +239,15 @@ def simulate(
             ),
         ),
     ] = None,
+    live_batch: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=60,
+            help="Live samples per tlm message: 1, or 2-60 for the batched live form "
+            "of spec 1.1 (sent at least every 5 s).",
+        ),
+    ] = 1,
     mqtt_url: MqttOption = None,
     db: DbOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -240,7 +271,13 @@ def simulate(
     sim = Simulator(
         specs,
         _mqtt_url(mqtt_url),
-        SimOptions(rate_hz=rate_hz, seed=seed, banks=banks, faults=faults),
+        SimOptions(
+            rate_hz=rate_hz,
+            seed=seed,
+            banks=banks,
+            faults=faults,
+            live_batch=live_batch,
+        ),
         aging=_aging_factory(),
         soc_initial={s.id: s.battery.soc_initial for s in sites},
     )

@@ -32,12 +32,74 @@ from telemetry.validation import Context, Quarantined, Sample, validate_message
 logger = logging.getLogger(__name__)
 
 _COLUMNS = frozenset(tt.MEASUREMENT_COLUMNS)
+_TWO_64 = 2**64
+_TWO_63 = 2**63
+
+
+def to_i64(value: int) -> int:
+    """Map a u64 ``seq``/``sid`` onto the signed 64-bit column (two's complement).
+
+    Values below 2**63 are stored unchanged (so is ``-1``, an empty watermark).
+    """
+    return value - _TWO_64 if value >= _TWO_63 else value
+
+
+def from_i64(value: int) -> int:
+    """Inverse of :func:`to_i64` for ``seq``/``sid`` columns."""
+    return value + _TWO_64 if value < 0 else value
+
+
+def _watermark_from_i64(value: int) -> int:
+    """Read a tracker watermark: ``-1`` means "nothing yet" (seq 2**64-1 is unused)."""
+    return -1 if value == -1 else from_i64(value)
+
+
+def i64_ranges(low: int, high: int) -> list[tuple[int, int]]:
+    """Return the signed column ranges that hold the u64 range ``low..high``."""
+    if high < low:
+        return []
+    if high < _TWO_63 or low >= _TWO_63:
+        return [(to_i64(low), to_i64(high))]
+    return [(to_i64(low), _TWO_63 - 1), (-_TWO_63, to_i64(high))]
 
 
 def _insert(conn: sa.Connection, table: sa.Table) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+REFUSAL_SQLSTATE_CLASSES = frozenset({"22", "23", "54"})
+"""SQLSTATE classes where the server refused the data: data exception, integrity
+constraint violation, program limit exceeded."""
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """Whether a database error is about the data written, not about the store.
+
+    PostgreSQL server errors are judged by their SQLSTATE class
+    (:data:`REFUSAL_SQLSTATE_CLASSES`); driver-side errors by their type
+    (``DataError``, ``IntegrityError``, ``ProgrammingError``, a value the driver cannot
+    bind). Connection, operational and interface errors are never data errors.
+    """
+    # SQLAlchemy wraps driver errors; the COPY path raises the driver's own
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(state, str) and state:
+        return state[:2] in REFUSAL_SQLSTATE_CLASSES
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return False
+    # PEP 249 exception names (driver-side refusals carry no SQLSTATE)
+    names = {cls.__name__ for cls in type(orig).__mro__}
+    if names & {"OperationalError", "InterfaceError", "InternalError"}:
+        return False
+    if names & {"DataError", "IntegrityError", "ProgrammingError"}:
+        return True
+    if isinstance(exc, sa.exc.StatementError):
+        return not isinstance(exc.orig, OSError)
+    if isinstance(exc, (sa.exc.SQLAlchemyError, OSError, MemoryError)):
+        return False
+    return isinstance(exc, (ValueError, TypeError, OverflowError, KeyError))
 
 
 def _site_rows(conn: sa.Connection) -> list[sa.Row[Any]]:
@@ -124,6 +186,8 @@ def _insert_samples(
     largest cost.
     """
     pg = conn.dialect.name == "postgresql"
+    if pg and _copy_capable(conn):
+        return _copy_samples(conn, samples, received_at_ms)
     mark = "%s" if pg else "?"
     json_mark = "%s::jsonb" if pg else "?"
     one = "(" + ", ".join([mark] * (len(_INSERT_COLUMNS) - 1) + [json_mark]) + ")"
@@ -143,8 +207,8 @@ def _insert_samples(
                 sample.site_id,
                 sample.dev_id,
                 sample.ts_ms,
-                sample.seq,
-                sample.sid,
+                to_i64(sample.seq),
+                to_i64(sample.sid),
                 sample.hist,
                 sample.q,
                 sample.flags,
@@ -162,16 +226,83 @@ def _insert_samples(
     return inserted
 
 
+def _text(value: str) -> str:
+    """Return ``value`` without control characters (every store can hold it)."""
+    if value.isprintable():
+        return value
+    return "".join(ch if ch >= " " and ch != "\x7f" else "\ufffd" for ch in value)
+
+
+def _sample_tuple(sample: Sample, received_at_ms: int) -> tuple[Any, ...]:
+    m = sample.m
+    extra = {k: v for k, v in m.items() if k not in _COLUMNS}
+    return (
+        sample.site_id,
+        sample.dev_id,
+        sample.ts_ms,
+        to_i64(sample.seq),
+        to_i64(sample.sid),
+        sample.hist,
+        sample.q,
+        sample.flags,
+        sample.payload_hash,
+        received_at_ms,
+        *[None if m.get(k) is None else float(m[k]) for k in tt.MEASUREMENT_COLUMNS],
+        json.dumps(extra) if extra else None,
+    )
+
+
+_STAGE = "tlm_stage"
+_COLS = ", ".join(_INSERT_COLUMNS)
+_CREATE_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
+    "(LIKE tlm_measurements INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_COPY_STAGE = f"COPY {_STAGE} ({_COLS}) FROM STDIN"
+# the CTE empties the stage in the same statement (reprocess writes several times
+# in one transaction)
+_MOVE_STAGE = (
+    f"WITH staged AS (DELETE FROM {_STAGE} RETURNING {_COLS}) "
+    f"INSERT INTO tlm_measurements ({_COLS}) SELECT {_COLS} FROM staged "
+    "ON CONFLICT (site_id, dev_id, ts_ms) DO NOTHING RETURNING site_id, dev_id, ts_ms"
+)
+
+
+def _copy_capable(conn: sa.Connection) -> bool:
+    driver = conn.connection.driver_connection
+    return hasattr(driver, "cursor") and conn.dialect.driver == "psycopg"
+
+
+def _copy_samples(
+    conn: sa.Connection, samples: list[Sample], received_at_ms: int
+) -> set[tuple[str, str, int]]:
+    """PostgreSQL: ``COPY`` the rows into a temporary stage, then insert-or-ignore them.
+
+    One ``COPY`` and one ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING`` per
+    batch: no per-row SQL to build or parse (the multi-row ``VALUES`` statement spent
+    most of its time in the driver's query parser).
+    """
+    driver: Any = conn.connection.driver_connection
+    with driver.cursor() as cur:
+        cur.execute(_CREATE_STAGE)
+        with cur.copy(_COPY_STAGE) as copy:
+            for sample in samples:
+                copy.write_row(_sample_tuple(sample, received_at_ms))
+        cur.execute(_MOVE_STAGE)
+        return {(r[0], r[1], int(r[2])) for r in cur.fetchall()}
+
+
 def _quarantine_row(q: Quarantined, received_at_ms: int) -> dict[str, Any]:
+    site = _text(q.site_from_topic)[:64] if q.site_from_topic else None
     return {
         "received_at_ms": received_at_ms,
-        "topic": q.topic[:1000],
+        "topic": _text(q.topic[:1000]),
         "qos": q.qos,
         "dup": q.dup,
         "payload": q.payload,
         "reason": q.reason,
-        "detail": q.detail,
-        "site_from_topic": (q.site_from_topic or None) and q.site_from_topic[:64],
+        "detail": _text(q.detail),
+        "site_from_topic": site,
         "schema_v": q.schema_v,
         "reprocessed_at_ms": None,
     }
@@ -199,6 +330,25 @@ def _conflict(sample: Sample, existing_hash: str) -> Quarantined:
         site_from_topic=sample.site_id,
         schema_v=1,
     )
+
+
+def _existing_hashes(
+    conn: sa.Connection, groups: Mapping[tuple[str, str], list[int]]
+) -> list[tuple[str, str, int, str]]:
+    """Return ``(site, dev, ts, payload_hash)`` of the stored rows among ``groups``.
+
+    One primary-key lookup per device: duplicates are rare (redeliveries, replays).
+    """
+    m = tt.tlm_measurements
+    out: list[tuple[str, str, int, str]] = []
+    for (site, dev), stamps in groups.items():
+        rows = conn.execute(
+            sa.select(m.c.ts_ms, m.c.payload_hash).where(
+                m.c.site_id == site, m.c.dev_id == dev, m.c.ts_ms.in_(stamps)
+            )
+        ).all()
+        out += [(site, dev, int(ts), stored_hash) for ts, stored_hash in rows]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +384,6 @@ def write_samples(
             duplicates[sample.site_id] += 1
         else:
             conflicts.append(_conflict(sample, first.payload_hash))
-    m = tt.tlm_measurements
     new: list[Sample] = []
     if by_key:
         # insert first; the rare keys that already existed are classified afterwards
@@ -244,18 +393,12 @@ def write_samples(
         for site, dev, ts in by_key:
             if (site, dev, ts) not in inserted:
                 groups[(site, dev)].append(ts)
-        for (site, dev), stamps in groups.items():
-            existing = conn.execute(
-                sa.select(m.c.ts_ms, m.c.payload_hash).where(
-                    m.c.site_id == site, m.c.dev_id == dev, m.c.ts_ms.in_(stamps)
-                )
-            ).all()
-            for ts, stored_hash in existing:
-                sample = by_key[(site, dev, int(ts))]
-                if stored_hash == sample.payload_hash:
-                    duplicates[site] += 1
-                else:
-                    conflicts.append(_conflict(sample, stored_hash))
+        for site, dev, ts, stored_hash in _existing_hashes(conn, groups):
+            sample = by_key[(site, dev, int(ts))]
+            if stored_hash == sample.payload_hash:
+                duplicates[site] += 1
+            else:
+                conflicts.append(_conflict(sample, stored_hash))
         if new:
             _upsert_latest(conn, new, received_at_ms)
     all_q = quarantined + conflicts
@@ -317,8 +460,8 @@ def _upsert_latest(conn: sa.Connection, new: list[Sample], received_at_ms: int) 
                 "site_id": s.site_id,
                 "dev_id": s.dev_id,
                 "ts_ms": s.ts_ms,
-                "seq": s.seq,
-                "sid": s.sid,
+                "seq": to_i64(s.seq),
+                "sid": to_i64(s.sid),
                 "q": s.q,
                 "flags": s.flags,
                 "soc_pct": s.m.get("soc_pct"),
@@ -337,9 +480,9 @@ def _track_row(t: Track, now: int) -> dict[str, Any]:
         "site_id": t.site_id,
         "dev_id": t.dev_id,
         "epoch": t.epoch,
-        "contiguous_seq": t.contiguous_seq,
+        "contiguous_seq": to_i64(t.contiguous_seq),
         "contiguous_ts_ms": t.contiguous_ts_ms,
-        "max_seq_seen": t.max_seq_seen,
+        "max_seq_seen": to_i64(t.max_seq_seen),
         "max_ts_ms": t.max_ts_ms,
         "first_gap_seen_at_ms": t.first_gap_seen_at_ms,
         "backfill_requested_at_ms": t.backfill_requested_at_ms,
@@ -469,7 +612,7 @@ def commit_batch(conn: sa.Connection, *, batch: Batch) -> WriteResult:
                 values = {
                     "site_id": change.site_id,
                     "grp": change.group,
-                    "sid": change.sid,
+                    "sid": to_i64(change.sid),
                     "online": change.online,
                     "birth_ts_ms": change.birth_ts_ms,
                     "state_ts_ms": change.state_ts_ms,
@@ -486,7 +629,10 @@ def commit_batch(conn: sa.Connection, *, batch: Batch) -> WriteResult:
             else:
                 conn.execute(
                     sa.update(sess)
-                    .where(sess.c.site_id == change.site_id, sess.c.sid == change.sid)
+                    .where(
+                        sess.c.site_id == change.site_id,
+                        sess.c.sid == to_i64(change.sid),
+                    )
                     .values(
                         online=change.online,
                         state_ts_ms=change.state_ts_ms,
@@ -500,7 +646,7 @@ def commit_batch(conn: sa.Connection, *, batch: Batch) -> WriteResult:
                 {
                     "site_id": e.site,
                     "ts_ms": e.ts,
-                    "sid": e.sid,
+                    "sid": to_i64(e.sid),
                     "kind": e.kind,
                     "dev_id": e.dev,
                     "code": e.code,
@@ -518,8 +664,8 @@ def commit_batch(conn: sa.Connection, *, batch: Batch) -> WriteResult:
                     "site_id": g.site_id,
                     "dev_id": g.dev_id,
                     "epoch": g.epoch,
-                    "from_seq": g.from_seq,
-                    "to_seq": g.to_seq,
+                    "from_seq": to_i64(g.from_seq),
+                    "to_seq": to_i64(g.to_seq),
                     "recorded_at_ms": now,
                     "reason": g.reason,
                 }
@@ -541,24 +687,25 @@ def load_tracks(conn: sa.Connection) -> list[Track]:
             site_id=row["site_id"],
             dev_id=row["dev_id"],
             epoch=row["epoch"],
-            contiguous_seq=row["contiguous_seq"],
+            contiguous_seq=_watermark_from_i64(row["contiguous_seq"]),
             contiguous_ts_ms=row["contiguous_ts_ms"],
-            max_seq_seen=row["max_seq_seen"],
+            max_seq_seen=_watermark_from_i64(row["max_seq_seen"]),
             max_ts_ms=row["max_ts_ms"],
             first_gap_seen_at_ms=row["first_gap_seen_at_ms"],
             backfill_requested_at_ms=row["backfill_requested_at_ms"],
             backfill_attempts=row["backfill_attempts"],
         )
         if track.max_seq_seen > track.contiguous_seq:
-            above = conn.execute(
-                sa.select(m.c.seq, m.c.ts_ms).where(
-                    m.c.site_id == track.site_id,
-                    m.c.dev_id == track.dev_id,
-                    m.c.seq > track.contiguous_seq,
-                    m.c.seq <= track.max_seq_seen,
-                )
-            ).all()
-            track.pending = {int(seq): int(ts) for seq, ts in above}
+            for low, high in i64_ranges(track.contiguous_seq + 1, track.max_seq_seen):
+                above = conn.execute(
+                    sa.select(m.c.seq, m.c.ts_ms).where(
+                        m.c.site_id == track.site_id,
+                        m.c.dev_id == track.dev_id,
+                        m.c.seq >= low,
+                        m.c.seq <= high,
+                    )
+                ).all()
+                track.pending.update({from_i64(int(q)): int(ts) for q, ts in above})
         tracks.append(track)
     return tracks
 
@@ -584,19 +731,24 @@ class SqlTelemetrySink:
     ) -> list[tuple[int, int]]:
         """Return ``(seq, ts_ms)`` of the stored samples of a device in a seq range."""
         m = tt.tlm_measurements
-        query = (
-            sa.select(m.c.seq, m.c.ts_ms)
-            .where(
-                m.c.site_id == site_id,
-                m.c.dev_id == dev_id,
-                m.c.seq >= from_seq,
-                m.c.seq <= to_seq,
-            )
-            .order_by(m.c.seq)
-            .limit(limit)
-        )
+        out: list[tuple[int, int]] = []
         with self.engine.connect() as conn:
-            return [(int(seq), int(ts)) for seq, ts in conn.execute(query)]
+            for low, high in i64_ranges(from_seq, to_seq):
+                query = (
+                    sa.select(m.c.seq, m.c.ts_ms)
+                    .where(
+                        m.c.site_id == site_id,
+                        m.c.dev_id == dev_id,
+                        m.c.seq >= low,
+                        m.c.seq <= high,
+                    )
+                    .order_by(m.c.seq)
+                    .limit(limit - len(out))
+                )
+                out += [(from_i64(int(q)), int(ts)) for q, ts in conn.execute(query)]
+                if len(out) >= limit:
+                    break
+        return out
 
     def load(self) -> SinkState:
         """Return the registry, sessions, births and gap tracks."""
@@ -607,7 +759,7 @@ class SqlTelemetrySink:
                 births: dict[str, BirthPayload] = {}
                 for row in conn.execute(sa.select(tt.tlm_site_sessions)).mappings():
                     sessions[row["site_id"]] = Session(
-                        row["sid"], row["birth_ts_ms"], row["online"]
+                        from_i64(row["sid"]), row["birth_ts_ms"], row["online"]
                     )
                     try:
                         births[row["site_id"]] = BirthPayload.model_validate(
@@ -637,6 +789,24 @@ class SqlTelemetrySink:
         """Persist the tracker's bookkeeping."""
         with self.engine.begin() as conn:
             save_tracks(conn, tracks=tracks.values(), now=now_ms)
+
+    def is_refusal(self, exc: Exception) -> bool:
+        """Whether the store is up and refused the data of a failed :meth:`commit`.
+
+        Refusals are data errors (SQLSTATE classes 22, 23, 54, or a driver that cannot
+        adapt a value, e.g. a NUL in a PostgreSQL text); the ingest then isolates the
+        offending message. Connection loss, disk full, locks and every other error
+        are outages: the stream is held. A refusal is confirmed by a round trip to the
+        store, so an error during an outage is never mistaken for one.
+        """
+        if not is_data_error(exc):
+            return False
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except Exception:
+            return False
+        return True
 
 
 # -- read side ------------------------------------------------------------------

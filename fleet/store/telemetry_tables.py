@@ -142,7 +142,7 @@ tlm_events = sa.Table(
     sa.Column("sid", sa.BigInteger(), nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("dev_id", sa.String(32), nullable=True),
-    sa.Column("code", sa.String(64), nullable=True),
+    sa.Column("code", sa.String(256), nullable=True),
     sa.Column("detail", sa.Text(), nullable=True),
     sa.Column("received_at_ms", sa.BigInteger(), nullable=False),
     sa.Index(None, "site_id", "ts_ms"),

@@ -17,7 +17,10 @@ import sqlalchemy as sa
 from fleet.store import migrate
 from fleet.store.engine import make_engine
 from fleet.store.sites import save_fleet
+from telemetry.registry import site_spec_from
+from telemetry.simulator import SimOptions, Simulator
 from tests.conftest import Broker, start_mosquitto, stop_mosquitto
+from tests.factories import make_fleet
 from tests.scale.telemetry_load import publish_paced, synthetic_fleet
 
 BESSFLEET = Path(sys.executable).with_name("bessfleet")
@@ -50,7 +53,11 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 
 def _start_worker(
-    name: str, db_url: str, broker: Broker, log_dir: Path
+    name: str,
+    db_url: str,
+    broker: Broker,
+    log_dir: Path,
+    extra: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
     log = (log_dir / f"{name}.log").open("ab")
     return subprocess.Popen(
@@ -66,6 +73,7 @@ def _start_worker(
             "--share",
             SHARE_GROUP,
             "--verbose",
+            *extra,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -175,3 +183,89 @@ def test_shared_ingest_loses_and_duplicates_nothing_when_a_worker_is_killed(
     )
     # shared, not fanned out: each message went to one member (plus redeliveries)
     assert sum(per_worker.values()) < 2 * report.published
+
+
+ORPHAN_WAIT_S = 90
+"""Stated bound: every sample is stored this long after the stream ends, although a
+worker was killed and never restarted (session expiry 5 s, reorder timeout 2 s here)."""
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_shared_ingest_loses_nothing_when_a_worker_is_killed_and_never_restarted(
+    share_option: None, empty_db_url: str, broker: Broker, tmp_path: Path
+) -> None:
+    migrate.upgrade(empty_db_url)
+    engine = make_engine(empty_db_url)
+    fleet = make_fleet(3)
+    save_fleet(engine, fleet)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    names = ["ingest-a", "ingest-b"]
+    # a short session: the dead member leaves the group; its share comes back
+    # through backfill from the gateways' history buffers
+    extra = ("--session-expiry-s", "5", "--reorder-timeout-s", "2")
+    workers = {n: _start_worker(n, empty_db_url, broker, logs, extra) for n in names}
+    specs = [site_spec_from(s) for s in fleet.sites]
+    sim = Simulator(specs, broker.url, SimOptions(rate_hz=20, seed=11))
+    runner = threading.Thread(target=sim.run, kwargs={"duration_s": 25})
+    # run() disconnects the gateways at its end: a second simulator with the same
+    # history buffers and seqs answers the backfill requests, as live gateways would
+    sim2 = Simulator(specs, broker.url, SimOptions(rate_hz=2, seed=11))
+    answer = threading.Thread(target=sim2.run, kwargs={"duration_s": ORPHAN_WAIT_S})
+    try:
+        _wait_subscribed(logs, names)
+        runner.start()
+        deadline = time.monotonic() + 30
+        while _count(engine, "SELECT count(*) FROM tlm_measurements") < 200:
+            assert time.monotonic() < deadline, "the stream did not start"
+            time.sleep(0.2)
+        workers["ingest-b"].send_signal(signal.SIGKILL)
+        workers["ingest-b"].wait(timeout=10)
+        runner.join(timeout=90)
+        # what the first run published (the second one adds samples of its own)
+        next_seq = {
+            (gw.spec.site_id, dev): gw.seq[dev]
+            for gw in sim.gateways
+            for dev in gw.devices
+        }
+        total = sum(n - 1 for n in next_seq.values())
+        for old, new in zip(sim.gateways, sim2.gateways, strict=True):
+            new.history, new.seq, new.last_ts = old.history, old.seq, old.last_ts
+        answer.start()
+
+        def stored_once() -> int:
+            return sum(
+                _count(
+                    engine,
+                    "SELECT count(DISTINCT seq) FROM tlm_measurements WHERE "
+                    f"site_id='{site}' AND dev_id='{dev}' AND seq < {n}",
+                )
+                for (site, dev), n in next_seq.items()
+            )
+
+        stored = 0
+        deadline = time.monotonic() + ORPHAN_WAIT_S
+        while time.monotonic() < deadline and stored < total:
+            time.sleep(0.5)
+            stored = stored_once()
+        replayed = _count(engine, "SELECT count(*) FROM tlm_measurements WHERE hist")
+    finally:
+        sim.stop()
+        sim2.stop()
+        if runner.is_alive() or runner.ident is not None:
+            runner.join(timeout=30)
+        if answer.ident is not None:
+            answer.join(timeout=30)
+        for proc in workers.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in workers.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        engine.dispose()
+    assert stored == total, f"{total - stored} of {total} samples missing"
+    assert replayed > 0, "the dead worker held nothing: the kill proved nothing"

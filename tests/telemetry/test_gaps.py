@@ -91,4 +91,55 @@ def test_tracker_sweeps_from_every_watermark_when_session_lost() -> None:
     tracker = GapTracker()
     observe(tracker, [1, 2, 3])
     (req,) = tracker.sweep()
-    assert (req.from_seq, req.to_seq) == (4, 2**63 - 1)
+    assert (req.from_seq, req.to_seq) == (4, 2**64 - 1)
+
+
+def test_tracker_requests_within_seconds_when_timeout_overridden_after_reconnect() -> (
+    None
+):
+    tracker = GapTracker(reorder_timeout_ms=60_000)
+    observe(tracker, [1, 2, 9], now=0)
+    assert tracker.due_backfills(5_000) == []
+    assert tracker.due_backfills(5_000, reorder_timeout_ms=3_000) == [
+        BackfillRequest("s", "bank1", 3, 8)
+    ]
+
+
+def test_tracker_opens_gap_but_keeps_epoch_when_same_session_birth_repeats() -> None:
+    tracker = GapTracker(reorder_timeout_ms=1_000)
+    observe(tracker, [1, 2, 3])
+    tracker.begin()
+    tracker.observe_seq_next("s", {"bank1": 8}, 0)  # samples 4..7 never arrived
+    tracker.observe_seq_next("s", {"bank1": 2}, 0)  # a stale retained copy
+    tracker.commit()
+    track = tracker.get("s", "bank1")
+    assert track is not None
+    assert (track.epoch, track.contiguous_seq, track.max_seq_seen) == (0, 3, 7)
+    assert tracker.due_backfills(2_000) == [BackfillRequest("s", "bank1", 4, 7)]
+
+
+def test_tracker_accounts_store_rejected_seq_without_backfill() -> None:
+    tracker = GapTracker(reorder_timeout_ms=1_000)
+    observe(tracker, [1, 2])
+    tracker.begin()
+    gap = tracker.observe_rejected("s", "bank1", 3, 0)
+    tracker.observe_sample("s", "bank1", 4, 1004, 0)
+    tracker.commit()
+    assert gap is not None
+    assert (gap.from_seq, gap.to_seq, gap.reason) == (3, 3, "store_rejected")
+    track = tracker.get("s", "bank1")
+    assert track is not None
+    assert (track.contiguous_seq, track.has_gap) == (4, False)
+    assert tracker.due_backfills(10_000) == []
+
+
+def test_tracker_asks_for_every_hole_of_a_device_in_one_round() -> None:
+    tracker = GapTracker(reorder_timeout_ms=1_000)
+    observe(tracker, [1, 3, 5, 7, 8], now=0)  # what one of two share members saw
+    due = tracker.due_backfills(2_000)
+    assert [(r.from_seq, r.to_seq) for r in due] == [(2, 2), (4, 4), (6, 6)]
+    for req in due:
+        tracker.mark_requested(req, 2_000)
+    track = tracker.get("s", "bank1")
+    assert track is not None
+    assert track.backfill_attempts == 1
