@@ -1,7 +1,7 @@
 """Widen ``tlm_events.code`` to the spec's free-string limit (256 characters).
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0007
 Create Date: 2026-12-07
 
 Spec telemetry.md 1.1 (Strings): every free string (``code``, ``detail``, ``reason``) is
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0004"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
