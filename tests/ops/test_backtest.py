@@ -284,11 +284,13 @@ def test_backtest_bills_btm_sites_per_billing_month_on_the_months_peak(tmp_path)
     for bill in bills:
         # No energy charge: each bill is one demand charge on the month's peak
         # (several days, one charge), with and without the battery.
+        # (peaks are reported to 0.1 kW: the bill may differ by half of that)
+        half_step = demand_usd_per_mw * 0.5e-4 + 0.01
         assert bill["bill_without_battery_usd"] == pytest.approx(
-            demand_usd_per_mw * bill["peak_without_mw"], abs=0.01
+            demand_usd_per_mw * bill["peak_without_mw"], abs=half_step
         )
         assert bill["bill_with_battery_usd"] == pytest.approx(
-            demand_usd_per_mw * bill["peak_with_mw"], abs=0.01
+            demand_usd_per_mw * bill["peak_with_mw"], abs=half_step
         )
         assert bill["peak_with_mw"] < bill["peak_without_mw"] - 0.1
         assert bill["savings_usd"] > 0
