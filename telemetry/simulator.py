@@ -261,6 +261,9 @@ class SiteGateway:
         + = consumption); None: no meter device."""
         self.paused = False
         """True while the gateway is stopped: it neither steps nor publishes."""
+        self.clock_ms: Callable[[], int] = _now_ms
+        """The gateway's clock [ms]: the wall clock, or a simulated one (set by
+        :meth:`Simulator.run` with ``clock_ms``) for expiry checks and timestamps."""
         self.options = options
         self.rng = rng
         self.aging = aging
@@ -297,7 +300,7 @@ class SiteGateway:
         self.seen_cmds: dict[str, str] = {}
         self.active: _Active | None = None
         self.sid = 0
-        self.started_ms = _now_ms() if started_ms is None else started_ms
+        self.started_ms = self.clock_ms() if started_ms is None else started_ms
         """Start of the simulated clock [ms]: local-cycle phase, aging and fault
         onsets count from it (pass a simulated time to drive an accelerated clock)."""
         self.published = 0
@@ -331,8 +334,10 @@ class SiteGateway:
 
     def connect(self) -> None:
         """Connect asynchronously with a fresh session id and the Will set."""
-        self.sid = max(_now_ms(), self.sid + 1)
-        will = json.dumps({"v": 1, "online": False, "sid": self.sid, "ts": _now_ms()})
+        self.sid = max(self.clock_ms(), self.sid + 1)
+        will = json.dumps(
+            {"v": 1, "online": False, "sid": self.sid, "ts": self.clock_ms()}
+        )
         self.client.will_set(self._state_topic(), will, qos=1, retain=True)
         props = None
         if self.options.protocol == "5":
@@ -352,7 +357,7 @@ class SiteGateway:
     def disconnect(self) -> None:
         """Publish offline state, then disconnect cleanly."""
         payload = json.dumps(
-            {"v": 1, "online": False, "sid": self.sid, "ts": _now_ms()}
+            {"v": 1, "online": False, "sid": self.sid, "ts": self.clock_ms()}
         )
         info = self.client.publish(self._state_topic(), payload, qos=1, retain=True)
         if self.client.is_connected():
@@ -384,7 +389,7 @@ class SiteGateway:
             "v": 1,
             "site": spec.site_id,
             "sid": self.sid,
-            "ts": _now_ms(),
+            "ts": self.clock_ms(),
             "firmware": self.options.firmware,
             "devices": list(self.devices),
             "nameplate": {
@@ -406,7 +411,7 @@ class SiteGateway:
         """Publish birth (retained) and the online state (retained)."""
         base = topics.up(self.spec.group, self.spec.site_id, "birth")
         self.client.publish(base, json.dumps(self.birth_payload()), qos=1, retain=True)
-        state = {"v": 1, "online": True, "sid": self.sid, "ts": _now_ms()}
+        state = {"v": 1, "online": True, "sid": self.sid, "ts": self.clock_ms()}
         self.client.publish(self._state_topic(), json.dumps(state), qos=1, retain=True)
 
     def _on_publish(
@@ -445,7 +450,7 @@ class SiteGateway:
             "v": 1,
             "cmd_id": cmd_id,
             "status": status,
-            "ts": _now_ms(),
+            "ts": self.clock_ms(),
         }
         if reason:
             body["reason"] = reason
@@ -463,7 +468,7 @@ class SiteGateway:
         if sp.cmd_id in self.seen_cmds:
             self._ack(sp.cmd_id, self.seen_cmds[sp.cmd_id])  # idempotent replay
             return
-        now = _now_ms()
+        now = self.clock_ms()
         status, reason = "accepted", None
         if sp.site != self.spec.site_id:
             status, reason = "rejected", f"site {sp.site} is not {self.spec.site_id}"
@@ -616,7 +621,7 @@ class SiteGateway:
             "v": 1,
             "site": self.spec.site_id,
             "sid": self.sid,
-            "ts": _now_ms(),
+            "ts": self.clock_ms(),
             "kind": kind,
             "dev": "bank1",
             "code": code,
@@ -866,7 +871,7 @@ class SiteGateway:
             "v": 1,
             "site": self.spec.site_id,
             "sid": self.sid,
-            "ts": _now_ms(),
+            "ts": self.clock_ms(),
             "kind": "backfill_unavailable",
             "dev": dev,
             "from_seq": from_seq,
@@ -958,6 +963,9 @@ class Simulator:
         ``rate_hz`` is per wall second; with ``clock_ms`` (a simulated clock [ms]) the
         plants advance by the simulated time elapsed and samples carry it.
         """
+        if clock_ms is not None:
+            for gw in self.gateways:
+                gw.clock_ms = clock_ms
         for gw in self.gateways:
             gw.connect()
         deadline = time.monotonic() + 10

@@ -183,8 +183,10 @@ def test_operator_runs_two_days_for_every_site_unattended(
         assert per_site.get(site.id, 0) >= 96 * len(DAYS), site.id
         received = world.gateway(site.id).seen_cmds
         assert len(received) >= 96 * len(DAYS), site.id
-    acked = rows["status"].isin(["accepted", "applied", "expired"]).mean()
-    assert acked > 0.99
+    # Followed: the gateway applied the command (an `expired` ack would mean it
+    # arrived too late to be used).
+    applied = rows["status"].isin(["accepted", "applied"]).mean()
+    assert applied > 0.99, rows["status"].value_counts().to_dict()
     # The submission files were written for every market and day.
     for market in markets:
         for day in DAYS:
