@@ -96,17 +96,20 @@ def test_put_awards_answers_422_naming_version_when_beyond_int32(
     assert _locs(response) == [["body", "version"]]
 
 
-def test_put_awards_stores_version_when_int32_max(
+def test_put_awards_answers_4xx_naming_version_when_int32_max(
     client: httpx.Client, store: Store
 ) -> None:
+    # The largest version both stores keep passes the schema; the award check then
+    # refuses it (no accepted bid set has that version) with a 422 naming the field.
     response = _put(
         client,
         store,
         f"/v1/markets/ERCOT/awards/{DAY}",
         _award_body(store, version=str(2**31 - 1)),
     )
-    assert response.status_code == 201, response.text
-    assert response.json()["version"] == 2**31 - 1
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "version"]
+    assert "version=2147483647" in response.json()["detail"][0]["msg"]
 
 
 @pytest.mark.parametrize(

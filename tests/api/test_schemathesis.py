@@ -336,6 +336,7 @@ def _query_values(store: Store) -> dict[str, Any]:
         "start": (now - dt.timedelta(hours=2)).isoformat(),
         "end": now.isoformat(),
         "year": 2026,
+        "day": store.operating_day.isoformat(),
     }
 
 

@@ -317,7 +317,7 @@ def test_dashboard_shows_schedule_of_picked_past_day_when_day_changed(
                 "document.querySelector('#revenue-note').innerText"
             )
             assert "plan v4" in revenue
-            assert "not recorded" in revenue
+            assert "not settled yet" in revenue  # the store keeps settlements
             assert browser.evaluate("document.body.dataset.revenue") == "planned"
             # once the day is settled, the panel shows the settled amounts instead
             _settle(engine, past, fleet.sites[0].id, {"energy": 1234.0, "reg_up": 56.0})

@@ -159,7 +159,13 @@ def test_simulated_day_runs_end_to_end_and_follows_the_plan(mosquitto, tmp_path)
             send=sink.send,
             awards=commitments,
             schedule_version=outcome.version,
-            config=IntradayConfig(interval_minutes=15),
+            config=IntradayConfig(
+                interval_minutes=15,
+                # samples every 50 ms wall are 22 simulated seconds apart here
+                stale_after_s=600.0,
+                # this test checks the sites follow the awarded energy
+                hold_energy_awards=True,
+            ),
         )
         # One step more than the window: its telemetry read closes the SoC path.
         reports = run_intraday(dispatcher, clock, STEPS + 1)
