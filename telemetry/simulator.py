@@ -299,6 +299,9 @@ class SiteGateway:
         self._live: dict[str, list[dict[str, Any]]] = {d: [] for d in self.devices}
         self.seen_cmds: dict[str, str] = {}
         self.active: _Active | None = None
+        self.pending: _Active | None = None
+        """A setpoint received ahead of its ``valid_from``: it replaces the active
+        one when it becomes valid (the active one is followed until then)."""
         self.sid = 0
         self.started_ms = self.clock_ms() if started_ms is None else started_ms
         """Start of the simulated clock [ms]: local-cycle phase, aging and fault
@@ -484,10 +487,17 @@ class SiteGateway:
         self._ack(sp.cmd_id, status, reason)
         if status == "accepted":
             with self._lock:
-                self.active = _Active(sp)
+                if sp.valid_from > now and self.active is not None:
+                    self.pending = _Active(sp)
+                else:
+                    self.active = _Active(sp)
+                    self.pending = None
 
     def _target_mw(self, now_ms: int) -> float:
         spec, st = self.spec, self.state
+        pending = self.pending
+        if pending is not None and now_ms >= pending.setpoint.valid_from:
+            self.active, self.pending = pending, None
         active = self.active
         if active is not None:
             sp = active.setpoint

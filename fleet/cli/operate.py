@@ -85,6 +85,15 @@ def operate(
             help="Time for the exact intraday solve before its LP relaxation stands in [s].",
         ),
     ] = 5.0,
+    lead_s: Annotated[
+        float,
+        typer.Option(
+            "--lead-s",
+            min=0.0,
+            help="Plan each interval this long before it starts; its setpoints take "
+            "effect at the start [simulated s].",
+        ),
+    ] = 30.0,
     export_dir: Annotated[
         Path | None,
         typer.Option("--export-dir", help="Write accepted bid sets here."),
@@ -156,6 +165,7 @@ def operate(
         model_interval_minutes=model_interval_minutes,
         stale_after_s=stale_after_s,
         solve_time_limit_s=solve_time_limit_s,
+        lead_s=lead_s,
     )
     clock: Any = SystemClock()
     if clock_start is not None or speed != 1.0 or clock_anchor is not None:

@@ -85,6 +85,9 @@ class IntradayConfig:
     model_interval_minutes: int | None = None
     """Interval of the re-solved model [minutes], a multiple of ``interval_minutes``
     (e.g. re-dispatch every 5 minutes on a 15-minute model); None: the same."""
+    lead_s: float = 0.0
+    """Plan each interval this long before it starts [s]: its setpoints reach the
+    sites ahead and take effect at the interval start (``valid_from``)."""
     hold_energy_awards: bool = False
     """Fix the day-ahead energy awards as net power (default: they are financial and
     the deviation settles at the real-time price)."""
@@ -273,6 +276,7 @@ class IntradayDispatcher:
         self.intervals = hours * 60 // self.config.interval_minutes
         self.step_count = 0
         self.last_result: Result | None = None
+        self._last_setpoints: dict[str, float] = {}
 
     @property
     def interval(self) -> dt.timedelta:
@@ -326,6 +330,20 @@ class IntradayDispatcher:
             spin_mw=lower(com.spin_mw),
             net_mw=fixed(com.net_mw),
         )
+
+    def _carried_soc(self, site: Site, soc: float, now: dt.datetime, i0: int) -> float:
+        """Return the SoC (0-1) a site reaches at interval ``i0``'s start at its setpoint."""
+        ahead_h = (self.interval_start(i0) - now).total_seconds() / 3600
+        p_mw = self._last_setpoints.get(site.id, 0.0)
+        if ahead_h <= 0 or p_mw == 0.0:
+            return soc
+        b = site.battery
+        delta = (
+            (-p_mw / b.eta_discharge if p_mw > 0 else -p_mw * b.eta_charge)
+            * ahead_h
+            / b.energy_mwh
+        )
+        return min(b.soc_max, max(b.soc_min, soc + delta))
 
     def _penalty(self, prices: Mapping[str, Mapping[str, Sequence[float]]]) -> float:
         """Return the step's shortfall price [$/MW-h].
@@ -389,15 +407,18 @@ class IntradayDispatcher:
             degradation=self.degradation,
         )
 
-    def step(self, now: dt.datetime) -> IntervalReport:
-        """Re-solve from the interval containing ``now`` and command every site.
+    def step(self, now: dt.datetime, index: int | None = None) -> IntervalReport:
+        """Re-solve from interval ``index`` (default: the one containing ``now``).
+
+        Planning an interval ahead (``index`` later than now's), the measured SoC is
+        carried to the interval's start at each site's current setpoint.
 
         Returns
         -------
         IntervalReport
         """
         t0 = time.perf_counter()
-        i0 = max(0, self.index_at(now))
+        i0 = max(0, self.index_at(now) if index is None else index)
         self.step_count += 1
         version = f"v{self.schedule_version}.{self.step_count}"
         if i0 >= self.intervals:
@@ -417,7 +438,9 @@ class IntradayDispatcher:
                 states[site.id] = SiteState(soc=soc, available=False)
             else:
                 measured[site.id] = seen[1]
-                states[site.id] = SiteState(soc=seen[1])
+                states[site.id] = SiteState(
+                    soc=self._carried_soc(site, seen[1], now, i0)
+                )
         own = {sid: self._slice(c, i0) for sid, c in self.awards.items()}
         available = [s for s in self.sites if s.id not in stale and not s.is_btm]
         covered, uncovered = _cover(stale, available, own, n)
@@ -531,6 +554,7 @@ class IntradayDispatcher:
         if self.send is not None:
             for sid, p_mw in setpoints.items():
                 self.send(sid, p_mw, valid_from, expires, version)
+        self._last_setpoints = dict(setpoints)
         return IntervalReport(
             index=i0,
             start=start,

@@ -502,12 +502,20 @@ class MarketLoop:
         return dispatcher
 
     def _intraday(self, day: dt.date, now: dt.datetime) -> dt.datetime | None:
-        """Run the step of the current interval if not done; return the next start."""
+        """Run the step of the interval due now if not done; return when the next is.
+
+        With ``lead_s`` the interval that starts within the lead is planned now (so
+        a step may belong to tomorrow's first interval).
+        """
+        lead = dt.timedelta(seconds=self.options.intraday.lead_s)
+        ahead = (now + lead).astimezone(self.tz).date()
+        if ahead != day:
+            day = ahead
         dispatcher = self._dispatcher(day)
         if dispatcher is None:
             return None
-        index = dispatcher.index_at(now)
-        if index >= dispatcher.intervals:
+        index = dispatcher.index_at(now + lead)
+        if index < 0 or index >= dispatcher.intervals:
             return None
         done = self._done[day]
         if index not in done:
@@ -521,7 +529,7 @@ class MarketLoop:
                 mark_step(
                     self.bind, self.rules.name, day, "intraday", "running", now=now
                 )
-            report = dispatcher.step(now)
+            report = dispatcher.step(now, index=index)
             record_interval(
                 self.bind, self.rules.name, day, report, now=self.clock.now()
             )
@@ -537,7 +545,7 @@ class MarketLoop:
                     now=self.clock.now(),
                     detail={"intervals": len(done)},
                 )
-        return dispatcher.interval_start(index + 1)
+        return dispatcher.interval_start(index + 1) - lead
 
     def run_intraday_day(
         self,

@@ -236,3 +236,25 @@ def test_intraday_step_solves_a_coarser_model_when_configured():
     assert report.index == 145
     assert report.setpoints_mw["site-01"] == pytest.approx(-4.0)
     assert len(dispatcher.last_result.sites["site-01"].charge_mw) == 48  # (288-145)/3
+
+
+def test_intraday_plans_an_interval_ahead_with_valid_from_at_its_start():
+    now = START + dt.timedelta(hours=3, minutes=5)  # 10 minutes before 03:15
+    states = {"site-01": (_ms(now), 0.5), "site-02": (_ms(now), 0.5)}
+    sent = Sent()
+    dispatcher = _dispatcher(states, send=sent)
+    report = dispatcher.step(now, index=13)
+    assert report.index == 13
+    assert report.start == START + dt.timedelta(hours=3, minutes=15)
+    for _, _, valid_from, expires, _ in sent.calls:
+        assert valid_from == _ms(START + dt.timedelta(hours=3, minutes=15))
+        assert expires == _ms(START + dt.timedelta(hours=3, minutes=45))
+    # The next ahead step carries the measured SoC to its interval at the setpoint.
+    p1 = report.setpoints_mw["site-01"]
+    later = dispatcher.step(now + dt.timedelta(minutes=15), index=14)
+    assert later.index == 14
+    if p1:
+        assert later.status in ("optimal", "feasible")
+    soc = dispatcher._carried_soc(fleet(2).sites[0], 0.5, now, 13)
+    expected = 0.5 - (p1 / 0.95 if p1 > 0 else p1 * 0.95) * (10 / 60) / 20.0
+    assert soc == pytest.approx(min(0.95, max(0.05, expected)))
