@@ -99,6 +99,10 @@ def test_operator_runs_two_days_for_every_site_unattended(
         "60",
         "--solve-time-limit-s",
         "0.5",
+        # Plan each interval 10 simulated minutes ahead (1.7 wall seconds): its
+        # setpoints are at the sites before it starts and take effect at its start.
+        "--lead-s",
+        "600",
         "--data-dir",
         str(shared_data),
         "--export-dir",
