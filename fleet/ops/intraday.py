@@ -85,6 +85,10 @@ class IntradayConfig:
     model_interval_minutes: int | None = None
     """Interval of the re-solved model [minutes], a multiple of ``interval_minutes``
     (e.g. re-dispatch every 5 minutes on a 15-minute model); None: the same."""
+    sustain_margin: float = 0.1
+    """Extra share of the reserves' sustain duration the re-dispatch keeps energy for
+    (fraction): SoC drifts from the plan (regulation deployment differs from its
+    expected value), and an award short of energy is charged back."""
     lead_s: float = 0.0
     """Plan each interval this long before it starts [s]: its setpoints reach the
     sites ahead and take effect at the interval start (``valid_from``)."""
@@ -391,7 +395,7 @@ class IntradayDispatcher:
             for sid, c in commitments.items()
         }
         btm = dict(self.btm(start, n, minutes)) if self.btm is not None else {}
-        return build_scenario(
+        scn = build_scenario(
             self.fleet,
             self.rules,
             ScenarioInputs(
@@ -405,6 +409,12 @@ class IntradayDispatcher:
                 btm=btm,
             ),
             degradation=self.degradation,
+        )
+        return scn.model_copy(
+            update={
+                "reserve_duration_h": scn.reserve_duration_h
+                * (1.0 + self.config.sustain_margin)
+            }
         )
 
     def step(self, now: dt.datetime, index: int | None = None) -> IntervalReport:

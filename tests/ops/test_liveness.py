@@ -44,18 +44,18 @@ def _prices(start: dt.datetime, n: int, minutes: int) -> dict:
     return {NODE: {"energy": [30.0 + (i % 8) for i in range(n)]}}
 
 
-def test_a_stopped_site_is_stale_within_15_s_and_still_commanded(mosquitto, tmp_path):
+def test_a_stopped_site_is_stale_within_15_s_and_still_commanded(own_broker, tmp_path):
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     upgrade(url)
     engine = make_engine(url)
     two = fleet(2)
     save_fleet(engine, two)
     worker = IngestWorker(
-        mosquitto.url, SqlTelemetrySink(engine), IngestOptions(client_id="live-1")
+        own_broker.url, SqlTelemetrySink(engine), IngestOptions(client_id="live-1")
     )
     sim = Simulator(
         [site_spec_from(s) for s in two.sites],
-        mosquitto.url,
+        own_broker.url,
         SimOptions(rate_hz=1.0, comm_loss_per_h=0.0, cell_alarm_per_h=0.0),
     )
     threads = [
@@ -107,7 +107,7 @@ def test_a_stopped_site_is_stale_within_15_s_and_still_commanded(mosquitto, tmp_
 
 
 def test_a_killed_ingest_turns_readyz_red_and_raises_an_alert(
-    mosquitto, tmp_path: Path
+    own_broker, tmp_path: Path
 ):
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     upgrade(url)
@@ -120,7 +120,7 @@ def test_a_killed_ingest_turns_readyz_red_and_raises_an_alert(
         "fleet",
         "ingest",
         "--mqtt-url",
-        mosquitto.url,
+        own_broker.url,
         "--client-id",
         "ingest-kill-test",
     ]

@@ -52,7 +52,7 @@ def pg_url(pg_server_url: str):
 
 
 def test_operator_runs_two_days_for_every_site_unattended(
-    mosquitto, pg_url, shared_data, tmp_path: Path
+    own_broker, pg_url, shared_data, tmp_path: Path
 ) -> None:
     upgrade(pg_url)
     engine = make_engine(pg_url)
@@ -63,7 +63,7 @@ def test_operator_runs_two_days_for_every_site_unattended(
     clock = AcceleratedClock(START, SPEED, wall_anchor_s=anchor)
     world = World(
         fleet,
-        mosquitto.url,
+        own_broker.url,
         engine,
         clock,
         shared_data,
@@ -80,7 +80,7 @@ def test_operator_runs_two_days_for_every_site_unattended(
         "--db",
         pg_url,
         "--mqtt",
-        mosquitto.url,
+        own_broker.url,
         "--forecast",
         "naive",
         "--days",
