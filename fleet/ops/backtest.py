@@ -819,7 +819,14 @@ def realtime_redispatch(
         states=lambda: {sid: (clock_ms[0], v) for sid, v in soc.items()},
         awards=awards,
         config=IntradayConfig(
-            interval_minutes=15, model_interval_minutes=60, solve_time_limit_s=30.0
+            interval_minutes=15,
+            model_interval_minutes=60,
+            solve_time_limit_s=30.0,
+            # the replayed plant follows its plan's energy and keeps the settlement's
+            # sustain rule exactly (no planning margin)
+            hold_energy_awards=True,
+            sustain_margin=0.0,
+            stale_after_s=7200.0,
         ),
     )
     metered = {sid: [0.0] * inputs.hours for sid in sites}
@@ -904,7 +911,26 @@ def _strategy(
             fleet, rules, inputs, da_plan, ids, decay=options.rt_spread_decay
         )
         metered_plan = dataclasses.replace(da_plan, rt_net_mw=metered)
-    value = two_settlement(scn_act, inputs.rt_energy, plan=metered_plan, options=OPTS)
+    # The metered path is settled as it happened: the BMS foldback is a planning
+    # limit, not a rule of the settlement.
+    settle_scn = scn_act.model_copy(
+        update={
+            "sites": [s.model_copy(update={"foldback": None}) for s in scn_act.sites]
+        }
+    )
+    value = two_settlement(
+        settle_scn, inputs.rt_energy, plan=metered_plan, options=OPTS
+    )
+    if value.status not in ("optimal", "feasible") and metered_plan is not da_plan:
+        # The re-dispatched path cannot be settled with every award held (it gave
+        # one up): the day settles on its day-ahead plan, counted as a fallback.
+        logger.warning(
+            "%s: re-dispatched path not settleable (%s); day-ahead plan settled",
+            inputs.day,
+            value.reason,
+        )
+        fallbacks += 1
+        value = two_settlement(settle_scn, inputs.rt_energy, plan=da_plan, options=OPTS)
     if value.status not in ("optimal", "feasible"):
         return f"settlement {value.status}: {value.reason}"
     return da_plan, value, shortfall, charge, fallbacks
