@@ -181,6 +181,11 @@ class Site(BaseModel):
         """Whether the site is behind the meter."""
         return self.btm is not None
 
+    @property
+    def is_fom(self) -> bool:
+        """Whether the site is front-of-meter (settled at its node's prices)."""
+        return self.btm is None
+
     def enrolled(self, service: str) -> bool:
         """Whether the site is enrolled in ``service``."""
         return service in self.services

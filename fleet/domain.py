@@ -538,6 +538,11 @@ class Site(_Frozen):
         return self.meter is Meter.BEHIND
 
     @property
+    def is_fom(self) -> bool:
+        """Whether the battery is front-of-meter: priced at its node, bid to the ISO."""
+        return self.meter is Meter.FRONT
+
+    @property
     def timezone(self) -> str:
         """The market clock (IANA name), derived from the market."""
         return MARKET_TIMEZONES[self.market]

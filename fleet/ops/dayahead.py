@@ -309,7 +309,7 @@ def run_dayahead(
     start = operating_day_start(rules, operating_day)
     hours = operating_day_hours(rules, operating_day)
     sites = [s for s in fleet.sites if s.market.value == rules.name]
-    nodes = sorted({s.node for s in sites if not s.is_btm})
+    nodes = sorted({s.node for s in sites if s.is_fom})
     extra: dict[str, Mapping[str, Sequence[float]]] = dict(quantile_prices or {})
     source = "given"
     if prices is None:
@@ -436,7 +436,7 @@ def bid_check_scenario(scn: Scenario) -> Scenario:
     plan (SoH-scaled energy, derated power) keep plan and check on one footing.
     """
     return scn.model_copy(
-        update={"sites": [s for s in scn.sites if not s.is_btm] or scn.sites}
+        update={"sites": [s for s in scn.sites if s.is_fom] or scn.sites}
     )
 
 

@@ -73,7 +73,7 @@ def forecast_series_needed(fleet: Fleet, rules: MarketRules) -> list[tuple[str, 
     sites = [s for s in fleet.sites if s.market.value == rules.name]
     energy = rules.series_of("energy") or "da_energy"
     out: list[tuple[str, str]] = [
-        (node, energy) for node in sorted({s.node for s in sites if not s.is_btm})
+        (node, energy) for node in sorted({s.node for s in sites if s.is_fom})
     ]
     as_nodes = sorted({rules.as_node(s.node) for s in sites})
     for product in rules.modeled_products:

@@ -452,7 +452,7 @@ class IntradayDispatcher:
                     soc=self._carried_soc(site, seen[1], now, i0)
                 )
         own = {sid: self._slice(c, i0) for sid, c in self.awards.items()}
-        available = [s for s in self.sites if s.id not in stale and not s.is_btm]
+        available = [s for s in self.sites if s.id not in stale and s.is_fom]
         covered, uncovered = _cover(stale, available, own, n)
         commitments = {sid: c for sid, c in own.items() if sid not in stale}
         commitments.update(covered)

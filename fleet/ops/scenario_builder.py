@@ -177,7 +177,7 @@ def build_scenario(
         msg = f"fleet {fleet.name!r} has no {rules.name} site to dispatch"
         raise FleetInputError(msg)
     markets: dict[str, dict[str, list[float]]] = {}
-    fom_nodes = {s.node for s in sites if not s.is_btm}
+    fom_nodes = {s.node for s in sites if s.is_fom}
     for node in sorted({s.node for s in sites}):
         if node not in inputs.prices and node not in fom_nodes:
             # Only behind-the-meter sites here: billed at their tariff, no AS sold.
