@@ -231,10 +231,14 @@ class MarketLoop:
                 error=str(exc)[:2000],
             )
             self.progress.steps.append((day, step, "failed"))
+            self._step_alert(day, step, str(exc))
             return False
         status = "done"
         if detail is not None and detail.pop("_status", None) == "failed":
             status = "failed"
+        self._step_alert(
+            day, step, None if status == "done" else str((detail or {}).get("reason"))
+        )
         mark_step(
             self.bind,
             self.rules.name,
@@ -248,6 +252,46 @@ class MarketLoop:
         self.progress.steps.append((day, step, status))
         logger.info("%s %s %s: %s %s", self.rules.name, day, step, status, detail)
         return status == "done"
+
+    def _step_alert(self, day: dt.date, step: str, error: str | None) -> None:
+        """Raise a critical ``ops_step_failed`` alert for a failed step, or close it.
+
+        One alert per market, day and step, updated on retries, closed when the step
+        is done.
+        """
+        from fleet.store.alerts import close_alert, open_alert_ids, raise_alert
+
+        serial = f"{day.isoformat()}/{step}"
+        try:
+            if error is not None:
+                raise_alert(
+                    self.bind,
+                    site_id="_ops",
+                    dev_id=self.rules.name,
+                    kind="ops_step_failed",
+                    severity="critical",
+                    detail={
+                        "market": self.rules.name,
+                        "operating_day": day.isoformat(),
+                        "step": step,
+                        "error": error[:2000],
+                        "action": "see GET /v1/operations/runs; the operator retries "
+                        "the step while it is still due",
+                    },
+                    now=self.clock.now(),
+                    serial=serial,
+                )
+            else:
+                for alert_id in open_alert_ids(
+                    self.bind,
+                    "_ops",
+                    "ops_step_failed",
+                    dev_id=self.rules.name,
+                    serial=serial,
+                ):
+                    close_alert(self.bind, alert_id, now=self.clock.now())
+        except StoreError as exc:  # an alert must not stop the loop
+            logger.warning("%s step alert: %s", self.rules.name, exc)
 
     def _plan(self, day: dt.date) -> None:
         """Forecast, plan, bid and export ``day`` (on the planner thread)."""

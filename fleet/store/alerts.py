@@ -464,7 +464,19 @@ def last_feature_day(bind: Bind, site_id: str) -> dt.date | None:
     return value if isinstance(value, dt.date) else None
 
 
-def open_alert_ids(bind: Bind, site_id: str, kind: str) -> list[int]:
-    """Return the ids of the open alerts of one site and kind."""
+def open_alert_ids(
+    bind: Bind,
+    site_id: str,
+    kind: str,
+    *,
+    dev_id: str | None = None,
+    serial: str | None = None,
+) -> list[int]:
+    """Return the ids of the open alerts of one site and kind (and device, serial)."""
     with transaction(bind) as conn:
-        return [a.id for a in _open_rows(conn, site_id, kind)]
+        return [
+            a.id
+            for a in _open_rows(conn, site_id, kind)
+            if (dev_id is None or a.dev_id == dev_id)
+            and (serial is None or a.serial == serial)
+        ]

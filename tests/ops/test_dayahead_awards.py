@@ -686,3 +686,22 @@ def test_stored_forecast_prices_read_as_prices_at_each_markets_as_node(engine):
     assert prices["NODE_A"]["reg_up"] == [7.0] * 24
     assert prices["NODE_B"]["reg_up"] == [9.0] * 24
     assert prices["NODE_B"]["energy"] == [31.0] * 24
+
+
+def test_check_scenario_of_one_market_leaves_out_poi_groups_of_another():
+    """The example fleet's POI group is ERCOT's: CAISO awards are still checkable."""
+    from fleet.fleetfile import load_fleet
+    from fleet.ops.bids import check_scenario
+    from tests.conftest import REPO_ROOT
+
+    example = load_fleet(REPO_ROOT / "deploy" / "examples" / "fleet.toml")
+    assert example.poi_groups
+    for market in ("CAISO", "ERCOT"):
+        rules = load_market_rules(market)
+        own = [s for s in example.sites if s.market.value == market]
+        scn = check_scenario(example.model_copy(update={"sites": own}), rules, DAY)
+        assert scn.sites
+        assert {s.id for s in scn.sites} <= {s.id for s in own}
+        groups = scn.fleet.poi_groups if scn.fleet is not None else []
+        assert all(g.sites and set(g.sites) <= {s.id for s in own} for g in groups)
+        assert bool(groups) == (market == "ERCOT")
