@@ -325,7 +325,9 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
             msg = f"{source}: products.{p.name} is modeled but names no service"
             raise DispatchInputError(msg)
         if p.service != "energy" and p.direction is None:
-            msg = f"{source}: products.{p.name} is a modeled service but has no direction"
+            msg = (
+                f"{source}: products.{p.name} is a modeled service but has no direction"
+            )
             raise DispatchInputError(msg)
     services = [p.service for p in rules.modeled_products]
     dup = sorted({s for s in services if services.count(s) > 1 and s is not None})
