@@ -344,7 +344,10 @@ def _site_delivery(
                 f"reserves need {up_need:.3f} MWh above soc_min and {dn_need:.3f} MWh "
                 f"of room below soc_max, more than the {e_max - e_min:.3f} MWh band",
             )
-        x_lo, x_hi = (q_lo[h], q_hi[h]) if fixed[h] is None else (fixed[h], fixed[h])
+        fixed_h = fixed[h]
+        x_lo, x_hi = (
+            (float(q_lo[h]), float(q_hi[h])) if fixed_h is None else (fixed_h, fixed_h)
+        )
         x_lo = max(x_lo, rd - site.charge_mw)
         x_hi = min(x_hi, site.discharge_mw - ru)
         if x_lo > x_hi + _TOL:

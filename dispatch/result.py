@@ -109,7 +109,9 @@ class SiteSchedule(BaseModel):
         out: dict[str, Any] = handler(self)
         reserves = dict(out.pop("reserves_mw", None) or {})
         spec = {key: reserves.pop(p, None) for key, p in LEGACY_RESERVE_KEYS.items()}
-        head = {k: out.pop(k) for k in ("charge_mw", "discharge_mw") if k in out}
+        head: dict[str, Any] = {
+            k: out.pop(k) for k in ("charge_mw", "discharge_mw") if k in out
+        }
         zeros = [0.0] * len(self.charge_mw)
         head.update({k: zeros if v is None else v for k, v in spec.items()})
         if reserves:

@@ -354,6 +354,23 @@ class Scenario(BaseModel):
             out.append(Reserve(name, spec.direction, sustain, spec.deploy))
         return tuple(out)
 
+    def with_sustain_factor(self, factor: float) -> Scenario:
+        """Return the scenario with every reserve's sustain duration times ``factor``."""
+        products = {
+            r.name: ReserveProduct(
+                direction=r.direction,
+                sustain_h=r.sustain_h * factor,
+                deploy=self.products[r.name].deploy if r.name in self.products else 0.0,
+            )
+            for r in self.reserves
+        }
+        return self.model_copy(
+            update={
+                "reserve_duration_h": self.reserve_duration_h * factor,
+                "products": products,
+            }
+        )
+
     @property
     def reserve_names(self) -> tuple[str, ...]:
         """Names of :attr:`reserves`, in order."""

@@ -64,6 +64,8 @@ class TwoSettlementValue:
     """Per site: the DA position of the solution [MW]."""
     reserves_mw: Mapping[str, Mapping[str, list[float]]] = field(default_factory=dict)
     """Per site, per reserve product of the scenario: awards [MW]."""
+    as_by_product_usd: Mapping[str, float] = field(default_factory=dict)
+    """``as_usd`` per reserve product [$]."""
     bound_usd: float = math.nan
     """Proven upper bound on the optimum (the solver's dual bound) [$]; for a
     fixed plan, its value."""
@@ -277,8 +279,8 @@ def two_settlement(
     lp_da, lp_rt = build_lp(scn_da), build_lp(scn_rt)
     for site, idx in zip(scn.sites, lp_da.sites, strict=True):
         # The DA copy sells reserves at π only; deployment energy settles in RT.
-        for name, cols in idx.reserves.items():
-            lp_da.cost[cols] = -dt * price_series(scn, site.node, name)
+        for name, reserve_cols in idx.reserves.items():
+            lp_da.cost[reserve_cols] = -dt * price_series(scn, site.node, name)
     lp, _, _ = _stack(lp_da, lp_rt)
     true_cost = lp.cost.copy()
     if plan is not None:
@@ -293,8 +295,10 @@ def two_settlement(
     for k, site in enumerate(scn.sites):
         d_idx, r_idx = lp.sites[k], lp.sites[n_sites + k]
         for name in scn.reserve_names:
-            a, b = d_idx.reserves[name], r_idx.reserves[name]
-            links += [([int(a[i]), int(b[i])], [1.0, -1.0]) for i in range(n)]
+            da_cols, rt_cols = d_idx.reserves[name], r_idx.reserves[name]
+            links += [
+                ([int(da_cols[i]), int(rt_cols[i])], [1.0, -1.0]) for i in range(n)
+            ]
         for i in np.flatnonzero(~known[site.node]):
             cols = [int(r_idx.d[i]), int(r_idx.c[i]), int(d_idx.d[i]), int(d_idx.c[i])]
             links.append((cols, [1.0, -1.0, -1.0, 1.0]))
@@ -319,6 +323,7 @@ def two_settlement(
     rt_net: dict[str, list[float]] = {}
     da_net: dict[str, list[float]] = {}
     reserves: dict[str, dict[str, list[float]]] = {}
+    by_product = dict.fromkeys(scn.reserve_names, 0.0)
     for k, site in enumerate(scn.sites):
         d_idx, r_idx = lp.sites[k], lp.sites[n_sites + k]
         pos = x[d_idx.d] - x[d_idx.c]
@@ -326,9 +331,10 @@ def two_settlement(
         held = {res.name: x[r_idx.reserves[res.name]] for res in scn.reserves}
         node = site.node
         da_usd += dt * float(np.dot(da[node], pos))
-        as_usd += dt * float(
-            sum(np.dot(price_series(scn, node, p), v) for p, v in held.items())
-        )
+        for p, v in held.items():
+            paid = dt * float(np.dot(price_series(scn, node, p), v))
+            by_product[p] += paid
+            as_usd += paid
         metered = phys.copy()
         for res in scn.reserves:
             metered += (res.deploy if res.up else -res.deploy) * held[res.name]
@@ -351,6 +357,7 @@ def two_settlement(
         rt_net_mw=rt_net,
         da_net_mw=da_net,
         reserves_mw=reserves,
+        as_by_product_usd=by_product,
         bound_usd=(
             max(objective, raw.bound_usd)
             if plan is None and math.isfinite(raw.bound_usd)

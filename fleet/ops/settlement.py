@@ -321,7 +321,10 @@ def _shortfall_rows(
         own = capability.get(site)
         if own is None:
             return np.zeros(n)
-        return np.minimum(own[direction], own[f"{direction}_mwh"] / np.maximum(d, 1e-9))
+        held_mw: np.ndarray = np.minimum(
+            own[direction], own[f"{direction}_mwh"] / np.maximum(d, 1e-9)
+        )
+        return held_mw
 
     for direction in ("up", "down"):
         products = [
