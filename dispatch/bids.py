@@ -33,6 +33,8 @@ carries are ``MarketRules.reserve_services``)."""
 PRODUCT_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 """Shape of a bid's product name; the market rules say which products exist
 (:func:`dispatch.bidcheck.rule_refusals`)."""
+NOT_BID = frozenset({"capacity", "peak_shaving"})
+"""Services that are never a bid's product."""
 
 Point = tuple[float, float]
 """One (MW, price) pair of a curve or offer: MW, then $/MWh (energy) or $/MW-h (AS)."""
@@ -124,7 +126,11 @@ def parse_bids(payload: Mapping[str, Any], source: str = "bid set") -> tuple[Bid
         if not isinstance(site_id, str) or not site_id:
             msg = f"{where}.site_id={site_id!r} must be a non-empty string"
             raise DispatchInputError(msg)
-        if not isinstance(product, str) or not PRODUCT_PATTERN.match(product):
+        if (
+            not isinstance(product, str)
+            or not PRODUCT_PATTERN.match(product)
+            or product in NOT_BID
+        ):
             msg = (
                 f"{where}.product={product!r} must be a product name (energy or an "
                 "ancillary service of the market, e.g. reg_up)"

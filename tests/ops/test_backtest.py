@@ -323,9 +323,9 @@ def test_static_as_offer_is_energy_neutral_and_held_every_hour():
     scn = scenario()
     plan = static_as_plan(scn)
     ru, rd, sp = (
-        plan.reg_up_mw["site-01"],
-        plan.reg_down_mw["site-01"],
-        plan.spin_mw["site-01"],
+        plan.reserves_mw["site-01"]["reg_up"],
+        plan.reserves_mw["site-01"]["reg_down"],
+        plan.reserves_mw["site-01"]["spin"],
     )
     assert ru == [pytest.approx(6.0)] * 24
     assert sp == [pytest.approx(4.0)] * 24
