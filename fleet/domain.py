@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Collection
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -97,6 +98,17 @@ class Service(StrEnum):
     PEAK_SHAVING = "peak_shaving"
 
 
+SPEC_SERVICES = frozenset(
+    {
+        Service.ENERGY,
+        Service.REG_UP,
+        Service.REG_DOWN,
+        Service.SPIN,
+        Service.CAPACITY,
+        Service.PEAK_SHAVING,
+    }
+)
+"""The services of the dispatch scenario format 1 (``spec/dispatch-model.md``)."""
 RETAIL_SERVICES = frozenset({Service.PEAK_SHAVING})
 """Services settled with the utility, not the ISO."""
 
@@ -592,12 +604,17 @@ class Site(_Frozen):
         """Whether the site is enrolled in ``service``."""
         return str(service) in {str(s) for s in self.services}
 
-    def scenario_site_fields(self) -> dict[str, Any]:
+    def scenario_site_fields(
+        self, products: Collection[str] | None = None
+    ) -> dict[str, Any]:
         """Return this site's fields of a dispatch scenario site (same names).
 
         The caller adds what depends on the day: ``soc_initial`` from telemetry,
         ``soc_final_min``, the degradation curve when the site has no override, and
-        the ``btm`` block of a behind-the-meter site.
+        the ``btm`` block of a behind-the-meter site. ``services`` keeps the spec's
+        services and, of the other ancillary services (``ecrs``, …), those in
+        ``products`` (the scenario's ``products`` block must define them); None keeps
+        the spec's only (a plain format-1 scenario).
         """
         fields: dict[str, Any] = {
             "id": self.id,
@@ -610,7 +627,11 @@ class Site(_Frozen):
             "soc_initial": self.battery.soc_initial,
             "eta_charge": self.battery.eta_charge,
             "eta_discharge": self.battery.eta_discharge,
-            "services": [str(service) for service in self.services],
+            "services": [
+                str(service)
+                for service in self.services
+                if service in SPEC_SERVICES or str(service) in (products or ())
+            ],
             "foldback": {
                 "charge_taper_soc": self.battery.charge_taper_soc,
                 "discharge_taper_soc": self.battery.discharge_taper_soc,

@@ -102,7 +102,9 @@ def site_fields(
     FleetInputError
         When the site lists an ancillary service ``rules`` does not carry.
     """
-    fields = site.scenario_site_fields()
+    fields = site.scenario_site_fields(
+        products=rules.reserve_services if rules is not None else None
+    )
     fields["energy_mwh"] = fields["energy_mwh"] * state.soh
     lo, hi = fields["soc_min"], fields["soc_max"]
     soc = fields["soc_initial"] if state.soc is None else state.soc
@@ -124,8 +126,8 @@ def site_fields(
         )
     fields["services"] = [s for s in fields["services"] if s != "capacity"]
     if rules is not None:
-        own = {"energy", "peak_shaving", *rules.reserve_services}
-        unknown = sorted(set(fields["services"]) - own)
+        own = {"energy", "capacity", "peak_shaving", *rules.reserve_services}
+        unknown = sorted({str(x) for x in site.services} - own)
         if unknown:
             msg = (
                 f"site {site.id}: services {unknown} are not products of market "
