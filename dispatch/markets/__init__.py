@@ -126,12 +126,15 @@ class MarketRules:
     def as_node(self, site_node: str, product: str | None = None) -> str:
         """Return the price node of an ancillary service for a site at ``site_node``.
 
-        ``product`` with its own ``price_node`` uses it; else the market's
-        ``as_price_node`` (``site``: the site's own node).
+        ``product`` (a product or its dispatch service name) with its own
+        ``price_node`` uses it; else the market's ``as_price_node`` (``site``: the
+        site's own node).
         """
         node = self.as_price_node
         if product is not None:
-            node = self.product(product).price_node or node
+            by_service = [p for p in self.products if p.service == product]
+            found = by_service[0] if by_service else self.product(product)
+            node = found.price_node or node
         return site_node if node == "site" else node
 
     def product(self, name: str) -> Product:
