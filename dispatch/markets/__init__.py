@@ -202,7 +202,10 @@ class MarketRules:
 
     @property
     def reserve_duration_h(self) -> float:
-        """The scenario's single reserve duration H: the longest modeled AS sustain [h]."""
+        """The longest modeled AS sustain [h], a scenario's default duration.
+
+        Each product carries its own in :meth:`scenario_products`.
+        """
         return max((p.sustain_h for p in self.modeled_products), default=0.0)
 
 
