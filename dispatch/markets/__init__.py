@@ -330,6 +330,12 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
         if p.service is None:
             msg = f"{source}: products.{p.name} is modeled but names no service"
             raise DispatchInputError(msg)
+        if p.service != p.name:
+            msg = (
+                f"{source}: products.{p.name}.service={p.service!r} must equal the "
+                "product name (bids, awards and settlement items use one name)"
+            )
+            raise DispatchInputError(msg)
         if p.service != "energy" and p.direction is None:
             msg = (
                 f"{source}: products.{p.name} is a modeled service but has no direction"
