@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dispatch.bids import AS_PRODUCTS, Bid, hourly, intervals_per_hour
+from dispatch.bids import Bid, hourly, intervals_per_hour
 from dispatch.markets import MarketRules
 from dispatch.scenario import Scenario, Site
 
@@ -190,11 +190,12 @@ def _bid_refusal(
         return refuse("price_bounds", f"block price outside [0, {cap:g}] $/MW-h")
     if site is None:
         return None
-    sustain = rules.product(bid.product).sustain_h
+    product = rules.product(bid.product)
+    sustain = product.sustain_h
     total = math.fsum(mws)
     limit_mw = (
         down_limit_mw(site, sustain)
-        if bid.product == "reg_down"
+        if product.direction == "down"
         else up_limit_mw(site, sustain)
     )
     if total > limit_mw + _TOL:
@@ -262,9 +263,9 @@ def rule_refusals(
     return out
 
 
-def _committed(site: Site, name: str, k: int, hours: int) -> np.ndarray:
+def _committed(site: Site, product: str, k: int, hours: int) -> np.ndarray:
     com = site.commitments
-    series = getattr(com, name) if com is not None else None
+    series = com.award(product) if com is not None else None
     if series is None:
         return np.zeros(hours)
     return np.asarray(series, dtype=float).reshape(hours, k).max(axis=1)
@@ -291,7 +292,8 @@ def _site_delivery(
 ) -> Refusal | None:
     k = intervals_per_hour(scn)
     hours = scn.intervals // k
-    offered: dict[str, np.ndarray] = {p: np.zeros(hours) for p in AS_PRODUCTS}
+    products = {p.name: p for p in rules.reserve_products}
+    offered: dict[str, np.ndarray] = {p: np.zeros(hours) for p in products}
     q_lo = np.zeros(hours)
     q_hi = np.zeros(hours)
     for bid in bids:
@@ -301,18 +303,15 @@ def _site_delivery(
             q_hi[h] = bid.curve[-1][0]
         else:
             offered[bid.product][h] += math.fsum(mw for mw, _ in bid.curve)
-    for name, product in (
-        ("reg_up_mw", "reg_up"),
-        ("reg_down_mw", "reg_down"),
-        ("spin_mw", "spin"),
-    ):
-        offered[product] = offered[product] + _committed(site, name, k, hours)
+    for product in products:
+        offered[product] = offered[product] + _committed(site, product, k, hours)
     fixed = _net_fixed(site, k, hours)
-    dur = {p: rules.product(p).sustain_h for p in AS_PRODUCTS}
+    ups = [p for p in products if products[p].direction == "up"]
+    downs = [p for p in products if products[p].direction == "down"]
+    deploy = {r.name: r.deploy for r in scn.reserves}
     e_mwh = site.energy_mwh
     e_min, e_max = e_mwh * site.soc_min, e_mwh * site.soc_max
     ec, ed = site.eta_charge, site.eta_discharge
-    a_up, a_dn = rules.deploy_up, rules.deploy_down
     lo = hi = e_mwh * site.soc_initial
 
     def refuse(h: int, product: str | None, rule: str, text: str) -> Refusal:
@@ -324,10 +323,18 @@ def _site_delivery(
             f"site {site.id}, hour_ending {h + 1}: {text} if all bids cleared",
         )
 
+    def sustain(names: list[str], h: int) -> float:
+        return math.fsum(products[p].sustain_h * offered[p][h] for p in names)
+
     for h in range(hours):
-        ru, rd, sp = offered["reg_up"][h], offered["reg_down"][h], offered["spin"][h]
-        up_need = (dur["reg_up"] * ru + dur["spin"] * sp) / ed
-        dn_need = dur["reg_down"] * ec * rd
+        ru = math.fsum(offered[p][h] for p in ups)
+        rd = math.fsum(offered[p][h] for p in downs)
+        up_names = "+".join(p for p in ups if offered[p][h] > 0) or "up reserves"
+        dn_names = "+".join(p for p in downs if offered[p][h] > 0) or "down reserves"
+        top_up = max(ups, key=lambda p: offered[p][h]) if ups else None
+        top_dn = max(downs, key=lambda p: offered[p][h]) if downs else None
+        up_need = sustain(ups, h) / ed
+        dn_need = sustain(downs, h) * ec
         band_lo, band_hi = e_min + up_need, e_max - dn_need
         if band_lo > band_hi + _TOL_MWH:
             return refuse(
@@ -337,15 +344,18 @@ def _site_delivery(
                 f"reserves need {up_need:.3f} MWh above soc_min and {dn_need:.3f} MWh "
                 f"of room below soc_max, more than the {e_max - e_min:.3f} MWh band",
             )
-        x_lo, x_hi = (q_lo[h], q_hi[h]) if fixed[h] is None else (fixed[h], fixed[h])
+        fixed_h = fixed[h]
+        x_lo, x_hi = (
+            (float(q_lo[h]), float(q_hi[h])) if fixed_h is None else (fixed_h, fixed_h)
+        )
         x_lo = max(x_lo, rd - site.charge_mw)
-        x_hi = min(x_hi, site.discharge_mw - ru - sp)
+        x_hi = min(x_hi, site.discharge_mw - ru)
         if x_lo > x_hi + _TOL:
             return refuse(
                 h,
                 None,
                 "power_headroom",
-                f"reg_up+spin={ru + sp:g} MW and reg_down={rd:g} MW leave no net power "
+                f"{up_names}={ru:g} MW and {dn_names}={rd:g} MW leave no net power "
                 f"within the energy bid/award ({q_lo[h]:g}..{q_hi[h]:g} MW) and the "
                 f"site's -{site.charge_mw:g}..{site.discharge_mw:g} MW",
             )
@@ -353,21 +363,22 @@ def _site_delivery(
         if hi < band_lo - _TOL_MWH:
             return refuse(
                 h,
-                "reg_up" if ru >= sp else "spin",
+                top_up,
                 "energy_up_cover",
-                f"reg_up+spin={ru + sp:g} MW for their sustain duration need "
+                f"{up_names}={ru:g} MW for their sustain duration need "
                 f"{band_lo:.3f} MWh stored, but at most {hi:.3f} MWh can be",
             )
         if lo > band_hi + _TOL_MWH:
             return refuse(
                 h,
-                "reg_down",
+                top_dn,
                 "energy_down_room",
-                f"reg_down={rd:g} MW for its sustain duration needs stored energy "
+                f"{dn_names}={rd:g} MW for its sustain duration needs stored energy "
                 f"<= {band_hi:.3f} MWh, but at least {lo:.3f} MWh remain",
             )
         lo, hi = max(lo, band_lo), min(hi, band_hi)
-        drift = ec * a_dn * rd - a_up * ru / ed
+        drift = math.fsum(ec * deploy.get(p, 0.0) * offered[p][h] for p in downs)
+        drift -= math.fsum(deploy.get(p, 0.0) * offered[p][h] for p in ups) / ed
         new_lo = lo + _energy_step(x_hi, ec, ed) + drift
         new_hi = hi + _energy_step(x_lo, ec, ed) + drift
         new_lo, new_hi = max(new_lo, e_min), min(new_hi, e_max)
@@ -382,17 +393,17 @@ def _site_delivery(
         if new_hi < band_lo - _TOL_MWH:
             return refuse(
                 h,
-                "reg_up" if ru >= sp else "spin",
+                top_up,
                 "energy_up_cover",
-                f"reg_up+spin={ru + sp:g} MW need {band_lo:.3f} MWh stored at the end "
+                f"{up_names}={ru:g} MW need {band_lo:.3f} MWh stored at the end "
                 f"of the hour, but at most {new_hi:.3f} MWh can be",
             )
         if new_lo > band_hi + _TOL_MWH:
             return refuse(
                 h,
-                "reg_down",
+                top_dn,
                 "energy_down_room",
-                f"reg_down={rd:g} MW needs stored energy <= {band_hi:.3f} MWh at the "
+                f"{dn_names}={rd:g} MW needs stored energy <= {band_hi:.3f} MWh at the "
                 f"end of the hour, but at least {new_lo:.3f} MWh remain",
             )
         lo, hi = max(new_lo, band_lo), min(new_hi, band_hi)
@@ -422,12 +433,13 @@ def delivery_refusals(
 
     Notes
     -----
-    With hourly steps (Δ = 1 h), reg_up ru, spin sp and reg_down rd awarded in full
-    and an energy position x in the curve's range [q_lo, q_hi]:
+    With hourly steps (Δ = 1 h), every reserve r_k awarded in full (up products U,
+    down products D, sustain D_k and deployed fraction a_k from the market rules and
+    the scenario) and an energy position x in the curve's range [q_lo, q_hi]:
 
-        x + ru + sp ≤ P_d,   -x + rd ≤ P_c
-        E·soc_min + (D_ru·ru + D_sp·sp)/η_d ≤ e ≤ E·soc_max - D_rd·η_c·rd   at both ends
-        e_{h+1} = e_h - Δ·(x/η_d if x ≥ 0 else η_c·x) + Δ·(η_c·a_dn·rd - a_up·ru/η_d)
+        x + Σ_U r_k ≤ P_d,   -x + Σ_D r_k ≤ P_c
+        E·soc_min + Σ_U D_k·r_k/η_d ≤ e ≤ E·soc_max - Σ_D D_k·η_c·r_k   at both ends
+        e_{h+1} = e_h - Δ·(x/η_d if x ≥ 0 else η_c·x) + Δ·(η_c·Σ_D a_k·r_k - Σ_U a_k·r_k/η_d)
 
     The set of reachable e is an interval; it is propagated and intersected with the
     band each hour.

@@ -13,6 +13,7 @@ import datetime as dt
 import itertools
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,10 +28,13 @@ from dispatch.scenario import Scenario
 logger = logging.getLogger(__name__)
 
 AS_PRODUCTS: tuple[str, ...] = ("reg_up", "reg_down", "spin")
-"""Ancillary-service products a bid set may carry (the dispatch model's services)."""
-BID_PRODUCTS: tuple[str, ...] = ("energy", *AS_PRODUCTS)
-"""Every product a bid set may carry."""
-_SERIES = {"reg_up": "reg_up_mw", "reg_down": "reg_down_mw", "spin": "spin_mw"}
+"""The spec's ancillary services (kept for older callers; the products a market
+carries are ``MarketRules.reserve_services``)."""
+PRODUCT_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+"""Shape of a bid's product name; the market rules say which products exist
+(:func:`dispatch.bidcheck.rule_refusals`)."""
+NOT_BID = frozenset({"capacity", "peak_shaving"})
+"""Services that are never a bid's product."""
 
 Point = tuple[float, float]
 """One (MW, price) pair of a curve or offer: MW, then $/MWh (energy) or $/MW-h (AS)."""
@@ -43,7 +47,7 @@ class Bid:
     site_id: str
     """Site the bid is for."""
     product: str
-    """``energy``, ``reg_up``, ``reg_down`` or ``spin``."""
+    """``energy`` or an ancillary service of the market rules (``reg_up``, ``ecrs``, …)."""
     hour_ending: int
     """Hour ending of the operating day, 1-24 (25 on a long DST day)."""
     curve: tuple[Point, ...]
@@ -122,8 +126,15 @@ def parse_bids(payload: Mapping[str, Any], source: str = "bid set") -> tuple[Bid
         if not isinstance(site_id, str) or not site_id:
             msg = f"{where}.site_id={site_id!r} must be a non-empty string"
             raise DispatchInputError(msg)
-        if product not in BID_PRODUCTS:
-            msg = f"{where}.product={product!r} must be one of {list(BID_PRODUCTS)}"
+        if (
+            not isinstance(product, str)
+            or not PRODUCT_PATTERN.match(product)
+            or product in NOT_BID
+        ):
+            msg = (
+                f"{where}.product={product!r} must be a product name (energy or an "
+                "ancillary service of the market, e.g. reg_up)"
+            )
             raise DispatchInputError(msg)
         if not isinstance(hour, int) or isinstance(hour, bool):
             msg = f"{where}.hour_ending={hour!r} must be an integer"
@@ -355,12 +366,10 @@ def with_energy_prices(
 
 
 def _as_offer_price(
-    product: str, rules: MarketRules, degradation: Sequence[float]
+    product: str, scn: Scenario, rules: MarketRules, degradation: Sequence[float]
 ) -> float:
     """Least AS price worth the expected wear of deployment [$/MW-h] (spec B2)."""
-    beta = rules.deploy_up if product == "reg_up" else 0.0
-    if product == "reg_down":
-        beta = rules.deploy_down
+    beta = next((r.deploy for r in scn.reserves if r.name == product), 0.0)
     return ceil_to(beta * min(degradation), rules.as_price_step)
 
 
@@ -421,16 +430,16 @@ def build_bids(
         # AS offers on the market's MW grid, rounded down: offering less reserve
         # than planned is always deliverable; the energy range uses the same MW.
         offers = {
-            product: np.array(
+            res.name: np.array(
                 [
-                    floor_to(v, rules.as_mw_step) if site.enrolled(product) else 0.0
-                    for v in hourly(getattr(sched, _SERIES[product]), k)
+                    floor_to(v, rules.as_mw_step) if site.enrolled(res.name) else 0.0
+                    for v in hourly(sched.reserve(res.name), k)
                 ]
             )
-            for product in AS_PRODUCTS
+            for res in scn.reserves
         }
-        up = offers["reg_up"] + offers["spin"]
-        down = offers["reg_down"]
+        up = sum((offers[r.name] for r in scn.reserves if r.up), np.zeros(hours))
+        down = sum((offers[r.name] for r in scn.reserves if not r.up), np.zeros(hours))
         mu = (
             hourly(sched.energy_value_usd_per_mwh, k)
             if sched.energy_value_usd_per_mwh is not None
@@ -457,11 +466,13 @@ def build_bids(
                     rules=rules,
                 )
                 bids.append(Bid(site.id, "energy", h + 1, curve))
-            for product in AS_PRODUCTS:
+            for product in scn.reserve_names:
                 mw_offer = float(offers[product][h])
                 if mw_offer <= 0.0:
                     continue
-                offer = _as_offer_price(product, rules, site.degradation_usd_per_mwh)
+                offer = _as_offer_price(
+                    product, scn, rules, site.degradation_usd_per_mwh
+                )
                 bids.append(Bid(site.id, product, h + 1, ((mw_offer, offer),)))
     logger.info(
         "built %d bids for %s %s from %d plan(s)",
@@ -545,9 +556,8 @@ def plan_hours(
         e_max = floor_to(site.energy_mwh * site.soc_max, step)
         net = hourly(sched.discharge_mw, k) - hourly(sched.charge_mw, k)
         reserves = {
-            p.name: hourly(getattr(sched, _SERIES[p.name]), k)
-            for p in rules.modeled_products
-            if p.name in _SERIES
+            p.name: hourly(sched.reserve(str(p.service)), k)
+            for p in rules.reserve_products
         }
         for h in range(hours):
             soc = round(site.energy_mwh * sched.soc[h * k], digits)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import highspy
 
 from dispatch.lp import LpProblem, build_lp
-from dispatch.result import REVENUE_KEYS, Result, SolveInfo
+from dispatch.result import Result, SolveInfo, revenue_keys
 from dispatch.solve import (
     AUTO_POOL_MIN_COMPONENTS,
     ComponentSolution,
@@ -645,7 +645,7 @@ class _Coupler:
         sites = {}
         for sol in sols:
             sites.update(sol.sites)
-        revenue = dict.fromkeys(REVENUE_KEYS, 0.0)
+        revenue = dict.fromkeys(revenue_keys(self.scn.reserve_names), 0.0)
         for site in self.scn.sites:
             for key, value in (sites[site.id].revenue_usd or {}).items():
                 revenue[key] += value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dispatch.lp import FloatArray, LpProblem, SiteIndex, price_series
-from dispatch.result import REVENUE_KEYS, SiteSchedule
+from dispatch.result import SiteSchedule, revenue_keys
 from dispatch.scenario import Scenario, Site
 
 
@@ -41,31 +41,32 @@ def site_revenue_usd(
     front-of-meter site; behind the meter that energy goes through ``btm_energy``.
     """
     dt = scn.delta_h
-    a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
     c, d = np.asarray(sched.charge_mw), np.asarray(sched.discharge_mw)
-    ru, rd = np.asarray(sched.reg_up_mw), np.asarray(sched.reg_down_mw)
-    spn = np.asarray(sched.spin_mw)
-    rev = dict.fromkeys(REVENUE_KEYS, 0.0)
-    rev["reg_up"] = float(dt * np.dot(price_series(scn, site.node, "reg_up"), ru))
-    rev["reg_down"] = float(dt * np.dot(price_series(scn, site.node, "reg_down"), rd))
-    rev["spin"] = float(dt * np.dot(price_series(scn, site.node, "spin"), spn))
+    rev = dict.fromkeys(revenue_keys(scn.reserve_names), 0.0)
+    up_mw = np.zeros(scn.intervals)
+    down_mw = np.zeros(scn.intervals)
+    short = 0.0
+    com = site.commitments
+    for res in scn.reserves:
+        held = np.asarray(sched.reserve(res.name), dtype=float)
+        rev[res.name] = float(dt * np.dot(price_series(scn, site.node, res.name), held))
+        if res.up:
+            up_mw += res.deploy * held
+        else:
+            down_mw += res.deploy * held
+        award = com.award(res.name) if com is not None else None
+        if award is not None:
+            short += float(np.maximum(0.0, np.asarray(award, dtype=float) - held).sum())
     if scn.capacity is not None:
         rev["capacity"] = scn.capacity.price_usd_per_mw * sched.capacity_mw
     rev["degradation"] = -degradation_usd
-    com = site.commitments
     if com is not None and com.shortfall_usd_per_mw_h is not None:
-        held = {"reg_up_mw": ru, "reg_down_mw": rd, "spin_mw": spn}
-        short = sum(
-            float(np.maximum(0.0, np.asarray(award, dtype=float) - held[name]).sum())
-            for name in held
-            if (award := getattr(com, name)) is not None
-        )
         rev["reserve_shortfall"] = -dt * com.shortfall_usd_per_mw_h * short
     if site.btm is None:
         lam = price_series(scn, site.node, "energy")
-        rev["energy"] = float(dt * np.dot(lam, d - c + a_up * ru - a_dn * rd))
+        rev["energy"] = float(dt * np.dot(lam, d - c + up_mw - down_mw))
     else:
-        grid = np.asarray(site.btm.load_mw) + c + a_dn * rd - d - a_up * ru
+        grid = np.asarray(site.btm.load_mw) + c + down_mw - d - up_mw
         rev["btm_energy"] = -float(dt * np.dot(site.btm.energy_usd_per_mwh, grid))
         peak = max(0.0, float(grid.max()) - site.btm.peak_so_far_mw)
         rev["demand_charge"] = -site.btm.demand_usd_per_mw * peak
@@ -101,13 +102,13 @@ def extract_sites(
         Objective at the schedule [$] (sum of the revenue entries).
     """
     sites: dict[str, SiteSchedule] = {}
-    revenue = dict.fromkeys(REVENUE_KEYS, 0.0)
+    revenue = dict.fromkeys(revenue_keys(scn.reserve_names), 0.0)
     by_id = {s.id: s for s in scn.sites}
     dt = scn.delta_h
     for idx in lp.sites:
         site = by_id[idx.site_id]
         sched = _schedule(site, idx, x, row_dual, scn)
-        deg = _degradation_usd(site, idx, x, dt, scn.regulation.deploy_up)
+        deg = _degradation_usd(site, idx, x, dt, scn)
         rev = site_revenue_usd(scn, site, sched, deg)
         for key, value in rev.items():
             revenue[key] += value
@@ -116,11 +117,14 @@ def extract_sites(
 
 
 def _degradation_usd(
-    site: Site, idx: SiteIndex, x: FloatArray, dt: float, a_up: float
+    site: Site, idx: SiteIndex, x: FloatArray, dt: float, scn: Scenario
 ) -> float:
     deg = np.asarray(site.degradation_usd_per_mwh, dtype=float)
     if idx.dk is None:
-        flow = np.clip(x[idx.d], 0.0, None) + a_up * np.clip(x[idx.ru], 0.0, None)
+        flow = np.clip(x[idx.d], 0.0, None)
+        for res in scn.reserves:
+            if res.up and res.deploy > 0:
+                flow = flow + res.deploy * np.clip(x[idx.reserves[res.name]], 0.0, None)
         return float(deg[0] * dt * flow.sum())
     return float(dt * np.sum(deg[:, None] * np.clip(x[idx.dk], 0.0, None)))
 
@@ -134,9 +138,9 @@ def _schedule(
 ) -> SiteSchedule:
     c = np.clip(x[idx.c], 0.0, None)
     d = np.clip(x[idx.d], 0.0, None)
-    ru = np.clip(x[idx.ru], 0.0, None)
-    rd = np.clip(x[idx.rd], 0.0, None)
-    spn = np.clip(x[idx.sp], 0.0, None)
+    reserves = {
+        name: np.clip(x[cols], 0.0, None) for name, cols in idx.reserves.items()
+    }
     soc = (
         x[idx.e] / site.energy_mwh
         if site.energy_mwh > 0
@@ -144,8 +148,11 @@ def _schedule(
     )
     grid = None
     if site.btm is not None:
-        a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
-        grid = _clean(np.asarray(site.btm.load_mw) + c + a_dn * rd - d - a_up * ru)
+        net = c - d
+        for res in scn.reserves:
+            sign = -1.0 if res.up else 1.0
+            net = net + sign * res.deploy * reserves[res.name]
+        grid = _clean(np.asarray(site.btm.load_mw) + net)
     value = None
     shadow = None
     if row_dual is not None:
@@ -157,9 +164,7 @@ def _schedule(
     return SiteSchedule(
         charge_mw=_clean(c),
         discharge_mw=_clean(d),
-        reg_up_mw=_clean(ru),
-        reg_down_mw=_clean(rd),
-        spin_mw=_clean(spn),
+        reserves_mw={name: _clean(v) for name, v in reserves.items()},
         capacity_mw=float(max(0.0, x[idx.cap])) if abs(x[idx.cap]) > 1e-9 else 0.0,
         soc=[float(v) for v in soc],
         grid_import_mw=grid,

@@ -4,8 +4,8 @@ This is the same formulation as the Pyomo model of :mod:`dispatch.model` (tests 
 both give the same optimum on every example and on random scenarios), written directly as
 numpy/scipy.sparse arrays so that a 96-interval site builds in about a millisecond.
 
-The problem is a minimization of -objective. Per site s the columns are c, d, ru, rd, sp
-[MW], u (exclusivity indicator, continuous in [0, 1] unless made integral), e (T+1) [MWh],
+The problem is a minimization of -objective. Per site s the columns are c, d, one per reserve
+product (reg_up, reg_down, spin, then the scenario's ``products``) [MW], u (exclusivity indicator, continuous in [0, 1] unless made integral), e (T+1) [MWh],
 cap [MW], z (new-peak excess, behind-the-meter only) [MW] and, when K > 1 degradation
 segments, e_k (K x (T+1)) [MWh], c_k, d_k (K x T) [MW].
 """
@@ -59,9 +59,10 @@ class SiteIndex:
     site_id: str
     c: IntArray
     d: IntArray
-    ru: IntArray
-    rd: IntArray
-    sp: IntArray
+    reserves: dict[str, IntArray]
+    """Reserve product -> its columns (T values each)."""
+    directions: dict[str, str]
+    """Reserve product -> ``up`` or ``down``."""
     u: IntArray
     e: IntArray
     cap: int
@@ -71,6 +72,29 @@ class SiteIndex:
     balance_rows: IntArray
     throughput_row: int | None
     cuts: ExclusivityCuts | None = None
+
+    @property
+    def ru(self) -> IntArray:
+        """Reg-up columns."""
+        return self.reserves["reg_up"]
+
+    @property
+    def rd(self) -> IntArray:
+        """Reg-down columns."""
+        return self.reserves["reg_down"]
+
+    @property
+    def sp(self) -> IntArray:
+        """Spinning-reserve columns."""
+        return self.reserves["spin"]
+
+    def reserve_cols(self, direction: str) -> list[IntArray]:
+        """Columns of every reserve in ``direction`` (``up`` or ``down``)."""
+        return [
+            cols
+            for name, cols in self.reserves.items()
+            if self.directions[name] == direction
+        ]
 
 
 @dataclass(slots=True)
@@ -183,7 +207,7 @@ class _Builder:
 
 def price_series(scn: Scenario, node: str, name: str) -> FloatArray:
     """Return the ``name`` price series of ``node`` (zeros when missing) [$/MWh or $/MW-h]."""
-    series = getattr(scn.markets[node], name)
+    series = scn.markets[node].series(name)
     if series is None:
         return np.zeros(scn.intervals)
     return np.asarray(series, dtype=float)
@@ -207,20 +231,20 @@ def _add_site(
     n = scn.intervals
     dt = scn.delta_h
     ec, ed = site.eta_charge, site.eta_discharge
-    a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
     e_mwh = site.energy_mwh
     e_lo, e_hi = e_mwh * site.soc_min, e_mwh * site.soc_max
     sid = site.id
     btm = site.btm
     energy_on = btm is not None or site.enrolled("energy")
-    ru_on, rd_on, sp_on = (site.enrolled(x) for x in ("reg_up", "reg_down", "spin"))
+    reserves = scn.reserves
+    on = {r.name: site.enrolled(r.name) for r in reserves}
     cap_on = scn.capacity is not None and site.enrolled("capacity")
     com = site.commitments
 
     soft = com is not None and com.soft
 
     def lb(name: str) -> float | FloatArray:
-        series = getattr(com, name) if com is not None else None
+        series = com.award(name) if com is not None else None
         return 0.0 if series is None else np.asarray(series, dtype=float)
 
     def lo(name: str) -> float | FloatArray:
@@ -228,23 +252,28 @@ def _add_site(
 
     c = b.cols_(n, 0.0, site.charge_mw if energy_on else 0.0)
     d = b.cols_(n, 0.0, site.discharge_mw if energy_on else 0.0)
-    ru = b.cols_(n, lo("reg_up_mw"), INF if ru_on else lb("reg_up_mw"))
-    rd = b.cols_(n, lo("reg_down_mw"), INF if rd_on else lb("reg_down_mw"))
-    spn = b.cols_(n, lo("spin_mw"), INF if sp_on else lb("spin_mw"))
+    cols: dict[str, IntArray] = {
+        r.name: b.cols_(n, lo(r.name), INF if on[r.name] else lb(r.name))
+        for r in reserves
+    }
+    # A product is "in" the rows when the site may carry it (enrolled or committed).
+    live = [r for r in reserves if on[r.name] or com is not None]
+    up = [r for r in live if r.up]
+    down = [r for r in live if not r.up]
     if soft and com is not None and com.shortfall_usd_per_mw_h is not None:
         # Soft awards: r + short >= award, short >= 0 at the charge-back price.
         penalty = com.shortfall_usd_per_mw_h
-        for name, col in (("reg_up_mw", ru), ("reg_down_mw", rd), ("spin_mw", spn)):
-            award = np.broadcast_to(np.asarray(lb(name), dtype=float), (n,))
+        for res in reserves:
+            award = np.broadcast_to(np.asarray(lb(res.name), dtype=float), (n,))
             where = np.flatnonzero(award > 0)
             if not len(where):
                 continue
             short = b.cols_(len(where), 0.0, award[where])
             b.set_cost(short, np.full(len(where), dt * penalty))
             r = b.rows_(
-                len(where), award[where], INF, f"site {sid}: commitments ({name})"
+                len(where), award[where], INF, f"site {sid}: commitments ({res.name})"
             )
-            b.coef(r, col[where], 1.0)
+            b.coef(r, cols[res.name][where], 1.0)
             b.coef(r, short, 1.0)
     u = b.cols_(n, 0.0, 1.0 if energy_on else 0.0)
     e_upper = np.full(n + 1, e_hi)
@@ -256,54 +285,55 @@ def _add_site(
     cap = int(b.cols_(1, 0.0, site.discharge_mw if cap_on else 0.0)[0])
 
     lam = price_series(scn, site.node, "energy")
-    p_ru = price_series(scn, site.node, "reg_up")
-    p_rd = price_series(scn, site.node, "reg_down")
-    p_sp = price_series(scn, site.node, "spin")
-    # Objective (minimize -revenue).
-    if btm is None:
-        b.set_cost(c, dt * lam)
-        b.set_cost(d, -dt * lam)
-        b.set_cost(ru, -dt * (lam * a_up + p_ru))
-        b.set_cost(rd, dt * (lam * a_dn - p_rd))
-    else:
-        tau = np.asarray(btm.energy_usd_per_mwh, dtype=float)
+    # Objective (minimize -revenue). Deployed energy settles at λ (front of meter) or
+    # at the tariff τ through the meter (behind it).
+    settle = lam
+    if btm is not None:
+        settle = np.asarray(btm.energy_usd_per_mwh, dtype=float)
         load = np.asarray(btm.load_mw, dtype=float)
-        b.set_cost(c, dt * tau)
-        b.set_cost(d, -dt * tau)
-        b.set_cost(ru, -dt * (tau * a_up + p_ru))
-        b.set_cost(rd, dt * (tau * a_dn - p_rd))
-        b.offset += float(dt * np.dot(tau, load))
-    b.set_cost(spn, -dt * p_sp)
+        b.offset += float(dt * np.dot(settle, load))
+    b.set_cost(c, dt * settle)
+    b.set_cost(d, -dt * settle)
+    for res in reserves:
+        price = price_series(scn, site.node, res.name)
+        sign = 1.0 if res.up else -1.0
+        if res.deploy > 0:
+            b.set_cost(cols[res.name], -dt * (sign * settle * res.deploy + price))
+        else:
+            b.set_cost(cols[res.name], -dt * price)
     if cap_on and scn.capacity is not None:
         b.set_cost(cap, -(scn.capacity.price_usd_per_mw + capacity_adder_usd_per_mw))
 
-    # Energy balance: e[i+1] - e[i] - Δη_c(c + a_dn rd) + Δ(d + a_up ru)/η_d = 0.
+    # Energy balance: e[i+1] - e[i] - Δη_c(c + Σ a_dn rd) + Δ(d + Σ a_up ru)/η_d = 0.
     bal = b.rows_(n, 0.0, 0.0, f"site {sid}: energy balance")
     b.coef(bal, e[1:], 1.0)
     b.coef(bal, e[:-1], -1.0)
     b.coef(bal, c, -dt * ec)
     b.coef(bal, d, dt / ed)
-    if rd_on or com is not None:
-        b.coef(bal, rd, -dt * ec * a_dn)
-    if ru_on or com is not None:
-        b.coef(bal, ru, dt * a_up / ed)
+    deployed = [r for r in live if r.deploy > 0 or r.name in ("reg_up", "reg_down")]
+    for res in deployed:
+        if res.up:
+            b.coef(bal, cols[res.name], dt * res.deploy / ed)
+        else:
+            b.coef(bal, cols[res.name], -dt * ec * res.deploy)
 
     # Power headroom on net power. With no reserve (and no commitment) the rows are
     # implied by the exclusivity rows (d <= P_d·(1 - u) <= P_d, c >= 0) and left out:
     # a smaller LP re-solves faster in the exclusivity repair.
-    if ru_on or sp_on or com is not None:
+    if up:
         r = b.rows_(
             n, -INF, site.discharge_mw, f"site {sid}: power (discharge headroom)"
         )
         b.coef(r, d, 1.0)
         b.coef(r, c, -1.0)
-        b.coef(r, ru, 1.0)
-        b.coef(r, spn, 1.0)
-    if rd_on or com is not None:
+        for res in up:
+            b.coef(r, cols[res.name], 1.0)
+    if down:
         r = b.rows_(n, -INF, site.charge_mw, f"site {sid}: power (charge headroom)")
         b.coef(r, c, 1.0)
         b.coef(r, d, -1.0)
-        b.coef(r, rd, 1.0)
+        for res in down:
+            b.coef(r, cols[res.name], 1.0)
     if energy_on:
         r = b.rows_(n, -INF, 0.0, f"site {sid}: power (charge/discharge exclusivity)")
         b.coef(r, c, 1.0)
@@ -317,8 +347,8 @@ def _add_site(
         b.coef(r, d, 1.0)
         b.coef(r, u, site.discharge_mw)
 
-    # Foldback: net charge (+ reg-down) and net discharge (+ up reserves) taper near
-    # the SoC limits, at both ends of the interval.
+    # Foldback: net charge (+ down reserves) and net discharge (+ up reserves) taper
+    # near the SoC limits, at both ends of the interval.
     fb = site.foldback
     if fb is not None and e_mwh > 0:
         kc = site.charge_mw / (1.0 - fb.charge_taper_soc)
@@ -327,28 +357,33 @@ def _add_site(
             r = b.rows_(n, -INF, kc, f"site {sid}: foldback (charge)")
             b.coef(r, c, 1.0)
             b.coef(r, d, -1.0)
-            b.coef(r, rd, 1.0)
+            for res in reserves:
+                if not res.up:
+                    b.coef(r, cols[res.name], 1.0)
             b.coef(r, e[shift : shift + n], kc / e_mwh)
             r = b.rows_(n, -INF, 0.0, f"site {sid}: foldback (discharge)")
             b.coef(r, d, 1.0)
             b.coef(r, c, -1.0)
-            b.coef(r, ru, 1.0)
-            b.coef(r, spn, 1.0)
+            for res in reserves:
+                if res.up:
+                    b.coef(r, cols[res.name], 1.0)
             b.coef(r, e[shift : shift + n], -kd / e_mwh)
 
-    # Reserves sustainable for H hours from both ends of the interval.
-    h = scn.reserve_duration_h
-    if h > 0 and (ru_on or sp_on or com is not None):
+    # Reserves sustainable for their durations from both ends of the interval.
+    up_h = [r for r in up if r.sustain_h > 0]
+    down_h = [r for r in down if r.sustain_h > 0]
+    if up_h:
         for shift in (0, 1):
             r = b.rows_(n, e_lo, INF, f"site {sid}: reserve sustainability (up)")
             b.coef(r, e[shift : shift + n], 1.0)
-            b.coef(r, ru, -h / ed)
-            b.coef(r, spn, -h / ed)
-    if h > 0 and (rd_on or com is not None):
+            for res in up_h:
+                b.coef(r, cols[res.name], -res.sustain_h / ed)
+    if down_h:
         for shift in (0, 1):
             r = b.rows_(n, -INF, e_hi, f"site {sid}: reserve sustainability (down)")
             b.coef(r, e[shift : shift + n], 1.0)
-            b.coef(r, rd, h * ec)
+            for res in down_h:
+                b.coef(r, cols[res.name], res.sustain_h * ec)
 
     # Capacity deliverability through the window.
     if cap_on and scn.capacity is not None:
@@ -359,8 +394,14 @@ def _add_site(
         b.coef(r, e[idx], 1.0)
         b.coef(r, np.full(len(idx), cap), -hold_h / ed)
 
-    # Behind the meter: g = L + c + a_dn rd - d - a_up ru.
+    # Behind the meter: g = L + c + Σ a_dn rd - d - Σ a_up ru.
     z: int | None = None
+
+    def deployment(rows: IntArray) -> None:
+        for res in reserves:
+            if res.deploy > 0 or res.name in ("reg_up", "reg_down"):
+                b.coef(rows, cols[res.name], -res.deploy if res.up else res.deploy)
+
     if btm is not None:
         load = np.asarray(btm.load_mw, dtype=float)
         z = int(b.cols_(1, 0.0, INF)[0])
@@ -369,15 +410,13 @@ def _add_site(
             r = b.rows_(n, -load, INF, f"site {sid}: behind-the-meter (no export)")
             b.coef(r, c, 1.0)
             b.coef(r, d, -1.0)
-            b.coef(r, rd, a_dn)
-            b.coef(r, ru, -a_up)
+            deployment(r)
         r = b.rows_(
             n, -INF, btm.peak_so_far_mw - load, f"site {sid}: behind-the-meter (peak)"
         )
         b.coef(r, c, 1.0)
         b.coef(r, d, -1.0)
-        b.coef(r, rd, a_dn)
-        b.coef(r, ru, -a_up)
+        deployment(r)
         b.coef(r, np.full(n, z), -1.0)
 
     # Degradation: K segments, shallow (0) to deep (K-1); deepest balance is implied.
@@ -388,7 +427,9 @@ def _add_site(
     if k_count == 1:
         if deg[0] > 0:
             b.set_cost(d, dt * deg[0])
-            b.set_cost(ru, dt * deg[0] * a_up)
+            for res in reserves:
+                if res.up and res.deploy > 0:
+                    b.set_cost(cols[res.name], dt * deg[0] * res.deploy)
     else:
         width = (site.soc_max - site.soc_min) * e_mwh / k_count
         init = initial_segments_mwh(site)
@@ -415,11 +456,15 @@ def _add_site(
         r = b.rows_(n, 0.0, 0.0, f"site {sid}: degradation (charge split)")
         b.coef(r[:, None], ck.T, 1.0)
         b.coef(r, c, -1.0)
-        b.coef(r, rd, -a_dn)
+        for res in reserves:
+            if not res.up and (res.deploy > 0 or res.name == "reg_down"):
+                b.coef(r, cols[res.name], -res.deploy)
         r = b.rows_(n, 0.0, 0.0, f"site {sid}: degradation (discharge split)")
         b.coef(r[:, None], dk.T, 1.0)
         b.coef(r, d, -1.0)
-        b.coef(r, ru, -a_up)
+        for res in reserves:
+            if res.up and (res.deploy > 0 or res.name == "reg_up"):
+                b.coef(r, cols[res.name], -res.deploy)
 
     throughput_row: int | None = None
     if site.throughput_budget_mwh is not None:
@@ -441,19 +486,22 @@ def _add_site(
 
     cuts: ExclusivityCuts | None = None
     if energy_on:
-        ru_in = (ru_on or com is not None) and a_up > 0
-        rd_in = (rd_on or com is not None) and a_dn > 0
         cuts = _exclusivity_cuts(
-            c, d, ru if ru_in else None, rd if rd_in else None, e, site, scn
+            c,
+            d,
+            [(cols[r.name], r.deploy) for r in live if r.up and r.deploy > 0],
+            [(cols[r.name], r.deploy) for r in live if not r.up and r.deploy > 0],
+            e,
+            site,
+            scn,
         )
 
     return SiteIndex(
         site_id=sid,
         c=c,
         d=d,
-        ru=ru,
-        rd=rd,
-        sp=spn,
+        reserves=cols,
+        directions={r.name: r.direction for r in reserves},
         u=u,
         e=e,
         cap=cap,
@@ -469,21 +517,24 @@ def _add_site(
 def _exclusivity_cuts(
     c: IntArray,
     d: IntArray,
-    ru: IntArray | None,
-    rd: IntArray | None,
+    ups: list[tuple[IntArray, float]],
+    downs: list[tuple[IntArray, float]],
     e: IntArray,
     site: Site,
     scn: Scenario,
 ) -> ExclusivityCuts:
-    """Build the two exclusivity cut families of a site (see :class:`ExclusivityCuts`)."""
+    """Build the two exclusivity cut families of a site (see :class:`ExclusivityCuts`).
+
+    ``ups``/``downs``: (columns, deployed fraction) of the reserves whose deployment
+    enters the energy balance.
+    """
     n = scn.intervals
     dt = scn.delta_h
     ec, ed = site.eta_charge, site.eta_discharge
-    a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
-    up_cols = [c, e[:n]] + ([ru] if ru is not None else [])
-    up_vals = [dt * ec, 1.0] + ([-dt * a_up / ed] if ru is not None else [])
-    dn_cols = [d, e[:n]] + ([rd] if rd is not None else [])
-    dn_vals = [dt / ed, -1.0] + ([-dt * ec * a_dn] if rd is not None else [])
+    up_cols = [c, e[:n]] + [col for col, _ in ups]
+    up_vals = [dt * ec, 1.0] + [-dt * a / ed for _, a in ups]
+    dn_cols = [d, e[:n]] + [col for col, _ in downs]
+    dn_vals = [dt / ed, -1.0] + [-dt * ec * a for _, a in downs]
     index = np.concatenate(
         [np.stack(up_cols, axis=1).ravel(), np.stack(dn_cols, axis=1).ravel()]
     ).astype(np.int64)
@@ -544,14 +595,18 @@ def build_lp(
                 n, -INF, group.export_mw, f"fleet: poi_groups[{g}] export limit"
             )
             for m in members:
-                for col, sign in ((m.d, 1.0), (m.c, -1.0), (m.ru, 1.0), (m.sp, 1.0)):
+                for col, sign in ((m.d, 1.0), (m.c, -1.0)):
                     b.coef(r, col, sign)
+                for col in m.reserve_cols("up"):
+                    b.coef(r, col, 1.0)
             r = b.rows_(
                 n, -INF, group.import_mw, f"fleet: poi_groups[{g}] import limit"
             )
             for m in members:
-                for col, sign in ((m.c, 1.0), (m.d, -1.0), (m.rd, 1.0)):
+                for col, sign in ((m.c, 1.0), (m.d, -1.0)):
                     b.coef(r, col, sign)
+                for col in m.reserve_cols("down"):
+                    b.coef(r, col, 1.0)
     if capacity_min_mw is None and scn.fleet is not None:
         capacity_min_mw = scn.fleet.capacity_min_mw
     capacity_row: int | None = None

@@ -6,7 +6,8 @@ scenario, ``s`` a site id, ``i`` an interval index (0..T-1, or 0..T for stored e
 
 Sets: ``m.S`` sites, ``m.T`` intervals 0..T-1, ``m.T1`` energy points 0..T, ``m.SK`` (site,
 segment) pairs, ``m.SB`` behind-the-meter sites. Decision variables common to every block
-(c, d, ru, rd, sp [MW], u ∈ {0,1}, e [MWh], cap [MW]) are declared here, gated by their
+(c, d [MW], r [MW] per reserve product in ``m.R``, u ∈ {0,1}, e [MWh], cap [MW];
+expressions up/down = Σ r by direction, deploy_up/deploy_down = Σ a_k·r) are declared here, gated by their
 bounds; each block in :mod:`dispatch.blocks` then adds its constraints, its own variables
 and its objective terms (``m.objective_terms``), in a fixed order.
 """
@@ -27,8 +28,7 @@ from dispatch.blocks.energy import add_energy
 from dispatch.blocks.fleet import add_fleet
 from dispatch.blocks.foldback import add_foldback
 from dispatch.blocks.power import add_power
-from dispatch.blocks.regulation import add_regulation
-from dispatch.blocks.spin import add_spin
+from dispatch.blocks.reserves import add_reserves
 from dispatch.lp import price_series
 from dispatch.scenario import Scenario
 
@@ -91,20 +91,21 @@ def build_model(
     m.soc_max = pyo.Param(m.S, initialize=par("soc_max"))
     m.eta_c = pyo.Param(m.S, initialize=par("eta_charge"))
     m.eta_d = pyo.Param(m.S, initialize=par("eta_discharge"))
-    prices = {
-        name: {s: price_series(scn, site[s].node, name) for s in ids}
-        for name in ("energy", "reg_up", "reg_down", "spin")
-    }
-    m.lam_usd_per_mwh = pyo.Param(
-        m.S, m.T, initialize=_series(prices["energy"], ids, n)
+    reserves = scn.reserves
+    m.R = pyo.Set(initialize=[r.name for r in reserves], ordered=True)
+    energy = {s: price_series(scn, site[s].node, "energy") for s in ids}
+    m.lam_usd_per_mwh = pyo.Param(m.S, m.T, initialize=_series(energy, ids, n))
+    m.r_usd_per_mw_h = pyo.Param(
+        m.S,
+        m.R,
+        m.T,
+        initialize={
+            (s, r.name, i): float(v)
+            for s in ids
+            for r in reserves
+            for i, v in enumerate(price_series(scn, site[s].node, r.name))
+        },
     )
-    m.ru_usd_per_mw_h = pyo.Param(
-        m.S, m.T, initialize=_series(prices["reg_up"], ids, n)
-    )
-    m.rd_usd_per_mw_h = pyo.Param(
-        m.S, m.T, initialize=_series(prices["reg_down"], ids, n)
-    )
-    m.sp_usd_per_mw_h = pyo.Param(m.S, m.T, initialize=_series(prices["spin"], ids, n))
 
     def on(s: str, service: str) -> bool:
         return site[s].enrolled(service)
@@ -114,7 +115,7 @@ def build_model(
 
     def commit(s: str, name: str, i: int) -> float:
         com = site[s].commitments
-        series = getattr(com, name) if com is not None else None
+        series = com.award(name) if com is not None else None
         return 0.0 if series is None else float(series[i])
 
     m.c_mw = pyo.Var(
@@ -128,16 +129,32 @@ def build_model(
         com = site[s].commitments
         return com is not None and com.soft
 
-    def reserve_bounds(name: str, service: str) -> Any:
-        def rule(m: pyo.ConcreteModel, s: str, i: int) -> tuple[float, float | None]:
-            low = commit(s, name, i)
-            return (0.0 if soft(s) else low, None if on(s, service) else low)
+    def reserve_bounds(
+        m: pyo.ConcreteModel, s: str, k: str, i: int
+    ) -> tuple[float, float | None]:
+        low = commit(s, k, i)
+        return (0.0 if soft(s) else low, None if on(s, k) else low)
 
-        return rule
-
-    m.ru_mw = pyo.Var(m.S, m.T, bounds=reserve_bounds("reg_up_mw", "reg_up"))
-    m.rd_mw = pyo.Var(m.S, m.T, bounds=reserve_bounds("reg_down_mw", "reg_down"))
-    m.sp_mw = pyo.Var(m.S, m.T, bounds=reserve_bounds("spin_mw", "spin"))
+    m.r_mw = pyo.Var(m.S, m.R, m.T, bounds=reserve_bounds)
+    ups = [r.name for r in reserves if r.up]
+    downs = [r.name for r in reserves if not r.up]
+    deploy = {r.name: r.deploy for r in reserves}
+    m.up_mw = pyo.Expression(
+        m.S, m.T, rule=lambda m, s, i: sum(m.r_mw[s, k, i] for k in ups)
+    )
+    m.down_mw = pyo.Expression(
+        m.S, m.T, rule=lambda m, s, i: sum(m.r_mw[s, k, i] for k in downs)
+    )
+    m.deploy_up_mw = pyo.Expression(
+        m.S,
+        m.T,
+        rule=lambda m, s, i: sum(deploy[k] * m.r_mw[s, k, i] for k in ups),
+    )
+    m.deploy_down_mw = pyo.Expression(
+        m.S,
+        m.T,
+        rule=lambda m, s, i: sum(deploy[k] * m.r_mw[s, k, i] for k in downs),
+    )
     m.u = pyo.Var(
         m.S,
         m.T,
@@ -151,8 +168,7 @@ def build_model(
     add_energy(m, scn)
     add_power(m, scn)
     add_foldback(m, scn)
-    add_regulation(m, scn)
-    add_spin(m, scn)
+    add_reserves(m, scn)
     add_capacity(m, scn)
     add_btm(m, scn)
     add_degradation(m, scn)
@@ -175,8 +191,10 @@ def schedule_arrays(m: pyo.ConcreteModel) -> dict[str, dict[str, np.ndarray]]:
     for s in m.S:
         out[s] = {
             name: np.array([_val(getattr(m, name)[s, i]) for i in range(n)])
-            for name in ("c_mw", "d_mw", "ru_mw", "rd_mw", "sp_mw")
+            for name in ("c_mw", "d_mw")
         }
+        for k in m.R:
+            out[s][f"r_mw:{k}"] = np.array([_val(m.r_mw[s, k, i]) for i in range(n)])
         out[s]["e_mwh"] = np.array([_val(m.e_mwh[s, i]) for i in range(n + 1)])
         out[s]["cap_mw"] = np.array([_val(m.cap_mw[s])])
     return out

@@ -14,7 +14,7 @@ from pyomo.contrib.solver.solvers.highs import Highs
 
 from dispatch.extract import site_revenue_usd
 from dispatch.model import _val, build_model, schedule_arrays
-from dispatch.result import REVENUE_KEYS, Result, SiteSchedule, SolveInfo
+from dispatch.result import Result, SiteSchedule, SolveInfo, revenue_keys
 from dispatch.status import SolveReport, SolveStatus
 
 if TYPE_CHECKING:
@@ -105,21 +105,23 @@ def solve_pyomo(scn: Scenario, options: SolveOptions, t0: float) -> Result:
     )
     arrays = schedule_arrays(m)
     sites: dict[str, SiteSchedule] = {}
-    revenue = dict.fromkeys(REVENUE_KEYS, 0.0)
-    a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
+    revenue = dict.fromkeys(revenue_keys(scn.reserve_names), 0.0)
     for site in scn.sites:
         arr = arrays[site.id]
         c, d = np.clip(arr["c_mw"], 0, None), np.clip(arr["d_mw"], 0, None)
-        ru, rd = np.clip(arr["ru_mw"], 0, None), np.clip(arr["rd_mw"], 0, None)
+        reserves = {
+            r.name: np.clip(arr[f"r_mw:{r.name}"], 0, None) for r in scn.reserves
+        }
         grid = None
         if site.btm is not None:
-            grid = list(np.asarray(site.btm.load_mw) + c + a_dn * rd - d - a_up * ru)
+            net = c - d
+            for r in scn.reserves:
+                net = net + (-r.deploy if r.up else r.deploy) * reserves[r.name]
+            grid = list(np.asarray(site.btm.load_mw) + net)
         sched = SiteSchedule(
             charge_mw=list(c),
             discharge_mw=list(d),
-            reg_up_mw=list(ru),
-            reg_down_mw=list(rd),
-            spin_mw=list(np.clip(arr["sp_mw"], 0, None)),
+            reserves_mw={k: list(v) for k, v in reserves.items()},
             capacity_mw=float(max(0.0, arr["cap_mw"][0])),
             soc=list(arr["e_mwh"] / site.energy_mwh)
             if site.energy_mwh > 0

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from dispatch.errors import DispatchInputError
+from dispatch.scenario import LEGACY_RESERVE_KEYS, legacy_reserves
 from dispatch.status import SolveReport, SolveStatus
 
 RESULT_SCHEMA: Final = "bess-dispatch-result/1"
@@ -23,6 +32,12 @@ REVENUE_KEYS = (
     "demand_charge",
     "reserve_shortfall",
 )
+"""Revenue keys of every result; a scenario's extra ``products`` add one key each."""
+
+
+def revenue_keys(products: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Return :data:`REVENUE_KEYS` plus the reserve ``products`` not among them."""
+    return REVENUE_KEYS + tuple(p for p in products if p not in REVENUE_KEYS)
 
 
 class SolveInfo(BaseModel):
@@ -51,8 +66,12 @@ class SiteSchedule(BaseModel):
 
     Attributes
     ----------
-    charge_mw, discharge_mw, reg_up_mw, reg_down_mw, spin_mw : list of float
+    charge_mw, discharge_mw : list of float
         Decision series, T values [MW].
+    reserves_mw : dict
+        Reserve product -> award series, T values [MW]. In JSON the spec's products
+        are written as ``reg_up_mw``, ``reg_down_mw``, ``spin_mw`` and any other under
+        ``reserves_mw`` (extension); :attr:`reg_up_mw` etc. read them back.
     capacity_mw : float
         Capacity commitment [MW].
     soc : list of float
@@ -72,15 +91,52 @@ class SiteSchedule(BaseModel):
 
     charge_mw: list[float]
     discharge_mw: list[float]
-    reg_up_mw: list[float]
-    reg_down_mw: list[float]
-    spin_mw: list[float]
+    reserves_mw: dict[str, list[float]] = Field(default_factory=dict)
     capacity_mw: float
     soc: list[float]
     grid_import_mw: list[float] | None = None
     energy_value_usd_per_mwh: list[float] | None = None
     throughput_shadow_usd_per_mwh: float | None = None
     revenue_usd: dict[str, float] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        return legacy_reserves(data, "reserves_mw")
+
+    @model_serializer(mode="wrap")
+    def _spec_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        reserves = dict(out.pop("reserves_mw", None) or {})
+        spec = {key: reserves.pop(p, None) for key, p in LEGACY_RESERVE_KEYS.items()}
+        head: dict[str, Any] = {
+            k: out.pop(k) for k in ("charge_mw", "discharge_mw") if k in out
+        }
+        zeros = [0.0] * len(self.charge_mw)
+        head.update({k: zeros if v is None else v for k, v in spec.items()})
+        if reserves:
+            head["reserves_mw"] = reserves
+        return head | out
+
+    def reserve(self, product: str) -> list[float]:
+        """Award series of ``product`` [MW] (zeros when the schedule has none)."""
+        series = self.reserves_mw.get(product)
+        return [0.0] * len(self.charge_mw) if series is None else series
+
+    @property
+    def reg_up_mw(self) -> list[float]:
+        """Reg-up series [MW]."""
+        return self.reserve("reg_up")
+
+    @property
+    def reg_down_mw(self) -> list[float]:
+        """Reg-down series [MW]."""
+        return self.reserve("reg_down")
+
+    @property
+    def spin_mw(self) -> list[float]:
+        """Spinning-reserve series [MW]."""
+        return self.reserve("spin")
 
 
 class Result(BaseModel):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -19,6 +20,47 @@ SCENARIO_SCHEMA = "bess-dispatch-scenario/1"
 SERVICES = frozenset(
     {"energy", "reg_up", "reg_down", "spin", "capacity", "peak_shaving"}
 )
+BUILTIN_RESERVES: dict[str, Literal["up", "down"]] = {
+    "reg_up": "up",
+    "reg_down": "down",
+    "spin": "up",
+}
+"""The spec's reserve products and their directions (always present in a scenario)."""
+LEGACY_RESERVE_KEYS: dict[str, str] = {
+    "reg_up_mw": "reg_up",
+    "reg_down_mw": "reg_down",
+    "spin_mw": "spin",
+}
+"""Per-product series names of the spec's result format -> product name."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reserve:
+    """A reserve product as the model carries it (resolved from the scenario).
+
+    Attributes
+    ----------
+    name : str
+        Product name (``reg_up``, ``spin``, ``ecrs``, …); also its service and its
+        price series name in ``markets``.
+    direction : str
+        ``up`` (discharge headroom, stored energy) or ``down`` (charge footroom, room).
+    sustain_h : float
+        Hours the award must be sustainable from both ends of each interval [h].
+    deploy : float
+        Expected deployed fraction of the award, settled as energy (0-1).
+    """
+
+    name: str
+    direction: Literal["up", "down"]
+    sustain_h: float
+    deploy: float
+
+    @property
+    def up(self) -> bool:
+        """Whether the product uses discharge headroom."""
+        return self.direction == "up"
+
 
 _MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True)
 
@@ -32,14 +74,45 @@ class MarketPrices(BaseModel):
         Energy price λ per interval [$/MWh].
     reg_up, reg_down, spin : list of float or None
         Capacity prices per interval [$/MW-h].
+
+    Extension: a key named after a product of the scenario's ``products`` holds that
+    product's capacity price [$/MW-h] (any other key is an error).
     """
 
-    model_config = _MODEL_CONFIG
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     energy: list[float] | None = None
     reg_up: list[float] | None = None
     reg_down: list[float] | None = None
     spin: list[float] | None = None
+
+    def series(self, name: str) -> list[float] | None:
+        """Return the price series ``name`` (``energy`` or a product), None if absent."""
+        if name in type(self).model_fields:
+            value: list[float] | None = getattr(self, name)
+            return value
+        return (self.model_extra or {}).get(name)
+
+
+class ReserveProduct(BaseModel):
+    """Extension: a reserve product's definition (``scenario.products``).
+
+    Attributes
+    ----------
+    direction : str
+        ``up`` or ``down``. A built-in product (reg_up, reg_down, spin) keeps its own.
+    sustain_h : float or None
+        Sustain duration [h]; None: the scenario's ``reserve_duration_h``.
+    deploy : float
+        Expected deployed fraction (0-1); built-in regulation products take
+        ``regulation.deploy_up``/``deploy_down`` instead.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    direction: Literal["up", "down"]
+    sustain_h: float | None = Field(None, ge=0.0)
+    deploy: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class Regulation(BaseModel):
@@ -116,27 +189,66 @@ class Btm(BaseModel):
     export_allowed: bool = False
 
 
+def legacy_reserves(data: Any, field: str) -> Any:
+    """Move ``reg_up_mw``/``reg_down_mw``/``spin_mw`` keys of ``data`` into ``field``."""
+    if not isinstance(data, dict) or not any(k in data for k in LEGACY_RESERVE_KEYS):
+        return data
+    out = dict(data)
+    reserves = dict(out.get(field) or {})
+    for key, product in LEGACY_RESERVE_KEYS.items():
+        if key in out:
+            value = out.pop(key)
+            if value is not None:
+                reserves[product] = value
+    out[field] = reserves
+    return out
+
+
 class Commitments(BaseModel):
     """Extension: awards already fixed (lower bounds on reserves [MW], fixed net power [MW]).
 
+    ``reserves_mw`` maps a reserve product to its award per interval (the keys
+    ``reg_up_mw``, ``reg_down_mw``, ``spin_mw`` are read as the built-in products).
     ``net_mw`` entries that are null leave that interval free; a fixed net power
     sets d_i - c_i to the value.
     """
 
     model_config = _MODEL_CONFIG
 
-    reg_up_mw: list[float] | None = None
-    reg_down_mw: list[float] | None = None
-    spin_mw: list[float] | None = None
+    reserves_mw: dict[str, list[float]] = Field(default_factory=dict)
     net_mw: list[float | None] | None = None
     shortfall_usd_per_mw_h: float | None = Field(None, ge=0.0)
     """When set, the reserve awards are soft: a shortfall below them is allowed and
     costs this much per MW-h (the market's charge-back). None: hard lower bounds."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        return legacy_reserves(data, "reserves_mw")
+
     @property
     def soft(self) -> bool:
         """Whether the reserve awards may be missed at a price."""
         return self.shortfall_usd_per_mw_h is not None
+
+    def award(self, product: str) -> list[float] | None:
+        """Award series of ``product`` [MW] (None when there is none)."""
+        return self.reserves_mw.get(product)
+
+    @property
+    def reg_up_mw(self) -> list[float] | None:
+        """Reg-up award [MW] (``reserves_mw['reg_up']``)."""
+        return self.award("reg_up")
+
+    @property
+    def reg_down_mw(self) -> list[float] | None:
+        """Reg-down award [MW] (``reserves_mw['reg_down']``)."""
+        return self.award("reg_down")
+
+    @property
+    def spin_mw(self) -> list[float] | None:
+        """Spinning-reserve award [MW] (``reserves_mw['spin']``)."""
+        return self.award("spin")
 
 
 class Foldback(BaseModel):
@@ -206,6 +318,7 @@ class Scenario(BaseModel):
     markets: dict[str, MarketPrices]
     regulation: Regulation = Field(default_factory=Regulation)
     reserve_duration_h: float = Field(1.0, ge=0.0)
+    products: dict[str, ReserveProduct] = Field(default_factory=dict)
     capacity: Capacity | None = None
     fleet: Fleet | None = None
     sites: list[Site] = Field(min_length=1)
@@ -214,6 +327,59 @@ class Scenario(BaseModel):
     def delta_h(self) -> float:
         """Interval length Δ [h]."""
         return self.interval_minutes / 60.0
+
+    @property
+    def reserves(self) -> tuple[Reserve, ...]:
+        """The reserve products the model carries: the built-ins, then ``products``."""
+        out: list[Reserve] = []
+        reg = self.regulation
+        deploy = {"reg_up": reg.deploy_up, "reg_down": reg.deploy_down, "spin": 0.0}
+        for name, direction in BUILTIN_RESERVES.items():
+            spec = self.products.get(name)
+            sustain = spec.sustain_h if spec is not None else None
+            out.append(
+                Reserve(
+                    name,
+                    direction,
+                    self.reserve_duration_h if sustain is None else sustain,
+                    deploy[name],
+                )
+            )
+        for name, spec in self.products.items():
+            if name in BUILTIN_RESERVES:
+                continue
+            sustain = (
+                self.reserve_duration_h if spec.sustain_h is None else spec.sustain_h
+            )
+            out.append(Reserve(name, spec.direction, sustain, spec.deploy))
+        return tuple(out)
+
+    def with_sustain_factor(self, factor: float) -> Scenario:
+        """Return the scenario with every reserve's sustain duration times ``factor``."""
+        products = {
+            r.name: ReserveProduct(
+                direction=r.direction,
+                sustain_h=r.sustain_h * factor,
+                deploy=self.products[r.name].deploy if r.name in self.products else 0.0,
+            )
+            for r in self.reserves
+        }
+        return self.model_copy(
+            update={
+                "reserve_duration_h": self.reserve_duration_h * factor,
+                "products": products,
+            }
+        )
+
+    @property
+    def reserve_names(self) -> tuple[str, ...]:
+        """Names of :attr:`reserves`, in order."""
+        return tuple(r.name for r in self.reserves)
+
+    @property
+    def services(self) -> frozenset[str]:
+        """Every service name a site of this scenario may list."""
+        return SERVICES | frozenset(self.products)
 
     @model_validator(mode="after")
     def _check(self) -> Scenario:
@@ -253,16 +419,35 @@ class Scenario(BaseModel):
 
     def to_json_dict(self) -> dict[str, object]:
         """Return the scenario as the spec's JSON object."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        out = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if not self.products:
+            out.pop("products", None)
+        return out
 
 
 def _consistency_errors(scn: Scenario) -> list[str]:
     errors: list[str] = []
     n = scn.intervals
+    for name, spec in scn.products.items():
+        builtin = BUILTIN_RESERVES.get(name)
+        if builtin is not None and spec.direction != builtin:
+            errors.append(
+                f"products.{name}.direction={spec.direction!r}: the built-in product is {builtin!r}"
+            )
+        elif builtin is None and name in SERVICES:
+            errors.append(f"products.{name}: {name!r} is a service, not a reserve")
+    known = set(scn.reserve_names)
     for node, prices in scn.markets.items():
-        for name in ("energy", "reg_up", "reg_down", "spin"):
-            series = getattr(prices, name)
-            if series is not None and len(series) != n:
+        for extra, value in (prices.model_extra or {}).items():
+            if extra not in known:
+                errors.append(f"markets.{node}.{extra}: unknown field")
+            elif not isinstance(value, list) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in value
+            ):
+                errors.append(f"markets.{node}.{extra} must be a list of numbers")
+        for name in ("energy", *scn.reserve_names):
+            series = prices.series(name)
+            if isinstance(series, list) and len(series) != n:
                 errors.append(
                     f"markets.{node}.{name} has {len(series)} values, expected intervals={n}"
                 )
@@ -312,10 +497,10 @@ def _site_errors(where: str, site: Site, scn: Scenario) -> list[str]:
         )
     if not 0.0 <= site.soc_initial <= 1.0:
         errors.append(f"{where}.soc_initial={site.soc_initial:g} must be in [0, 1]")
-    unknown = sorted(set(site.services) - SERVICES)
+    unknown = sorted(set(site.services) - scn.services)
     if unknown:
         errors.append(
-            f"{where}.services has unknown service(s) {unknown}; known: {sorted(SERVICES)}"
+            f"{where}.services has unknown service(s) {unknown}; known: {sorted(scn.services)}"
         )
     deg = site.degradation_usd_per_mwh
     if any(v < 0 for v in deg):
@@ -334,12 +519,21 @@ def _site_errors(where: str, site: Site, scn: Scenario) -> list[str]:
                     f"{where}.btm.{name} has {len(series)} values, expected intervals={n}"
                 )
     if site.commitments is not None:
-        for name in ("reg_up_mw", "reg_down_mw", "spin_mw", "net_mw"):
-            series = getattr(site.commitments, name)
-            if series is not None and len(series) != n:
+        com = site.commitments
+        known = set(scn.reserve_names)
+        for product, series in com.reserves_mw.items():
+            if product not in known:
                 errors.append(
-                    f"{where}.commitments.{name} has {len(series)} values, expected intervals={n}"
+                    f"{where}.commitments.reserves_mw.{product}: unknown product; known: {sorted(known)}"
                 )
+            elif len(series) != n:
+                errors.append(
+                    f"{where}.commitments.reserves_mw.{product} has {len(series)} values, expected intervals={n}"
+                )
+        if com.net_mw is not None and len(com.net_mw) != n:
+            errors.append(
+                f"{where}.commitments.net_mw has {len(com.net_mw)} values, expected intervals={n}"
+            )
     return errors
 
 

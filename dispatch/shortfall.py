@@ -8,13 +8,6 @@ import numpy.typing as npt
 from dispatch.result import Result
 from dispatch.scenario import Scenario
 
-RESERVE_SERIES: dict[str, str] = {
-    "reg_up": "reg_up_mw",
-    "reg_down": "reg_down_mw",
-    "spin": "spin_mw",
-}
-"""Reserve product -> its series name in commitments and schedules."""
-
 
 def reserve_shortfall_mw(
     scn: Scenario, result: Result
@@ -40,14 +33,11 @@ def reserve_shortfall_mw(
         sched = result.sites.get(site.id)
         if com is None:
             continue
-        for product, name in RESERVE_SERIES.items():
-            award = getattr(com, name)
-            if award is None:
-                continue
+        for product, award in com.reserves_mw.items():
             held = (
                 np.zeros(scn.intervals)
                 if sched is None
-                else np.asarray(getattr(sched, name), dtype=float)
+                else np.asarray(sched.reserve(product), dtype=float)
             )
             short = np.maximum(0.0, np.asarray(award, dtype=float) - held)
             short[short < 1e-6] = 0.0

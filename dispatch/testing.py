@@ -19,21 +19,37 @@ Array = npt.NDArray[np.float64]
 
 
 def _prices(scn: Scenario, node: str, name: str) -> Array:
-    series = getattr(scn.markets[node], name)
+    series = scn.markets[node].series(name)
     return (
         np.zeros(scn.intervals) if series is None else np.asarray(series, dtype=float)
     )
 
 
-def _arrays(sched: SiteSchedule) -> dict[str, Array]:
-    return {
+def _arrays(scn: Scenario, sched: SiteSchedule) -> dict[str, Array]:
+    """Return the series of a schedule by name.
+
+    ``c``, ``d``, ``soc``, ``r:<product>`` and, summed over the products of a
+    direction, ``up``/``down`` [MW], ``dep_up``/``dep_dn`` (expected deployment) [MW]
+    and ``sus_up``/``sus_dn`` (award x sustain duration) [MWh].
+    """
+    n = len(sched.charge_mw)
+    out = {
         "c": np.asarray(sched.charge_mw, dtype=float),
         "d": np.asarray(sched.discharge_mw, dtype=float),
-        "ru": np.asarray(sched.reg_up_mw, dtype=float),
-        "rd": np.asarray(sched.reg_down_mw, dtype=float),
-        "sp": np.asarray(sched.spin_mw, dtype=float),
         "soc": np.asarray(sched.soc, dtype=float),
     }
+    for key in ("up", "down", "dep_up", "dep_dn", "sus_up", "sus_dn"):
+        out[key] = np.zeros(n)
+    for res in scn.reserves:
+        x = np.asarray(sched.reserve(res.name), dtype=float)
+        out[f"r:{res.name}"] = x
+        if len(x) != n:
+            continue
+        side = ("up", "dep_up", "sus_up") if res.up else ("down", "dep_dn", "sus_dn")
+        out[side[0]] = out[side[0]] + x
+        out[side[1]] = out[side[1]] + res.deploy * x
+        out[side[2]] = out[side[2]] + res.sustain_h * x
+    return out
 
 
 def _site_violations(
@@ -41,8 +57,7 @@ def _site_violations(
 ) -> list[str]:
     out: list[str] = []
     n, dt = scn.intervals, scn.delta_h
-    a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
-    x = _arrays(sched)
+    x = _arrays(scn, sched)
     sid = site.id
 
     def bad(cond: npt.NDArray[np.bool_] | bool, what: str) -> None:
@@ -50,7 +65,7 @@ def _site_violations(
             where = np.flatnonzero(np.atleast_1d(cond))[:5].tolist()
             out.append(f"site {sid}: {what} (at {where})")
 
-    for name in ("c", "d", "ru", "rd", "sp"):
+    for name in ("c", "d", *(f"r:{p}" for p in scn.reserve_names)):
         if len(x[name]) != n:
             out.append(f"site {sid}: {name} has {len(x[name])} values, expected {n}")
             return out
@@ -58,7 +73,7 @@ def _site_violations(
     if len(x["soc"]) != n + 1:
         out.append(f"site {sid}: soc has {len(x['soc'])} values, expected {n + 1}")
         return out
-    c, d, ru, rd, spn = x["c"], x["d"], x["ru"], x["rd"], x["sp"]
+    c, d, up, down = x["c"], x["d"], x["up"], x["down"]
     big_e = site.energy_mwh
     e = x["soc"] * big_e
     e_lo, e_hi = big_e * site.soc_min, big_e * site.soc_max
@@ -68,15 +83,15 @@ def _site_violations(
         bad(c > tol_mw, "charges without the energy service")
         bad(d > tol_mw, "discharges without the energy service")
     com = site.commitments
-    for name, svc in (("ru", "reg_up"), ("rd", "reg_down"), ("sp", "spin")):
+    for svc in scn.reserve_names:
         if svc not in site.services and com is None:
-            bad(x[name] > tol_mw, f"{svc} award without enrolment")
+            bad(x[f"r:{svc}"] > tol_mw, f"{svc} award without enrolment")
     cap_on = scn.capacity is not None and "capacity" in site.services
     if not cap_on and sched.capacity_mw > tol_mw:
         out.append(f"site {sid}: capacity commitment without enrolment")
     # Energy.
     e_next = e[:-1] + dt * (
-        site.eta_charge * (c + a_dn * rd) - (d + a_up * ru) / site.eta_discharge
+        site.eta_charge * (c + x["dep_dn"]) - (d + x["dep_up"]) / site.eta_discharge
     )
     bad(np.abs(e_next - e[1:]) > tol_mwh, "energy balance broken")
     bad(
@@ -89,8 +104,8 @@ def _site_violations(
         e[-1] < big_e * site.soc_final_min - tol_mwh, "final energy below soc_final_min"
     )
     # Power.
-    bad(d - c + ru + spn > site.discharge_mw + tol_mw, "discharge headroom exceeded")
-    bad(c - d + rd > site.charge_mw + tol_mw, "charge headroom exceeded")
+    bad(d - c + up > site.discharge_mw + tol_mw, "discharge headroom exceeded")
+    bad(c - d + down > site.charge_mw + tol_mw, "charge headroom exceeded")
     bad(np.minimum(c, d) > tol_mw, "charges and discharges in the same interval")
     bad(c > site.charge_mw + tol_mw, "charge above charge_mw")
     bad(d > site.discharge_mw + tol_mw, "discharge above discharge_mw")
@@ -101,18 +116,17 @@ def _site_violations(
             s_j = e[j : j + n] / big_e
             cap_c = site.charge_mw * (1 - s_j) / (1 - fb.charge_taper_soc)
             cap_d = site.discharge_mw * s_j / fb.discharge_taper_soc
-            bad(c - d + rd > cap_c + tol_mw, "charge above the foldback cap")
-            bad(d - c + ru + spn > cap_d + tol_mw, "discharge above the foldback cap")
-    # Reserves sustainable for H hours from both ends of the interval.
-    h = scn.reserve_duration_h
+            bad(c - d + down > cap_c + tol_mw, "charge above the foldback cap")
+            bad(d - c + up > cap_d + tol_mw, "discharge above the foldback cap")
+    # Reserves sustainable for their durations from both ends of the interval.
     for j in (0, 1):
         ej = e[j : j + n]
         bad(
-            ej - e_lo < h * (ru + spn) / site.eta_discharge - tol_mwh,
+            ej - e_lo < x["sus_up"] / site.eta_discharge - tol_mwh,
             "upward reserve unsustainable",
         )
         bad(
-            e_hi - ej < h * site.eta_charge * rd - tol_mwh,
+            e_hi - ej < site.eta_charge * x["sus_dn"] - tol_mwh,
             "downward reserve unsustainable",
         )
     # Capacity.
@@ -130,7 +144,7 @@ def _site_violations(
         bad(e[idx] - e_lo < hold - tol_mwh, "capacity not deliverable in the window")
     # Behind the meter.
     if site.btm is not None:
-        grid = np.asarray(site.btm.load_mw) + c + a_dn * rd - d - a_up * ru
+        grid = np.asarray(site.btm.load_mw) + c + x["dep_dn"] - d - x["dep_up"]
         if not site.btm.export_allowed:
             bad(grid < -tol_mw, "behind-the-meter export not allowed")
         if sched.grid_import_mw is not None:
@@ -144,15 +158,11 @@ def _site_violations(
     ):
         out.append(f"site {sid}: throughput budget exceeded")
     if com is not None:
-        for name, key in (
-            ("ru", "reg_up_mw"),
-            ("rd", "reg_down_mw"),
-            ("sp", "spin_mw"),
-        ):
-            series = getattr(com, key)
-            if series is not None and not com.soft:
+        for key, series in com.reserves_mw.items():
+            if not com.soft:
                 bad(
-                    x[name] < np.asarray(series) - tol_mw, f"{key} below its commitment"
+                    x[f"r:{key}"] < np.asarray(series) - tol_mw,
+                    f"{key} below its commitment",
                 )
         if com.net_mw is not None:
             fixed = np.array([np.nan if v is None else v for v in com.net_mw])
@@ -195,9 +205,9 @@ def schedule_violations(
             exp = np.zeros(n)
             imp = np.zeros(n)
             for sid in group.sites:
-                x = _arrays(result.sites[sid])
-                exp += x["d"] - x["c"] + x["ru"] + x["sp"]
-                imp += x["c"] - x["d"] + x["rd"]
+                x = _arrays(scn, result.sites[sid])
+                exp += x["d"] - x["c"] + x["up"]
+                imp += x["c"] - x["d"] + x["down"]
             if np.any(exp > group.export_mw + tol_mw):
                 out.append(f"fleet: poi_groups[{g}] export limit exceeded")
             if np.any(imp > group.import_mw + tol_mw):
@@ -241,13 +251,18 @@ def degradation_cost_usd(scn: Scenario, site: Site, sched: SiteSchedule) -> floa
     float
         min Σ δ_k·d_k·Δ subject to the spec's segment equations (a small LP).
     """
-    x = _arrays(sched)
+    x = _arrays(scn, sched)
     n, dt = scn.intervals, scn.delta_h
-    a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
     deg = np.asarray(site.degradation_usd_per_mwh, dtype=float)
     k_n = len(deg)
-    charge = np.clip(x["c"], 0, None) + a_dn * np.clip(x["rd"], 0, None)
-    discharge = np.clip(x["d"], 0, None) + a_up * np.clip(x["ru"], 0, None)
+    charge = np.clip(x["c"], 0, None)
+    discharge = np.clip(x["d"], 0, None)
+    for res in scn.reserves:
+        flow = res.deploy * np.clip(x[f"r:{res.name}"], 0, None)
+        if res.up:
+            discharge = discharge + flow
+        else:
+            charge = charge + flow
     if k_n == 1:
         return float(deg[0] * dt * discharge.sum())
     width = (site.soc_max - site.soc_min) * site.energy_mwh / k_n
@@ -335,23 +350,23 @@ def objective_of(scn: Scenario, result: Result) -> float:
     """
     total = 0.0
     dt = scn.delta_h
-    a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
     for site in scn.sites:
         sched = result.sites[site.id]
-        x = _arrays(sched)
-        c, d, ru, rd, spn = x["c"], x["d"], x["ru"], x["rd"], x["sp"]
+        x = _arrays(scn, sched)
+        c, d, dep_up, dep_dn = x["c"], x["d"], x["dep_up"], x["dep_dn"]
         val = dt * float(
-            np.dot(_prices(scn, site.node, "reg_up"), ru)
-            + np.dot(_prices(scn, site.node, "reg_down"), rd)
-            + np.dot(_prices(scn, site.node, "spin"), spn)
+            sum(
+                np.dot(_prices(scn, site.node, p), x[f"r:{p}"])
+                for p in scn.reserve_names
+            )
         )
         if scn.capacity is not None:
             val += scn.capacity.price_usd_per_mw * sched.capacity_mw
         if site.btm is None:
             lam = _prices(scn, site.node, "energy")
-            val += dt * float(np.dot(lam, d - c + a_up * ru - a_dn * rd))
+            val += dt * float(np.dot(lam, d - c + dep_up - dep_dn))
         else:
-            grid = np.asarray(site.btm.load_mw) + c + a_dn * rd - d - a_up * ru
+            grid = np.asarray(site.btm.load_mw) + c + dep_dn - d - dep_up
             val -= dt * float(np.dot(site.btm.energy_usd_per_mwh, grid))
             val -= site.btm.demand_usd_per_mw * max(
                 0.0, float(grid.max()) - site.btm.peak_so_far_mw
@@ -359,14 +374,9 @@ def objective_of(scn: Scenario, result: Result) -> float:
         val -= degradation_cost_usd(scn, site, sched)
         com = site.commitments
         if com is not None and com.shortfall_usd_per_mw_h is not None:
-            for name, key in (
-                ("ru", "reg_up_mw"),
-                ("rd", "reg_down_mw"),
-                ("sp", "spin_mw"),
-            ):
-                series = getattr(com, key)
-                if series is not None:
-                    short = np.maximum(0.0, np.asarray(series, dtype=float) - x[name])
-                    val -= dt * com.shortfall_usd_per_mw_h * float(short.sum())
+            for key, series in com.reserves_mw.items():
+                held = x[f"r:{key}"]
+                short = np.maximum(0.0, np.asarray(series, dtype=float) - held)
+                val -= dt * com.shortfall_usd_per_mw_h * float(short.sum())
         total += val
     return total

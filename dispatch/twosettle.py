@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from dispatch.decompose import components
 from dispatch.lp import FloatArray, LpProblem, SiteIndex, build_lp, price_series
-from dispatch.scenario import Commitments, Scenario
+from dispatch.scenario import Commitments, MarketPrices, Scenario
 from dispatch.solve import ExactSolver, SolveOptions
 from dispatch.status import SolveStatus
 
@@ -34,12 +34,8 @@ class TwoSettlementPlan:
 
     da_net_mw: Mapping[str, Sequence[float]]
     """Per site: day-ahead energy position per interval [MW], + = sell."""
-    reg_up_mw: Mapping[str, Sequence[float]]
-    """Per site: regulation-up award per interval [MW]."""
-    reg_down_mw: Mapping[str, Sequence[float]]
-    """Per site: regulation-down award per interval [MW]."""
-    spin_mw: Mapping[str, Sequence[float]]
-    """Per site: spinning-reserve award per interval [MW]."""
+    reserves_mw: Mapping[str, Mapping[str, Sequence[float]]]
+    """Per site, per reserve product: award per interval [MW] (missing: none)."""
     rt_net_mw: Mapping[str, Sequence[float]]
     """Per site: metered net power per interval without regulation deployment [MW]."""
 
@@ -67,7 +63,9 @@ class TwoSettlementValue:
     da_net_mw: Mapping[str, list[float]]
     """Per site: the DA position of the solution [MW]."""
     reserves_mw: Mapping[str, Mapping[str, list[float]]] = field(default_factory=dict)
-    """Per site, per reserve (``reg_up``, ``reg_down``, ``spin``): awards [MW]."""
+    """Per site, per reserve product of the scenario: awards [MW]."""
+    as_by_product_usd: Mapping[str, float] = field(default_factory=dict)
+    """``as_usd`` per reserve product [$]."""
     bound_usd: float = math.nan
     """Proven upper bound on the optimum (the solver's dual bound) [$]; for a
     fixed plan, its value."""
@@ -79,6 +77,8 @@ def _shift(index: SiteIndex, cols: int, rows: int) -> SiteIndex:
             return None
         if isinstance(value, np.ndarray):
             return value + by
+        if isinstance(value, dict):
+            return {k: move(v, by) for k, v in value.items()}
         if isinstance(value, int):
             return value + by
         return value
@@ -103,10 +103,11 @@ def _with_prices(
 ) -> Scenario:
     markets = {}
     for node, prices in scn.markets.items():
-        update: dict[str, object] = {"energy": [float(v) for v in energy[node]]}
-        if not keep_as:
-            update.update(reg_up=None, reg_down=None, spin=None)
-        markets[node] = prices.model_copy(update=update)
+        data: dict[str, object] = (
+            prices.model_dump(exclude_none=True) if keep_as else {}
+        )
+        data["energy"] = [float(v) for v in energy[node]]
+        markets[node] = MarketPrices.model_validate(data)
     sites = []
     for site in scn.sites:
         update_site: dict[str, object] = {}
@@ -161,9 +162,10 @@ def _plan_commitments(
 ) -> dict[str, Commitments]:
     return {
         sid: Commitments(
-            reg_up_mw=[float(v) for v in plan.reg_up_mw[sid]],
-            reg_down_mw=[float(v) for v in plan.reg_down_mw[sid]],
-            spin_mw=[float(v) for v in plan.spin_mw[sid]],
+            reserves_mw={
+                p: [float(v) for v in series]
+                for p, series in plan.reserves_mw.get(sid, {}).items()
+            },
             net_mw=[float(v) for v in net[sid]],
         )
         for sid in net
@@ -256,7 +258,6 @@ def two_settlement(
         return _sum(parts)
     n = scn.intervals
     dt = scn.delta_h
-    a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
     rt_raw = {
         node: np.asarray(rt_energy_usd_per_mwh[node], dtype=float)
         for node in scn.markets
@@ -278,9 +279,8 @@ def two_settlement(
     lp_da, lp_rt = build_lp(scn_da), build_lp(scn_rt)
     for site, idx in zip(scn.sites, lp_da.sites, strict=True):
         # The DA copy sells reserves at π only; deployment energy settles in RT.
-        lp_da.cost[idx.ru] = -dt * price_series(scn, site.node, "reg_up")
-        lp_da.cost[idx.rd] = -dt * price_series(scn, site.node, "reg_down")
-        lp_da.cost[idx.sp] = -dt * price_series(scn, site.node, "spin")
+        for name, reserve_cols in idx.reserves.items():
+            lp_da.cost[reserve_cols] = -dt * price_series(scn, site.node, name)
     lp, _, _ = _stack(lp_da, lp_rt)
     true_cost = lp.cost.copy()
     if plan is not None:
@@ -294,9 +294,11 @@ def two_settlement(
     n_sites = len(scn.sites)
     for k, site in enumerate(scn.sites):
         d_idx, r_idx = lp.sites[k], lp.sites[n_sites + k]
-        for name in ("ru", "rd", "sp"):
-            a, b = getattr(d_idx, name), getattr(r_idx, name)
-            links += [([int(a[i]), int(b[i])], [1.0, -1.0]) for i in range(n)]
+        for name in scn.reserve_names:
+            da_cols, rt_cols = d_idx.reserves[name], r_idx.reserves[name]
+            links += [
+                ([int(da_cols[i]), int(rt_cols[i])], [1.0, -1.0]) for i in range(n)
+            ]
         for i in np.flatnonzero(~known[site.node]):
             cols = [int(r_idx.d[i]), int(r_idx.c[i]), int(d_idx.d[i]), int(d_idx.c[i])]
             links.append((cols, [1.0, -1.0, -1.0, 1.0]))
@@ -321,26 +323,24 @@ def two_settlement(
     rt_net: dict[str, list[float]] = {}
     da_net: dict[str, list[float]] = {}
     reserves: dict[str, dict[str, list[float]]] = {}
+    by_product = dict.fromkeys(scn.reserve_names, 0.0)
     for k, site in enumerate(scn.sites):
         d_idx, r_idx = lp.sites[k], lp.sites[n_sites + k]
         pos = x[d_idx.d] - x[d_idx.c]
         phys = x[r_idx.d] - x[r_idx.c]
-        ru, rd, spn = x[r_idx.ru], x[r_idx.rd], x[r_idx.sp]
+        held = {res.name: x[r_idx.reserves[res.name]] for res in scn.reserves}
         node = site.node
         da_usd += dt * float(np.dot(da[node], pos))
-        as_usd += dt * float(
-            np.dot(price_series(scn, node, "reg_up"), ru)
-            + np.dot(price_series(scn, node, "reg_down"), rd)
-            + np.dot(price_series(scn, node, "spin"), spn)
-        )
-        metered = phys + a_up * ru - a_dn * rd
+        for p, v in held.items():
+            paid = dt * float(np.dot(price_series(scn, node, p), v))
+            by_product[p] += paid
+            as_usd += paid
+        metered = phys.copy()
+        for res in scn.reserves:
+            metered += (res.deploy if res.up else -res.deploy) * held[res.name]
         rt_usd += dt * float(np.dot(rt0[node], metered - pos))
         rt_net[site.id] = [float(v) for v in phys]
-        reserves[site.id] = {
-            "reg_up": [float(v) for v in ru],
-            "reg_down": [float(v) for v in rd],
-            "spin": [float(v) for v in spn],
-        }
+        reserves[site.id] = {p: [float(v) for v in v_] for p, v_ in held.items()}
         da_net[site.id] = [float(v) for v in pos]
     degradation = da_usd + as_usd + rt_usd - objective
     status = str(raw.status)
@@ -357,6 +357,7 @@ def two_settlement(
         rt_net_mw=rt_net,
         da_net_mw=da_net,
         reserves_mw=reserves,
+        as_by_product_usd=by_product,
         bound_usd=(
             max(objective, raw.bound_usd)
             if plan is None and math.isfinite(raw.bound_usd)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Collection
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -25,10 +26,15 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    ValidationInfo,
+    WrapValidator,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from dispatch.errors import DispatchInputError
+from dispatch.markets import MarketRules, load_market_rules
 from fleet.types import (
     NODE_PATTERN,
     RESOURCE_ID_PATTERN,
@@ -67,11 +73,9 @@ class Market(StrEnum):
     CAISO = "CAISO"
 
 
-MARKET_TIMEZONES: dict[Market, str] = {
-    Market.ERCOT: "America/Chicago",
-    Market.CAISO: "America/Los_Angeles",
-}
-"""The market clock of each market (IANA name): ERCOT runs on CPT, CAISO on PPT."""
+def market_timezone(market: Market | str) -> str:
+    """Return the market clock of ``market`` (IANA name), from its rules file."""
+    return load_market_rules(str(market)).timezone
 
 
 class Meter(StrEnum):
@@ -88,14 +92,58 @@ class Service(StrEnum):
     REG_UP = "reg_up"
     REG_DOWN = "reg_down"
     SPIN = "spin"
+    ECRS = "ecrs"
+    NONSPIN = "nonspin"
     CAPACITY = "capacity"
     PEAK_SHAVING = "peak_shaving"
 
 
-WHOLESALE_SERVICES = frozenset(
-    {Service.ENERGY, Service.REG_UP, Service.REG_DOWN, Service.SPIN, Service.CAPACITY}
+SPEC_SERVICES = frozenset(
+    {
+        Service.ENERGY,
+        Service.REG_UP,
+        Service.REG_DOWN,
+        Service.SPIN,
+        Service.CAPACITY,
+        Service.PEAK_SHAVING,
+    }
 )
-"""Services settled with the ISO: a site enrolled in any of them needs a resource_id."""
+"""The services of the dispatch scenario format 1 (``spec/dispatch-model.md``)."""
+RETAIL_SERVICES = frozenset({Service.PEAK_SHAVING})
+"""Services settled with the utility, not the ISO."""
+
+
+def _service(value: Any, info: ValidationInfo) -> Any:
+    """Check a service against its site's market rules; a known one as :class:`Service`.
+
+    Raises
+    ------
+    PydanticCustomError
+        ``unknown_service``, with the allowed names in its context.
+    """
+    market = (info.data or {}).get("market")
+    rules = _market_rules(market, info) if isinstance(market, Market) else None
+    reserves = rules.reserve_services if rules is not None else ()
+    allowed = [Service.ENERGY.value, *reserves]
+    allowed += [Service.CAPACITY.value, Service.PEAK_SHAVING.value]
+    if not isinstance(value, str) or value not in allowed:
+        if rules is None and value in Service._value2member_map_:
+            return Service(value)
+        kind = "unknown_service"
+        template = "{value} is not a known service (allowed: {allowed})"
+        raise PydanticCustomError(
+            kind, template, {"value": repr(value), "allowed": ", ".join(allowed)}
+        )
+    if value in Service._value2member_map_:
+        return Service(value)
+    return value
+
+
+ServiceName = Annotated[
+    Service | str, WrapValidator(lambda v, handler, info: _service(handler(v), info))
+]
+"""A service of a site: a :class:`Service`, or an ancillary service that only the
+market rules name (a product added to a rules file needs no code change)."""
 
 
 class ComponentKind(StrEnum):
@@ -454,7 +502,7 @@ class Site(_Frozen):
     meter: Annotated[Meter, Strict(False)]
     poi: Poi
     battery: Battery
-    services: list[Annotated[Service, Strict(False)]] = Field(min_length=1)
+    services: list[ServiceName] = Field(min_length=1)
     tariff: Tariff | None = None
     load: SiteLoad | None = None
     provenance: list[Component] = Field(min_length=1)
@@ -482,7 +530,7 @@ class Site(_Frozen):
     def _check_site(self) -> Site:
         problems: list[str] = []
         duplicates = sorted(
-            {s.value for s in self.services if self.services.count(s) > 1}
+            {str(s) for s in self.services if self.services.count(s) > 1}
         )
         if duplicates:
             problems.append(f"services lists {', '.join(duplicates)} more than once")
@@ -515,7 +563,7 @@ class Site(_Frozen):
                     '(meter="behind")'
                 )
         if self.resource_id is None and self.wholesale_services:
-            names = ", ".join(s.value for s in sorted(self.wholesale_services))
+            names = ", ".join(str(s) for s in sorted(self.wholesale_services))
             problems.append(f"resource_id is required for wholesale services ({names})")
         total = math.fsum(c.cost_share for c in self.provenance)
         if abs(total - 1.0) > COST_SHARE_TOLERANCE:
@@ -545,23 +593,28 @@ class Site(_Frozen):
     @property
     def timezone(self) -> str:
         """The market clock (IANA name), derived from the market."""
-        return MARKET_TIMEZONES[self.market]
+        return market_timezone(self.market)
 
     @property
-    def wholesale_services(self) -> frozenset[Service]:
+    def wholesale_services(self) -> frozenset[str]:
         """The services this site sells to the ISO."""
-        return frozenset(self.services) & WHOLESALE_SERVICES
+        return frozenset(self.services) - RETAIL_SERVICES
 
     def has_service(self, service: Service | str) -> bool:
         """Whether the site is enrolled in ``service``."""
-        return Service(service) in self.services
+        return str(service) in {str(s) for s in self.services}
 
-    def scenario_site_fields(self) -> dict[str, Any]:
+    def scenario_site_fields(
+        self, products: Collection[str] | None = None
+    ) -> dict[str, Any]:
         """Return this site's fields of a dispatch scenario site (same names).
 
         The caller adds what depends on the day: ``soc_initial`` from telemetry,
         ``soc_final_min``, the degradation curve when the site has no override, and
-        the ``btm`` block of a behind-the-meter site.
+        the ``btm`` block of a behind-the-meter site. ``services`` keeps the spec's
+        services and, of the other ancillary services (``ecrs``, …), those in
+        ``products`` (the scenario's ``products`` block must define them); None keeps
+        the spec's only (a plain format-1 scenario).
         """
         fields: dict[str, Any] = {
             "id": self.id,
@@ -574,7 +627,11 @@ class Site(_Frozen):
             "soc_initial": self.battery.soc_initial,
             "eta_charge": self.battery.eta_charge,
             "eta_discharge": self.battery.eta_discharge,
-            "services": [service.value for service in self.services],
+            "services": [
+                str(service)
+                for service in self.services
+                if service in SPEC_SERVICES or str(service) in (products or ())
+            ],
             "foldback": {
                 "charge_taper_soc": self.battery.charge_taper_soc,
                 "discharge_taper_soc": self.battery.discharge_taper_soc,
@@ -596,6 +653,22 @@ class Site(_Frozen):
             c.cost_share for c in self.provenance if c.feoc is True or c.unknown_origin
         )
         return (total - against) / total if total > 0 else 0.0
+
+
+def _market_rules(market: Market, info: ValidationInfo) -> MarketRules | None:
+    """Return the rules of ``market``.
+
+    The validation context's ``market_rules`` mapping (market name ->
+    :class:`MarketRules`) when given, else the market's rules file.
+    """
+    given = (info.context or {}).get("market_rules") if info is not None else None
+    if given and market.value in given:
+        rules: MarketRules = given[market.value]
+        return rules
+    try:
+        return load_market_rules(market.value)
+    except DispatchInputError:
+        return None
 
 
 class Fleet(_Frozen):

@@ -403,6 +403,9 @@ def _format_error(error: ErrorDetails, data: dict[str, Any]) -> list[str]:
         owner = _owner_at(loc)
         allowed = f" (allowed: {', '.join(owner.model_fields)})" if owner else ""
         return [f"{prefix}{path} is not a known field{allowed}"]
+    if kind == "unknown_service":
+        allowed = (error.get("ctx") or {}).get("allowed", "")
+        return [f"{prefix}{shown} is not a known service (allowed: {allowed})"]
     if kind == "enum":
         expected = (error.get("ctx") or {}).get("expected", "")
         if _enum_at(loc) is Service:

@@ -15,6 +15,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
+from dispatch.markets import available_markets, market_timezone
 from forecasting.errors import ForecastInputError
 from forecasting.features import (
     FEATURE_NAMES,
@@ -25,7 +26,6 @@ from forecasting.features import (
 )
 from forecasting.types import (
     ISSUE_HOUR_LOCAL,
-    MARKET_TZ,
     PRODUCTS,
     QUANTILE_COLUMNS,
     QUANTILES,
@@ -357,7 +357,7 @@ class PriceForecaster(QuantileForecaster):
     Parameters
     ----------
     market
-        ISO name (``ERCOT``, ``CAISO``, ``PJM``); fixes the local time zone.
+        ISO name with a rules file (``ERCOT``, ``CAISO``); its time zone comes from them.
     node
         Settlement point or ``SYSTEM`` for ancillary services.
     product
@@ -374,15 +374,15 @@ class PriceForecaster(QuantileForecaster):
         product: str = "da_energy",
         **params: Any,
     ) -> None:
-        if market not in MARKET_TZ:
-            msg = f"--market: unknown market {market!r}; expected one of {sorted(MARKET_TZ)}"
+        if market not in available_markets():
+            msg = f"--market: unknown market {market!r}; expected one of {available_markets()}"
             raise ForecastInputError(msg)
         canon = canonical_product(product)
         if canon not in PRODUCTS:
             msg = f"--product: unknown product {product!r}; expected one of {list(PRODUCTS)}"
             raise ForecastInputError(msg)
         params.pop("tz", None)
-        super().__init__(tz=MARKET_TZ[market], product=canon, **params)
+        super().__init__(tz=market_timezone(market), product=canon, **params)
         self.market = market
         self.node = node
 

@@ -32,13 +32,6 @@ QUANTILES: Final[tuple[float, float, float]] = (0.1, 0.5, 0.9)
 QUANTILE_COLUMNS: Final[tuple[str, str, str]] = ("p10", "p50", "p90")
 """Column names of a quantile forecast, in the order of :data:`QUANTILES`."""
 
-MARKET_TZ: Final[dict[str, str]] = {
-    "ERCOT": "America/Chicago",
-    "CAISO": "America/Los_Angeles",
-    "PJM": "America/New_York",
-}
-"""Market-local time zone: features and operating days are defined in it."""
-
 PRODUCTS: Final[tuple[str, ...]] = (
     "da_energy",
     "rt_energy",

@@ -32,7 +32,7 @@ def add_btm(m: pyo.ConcreteModel, scn: Scenario) -> None:
     The bill includes the site's own load, so the objective is the whole bill.
     Early return when no site is behind the meter.
     """
-    a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
+    del scn
     btm = [s for s in m.S if m.site[s].is_btm]
     if not btm:
         return
@@ -47,9 +47,9 @@ def add_btm(m: pyo.ConcreteModel, scn: Scenario) -> None:
         rule=lambda m, s, i: (
             m.load_mw[s, i]
             + m.c_mw[s, i]
-            + a_dn * m.rd_mw[s, i]
+            + m.deploy_down_mw[s, i]
             - m.d_mw[s, i]
-            - a_up * m.ru_mw[s, i]
+            - m.deploy_up_mw[s, i]
         ),
     )
     no_export = [s for s in btm if not m.site[s].btm.export_allowed]

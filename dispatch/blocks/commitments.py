@@ -9,8 +9,6 @@ import pyomo.environ as pyo
 if TYPE_CHECKING:
     from dispatch.scenario import Scenario
 
-_PRODUCTS = (("reg_up_mw", "ru_mw"), ("reg_down_mw", "rd_mw"), ("spin_mw", "sp_mw"))
-
 
 def add_commitments(m: pyo.ConcreteModel, scn: Scenario) -> None:
     """Add the soft reserve awards of sites whose commitments carry a shortfall price.
@@ -41,9 +39,8 @@ def add_commitments(m: pyo.ConcreteModel, scn: Scenario) -> None:
         if com is None or com.shortfall_usd_per_mw_h is None:
             continue
         price[site.id] = com.shortfall_usd_per_mw_h
-        for name, var in _PRODUCTS:
-            series = getattr(com, name)
-            for i, value in enumerate(series or []):
+        for var, series in com.reserves_mw.items():
+            for i, value in enumerate(series):
                 if value > 0:
                     keys.append((site.id, var, i))
                     award[(site.id, var, i)] = float(value)
@@ -54,7 +51,7 @@ def add_commitments(m: pyo.ConcreteModel, scn: Scenario) -> None:
     m.commit_soft = pyo.Constraint(
         m.SHORT,
         rule=lambda m, s, v, i: (
-            getattr(m, v)[s, i] + m.short_mw[s, v, i] >= award[(s, v, i)]
+            m.r_mw[s, v, i] + m.short_mw[s, v, i] >= award[(s, v, i)]
         ),
     )
     m.objective_terms.append(

@@ -19,7 +19,7 @@ def add_degradation(m: pyo.ConcreteModel, scn: Scenario) -> None:
 
         0 ≤ e_k[s,k,i] ≤ W                                                [MWh]
         e_k[s,k,i+1] = e_k[s,k,i] + Δ·(η_c·c_k[s,k,i] - d_k[s,k,i]/η_d)
-        Σ_k c_k = c + a_dn·rd,   Σ_k d_k = d + a_up·ru,   Σ_k e_k = e - E·soc_min
+        Σ_k c_k = c + Σ a_k·r_down,   Σ_k d_k = d + Σ a_k·r_up,   Σ_k e_k = e - E·soc_min
         e_k[s,k,0] = initial energy, deepest segments filled first
         revenue -= Σ_{k,i} δ_k·d_k[s,k,i]·Δ                                [$]
 
@@ -40,7 +40,6 @@ def add_degradation(m: pyo.ConcreteModel, scn: Scenario) -> None:
     cost of batteries participating in electricity markets", IEEE Trans. Power Syst.
     33(2), 2018.
     """
-    a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
     dt = m.dt_h
     pairs = [(s, k) for s in m.S for k in range(len(m.site[s].degradation_usd_per_mwh))]
     m.SK = pyo.Set(initialize=pairs, dimen=2, ordered=True)
@@ -77,7 +76,7 @@ def add_degradation(m: pyo.ConcreteModel, scn: Scenario) -> None:
         m.T,
         rule=lambda m, s, i: (
             sum(m.ck_mw[s, k, i] for k in segs[s])
-            == m.c_mw[s, i] + a_dn * m.rd_mw[s, i]
+            == m.c_mw[s, i] + m.deploy_down_mw[s, i]
         ),
     )
     m.segment_discharge = pyo.Constraint(
@@ -85,7 +84,7 @@ def add_degradation(m: pyo.ConcreteModel, scn: Scenario) -> None:
         m.T,
         rule=lambda m, s, i: (
             sum(m.dk_mw[s, k, i] for k in segs[s])
-            == m.d_mw[s, i] + a_up * m.ru_mw[s, i]
+            == m.d_mw[s, i] + m.deploy_up_mw[s, i]
         ),
     )
     m.segment_link = pyo.Constraint(

@@ -33,7 +33,7 @@ def add_energy(m: pyo.ConcreteModel, scn: Scenario) -> None:
     i+1); their duals are the marginal value of stored energy. Behind-the-meter sites
     settle through the meter (:mod:`dispatch.blocks.btm`), not here.
     """
-    a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
+    del scn
     dt = m.dt_h
 
     def bounds(m: pyo.ConcreteModel, s: str, i: int) -> tuple[float, float]:
@@ -55,8 +55,8 @@ def add_energy(m: pyo.ConcreteModel, scn: Scenario) -> None:
 
     def balance(m: pyo.ConcreteModel, s: str, i: int) -> pyo.Expression:
         return m.e_mwh[s, i + 1] == m.e_mwh[s, i] + dt * (
-            m.eta_c[s] * (m.c_mw[s, i] + a_dn * m.rd_mw[s, i])
-            - (m.d_mw[s, i] + a_up * m.ru_mw[s, i]) / m.eta_d[s]
+            m.eta_c[s] * (m.c_mw[s, i] + m.deploy_down_mw[s, i])
+            - (m.d_mw[s, i] + m.deploy_up_mw[s, i]) / m.eta_d[s]
         )
 
     m.energy_balance = pyo.Constraint(m.S, m.T, rule=balance)
@@ -70,8 +70,8 @@ def add_energy(m: pyo.ConcreteModel, scn: Scenario) -> None:
             * (
                 m.d_mw[s, i]
                 - m.c_mw[s, i]
-                + a_up * m.ru_mw[s, i]
-                - a_dn * m.rd_mw[s, i]
+                + m.deploy_up_mw[s, i]
+                - m.deploy_down_mw[s, i]
             )
             for s in fom
             for i in m.T

@@ -15,8 +15,8 @@ def add_fleet(m: pyo.ConcreteModel, scn: Scenario) -> None:
 
     Equations (POI group G, interval i; MW):
 
-        Σ_{s∈G} (d - c + ru + sp) ≤ export_mw[G]
-        Σ_{s∈G} (c - d + rd) ≤ import_mw[G]
+        Σ_{s∈G} (d - c + Σ up reserves) ≤ export_mw[G]
+        Σ_{s∈G} (c - d + Σ down reserves) ≤ import_mw[G]
         Σ_s cap[s] ≥ capacity_min_mw
 
     Parameters
@@ -43,8 +43,7 @@ def add_fleet(m: pyo.ConcreteModel, scn: Scenario) -> None:
             m.T,
             rule=lambda m, g, i: (
                 sum(
-                    m.d_mw[s, i] - m.c_mw[s, i] + m.ru_mw[s, i] + m.sp_mw[s, i]
-                    for s in groups[g].sites
+                    m.d_mw[s, i] - m.c_mw[s, i] + m.up_mw[s, i] for s in groups[g].sites
                 )
                 <= groups[g].export_mw
             ),
@@ -54,7 +53,8 @@ def add_fleet(m: pyo.ConcreteModel, scn: Scenario) -> None:
             m.T,
             rule=lambda m, g, i: (
                 sum(
-                    m.c_mw[s, i] - m.d_mw[s, i] + m.rd_mw[s, i] for s in groups[g].sites
+                    m.c_mw[s, i] - m.d_mw[s, i] + m.down_mw[s, i]
+                    for s in groups[g].sites
                 )
                 <= groups[g].import_mw
             ),

@@ -15,8 +15,8 @@ def add_foldback(m: pyo.ConcreteModel, scn: Scenario) -> None:
 
     Equations (per site s with ``foldback``, interval i, j ∈ {i, i+1}; τ_c, τ_d the
     taper SoCs; E [MWh]):
-        c - d + rd ≤ P_c·(1 - e[s,j]/E)/(1 - τ_c)          [MW]
-        d - c + ru + sp ≤ P_d·(e[s,j]/E)/τ_d                [MW]
+        c - d + Σ down r ≤ P_c·(1 - e[s,j]/E)/(1 - τ_c)          [MW]
+        d - c + Σ up r ≤ P_d·(e[s,j]/E)/τ_d                [MW]
 
     Parameters
     ----------
@@ -41,7 +41,7 @@ def add_foldback(m: pyo.ConcreteModel, scn: Scenario) -> None:
         fb = site.foldback
         assert fb is not None
         cap = site.charge_mw * (1 - m.e_mwh[s, i + j] / site.energy_mwh)
-        return (m.c_mw[s, i] - m.d_mw[s, i] + m.rd_mw[s, i]) * (
+        return (m.c_mw[s, i] - m.d_mw[s, i] + m.down_mw[s, i]) * (
             1 - fb.charge_taper_soc
         ) <= cap
 
@@ -51,7 +51,7 @@ def add_foldback(m: pyo.ConcreteModel, scn: Scenario) -> None:
         assert fb is not None
         cap = site.discharge_mw * m.e_mwh[s, i + j] / site.energy_mwh
         return (
-            m.d_mw[s, i] - m.c_mw[s, i] + m.ru_mw[s, i] + m.sp_mw[s, i]
+            m.d_mw[s, i] - m.c_mw[s, i] + m.up_mw[s, i]
         ) * fb.discharge_taper_soc <= cap
 
     m.foldback_charge = pyo.Constraint(m.FB, m.T, m.FBJ, rule=charge)

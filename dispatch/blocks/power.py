@@ -15,8 +15,8 @@ def add_power(m: pyo.ConcreteModel, scn: Scenario) -> None:
 
     Equations (per site s, interval i; MW):
 
-        d - c + ru + sp ≤ P_d
-        c - d + rd ≤ P_c
+        d - c + Σ_{k up} r_k ≤ P_d
+        c - d + Σ_{k down} r_k ≤ P_c
         c ≤ P_c·u,   d ≤ P_d·(1 - u),   u ∈ {0, 1}      (c·d = 0)
 
     Parameters
@@ -37,14 +37,14 @@ def add_power(m: pyo.ConcreteModel, scn: Scenario) -> None:
         m.S,
         m.T,
         rule=lambda m, s, i: (
-            m.d_mw[s, i] - m.c_mw[s, i] + m.ru_mw[s, i] + m.sp_mw[s, i] <= m.p_dis_mw[s]
+            m.d_mw[s, i] - m.c_mw[s, i] + m.up_mw[s, i] <= m.p_dis_mw[s]
         ),
     )
     m.power_charge = pyo.Constraint(
         m.S,
         m.T,
         rule=lambda m, s, i: (
-            m.c_mw[s, i] - m.d_mw[s, i] + m.rd_mw[s, i] <= m.p_ch_mw[s]
+            m.c_mw[s, i] - m.d_mw[s, i] + m.down_mw[s, i] <= m.p_ch_mw[s]
         ),
     )
     m.exclusive_charge = pyo.Constraint(

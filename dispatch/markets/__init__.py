@@ -2,6 +2,10 @@
 
 One data file per market sits beside this module (``ercot.toml``, ``caiso.toml``); the
 values come from ``spec/markets.md`` and are corrected there and here, never in code.
+This is the one registry of market facts: each product's price series, price node,
+direction and sustain duration, and the market's time zone. A product added to a file
+(``modeled = true`` with a ``service`` and a ``direction``) is dispatched, bid, awarded
+and settled without a code change.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import functools
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from dispatch.errors import DispatchInputError
 
@@ -43,6 +47,17 @@ class Product:
     offer_column: str | None = None
     """Column of the market's submission file that carries its price (``REGUP``,
     ``RRSPF``, …); None: the product's ``code``."""
+    direction: Literal["up", "down"] | None = None
+    """Ancillary services: ``up`` (discharge headroom, stored energy) or ``down``
+    (charge footroom, room to store); None for energy."""
+    price_node: str | None = None
+    """Node its price is published at; None: the market's ``as_price_node``
+    (ancillary services) or the site's own node (energy)."""
+
+    @property
+    def is_reserve(self) -> bool:
+        """Whether the product is an ancillary service the dispatch model carries."""
+        return self.modeled and self.direction is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +123,19 @@ class MarketRules:
     status_offline: str = "OUT"
     """Resource status code of an unavailable resource in the operating plan."""
 
-    def as_node(self, site_node: str) -> str:
-        """Return the price node of the ancillary services for a site at ``site_node``."""
-        return site_node if self.as_price_node == "site" else self.as_price_node
+    def as_node(self, site_node: str, product: str | None = None) -> str:
+        """Return the price node of an ancillary service for a site at ``site_node``.
+
+        ``product`` (a product or its dispatch service name) with its own
+        ``price_node`` uses it; else the market's ``as_price_node`` (``site``: the
+        site's own node).
+        """
+        node = self.as_price_node
+        if product is not None:
+            by_service = [p for p in self.products if p.service == product]
+            found = by_service[0] if by_service else self.product(product)
+            node = found.price_node or node
+        return site_node if node == "site" else node
 
     def product(self, name: str) -> Product:
         """Return the product named ``name``.
@@ -137,8 +162,50 @@ class MarketRules:
         return self.product(product).price_series
 
     @property
+    def reserve_products(self) -> tuple[Product, ...]:
+        """The ancillary services the dispatch model carries, in file order."""
+        return tuple(p for p in self.modeled_products if p.is_reserve)
+
+    @property
+    def reserve_services(self) -> tuple[str, ...]:
+        """Dispatch service names of :attr:`reserve_products`."""
+        return tuple(str(p.service) for p in self.reserve_products)
+
+    @property
+    def price_products(self) -> tuple[str, ...]:
+        """Price series of a scenario node: ``energy``, then every reserve service."""
+        return ("energy", *self.reserve_services)
+
+    def reserve(self, service: str) -> Product:
+        """Return the reserve product carried by dispatch service ``service``.
+
+        Raises
+        ------
+        DispatchInputError
+            When no modeled ancillary service of the market has that service.
+        """
+        for p in self.reserve_products:
+            if p.service == service:
+                return p
+        msg = (
+            f"market {self.name}: no ancillary service {service!r}; "
+            f"known: {list(self.reserve_services)}"
+        )
+        raise DispatchInputError(msg)
+
+    def scenario_products(self) -> dict[str, dict[str, Any]]:
+        """Return the scenario's ``products`` block: direction and sustain [h]."""
+        return {
+            str(p.service): {"direction": p.direction, "sustain_h": p.sustain_h}
+            for p in self.reserve_products
+        }
+
+    @property
     def reserve_duration_h(self) -> float:
-        """The scenario's single reserve duration H: the longest modeled AS sustain [h]."""
+        """The longest modeled AS sustain [h], a scenario's default duration.
+
+        Each product carries its own in :meth:`scenario_products`.
+        """
         return max((p.sustain_h for p in self.modeled_products), default=0.0)
 
 
@@ -182,6 +249,8 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
                 rt_price_series=p.get("rt_price_series"),
                 offer_group=p.get("offer_group"),
                 offer_column=p.get("offer_column"),
+                direction=p.get("direction"),
+                price_node=p.get("price_node"),
             )
             for name, p in data["products"].items()
         )
@@ -239,6 +308,12 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
             msg = f"{source}: {key}={step:g} must be in (0, 1]"
             raise DispatchInputError(msg)
     for p in rules.products:
+        if p.direction not in (None, "up", "down"):
+            msg = f"{source}: products.{p.name}.direction={p.direction!r} must be up or down"
+            raise DispatchInputError(msg)
+        if p.sustain_h < 0:
+            msg = f"{source}: products.{p.name}.sustain_h={p.sustain_h:g} must be >= 0"
+            raise DispatchInputError(msg)
         if p.offer_group not in (None, "up", "down"):
             msg = f"{source}: products.{p.name}.offer_group={p.offer_group!r} must be up or down"
             raise DispatchInputError(msg)
@@ -255,6 +330,22 @@ def parse_market_rules(data: dict[str, Any], source: str) -> MarketRules:
         if p.service is None:
             msg = f"{source}: products.{p.name} is modeled but names no service"
             raise DispatchInputError(msg)
+        if p.service != p.name:
+            msg = (
+                f"{source}: products.{p.name}.service={p.service!r} must equal the "
+                "product name (bids, awards and settlement items use one name)"
+            )
+            raise DispatchInputError(msg)
+        if p.service != "energy" and p.direction is None:
+            msg = (
+                f"{source}: products.{p.name} is a modeled service but has no direction"
+            )
+            raise DispatchInputError(msg)
+    services = [p.service for p in rules.modeled_products]
+    dup = sorted({s for s in services if services.count(s) > 1 and s is not None})
+    if dup:
+        msg = f"{source}: service(s) {dup} carried by more than one modeled product"
+        raise DispatchInputError(msg)
     return rules
 
 
@@ -280,3 +371,30 @@ def load_market_rules(market: str) -> MarketRules:
         msg = f"{name}.toml: invalid TOML: {exc}"
         raise DispatchInputError(msg) from None
     return parse_market_rules(data, f"{name}.toml")
+
+
+def market_timezone(market: str) -> str:
+    """Return the IANA time zone of ``market``'s operating day (from its rules file).
+
+    Raises
+    ------
+    DispatchInputError
+        When the market has no rules file.
+    """
+    return load_market_rules(market).timezone
+
+
+def parse_market_toml(text: str, source: str = "market rules") -> MarketRules:
+    """Parse the text of a market rules file (the format of ``ercot.toml``).
+
+    Raises
+    ------
+    DispatchInputError
+        For invalid TOML or a missing or bad field.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{source}: invalid TOML: {exc}"
+        raise DispatchInputError(msg) from None
+    return parse_market_rules(data, source)

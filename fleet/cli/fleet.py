@@ -108,7 +108,7 @@ def show(file: FleetFileArg) -> None:
             f"{battery.discharge_mw:g}",
             f"{battery.energy_mwh:g}",
             f"{battery.duration_h:.1f}",
-            ", ".join(s.value for s in site.services),
+            ", ".join(str(s) for s in site.services),
             _poi_text(site),
         )
     console = Console()

@@ -32,8 +32,9 @@ from fleet.store.dml import Bind, transaction
 
 logger = logging.getLogger(__name__)
 
-AWARD_PRODUCTS = ("energy", "reg_up", "reg_down", "spin")
-"""Products an award may be for (``capacity`` awards are not dispatched)."""
+NOT_DISPATCHED = frozenset({"capacity"})
+"""Products an award may be for that dispatch does not carry (skipped as commitments);
+every other product is ``energy`` or an ancillary service of the market rules."""
 
 
 class AwardIn(BaseModel):
@@ -43,7 +44,9 @@ class AwardIn(BaseModel):
 
     site_id: str = Field(min_length=1, max_length=64)
     ts: AwareDatetime
-    product: Literal["energy", "reg_up", "reg_down", "spin"]
+    product: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    """``energy`` or an ancillary service of the market rules (checked by
+    :func:`award_refusals`)."""
     award_mw: float = Field(ge=-10000, le=10000)
     price: float | None = Field(default=None, ge=-10000, le=100000)
     unit: Literal["usd_per_mwh", "usd_per_mw"]
@@ -218,7 +221,7 @@ def award_refusals(
                 continue
             limit = (
                 down_limit_mw(site, product.sustain_h)
-                if product.offer_group == "down"
+                if product.direction == "down"
                 else up_limit_mw(site, product.sustain_h)
             )
             if mw > limit + _TOL_MW:
@@ -262,12 +265,8 @@ def award_refusals(
     if unanswered is not None:
         out.append(unanswered)
     sustain = {name: p.sustain_h for name, p in products.items()}
-    ups = {
-        name
-        for name, p in products.items()
-        if p.sustain_h > 0 and p.offer_group != "down"
-    }
-    downs = {name for name, p in products.items() if p.offer_group == "down"}
+    ups = {name for name, p in products.items() if p.direction == "up"}
+    downs = {name for name, p in products.items() if p.direction == "down"}
     energy = next(name for name, p in products.items() if p.sustain_h == 0)
     for (site_id, hour), awarded in sorted(per_hour.items()):
         site = sites[site_id]
@@ -461,7 +460,8 @@ def commitments_from_awards(
     -------
     dict
         Per site: ``net_mw`` fixed where an energy award covers the interval (None
-        elsewhere) and AS lower bounds (0 where nothing is awarded).
+        elsewhere) and, per awarded ancillary service, its lower bounds (0 where
+        nothing is awarded).
     """
     if isinstance(awards, pd.DataFrame):
         rows = [
@@ -481,33 +481,26 @@ def commitments_from_awards(
     ]
     per_site: dict[str, dict[str, list[float | None]]] = {}
     for site_id, ts, product, mw in rows:
-        if product not in AWARD_PRODUCTS:
+        if product in NOT_DISPATCHED:
             continue
         lo = ts.astimezone(dt.UTC)
         hi = lo + dt.timedelta(minutes=award_minutes)
         covered = [i for i, t in enumerate(grid) if lo <= t < hi]
         if not covered:
             continue
-        entry = per_site.setdefault(
-            site_id,
-            {
-                "net_mw": [None] * intervals,
-                "reg_up_mw": [0.0] * intervals,
-                "reg_down_mw": [0.0] * intervals,
-                "spin_mw": [0.0] * intervals,
-            },
-        )
-        key = "net_mw" if product == "energy" else f"{product}_mw"
+        entry = per_site.setdefault(site_id, {"energy": [None] * intervals})
+        series = entry.setdefault(product, [0.0] * intervals)
         for i in covered:
-            entry[key][i] = mw
+            series[i] = mw
     out: dict[str, Commitments] = {}
     for site_id, entry in per_site.items():
-        net = entry["net_mw"]
+        net = entry.pop("energy")
         out[site_id] = Commitments(
             net_mw=net if any(v is not None for v in net) else None,
-            reg_up_mw=[float(v or 0.0) for v in entry["reg_up_mw"]],
-            reg_down_mw=[float(v or 0.0) for v in entry["reg_down_mw"]],
-            spin_mw=[float(v or 0.0) for v in entry["spin_mw"]],
+            reserves_mw={
+                product: [float(v or 0.0) for v in series]
+                for product, series in entry.items()
+            },
         )
     return out
 

@@ -70,15 +70,6 @@ SWANSON_WEIGHTS: tuple[float, float, float] = (0.3, 0.4, 0.3)
 """Weights of P10, P50, P90 in the expected value of ``model_mean``."""
 NAIVE = "naive_average"
 """The forecaster the value of a forecast is measured against."""
-AS_NODE = "SYSTEM"
-"""Node of the system-wide ancillary-service prices in the price data."""
-AS_SERIES: Mapping[str, str] = {
-    "reg_up": "reg_up",
-    "reg_down": "reg_down",
-    "spin": "rrs_spin",
-}
-"""Scenario AS product -> price-data product."""
-SERVICES = ("energy", "reg_up", "reg_down", "spin")
 DA_PLANS: tuple[str, ...] = ("price_taker", "two_settlement")
 """How the day-ahead position is planned (:class:`BacktestOptions`)."""
 BASELINES: tuple[str, ...] = ("static_as", "tb2", "tb4", "naive_forecast")
@@ -191,6 +182,10 @@ class DayRow:
     """Charge for it: the awarded MW-h not held paid back at the DA AS price [$]."""
     rt_fallbacks: int = 0
     """Real-time steps that needed a fallback of the intraday engine."""
+    ancillary_by_product_usd: dict[str, float] = field(default_factory=dict)
+    """``ancillary`` per product of the market rules (``reg_up``, ``ecrs``, …) [$]."""
+    awarded_mw_h: dict[str, float] = field(default_factory=dict)
+    """Reserve awarded per product [MW-h]."""
     solve_seconds: float = 0.0
     """Wall time of the day's solves [s]."""
 
@@ -250,9 +245,15 @@ class BacktestReport:
         ok = self.ok_days
         revenue: dict[str, float] = {}
         baselines: dict[str, float] = {}
+        by_product: dict[str, float] = {}
+        awarded: dict[str, float] = {}
         for row in ok:
             for key, value in row.revenue_usd.items():
                 revenue[key] = revenue.get(key, 0.0) + value
+            for key, value in row.ancillary_by_product_usd.items():
+                by_product[key] = by_product.get(key, 0.0) + value
+            for key, value in row.awarded_mw_h.items():
+                awarded[key] = awarded.get(key, 0.0) + value
             for key, value in row.baselines_usd.items():
                 baselines[key] = baselines.get(key, 0.0) + value
         net = math.fsum(d.net_usd for d in ok)
@@ -274,6 +275,8 @@ class BacktestReport:
             "days_skipped": len(self.days) - len(ok),
             "hours_replayed": sum(d.hours for d in ok),
             "revenue_usd": {k: round(v, 2) for k, v in sorted(revenue.items())},
+            "ancillary_by_product_usd": {k: round(v, 2) for k, v in by_product.items()},
+            "awarded_mw_h": {k: round(v, 3) for k, v in awarded.items()},
             "degradation_usd": round(math.fsum(d.degradation_usd for d in ok), 2),
             "net_usd": round(net, 2),
             "hindsight_usd": round(hs, 2),
@@ -438,8 +441,20 @@ def prepare_days(
         methods.append(NAIVE)
     actual: dict[tuple[str, str], pd.Series] = {}
     forecast: dict[tuple[str, str, str], pd.Series] = {}
+    # Ancillary services, their price series and price nodes: the market rules.
+    as_series = {
+        str(p.service): p.price_series
+        for p in rules.reserve_products
+        if p.price_series is not None
+    }
     keys = [(node, "energy", "da_energy") for node in nodes]
-    keys += [(AS_NODE, svc, prod) for svc, prod in AS_SERIES.items()]
+    keys += list(
+        dict.fromkeys(
+            (rules.as_node(node, svc), svc, prod)
+            for node in nodes
+            for svc, prod in as_series.items()
+        )
+    )
     for node, svc, product in keys:
         y = _series(prices, node, product)
         if y is None:
@@ -490,9 +505,18 @@ def prepare_days(
         dark = np.zeros(n, dtype=bool)
         for node in nodes:
             dark |= ~np.isfinite(actual[(node, "energy")].reindex(idx).to_numpy(float))
-        for svc in AS_SERIES:
-            if (AS_NODE, svc) in actual:
-                values = actual[(AS_NODE, svc)].reindex(idx).to_numpy(float)
+        # An AS series the day has no price for at all (e.g. ECRS before it
+        # existed) is left out and priced at 0; one missing some hours darkens them.
+        absent: set[tuple[str, str]] = set()
+        for node in nodes:
+            for svc in as_series:
+                key = (rules.as_node(node, svc), svc)
+                if key not in actual:
+                    continue
+                values = actual[key].reindex(idx).to_numpy(float)
+                if not np.isfinite(values).any():
+                    absent.add(key)
+                    continue
                 dark |= ~np.isfinite(values)
         if dark.all():
             out.append(
@@ -506,9 +530,11 @@ def prepare_days(
             day_act[node] = {}
             for method in methods:
                 cut[method][node] = {}
-            for svc in SERVICES:
-                key = (node, svc) if svc == "energy" else (AS_NODE, svc)
-                if key not in actual:
+            for svc in ("energy", *as_series):
+                key = (
+                    (node, svc) if svc == "energy" else (rules.as_node(node, svc), svc)
+                )
+                if key not in actual or key in absent:
                     continue
                 act = actual[key].reindex(idx).to_numpy(float)
                 day_act[node][svc] = [float(v) for v in np.where(dark, 0.0, act)]
@@ -588,9 +614,7 @@ def fixed_plan(
         sched = result.sites[site.id]
         net = [d - c for c, d in zip(sched.charge_mw, sched.discharge_mw, strict=True)]
         com = Commitments(
-            reg_up_mw=list(sched.reg_up_mw),
-            reg_down_mw=list(sched.reg_down_mw),
-            spin_mw=list(sched.spin_mw),
+            reserves_mw={p: list(sched.reserve(p)) for p in scn.reserve_names},
             net_mw=list(net),
         )
         services = list(site.services) if keep_services else ["energy"]
@@ -618,9 +642,10 @@ def plan_of(
     da = {sid: _net_of(result, sid) for sid in result.sites}
     return TwoSettlementPlan(
         da_net_mw=da,
-        reg_up_mw={sid: list(s.reg_up_mw) for sid, s in result.sites.items()},
-        reg_down_mw={sid: list(s.reg_down_mw) for sid, s in result.sites.items()},
-        spin_mw={sid: list(s.spin_mw) for sid, s in result.sites.items()},
+        reserves_mw={
+            sid: {p: list(v) for p, v in s.reserves_mw.items()}
+            for sid, s in result.sites.items()
+        },
         rt_net_mw=dict(rt_net) if rt_net is not None else da,
     )
 
@@ -635,7 +660,7 @@ def static_as_plan(scn: Scenario) -> TwoSettlementPlan:
     together within a shared POI's limits.
     """
     a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
-    h = scn.reserve_duration_h
+    sustain = {r.name: r.sustain_h for r in scn.reserves}
     n = scn.intervals
     out: dict[str, tuple[float, float, float]] = {}
     for site in scn.sites:
@@ -655,10 +680,11 @@ def static_as_plan(scn: Scenario) -> TwoSettlementPlan:
         e0 = site.energy_mwh * site.soc_initial
         lo, hi = site.energy_mwh * site.soc_min, site.energy_mwh * site.soc_max
         factor = 1.0
-        if h > 0 and ru + spn > 0:
-            factor = min(factor, (e0 - lo) / (h * (ru + spn) / ed))
-        if h > 0 and rd > 0:
-            factor = min(factor, (hi - e0) / (h * ec * rd))
+        up_mwh = (sustain["reg_up"] * ru + sustain["spin"] * spn) / ed
+        if up_mwh > 0:
+            factor = min(factor, (e0 - lo) / up_mwh)
+        if sustain["reg_down"] > 0 and rd > 0:
+            factor = min(factor, (hi - e0) / (sustain["reg_down"] * ec * rd))
         factor = max(0.0, factor) * (1 - 1e-9)
         out[site.id] = (ru * factor, rd * factor, spn * factor)
     # Sites sharing a POI scale their offers by one factor so the group's limits hold.
@@ -676,9 +702,10 @@ def static_as_plan(scn: Scenario) -> TwoSettlementPlan:
     zero = {sid: [0.0] * n for sid in out}
     return TwoSettlementPlan(
         da_net_mw=zero,
-        reg_up_mw={sid: [v[0]] * n for sid, v in out.items()},
-        reg_down_mw={sid: [v[1]] * n for sid, v in out.items()},
-        spin_mw={sid: [v[2]] * n for sid, v in out.items()},
+        reserves_mw={
+            sid: {"reg_up": [v[0]] * n, "reg_down": [v[1]] * n, "spin": [v[2]] * n}
+            for sid, v in out.items()
+        },
         rt_net_mw=zero,
     )
 
@@ -785,9 +812,10 @@ def realtime_redispatch(
             for i in range(grid)
         ]
         awards[sid] = Commitments(
-            reg_up_mw=[float(plan.reg_up_mw[sid][i // per]) for i in range(grid)],
-            reg_down_mw=[float(plan.reg_down_mw[sid][i // per]) for i in range(grid)],
-            spin_mw=[float(plan.spin_mw[sid][i // per]) for i in range(grid)],
+            reserves_mw={
+                p: [float(series[i // per]) for i in range(grid)]
+                for p, series in plan.reserves_mw.get(sid, {}).items()
+            },
             net_mw=net,
         )
     soc = {sid: s.battery.soc_initial for sid, s in sites.items()}
@@ -842,13 +870,15 @@ def realtime_redispatch(
         if report.fallback != "none" or report.status not in ("optimal", "feasible"):
             fallbacks += 1
         for product, mw in report.shortfall_mw.items():
-            if product in AS_SERIES:
+            if product in rules.reserve_services:
                 shortfall += mw
                 charge += mw * inputs.actual[node].get(product, [0.0] * (h + 1))[h]
         for sid, site in sites.items():
             b = site.battery
             p = report.setpoints_mw.get(sid, float(plan.da_net_mw[sid][h]))
-            ru, rd = plan.reg_up_mw[sid][h], plan.reg_down_mw[sid][h]
+            held = plan.reserves_mw.get(sid, {})
+            ru = held["reg_up"][h] if "reg_up" in held else 0.0
+            rd = held["reg_down"][h] if "reg_down" in held else 0.0
             c, d = max(-p, 0.0), max(p, 0.0)
             de = b.eta_charge * (c + a_dn * rd) - (d + a_up * ru) / b.eta_discharge
             e = soc[sid] * b.energy_mwh + de
@@ -893,9 +923,7 @@ def _strategy(
             return f"plan {joint.status}: {joint.reason}"
         da_plan = TwoSettlementPlan(
             da_net_mw=joint.da_net_mw,
-            reg_up_mw={k: v["reg_up"] for k, v in joint.reserves_mw.items()},
-            reg_down_mw={k: v["reg_down"] for k, v in joint.reserves_mw.items()},
-            spin_mw={k: v["spin"] for k, v in joint.reserves_mw.items()},
+            reserves_mw=joint.reserves_mw,
             rt_net_mw=joint.da_net_mw,
         )
     else:
@@ -1052,6 +1080,16 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
         as_shortfall_mwh=shortfall_mwh,
         as_shortfall_usd=shortfall_usd,
         rt_fallbacks=fallbacks,
+        ancillary_by_product_usd=dict(value.as_by_product_usd),
+        awarded_mw_h={
+            p: math.fsum(
+                math.fsum(series)
+                for held in da_plan.reserves_mw.values()
+                for q, series in held.items()
+                if q == p
+            )
+            for p in scn_act.reserve_names
+        },
         solve_seconds=time.perf_counter() - t0,
     )
 

@@ -37,8 +37,6 @@ from fleet.store.tables import bid_sets
 
 logger = logging.getLogger(__name__)
 
-_ZERO_PRICES = ("energy", "reg_up", "reg_down", "spin")
-
 
 def check_scenario(
     fleet: Fleet,
@@ -55,7 +53,7 @@ def check_scenario(
     start = operating_day_start(rules, operating_day)
     hours = operating_day_hours(rules, operating_day)
     nodes = {s.node for s in fleet.sites if s.market.value == rules.name}
-    zero = {node: {p: [0.0] * hours for p in _ZERO_PRICES} for node in nodes}
+    zero = {node: {p: [0.0] * hours for p in rules.price_products} for node in nodes}
     return build_scenario(
         fleet,
         rules,

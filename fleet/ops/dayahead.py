@@ -42,9 +42,6 @@ from fleet.store.telemetry_tables import tlm_latest
 
 logger = logging.getLogger(__name__)
 
-AS_PRODUCTS = ("reg_up", "reg_down", "spin")
-"""Scenario AS price products (their stored series and node come from the market file)."""
-
 
 @dataclass(frozen=True, slots=True)
 class DayAheadOutcome:
@@ -169,16 +166,14 @@ def stored_forecast_prices(
         When a node has no energy forecast covering the horizon.
     """
     index = pd.date_range(start, periods=intervals, freq="h")
-    as_series: dict[str, dict[str, list[float]]] = {}
+    as_series: dict[tuple[str, str], list[float] | None] = {}
     for node in nodes:
-        as_node = rules.as_node(node)
-        if as_node in as_series:
-            continue
-        shared: dict[str, list[float]] = {}
-        for product in AS_PRODUCTS:
-            series = rules.series_of(product)
-            if series is None:
+        for product in rules.reserve_services:
+            as_node = rules.as_node(node, product)
+            series = rules.reserve(product).price_series
+            if series is None or (as_node, product) in as_series:
                 continue
+            as_series[(as_node, product)] = None
             frame = load_price_forecast(
                 bind, market=rules.name, node=as_node, product=series, as_of=as_of
             )
@@ -191,8 +186,7 @@ def stored_forecast_prices(
                 )
                 continue
             values = frame[quantile].reindex(index).to_numpy(float)
-            shared[product] = list(np.nan_to_num(values, nan=0.0))
-        as_series[as_node] = shared
+            as_series[(as_node, product)] = list(np.nan_to_num(values, nan=0.0))
     out: dict[str, dict[str, list[float]]] = {}
     for node in nodes:
         frame = load_price_forecast(
@@ -214,7 +208,11 @@ def stored_forecast_prices(
                 f"{start.isoformat()}"
             )
             raise FleetInputError(msg)
-        out[node] = {"energy": list(values), **as_series[rules.as_node(node)]}
+        out[node] = {"energy": list(values)}
+        for product in rules.reserve_services:
+            shared = as_series.get((rules.as_node(node, product), product))
+            if shared is not None:
+                out[node][product] = shared
     return out
 
 
@@ -232,9 +230,7 @@ def schedule_intervals(scn: Scenario, result: Result) -> pd.DataFrame:
                     "ts": ts,
                     "charge_mw": sched.charge_mw,
                     "discharge_mw": sched.discharge_mw,
-                    "reg_up_mw": sched.reg_up_mw,
-                    "reg_down_mw": sched.reg_down_mw,
-                    "spin_mw": sched.spin_mw,
+                    **{f"{p}_mw": sched.reserve(p) for p in scn.reserve_names},
                     "soc": sched.soc[:-1],
                     "energy_value_usd_per_mwh": sched.energy_value_usd_per_mwh
                     or [0.0] * scn.intervals,

@@ -75,10 +75,10 @@ def forecast_series_needed(fleet: Fleet, rules: MarketRules) -> list[tuple[str, 
     out: list[tuple[str, str]] = [
         (node, energy) for node in sorted({s.node for s in sites if s.is_fom})
     ]
-    as_nodes = sorted({rules.as_node(s.node) for s in sites})
-    for product in rules.modeled_products:
-        if product.name == "energy" or product.price_series is None:
+    for product in rules.reserve_products:
+        if product.price_series is None:
             continue
+        as_nodes = sorted({rules.as_node(s.node, product.name) for s in sites})
         out.extend((node, product.price_series) for node in as_nodes)
     return list(dict.fromkeys(out))
 

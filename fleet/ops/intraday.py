@@ -33,8 +33,8 @@ import paho.mqtt.client as mqtt
 
 from dispatch.markets import MarketRules
 from dispatch.result import Result
-from dispatch.scenario import Commitments, Scenario
-from dispatch.shortfall import RESERVE_SERIES, reserve_shortfall_mw
+from dispatch.scenario import BUILTIN_RESERVES, Commitments, Scenario
+from dispatch.shortfall import reserve_shortfall_mw
 from dispatch.solve import SolveOptions, solve
 from dispatch.status import SolveStatus
 from fleet.domain import Fleet, Site
@@ -66,7 +66,7 @@ SetpointSink = Callable[[str, float, int, int, str], None]
 """(site_id, p_mw, valid_from_ms, expires_at_ms, version) -> None."""
 BtmSource = Callable[[dt.datetime, int, int], Mapping[str, BtmInputs]]
 """(start, intervals, interval_minutes) -> behind-the-meter inputs per site."""
-AS_PRODUCTS = tuple(RESERVE_SERIES)
+AS_PRODUCTS = tuple(BUILTIN_RESERVES)
 """Reserve products the intraday loop holds."""
 
 
@@ -183,16 +183,14 @@ def _cover(
         if com is None:
             continue
         for p in AS_PRODUCTS:
-            series = getattr(com, RESERVE_SERIES[p])
+            series = com.award(p)
             if series is not None:
                 need[p] += np.asarray(series, dtype=float)
     out: dict[str, Commitments] = {}
     for site in available:
         com = commitments.get(site.id) or Commitments()
         own = {
-            p: np.asarray(
-                getattr(com, RESERVE_SERIES[p]) or [0.0] * intervals, dtype=float
-            ).copy()
+            p: np.asarray(com.award(p) or [0.0] * intervals, dtype=float).copy()
             for p in AS_PRODUCTS
         }
         p_d, p_c = site.battery.discharge_mw, site.battery.charge_mw
@@ -207,7 +205,12 @@ def _cover(
         own["reg_down"] += take
         need["reg_down"] -= take
         out[site.id] = com.model_copy(
-            update={RESERVE_SERIES[p]: [float(v) for v in own[p]] for p in AS_PRODUCTS}
+            update={
+                "reserves_mw": {
+                    **com.reserves_mw,
+                    **{p: [float(v) for v in own[p]] for p in AS_PRODUCTS},
+                }
+            }
         )
     shortfall = {
         p: float(np.max(np.abs(v))) for p, v in need.items() if np.any(np.abs(v) > 1e-6)
@@ -329,9 +332,11 @@ class IntradayDispatcher:
             return out
 
         return Commitments(
-            reg_up_mw=lower(com.reg_up_mw),
-            reg_down_mw=lower(com.reg_down_mw),
-            spin_mw=lower(com.spin_mw),
+            reserves_mw={
+                p: low
+                for p, series in com.reserves_mw.items()
+                if (low := lower(series)) is not None
+            },
             net_mw=fixed(com.net_mw),
         )
 
@@ -410,12 +415,7 @@ class IntradayDispatcher:
             ),
             degradation=self.degradation,
         )
-        return scn.model_copy(
-            update={
-                "reserve_duration_h": scn.reserve_duration_h
-                * (1.0 + self.config.sustain_margin)
-            }
-        )
+        return scn.with_sustain_factor(1.0 + self.config.sustain_margin)
 
     def step(self, now: dt.datetime, index: int | None = None) -> IntervalReport:
         """Re-solve from interval ``index`` (default: the one containing ``now``).
@@ -500,10 +500,7 @@ class IntradayDispatcher:
         )
         expires = max(expires, valid_from + 2000)
         awarded = {
-            sid: {
-                p: float((getattr(c, RESERVE_SERIES[p]) or [0.0])[0])
-                for p in AS_PRODUCTS
-            }
+            sid: {p: float((c.award(p) or [0.0])[0]) for p in AS_PRODUCTS}
             for sid, c in own.items()
         }
         ok = (
@@ -532,9 +529,7 @@ class IntradayDispatcher:
                     clipped.append(site.id)
                 setpoints[site.id] = p_mw
                 planned[site.id] = sched.soc[0] + (sched.soc[1] - sched.soc[0]) / k
-                held[site.id] = {
-                    p: float(getattr(sched, RESERVE_SERIES[p])[0]) for p in AS_PRODUCTS
-                }
+                held[site.id] = {p: float(sched.reserve(p)[0]) for p in AS_PRODUCTS}
             short = reserve_shortfall_mw(scn, result)
         else:
             fallback = "hold"
@@ -637,8 +632,8 @@ def dayahead_prices_on_grid(scn: Scenario) -> PriceSource:
     """
     hourly = {
         node: {
-            p: list(getattr(prices, p) or [0.0] * scn.intervals)
-            for p in ("energy", "reg_up", "reg_down", "spin")
+            p: list(prices.series(p) or [0.0] * scn.intervals)
+            for p in ("energy", *scn.reserve_names)
         }
         for node, prices in scn.markets.items()
     }

@@ -187,11 +187,11 @@ class ReplayMarket:
                 )
                 raise FleetInputError(msg)
             as_prices[sid] = {}
-            for product in rules.modeled_products:
-                if product.name == "energy" or product.price_series is None:
+            for product in rules.reserve_products:
+                if product.price_series is None:
                     continue
                 as_prices[sid][product.name] = series(
-                    rules.as_node(site.node), product.price_series
+                    rules.as_node(site.node, product.name), product.price_series
                 )
         return clear_at_prices(
             parsed,

@@ -423,14 +423,14 @@ class MarketLoop:
                     self.bind, self.rules, day, node=node, series=energy_series
                 )
             }
-            for product in ("reg_up", "reg_down", "spin"):
+            for product in self.rules.reserve_services:
                 series = self.rules.series_of(product)
                 if series is not None:
                     hourly[node][product] = day_prices(
                         self.bind,
                         self.rules,
                         day,
-                        node=self.rules.as_node(node),
+                        node=self.rules.as_node(node, product),
                         series=series,
                     )
 

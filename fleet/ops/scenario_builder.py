@@ -20,9 +20,6 @@ from fleet.ops.degradation_costs import model_segment_costs_usd_per_mwh
 
 logger = logging.getLogger(__name__)
 
-PRICE_PRODUCTS: tuple[str, ...] = ("energy", "reg_up", "reg_down", "spin")
-"""Price series of a scenario node: energy [$/MWh], reg_up/reg_down/spin [$/MW-h]."""
-
 
 @dataclass(frozen=True, slots=True)
 class SiteState:
@@ -50,7 +47,8 @@ class ScenarioInputs:
     intervals: int
     """Number of intervals."""
     prices: Mapping[str, Mapping[str, Sequence[float]]]
-    """Per node, per product of :data:`PRICE_PRODUCTS`, one value per interval."""
+    """Per node, per product of the market's ``price_products`` (``energy`` [$/MWh],
+    then each ancillary service [$/MW-h]), one value per interval."""
     states: Mapping[str, SiteState] = field(default_factory=dict)
     """Per site id; missing sites are available at their fleet-file SoC."""
     commitments: Mapping[str, Commitments] = field(default_factory=dict)
@@ -88,6 +86,7 @@ def site_fields(
     site: Site,
     state: SiteState,
     *,
+    rules: MarketRules | None = None,
     degradation: Sequence[float] | None = None,
     soc_final_min: float | None = None,
     btm: BtmInputs | None = None,
@@ -96,8 +95,16 @@ def site_fields(
 
     SoH scales the energy; an unavailable site gets zero power (it keeps its SoC).
     The SoC is clipped into ``[soc_min, soc_max]`` (telemetry may read just outside).
+    With ``rules``, the site's ancillary services are checked against the market's.
+
+    Raises
+    ------
+    FleetInputError
+        When the site lists an ancillary service ``rules`` does not carry.
     """
-    fields = site.scenario_site_fields()
+    fields = site.scenario_site_fields(
+        products=rules.reserve_services if rules is not None else None
+    )
     fields["energy_mwh"] = fields["energy_mwh"] * state.soh
     lo, hi = fields["soc_min"], fields["soc_max"]
     soc = fields["soc_initial"] if state.soc is None else state.soc
@@ -118,6 +125,15 @@ def site_fields(
             else default_degradation_usd_per_mwh(site)
         )
     fields["services"] = [s for s in fields["services"] if s != "capacity"]
+    if rules is not None:
+        own = {"energy", "capacity", "peak_shaving", *rules.reserve_services}
+        unknown = sorted({str(x) for x in site.services} - own)
+        if unknown:
+            msg = (
+                f"site {site.id}: services {unknown} are not products of market "
+                f"{rules.name} (its ancillary services: {list(rules.reserve_services)})"
+            )
+            raise FleetInputError(msg)
     if btm is not None and site.tariff is not None:
         fields["btm"] = {
             "load_mw": list(btm.load_mw),
@@ -188,8 +204,11 @@ def build_scenario(
             raise FleetInputError(msg)
         series: dict[str, list[float]] = {}
         for product, values in inputs.prices[node].items():
-            if product not in PRICE_PRODUCTS:
-                msg = f"node {node}: unknown price product {product!r}"
+            if product not in rules.price_products:
+                msg = (
+                    f"node {node}: unknown price product {product!r}; "
+                    f"{rules.name} has {list(rules.price_products)}"
+                )
                 raise FleetInputError(msg)
             arr = np.asarray(values, dtype=float)
             if arr.shape != (inputs.intervals,) or not np.isfinite(arr).all():
@@ -206,6 +225,7 @@ def build_scenario(
         entry = site_fields(
             site,
             inputs.states.get(site.id, SiteState()),
+            rules=rules,
             degradation=(degradation or {}).get(site.id),
             soc_final_min=inputs.soc_final_min.get(site.id),
             btm=inputs.btm.get(site.id),
@@ -222,6 +242,7 @@ def build_scenario(
         "markets": markets,
         "regulation": {"deploy_up": rules.deploy_up, "deploy_down": rules.deploy_down},
         "reserve_duration_h": rules.reserve_duration_h,
+        "products": rules.scenario_products(),
         "sites": entries,
     }
     ids = {s.id for s in sites}

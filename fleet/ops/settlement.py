@@ -6,12 +6,14 @@ One module for every caller (the operator, the API, the demo). Per front-of-mete
 - ``rt_deviation``: (metered net power - energy award) per 15-minute interval at the
   real-time price of the site's node (the day-ahead price where the store has no
   real-time price, counted in the detail, never silently);
-- ``reg_up``, ``reg_down``, ``spin``: reserve awards at their clearing prices;
+- one item per ancillary service of the market rules (``reg_up``, ``reg_down``,
+  ``spin``, ``ecrs``, ``nonspin``, …): reserve awards at their clearing prices;
 - ``as_shortfall``: the charge-back for awarded reserves not held, at
   ``shortfall_charge_factor`` x the product's clearing price (the market file). A site
   holds what its metered power and SoC allow: up capability
   ``min(P_dis(soc) - p, (E·soc - E_min)·η_d / D)``, down capability
-  ``min(P_ch(soc) + p, (E_max - E·soc) / (η_c·D))`` with the BMS foldback of the
+  ``min(P_ch(soc) + p, (E_max - E·soc) / (η_c·D))``, D the award-weighted sustain
+  duration of the direction's products in the interval, with the BMS foldback of the
   battery's power near the SoC limits, 0 without telemetry. Reserves are an
   obligation of the market participant (QSE), so the fleet's capability is pooled per
   direction before the shortfall is charged; each site's own deficit is in the detail;
@@ -52,7 +54,6 @@ logger = logging.getLogger(__name__)
 
 SETTLEMENT_MINUTES = 15
 """Settlement interval of metered quantities [minutes]."""
-AS_ITEMS = ("reg_up", "reg_down", "spin")
 INFORMATION_ITEMS = ("btm_bill", "btm_baseline_bill")
 """Items that describe the net rather than add to it: a behind-the-meter site's bills
 with and without the battery (what the battery earns there is ``btm_savings``)."""
@@ -61,9 +62,6 @@ with and without the battery (what the battery earns there is ``btm_savings``)."
 def net_usd(by_item: Mapping[str, float]) -> float:
     """Return the net value of settled items [$]: every item but :data:`INFORMATION_ITEMS`."""
     return float(sum(v for k, v in by_item.items() if k not in INFORMATION_ITEMS))
-
-
-UP_PRODUCTS = ("reg_up", "spin")
 
 
 @dataclass(slots=True)
@@ -155,9 +153,6 @@ def settle_day(
     capability: dict[str, dict[str, np.ndarray]] = {}
     as_award: dict[str, dict[str, np.ndarray]] = {}
     as_price: dict[str, dict[str, np.ndarray]] = {}
-    sustain = {p: rules.product(p).sustain_h for p in AS_ITEMS if _has(rules, p)}
-    d_up = max((sustain.get(p, 0.0) for p in UP_PRODUCTS), default=0.0)
-    d_dn = sustain.get("reg_down", 0.0)
     for site in (s for s in fleet.sites if s.market.value == rules.name):
         if site.is_btm:
             out.rows.extend(_settle_btm(bind, rules, site, operating_day, start, n))
@@ -245,21 +240,21 @@ def settle_day(
         p_ch = np.minimum(
             b.charge_mw, b.charge_mw * (1 - s0) / (1 - b.charge_taper_soc)
         )
-        up = np.minimum(
-            p_dis - p0,
-            np.maximum(0.0, e_mwh * s0 - e_min) * b.eta_discharge / max(d_up, 1e-9),
-        )
-        dn = np.minimum(
-            p_ch + p0,
-            np.maximum(0.0, e_max - e_mwh * s0) / (b.eta_charge * max(d_dn, 1e-9)),
-        )
+        # Power [MW] and sustainable energy [MWh x h / h] per direction; the energy
+        # limit becomes MW once the awards' sustain durations are known.
         capability[site.id] = {
-            "up": np.where(have, np.maximum(up, 0.0), 0.0),
-            "down": np.where(have, np.maximum(dn, 0.0), 0.0),
+            "up": np.where(have, np.maximum(p_dis - p0, 0.0), 0.0),
+            "down": np.where(have, np.maximum(p_ch + p0, 0.0), 0.0),
+            "up_mwh": np.where(
+                have, np.maximum(0.0, e_mwh * s0 - e_min) * b.eta_discharge, 0.0
+            ),
+            "down_mwh": np.where(
+                have, np.maximum(0.0, e_max - e_mwh * s0) / b.eta_charge, 0.0
+            ),
         }
         as_award[site.id] = {}
         as_price[site.id] = {}
-        for product in AS_ITEMS:
+        for product in rules.reserve_services:
             mw, price = _award_series(awards, site.id, product, start, hours)
             if not mw.any():
                 continue
@@ -300,14 +295,6 @@ def settle_day(
     return out
 
 
-def _has(rules: MarketRules, product: str) -> bool:
-    try:
-        rules.product(product)
-    except ValueError:
-        return False
-    return True
-
-
 def _shortfall_rows(
     rules: MarketRules,
     day: dt.date,
@@ -323,13 +310,33 @@ def _shortfall_rows(
     if not sites:
         return rows
     n = len(next(iter(capability.values()))["up"]) if capability else 0
-    for direction, products in (("up", UP_PRODUCTS), ("down", ("reg_down",))):
-        cap = sum((capability[s][direction] for s in capability), np.zeros(n))
+    sustain = {str(p.service): p.sustain_h for p in rules.reserve_products}
+
+    def held(site: str, direction: str, awards: Mapping[str, np.ndarray]) -> np.ndarray:
+        """MW the site holds in ``direction`` for awards of these durations."""
+        total = sum(awards.values(), np.zeros(n))
+        weighted = sum((sustain[p] * a for p, a in awards.items()), np.zeros(n))
+        longest = max((sustain[p] for p in awards), default=0.0)
+        d = np.divide(weighted, total, out=np.full(n, longest), where=total > 0)
+        own = capability.get(site)
+        if own is None:
+            return np.zeros(n)
+        held_mw: np.ndarray = np.minimum(
+            own[direction], own[f"{direction}_mwh"] / np.maximum(d, 1e-9)
+        )
+        return held_mw
+
+    for direction in ("up", "down"):
+        products = [
+            str(p.service) for p in rules.reserve_products if p.direction == direction
+        ]
         award = {
             p: sum((as_award[s].get(p, np.zeros(n)) for s in sites), np.zeros(n))
             for p in products
         }
         total = sum(award.values(), np.zeros(n))
+        # The fleet's pooled capability at the fleet's award mix of durations.
+        cap = sum((held(s, direction, award) for s in capability), np.zeros(n))
         short = np.maximum(0.0, total - cap)
         for p in products:
             out.awarded_mwh[p] = float(award[p].sum() * dt_h)
@@ -340,7 +347,11 @@ def _shortfall_rows(
             s: np.maximum(
                 0.0,
                 sum((as_award[s].get(p, np.zeros(n)) for p in products), np.zeros(n))
-                - capability.get(s, {}).get(direction, np.zeros(n)),
+                - held(
+                    s,
+                    direction,
+                    {p: as_award[s][p] for p in products if p in as_award[s]},
+                ),
             )
             for s in sites
         }

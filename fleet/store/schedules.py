@@ -20,12 +20,11 @@ logger = logging.getLogger(__name__)
 INTERVAL_REQUIRED = ("site_id", "ts", "charge_mw", "discharge_mw")
 #: Optional interval columns and the value stored when a frame lacks them.
 INTERVAL_OPTIONAL: dict[str, float | None] = {
-    "reg_up_mw": 0.0,
-    "reg_down_mw": 0.0,
-    "spin_mw": 0.0,
     "soc": None,
     "energy_value_usd_per_mwh": None,
 }
+SPEC_RESERVES = ("reg_up", "reg_down", "spin")
+"""Reserve products that also have their own ``<product>_mw`` column (the spec's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +84,9 @@ def save_schedule(
         JSON documents kept with the schedule.
     intervals
         Per-site, per-interval plan with columns ``site_id``, ``ts`` (aware),
-        ``charge_mw``, ``discharge_mw`` and optionally ``reg_up_mw``,
-        ``reg_down_mw``, ``spin_mw`` [MW], ``soc`` (fraction 0-1) and
-        ``energy_value_usd_per_mwh``.
+        ``charge_mw``, ``discharge_mw``, optionally one ``<product>_mw`` column per
+        reserve product (``reg_up_mw``, ``ecrs_mw``, … [MW]; any product, no
+        migration needed), ``soc`` (fraction 0-1) and ``energy_value_usd_per_mwh``.
     actor
         When given, an audit entry ``schedule.save`` is written by this actor.
     created_at
@@ -208,7 +207,11 @@ def list_versions(bind: Bind, *, market: str, operating_day: dt.date) -> list[in
 def load_intervals(
     bind: Bind, *, schedule_id: int, site_id: str | None = None
 ) -> pd.DataFrame:
-    """Return a schedule's intervals (one row per site and interval, ``ts`` UTC)."""
+    """Return a schedule's intervals (one row per site and interval, ``ts`` UTC).
+
+    Reserves come back as one ``<product>_mw`` column per product stored (always
+    ``reg_up_mw``, ``reg_down_mw`` and ``spin_mw``; 0 where a row lacks a product).
+    """
     query = (
         sa.select(schedule_intervals)
         .where(schedule_intervals.c.schedule_id == schedule_id)
@@ -222,7 +225,29 @@ def load_intervals(
         [r._mapping for r in rows], columns=[c.name for c in schedule_intervals.c]
     )
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-    return frame.drop(columns="schedule_id")
+    stored = [r if isinstance(r, dict) else {} for r in frame["reserves"]]
+    products = list(dict.fromkeys(p for row in stored for p in row))
+    for product in products:
+        column = f"{product}_mw"
+        values = [row.get(product) for row in stored]
+        if column in frame.columns:
+            frame[column] = [
+                float(v) if v is not None else float(old)
+                for v, old in zip(values, frame[column], strict=True)
+            ]
+        else:
+            frame[column] = [float(v or 0.0) for v in values]
+    return frame.drop(columns=["schedule_id", "reserves"])
+
+
+def reserve_columns(frame: pd.DataFrame) -> dict[str, str]:
+    """Return product -> ``<product>_mw`` column of a schedule-interval frame."""
+    fixed = {"charge_mw", "discharge_mw"}
+    return {
+        str(c).removesuffix("_mw"): str(c)
+        for c in frame.columns
+        if str(c).endswith("_mw") and c not in fixed
+    }
 
 
 def _interval_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -238,7 +263,19 @@ def _interval_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     for column, default in INTERVAL_OPTIONAL.items():
         if column not in data.columns:
             data[column] = default
-    data = data[[*INTERVAL_REQUIRED, *INTERVAL_OPTIONAL]].astype(object)
+    reserves = reserve_columns(data)
+    for product in SPEC_RESERVES:
+        if product not in reserves:
+            data[f"{product}_mw"] = 0.0
+    cols = list(reserves.items())
+    data["reserves"] = [
+        {p: float(row[i]) for i, (p, _) in enumerate(cols)}
+        for row in data[[c for _, c in cols]].itertuples(index=False)
+    ]
+    spec = [f"{p}_mw" for p in SPEC_RESERVES]
+    data = data[[*INTERVAL_REQUIRED, *spec, *INTERVAL_OPTIONAL, "reserves"]].astype(
+        object
+    )
     data = data.where(data.notna(), None)
     return [
         dict(zip(data.columns, row, strict=True))

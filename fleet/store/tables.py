@@ -180,6 +180,12 @@ schedule_intervals = sa.Table(
         "soc", sa.Float(), nullable=True, comment="fraction 0-1, end of interval"
     ),
     sa.Column("energy_value_usd_per_mwh", sa.Float(), nullable=True),
+    sa.Column(
+        "reserves",
+        JsonDoc,
+        nullable=True,
+        comment="MW per reserve product (market rules' service names)",
+    ),
     sa.Index(None, "site_id", "ts"),
 )
 

@@ -20,9 +20,7 @@ def _plan(result, rt_net=None):
     }
     return TwoSettlementPlan(
         da_net_mw=net,
-        reg_up_mw={sid: s.reg_up_mw for sid, s in result.sites.items()},
-        reg_down_mw={sid: s.reg_down_mw for sid, s in result.sites.items()},
-        spin_mw={sid: s.spin_mw for sid, s in result.sites.items()},
+        reserves_mw={sid: s.reserves_mw for sid, s in result.sites.items()},
         rt_net_mw=rt_net or net,
     )
 

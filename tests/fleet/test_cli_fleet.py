@@ -79,7 +79,7 @@ def test_validate_exits_0_when_example_yaml(
         ),
         (
             {"services": ["energy", "arbitrage"]},
-            'services[1]="arbitrage" is not a known service (allowed: energy, reg_up, reg_down, spin, capacity, peak_shaving)',
+            'services[1]="arbitrage" is not a known service (allowed: energy, reg_up, reg_down, spin, ecrs, nonspin, capacity, peak_shaving)',
         ),
         (
             {"id": "site-01", "resource_id": "ERCOT_ESR_X"},

@@ -158,7 +158,7 @@ def test_load_fleet_lists_allowed_services_when_service_is_unknown(
     path = _bad_fleet(tmp_path, suffix, services=["energy", "frequency_response"])
     assert _problems(path) == [
         f'{path}: site "site-02": services[1]="frequency_response" is not a known '
-        "service (allowed: energy, reg_up, reg_down, spin, capacity, peak_shaving)"
+        "service (allowed: energy, reg_up, reg_down, spin, ecrs, nonspin, capacity, peak_shaving)"
     ]
 
 

@@ -323,9 +323,9 @@ def test_static_as_offer_is_energy_neutral_and_held_every_hour():
     scn = scenario()
     plan = static_as_plan(scn)
     ru, rd, sp = (
-        plan.reg_up_mw["site-01"],
-        plan.reg_down_mw["site-01"],
-        plan.spin_mw["site-01"],
+        plan.reserves_mw["site-01"]["reg_up"],
+        plan.reserves_mw["site-01"]["reg_down"],
+        plan.reserves_mw["site-01"]["spin"],
     )
     assert ru == [pytest.approx(6.0)] * 24
     assert sp == [pytest.approx(4.0)] * 24
@@ -415,3 +415,36 @@ def test_model_mean_plans_at_the_swanson_mean_of_the_quantiles():
     assert len(mean) == 48
     np.testing.assert_allclose(mean.to_numpy(), expected, rtol=1e-9)
     assert not np.allclose(mean.to_numpy(), quantiles["p50"].to_numpy())
+
+
+def _with_ecrs_nonspin(prices: pd.DataFrame) -> pd.DataFrame:
+    """Add SYSTEM ``ecrs`` and ``nonspin`` series (the shared data's product names)."""
+    base = prices[prices["product"] == "rrs_spin"]
+    extra = [
+        base.assign(product="ecrs", price=base["price"] * 2.0 + 4.0),
+        base.assign(product="nonspin", price=base["price"] * 1.5 + 6.0),
+    ]
+    return pd.concat([prices, *extra], ignore_index=True)
+
+
+def test_backtest_bids_and_settles_ecrs_and_nonspin_when_site_lists_them():
+    data = fleet_data(1)
+    data["sites"][0]["services"] = [*data["sites"][0]["services"], "ecrs", "nonspin"]
+    data["sites"][0]["battery"]["energy_mwh"] = 40.0
+    data["sites"][0]["battery"]["strings"] = 106
+    fl = Fleet.model_validate(data)
+    prices = _with_ecrs_nonspin(price_frame(dt.date(2024, 2, 20), END))
+    rep = run_backtest(fl, prices, END, END, BacktestOptions())
+    totals = rep.totals()
+    assert totals["days_replayed"] == 1
+    by_product = totals["ancillary_by_product_usd"]
+    assert by_product["ecrs"] > 0
+    assert by_product["nonspin"] > 0
+    assert totals["awarded_mw_h"]["nonspin"] > 0
+    assert sum(by_product.values()) == pytest.approx(
+        totals["revenue_usd"]["ancillary"], abs=0.05
+    )
+    # Without the services the same prices earn nothing from them.
+    plain = run_backtest(fleet(1), prices, END, END, BacktestOptions()).totals()
+    assert plain["ancillary_by_product_usd"]["ecrs"] == 0.0
+    assert plain["awarded_mw_h"]["nonspin"] == 0.0

@@ -173,7 +173,7 @@ def test_rule_check_refuses_when_site_not_enrolled():
 
 
 def test_rule_check_refuses_when_product_not_in_market():
-    bid = Bid("site-01", "ecrs", 3, ((2.0, 1.0),))
+    bid = Bid("site-01", "frrs_up", 3, ((2.0, 1.0),))
     assert _rules_of([bid]) == ["product"]
 
 

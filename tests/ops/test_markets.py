@@ -17,15 +17,44 @@ def test_load_market_rules_reads_ercot_sustain_durations_when_loaded():
     assert rules.product("reg_up").sustain_h == 0.5
     assert rules.product("ecrs").sustain_h == 1.0
     assert rules.product("nonspin").sustain_h == 4.0
-    assert not rules.product("ecrs").modeled
-    assert rules.reserve_duration_h == 0.5
+    assert rules.product("ecrs").modeled
+    assert rules.product("ecrs").direction == "up"
+    assert rules.product("reg_down").direction == "down"
+    assert rules.reserve_services == ("reg_up", "reg_down", "spin", "ecrs", "nonspin")
+    assert rules.price_products == ("energy", *rules.reserve_services)
+    assert rules.series_of("spin") == "rrs_spin"
+    assert rules.reserve_duration_h == 4.0
+    assert rules.scenario_products()["nonspin"] == {"direction": "up", "sustain_h": 4.0}
+
+
+def test_market_registry_holds_time_zones_and_as_nodes():
+    from dispatch.markets import market_timezone
+
+    assert market_timezone("ercot") == "America/Chicago"
+    assert market_timezone("CAISO") == "America/Los_Angeles"
+    assert load_market_rules("ERCOT").as_node("HB_HOUSTON", "ecrs") == "SYSTEM"
+    assert load_market_rules("CAISO").as_node("NODE_X", "reg_up") == "NODE_X"
+
+
+def test_parse_market_rules_refuses_modeled_product_without_direction():
+    from importlib import resources
+
+    from dispatch.markets import parse_market_toml
+
+    text = resources.files("dispatch.markets").joinpath("ercot.toml").read_text()
+    text += '\n[products.toy]\nprice_series = "toy"\ncode = "TOY"\nservice = "toy"\nmodeled = true\n'
+    with pytest.raises(
+        DispatchInputError,
+        match=r"products\.toy is a modeled service but has no direction",
+    ):
+        parse_market_toml(text, "toy.toml")
 
 
 def test_load_market_rules_reads_caiso_regulation_hour_when_loaded():
     rules = load_market_rules("CAISO")
     assert rules.product("reg_up").sustain_h == 1.0
     assert rules.as_max_blocks == 1
-    assert rules.reserve_duration_h == 1.0
+    assert rules.reserve_services == ("reg_up", "reg_down", "spin")
     assert set(available_markets()) >= {"ERCOT", "CAISO"}
 
 
