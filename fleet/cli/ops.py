@@ -127,7 +127,7 @@ def backtest(
         typer.Option(
             "--load-dir",
             help="Folder of the behind-the-meter load data sets; default: the shared "
-            "data folder when it exists.",
+            "data folder when it exists, else the sample bundled with bessfleet.",
             show_default=False,
         ),
     ] = None,
@@ -156,8 +156,10 @@ def backtest(
     fleet_obj = load_fleet(fleet)
     rules = _rules(market)
     if load_dir is None:
+        from fleet.data.sample import SAMPLE_DIR
+
         shared = Settings().shared_data_dir
-        load_dir = shared if shared.is_dir() else None
+        load_dir = shared if shared.is_dir() else SAMPLE_DIR
     elif not load_dir.is_dir():
         msg = f"--load-dir={load_dir} is not a folder"
         raise FleetInputError(msg)

@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import logging
 import math
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -38,20 +39,26 @@ import pandas as pd
 
 from dispatch.markets import MarketRules, load_market_rules
 from dispatch.result import Result
-from dispatch.scenario import Commitments, Scenario, parse_scenario
+from dispatch.scenario import Commitments, Scenario
 from dispatch.solve import SolveOptions, solve
 from dispatch.status import SolveStatus
 from dispatch.twosettle import TwoSettlementPlan, TwoSettlementValue, two_settlement
 from fleet.domain import Fleet, Service, Site
 from fleet.errors import FleetInputError
+from fleet.ops.btm import LOOKBACK_DAYS, billing_cycle_start, btm_inputs
 from fleet.ops.intraday import IntradayConfig, IntradayDispatcher
+from fleet.ops.metering import LOAD_DEVICE, PCS_DEVICE, write_metered
 from fleet.ops.scenario_builder import (
     ScenarioInputs,
+    SiteState,
     build_scenario,
-    default_degradation_usd_per_mwh,
     operating_day_hours,
     operating_day_start,
 )
+from fleet.ops.settlement import SETTLEMENT_MINUTES, settle_day
+from fleet.store import migrate
+from fleet.store.dml import Bind
+from fleet.store.engine import make_engine
 from forecasting.baselines import (
     BASELINE_NAMES,
     baseline_forecasts,
@@ -215,6 +222,14 @@ class BtmMonth:
     """Highest 15-minute import of the load alone [MW]."""
     peak_with_mw: float
     """Highest metered 15-minute import [MW]."""
+    energy_without_usd: float = 0.0
+    """Energy part of the bill without the battery [$]."""
+    demand_without_usd: float = 0.0
+    """Demand charge without the battery: on the cycle's peak load [$]."""
+    energy_with_usd: float = 0.0
+    """Energy part of the bill with the battery [$]."""
+    demand_with_usd: float = 0.0
+    """Demand charge with the battery: on the cycle's peak import [$]."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1056,13 +1071,6 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
     )
 
 
-def _billing_month(day: dt.date, cycle_day: int) -> dt.date:
-    if day.day >= cycle_day:
-        return day.replace(day=cycle_day)
-    prev = day.replace(day=1) - dt.timedelta(days=1)
-    return prev.replace(day=cycle_day)
-
-
 def read_load_profile(site: Site, load_dir: Path, tz: str) -> pd.Series:
     """Return a behind-the-meter site's real load [MW] on a local-time index.
 
@@ -1119,76 +1127,90 @@ def run_btm(
     start: dt.date,
     end: dt.date,
     load_dir: Path,
+    *,
+    store: Bind | None = None,
 ) -> list[BtmMonth]:
-    """Replay behind-the-meter sites day after day; bills per site and billing month.
+    """Replay behind-the-meter sites day after day through the operations engine.
 
-    Each day is planned on a 15-minute grid at a load forecast (the same weekday a
-    week before), with the billing month's metered peak so far carried into the
-    demand charge (only a new peak costs), the SoC carried from the day before; the
-    battery then follows the plan against the actual load without exporting. Bills
-    with and without the battery use the tariff's TOU energy prices and the demand
-    charge on the month's highest 15-minute import.
+    A store (``store``, else a temporary SQLite one) is the replay's meter: each day
+    the site is planned as in production (:func:`fleet.ops.btm.btm_inputs`: the load
+    forecast from the metered load of the last 14 days, the tariff, the billing
+    cycle's metered peak so far; :func:`fleet.ops.scenario_builder.build_scenario`
+    on a 15-minute grid from the SoC the day before ended at); the simulated plant
+    follows the plan against the actual load (the site's data set) within its SoC
+    limits and without exporting when the tariff forbids it, and its meters (load
+    ``meter1``, battery ``pcs1``) are stored; the day is settled by
+    :func:`fleet.ops.settlement.settle_day` (``btm_bill``, ``btm_baseline_bill``,
+    ``btm_savings``: the energy at the tariff and the demand charge on what the day
+    adds to the cycle's peak). The days of a billing cycle add up to its bill: the
+    demand charge is on the cycle's highest 15-minute import across its days.
+
+    The 14 days before ``start`` are metered without the battery so that the first
+    day's forecast has a history; when ``start`` is inside a billing cycle, only the
+    days before that cycle are (the bill counts the window's days only), and the
+    first day without a history is planned on the site's load profile, as a new site
+    is.
     """
+    if store is None:
+        with tempfile.TemporaryDirectory(prefix="bessfleet-btm-") as tmp:
+            url = f"sqlite:///{Path(tmp) / 'replay.sqlite'}"
+            migrate.upgrade(url)
+            engine = make_engine(url)
+            try:
+                return run_btm(fleet, rules, sites, start, end, load_dir, store=engine)
+            finally:
+                engine.dispose()
     out: list[BtmMonth] = []
-    per = 4
+    per = 60 // SETTLEMENT_MINUTES
     for site in sites:
-        tariff = site.tariff
-        if tariff is None:
+        if site.tariff is None:
             logger.warning("site %s: no tariff, not replayed", site.id)
             continue
         series = read_load_profile(site, load_dir, rules.timezone)
+        one = fleet.model_copy(update={"sites": [site], "poi_groups": []})
+        # The load history the first days' forecast looks back on, metered without
+        # the battery; never inside the window's first billing cycle.
+        history_to = billing_cycle_start(site, operating_day_start(rules, start))
+        for back in range(LOOKBACK_DAYS, 0, -1):
+            d = start - dt.timedelta(days=back)
+            t0 = operating_day_start(rules, d)
+            if operating_day_start(rules, d + dt.timedelta(days=1)) > history_to:
+                break
+            n = operating_day_hours(rules, d) * per
+            starts = pd.date_range(t0, periods=n, freq="15min")
+            write_metered(
+                store,
+                site_id=site.id,
+                dev_id=LOAD_DEVICE,
+                start=t0,
+                interval_minutes=SETTLEMENT_MINUTES,
+                p_mw=load_day_mw(series, d, starts.tz_convert(rules.timezone)),
+            )
         soc = site.battery.soc_initial
-        months: dict[dt.date, dict[str, Any]] = {}
-        degradation = list(
-            site.degradation_usd_per_mwh or default_degradation_usd_per_mwh(site)
-        )
+        rows: list[dict[str, Any]] = []
         day = start
         while day <= end:
+            t0 = operating_day_start(rules, day)
             n = operating_day_hours(rules, day) * per
-            starts = pd.date_range(
-                operating_day_start(rules, day), periods=n, freq="15min"
-            ).tz_convert(rules.timezone)
+            starts = pd.date_range(t0, periods=n, freq="15min").tz_convert(
+                rules.timezone
+            )
             actual = load_day_mw(series, day, starts)
-            forecast = load_day_mw(series, day - dt.timedelta(days=7), starts)
-            tau = np.array(
-                [
-                    tariff.energy_price_usd_per_mwh(
-                        month=t.month, weekday=t.weekday(), hour=t.hour
-                    )
-                    for t in starts
-                ]
+            btm = btm_inputs(
+                store, site, t0, n, SETTLEMENT_MINUTES, now=t0, data_dir=load_dir
             )
-            key = _billing_month(day, tariff.billing_cycle_day)
-            month = months.setdefault(
-                key,
-                {"days": 0, "e0": 0.0, "e1": 0.0, "p0": 0.0, "p1": 0.0},
-            )
-            fields = site.scenario_site_fields()
-            fields.update(
-                soc_initial=soc,
-                soc_final_min=site.battery.soc_initial,
-                degradation_usd_per_mwh=degradation,
-                services=["peak_shaving"],
-                btm={
-                    "load_mw": [float(v) for v in forecast],
-                    "energy_usd_per_mwh": [float(v) for v in tau],
-                    "demand_usd_per_mw": tariff.demand_usd_per_mw_month,
-                    "peak_so_far_mw": month["p1"],
-                    "export_allowed": tariff.export_allowed,
-                },
-            )
-            scn = parse_scenario(
-                {
-                    "schema": "bess-dispatch-scenario/1",
-                    "start": starts[0].astimezone(dt.UTC).isoformat(),
-                    "interval_minutes": 15,
-                    "intervals": n,
-                    "markets": {site.node: {"energy": [0.0] * n}},
-                    "regulation": {"deploy_up": 0.0, "deploy_down": 0.0},
-                    "reserve_duration_h": 0.0,
-                    "sites": [fields],
-                },
-                source=f"{site.id} {day}",
+            scn = build_scenario(
+                one,
+                rules,
+                ScenarioInputs(
+                    start=t0,
+                    interval_minutes=SETTLEMENT_MINUTES,
+                    intervals=n,
+                    prices={},
+                    states={site.id: SiteState(soc=soc)},
+                    btm={site.id: btm},
+                ),
+                site_ids=[site.id],
             )
             result = solve(scn, OPTS)
             if result.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
@@ -1198,50 +1220,106 @@ def run_btm(
                     "btm %s %s: %s, battery idle", site.id, day, result.reason
                 )
                 plan = np.zeros(n)
-            b = site.battery
-            grid = np.empty(n)
-            for i in range(n):
-                p = float(plan[i])
-                if not tariff.export_allowed:
-                    p = min(p, float(actual[i]))
-                e = soc * b.energy_mwh
-                if p >= 0:
-                    p = min(
-                        p,
-                        max(0.0, (e - b.soc_min * b.energy_mwh))
-                        * b.eta_discharge
-                        / 0.25,
-                    )
-                    e -= 0.25 * p / b.eta_discharge
-                else:
-                    room = max(0.0, b.soc_max * b.energy_mwh - e)
-                    p = -min(-p, room / (0.25 * b.eta_charge))
-                    e -= 0.25 * p * b.eta_charge
-                soc = e / b.energy_mwh
-                grid[i] = actual[i] - p
-            month["days"] += 1
-            month["e0"] += float(np.dot(tau, actual) * 0.25)
-            month["e1"] += float(np.dot(tau, grid) * 0.25)
-            month["p0"] = max(month["p0"], float(actual.max()))
-            month["p1"] = max(month["p1"], float(grid.max()))
-            day += dt.timedelta(days=1)
-        for key, m in months.items():
-            demand = tariff.demand_usd_per_mw_month
-            without = m["e0"] + demand * m["p0"]
-            with_ = m["e1"] + demand * m["p1"]
-            out.append(
-                BtmMonth(
-                    site_id=site.id,
-                    billing_month=key.isoformat(),
-                    days=int(m["days"]),
-                    bill_without_battery_usd=round(without, 2),
-                    bill_with_battery_usd=round(with_, 2),
-                    savings_usd=round(without - with_, 2),
-                    peak_without_mw=round(m["p0"], 4),
-                    peak_with_mw=round(m["p1"], 4),
-                )
+            battery, soc_trace, soc = _btm_plant(
+                site, plan, actual, soc, SETTLEMENT_MINUTES / 60
             )
+            write_metered(
+                store,
+                site_id=site.id,
+                dev_id=LOAD_DEVICE,
+                start=t0,
+                interval_minutes=SETTLEMENT_MINUTES,
+                p_mw=actual,
+            )
+            write_metered(
+                store,
+                site_id=site.id,
+                dev_id=PCS_DEVICE,
+                start=t0,
+                interval_minutes=SETTLEMENT_MINUTES,
+                p_mw=battery,
+                soc=soc_trace,
+            )
+            rows.extend(settle_day(store, one, rules, day).rows)
+            day += dt.timedelta(days=1)
+        out.extend(btm_months(site.id, rows))
     return out
+
+
+def _btm_plant(
+    site: Site, plan: np.ndarray, load: np.ndarray, soc: float, dt_h: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Follow a behind-the-meter plan against the actual load (the simulated plant).
+
+    Returns the battery's net power per interval [MW] (+ = discharge), the SoC at
+    each interval's start and the SoC at the end.
+    """
+    b = site.battery
+    export_ok = site.tariff is not None and site.tariff.export_allowed
+    power = np.empty(len(plan))
+    trace = np.empty(len(plan))
+    for i, planned in enumerate(plan):
+        trace[i] = soc
+        p = float(planned)
+        if not export_ok:
+            p = min(p, float(load[i]))
+        e = soc * b.energy_mwh
+        if p >= 0:
+            p = min(p, max(0.0, e - b.soc_min * b.energy_mwh) * b.eta_discharge / dt_h)
+            e -= dt_h * p / b.eta_discharge
+        else:
+            room = max(0.0, b.soc_max * b.energy_mwh - e)
+            p = -min(-p, room / (dt_h * b.eta_charge))
+            e -= dt_h * p * b.eta_charge
+        soc = e / b.energy_mwh
+        power[i] = p
+    return power, trace, soc
+
+
+def btm_months(site_id: str, rows: Sequence[Mapping[str, Any]]) -> list[BtmMonth]:
+    """Add a site's settled days (``btm_*`` rows) up per billing cycle.
+
+    Each day's ``btm_bill`` charges demand only on what that day adds to the cycle's
+    peak, so the days of a cycle sum to the energy plus the demand charge on the
+    cycle's highest 15-minute import.
+    """
+    months: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if r["site_id"] != site_id or not str(r["item"]).startswith("btm_"):
+            continue
+        detail = r["detail"]
+        m = months.setdefault(
+            str(detail["billing_cycle_start"]),
+            dict.fromkeys(("days", "e0", "d0", "e1", "d1", "p0", "p1", "savings"), 0.0),
+        )
+        if r["item"] == "btm_bill":
+            m["days"] += 1
+            m["e1"] += detail["energy_usd"]
+            m["d1"] += detail["demand_usd"]
+            m["p1"] = max(m["p1"], detail["peak_import_mw"])
+        elif r["item"] == "btm_baseline_bill":
+            m["e0"] += detail["energy_usd"]
+            m["d0"] += detail["demand_usd"]
+            m["p0"] = max(m["p0"], detail["peak_load_mw"])
+        elif r["item"] == "btm_savings":
+            m["savings"] += float(r["amount_usd"])
+    return [
+        BtmMonth(
+            site_id=site_id,
+            billing_month=key,
+            days=int(m["days"]),
+            bill_without_battery_usd=round(m["e0"] + m["d0"], 2),
+            bill_with_battery_usd=round(m["e1"] + m["d1"], 2),
+            savings_usd=round(m["savings"], 2),
+            peak_without_mw=round(m["p0"], 4),
+            peak_with_mw=round(m["p1"], 4),
+            energy_without_usd=round(m["e0"], 2),
+            demand_without_usd=round(m["d0"], 2),
+            energy_with_usd=round(m["e1"], 2),
+            demand_with_usd=round(m["d1"], 2),
+        )
+        for key, m in sorted(months.items())
+    ]
 
 
 def run_backtest(

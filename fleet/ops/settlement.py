@@ -35,7 +35,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from dispatch.markets import MarketRules
-from fleet.domain import Fleet, Site
+from fleet.domain import Battery, Fleet, Site
 from fleet.ops.awards import latest_awards
 from fleet.ops.btm import billing_cycle_start, metered_import_mw, tariff_usd_per_mwh
 from fleet.ops.market import day_prices
@@ -155,9 +155,7 @@ def settle_day(
     capability: dict[str, dict[str, np.ndarray]] = {}
     as_award: dict[str, dict[str, np.ndarray]] = {}
     as_price: dict[str, dict[str, np.ndarray]] = {}
-    sustain = {p: rules.product(p).sustain_h for p in AS_ITEMS if _has(rules, p)}
-    d_up = max((sustain.get(p, 0.0) for p in UP_PRODUCTS), default=0.0)
-    d_dn = sustain.get("reg_down", 0.0)
+    d_up, d_dn = reserve_durations(rules)
     for site in (s for s in fleet.sites if s.market.value == rules.name):
         if site.is_btm:
             out.rows.extend(_settle_btm(bind, rules, site, operating_day, start, n))
@@ -231,32 +229,9 @@ def settle_day(
                 },
             )
         )
-        b = site.battery
-        e_mwh, e_min, e_max = (
-            b.energy_mwh,
-            b.energy_mwh * b.soc_min,
-            b.energy_mwh * b.soc_max,
+        capability[site.id] = reserve_capability(
+            site.battery, p_mw, soc, d_up=d_up, d_dn=d_dn
         )
-        have = ~np.isnan(p_mw) & ~np.isnan(soc)
-        p0 = np.nan_to_num(p_mw)
-        s0 = np.nan_to_num(soc)
-        # Power headroom as the BMS allows it at this SoC (foldback), and energy.
-        p_dis = np.minimum(b.discharge_mw, b.discharge_mw * s0 / b.discharge_taper_soc)
-        p_ch = np.minimum(
-            b.charge_mw, b.charge_mw * (1 - s0) / (1 - b.charge_taper_soc)
-        )
-        up = np.minimum(
-            p_dis - p0,
-            np.maximum(0.0, e_mwh * s0 - e_min) * b.eta_discharge / max(d_up, 1e-9),
-        )
-        dn = np.minimum(
-            p_ch + p0,
-            np.maximum(0.0, e_max - e_mwh * s0) / (b.eta_charge * max(d_dn, 1e-9)),
-        )
-        capability[site.id] = {
-            "up": np.where(have, np.maximum(up, 0.0), 0.0),
-            "down": np.where(have, np.maximum(dn, 0.0), 0.0),
-        }
         as_award[site.id] = {}
         as_price[site.id] = {}
         for product in AS_ITEMS:
@@ -295,9 +270,59 @@ def settle_day(
             )
         )
     out.rows.extend(
-        _shortfall_rows(rules, operating_day, capability, as_award, as_price, out, dt_h)
+        shortfall_rows(rules, operating_day, capability, as_award, as_price, out, dt_h)
     )
     return out
+
+
+def reserve_durations(rules: MarketRules) -> tuple[float, float]:
+    """Return the sustain duration [h] reserves are held for: (up, down)."""
+    sustain = {p: rules.product(p).sustain_h for p in AS_ITEMS if _has(rules, p)}
+    d_up = max((sustain.get(p, 0.0) for p in UP_PRODUCTS), default=0.0)
+    return d_up, sustain.get("reg_down", 0.0)
+
+
+def reserve_capability(
+    battery: Battery,
+    p_mw: np.ndarray,
+    soc: np.ndarray,
+    *,
+    d_up: float,
+    d_dn: float,
+) -> dict[str, np.ndarray]:
+    """Return the reserve a site holds per interval, up and down [MW].
+
+    From its metered net power ``p_mw`` (+ = discharge) and SoC (0-1): up
+    ``min(P_dis(soc) - p, (E·soc - E_min)·η_d / d_up)``, down
+    ``min(P_ch(soc) + p, (E_max - E·soc) / (η_c·d_dn))``, with the BMS foldback of the
+    power near the SoC limits; 0 where either reading is missing (NaN).
+    """
+    b = battery
+    e_mwh, e_min, e_max = (
+        b.energy_mwh,
+        b.energy_mwh * b.soc_min,
+        b.energy_mwh * b.soc_max,
+    )
+    p_mw = np.asarray(p_mw, dtype=float)
+    soc = np.asarray(soc, dtype=float)
+    have = ~np.isnan(p_mw) & ~np.isnan(soc)
+    p0 = np.nan_to_num(p_mw)
+    s0 = np.nan_to_num(soc)
+    # Power headroom as the BMS allows it at this SoC (foldback), and energy.
+    p_dis = np.minimum(b.discharge_mw, b.discharge_mw * s0 / b.discharge_taper_soc)
+    p_ch = np.minimum(b.charge_mw, b.charge_mw * (1 - s0) / (1 - b.charge_taper_soc))
+    up = np.minimum(
+        p_dis - p0,
+        np.maximum(0.0, e_mwh * s0 - e_min) * b.eta_discharge / max(d_up, 1e-9),
+    )
+    dn = np.minimum(
+        p_ch + p0,
+        np.maximum(0.0, e_max - e_mwh * s0) / (b.eta_charge * max(d_dn, 1e-9)),
+    )
+    return {
+        "up": np.where(have, np.maximum(up, 0.0), 0.0),
+        "down": np.where(have, np.maximum(dn, 0.0), 0.0),
+    }
 
 
 def _has(rules: MarketRules, product: str) -> bool:
@@ -308,7 +333,7 @@ def _has(rules: MarketRules, product: str) -> bool:
     return True
 
 
-def _shortfall_rows(
+def shortfall_rows(
     rules: MarketRules,
     day: dt.date,
     capability: dict[str, dict[str, np.ndarray]],
@@ -317,7 +342,26 @@ def _shortfall_rows(
     out: DaySettlement,
     dt_h: float,
 ) -> list[dict[str, Any]]:
-    """Pool the fleet's capability per direction, charge what the awards exceed."""
+    """Pool the fleet's capability per direction, charge what the awards exceed.
+
+    Parameters
+    ----------
+    capability
+        Per site: ``up`` and ``down`` MW held per interval (:func:`reserve_capability`).
+    as_award, as_price
+        Per site and reserve product: awarded MW and clearing price [$/MW-h] per
+        interval (products not awarded are absent).
+    out
+        Receives the awarded and shortfall MW-h per product.
+    dt_h
+        Interval length [h].
+
+    Returns
+    -------
+    list
+        ``as_shortfall_up`` / ``as_shortfall_down`` rows per site that is short: the
+        charge (negative) at ``shortfall_charge_factor`` x the clearing price.
+    """
     rows: list[dict[str, Any]] = []
     sites = list(as_award)
     if not sites:
