@@ -55,7 +55,15 @@ from fleet.ops.scenario_builder import (
     operating_day_hours,
     operating_day_start,
 )
-from fleet.ops.settlement import SETTLEMENT_MINUTES, settle_day
+from fleet.ops.settlement import (
+    AS_ITEMS,
+    SETTLEMENT_MINUTES,
+    DaySettlement,
+    reserve_capability,
+    reserve_durations,
+    settle_day,
+    shortfall_rows,
+)
 from fleet.store import migrate
 from fleet.store.dml import Bind
 from fleet.store.engine import make_engine
@@ -192,10 +200,14 @@ class DayRow:
     """Hours without an RT price (excluded from the RT figure)."""
     dark_hours: int = 0
     """Hours without an actual DA price (not traded)."""
+    as_awarded_mwh: dict[str, float] = field(default_factory=dict)
+    """Per reserve product: awarded MW-h."""
+    as_shortfall_by_product_mwh: dict[str, float] = field(default_factory=dict)
+    """Per reserve product: awarded MW-h not held (the settlement's rule)."""
     as_shortfall_mwh: float = 0.0
-    """Awarded reserve not held in real time [MW-h]."""
+    """Awarded reserve not held, all products [MW-h]."""
     as_shortfall_usd: float = 0.0
-    """Charge for it: the awarded MW-h not held paid back at the DA AS price [$]."""
+    """Charge for it: ``shortfall_charge_factor`` x the DA AS price [$]."""
     rt_fallbacks: int = 0
     """Real-time steps that needed a fallback of the intraday engine."""
     solve_seconds: float = 0.0
@@ -307,7 +319,14 @@ class BacktestReport:
             "rt_missing_hours": sum(d.rt_missing_hours for d in ok),
             "rt_missing_days": [d.day for d in ok if d.rt_missing_hours],
             "dark_hours": sum(d.dark_hours for d in ok),
+            "as_awarded_mwh": round(
+                math.fsum(math.fsum(d.as_awarded_mwh.values()) for d in ok), 3
+            ),
+            "as_awarded_by_product_mwh": _by_product(ok, "as_awarded_mwh"),
             "as_shortfall_mwh": round(math.fsum(d.as_shortfall_mwh for d in ok), 3),
+            "as_shortfall_by_product_mwh": _by_product(
+                ok, "as_shortfall_by_product_mwh"
+            ),
             "as_shortfall_usd": round(math.fsum(d.as_shortfall_usd for d in ok), 2),
             "rt_fallbacks": sum(d.rt_fallbacks for d in ok),
             "seconds": round(self.seconds, 2),
@@ -323,6 +342,14 @@ class BacktestReport:
     def to_json(self) -> dict[str, Any]:
         """Return the totals plus the per-day rows."""
         return {**self.totals(), "days": [asdict(d) for d in self.days]}
+
+
+def _by_product(days: Sequence[DayRow], name: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for d in days:
+        for product, mwh in getattr(d, name).items():
+            out[product] = out.get(product, 0.0) + mwh
+    return {p: round(v, 3) for p, v in sorted(out.items())}
 
 
 def default_price_files(shared_data_dir: Path) -> list[Path]:
@@ -771,7 +798,7 @@ def realtime_redispatch(
     site_ids: Sequence[str],
     *,
     decay: float = RT_SPREAD_DECAY,
-) -> tuple[dict[str, list[float]], float, float, int]:
+) -> tuple[dict[str, list[float]], dict[str, list[float]], int]:
     """Re-dispatch the day hourly with the intraday engine at the RT forecast.
 
     The simulated plant follows each setpoint for the hour. AS awards are held as
@@ -782,8 +809,10 @@ def realtime_redispatch(
     Returns
     -------
     tuple
-        Metered net power per site and hour [MW], AS shortfall [MW-h], its charge [$]
-        and the number of steps that needed a fallback.
+        Metered net power per site and hour [MW], the plant's SoC at each hour's
+        start per site (0-1) and the number of steps that needed a fallback. Whether
+        the awards were held is judged from these as the settlement judges the meters
+        (:func:`reserve_shortfall`).
     """
     per = 4
     grid = inputs.hours * per
@@ -845,10 +874,8 @@ def realtime_redispatch(
         ),
     )
     metered = {sid: [0.0] * inputs.hours for sid in sites}
-    shortfall = charge = 0.0
+    soc_start = {sid: [0.0] * inputs.hours for sid in sites}
     fallbacks = 0
-    node = next(iter(inputs.actual))
-    a_up, a_dn = rules.deploy_up, rules.deploy_down
     for h in range(inputs.hours):
         now = dispatcher.interval_start(h * per)
         clock_ms[0] = int(now.timestamp() * 1000)
@@ -856,20 +883,120 @@ def realtime_redispatch(
         report = dispatcher.step(now)
         if report.fallback != "none" or report.status not in ("optimal", "feasible"):
             fallbacks += 1
-        for product, mw in report.shortfall_mw.items():
-            if product in AS_SERIES:
-                shortfall += mw
-                charge += mw * inputs.actual[node].get(product, [0.0] * (h + 1))[h]
         for sid, site in sites.items():
-            b = site.battery
             p = report.setpoints_mw.get(sid, float(plan.da_net_mw[sid][h]))
-            ru, rd = plan.reg_up_mw[sid][h], plan.reg_down_mw[sid][h]
-            c, d = max(-p, 0.0), max(p, 0.0)
-            de = b.eta_charge * (c + a_dn * rd) - (d + a_up * ru) / b.eta_discharge
-            e = soc[sid] * b.energy_mwh + de
-            soc[sid] = min(b.soc_max, max(b.soc_min, e / b.energy_mwh))
+            soc_start[sid][h] = soc[sid]
+            soc[sid] = _plant_soc(site, rules, plan, sid, h, p, soc[sid])
             metered[sid][h] = p
-    return metered, shortfall, charge, fallbacks
+    return metered, soc_start, fallbacks
+
+
+def _plant_soc(
+    site: Site,
+    rules: MarketRules,
+    plan: TwoSettlementPlan,
+    sid: str,
+    h: int,
+    p: float,
+    soc: float,
+) -> float:
+    """SoC after an hour at net power ``p`` with the plan's regulation deployed."""
+    b = site.battery
+    ru, rd = plan.reg_up_mw[sid][h], plan.reg_down_mw[sid][h]
+    c, d = max(-p, 0.0), max(p, 0.0)
+    de = (
+        b.eta_charge * (c + rules.deploy_down * rd)
+        - (d + rules.deploy_up * ru) / b.eta_discharge
+    )
+    e = soc * b.energy_mwh + de
+    return min(b.soc_max, max(b.soc_min, e / b.energy_mwh))
+
+
+@dataclass(frozen=True, slots=True)
+class Shortfall:
+    """Reserve awarded and not held over a day, judged as the settlement judges it."""
+
+    awarded_mwh: dict[str, float] = field(default_factory=dict)
+    """Per reserve product: awarded MW-h."""
+    shortfall_mwh: dict[str, float] = field(default_factory=dict)
+    """Per reserve product: awarded MW-h the fleet did not hold."""
+    charge_usd: float = 0.0
+    """The charge for it (positive) [$]."""
+
+    @property
+    def total_mwh(self) -> float:
+        """Shortfall over all products [MW-h]."""
+        return math.fsum(self.shortfall_mwh.values())
+
+
+def reserve_shortfall(
+    fleet: Fleet,
+    rules: MarketRules,
+    inputs: DayInputs,
+    plan: TwoSettlementPlan,
+    metered: Mapping[str, Sequence[float]],
+    soc_start: Mapping[str, Sequence[float]],
+) -> Shortfall:
+    """Judge the day's awards against the metered path, as the settlement does.
+
+    Per site and hour the reserve held up and down follows from the metered power
+    and the SoC at the hour's start (:func:`fleet.ops.settlement.reserve_capability`);
+    the fleet's capability is pooled per direction and what the awards exceed is
+    charged at ``shortfall_charge_factor`` x the product's DA clearing price
+    (:func:`fleet.ops.settlement.shortfall_rows`, the rule of ``settle_day``).
+    """
+    d_up, d_dn = reserve_durations(rules)
+    sites = {s.id: s for s in fleet.sites if s.id in metered}
+    capability: dict[str, dict[str, np.ndarray]] = {}
+    as_award: dict[str, dict[str, np.ndarray]] = {}
+    as_price: dict[str, dict[str, np.ndarray]] = {}
+    awards = {
+        "reg_up": plan.reg_up_mw,
+        "reg_down": plan.reg_down_mw,
+        "spin": plan.spin_mw,
+    }
+    for sid, site in sites.items():
+        capability[sid] = reserve_capability(
+            site.battery,
+            np.asarray(metered[sid], dtype=float),
+            np.asarray(soc_start[sid], dtype=float),
+            d_up=d_up,
+            d_dn=d_dn,
+        )
+        as_award[sid] = {}
+        as_price[sid] = {}
+        for product in AS_ITEMS:
+            mw = np.asarray(awards[product].get(sid, ()), dtype=float)
+            if not mw.any():
+                continue
+            as_award[sid][product] = mw
+            price = inputs.actual[site.node].get(product, [0.0] * len(mw))
+            as_price[sid][product] = np.nan_to_num(np.asarray(price, dtype=float))
+    out = DaySettlement(rules.name, inputs.day)
+    rows = shortfall_rows(rules, inputs.day, capability, as_award, as_price, out, 1.0)
+    return Shortfall(
+        awarded_mwh={p: round(v, 6) for p, v in out.awarded_mwh.items()},
+        shortfall_mwh={p: round(v, 6) for p, v in out.shortfall_mwh.items()},
+        charge_usd=-math.fsum(float(r["amount_usd"]) for r in rows),
+    )
+
+
+def da_plan_soc(
+    fleet: Fleet, rules: MarketRules, plan: TwoSettlementPlan, hours: int
+) -> dict[str, list[float]]:
+    """Return the plant's SoC at each hour's start when it follows the DA position."""
+    out: dict[str, list[float]] = {}
+    for site in fleet.sites:
+        if site.id not in plan.da_net_mw:
+            continue
+        soc = site.battery.soc_initial
+        trace = []
+        for h in range(hours):
+            trace.append(soc)
+            p = float(plan.da_net_mw[site.id][h])
+            soc = _plant_soc(site, rules, plan, site.id, h, p, soc)
+        out[site.id] = trace
+    return out
 
 
 def _dark_commitments(
@@ -889,7 +1016,7 @@ def _strategy(
     scn_fc: Scenario,
     scn_act: Scenario,
     ids: Sequence[str],
-) -> tuple[TwoSettlementPlan, TwoSettlementValue, float, float, int] | str:
+) -> tuple[TwoSettlementPlan, TwoSettlementValue, Shortfall, int] | str:
     """Plan the DA position and awards, re-dispatch in RT, settle both markets."""
     if options.da_plan == "two_settlement":
         expected = {
@@ -918,14 +1045,17 @@ def _strategy(
         if plan.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
             return f"plan {plan.status}: {plan.reason}"
         da_plan = plan_of(plan)
-    shortfall = charge = 0.0
     fallbacks = 0
     metered_plan = da_plan
     if options.realtime:
-        metered, shortfall, charge, fallbacks = realtime_redispatch(
+        metered, soc_start, fallbacks = realtime_redispatch(
             fleet, rules, inputs, da_plan, ids, decay=options.rt_spread_decay
         )
         metered_plan = dataclasses.replace(da_plan, rt_net_mw=metered)
+    else:
+        metered = {sid: list(v) for sid, v in da_plan.da_net_mw.items()}
+        soc_start = da_plan_soc(fleet, rules, da_plan, inputs.hours)
+    shortfall = reserve_shortfall(fleet, rules, inputs, da_plan, metered, soc_start)
     # The metered path is settled as it happened: the BMS foldback is a planning
     # limit, not a rule of the settlement.
     settle_scn = scn_act.model_copy(
@@ -946,9 +1076,12 @@ def _strategy(
         )
         fallbacks += 1
         value = two_settlement(settle_scn, inputs.rt_energy, plan=da_plan, options=OPTS)
+        metered = {sid: list(v) for sid, v in da_plan.da_net_mw.items()}
+        soc_start = da_plan_soc(fleet, rules, da_plan, inputs.hours)
+        shortfall = reserve_shortfall(fleet, rules, inputs, da_plan, metered, soc_start)
     if value.status not in ("optimal", "feasible"):
         return f"settlement {value.status}: {value.reason}"
-    return da_plan, value, shortfall, charge, fallbacks
+    return da_plan, value, shortfall, fallbacks
 
 
 def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow:
@@ -995,7 +1128,7 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
     )
     if isinstance(got, str):
         return DayRow(day, got, inputs.hours)
-    da_plan, value, shortfall_mwh, shortfall_usd, fallbacks = got
+    da_plan, value, shortfall, fallbacks = got
     da_prices = {
         node: list(scn_act.markets[node].energy or [0.0] * scn_act.intervals)
         for node in scn_act.markets
@@ -1032,7 +1165,7 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
             if val.status in ("optimal", "feasible"):
                 baselines[f"tb{k}"] = val.objective_usd
     if inputs.naive is None:
-        baselines["naive_forecast"] = value.objective_usd - shortfall_usd
+        baselines["naive_forecast"] = value.objective_usd - shortfall.charge_usd
     else:
         naive = _strategy(
             fleet, rules, options, inputs, scenario(inputs.naive), scn_act, ids
@@ -1040,7 +1173,7 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
         if isinstance(naive, str):
             logger.warning("%s: naive-forecast baseline: %s", day, naive)
         else:
-            baselines["naive_forecast"] = naive[1].objective_usd - naive[3]
+            baselines["naive_forecast"] = naive[1].objective_usd - naive[2].charge_usd
     return DayRow(
         day=day,
         status="ok",
@@ -1051,7 +1184,7 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
             "rt_deviation": value.rt_deviation_usd,
         },
         degradation_usd=value.degradation_usd,
-        net_usd=value.objective_usd - shortfall_usd,
+        net_usd=value.objective_usd - shortfall.charge_usd,
         day_ahead_usd=settled.objective_usd,
         da_only_perfect_foresight_usd=float(perfect.objective_usd or 0.0),
         hindsight_usd=hindsight.bound_usd,
@@ -1064,8 +1197,10 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
         )
         - len(inputs.dark_hours),
         dark_hours=len(inputs.dark_hours),
-        as_shortfall_mwh=shortfall_mwh,
-        as_shortfall_usd=shortfall_usd,
+        as_awarded_mwh=shortfall.awarded_mwh,
+        as_shortfall_by_product_mwh=shortfall.shortfall_mwh,
+        as_shortfall_mwh=shortfall.total_mwh,
+        as_shortfall_usd=shortfall.charge_usd,
         rt_fallbacks=fallbacks,
         solve_seconds=time.perf_counter() - t0,
     )
@@ -1410,6 +1545,7 @@ def write_outputs(report: BacktestReport, out_dir: Path) -> dict[str, Path]:
             **{f"baseline_{k}_usd": v for k, v in d.baselines_usd.items()},
             "rt_missing_hours": d.rt_missing_hours,
             "dark_hours": d.dark_hours,
+            "as_awarded_mwh": math.fsum(d.as_awarded_mwh.values()),
             "as_shortfall_mwh": d.as_shortfall_mwh,
             "as_shortfall_usd": d.as_shortfall_usd,
             "rt_fallbacks": d.rt_fallbacks,
