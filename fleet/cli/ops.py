@@ -127,7 +127,7 @@ def backtest(
         typer.Option(
             "--load-dir",
             help="Folder of the behind-the-meter load data sets; default: the shared "
-            "data folder when it exists.",
+            "data folder when it exists, else the sample bundled with bessfleet.",
             show_default=False,
         ),
     ] = None,
@@ -156,8 +156,10 @@ def backtest(
     fleet_obj = load_fleet(fleet)
     rules = _rules(market)
     if load_dir is None:
+        from fleet.data.sample import SAMPLE_DIR
+
         shared = Settings().shared_data_dir
-        load_dir = shared if shared.is_dir() else None
+        load_dir = shared if shared.is_dir() else SAMPLE_DIR
     elif not load_dir.is_dir():
         msg = f"--load-dir={load_dir} is not a folder"
         raise FleetInputError(msg)
@@ -215,13 +217,17 @@ def backtest(
     )
     table.add_row("RT hours missing (excluded)", str(totals["rt_missing_hours"]))
     table.add_row(
-        "AS shortfall [MW-h] / charge [USD]",
-        f"{totals['as_shortfall_mwh']:,.1f} / {totals['as_shortfall_usd']:,.0f}",
+        "AS awarded / shortfall [MW-h] / charge [USD]",
+        f"{totals['as_awarded_mwh']:,.1f} / {totals['as_shortfall_mwh']:,.1f} / "
+        f"{totals['as_shortfall_usd']:,.0f}",
     )
     for bill in totals.get("btm_bills", []):
         table.add_row(
             f"BTM {bill['site_id']} {bill['billing_month']} savings [USD]",
-            f"{bill['savings_usd']:,.0f} ({bill['days']} days)",
+            f"{bill['savings_usd']:,.0f} ({bill['days']} days; bill "
+            f"{bill['bill_without_battery_usd']:,.0f} -> "
+            f"{bill['bill_with_battery_usd']:,.0f}, peak "
+            f"{bill['peak_without_mw']:.3f} -> {bill['peak_with_mw']:.3f} MW)",
         )
     table.add_row("seconds", f"{totals['seconds']:.1f}")
     console.print(table)

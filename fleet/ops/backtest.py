@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import logging
 import math
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -38,20 +39,32 @@ import pandas as pd
 
 from dispatch.markets import MarketRules, load_market_rules
 from dispatch.result import Result
-from dispatch.scenario import Commitments, Scenario, parse_scenario
+from dispatch.scenario import Commitments, Scenario
 from dispatch.solve import SolveOptions, solve
 from dispatch.status import SolveStatus
 from dispatch.twosettle import TwoSettlementPlan, TwoSettlementValue, two_settlement
 from fleet.domain import Fleet, Service, Site
 from fleet.errors import FleetInputError
+from fleet.ops.btm import LOOKBACK_DAYS, billing_cycle_start, btm_inputs
 from fleet.ops.intraday import IntradayConfig, IntradayDispatcher
+from fleet.ops.metering import LOAD_DEVICE, PCS_DEVICE, write_metered
 from fleet.ops.scenario_builder import (
     ScenarioInputs,
+    SiteState,
     build_scenario,
-    default_degradation_usd_per_mwh,
     operating_day_hours,
     operating_day_start,
 )
+from fleet.ops.settlement import (
+    SETTLEMENT_MINUTES,
+    DaySettlement,
+    reserve_capability,
+    settle_day,
+    shortfall_rows,
+)
+from fleet.store import migrate
+from fleet.store.dml import Bind
+from fleet.store.engine import make_engine
 from forecasting.baselines import (
     BASELINE_NAMES,
     baseline_forecasts,
@@ -176,10 +189,14 @@ class DayRow:
     """Hours without an RT price (excluded from the RT figure)."""
     dark_hours: int = 0
     """Hours without an actual DA price (not traded)."""
+    as_awarded_mwh: dict[str, float] = field(default_factory=dict)
+    """Per reserve product: awarded MW-h."""
+    as_shortfall_by_product_mwh: dict[str, float] = field(default_factory=dict)
+    """Per reserve product: awarded MW-h not held (the settlement's rule)."""
     as_shortfall_mwh: float = 0.0
-    """Awarded reserve not held in real time [MW-h]."""
+    """Awarded reserve not held, all products [MW-h]."""
     as_shortfall_usd: float = 0.0
-    """Charge for it: the awarded MW-h not held paid back at the DA AS price [$]."""
+    """Charge for it: ``shortfall_charge_factor`` x the DA AS price [$]."""
     rt_fallbacks: int = 0
     """Real-time steps that needed a fallback of the intraday engine."""
     ancillary_by_product_usd: dict[str, float] = field(default_factory=dict)
@@ -210,6 +227,14 @@ class BtmMonth:
     """Highest 15-minute import of the load alone [MW]."""
     peak_with_mw: float
     """Highest metered 15-minute import [MW]."""
+    energy_without_usd: float = 0.0
+    """Energy part of the bill without the battery [$]."""
+    demand_without_usd: float = 0.0
+    """Demand charge without the battery: on the cycle's peak load [$]."""
+    energy_with_usd: float = 0.0
+    """Energy part of the bill with the battery [$]."""
+    demand_with_usd: float = 0.0
+    """Demand charge with the battery: on the cycle's peak import [$]."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +320,14 @@ class BacktestReport:
             "rt_missing_hours": sum(d.rt_missing_hours for d in ok),
             "rt_missing_days": [d.day for d in ok if d.rt_missing_hours],
             "dark_hours": sum(d.dark_hours for d in ok),
+            "as_awarded_mwh": round(
+                math.fsum(math.fsum(d.as_awarded_mwh.values()) for d in ok), 3
+            ),
+            "as_awarded_by_product_mwh": _by_product(ok, "as_awarded_mwh"),
             "as_shortfall_mwh": round(math.fsum(d.as_shortfall_mwh for d in ok), 3),
+            "as_shortfall_by_product_mwh": _by_product(
+                ok, "as_shortfall_by_product_mwh"
+            ),
             "as_shortfall_usd": round(math.fsum(d.as_shortfall_usd for d in ok), 2),
             "rt_fallbacks": sum(d.rt_fallbacks for d in ok),
             "seconds": round(self.seconds, 2),
@@ -311,6 +343,14 @@ class BacktestReport:
     def to_json(self) -> dict[str, Any]:
         """Return the totals plus the per-day rows."""
         return {**self.totals(), "days": [asdict(d) for d in self.days]}
+
+
+def _by_product(days: Sequence[DayRow], name: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for d in days:
+        for product, mwh in getattr(d, name).items():
+            out[product] = out.get(product, 0.0) + mwh
+    return {p: round(v, 3) for p, v in sorted(out.items())}
 
 
 def default_price_files(shared_data_dir: Path) -> list[Path]:
@@ -783,7 +823,7 @@ def realtime_redispatch(
     site_ids: Sequence[str],
     *,
     decay: float = RT_SPREAD_DECAY,
-) -> tuple[dict[str, list[float]], float, float, int]:
+) -> tuple[dict[str, list[float]], dict[str, list[float]], int]:
     """Re-dispatch the day hourly with the intraday engine at the RT forecast.
 
     The simulated plant follows each setpoint for the hour. AS awards are held as
@@ -794,8 +834,10 @@ def realtime_redispatch(
     Returns
     -------
     tuple
-        Metered net power per site and hour [MW], AS shortfall [MW-h], its charge [$]
-        and the number of steps that needed a fallback.
+        Metered net power per site and hour [MW], the plant's SoC at each hour's
+        start per site (0-1) and the number of steps that needed a fallback. Whether
+        the awards were held is judged from these as the settlement judges the meters
+        (:func:`reserve_shortfall`).
     """
     per = 4
     grid = inputs.hours * per
@@ -858,10 +900,8 @@ def realtime_redispatch(
         ),
     )
     metered = {sid: [0.0] * inputs.hours for sid in sites}
-    shortfall = charge = 0.0
+    soc_start = {sid: [0.0] * inputs.hours for sid in sites}
     fallbacks = 0
-    node = next(iter(inputs.actual))
-    a_up, a_dn = rules.deploy_up, rules.deploy_down
     for h in range(inputs.hours):
         now = dispatcher.interval_start(h * per)
         clock_ms[0] = int(now.timestamp() * 1000)
@@ -869,22 +909,115 @@ def realtime_redispatch(
         report = dispatcher.step(now)
         if report.fallback != "none" or report.status not in ("optimal", "feasible"):
             fallbacks += 1
-        for product, mw in report.shortfall_mw.items():
-            if product in rules.reserve_services:
-                shortfall += mw
-                charge += mw * inputs.actual[node].get(product, [0.0] * (h + 1))[h]
         for sid, site in sites.items():
-            b = site.battery
             p = report.setpoints_mw.get(sid, float(plan.da_net_mw[sid][h]))
-            held = plan.reserves_mw.get(sid, {})
-            ru = held["reg_up"][h] if "reg_up" in held else 0.0
-            rd = held["reg_down"][h] if "reg_down" in held else 0.0
-            c, d = max(-p, 0.0), max(p, 0.0)
-            de = b.eta_charge * (c + a_dn * rd) - (d + a_up * ru) / b.eta_discharge
-            e = soc[sid] * b.energy_mwh + de
-            soc[sid] = min(b.soc_max, max(b.soc_min, e / b.energy_mwh))
+            soc_start[sid][h] = soc[sid]
+            soc[sid] = _plant_soc(site, rules, plan, sid, h, p, soc[sid])
             metered[sid][h] = p
-    return metered, shortfall, charge, fallbacks
+    return metered, soc_start, fallbacks
+
+
+def _plant_soc(
+    site: Site,
+    rules: MarketRules,
+    plan: TwoSettlementPlan,
+    sid: str,
+    h: int,
+    p: float,
+    soc: float,
+) -> float:
+    """SoC after an hour at net power ``p`` with the plan's regulation deployed."""
+    b = site.battery
+    held = plan.reserves_mw.get(sid, {})
+    ru = held["reg_up"][h] if "reg_up" in held else 0.0
+    rd = held["reg_down"][h] if "reg_down" in held else 0.0
+    c, d = max(-p, 0.0), max(p, 0.0)
+    de = (
+        b.eta_charge * (c + rules.deploy_down * rd)
+        - (d + rules.deploy_up * ru) / b.eta_discharge
+    )
+    e = soc * b.energy_mwh + de
+    return min(b.soc_max, max(b.soc_min, e / b.energy_mwh))
+
+
+@dataclass(frozen=True, slots=True)
+class Shortfall:
+    """Reserve awarded and not held over a day, judged as the settlement judges it."""
+
+    awarded_mwh: dict[str, float] = field(default_factory=dict)
+    """Per reserve product: awarded MW-h."""
+    shortfall_mwh: dict[str, float] = field(default_factory=dict)
+    """Per reserve product: awarded MW-h the fleet did not hold."""
+    charge_usd: float = 0.0
+    """The charge for it (positive) [$]."""
+
+    @property
+    def total_mwh(self) -> float:
+        """Shortfall over all products [MW-h]."""
+        return math.fsum(self.shortfall_mwh.values())
+
+
+def reserve_shortfall(
+    fleet: Fleet,
+    rules: MarketRules,
+    inputs: DayInputs,
+    plan: TwoSettlementPlan,
+    metered: Mapping[str, Sequence[float]],
+    soc_start: Mapping[str, Sequence[float]],
+) -> Shortfall:
+    """Judge the day's awards against the metered path, as the settlement does.
+
+    Per site and hour the reserve held up and down follows from the metered power
+    and the SoC at the hour's start (:func:`fleet.ops.settlement.reserve_capability`);
+    the fleet's capability is pooled per direction and what the awards exceed is
+    charged at ``shortfall_charge_factor`` x the product's DA clearing price
+    (:func:`fleet.ops.settlement.shortfall_rows`, the rule of ``settle_day``).
+    """
+    sites = {s.id: s for s in fleet.sites if s.id in metered}
+    capability: dict[str, dict[str, np.ndarray]] = {}
+    as_award: dict[str, dict[str, np.ndarray]] = {}
+    as_price: dict[str, dict[str, np.ndarray]] = {}
+    for sid, site in sites.items():
+        capability[sid] = reserve_capability(
+            site.battery,
+            np.asarray(metered[sid], dtype=float),
+            np.asarray(soc_start[sid], dtype=float),
+        )
+        as_award[sid] = {}
+        as_price[sid] = {}
+        held = plan.reserves_mw.get(sid, {})
+        for product in rules.reserve_services:
+            mw = np.asarray(held.get(product, ()), dtype=float)
+            if not mw.any():
+                continue
+            as_award[sid][product] = mw
+            price = inputs.actual[site.node].get(product, [0.0] * len(mw))
+            as_price[sid][product] = np.nan_to_num(np.asarray(price, dtype=float))
+    out = DaySettlement(rules.name, inputs.day)
+    rows = shortfall_rows(rules, inputs.day, capability, as_award, as_price, out, 1.0)
+    return Shortfall(
+        awarded_mwh={p: round(v, 6) for p, v in out.awarded_mwh.items()},
+        shortfall_mwh={p: round(v, 6) for p, v in out.shortfall_mwh.items()},
+        charge_usd=-math.fsum(float(r["amount_usd"]) for r in rows),
+    )
+
+
+def da_plan_soc(
+    fleet: Fleet, rules: MarketRules, plan: TwoSettlementPlan, hours: int
+) -> dict[str, list[float]]:
+    """Return the plant's SoC at each hour's start when it follows the DA position."""
+    out: dict[str, list[float]] = {}
+    for site in fleet.sites:
+        if site.id not in plan.da_net_mw:
+            continue
+        soc = site.battery.soc_initial
+        trace = []
+        for h in range(hours):
+            trace.append(soc)
+            p = float(plan.da_net_mw[site.id][h])
+            soc = _plant_soc(site, rules, plan, site.id, h, p, soc)
+        out[site.id] = trace
+    return out
 
 
 def _dark_commitments(
@@ -904,7 +1037,7 @@ def _strategy(
     scn_fc: Scenario,
     scn_act: Scenario,
     ids: Sequence[str],
-) -> tuple[TwoSettlementPlan, TwoSettlementValue, float, float, int] | str:
+) -> tuple[TwoSettlementPlan, TwoSettlementValue, Shortfall, int] | str:
     """Plan the DA position and awards, re-dispatch in RT, settle both markets."""
     if options.da_plan == "two_settlement":
         expected = {
@@ -931,14 +1064,17 @@ def _strategy(
         if plan.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
             return f"plan {plan.status}: {plan.reason}"
         da_plan = plan_of(plan)
-    shortfall = charge = 0.0
     fallbacks = 0
     metered_plan = da_plan
     if options.realtime:
-        metered, shortfall, charge, fallbacks = realtime_redispatch(
+        metered, soc_start, fallbacks = realtime_redispatch(
             fleet, rules, inputs, da_plan, ids, decay=options.rt_spread_decay
         )
         metered_plan = dataclasses.replace(da_plan, rt_net_mw=metered)
+    else:
+        metered = {sid: list(v) for sid, v in da_plan.da_net_mw.items()}
+        soc_start = da_plan_soc(fleet, rules, da_plan, inputs.hours)
+    shortfall = reserve_shortfall(fleet, rules, inputs, da_plan, metered, soc_start)
     # The metered path is settled as it happened: the BMS foldback is a planning
     # limit, not a rule of the settlement.
     settle_scn = scn_act.model_copy(
@@ -959,9 +1095,12 @@ def _strategy(
         )
         fallbacks += 1
         value = two_settlement(settle_scn, inputs.rt_energy, plan=da_plan, options=OPTS)
+        metered = {sid: list(v) for sid, v in da_plan.da_net_mw.items()}
+        soc_start = da_plan_soc(fleet, rules, da_plan, inputs.hours)
+        shortfall = reserve_shortfall(fleet, rules, inputs, da_plan, metered, soc_start)
     if value.status not in ("optimal", "feasible"):
         return f"settlement {value.status}: {value.reason}"
-    return da_plan, value, shortfall, charge, fallbacks
+    return da_plan, value, shortfall, fallbacks
 
 
 def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow:
@@ -1008,7 +1147,7 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
     )
     if isinstance(got, str):
         return DayRow(day, got, inputs.hours)
-    da_plan, value, shortfall_mwh, shortfall_usd, fallbacks = got
+    da_plan, value, shortfall, fallbacks = got
     da_prices = {
         node: list(scn_act.markets[node].energy or [0.0] * scn_act.intervals)
         for node in scn_act.markets
@@ -1045,7 +1184,7 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
             if val.status in ("optimal", "feasible"):
                 baselines[f"tb{k}"] = val.objective_usd
     if inputs.naive is None:
-        baselines["naive_forecast"] = value.objective_usd - shortfall_usd
+        baselines["naive_forecast"] = value.objective_usd - shortfall.charge_usd
     else:
         naive = _strategy(
             fleet, rules, options, inputs, scenario(inputs.naive), scn_act, ids
@@ -1053,7 +1192,7 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
         if isinstance(naive, str):
             logger.warning("%s: naive-forecast baseline: %s", day, naive)
         else:
-            baselines["naive_forecast"] = naive[1].objective_usd - naive[3]
+            baselines["naive_forecast"] = naive[1].objective_usd - naive[2].charge_usd
     return DayRow(
         day=day,
         status="ok",
@@ -1064,7 +1203,7 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
             "rt_deviation": value.rt_deviation_usd,
         },
         degradation_usd=value.degradation_usd,
-        net_usd=value.objective_usd - shortfall_usd,
+        net_usd=value.objective_usd - shortfall.charge_usd,
         day_ahead_usd=settled.objective_usd,
         da_only_perfect_foresight_usd=float(perfect.objective_usd or 0.0),
         hindsight_usd=hindsight.bound_usd,
@@ -1077,8 +1216,10 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
         )
         - len(inputs.dark_hours),
         dark_hours=len(inputs.dark_hours),
-        as_shortfall_mwh=shortfall_mwh,
-        as_shortfall_usd=shortfall_usd,
+        as_awarded_mwh=shortfall.awarded_mwh,
+        as_shortfall_by_product_mwh=shortfall.shortfall_mwh,
+        as_shortfall_mwh=shortfall.total_mwh,
+        as_shortfall_usd=shortfall.charge_usd,
         rt_fallbacks=fallbacks,
         ancillary_by_product_usd=dict(value.as_by_product_usd),
         awarded_mw_h={
@@ -1092,13 +1233,6 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
         },
         solve_seconds=time.perf_counter() - t0,
     )
-
-
-def _billing_month(day: dt.date, cycle_day: int) -> dt.date:
-    if day.day >= cycle_day:
-        return day.replace(day=cycle_day)
-    prev = day.replace(day=1) - dt.timedelta(days=1)
-    return prev.replace(day=cycle_day)
 
 
 def read_load_profile(site: Site, load_dir: Path, tz: str) -> pd.Series:
@@ -1157,76 +1291,90 @@ def run_btm(
     start: dt.date,
     end: dt.date,
     load_dir: Path,
+    *,
+    store: Bind | None = None,
 ) -> list[BtmMonth]:
-    """Replay behind-the-meter sites day after day; bills per site and billing month.
+    """Replay behind-the-meter sites day after day through the operations engine.
 
-    Each day is planned on a 15-minute grid at a load forecast (the same weekday a
-    week before), with the billing month's metered peak so far carried into the
-    demand charge (only a new peak costs), the SoC carried from the day before; the
-    battery then follows the plan against the actual load without exporting. Bills
-    with and without the battery use the tariff's TOU energy prices and the demand
-    charge on the month's highest 15-minute import.
+    A store (``store``, else a temporary SQLite one) is the replay's meter: each day
+    the site is planned as in production (:func:`fleet.ops.btm.btm_inputs`: the load
+    forecast from the metered load of the last 14 days, the tariff, the billing
+    cycle's metered peak so far; :func:`fleet.ops.scenario_builder.build_scenario`
+    on a 15-minute grid from the SoC the day before ended at); the simulated plant
+    follows the plan against the actual load (the site's data set) within its SoC
+    limits and without exporting when the tariff forbids it, and its meters (load
+    ``meter1``, battery ``pcs1``) are stored; the day is settled by
+    :func:`fleet.ops.settlement.settle_day` (``btm_bill``, ``btm_baseline_bill``,
+    ``btm_savings``: the energy at the tariff and the demand charge on what the day
+    adds to the cycle's peak). The days of a billing cycle add up to its bill: the
+    demand charge is on the cycle's highest 15-minute import across its days.
+
+    The 14 days before ``start`` are metered without the battery so that the first
+    day's forecast has a history; when ``start`` is inside a billing cycle, only the
+    days before that cycle are (the bill counts the window's days only), and the
+    first day without a history is planned on the site's load profile, as a new site
+    is.
     """
+    if store is None:
+        with tempfile.TemporaryDirectory(prefix="bessfleet-btm-") as tmp:
+            url = f"sqlite:///{Path(tmp) / 'replay.sqlite'}"
+            migrate.upgrade(url)
+            engine = make_engine(url)
+            try:
+                return run_btm(fleet, rules, sites, start, end, load_dir, store=engine)
+            finally:
+                engine.dispose()
     out: list[BtmMonth] = []
-    per = 4
+    per = 60 // SETTLEMENT_MINUTES
     for site in sites:
-        tariff = site.tariff
-        if tariff is None:
+        if site.tariff is None:
             logger.warning("site %s: no tariff, not replayed", site.id)
             continue
         series = read_load_profile(site, load_dir, rules.timezone)
+        one = fleet.model_copy(update={"sites": [site], "poi_groups": []})
+        # The load history the first days' forecast looks back on, metered without
+        # the battery; never inside the window's first billing cycle.
+        history_to = billing_cycle_start(site, operating_day_start(rules, start))
+        for back in range(LOOKBACK_DAYS, 0, -1):
+            d = start - dt.timedelta(days=back)
+            t0 = operating_day_start(rules, d)
+            if operating_day_start(rules, d + dt.timedelta(days=1)) > history_to:
+                break
+            n = operating_day_hours(rules, d) * per
+            starts = pd.date_range(t0, periods=n, freq="15min")
+            write_metered(
+                store,
+                site_id=site.id,
+                dev_id=LOAD_DEVICE,
+                start=t0,
+                interval_minutes=SETTLEMENT_MINUTES,
+                p_mw=load_day_mw(series, d, starts.tz_convert(rules.timezone)),
+            )
         soc = site.battery.soc_initial
-        months: dict[dt.date, dict[str, Any]] = {}
-        degradation = list(
-            site.degradation_usd_per_mwh or default_degradation_usd_per_mwh(site)
-        )
+        rows: list[dict[str, Any]] = []
         day = start
         while day <= end:
+            t0 = operating_day_start(rules, day)
             n = operating_day_hours(rules, day) * per
-            starts = pd.date_range(
-                operating_day_start(rules, day), periods=n, freq="15min"
-            ).tz_convert(rules.timezone)
+            starts = pd.date_range(t0, periods=n, freq="15min").tz_convert(
+                rules.timezone
+            )
             actual = load_day_mw(series, day, starts)
-            forecast = load_day_mw(series, day - dt.timedelta(days=7), starts)
-            tau = np.array(
-                [
-                    tariff.energy_price_usd_per_mwh(
-                        month=t.month, weekday=t.weekday(), hour=t.hour
-                    )
-                    for t in starts
-                ]
+            btm = btm_inputs(
+                store, site, t0, n, SETTLEMENT_MINUTES, now=t0, data_dir=load_dir
             )
-            key = _billing_month(day, tariff.billing_cycle_day)
-            month = months.setdefault(
-                key,
-                {"days": 0, "e0": 0.0, "e1": 0.0, "p0": 0.0, "p1": 0.0},
-            )
-            fields = site.scenario_site_fields()
-            fields.update(
-                soc_initial=soc,
-                soc_final_min=site.battery.soc_initial,
-                degradation_usd_per_mwh=degradation,
-                services=["peak_shaving"],
-                btm={
-                    "load_mw": [float(v) for v in forecast],
-                    "energy_usd_per_mwh": [float(v) for v in tau],
-                    "demand_usd_per_mw": tariff.demand_usd_per_mw_month,
-                    "peak_so_far_mw": month["p1"],
-                    "export_allowed": tariff.export_allowed,
-                },
-            )
-            scn = parse_scenario(
-                {
-                    "schema": "bess-dispatch-scenario/1",
-                    "start": starts[0].astimezone(dt.UTC).isoformat(),
-                    "interval_minutes": 15,
-                    "intervals": n,
-                    "markets": {site.node: {"energy": [0.0] * n}},
-                    "regulation": {"deploy_up": 0.0, "deploy_down": 0.0},
-                    "reserve_duration_h": 0.0,
-                    "sites": [fields],
-                },
-                source=f"{site.id} {day}",
+            scn = build_scenario(
+                one,
+                rules,
+                ScenarioInputs(
+                    start=t0,
+                    interval_minutes=SETTLEMENT_MINUTES,
+                    intervals=n,
+                    prices={},
+                    states={site.id: SiteState(soc=soc)},
+                    btm={site.id: btm},
+                ),
+                site_ids=[site.id],
             )
             result = solve(scn, OPTS)
             if result.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
@@ -1236,50 +1384,106 @@ def run_btm(
                     "btm %s %s: %s, battery idle", site.id, day, result.reason
                 )
                 plan = np.zeros(n)
-            b = site.battery
-            grid = np.empty(n)
-            for i in range(n):
-                p = float(plan[i])
-                if not tariff.export_allowed:
-                    p = min(p, float(actual[i]))
-                e = soc * b.energy_mwh
-                if p >= 0:
-                    p = min(
-                        p,
-                        max(0.0, (e - b.soc_min * b.energy_mwh))
-                        * b.eta_discharge
-                        / 0.25,
-                    )
-                    e -= 0.25 * p / b.eta_discharge
-                else:
-                    room = max(0.0, b.soc_max * b.energy_mwh - e)
-                    p = -min(-p, room / (0.25 * b.eta_charge))
-                    e -= 0.25 * p * b.eta_charge
-                soc = e / b.energy_mwh
-                grid[i] = actual[i] - p
-            month["days"] += 1
-            month["e0"] += float(np.dot(tau, actual) * 0.25)
-            month["e1"] += float(np.dot(tau, grid) * 0.25)
-            month["p0"] = max(month["p0"], float(actual.max()))
-            month["p1"] = max(month["p1"], float(grid.max()))
-            day += dt.timedelta(days=1)
-        for key, m in months.items():
-            demand = tariff.demand_usd_per_mw_month
-            without = m["e0"] + demand * m["p0"]
-            with_ = m["e1"] + demand * m["p1"]
-            out.append(
-                BtmMonth(
-                    site_id=site.id,
-                    billing_month=key.isoformat(),
-                    days=int(m["days"]),
-                    bill_without_battery_usd=round(without, 2),
-                    bill_with_battery_usd=round(with_, 2),
-                    savings_usd=round(without - with_, 2),
-                    peak_without_mw=round(m["p0"], 4),
-                    peak_with_mw=round(m["p1"], 4),
-                )
+            battery, soc_trace, soc = _btm_plant(
+                site, plan, actual, soc, SETTLEMENT_MINUTES / 60
             )
+            write_metered(
+                store,
+                site_id=site.id,
+                dev_id=LOAD_DEVICE,
+                start=t0,
+                interval_minutes=SETTLEMENT_MINUTES,
+                p_mw=actual,
+            )
+            write_metered(
+                store,
+                site_id=site.id,
+                dev_id=PCS_DEVICE,
+                start=t0,
+                interval_minutes=SETTLEMENT_MINUTES,
+                p_mw=battery,
+                soc=soc_trace,
+            )
+            rows.extend(settle_day(store, one, rules, day).rows)
+            day += dt.timedelta(days=1)
+        out.extend(btm_months(site.id, rows))
     return out
+
+
+def _btm_plant(
+    site: Site, plan: np.ndarray, load: np.ndarray, soc: float, dt_h: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Follow a behind-the-meter plan against the actual load (the simulated plant).
+
+    Returns the battery's net power per interval [MW] (+ = discharge), the SoC at
+    each interval's start and the SoC at the end.
+    """
+    b = site.battery
+    export_ok = site.tariff is not None and site.tariff.export_allowed
+    power = np.empty(len(plan))
+    trace = np.empty(len(plan))
+    for i, planned in enumerate(plan):
+        trace[i] = soc
+        p = float(planned)
+        if not export_ok:
+            p = min(p, float(load[i]))
+        e = soc * b.energy_mwh
+        if p >= 0:
+            p = min(p, max(0.0, e - b.soc_min * b.energy_mwh) * b.eta_discharge / dt_h)
+            e -= dt_h * p / b.eta_discharge
+        else:
+            room = max(0.0, b.soc_max * b.energy_mwh - e)
+            p = -min(-p, room / (dt_h * b.eta_charge))
+            e -= dt_h * p * b.eta_charge
+        soc = e / b.energy_mwh
+        power[i] = p
+    return power, trace, soc
+
+
+def btm_months(site_id: str, rows: Sequence[Mapping[str, Any]]) -> list[BtmMonth]:
+    """Add a site's settled days (``btm_*`` rows) up per billing cycle.
+
+    Each day's ``btm_bill`` charges demand only on what that day adds to the cycle's
+    peak, so the days of a cycle sum to the energy plus the demand charge on the
+    cycle's highest 15-minute import.
+    """
+    months: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if r["site_id"] != site_id or not str(r["item"]).startswith("btm_"):
+            continue
+        detail = r["detail"]
+        m = months.setdefault(
+            str(detail["billing_cycle_start"]),
+            dict.fromkeys(("days", "e0", "d0", "e1", "d1", "p0", "p1", "savings"), 0.0),
+        )
+        if r["item"] == "btm_bill":
+            m["days"] += 1
+            m["e1"] += detail["energy_usd"]
+            m["d1"] += detail["demand_usd"]
+            m["p1"] = max(m["p1"], detail["peak_import_mw"])
+        elif r["item"] == "btm_baseline_bill":
+            m["e0"] += detail["energy_usd"]
+            m["d0"] += detail["demand_usd"]
+            m["p0"] = max(m["p0"], detail["peak_load_mw"])
+        elif r["item"] == "btm_savings":
+            m["savings"] += float(r["amount_usd"])
+    return [
+        BtmMonth(
+            site_id=site_id,
+            billing_month=key,
+            days=int(m["days"]),
+            bill_without_battery_usd=round(m["e0"] + m["d0"], 2),
+            bill_with_battery_usd=round(m["e1"] + m["d1"], 2),
+            savings_usd=round(m["savings"], 2),
+            peak_without_mw=round(m["p0"], 4),
+            peak_with_mw=round(m["p1"], 4),
+            energy_without_usd=round(m["e0"], 2),
+            demand_without_usd=round(m["d0"], 2),
+            energy_with_usd=round(m["e1"], 2),
+            demand_with_usd=round(m["d1"], 2),
+        )
+        for key, m in sorted(months.items())
+    ]
 
 
 def run_backtest(
@@ -1370,6 +1574,7 @@ def write_outputs(report: BacktestReport, out_dir: Path) -> dict[str, Path]:
             **{f"baseline_{k}_usd": v for k, v in d.baselines_usd.items()},
             "rt_missing_hours": d.rt_missing_hours,
             "dark_hours": d.dark_hours,
+            "as_awarded_mwh": math.fsum(d.as_awarded_mwh.values()),
             "as_shortfall_mwh": d.as_shortfall_mwh,
             "as_shortfall_usd": d.as_shortfall_usd,
             "rt_fallbacks": d.rt_fallbacks,

@@ -21,6 +21,7 @@ from dispatch.errors import DispatchInputError
 from dispatch.markets import MarketRules, load_market_rules
 from dispatch.scenario import Commitments, Scenario
 from fleet.domain import Fleet, Site
+from fleet.errors import FleetInputError
 from fleet.ops.dayahead import latest_site_states
 from fleet.ops.scenario_builder import (
     ScenarioInputs,
@@ -148,6 +149,58 @@ def planned_start_states(
             power_fraction=power,
         )
     return out
+
+
+class BidSetInputError(FleetInputError):
+    """A pushed bid set that is malformed, not merely refused (API 422, CLI exit 2).
+
+    ``loc`` names the field inside the bid set, e.g. ``("bids", 3, "site_id")``.
+    """
+
+    def __init__(self, message: str, loc: tuple[str | int, ...]) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def screen_bid_set(bind: Bind, payload: Mapping[str, Any]) -> None:
+    """Refuse a bid set that cannot be stored even as refused: nothing is kept.
+
+    Every bid names a site the store knows, once per site, product and hour, with a
+    curve non-decreasing in MW and price. The market rules and delivery are checked
+    afterwards by :func:`check_bid_set` (a bid set failing those is stored, refused).
+
+    A payload :func:`dispatch.bids.parse_bids` cannot read (e.g. a product the
+    dispatch does not bid) passes here: :func:`check_bid_set` refuses it with the
+    reason.
+
+    Raises
+    ------
+    BidSetInputError
+        Naming the bid index and field.
+    """
+    try:
+        bids = parse_bids(payload)
+    except DispatchInputError:
+        return
+    known = {str(c["id"]) for c in load_site_configs(bind)}
+    seen: set[tuple[str, str, int]] = set()
+    for i, bid in enumerate(bids):
+        if bid.site_id not in known:
+            msg = f"bids[{i}].site_id={bid.site_id!r} is not a site of the fleet"
+            raise BidSetInputError(msg, ("bids", i, "site_id"))
+        key = (bid.site_id, bid.product, bid.hour_ending)
+        if key in seen:
+            msg = f"bids[{i}]: duplicate site_id/product/hour_ending {key}"
+            raise BidSetInputError(msg, ("bids", i))
+        seen.add(key)
+        for j in range(1, len(bid.curve)):
+            (mw0, p0), (mw1, p1) = bid.curve[j - 1], bid.curve[j]
+            if mw1 < mw0 or p1 < p0:
+                msg = (
+                    f"bids[{i}].curve[{j}]=({mw1}, {p1}) is below ({mw0}, {p0}): the "
+                    "curve must be non-decreasing in MW and price"
+                )
+                raise BidSetInputError(msg, ("bids", i, "curve", j))
 
 
 def check_bid_set(

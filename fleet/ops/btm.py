@@ -143,7 +143,7 @@ def load_forecast_mw(
     grid = pd.date_range(start, periods=intervals, freq=f"{interval_minutes}min")
     if len(hist) >= 24:
         local = hist.index.tz_convert(tz)
-        key = pd.MultiIndex.from_arrays([local.hour, local.weekday >= 5])
+        key = pd.MultiIndex.from_arrays([local.hour, local.day_of_week >= 5])
         profile = hist.groupby(key).median()
         by_hour = hist.groupby(local.hour).median()
         values = []

@@ -115,3 +115,48 @@ def latest_soc(bind: Bind, site_ids: Sequence[str]) -> dict[str, tuple[int, floa
         sid: (max(t for t, _ in rows), float(np.mean([v for _, v in rows])) / 100.0)
         for sid, rows in acc.items()
     }
+
+
+def write_metered(
+    bind: Bind,
+    *,
+    site_id: str,
+    dev_id: str,
+    start: dt.datetime,
+    interval_minutes: int,
+    p_mw: Sequence[float] | np.ndarray,
+    soc: Sequence[float] | np.ndarray | None = None,
+    received_at_ms: int | None = None,
+) -> int:
+    """Store one good sample per interval of a simulated meter (backtest, replay plant).
+
+    The sample sits at the interval's start, so :func:`interval_mean_mw` reads the value
+    back for that interval. ``p_mw`` [MW] is stored as ``p_ac_w``; ``soc`` (0-1) as
+    ``soc_pct``. Returns the rows written.
+    """
+    t0 = int(start.timestamp() * 1000)
+    step = interval_minutes * 60_000
+    received = received_at_ms if received_at_ms is not None else t0
+    rows = []
+    for i, p in enumerate(p_mw):
+        ts_ms = t0 + i * step
+        rows.append(
+            {
+                "site_id": site_id,
+                "dev_id": dev_id,
+                "ts_ms": ts_ms,
+                "seq": i + 1,
+                "sid": 1,
+                "hist": False,
+                "q": "good",
+                "flags": 0,
+                "payload_hash": f"{ts_ms:x}",
+                "received_at_ms": received,
+                "p_ac_w": float(p) * 1e6,
+                "soc_pct": None if soc is None else float(soc[i]) * 100.0,
+            }
+        )
+    if rows:
+        with transaction(bind) as conn:
+            conn.execute(sa.insert(tlm_measurements), rows)
+    return len(rows)

@@ -37,7 +37,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from dispatch.markets import MarketRules
-from fleet.domain import Fleet, Site
+from fleet.domain import Battery, Fleet, Site
 from fleet.ops.awards import latest_awards
 from fleet.ops.btm import billing_cycle_start, metered_import_mw, tariff_usd_per_mwh
 from fleet.ops.market import day_prices
@@ -226,32 +226,7 @@ def settle_day(
                 },
             )
         )
-        b = site.battery
-        e_mwh, e_min, e_max = (
-            b.energy_mwh,
-            b.energy_mwh * b.soc_min,
-            b.energy_mwh * b.soc_max,
-        )
-        have = ~np.isnan(p_mw) & ~np.isnan(soc)
-        p0 = np.nan_to_num(p_mw)
-        s0 = np.nan_to_num(soc)
-        # Power headroom as the BMS allows it at this SoC (foldback), and energy.
-        p_dis = np.minimum(b.discharge_mw, b.discharge_mw * s0 / b.discharge_taper_soc)
-        p_ch = np.minimum(
-            b.charge_mw, b.charge_mw * (1 - s0) / (1 - b.charge_taper_soc)
-        )
-        # Power [MW] and sustainable energy [MWh x h / h] per direction; the energy
-        # limit becomes MW once the awards' sustain durations are known.
-        capability[site.id] = {
-            "up": np.where(have, np.maximum(p_dis - p0, 0.0), 0.0),
-            "down": np.where(have, np.maximum(p_ch + p0, 0.0), 0.0),
-            "up_mwh": np.where(
-                have, np.maximum(0.0, e_mwh * s0 - e_min) * b.eta_discharge, 0.0
-            ),
-            "down_mwh": np.where(
-                have, np.maximum(0.0, e_max - e_mwh * s0) / b.eta_charge, 0.0
-            ),
-        }
+        capability[site.id] = reserve_capability(site.battery, p_mw, soc)
         as_award[site.id] = {}
         as_price[site.id] = {}
         for product in rules.reserve_services:
@@ -290,12 +265,49 @@ def settle_day(
             )
         )
     out.rows.extend(
-        _shortfall_rows(rules, operating_day, capability, as_award, as_price, out, dt_h)
+        shortfall_rows(rules, operating_day, capability, as_award, as_price, out, dt_h)
     )
     return out
 
 
-def _shortfall_rows(
+def reserve_capability(
+    battery: Battery, p_mw: np.ndarray, soc: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Return what a site can hold per interval, per direction.
+
+    From its metered net power ``p_mw`` (+ = discharge) and SoC (0-1): the power
+    headroom ``up = P_dis(soc) - p`` and ``down = P_ch(soc) + p`` [MW], with the BMS
+    foldback near the SoC limits, and the energy behind it ``up_mwh = (E·soc -
+    E_min)·η_d`` and ``down_mwh = (E_max - E·soc)/η_c`` [MWh]; a reserve of sustain
+    duration D holds ``min(up, up_mwh / D)`` (:func:`shortfall_rows`). All 0 where
+    either reading is missing (NaN).
+    """
+    b = battery
+    e_mwh, e_min, e_max = (
+        b.energy_mwh,
+        b.energy_mwh * b.soc_min,
+        b.energy_mwh * b.soc_max,
+    )
+    p_mw = np.asarray(p_mw, dtype=float)
+    soc = np.asarray(soc, dtype=float)
+    have = ~np.isnan(p_mw) & ~np.isnan(soc)
+    p0 = np.nan_to_num(p_mw)
+    s0 = np.nan_to_num(soc)
+    p_dis = np.minimum(b.discharge_mw, b.discharge_mw * s0 / b.discharge_taper_soc)
+    p_ch = np.minimum(b.charge_mw, b.charge_mw * (1 - s0) / (1 - b.charge_taper_soc))
+    return {
+        "up": np.where(have, np.maximum(p_dis - p0, 0.0), 0.0),
+        "down": np.where(have, np.maximum(p_ch + p0, 0.0), 0.0),
+        "up_mwh": np.where(
+            have, np.maximum(0.0, e_mwh * s0 - e_min) * b.eta_discharge, 0.0
+        ),
+        "down_mwh": np.where(
+            have, np.maximum(0.0, e_max - e_mwh * s0) / b.eta_charge, 0.0
+        ),
+    }
+
+
+def shortfall_rows(
     rules: MarketRules,
     day: dt.date,
     capability: dict[str, dict[str, np.ndarray]],
@@ -304,7 +316,26 @@ def _shortfall_rows(
     out: DaySettlement,
     dt_h: float,
 ) -> list[dict[str, Any]]:
-    """Pool the fleet's capability per direction, charge what the awards exceed."""
+    """Pool the fleet's capability per direction, charge what the awards exceed.
+
+    Parameters
+    ----------
+    capability
+        Per site: ``up`` and ``down`` MW held per interval (:func:`reserve_capability`).
+    as_award, as_price
+        Per site and reserve product: awarded MW and clearing price [$/MW-h] per
+        interval (products not awarded are absent).
+    out
+        Receives the awarded and shortfall MW-h per product.
+    dt_h
+        Interval length [h].
+
+    Returns
+    -------
+    list
+        ``as_shortfall_up`` / ``as_shortfall_down`` rows per site that is short: the
+        charge (negative) at ``shortfall_charge_factor`` x the clearing price.
+    """
     rows: list[dict[str, Any]] = []
     sites = list(as_award)
     if not sites:

@@ -78,8 +78,8 @@ def save_bid_set(
     ValueError
         When ``status`` is unknown or a refusal has no reason.
     BidVersionExistsError
-        When the market and day already have an accepted bid set of this
-        ``version`` (refused pushes are kept on record and may share a version).
+        When the market and day already have a bid set of this ``version``
+        (accepted or refused: a version is stored once; a unique index backs it).
     """
     if status not in BID_SET_STATUSES:
         msg = f"bid set status={status!r} must be one of {BID_SET_STATUSES}"
@@ -101,22 +101,24 @@ def save_bid_set(
         bid_sets.c.market == market,
         bid_sets.c.operating_day == operating_day,
         bid_sets.c.version == version,
-        bid_sets.c.status == "accepted",
     )
     exists = (
         f"bid set {market} {operating_day} version={version} is already stored "
-        "(accepted); a version is stored once: push it as a new version"
+        "({status}); a version is stored once: push it as a new version"
     )
     with transaction(bind) as conn:
-        if conn.execute(taken).first() is not None:
-            raise BidVersionExistsError(exists)
+        prior = conn.execute(taken.add_columns(bid_sets.c.status)).first()
+        if prior is not None:
+            raise BidVersionExistsError(exists.format(status=prior.status))
         try:
             bid_set_id = conn.execute(
                 sa.insert(bid_sets).values(**values).returning(bid_sets.c.id)
             ).scalar_one()
         except sa.exc.IntegrityError:
             # Another writer stored the same version in between (unique index).
-            raise BidVersionExistsError(exists) from None
+            raise BidVersionExistsError(
+                exists.format(status="by another push")
+            ) from None
         audit.record(
             conn,
             actor=submitted_by,
@@ -157,7 +159,8 @@ def get_bid_set(
 ) -> StoredBidSet | None:
     """Return the bid set of a market, day and version, or None.
 
-    The accepted one when there is one, else the newest refused push of that version.
+    A version is stored once; databases from before revision 0011 may hold refused
+    pushes sharing a version with an accepted one: the accepted one wins.
     """
     query = (
         sa.select(bid_sets)

@@ -202,16 +202,13 @@ bid_sets = sa.Table(
     sa.Column("payload", JsonDoc, nullable=False),
     sa.Column("refusal_reason", sa.Text(), nullable=True),
     sa.CheckConstraint(_in("status", BID_SET_STATUSES), name="status"),
-    # A version is taken once it has been accepted (refused pushes are kept for the
-    # record and may share it).
+    # A version is stored once, accepted or refused (a fixed set is a new version).
     sa.Index(
         "uq_bid_sets_market_day_version",
         "market",
         "operating_day",
         "version",
         unique=True,
-        sqlite_where=sa.text("status = 'accepted'"),
-        postgresql_where=sa.text("status = 'accepted'"),
     ),
 )
 

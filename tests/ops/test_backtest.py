@@ -448,3 +448,134 @@ def test_backtest_bids_and_settles_ecrs_and_nonspin_when_site_lists_them():
     plain = run_backtest(fleet(1), prices, END, END, BacktestOptions()).totals()
     assert plain["ancillary_by_product_usd"]["ecrs"] == 0.0
     assert plain["awarded_mw_h"]["nonspin"] == 0.0
+
+
+def test_btm_replay_is_metered_and_settled_by_the_engine_when_given_a_store(
+    tmp_path, engine
+):
+    """Each replayed day is in the store: the meters, and settle_day's bills add up."""
+    from dispatch.markets import load_market_rules
+    from fleet.ops.backtest import btm_months, run_btm
+    from fleet.ops.btm import btm_inputs
+    from fleet.ops.metering import LOAD_DEVICE, PCS_DEVICE, interval_mean_mw
+    from fleet.ops.scenario_builder import operating_day_start
+    from fleet.ops.settlement import settle_day
+
+    rules = load_market_rules("ERCOT")
+    tariff = {
+        "energy_usd_per_mwh": 50.0,
+        "periods": [],
+        "demand_usd_per_kw_month": 15.0,
+        "billing_cycle_day": 1,
+    }
+    data = fleet_data(1)
+    data["sites"].append(site_data("btm-01", btm=True, tariff=tariff))
+    fl = Fleet.model_validate(data)
+    site = next(s for s in fl.sites if s.is_btm)
+    first, last = dt.date(2024, 7, 1), dt.date(2024, 7, 3)
+    months = run_btm(fl, rules, [site], first, last, _load_dir(tmp_path), store=engine)
+    assert [(m.billing_month, m.days) for m in months] == [("2024-07-01", 3)]
+
+    t0 = operating_day_start(rules, first)
+    n = 3 * 96
+    load = interval_mean_mw(
+        engine,
+        site_id="btm-01",
+        dev_id=LOAD_DEVICE,
+        start=t0,
+        intervals=n,
+        interval_minutes=15,
+    )
+    battery = interval_mean_mw(
+        engine,
+        site_id="btm-01",
+        dev_id=PCS_DEVICE,
+        start=t0,
+        intervals=n,
+        interval_minutes=15,
+    )
+    assert load.notna().all()
+    assert battery.notna().all()
+    assert battery.max() > 0.1, "the battery discharged into the afternoon peak"
+    # The history before the window is metered (without the battery): from the
+    # first day on, the plan's load forecast comes from telemetry.
+    before = interval_mean_mw(
+        engine,
+        site_id="btm-01",
+        dev_id=PCS_DEVICE,
+        start=t0 - dt.timedelta(days=14),
+        intervals=14 * 96,
+        interval_minutes=15,
+    )
+    assert before.isna().all()
+    assert btm_inputs(engine, site, t0, 96, 15, now=t0).source == "telemetry"
+
+    # Settling the days again from the store gives the reported bills.
+    one = fl.model_copy(update={"sites": [site], "poi_groups": []})
+    rows = [
+        r
+        for day in (first, first + dt.timedelta(days=1), last)
+        for r in settle_day(engine, one, rules, day).rows
+    ]
+    (again,) = btm_months("btm-01", rows)
+    assert again == months[0]
+    month = months[0]
+    demand = 15.0 * 1000
+    # one demand charge on the month's highest import, not one per day
+    assert month.demand_with_usd == pytest.approx(
+        demand * month.peak_with_mw, abs=demand * 0.5e-4 + 0.03
+    )
+    assert month.demand_without_usd == pytest.approx(
+        demand * month.peak_without_mw, abs=demand * 0.5e-4 + 0.03
+    )
+    assert month.bill_with_battery_usd == pytest.approx(
+        month.energy_with_usd + month.demand_with_usd, abs=0.01
+    )
+    assert month.savings_usd == pytest.approx(
+        month.bill_without_battery_usd - month.bill_with_battery_usd, abs=0.05
+    )
+    assert month.peak_with_mw < month.peak_without_mw - 0.1
+
+
+def test_backtest_charges_reserve_not_held_as_settlement_does():
+    """Awards the metered path cannot hold are short; the fleet's capability is pooled."""
+    from dispatch.markets import load_market_rules
+    from dispatch.twosettle import TwoSettlementPlan
+    from fleet.ops.backtest import DayInputs, reserve_shortfall
+
+    rules = load_market_rules("ERCOT")
+    fl = fleet(2)
+    hours = 24
+    price = [6.0] * hours
+    inputs = DayInputs(
+        day=dt.date(2024, 7, 1),
+        hours=hours,
+        forecast={},
+        actual={NODE: {"energy": [30.0] * hours, "reg_up": price, "spin": price}},
+        rt_energy={NODE: [30.0] * hours},
+    )
+    zero = [0.0] * hours
+
+    def plan(reg_up_1: float) -> TwoSettlementPlan:
+        return TwoSettlementPlan(
+            da_net_mw={"site-01": [10.0] * hours, "site-02": zero},
+            reserves_mw={"site-01": {"reg_up": [reg_up_1] * hours}},
+            rt_net_mw={"site-01": [10.0] * hours, "site-02": zero},
+        )
+
+    # site-01 discharges its full 10 MW: it holds no reg-up of its own ...
+    metered = {"site-01": [10.0] * hours, "site-02": zero}
+    soc = {"site-01": [0.5] * hours, "site-02": [0.5] * hours}
+    pooled = reserve_shortfall(fl, rules, inputs, plan(5.0), metered, soc)
+    # ... but site-02 idles at half charge: the pooled fleet holds the 5 MW.
+    assert pooled.awarded_mwh["reg_up"] == pytest.approx(5.0 * hours)
+    assert pooled.total_mwh == 0.0
+    assert pooled.charge_usd == 0.0
+
+    # With site-02 empty (at soc_min) nobody holds it: all of it is short.
+    soc_empty = {"site-01": [0.5] * hours, "site-02": [0.05] * hours}
+    short = reserve_shortfall(fl, rules, inputs, plan(5.0), metered, soc_empty)
+    assert short.shortfall_mwh["reg_up"] == pytest.approx(5.0 * hours)
+    assert short.charge_usd == pytest.approx(
+        rules.shortfall_charge_factor * 5.0 * 6.0 * hours, abs=0.01
+    )

@@ -499,7 +499,7 @@ def test_push_bid_set_refuses_a_version_already_stored(engine):
     ):
         _accepted(engine, BIDS, version=3)
     assert _accepted(engine, BIDS).version == 4
-    # A refused push keeps its record; the fixed set may take the same version.
+    # A refused push keeps its record and its version; the fixed set is a new version.
     refused, _ = push_bid_set(
         engine,
         _big_fleet(),
@@ -511,8 +511,10 @@ def test_push_bid_set_refuses_a_version_already_stored(engine):
         version=5,
     )
     assert refused.status == "refused"
-    assert _accepted(engine, BIDS, version=5).status == "accepted"
-    award_set = AwardSetIn(version=5, awards=[_award("site-01", "reg_up", 1, 30.0)])
+    with pytest.raises(BidVersionExistsError, match=r"version=5 .*\(refused\)"):
+        _accepted(engine, BIDS, version=5)
+    assert _accepted(engine, BIDS).version == 6
+    award_set = AwardSetIn(version=6, awards=[_award("site-01", "reg_up", 1, 30.0)])
     check_awards(engine, award_set, RULES, DAY, _big_fleet())
 
 

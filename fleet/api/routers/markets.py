@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 from typing import Annotated, Any
 
@@ -28,7 +27,7 @@ from fleet.api.schemas import (
     ErrorOut,
 )
 from fleet.ops import awards as ops_awards
-from fleet.ops.bids import fleet_from_store
+from fleet.ops import bids as ops_bids
 from fleet.store import audit
 from fleet.store.bids import BidVersionExistsError, save_bid_set
 from fleet.store.tables import awards
@@ -58,34 +57,18 @@ def check_bid_set(
 ) -> str | None:
     """Return a refusal reason for a bid set, or None to accept it.
 
-    The structural checks (curve monotonic, no duplicate site/product/hour) are done
-    here; the market-rule and feasibility check belongs to ``fleet.ops.bids``
-    (issue 7) and is called when that module provides ``check_bid_set``.
+    Both checks are ``fleet.ops.bids``'s (the CLI's ``bids push`` runs the same):
+    :func:`~fleet.ops.bids.screen_bid_set` (known sites, one bid per site/product/hour,
+    monotone curves; 422 naming the bid and field, nothing stored) then
+    :func:`~fleet.ops.bids.check_bid_set` (market rules and delivery; a reason is
+    stored with the refused bid set).
     """
-    seen: set[tuple[str, str, int]] = set()
-    for i, bid in enumerate(bid_set.bids):
-        key = (bid.site_id, bid.product, bid.hour_ending)
-        if key in seen:
-            msg = f"bids[{i}]: duplicate site_id/product/hour_ending {key}"
-            raise InputError(msg, ("body", "bids", i))
-        seen.add(key)
-        for j in range(1, len(bid.curve)):
-            (mw0, p0), (mw1, p1) = bid.curve[j - 1], bid.curve[j]
-            if mw1 < mw0 or p1 < p0:
-                msg = (
-                    f"bids[{i}].curve[{j}]=({mw1}, {p1}) is below ({mw0}, {p0}): the "
-                    "curve must be non-decreasing in MW and price"
-                )
-                raise InputError(msg, ("body", "bids", i, "curve", j))
+    payload = bid_set.model_dump(mode="json")
     try:
-        ops_bids = importlib.import_module("fleet.ops.bids")
-    except ModuleNotFoundError:
-        return None
-    hook = getattr(ops_bids, "check_bid_set", None)
-    if hook is None:
-        return None
-    reason = hook(market, operating_day, bid_set.model_dump(mode="json"), engine=engine)
-    return None if reason is None else str(reason)
+        ops_bids.screen_bid_set(engine, payload)
+    except ops_bids.BidSetInputError as exc:
+        raise InputError(str(exc), ("body", *exc.loc)) from None
+    return ops_bids.check_bid_set(market, operating_day, payload, engine=engine)
 
 
 def check_award_set(
@@ -107,7 +90,7 @@ def check_award_set(
         msg = f"{where}: {err['msg']}"
         raise InputError(msg, ("body", *bad)) from None
     rules = load_market_rules(market)
-    fleet = fleet_from_store(engine, rules.name)
+    fleet = ops_bids.fleet_from_store(engine, rules.name)
     if fleet is None:
         msg = f"market={market}: the store has no sites of this market to award"
         raise InputError(msg, ("path", "market"))
@@ -156,12 +139,6 @@ def put_bids(
     """Push a bid set (scheduler); it is stored with its version and audit-logged."""
     mkt = market_name(market)
     _check_day(operating_day)
-    with engine.connect() as conn:
-        known = {r["id"] for r in queries.site_rows(conn)}
-    for i, bid in enumerate(bid_set.bids):
-        if bid.site_id not in known:
-            msg = f"bids[{i}].site_id={bid.site_id!r} is not a site of the fleet"
-            raise InputError(msg, ("body", "bids", i, "site_id"))
     reason = check_bid_set(mkt, operating_day, bid_set, engine)
     status = "accepted" if reason is None else "refused"
     try:
