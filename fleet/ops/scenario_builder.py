@@ -226,7 +226,9 @@ def build_scenario(
     }
     ids = {s.id for s in sites}
     groups = [
-        g for g in fleet.scenario_fleet_block()["poi_groups"] if set(g["sites"]) <= ids
+        g
+        for g in fleet.scenario_fleet_block()["poi_groups"]
+        if g["sites"] and set(g["sites"]) <= ids  # a group of another market: none here
     ]
     if groups:
         data["fleet"] = {"poi_groups": groups}
