@@ -22,9 +22,9 @@ import sqlalchemy as sa
 
 from dispatch.markets import load_market_rules
 from fleet.config import Settings
+from fleet.data.prices import import_price_csvs, import_replay_prices
 from fleet.demo.api import ApiServer
-from fleet.demo.broker import BrokerHandle, free_port, start_broker
-from fleet.demo.world import World, import_price_csvs, import_replay_prices
+from fleet.demo.world import World
 from fleet.domain import Fleet
 from fleet.errors import FleetInputError
 from fleet.fleetfile import load_fleet
@@ -40,6 +40,7 @@ from fleet.store.engine import make_engine
 from fleet.store.sites import save_fleet
 from fleet.store.tables import setpoints
 from fleet.store.telemetry import record_setpoint
+from telemetry.broker import BrokerHandle, free_port, start_broker
 from telemetry.ingest import make_client, parse_mqtt_url
 
 logger = logging.getLogger(__name__)

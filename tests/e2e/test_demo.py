@@ -17,15 +17,16 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from fleet.data.prices import import_replay_prices
 from fleet.data.sample import SAMPLE_DIR
-from fleet.demo.broker import start_broker
 from fleet.demo.run import DemoOptions
-from fleet.demo.world import import_replay_prices
 from fleet.errors import FleetInputError
 from fleet.ops.settlement import load_settlements
 from fleet.store.engine import make_engine
 from fleet.store.migrate import upgrade
 from fleet.store.tables import setpoints
+from telemetry.broker import start_broker
+from telemetry.errors import TelemetryInputError
 
 REPO = Path(__file__).resolve().parents[2]
 BESSFLEET = [sys.executable, "-c", "from fleet.cli import main; main()"]
@@ -85,6 +86,25 @@ def test_replay_prices_import_from_the_shipped_sample_covers_both_markets(
         )
 
 
+def test_replay_prices_import_from_shared_data_shifts_caiso_onto_the_day(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    upgrade(url)
+    engine = make_engine(url)
+    day = dt.date(2025, 4, 9)
+    counts = import_replay_prices(engine, shared_data, day, day, history_days=2)
+    assert counts["ERCOT"] > 0
+    assert counts["CAISO"] > 0
+    with engine.connect() as conn:
+        caiso = conn.execute(
+            sa.text("SELECT min(ts), max(ts) FROM prices WHERE market = 'CAISO'")
+        ).one()
+    # 2020-04-05 .. 2020-04-12 of the example year, replayed 1,827 days later
+    assert str(caiso[0]).startswith("2025-04-05")
+    assert str(caiso[1]).startswith("2025-04-11")
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("kind", ["amqtt", "mosquitto"])
 def test_start_broker_listens_and_stops_when_embedded(
@@ -110,7 +130,7 @@ def test_start_broker_starts_nothing_when_a_broker_is_configured(
     assert broker.kind == "external"
     assert broker.url == "mqtt://broker.example:1883"
     assert not any(tmp_path.iterdir())
-    with pytest.raises(FleetInputError, match="broker='emqx'"):
+    with pytest.raises(TelemetryInputError, match="broker='emqx'"):
         start_broker(tmp_path, prefer="emqx")
 
 
