@@ -92,7 +92,8 @@ def demo(
     speed: Annotated[
         float,
         typer.Option(
-            help="Simulated seconds per wall second (360: a day in 4 minutes)."
+            help="Simulated seconds per wall second (360: an hour in 10 s; one day, from "
+            "the day-ahead step before it to its settlement, in about 7 minutes)."
         ),
     ] = 360.0,
     days: Annotated[
