@@ -278,7 +278,11 @@ class Demo:
             f"gateways: {len(fleet.sites)} simulated sites from {start:%F %H:%M} UTC"
         )
         address = parse_mqtt_url(broker.url)
-        client = make_client(address, protocol=broker.protocol)
+        client = make_client(
+            address,
+            client_id=f"demo-dispatch-{self.folder.name}"[:64],
+            protocol=broker.protocol,
+        )
         client.connect(address.host, address.port)
         client.loop_start()
         self._closers.append(client.loop_stop)

@@ -195,8 +195,13 @@ def test_demo_settles_a_day_through_fleet_ops_and_reports_the_store_when_run_wit
 
 @pytest.mark.integration
 @pytest.mark.e2e
-def test_demo_stops_everything_it_started_when_interrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("broker", ["auto", "amqtt"])
+def test_demo_stops_everything_it_started_when_interrupted(
+    tmp_path: Path, broker: str
+) -> None:
+    # the operator line comes after every client (ingest, gateways, setpoints) connected
     args = ["demo", "--fleet", str(FLEET), "--sites", "2", "--folder", str(tmp_path)]
+    args += ["--broker", broker]
     proc = subprocess.Popen(
         [*BESSFLEET, *args],
         cwd=tmp_path,
