@@ -32,7 +32,7 @@ from fleet.ops.clock import AcceleratedClock
 from fleet.ops.intraday import IntradayConfig, MqttSetpointSink
 from fleet.ops.operator import Operator, OperatorOptions
 from fleet.ops.runs import load_runs
-from fleet.ops.settlement import load_settlements, net_usd
+from fleet.ops.settlement import AS_ITEMS, load_settlements, net_usd
 from fleet.store import keys as key_store
 from fleet.store import migrate
 from fleet.store.dml import transaction
@@ -47,7 +47,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DAY = dt.date(2025, 4, 9)
 """A day both the shared data and the shipped sample cover with 30+ days of history."""
-AS_ITEMS = ("reg_up", "reg_down", "spin")
 
 
 @dataclass(frozen=True, slots=True)
