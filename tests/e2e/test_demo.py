@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fleet.data.prices import import_replay_prices
+from fleet.data.prices import import_price_csvs, import_replay_prices
 from fleet.data.sample import SAMPLE_DIR
 from fleet.demo.run import DemoOptions
 from fleet.errors import FleetInputError
@@ -103,6 +103,18 @@ def test_replay_prices_import_from_shared_data_shifts_caiso_onto_the_day(
     # 2020-04-05 .. 2020-04-12 of the example year, replayed 1,827 days later
     assert str(caiso[0]).startswith("2025-04-05")
     assert str(caiso[1]).startswith("2025-04-11")
+
+
+def test_price_csv_import_validates_and_stores_a_users_prices(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    upgrade(url)
+    engine = make_engine(url)
+    good = SAMPLE_DIR / "caiso" / "caiso_reg_up_down_2020_hourly_replayed_2025.csv.gz"
+    assert import_price_csvs(engine, [good]) > 1000
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp_utc,market,node\n2025-04-09T00:00:00Z,ERCOT,HB_WEST\n")
+    with pytest.raises(FleetInputError, match="product"):
+        import_price_csvs(engine, [bad])
 
 
 @pytest.mark.integration
