@@ -110,7 +110,7 @@ def demo(
     ] = None,
     forecast: Annotated[
         str, typer.Option(help="Price forecasts of the day-ahead plan: naive or model.")
-    ] = "naive",
+    ] = "model",
     prices_dir: Annotated[
         Path | None,
         typer.Option(

@@ -67,7 +67,7 @@ class DemoOptions:
     days: int = 1
     speed: float = 360.0
     """Simulated seconds per wall second."""
-    forecast: Literal["model", "naive"] = "naive"
+    forecast: Literal["model", "naive"] = "model"
     mqtt_url: str | None = None
     broker: str = "auto"
     database_url: str | None = None
