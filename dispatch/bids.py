@@ -27,9 +27,6 @@ from dispatch.scenario import Scenario
 
 logger = logging.getLogger(__name__)
 
-AS_PRODUCTS: tuple[str, ...] = ("reg_up", "reg_down", "spin")
-"""The spec's ancillary services (kept for older callers; the products a market
-carries are ``MarketRules.reserve_services``)."""
 PRODUCT_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 """Shape of a bid's product name; the market rules say which products exist
 (:func:`dispatch.bidcheck.rule_refusals`)."""

@@ -14,15 +14,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from fleet.errors import FleetInputError
@@ -40,121 +31,53 @@ def register(root: typer.Typer) -> None:
     root.command("demo")(demo)
 
 
-class RichReporter:
-    """Draw each stage of the demo as a rich progress row."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.tasks: dict[str, TaskID] = {}
-
-    def start(self, stage: str, total: int | None, text: str) -> None:
-        """Add the stage's row."""
-        self.tasks[stage] = self.progress.add_task(
-            f"[bold]{stage:<10}[/] {escape(text)}", total=total
-        )
-
-    def advance(self, stage: str, steps: int = 1, text: str | None = None) -> None:
-        """Move the stage's bar."""
-        task = self.tasks.get(stage)
-        if task is None:
-            return
-        self.progress.advance(task, steps)
-        if text is not None:
-            self.progress.update(
-                task, description=f"[bold]{stage:<10}[/] {escape(text)}"
-            )
-
-    def done(self, stage: str, text: str) -> None:
-        """Complete the stage's row with its outcome."""
-        task = self.tasks.get(stage)
-        if task is None:
-            return
-        total = self.progress.tasks[task].total
-        self.progress.update(
-            task,
-            total=total or 1,
-            completed=total or 1,
-            description=f"[green]✓[/] [bold]{stage:<10}[/] {escape(text)}",
-        )
-
-
 def _usd(value: float) -> str:
     return f"${value:,.0f}" if value >= 0 else f"-${-value:,.0f}"
 
 
 def summary_table(summary: DemoSummary) -> Table:
-    """Return the demo's summary as a rich table."""
-    days = ", ".join(f"{m} {d}" for m, d in sorted(summary.days.items()))
+    """Return the demo's summary (read from the store) as a rich table."""
     table = Table(
-        title=f"bessfleet demo: {len(summary.sites)} sites, {summary.hours} h of {days}",
+        title=f"bessfleet demo: {len(summary.sites)} sites, "
+        f"{', '.join(summary.days)} (settled by fleet.ops)",
         show_header=True,
         header_style="bold",
     )
     table.add_column("figure")
     table.add_column("value", justify="right")
-    for service, usd in summary.revenue_usd.items():
-        table.add_row(f"revenue: {service}", _usd(usd))
+    for key, items in summary.revenue_usd.items():
+        for item, usd in sorted(items.items()):
+            table.add_row(f"{key}: {item}", _usd(usd))
+        table.add_row(f"[bold]{key}: net[/]", f"[bold]{_usd(summary.net_usd[key])}[/]")
+    table.add_row("reserves awarded", f"{summary.awarded_mwh:,.1f} MW-h")
+    share = (
+        f" ({100 * summary.shortfall_mwh / summary.awarded_mwh:.2f} %)"
+        if summary.awarded_mwh
+        else ""
+    )
+    table.add_row("reserve shortfall", f"{summary.shortfall_mwh:,.1f} MW-h{share}")
+    table.add_row("shortfall charge", _usd(-summary.shortfall_usd))
+    receiving = sum(1 for n in summary.setpoints.values() if n > 0)
     table.add_row(
-        "[bold]revenue, wholesale total[/]",
-        f"[bold]{_usd(summary.revenue_total_usd)}[/]",
+        "setpoints stored / sites receiving",
+        f"{sum(summary.setpoints.values()):,} / {receiving} of {len(summary.sites)}",
     )
-    table.add_row("behind-the-meter bill savings", _usd(summary.btm_savings_usd))
-    table.add_row(
-        "degradation cost (rainflow, aging model)", _usd(-summary.degradation_usd)
-    )
-    table.add_row("[bold]net value[/]", f"[bold]{_usd(summary.net_usd)}[/]")
-    table.add_row("perfect foresight for that day", _usd(summary.perfect_foresight_usd))
-    capture = "n/a" if summary.capture is None else f"{100 * summary.capture:.1f} %"
-    table.add_row("capture vs perfect foresight", capture)
-    table.add_row("energy charged (metered)", f"{summary.energy_charged_mwh:,.1f} MWh")
-    table.add_row(
-        "energy discharged (metered)", f"{summary.energy_discharged_mwh:,.1f} MWh"
-    )
-    table.add_row(
-        "energy charged / discharged (telemetry)",
-        f"{summary.telemetry_energy_charged_mwh:,.1f} / "
-        f"{summary.telemetry_energy_discharged_mwh:,.1f} MWh",
-    )
-    if summary.as_shortfall_mwh:
-        table.add_row("awarded AS not held", f"{summary.as_shortfall_mwh:,.1f} MW-h")
-    table.add_row(
-        "sites dispatched", f"{len(summary.sites_dispatched)} of {len(summary.sites)}"
-    )
-    receiving = sum(1 for n in summary.setpoints_received.values() if n > 0)
-    table.add_row(
-        "setpoints sent / sites receiving",
-        f"{summary.setpoints_sent:,} / {receiving} of {len(summary.sites)}",
-    )
-    table.add_row("day-ahead bids / awards", f"{summary.bids:,} / {summary.awards:,}")
-    table.add_row(
-        "intraday re-solves (fallbacks)",
-        f"{summary.intraday_resolves} ({summary.intraday_fallbacks})",
-    )
-    table.add_row("telemetry samples published", f"{summary.telemetry_published:,}")
-    table.add_row("telemetry messages received", f"{summary.telemetry_received:,}")
-    table.add_row("telemetry samples stored", f"{summary.telemetry_stored:,}")
-    reasons = ", ".join(
-        f"{k} {v}" for k, v in sorted(summary.quarantine_reasons.items())
-    )
-    table.add_row(
-        "quarantined",
-        f"{summary.telemetry_quarantined:,}" + (f" ({reasons})" if reasons else ""),
-    )
-    lost_style = "green" if summary.telemetry_lost == 0 else "red"
-    table.add_row("[bold]lost[/]", f"[bold {lost_style}]{summary.telemetry_lost:,}[/]")
-    table.add_row(
-        "API answers during the run (failed)",
-        f"{summary.api_ok:,} ({summary.api_failed})",
-    )
+    acks = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.setpoint_status.items()))
+    table.add_row("setpoint acks", acks or "none")
+    failed = ", ".join(summary.failed_steps) or "none"
+    table.add_row("steps not done", failed)
     table.add_row("price data", summary.price_source)
-    table.add_row("broker", f"{summary.broker} {summary.broker_url}")
+    table.add_row("broker", summary.broker)
     table.add_row("store", summary.database_url)
+    table.add_row("wall time", f"{summary.wall_s:,.0f} s")
     return table
 
 
-def _parse_day(value: str | None) -> dt.date | None:
+def _parse_day(value: str | None) -> dt.date:
+    from fleet.demo.run import DEFAULT_DAY
+
     if value is None:
-        return None
+        return DEFAULT_DAY
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
@@ -169,27 +92,32 @@ def demo(
     speed: Annotated[
         float,
         typer.Option(
-            help="Simulated seconds per wall second (720: a day in 2 minutes)."
+            help="Simulated seconds per wall second (360: an hour in 10 s; one day, from "
+            "the day-ahead step before it to its settlement, in about 7 minutes)."
         ),
-    ] = 720.0,
-    hours: Annotated[
-        int, typer.Option(help="Hours of the operating day to play (1-24).")
-    ] = 24,
+    ] = 360.0,
+    days: Annotated[
+        int, typer.Option(help="Operating days to run and settle (1-7).")
+    ] = 1,
     sites: Annotated[
         int | None, typer.Option(help="Only the first N sites of the fleet file.")
     ] = None,
     day: Annotated[
         str | None,
         typer.Option(
-            help="Operating day YYYY-MM-DD (default: each market's latest complete day)."
+            help="First operating day YYYY-MM-DD (default 2025-04-09, in the sample)."
         ),
     ] = None,
+    forecast: Annotated[
+        str, typer.Option(help="Price forecasts of the day-ahead plan: naive or model.")
+    ] = "model",
     prices_dir: Annotated[
         Path | None,
         typer.Option(
             "--prices-dir",
             metavar="DIR",
-            help="Shared data folder (default: $BESSFLEET_SHARED_DATA_DIR or ../shared/data).",
+            help="Shared data folder (default: $BESSFLEET_SHARED_DATA_DIR or "
+            "../shared/data, else the sample shipped with bessfleet).",
             show_default=False,
         ),
     ] = None,
@@ -232,12 +160,8 @@ def demo(
         typer.Option(help="API port (default: a free one).", show_default=False),
     ] = None,
     rate_hz: Annotated[
-        float | None,
-        typer.Option(help="Telemetry samples/s per device (default: from --speed)."),
-    ] = None,
-    resolve_every: Annotated[
-        int, typer.Option(help="Intraday re-solve period [15-min intervals].")
-    ] = 4,
+        float, typer.Option(help="Telemetry samples per wall second per device.")
+    ] = 8.0,
     exit_after: Annotated[
         bool, typer.Option("--exit", help="End after the summary (API not kept up).")
     ] = False,
@@ -248,18 +172,22 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the gateways.")] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run the whole fleet loop on one machine and print what it earned.
+    """Run the production operator on one machine against simulated sites.
 
     Starts an embedded MQTT broker (unless $BESSFLEET_MQTT_URL names one), a fresh
-    store, the API and dashboard, the example fleet as simulated site gateways and the
-    ingest; imports the real price history, trains the forecasters, solves the
-    day-ahead plan, makes and checks bids, clears them at that day's real prices, and
-    plays the day on an accelerated clock with intraday re-solves and setpoints. The
-    API stays up after the summary until Ctrl-C (or ends with --exit).
+    store, the API and dashboard, the fleet as simulated site gateways and the ingest;
+    imports the real prices; then runs `bessfleet operate`'s operator with the replay
+    market (bids cleared at the day's real prices) on an accelerated clock: forecasts,
+    day-ahead plan, bids, awards, intraday setpoints to every site, settlement from
+    metered telemetry. The summary is read from the store. The API stays up after it
+    until Ctrl-C (or ends with --exit).
     """
     from fleet.config import Settings
     from fleet.demo.run import Demo, DemoOptions
 
+    if forecast not in ("model", "naive"):
+        msg = f"--forecast={forecast!r} must be model or naive"
+        raise FleetInputError(msg)
     settings = Settings()
     data_dir = prices_dir or settings.shared_data_dir
     if prices:
@@ -273,9 +201,12 @@ def demo(
         from fleet.data.sample import SAMPLE_DIR
 
         source = (
-            f"the sample bundled with bessfleet ({SAMPLE_DIR}; {data_dir} not found): "
+            f"the sample shipped with bessfleet ({SAMPLE_DIR}; {data_dir} not found): "
             "ERCOT 2025-02-01..04-19, CAISO example 2020 replayed on 2025 dates"
         )
+    if not data_dir.is_dir():
+        from fleet.data.sample import SAMPLE_DIR
+
         data_dir = SAMPLE_DIR
     options = DemoOptions(
         fleet_file=fleet_file,
@@ -284,16 +215,16 @@ def demo(
         prices_csv=tuple(prices or ()),
         folder=folder,
         sites=sites,
-        hours=hours,
-        speed=speed,
         day=_parse_day(day),
+        days=days,
+        speed=speed,
+        forecast="model" if forecast == "model" else "naive",
         mqtt_url=settings.mqtt_url if "mqtt_url" in settings.model_fields_set else None,
         broker=broker,
         database_url=db,
         api_host=host,
         api_port=port,
         rate_hz=rate_hz,
-        resolve_every=resolve_every,
         seed=seed,
     )
     console = Console()
@@ -307,19 +238,17 @@ def demo(
     previous = signal.signal(signal.SIGTERM, _interrupt)
     interrupted = False
     finished = False
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(bar_width=24),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
-    runner = Demo(options, RichReporter(progress), stop=stop)
+
+    def say(text: str) -> None:
+        console.print(f"[green]✓[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+    runner = Demo(options, say, stop=stop)
     log_file = _logging(runner.folder, verbose)
     try:
-        with progress:
+        with console.status("operating (see the dashboard, or the log)"):
             summary = runner.run()
+        if stop.is_set():
+            raise KeyboardInterrupt
         console.print(summary_table(summary))
         console.print(
             f"dashboard: [bold]{summary.dashboard_url}[/] "
@@ -342,6 +271,7 @@ def demo(
                 pass
     except KeyboardInterrupt:
         interrupted = True
+        stop.set()
         console.print("\ninterrupted: stopping")
     finally:
         runner.close()

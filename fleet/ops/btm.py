@@ -154,7 +154,7 @@ def load_forecast_mw(
         out = np.asarray(values) * PEAK_MARGIN
         return [float(v) for v in np.maximum(out, 0.0)], "telemetry"
     if data_dir is not None and site.load is not None:
-        from fleet.demo.data import load_profile_mw
+        from fleet.ops.loads import load_profile_mw
 
         local_day = start.astimezone(tz).date()
         prof = load_profile_mw(site, local_day, data_dir, interval_minutes, intervals)

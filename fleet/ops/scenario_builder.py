@@ -249,7 +249,7 @@ def build_scenario(
     groups = [
         g
         for g in fleet.scenario_fleet_block()["poi_groups"]
-        if g["sites"] and set(g["sites"]) <= ids
+        if g["sites"] and set(g["sites"]) <= ids  # a group of another market: none here
     ]
     if groups:
         data["fleet"] = {"poi_groups": groups}

@@ -271,3 +271,27 @@ def test_parse_bids_names_the_field_when_curve_malformed():
                 ]
             }
         )
+
+
+def test_check_scenario_leaves_out_a_poi_group_of_another_market_when_awards_are_checked() -> (
+    None
+):
+    # check_awards builds the market's scenario from the fleet's sites of that market:
+    # the example fleet's ERCOT POI group has no CAISO site and must not be in it.
+    from dispatch.markets import load_market_rules
+    from fleet.fleetfile import load_fleet
+    from fleet.ops.bids import check_scenario
+    from tests.conftest import REPO_ROOT
+
+    fleet = load_fleet(REPO_ROOT / "deploy" / "examples" / "fleet.toml")
+    assert fleet.poi_groups
+    for market in ("CAISO", "ERCOT"):
+        mine = [s for s in fleet.sites if s.market.value == market]
+        scn = check_scenario(
+            fleet.model_copy(update={"sites": mine}),
+            load_market_rules(market),
+            dt.date(2025, 4, 9),
+        )
+        groups = scn.fleet.poi_groups if scn.fleet is not None else []
+        assert all(g.sites for g in groups)
+        assert bool(groups) == (market == "ERCOT")

@@ -1,4 +1,4 @@
-"""Start the demo's embedded MQTT broker: Mosquitto when installed, else amqtt."""
+"""Start an embedded MQTT broker (the demo's): Mosquitto when installed, else amqtt."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleet.errors import FleetInputError
+from telemetry.errors import TelemetryInputError
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def start_broker(
 
     Raises
     ------
-    FleetInputError
+    TelemetryInputError
         When ``prefer`` is unknown, or ``mosquitto`` is asked for and not installed.
     """
     if external_url:
@@ -217,13 +217,13 @@ def start_broker(
         )
     if prefer not in ("auto", "mosquitto", "amqtt"):
         msg = f"broker={prefer!r} must be auto, mosquitto or amqtt"
-        raise FleetInputError(msg)
+        raise TelemetryInputError(msg)
     binary = shutil.which("mosquitto") or (
         "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
     )
     if prefer == "mosquitto" and binary is None:
         msg = "broker=mosquitto: no mosquitto binary on PATH or in /usr/sbin"
-        raise FleetInputError(msg)
+        raise TelemetryInputError(msg)
     if binary is not None and prefer != "amqtt":
         return start_mosquitto(binary, data_dir / "mosquitto")
     return start_amqtt(data_dir / "amqtt")
