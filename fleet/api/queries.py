@@ -34,20 +34,19 @@ from fleet.store.telemetry_tables import (
 
 logger = logging.getLogger(__name__)
 
-MARKET_TIMEZONES = {
-    "ERCOT": "America/Chicago",
-    "CAISO": "America/Los_Angeles",
-    "PJM": "America/New_York",
-}
-"""The market clock of each market (IANA); unknown markets fall back to UTC."""
-
 AGGREGATE_DEV = "site"
 """Device id of a site's aggregate telemetry (spec/telemetry.md §1)."""
 
 
 def market_timezone(market: str) -> str:
-    """Return the IANA time zone of ``market`` (UTC when unknown)."""
-    return MARKET_TIMEZONES.get(market.upper(), "UTC")
+    """Return the IANA time zone of ``market`` from its rules (UTC when it has none)."""
+    from dispatch.errors import DispatchInputError
+    from dispatch.markets import market_timezone as rules_timezone
+
+    try:
+        return rules_timezone(market)
+    except DispatchInputError:
+        return "UTC"
 
 
 def ms_to_dt(ts_ms: int) -> dt.datetime:

@@ -3,11 +3,37 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from fleet.types import SITE_ID_PATTERN
+
+
+@functools.cache
+def known_products() -> frozenset[str]:
+    """Return every product some market's rules list, with ``energy`` and ``capacity``."""
+    from dispatch.markets import available_markets, load_market_rules
+
+    names = {"energy", "capacity"}
+    for market in available_markets():
+        names.update(load_market_rules(market).reserve_services)
+    return frozenset(names)
+
+
+def _known_product(value: str) -> str:
+    """Accept a product some market's rules list (the market's own check follows)."""
+    if value not in known_products():
+        msg = (
+            f"unknown product {value!r} (known: {', '.join(sorted(known_products()))})"
+        )
+        raise ValueError(msg)
+    return value
+
+
+Product = Annotated[str, Field(max_length=32), AfterValidator(_known_product)]
+"""A market product: ``energy``, ``capacity`` or a reserve of the market rules."""
 
 MarketName = Annotated[
     str,
@@ -432,7 +458,7 @@ class BidIn(_In):
     """One bid: a (MW, $/MWh or $/MW-h) curve for a site, product and hour."""
 
     site_id: str = Field(pattern=SITE_ID_PATTERN)
-    product: Literal["energy", "reg_up", "reg_down", "spin", "capacity"]
+    product: Product
     hour_ending: int = Field(ge=1, le=25, description="Hour ending (1-24, 25 on DST).")
     curve: list[tuple[FiniteFloat, FiniteFloat]] = Field(
         min_length=1,
@@ -460,7 +486,7 @@ class AwardIn(_In):
 
     site_id: str = Field(pattern=SITE_ID_PATTERN)
     ts: ApiDatetime = Field(description="Interval start (UTC).")
-    product: Literal["energy", "reg_up", "reg_down", "spin", "capacity"]
+    product: Product
     award_mw: float = Field(ge=-10000, le=10000)
     price: float | None = Field(default=None, ge=-10000, le=100000)
     unit: Literal["usd_per_mwh", "usd_per_mw"]

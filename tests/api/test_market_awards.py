@@ -207,3 +207,40 @@ def test_bids_answer_422_naming_the_bid_when_site_unknown_or_duplicated(
     assert twice.json()["detail"][0]["loc"] == ["body", "bids", 1]
     got = client.get(url, headers=auth(store, "viewer"))
     assert got.status_code == 404, "nothing is stored for a malformed bid set"
+
+
+def test_ecrs_is_bid_and_awarded_through_the_api_and_an_unknown_product_is_422(
+    client: httpx.Client, store: Store
+) -> None:
+    """Products come from the market rules: ECRS (listed by tx-odessa-01) goes through."""
+    day, he1 = "2030-08-04", "2030-08-04T05:00:00Z"
+    body = {
+        "bids": [
+            {
+                "site_id": "tx-odessa-01",
+                "product": "ecrs",
+                "hour_ending": 1,
+                "curve": [[10.0, 2.0]],
+            }
+        ],
+        "schedule_version": 1,
+    }
+    pushed = client.put(
+        f"/v1/markets/ERCOT/bids/{day}", json=body, headers=auth(store, "scheduler")
+    )
+    assert pushed.status_code == 201, pushed.text
+    assert pushed.json()["status"] == "accepted", pushed.json()["refusal_reason"]
+    awarded = _put_awards(client, store, day, [_award("ecrs", 10.0, ts=he1)])
+    assert awarded.status_code == 201, awarded.text
+    assert [a["product"] for a in awarded.json()["awards"]] == ["ecrs"]
+    over = _put_awards(client, store, day, [_award("ecrs", 11.0, ts=he1)])
+    assert over.status_code == 422
+    assert "exceeds the 10 MW offered" in over.json()["detail"][0]["msg"]
+    bogus = body | {"bids": [body["bids"][0] | {"product": "bogus"}]}  # type: ignore[operator]
+    refused = client.put(
+        f"/v1/markets/ERCOT/bids/{day}", json=bogus, headers=auth(store, "scheduler")
+    )
+    assert refused.status_code == 422, refused.text
+    detail = refused.json()["detail"][0]
+    assert detail["loc"] == ["body", "bids", 0, "product"]
+    assert "unknown product 'bogus'" in detail["msg"]
