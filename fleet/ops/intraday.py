@@ -33,7 +33,7 @@ import paho.mqtt.client as mqtt
 
 from dispatch.markets import MarketRules
 from dispatch.result import Result
-from dispatch.scenario import BUILTIN_RESERVES, Commitments, Scenario
+from dispatch.scenario import Commitments, Scenario
 from dispatch.shortfall import reserve_shortfall_mw
 from dispatch.solve import SolveOptions, solve
 from dispatch.status import SolveStatus
@@ -66,8 +66,6 @@ SetpointSink = Callable[[str, float, int, int, str], None]
 """(site_id, p_mw, valid_from_ms, expires_at_ms, version) -> None."""
 BtmSource = Callable[[dt.datetime, int, int], Mapping[str, BtmInputs]]
 """(start, intervals, interval_minutes) -> behind-the-meter inputs per site."""
-AS_PRODUCTS = tuple(BUILTIN_RESERVES)
-"""Reserve products the intraday loop holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,20 +167,24 @@ def _cover(
     available: Sequence[Site],
     commitments: Mapping[str, Commitments],
     intervals: int,
+    directions: Mapping[str, str],
 ) -> tuple[dict[str, Commitments], dict[str, float]]:
     """Move the stale sites' reserve awards onto available sites' spare power, greedily.
 
-    Returns the new commitments of the available sites and, per product, the most MW
-    (over the intervals) left uncovered. Up-products take the discharge power left by
-    the site's own up awards, reg-down the charge power left by its own; energy awards
-    are not moved (they are financial).
+    ``directions`` maps each reserve product of the market to ``up`` or ``down`` (the
+    market rules). Returns the new commitments of the available sites and, per
+    product, the most MW (over the intervals) left uncovered. A product moves only to
+    sites that provide it. Up-products take the
+    discharge power left by the site's own up awards, down-products the charge power
+    left by its own; energy awards are not moved (they are financial).
     """
-    need = {p: np.zeros(intervals) for p in AS_PRODUCTS}
+    products = list(directions)
+    need = {p: np.zeros(intervals) for p in products}
     for sid in stale:
         com = commitments.get(sid)
         if com is None:
             continue
-        for p in AS_PRODUCTS:
+        for p in products:
             series = com.award(p)
             if series is not None:
                 need[p] += np.asarray(series, dtype=float)
@@ -191,24 +193,28 @@ def _cover(
         com = commitments.get(site.id) or Commitments()
         own = {
             p: np.asarray(com.award(p) or [0.0] * intervals, dtype=float).copy()
-            for p in AS_PRODUCTS
+            for p in products
         }
-        p_d, p_c = site.battery.discharge_mw, site.battery.charge_mw
-        up_room = np.maximum(0.0, p_d - own["reg_up"] - own["spin"])
-        for p in ("reg_up", "spin"):
-            take = np.minimum(need[p], up_room)
-            own[p] += take
-            need[p] -= take
-            up_room -= take
-        dn_room = np.maximum(0.0, p_c - own["reg_down"])
-        take = np.minimum(need["reg_down"], dn_room)
-        own["reg_down"] += take
-        need["reg_down"] -= take
+        rating = {"up": site.battery.discharge_mw, "down": site.battery.charge_mw}
+        offers = {str(s) for s in site.services}
+        for direction in ("up", "down"):
+            mine = [p for p in products if directions[p] == direction]
+            room = np.maximum(
+                0.0,
+                rating[direction] - sum((own[p] for p in mine), np.zeros(intervals)),
+            )
+            for p in mine:
+                if p not in offers:  # the site does not provide it: not moved there
+                    continue
+                take = np.minimum(need[p], room)
+                own[p] += take
+                need[p] -= take
+                room -= take
         out[site.id] = com.model_copy(
             update={
                 "reserves_mw": {
                     **com.reserves_mw,
-                    **{p: [float(v) for v in own[p]] for p in AS_PRODUCTS},
+                    **{p: [float(v) for v in own[p]] for p in products if own[p].any()},
                 }
             }
         )
@@ -268,6 +274,9 @@ class IntradayDispatcher:
         self.fleet = fleet
         self.degradation = dict(degradation or {})
         self.rules = rules
+        self.products: tuple[str, ...] = rules.reserve_services
+        """Reserve products of the market (its rules), held and reported."""
+        self.directions = {p: str(rules.reserve(p).direction) for p in self.products}
         self.operating_day = operating_day
         self.prices = prices
         self.states = states
@@ -362,7 +371,7 @@ class IntradayDispatcher:
         """
         top = 0.0
         for series in prices.values():
-            for product in AS_PRODUCTS:
+            for product in self.products:
                 values = series.get(product)
                 if values is not None and len(values):
                     top = max(top, float(np.max(values)))
@@ -453,7 +462,7 @@ class IntradayDispatcher:
                 )
         own = {sid: self._slice(c, i0) for sid, c in self.awards.items()}
         available = [s for s in self.sites if s.id not in stale and s.is_fom]
-        covered, uncovered = _cover(stale, available, own, n)
+        covered, uncovered = _cover(stale, available, own, n, self.directions)
         commitments = {sid: c for sid, c in own.items() if sid not in stale}
         commitments.update(covered)
         options = SolveOptions(
@@ -500,7 +509,7 @@ class IntradayDispatcher:
         )
         expires = max(expires, valid_from + 2000)
         awarded = {
-            sid: {p: float((c.award(p) or [0.0])[0]) for p in AS_PRODUCTS}
+            sid: {p: float((c.award(p) or [0.0])[0]) for p in self.products}
             for sid, c in own.items()
         }
         ok = (
@@ -529,7 +538,7 @@ class IntradayDispatcher:
                     clipped.append(site.id)
                 setpoints[site.id] = p_mw
                 planned[site.id] = sched.soc[0] + (sched.soc[1] - sched.soc[0]) / k
-                held[site.id] = {p: float(sched.reserve(p)[0]) for p in AS_PRODUCTS}
+                held[site.id] = {p: float(sched.reserve(p)[0]) for p in self.products}
             short = reserve_shortfall_mw(scn, result)
         else:
             fallback = "hold"
@@ -542,7 +551,7 @@ class IntradayDispatcher:
             setpoints = dict.fromkeys((s.id for s in self.sites), 0.0)
             short = {}
         shortfall: dict[str, float] = {}
-        for p in AS_PRODUCTS:
+        for p in self.products:
             total = sum(a.get(p, 0.0) for a in awarded.values())
             have = sum(h.get(p, 0.0) for h in held.values())
             gap = max(0.0, total - have)

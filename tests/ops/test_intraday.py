@@ -6,6 +6,7 @@ import pytest
 
 from dispatch.markets import load_market_rules
 from dispatch.scenario import Commitments
+from fleet.domain import Fleet
 from fleet.errors import FleetInputError
 from fleet.ops.clock import AcceleratedClock
 from fleet.ops.intraday import (
@@ -15,6 +16,7 @@ from fleet.ops.intraday import (
     run_intraday,
 )
 from fleet.ops.scenario_builder import operating_day_start
+from tests.factories import fleet_data
 from tests.ops.helpers import NODE, daily_prices, fleet
 
 RULES = load_market_rules("ERCOT")
@@ -98,6 +100,45 @@ def test_intraday_step_covers_a_stale_sites_awards_with_other_sites():
     assert min(sched.reg_up_mw) >= 3.0 - 1e-6
     assert report.held_mw["site-01"]["reg_up"] >= 3.0 - 1e-6
     assert report.awarded_mw["site-02"]["reg_up"] == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("site_01_offers_ecrs", [True, False])
+def test_intraday_moves_a_stale_sites_ecrs_only_to_a_site_that_offers_it(
+    site_01_offers_ecrs,
+):
+    """Products come from the market rules: ECRS is covered like reg-up and spin."""
+    data = fleet_data(2)
+    data["sites"][1]["services"] = [*data["sites"][1]["services"], "ecrs"]
+    if site_01_offers_ecrs:
+        data["sites"][0]["services"] = [*data["sites"][0]["services"], "ecrs"]
+    now = START + dt.timedelta(hours=3)
+    states = {"site-01": (_ms(now), 0.5), "site-02": (_ms(now) - 16_000, 0.5)}
+    awards = {"site-02": Commitments(reserves_mw={"ecrs": [3.0] * N})}
+
+    def prices(start, n, minutes=15):
+        out = _prices(start, n, minutes)
+        out[NODE]["ecrs"] = [5.0] * n
+        return out
+
+    dispatcher = IntradayDispatcher(
+        Fleet.model_validate(data),
+        RULES,
+        DAY,
+        prices=prices,
+        states=lambda: states,
+        awards=awards,
+        config=IntradayConfig(interval_minutes=15),
+    )
+    report = dispatcher.step(now)
+    assert report.stale == ("site-02",)
+    assert report.awarded_mw["site-02"]["ecrs"] == pytest.approx(3.0)
+    if site_01_offers_ecrs:
+        assert report.shortfall_mw == {}
+        assert report.held_mw["site-01"]["ecrs"] >= 3.0 - 1e-6
+        assert min(dispatcher.last_result.sites["site-01"].reserve("ecrs")) >= 3 - 1e-6
+    else:
+        assert report.shortfall_mw == {"ecrs": pytest.approx(3.0)}
+        assert report.held_mw["site-01"]["ecrs"] == 0.0
 
 
 def test_intraday_site_fresh_within_15_s_is_not_stale():
