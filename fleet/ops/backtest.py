@@ -47,6 +47,7 @@ from fleet.domain import Fleet, Service, Site
 from fleet.errors import FleetInputError
 from fleet.ops.btm import LOOKBACK_DAYS, billing_cycle_start, btm_inputs
 from fleet.ops.intraday import IntradayConfig, IntradayDispatcher
+from fleet.ops.loads import read_load_profile
 from fleet.ops.metering import LOAD_DEVICE, PCS_DEVICE, write_metered
 from fleet.ops.scenario_builder import (
     ScenarioInputs,
@@ -1233,33 +1234,6 @@ def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow
         },
         solve_seconds=time.perf_counter() - t0,
     )
-
-
-def read_load_profile(site: Site, load_dir: Path, tz: str) -> pd.Series:
-    """Return a behind-the-meter site's real load [MW] on a local-time index.
-
-    Raises
-    ------
-    FleetInputError
-        When the site has no load, or the data set or the profile is missing.
-    """
-    if site.load is None:
-        msg = f"site {site.id}: load is missing (behind-the-meter site)"
-        raise FleetInputError(msg)
-    folder = load_dir / site.load.dataset.value
-    files = sorted(folder.glob("*.csv*")) if folder.is_dir() else []
-    if not files:
-        msg = f"site {site.id}: load data set folder {folder} has no CSV"
-        raise FleetInputError(msg)
-    raw = pd.read_csv(files[0], usecols=["timestamp_utc", "site", "load_kw"])
-    raw = raw[raw["site"] == site.load.profile]
-    if raw.empty:
-        msg = f"site {site.id}: load.profile={site.load.profile!r} not in {files[0]}"
-        raise FleetInputError(msg)
-    index = pd.DatetimeIndex(pd.to_datetime(raw["timestamp_utc"], utc=True))
-    series = pd.Series(raw["load_kw"].to_numpy(float), index=index.tz_convert(tz))
-    series = series[~series.index.duplicated()].sort_index()
-    return series.clip(lower=0.0) * site.load.scale / 1000.0
 
 
 def load_day_mw(
