@@ -154,7 +154,7 @@ def list_schedules(
 
 
 @router.get("/schedules/current", response_model=ScheduleOut, responses=NOT_FOUND)
-def current_schedule(
+async def current_schedule(
     engine: StoreDep,
     _key: ViewerKey,
     market: Annotated[str, Query(pattern=r"^[A-Za-z]{2,16}$", examples=["ERCOT"])],

@@ -123,7 +123,7 @@ def get_fleet(
 
 
 @router.get("/sites", response_model=SiteListOut)
-def list_sites(
+async def list_sites(
     engine: StoreDep,
     options: OptionsDep,
     _key: ViewerKey,
@@ -210,7 +210,7 @@ def put_site(
 
 
 @router.get("/sites/{site_id}/state", response_model=SiteStateOut, responses=NOT_FOUND)
-def get_site_state(
+async def get_site_state(
     site_id: SiteIdParam, engine: StoreDep, _key: ViewerKey
 ) -> SiteStateOut:
     """Return the site's latest measured state (SoC, net power, SoH, online)."""
