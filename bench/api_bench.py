@@ -3,9 +3,11 @@
 The API runs under uvicorn in its own process; this process is the load generator: an
 open-loop client that sends request ``i`` at ``start + i / rate`` whatever the server
 does, and measures each latency from that scheduled time (so a server or client that
-falls behind shows up in the latency instead of lowering the offered load). The store
-holds the 12-site example fleet with a month of telemetry, a schedule per market and
-day, and awards.
+falls behind shows up in the latency instead of lowering the offered load). Its HTTP
+client is a minimal keep-alive one (:class:`RawClient`, on uvloop when installed), so
+the generator spends a fraction of the server's CPU per request (``--client httpx``
+for the previous one). The store holds the 12-site example fleet with a month of
+telemetry, a schedule per market and day, and awards.
 
     .venv/bin/python bench/api_bench.py                    # 200 req/s for 20 s
     .venv/bin/python bench/api_bench.py --rate 400 --duration 30 --step-s 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -297,6 +298,24 @@ def _document_errors(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+_GC_FROZEN = False
+
+
+def _freeze_startup_objects() -> None:
+    """Move what exists after the first startup out of the cyclic collector's reach.
+
+    The modules, models and routes (about 160,000 objects) live as long as the
+    process, yet a full collection scans them all: a 70-90 ms stall of every request
+    in flight, which set the latency tail. :func:`gc.freeze` exempts them; later
+    garbage is still collected. Once per process (tests start many apps in one).
+    """
+    global _GC_FROZEN
+    if not _GC_FROZEN:
+        _GC_FROZEN = True
+        gc.collect()
+        gc.freeze()
+
+
 def create_app(
     settings: Settings | None = None, options: ApiOptions | None = None
 ) -> FastAPI:
@@ -329,6 +348,7 @@ def create_app(
             probe = BrokerProbe(broker_url)
             probe.start()
         app.state.broker = probe
+        _freeze_startup_objects()
         poller = asyncio.create_task(
             run_poller(engine, bus, options.poll_interval_s, app.state.cursor),
             name="bessfleet-store-poller",
