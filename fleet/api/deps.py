@@ -8,19 +8,16 @@ import time
 from typing import TYPE_CHECKING, Annotated
 
 import sqlalchemy as sa
-from fastapi import Depends, Request, Security
-from fastapi.security import (
-    APIKeyCookie,
-    APIKeyHeader,
-    HTTPAuthorizationCredentials,
-    HTTPBearer,
-)
+from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
 
 from fleet.api.errors import AuthError, ForbiddenError
 from fleet.store import keys as key_store
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
+
+    from fastapi.dependencies.models import Dependant
 
     from fleet.api.events import EventBus
     from fleet.api.metrics import ApiMetrics
@@ -130,20 +127,24 @@ def _lookup_session(engine: sa.Engine, secret: str) -> key_store.ApiKey | None:
     return None if found is None else found[0]
 
 
-async def _authenticate(
-    request: Request,
-    engine: StoreDep,
-    cache: KeyCacheDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-    header_key: Annotated[str | None, Security(_header)],
-    session: Annotated[str | None, Security(_cookie)],
-) -> key_store.ApiKey:
+SECURITY_SCHEMES = (_bearer, _header, _cookie)
+"""The ways a request may carry its key, in the OpenAPI document's order."""
+_AUTH_CALLS: set[Callable[..., object]] = set()
+"""The dependencies that authenticate (their routes need a key in the OpenAPI)."""
+
+
+async def _authenticate(request: Request) -> key_store.ApiKey:
+    # One dependency reading the three schemes itself: FastAPI's per-request cost
+    # grows with every sub-dependency (about 30 us each), and the schemes are
+    # added to the OpenAPI document by ``fleet.api.app`` (see ``uses_auth``).
+    header_key = await _header(request)
+    bearer = None if header_key else await _bearer(request)
     secret = header_key or (bearer.credentials if bearer is not None else None)
     if secret:
         secret = secret.strip()
         lookup: Callable[[sa.Engine, str], key_store.ApiKey | None] = _lookup
         request.state.session_token = None
-    elif session:
+    elif session := await _cookie(request):
         if request.method not in SAFE_METHODS and CSRF_HEADER.lower() not in {
             k.lower() for k in request.headers
         }:
@@ -158,9 +159,11 @@ async def _authenticate(
             "(or sign in to the dashboard)"
         )
         raise AuthError(msg)
+    cache: KeyCache = request.app.state.key_cache
     cached = cache.get(secret) if cache.ttl_s > 0 else None
     if cached is not None:
         return cached
+    engine: sa.Engine = request.app.state.engine
     key = await asyncio.to_thread(lookup, engine, secret)
     if key is None:
         msg = (
@@ -173,17 +176,27 @@ async def _authenticate(
     return key
 
 
-def _require(role: str) -> object:
-    async def dependency(
-        key: Annotated[key_store.ApiKey, Depends(_authenticate)],
-    ) -> key_store.ApiKey:
+_AUTH_CALLS.add(_authenticate)
+
+
+def _require(role: str) -> Callable[[Request], Awaitable[key_store.ApiKey]]:
+    async def dependency(request: Request) -> key_store.ApiKey:
+        key = await _authenticate(request)
         if not key_store.role_allows(key.role, role):
             msg = f"key {key.id} has role {key.role!r}; this needs role {role!r}"
             raise ForbiddenError(msg)
         return key
 
     dependency.__name__ = f"require_{role}"
+    _AUTH_CALLS.add(dependency)
     return dependency
+
+
+def uses_auth(dependant: Dependant) -> bool:
+    """Return whether a route's dependency tree authenticates the request."""
+    return dependant.call in _AUTH_CALLS or any(
+        uses_auth(d) for d in dependant.dependencies
+    )
 
 
 AnyKey = Annotated[key_store.ApiKey, Depends(_authenticate)]

@@ -157,6 +157,12 @@ def check_json_body(body: bytes) -> tuple[list[str | int], str, str] | None:
 
 def check_query(query_string: bytes) -> tuple[list[str | int], str, str] | None:
     """Return ``(loc, message, type)`` when a query parameter holds a NUL or bad bytes."""
+    if (
+        b"%" not in query_string
+        and b"\x00" not in query_string
+        and query_string.isascii()
+    ):
+        return None  # nothing escaped: no NUL, and ASCII is UTF-8
     try:
         text = query_string.decode("latin-1")
         pairs = parse_qsl(text, keep_blank_values=True, errors="strict")

@@ -8,9 +8,11 @@ from collections import defaultdict
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Path, Query
+import sqlalchemy as sa
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import TypeAdapter
 
-from fleet.api import queries
+from fleet.api import answers, queries
 from fleet.api.deps import StoreDep, ViewerKey
 from fleet.api.errors import NotFoundError
 from fleet.api.routers._common import (
@@ -83,6 +85,28 @@ def _point(r: dict[str, Any]) -> SchedulePointOut:
     )
 
 
+_SCHEDULE_OUT = TypeAdapter(ScheduleOut)
+
+
+def _answer(conn: sa.Connection, head: dict[str, Any], site_id: str | None) -> Response:
+    """Return a stored schedule's answer (kept per store: it never changes)."""
+    cache = answers.for_engine(conn.engine)
+    key = ("schedule", int(head["id"]), head["created_at"], site_id)
+    body = cache.get(key)
+    if body is None:
+        row = (
+            head if "status" in head else queries.schedule_by_id(conn, int(head["id"]))
+        )
+        if row is None:  # deleted since the head was read
+            msg = f"schedule_id={head['id']}: no such schedule"
+            raise NotFoundError(msg)
+        body = _SCHEDULE_OUT.dump_json(
+            _SCHEDULE_OUT.validate_python(_full(conn, row, site_id))
+        )
+        cache.put(key, body)
+    return Response(body, media_type="application/json")
+
+
 def _full(conn: Any, row: dict[str, Any], site_id: str | None) -> dict[str, Any]:
     # plain dicts: FastAPI validates the answer once against ScheduleOut
     intervals = queries.interval_rows(conn, int(row["id"]), site_id=site_id)
@@ -130,26 +154,23 @@ def list_schedules(
 
 
 @router.get("/schedules/current", response_model=ScheduleOut, responses=NOT_FOUND)
-def current_schedule(
+async def current_schedule(
     engine: StoreDep,
     _key: ViewerKey,
     market: Annotated[str, Query(pattern=r"^[A-Za-z]{2,16}$", examples=["ERCOT"])],
     site_id: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Return the newest version of today's schedule (market local day)."""
     mkt = market_name(market, "query")
     today = utc_now().astimezone(ZoneInfo(queries.market_timezone(mkt))).date()
     with engine.connect() as conn:
-        row = queries.schedule_by_version(
-            conn, market=mkt, operating_day=today, version=None
-        )
-        if row is None:
-            rows = queries.schedule_rows(conn, market=mkt, limit=1)
-            row = rows[0] if rows else None
-        if row is None:
+        head = queries.newest_schedule_head(
+            conn, market=mkt, operating_day=today
+        ) or queries.newest_schedule_head(conn, market=mkt, operating_day=None)
+        if head is None:
             msg = f"market={mkt}: no schedule stored"
             raise NotFoundError(msg)
-        return _full(conn, row, site_id)
+        return _answer(conn, head, site_id)
 
 
 @router.get("/schedules/{schedule_id}", response_model=ScheduleOut, responses=NOT_FOUND)
@@ -158,14 +179,14 @@ def get_schedule(
     _key: ViewerKey,
     schedule_id: Annotated[int, Path(ge=1, le=2**62)],
     site_id: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """One stored schedule with per-site series and fleet totals."""
     with engine.connect() as conn:
         row = queries.schedule_by_id(conn, schedule_id)
         if row is None:
             msg = f"schedule_id={schedule_id}: no such schedule"
             raise NotFoundError(msg)
-        return _full(conn, row, site_id)
+        return _answer(conn, row, site_id)
 
 
 @router.get(
@@ -180,7 +201,7 @@ def schedule_by_version(
     _key: ViewerKey,
     version: Annotated[int | None, Query(ge=1, le=100000)] = None,
     site_id: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Return a market's schedule for a day at ``version`` (newest by default)."""
     mkt = market_name(market)
     with engine.connect() as conn:
@@ -193,7 +214,7 @@ def schedule_by_version(
                 f"{'' if version is None else f' version={version}'}: no schedule"
             )
             raise NotFoundError(msg)
-        return _full(conn, row, site_id)
+        return _answer(conn, row, site_id)
 
 
 @router.get(

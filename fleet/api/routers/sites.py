@@ -64,18 +64,6 @@ def _site_or_404(rows: list[dict[str, Any]], site_id: str) -> dict[str, Any]:
     return rows[0]
 
 
-def _site_out(
-    row: dict[str, Any],
-    state: queries.SiteState | None,
-    now_ms: int,
-    stale_after_s: float,
-) -> SiteOut:
-    return SiteOut(
-        **queries.site_summary(row),
-        state=queries.state_dict(state, now_ms, stale_after_s),
-    )
-
-
 @router.get("/fleet", response_model=FleetOut)
 def get_fleet(
     engine: StoreDep,
@@ -135,7 +123,7 @@ def get_fleet(
 
 
 @router.get("/sites", response_model=SiteListOut)
-def list_sites(
+async def list_sites(
     engine: StoreDep,
     options: OptionsDep,
     _key: ViewerKey,
@@ -145,13 +133,19 @@ def list_sites(
 ) -> SiteListOut:
     """Every site with its ratings and latest state."""
     with engine.connect() as conn:
-        rows = queries.site_rows(conn)
+        summaries = queries.site_summaries(conn)
         states = queries.site_states(conn)
     if market is not None:
-        rows = [r for r in rows if str(r["market"]).upper() == market.upper()]
+        summaries = [s for s in summaries if s["market"].upper() == market.upper()]
     now_ms = int(time.time() * 1000)
     items = [
-        _site_out(r, states.get(r["id"]), now_ms, options.stale_after_s) for r in rows
+        SiteOut(
+            **s,
+            state=queries.state_dict(
+                states.get(s["site_id"]), now_ms, options.stale_after_s
+            ),
+        )
+        for s in summaries
     ]
     return SiteListOut(items=items, count=len(items))
 
@@ -216,7 +210,7 @@ def put_site(
 
 
 @router.get("/sites/{site_id}/state", response_model=SiteStateOut, responses=NOT_FOUND)
-def get_site_state(
+async def get_site_state(
     site_id: SiteIdParam, engine: StoreDep, _key: ViewerKey
 ) -> SiteStateOut:
     """Return the site's latest measured state (SoC, net power, SoH, online)."""
