@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -231,6 +232,11 @@ def test_demo_stops_everything_it_started_when_interrupted(
             if "operator:" in line or time.monotonic() > deadline:
                 break
         assert any("operator:" in x for x in seen), seen
+        api = re.search(r"api: (http://\S+)", "".join(seen))
+        assert api is not None, seen
+        # the API and dashboard answer while the operator runs
+        assert httpx.get(f"{api.group(1)}/healthz", timeout=5).status_code == 200
+        assert httpx.get(f"{api.group(1)}/", timeout=5).status_code == 200
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=90)
     finally:
