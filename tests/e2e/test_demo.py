@@ -18,6 +18,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from dispatch.markets import load_market_rules
 from fleet.data.prices import import_price_csvs, import_replay_prices
 from fleet.data.sample import SAMPLE_DIR
 from fleet.demo.run import DemoOptions
@@ -185,7 +186,10 @@ def test_demo_settles_a_day_through_fleet_ops_and_reports_the_store_when_run_wit
     for (market, day), part in rows.groupby(["market", "operating_day"]):
         items = part.groupby("item")["amount_usd"].sum().round(2).to_dict()
         assert summary["revenue_usd"][f"{market} {day}"] == pytest.approx(items)
-    reserve = rows[rows["item"].isin(["reg_up", "reg_down", "spin"])]
+    products = {
+        p for m in set(rows["market"]) for p in load_market_rules(m).reserve_services
+    }
+    reserve = rows[rows["item"].isin(products)]
     short = rows[rows["item"].str.startswith("as_shortfall")]
     assert summary["awarded_mwh"] > 0
     assert summary["awarded_mwh"] == pytest.approx(reserve["quantity"].sum(), abs=1e-3)
