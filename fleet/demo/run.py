@@ -145,7 +145,7 @@ def summarize(engine: sa.Engine, summary: DemoSummary) -> None:
     short = rows[rows["item"].str.startswith("as_shortfall")]
     summary.awarded_mwh = round(float(reserve["quantity"].sum()), 3)
     summary.shortfall_mwh = round(float(short["quantity"].sum()), 3)
-    summary.shortfall_usd = round(-float(short["amount_usd"].sum()), 2)
+    summary.shortfall_usd = round(-float(short["amount_usd"].sum()), 2) or 0.0
     runs = load_runs(engine)
     if not runs.empty:
         mine = runs["operating_day"].astype(str).isin(summary.days)
