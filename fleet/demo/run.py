@@ -145,7 +145,7 @@ def summarize(engine: sa.Engine, summary: DemoSummary) -> None:
     short = rows[rows["item"].str.startswith("as_shortfall")]
     summary.awarded_mwh = round(float(reserve["quantity"].sum()), 3)
     summary.shortfall_mwh = round(float(short["quantity"].sum()), 3)
-    summary.shortfall_usd = round(-float(short["amount_usd"].sum()), 2)
+    summary.shortfall_usd = round(-float(short["amount_usd"].sum()), 2) or 0.0
     runs = load_runs(engine)
     if not runs.empty:
         mine = runs["operating_day"].astype(str).isin(summary.days)
@@ -255,10 +255,11 @@ class Demo:
             data_dir=o.prices_dir,
             days=o.days,
             # wall-time budgets scaled to simulated time: the steps keep up at any speed
+            # (the production 15-minute re-dispatch model: an hourly one leaves reserve
+            # short where its hours straddle the award hours, docs/operations.md)
             intraday=IntradayConfig(
                 stale_after_s=max(15.0, 2.5 * o.speed),
-                model_interval_minutes=60,
-                solve_time_limit_s=0.5,
+                solve_time_limit_s=1.0,
                 lead_s=1.7 * o.speed,
             ),
         )

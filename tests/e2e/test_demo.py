@@ -14,9 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
+from dispatch.markets import load_market_rules
 from fleet.data.prices import import_price_csvs, import_replay_prices
 from fleet.data.sample import SAMPLE_DIR
 from fleet.demo.run import DemoOptions
@@ -184,7 +186,10 @@ def test_demo_settles_a_day_through_fleet_ops_and_reports_the_store_when_run_wit
     for (market, day), part in rows.groupby(["market", "operating_day"]):
         items = part.groupby("item")["amount_usd"].sum().round(2).to_dict()
         assert summary["revenue_usd"][f"{market} {day}"] == pytest.approx(items)
-    reserve = rows[rows["item"].isin(["reg_up", "reg_down", "spin"])]
+    products = {
+        p for m in set(rows["market"]) for p in load_market_rules(m).reserve_services
+    }
+    reserve = rows[rows["item"].isin(products)]
     short = rows[rows["item"].str.startswith("as_shortfall")]
     assert summary["awarded_mwh"] > 0
     assert summary["awarded_mwh"] == pytest.approx(reserve["quantity"].sum(), abs=1e-3)
@@ -231,6 +236,11 @@ def test_demo_stops_everything_it_started_when_interrupted(
             if "operator:" in line or time.monotonic() > deadline:
                 break
         assert any("operator:" in x for x in seen), seen
+        api = re.search(r"api: (http://\S+)", "".join(seen))
+        assert api is not None, seen
+        # the API and dashboard answer while the operator runs
+        assert httpx.get(f"{api.group(1)}/healthz", timeout=5).status_code == 200
+        assert httpx.get(f"{api.group(1)}/", timeout=5).status_code == 200
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=90)
     finally:
