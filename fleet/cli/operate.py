@@ -13,6 +13,14 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.console import Console
 
+from fleet.cli.ops import (
+    DbOpt,
+    FleetOpt,
+    IntervalMinutesOpt,
+    ModelIntervalOpt,
+    MqttOpt,
+    StaleAfterOpt,
+)
 from fleet.errors import FleetInputError
 
 logger = logging.getLogger(__name__)
@@ -31,19 +39,9 @@ def _when(value: str, option: str) -> dt.datetime:
 
 
 def operate(
-    fleet: Annotated[Path, typer.Option("--fleet", help="Fleet file (TOML or YAML).")],
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db",
-            help="Store URL; default $BESSFLEET_DATABASE_URL.",
-            show_default=False,
-        ),
-    ] = None,
-    mqtt_url: Annotated[
-        str | None,
-        typer.Option("--mqtt", help="Broker URL; default $BESSFLEET_MQTT_URL."),
-    ] = None,
+    fleet: FleetOpt,
+    db: DbOpt = None,
+    mqtt_url: MqttOpt = None,
     market_mode: Annotated[
         str,
         typer.Option(
@@ -59,24 +57,9 @@ def operate(
     forecast: Annotated[
         str, typer.Option("--forecast", help="Forecast method: model or naive.")
     ] = "model",
-    interval_minutes: Annotated[
-        int, typer.Option("--interval-minutes", help="Intraday interval: 5 or 15.")
-    ] = 15,
-    model_interval_minutes: Annotated[
-        int | None,
-        typer.Option(
-            "--model-interval-minutes",
-            help="Interval of the re-solved model (a multiple of --interval-minutes).",
-        ),
-    ] = None,
-    stale_after_s: Annotated[
-        float,
-        typer.Option(
-            "--stale-after-s",
-            min=0.1,
-            help="A site without telemetry for this long is stale [simulated s].",
-        ),
-    ] = 15.0,
+    interval_minutes: IntervalMinutesOpt = 15,
+    model_interval_minutes: ModelIntervalOpt = None,
+    stale_after_s: StaleAfterOpt = 15.0,
     solve_time_limit_s: Annotated[
         float,
         typer.Option(

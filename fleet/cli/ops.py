@@ -44,6 +44,29 @@ DbOpt = Annotated[
         "--db", help="Store URL; default $BESSFLEET_DATABASE_URL.", show_default=False
     ),
 ]
+MqttOpt = Annotated[
+    str | None,
+    typer.Option("--mqtt", help="Broker URL; default $BESSFLEET_MQTT_URL."),
+]
+IntervalMinutesOpt = Annotated[
+    int, typer.Option("--interval-minutes", help="Intraday interval: 5 or 15.")
+]
+ModelIntervalOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--model-interval-minutes",
+        help="Interval of the re-solved model (a multiple of --interval-minutes).",
+    ),
+]
+StaleAfterOpt = Annotated[
+    float,
+    typer.Option(
+        "--stale-after-s",
+        min=0.1,
+        help="A site without telemetry for this many seconds is stale (simulated "
+        "seconds on an accelerated clock).",
+    ),
+]
 PricesOpt = Annotated[
     list[Path] | None,
     typer.Option(
@@ -630,34 +653,16 @@ def intraday_run(
         typer.Option("--day", help="Operating day; default today (market local)."),
     ] = None,
     db: DbOpt = None,
-    mqtt_url: Annotated[
-        str | None,
-        typer.Option("--mqtt", help="Broker URL; default $BESSFLEET_MQTT_URL."),
-    ] = None,
+    mqtt_url: MqttOpt = None,
     intervals: Annotated[
         int | None,
         typer.Option(
             "--intervals", min=1, help="Steps to run (default: the rest of the day)."
         ),
     ] = None,
-    interval_minutes: Annotated[
-        int, typer.Option("--interval-minutes", help="5 or 15.")
-    ] = 15,
-    model_interval_minutes: Annotated[
-        int | None,
-        typer.Option(
-            "--model-interval-minutes",
-            help="Interval of the re-solved model (a multiple of --interval-minutes).",
-        ),
-    ] = None,
-    stale_after_s: Annotated[
-        float,
-        typer.Option(
-            "--stale-after-s",
-            min=0.1,
-            help="Telemetry age that makes a site stale [s].",
-        ),
-    ] = 15.0,
+    interval_minutes: IntervalMinutesOpt = 15,
+    model_interval_minutes: ModelIntervalOpt = None,
+    stale_after_s: StaleAfterOpt = 15.0,
     data_dir: Annotated[
         Path | None,
         typer.Option("--data-dir", help="Load data sets for behind-the-meter sites."),
