@@ -79,10 +79,10 @@ def billing_cycle_start(site: Site, when: dt.datetime) -> dt.datetime:
     return first.astimezone(dt.UTC)
 
 
-def metered_import_mw(
+def metered_load_and_import_mw(
     bind: Bind, site: Site, start: dt.datetime, intervals: int, interval_minutes: int
-) -> pd.Series:
-    """Return the utility meter's 15-minute import per interval: load - battery [MW]."""
+) -> tuple[pd.Series, pd.Series]:
+    """Return the facility load and the utility meter's import (load - battery) [MW]."""
     load = interval_mean_mw(
         bind,
         site_id=site.id,
@@ -99,7 +99,14 @@ def metered_import_mw(
         intervals=intervals,
         interval_minutes=interval_minutes,
     )
-    return load - pcs.fillna(0.0)
+    return load, load - pcs.fillna(0.0)
+
+
+def metered_import_mw(
+    bind: Bind, site: Site, start: dt.datetime, intervals: int, interval_minutes: int
+) -> pd.Series:
+    """Return the utility meter's 15-minute import per interval: load - battery [MW]."""
+    return metered_load_and_import_mw(bind, site, start, intervals, interval_minutes)[1]
 
 
 def peak_so_far_mw(

@@ -39,9 +39,13 @@ import sqlalchemy as sa
 from dispatch.markets import MarketRules
 from fleet.domain import Battery, Fleet, Site
 from fleet.ops.awards import latest_awards
-from fleet.ops.btm import billing_cycle_start, metered_import_mw, tariff_usd_per_mwh
+from fleet.ops.btm import (
+    billing_cycle_start,
+    metered_load_and_import_mw,
+    tariff_usd_per_mwh,
+)
 from fleet.ops.market import day_prices
-from fleet.ops.metering import LOAD_DEVICE, PCS_DEVICE, interval_mean_mw
+from fleet.ops.metering import PCS_DEVICE, interval_mean_mw
 from fleet.ops.scenario_builder import (
     default_degradation_usd_per_mwh,
     operating_day_hours,
@@ -432,15 +436,10 @@ def _settle_btm(
 ) -> list[dict[str, Any]]:
     """Bill a behind-the-meter site's day with and without its battery."""
     dt_h = SETTLEMENT_MINUTES / 60
-    load = interval_mean_mw(
-        bind,
-        site_id=site.id,
-        dev_id=LOAD_DEVICE,
-        start=start,
-        intervals=n,
-        interval_minutes=SETTLEMENT_MINUTES,
-    ).to_numpy()
-    imports = metered_import_mw(bind, site, start, n, SETTLEMENT_MINUTES).to_numpy()
+    day_load, day_import = metered_load_and_import_mw(
+        bind, site, start, n, SETTLEMENT_MINUTES
+    )
+    load, imports = day_load.to_numpy(), day_import.to_numpy()
     tariff = np.asarray(tariff_usd_per_mwh(site, start, n, SETTLEMENT_MINUTES))
     missing = int(np.isnan(load).sum())
     load = np.nan_to_num(load)
@@ -449,16 +448,10 @@ def _settle_btm(
     before_n = int((start - cycle).total_seconds() // (SETTLEMENT_MINUTES * 60))
     prior_import = prior_load = 0.0
     if before_n > 0:
-        prev = metered_import_mw(bind, site, cycle, before_n, SETTLEMENT_MINUTES)
-        prior_import = float(np.nanmax(prev.to_numpy())) if prev.notna().any() else 0.0
-        prev_load = interval_mean_mw(
-            bind,
-            site_id=site.id,
-            dev_id=LOAD_DEVICE,
-            start=cycle,
-            intervals=before_n,
-            interval_minutes=SETTLEMENT_MINUTES,
+        prev_load, prev = metered_load_and_import_mw(
+            bind, site, cycle, before_n, SETTLEMENT_MINUTES
         )
+        prior_import = float(np.nanmax(prev.to_numpy())) if prev.notna().any() else 0.0
         prior_load = (
             float(np.nanmax(prev_load.to_numpy())) if prev_load.notna().any() else 0.0
         )
