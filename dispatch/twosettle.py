@@ -364,3 +364,249 @@ def two_settlement(
             else objective
         ),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StochasticPlan:
+    """A day-ahead position and awards planned against real-time price scenarios."""
+
+    status: str
+    """Solve status (``optimal``, ``feasible``, ``infeasible`` or ``error``)."""
+    reason: str | None
+    """Why no plan, when the solve failed."""
+    da_net_mw: Mapping[str, list[float]]
+    """Per site: DA energy position per interval [MW] (the expected RT schedule)."""
+    reserves_mw: Mapping[str, Mapping[str, list[float]]]
+    """Per site, per reserve product: awards per interval [MW]."""
+    expected_usd: float = math.nan
+    """The plan's expected value over the scenarios [$] (anticipative: each scenario's
+    schedule knows its whole path, so an optimistic figure)."""
+
+
+def stochastic_plan(
+    scn: Scenario,
+    rt_scenarios: Mapping[str, Sequence[Sequence[float]]],
+    *,
+    options: SolveOptions | None = None,
+) -> StochasticPlan:
+    """Plan the DA position and awards against equally likely RT price paths.
+
+    Parameters
+    ----------
+    scn : Scenario
+        Front-of-meter sites at the DA price forecast: energy λ [$/MWh] and reserves
+        π [$/MW-h] per node.
+    rt_scenarios : mapping
+        Per node: S real-time price paths, each one value per interval [$/MWh]
+        (finite). Every node has the same S.
+    options : SolveOptions, optional
+        Gap and limits.
+
+    Returns
+    -------
+    StochasticPlan
+
+    Notes
+    -----
+    The reserves r and the DA position x are first-stage; each scenario s has its own
+    physical schedule p_s sharing r (same physics and rules as
+    :func:`two_settlement`). The DA position is the expected schedule::
+
+        max Σ Δ·[λ·x + π·r] + (1/S)·Σ_s Σ Δ·λ_s·(p_s + a_up·ru - a_dn·rd - x)
+            - (1/S)·Σ_s degradation(p_s)
+        s.t. (x, r) and each (p_s, r) feasible, x = (1/S)·Σ_s p_s.
+
+    Holding headroom back from the reserves pays where the scenarios' RT prices move
+    away from λ; with S = 1 and that path equal to λ it is the price-taker plan. The
+    charge/discharge exclusivity is exact for x and relaxed for the p_s (a planning
+    model: only x and r are used).
+    """
+    options = options or SolveOptions(mip_rel_gap=1e-4)
+    counts = {len(v) for v in rt_scenarios.values()}
+    if len(counts) != 1 or 0 in counts:
+        msg = f"rt_scenarios: every node needs the same number (>0) of paths, got {counts}"
+        raise ValueError(msg)
+    n_s = counts.pop()
+    n = scn.intervals
+    dt = scn.delta_h
+    w = 1.0 / n_s
+    paths = {
+        node: np.asarray(rt_scenarios[node], dtype=float).reshape(n_s, n)
+        for node in scn.markets
+    }
+    for node, values in paths.items():
+        if not np.isfinite(values).all():
+            msg = f"rt_scenarios[{node!r}]: every price must be finite"
+            raise ValueError(msg)
+    da = {node: price_series(scn, node, "energy") for node in scn.markets}
+    mean_rt = {node: paths[node].mean(axis=0) for node in scn.markets}
+    scn_da = _with_prices(
+        scn,
+        {node: da[node] - mean_rt[node] for node in scn.markets},
+        keep_as=True,
+        zero_degradation=True,
+        commitments=None,
+    )
+    lp_da = build_lp(scn_da)
+    for site, idx in zip(scn.sites, lp_da.sites, strict=True):
+        for name, reserve_cols in idx.reserves.items():
+            lp_da.cost[reserve_cols] = -dt * price_series(scn, site.node, name)
+    lp = lp_da
+    rt_sites: list[list[SiteIndex]] = []
+    for s in range(n_s):
+        scn_rt = _with_prices(
+            scn,
+            {node: paths[node][s] for node in scn.markets},
+            keep_as=False,
+            zero_degradation=False,
+            commitments=None,
+        )
+        lp_rt = build_lp(scn_rt)
+        lp_rt.cost = lp_rt.cost * w
+        lp_rt.offset = lp_rt.offset * w
+        lp, n_col, n_row = _stack(lp, lp_rt)
+        shifted = lp.sites[len(lp.sites) - len(scn.sites) :]
+        rt_sites.append(list(shifted))
+        # Only the DA copy's indicators are kept exact (see Notes).
+        lp.sites = lp.sites[: len(scn.sites)]
+        del n_col, n_row
+    links: list[tuple[list[int], list[float]]] = []
+    for k, site in enumerate(scn.sites):
+        d_idx = lp.sites[k]
+        del site
+        for s in range(n_s):
+            r_idx = rt_sites[s][k]
+            for name in scn.reserve_names:
+                da_cols, rt_cols = d_idx.reserves[name], r_idx.reserves[name]
+                links += [
+                    ([int(da_cols[i]), int(rt_cols[i])], [1.0, -1.0]) for i in range(n)
+                ]
+        for i in range(n):
+            cols = [int(d_idx.d[i]), int(d_idx.c[i])]
+            coefs = [1.0, -1.0]
+            for s in range(n_s):
+                r_idx = rt_sites[s][k]
+                cols += [int(r_idx.d[i]), int(r_idx.c[i])]
+                coefs += [-w, w]
+            links.append((cols, coefs))
+    lp = _append_rows(lp, links, "stochastic links")
+    solver = ExactSolver(lp, options)
+    raw = solver.solve(None)
+    if raw.x is None:
+        return StochasticPlan(str(raw.status), raw.reason, {}, {})
+    x = raw.x
+    da_net: dict[str, list[float]] = {}
+    reserves: dict[str, dict[str, list[float]]] = {}
+    for k, site in enumerate(scn.sites):
+        d_idx = lp.sites[k]
+        da_net[site.id] = [float(v) for v in x[d_idx.d] - x[d_idx.c]]
+        reserves[site.id] = {
+            res.name: [float(v) for v in x[d_idx.reserves[res.name]]]
+            for res in scn.reserves
+        }
+    status = str(raw.status)
+    if raw.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
+        status = str(SolveStatus.ERROR)
+    return StochasticPlan(
+        status=status,
+        reason=raw.reason,
+        da_net_mw=da_net,
+        reserves_mw=reserves,
+        expected_usd=-float(lp.cost @ x) - lp.offset,
+    )
+
+
+def clear_linked_offers(
+    scn: Scenario,
+    plan: TwoSettlementPlan,
+    *,
+    options: SolveOptions | None = None,
+) -> TwoSettlementPlan | str:
+    """Clear a plan's reserve offers as linked offers at the scenario's actual prices.
+
+    The plan's upward products of one site and hour form one offer block of their
+    total MW, offered to every upward product the site is enrolled in (ERCOT's
+    linked ``REGUP-RRS-ECRS-ONNS`` offer, spec/markets.md B2): the market awards the
+    block to the mix of upward products that pays most at its clearing prices; each
+    MW goes to at most one product, and no more than the block is awarded (less only
+    where no mix of the products can carry all of it with the plan's energy and
+    downward awards). Downward products are offered alone and awarded as planned;
+    the DA energy position is the plan's.
+    Every award mix must stay deliverable — the model of ``scn`` (power headroom,
+    energy cover for each product's duration, qualification caps, POI groups) decides
+    which mixes are allowed, as the offer's per-product MW limits would.
+
+    Parameters
+    ----------
+    scn : Scenario
+        The sites at the actual DA prices (energy and reserves).
+    plan : TwoSettlementPlan
+        The DA position ``da_net_mw`` and the planned reserves ``reserves_mw``.
+    options : SolveOptions, optional
+        Gap and limits.
+
+    Returns
+    -------
+    TwoSettlementPlan or str
+        The plan with the cleared reserves (``rt_net_mw`` = the DA position), or the
+        reason the block could not be cleared.
+    """
+    options = options or SolveOptions(mip_rel_gap=1e-6)
+    n = scn.intervals
+    sites = []
+    for site in scn.sites:
+        com = site.commitments
+        fixed_net = [float(v) for v in plan.da_net_mw[site.id]]
+        if com is not None and com.net_mw is not None:
+            fixed_net = [
+                float(c) if c is not None else v
+                for c, v in zip(com.net_mw, fixed_net, strict=True)
+            ]
+        sites.append(
+            site.model_copy(update={"commitments": Commitments(net_mw=fixed_net)})
+        )
+    lp = build_lp(scn.model_copy(update={"sites": sites}))
+    ups = [r.name for r in scn.reserves if r.up]
+    downs = [r.name for r in scn.reserves if not r.up]
+    r_idx, c_idx, vals, lo, hi = [], [], [], [], []
+    row = 0
+    for site, idx in zip(scn.sites, lp.sites, strict=True):
+        held = plan.reserves_mw.get(site.id, {})
+        for group in (ups, *([d] for d in downs)):
+            names = [p for p in group if p in idx.reserves]
+            if not names:
+                continue
+            total = np.zeros(n)
+            for p in group:
+                if p in held:
+                    total += np.asarray(held[p], dtype=float)
+            for i in range(n):
+                for p in names:
+                    r_idx.append(row)
+                    c_idx.append(int(idx.reserves[p][i]))
+                    vals.append(1.0)
+                # The linked upward block: at most its MW (a mix that cannot carry
+                # all of it gets less); a downward offer: as planned.
+                lo.append(0.0 if group is ups else float(total[i]))
+                hi.append(float(total[i]))
+                row += 1
+    if row:
+        extra = sp.csc_matrix((vals, (r_idx, c_idx)), shape=(row, lp.matrix.shape[1]))
+        lp.matrix = sp.vstack([lp.matrix, extra], format="csc")
+        lp.row_lower = np.concatenate([lp.row_lower, np.asarray(lo)])
+        lp.row_upper = np.concatenate([lp.row_upper, np.asarray(hi)])
+        lp.row_group = [*lp.row_group, *(["linked offers"] * row)]
+    raw = ExactSolver(lp, options).solve(None)
+    if raw.x is None or raw.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
+        return f"linked offers {raw.status}: {raw.reason}"
+    reserves = {
+        site.id: {
+            res.name: [float(v) for v in raw.x[idx.reserves[res.name]]]
+            for res in scn.reserves
+            if res.name in idx.reserves
+        }
+        for site, idx in zip(scn.sites, lp.sites, strict=True)
+    }
+    return TwoSettlementPlan(
+        da_net_mw=plan.da_net_mw, reserves_mw=reserves, rt_net_mw=plan.da_net_mw
+    )

@@ -115,6 +115,42 @@ def _median_7d(
     return out
 
 
+def rt_spread_scenarios(
+    da: pd.Series,
+    rt: pd.Series,
+    days: Iterable[dt.date],
+    *,
+    tz: str,
+    window_days: int = 30,
+) -> pd.DataFrame:
+    """Return past RT - DA spread paths as scenarios for every hour of ``days``.
+
+    Row k is the spread at the same local hour k + 2 days before (D-2 … D-1-window):
+    issued on D-1 before the day-ahead close, the RT prices of D-2 are all known, those
+    of D-1 are not. A missing hour is NaN.
+
+    Parameters
+    ----------
+    da, rt
+        Hourly DA and RT energy prices of one node on a UTC index [USD/MWh].
+    days
+        Local operating days to forecast.
+    tz
+        Market time zone.
+    window_days
+        Past days, one scenario each.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``window_days`` rows (lag 2 first), one column per UTC hour of ``days``.
+    """
+    index = target_index(days, tz)
+    spread = (rt - da.reindex(rt.index)).dropna()
+    lags = _lag_matrix(spread, index, tz, range(2, 2 + window_days))
+    return pd.DataFrame(lags, columns=index, index=range(2, 2 + window_days))
+
+
 def rt_premium_forecast(
     da: pd.Series,
     rt: pd.Series,

@@ -161,6 +161,24 @@ def backtest(
             help="exact (MILP bound, 0.01 % gap) or relaxed (LP bound, faster).",
         ),
     ] = "exact",
+    as_offers: Annotated[
+        str,
+        typer.Option(
+            "--as-offers",
+            help="linked (upward reserves offered as one block to every upward "
+            "product, awarded to the best-paying mix at the clearing prices) or "
+            "fixed (each product awarded as planned).",
+        ),
+    ] = "linked",
+    da_plan: Annotated[
+        str,
+        typer.Option(
+            "--da-plan",
+            help="price_taker (plan at the P50 forecast), two_settlement (plus the "
+            "median RT premium) or stochastic (against the last 30 days' RT - DA "
+            "spreads as scenarios).",
+        ),
+    ] = "price_taker",
     out: Annotated[
         Path, typer.Option("--out", help="Folder for the CSVs, JSON and plot.")
     ] = Path("backtest-out"),
@@ -195,6 +213,8 @@ def backtest(
         realtime=realtime,
         load_dir=load_dir,
         hindsight=hindsight,
+        as_offers=as_offers,
+        da_plan=da_plan,
     )
     frame = read_prices(_price_paths(prices), rules.name)
     if workers > 1:

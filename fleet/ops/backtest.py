@@ -42,7 +42,13 @@ from dispatch.result import Result
 from dispatch.scenario import Commitments, Scenario
 from dispatch.solve import SolveOptions, solve
 from dispatch.status import SolveStatus
-from dispatch.twosettle import TwoSettlementPlan, TwoSettlementValue, two_settlement
+from dispatch.twosettle import (
+    TwoSettlementPlan,
+    TwoSettlementValue,
+    clear_linked_offers,
+    stochastic_plan,
+    two_settlement,
+)
 from fleet.domain import Fleet, Service, Site
 from fleet.errors import FleetInputError
 from fleet.ops.btm import LOOKBACK_DAYS, billing_cycle_start, btm_inputs
@@ -70,6 +76,7 @@ from forecasting.baselines import (
     BASELINE_NAMES,
     baseline_forecasts,
     rt_premium_forecast,
+    rt_spread_scenarios,
 )
 from forecasting.data import clean_series, read_price_csv
 
@@ -84,7 +91,8 @@ SWANSON_WEIGHTS: tuple[float, float, float] = (0.3, 0.4, 0.3)
 """Weights of P10, P50, P90 in the expected value of ``model_mean``."""
 NAIVE = "naive_average"
 """The forecaster the value of a forecast is measured against."""
-DA_PLANS: tuple[str, ...] = ("price_taker", "two_settlement")
+AS_OFFERS: tuple[str, ...] = ("linked", "fixed")
+DA_PLANS: tuple[str, ...] = ("price_taker", "two_settlement", "stochastic")
 """How the day-ahead position is planned (:class:`BacktestOptions`)."""
 BASELINES: tuple[str, ...] = ("static_as", "tb2", "tb4", "naive_forecast")
 """Baselines every strategy is compared against (``docs/backtest.md``)."""
@@ -103,6 +111,7 @@ RT_SPREAD_DECAY = 0.6
 (fixed a priori, not tuned)."""
 OPTS = SolveOptions(mip_rel_gap=1e-6, time_limit_s=60.0)
 HINDSIGHT_OPTS = SolveOptions(mip_rel_gap=1e-4, time_limit_s=120.0)
+STOCH_OPTS = SolveOptions(mip_rel_gap=1e-4, time_limit_s=60.0)
 """The hindsight bound is the solver's proven upper bound (within 0.01 % of the
 optimum); an exact gap costs ~5x the time on sites sharing a POI."""
 
@@ -133,6 +142,16 @@ class BacktestOptions:
     expected RT premium (:func:`forecasting.baselines.rt_premium_forecast`)."""
     premium_days: int = 14
     """Days in the median of the expected RT premium."""
+    as_offers: str = "linked"
+    """``linked``: the plan's upward reserves are one offer block per site and hour,
+    linked across the upward products and awarded to the mix that pays most at the
+    actual clearing prices (:func:`dispatch.twosettle.clear_linked_offers`);
+    ``fixed``: each product's planned MW is awarded as planned (a self-schedule)."""
+    scenario_days: int = 30
+    """``stochastic``: past days whose RT - DA spreads are the RT scenarios."""
+    spread_scale: float = 1.0
+    """``stochastic``: factor on the scenarios' spread around its hourly mean (the
+    scenario schedules know their whole path, the RT re-dispatch does not)."""
     hindsight: str = "exact"
     """``exact``: the MILP's proven bound (0.01 % gap); ``relaxed``: the LP relaxation,
     a valid but looser bound (0.1-0.7 %), 20-60x faster (for long fleet runs)."""
@@ -160,6 +179,9 @@ class DayInputs:
     """Per node: RT - DA of the previous day's last hour [$/MWh] (0 when unknown)."""
     rt_premium: Mapping[str, list[float]] = field(default_factory=dict)
     """Per node: expected RT - DA per hour as issued on D-1 [$/MWh] (empty: 0)."""
+    rt_scenarios: Mapping[str, list[list[float]]] = field(default_factory=dict)
+    """Per node: past RT - DA spread paths of the day's hours as issued on D-1
+    [$/MWh] (0 where unknown; empty unless the DA plan is ``stochastic``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +282,10 @@ class BacktestReport:
     """Behind-the-meter bills per site and billing month."""
     btm_sites: tuple[str, ...] = ()
     """Behind-the-meter sites replayed."""
+    as_offers: str = "linked"
+    """How the reserves were offered (:attr:`BacktestOptions.as_offers`)."""
+    da_plan: str = "price_taker"
+    """How the DA position and offers were planned (:attr:`BacktestOptions.da_plan`)."""
 
     @property
     def ok_days(self) -> list[DayRow]:
@@ -297,6 +323,8 @@ class BacktestReport:
             "end": self.end.isoformat(),
             "sites": list(self.sites),
             "forecaster": self.forecaster,
+            "as_offers": self.as_offers,
+            "da_plan": self.da_plan,
             "days_replayed": len(ok),
             "days_skipped": len(self.days) - len(ok),
             "hours_replayed": sum(d.hours for d in ok),
@@ -307,6 +335,7 @@ class BacktestReport:
             "net_usd": round(net, 2),
             "hindsight_usd": round(hs, 2),
             "capture_vs_hindsight": ratio(net, hs),
+            "hindsight_gap_top10_days_share": _top_share(ok, 10),
             "da_only_perfect_foresight_usd": round(pf, 2),
             "capture_vs_da_only": ratio(net, pf),
             "day_ahead_usd": round(da, 2),
@@ -344,6 +373,13 @@ class BacktestReport:
     def to_json(self) -> dict[str, Any]:
         """Return the totals plus the per-day rows."""
         return {**self.totals(), "days": [asdict(d) for d in self.days]}
+
+
+def _top_share(days: Sequence[DayRow], k: int) -> float | None:
+    """Share of Σ (hindsight - realized) that the ``k`` days with the largest gap hold."""
+    gaps = sorted((d.hindsight_usd - d.net_usd for d in days), reverse=True)
+    total = math.fsum(gaps)
+    return round(math.fsum(gaps[:k]) / total, 4) if total > 0 else None
 
 
 def _by_product(days: Sequence[DayRow], name: str) -> dict[str, float]:
@@ -467,6 +503,9 @@ def prepare_days(
     if options.hindsight not in ("exact", "relaxed"):
         msg = f"--hindsight={options.hindsight!r} must be 'exact' or 'relaxed'"
         raise FleetInputError(msg)
+    if options.as_offers not in AS_OFFERS:
+        msg = f"--as-offers={options.as_offers!r} must be one of {list(AS_OFFERS)}"
+        raise FleetInputError(msg)
     if options.da_plan not in DA_PLANS:
         msg = f"--da-plan={options.da_plan!r} must be one of {list(DA_PLANS)}"
         raise FleetInputError(msg)
@@ -526,6 +565,19 @@ def prepare_days(
             else pd.Series(np.nan, index=hours_index)
         )
     premium: dict[str, pd.Series] = {}
+    scen: dict[str, pd.DataFrame] = {}
+    if options.da_plan == "stochastic":
+        for node in nodes:
+            da_y = _series(prices, node, "da_energy")
+            rt_y = _series(prices, node, "rt_energy")
+            if da_y is not None and rt_y is not None:
+                scen[node] = rt_spread_scenarios(
+                    da_y,
+                    rt_y,
+                    days,
+                    tz=rules.timezone,
+                    window_days=options.scenario_days,
+                )
     if options.da_plan == "two_settlement":
         for node in nodes:
             da_y = _series(prices, node, "da_energy")
@@ -590,6 +642,7 @@ def prepare_days(
             continue
         day_rt: dict[str, list[float]] = {}
         day_premium: dict[str, list[float]] = {}
+        day_scen: dict[str, list[list[float]]] = {}
         before: dict[str, float] = {}
         for node in nodes:
             values = rt[node].reindex(idx).to_numpy(float)
@@ -604,6 +657,10 @@ def prepare_days(
                 values = premium[node].reindex(idx).to_numpy(float)
                 values = np.where(dark | ~np.isfinite(values), 0.0, values)
                 day_premium[node] = [float(v) for v in values]
+            if node in scen:
+                values = scen[node].reindex(columns=idx).to_numpy(float)
+                values = np.where(dark[None, :] | ~np.isfinite(values), 0.0, values)
+                day_scen[node] = [[float(v) for v in row] for row in values]
         out.append(
             DayInputs(
                 day=day,
@@ -615,6 +672,7 @@ def prepare_days(
                 naive=cut[NAIVE] if options.forecaster != NAIVE else None,
                 rt_spread_before=before,
                 rt_premium=day_premium,
+                rt_scenarios=day_scen,
             )
         )
     return out
@@ -1060,11 +1118,36 @@ def _strategy(
             reserves_mw=joint.reserves_mw,
             rt_net_mw=joint.da_net_mw,
         )
+    elif options.da_plan == "stochastic" and inputs.rt_scenarios:
+        paths = {}
+        for node in scn_fc.markets:
+            level = np.asarray(
+                scn_fc.markets[node].energy or [0.0] * scn_fc.intervals, dtype=float
+            )
+            dev = np.asarray(
+                inputs.rt_scenarios.get(node) or [[0.0] * scn_fc.intervals]
+            )
+            dev = options.spread_scale * (dev - dev.mean(axis=0))
+            paths[node] = [[float(v) for v in level + row] for row in dev]
+        stoch = stochastic_plan(scn_fc, paths, options=STOCH_OPTS)
+        if stoch.status not in ("optimal", "feasible"):
+            return f"plan {stoch.status}: {stoch.reason}"
+        da_plan = TwoSettlementPlan(
+            da_net_mw=stoch.da_net_mw,
+            reserves_mw=stoch.reserves_mw,
+            rt_net_mw=stoch.da_net_mw,
+        )
     else:
         plan = solve(scn_fc, OPTS)
         if plan.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
             return f"plan {plan.status}: {plan.reason}"
         da_plan = plan_of(plan)
+    if options.as_offers == "linked":
+        cleared = clear_linked_offers(scn_act, da_plan, options=OPTS)
+        if isinstance(cleared, str):
+            logger.warning("%s: %s; awarded as planned", inputs.day, cleared)
+        else:
+            da_plan = cleared
     fallbacks = 0
     metered_plan = da_plan
     if options.realtime:
@@ -1527,6 +1610,8 @@ def run_backtest(
         seconds=clock() - t0,
         btm=tuple(btm),
         btm_sites=tuple(s.id for s in btm_sites) if options.load_dir else (),
+        as_offers=options.as_offers,
+        da_plan=options.da_plan,
     )
 
 

@@ -71,3 +71,96 @@ def test_relaxed_bound_is_above_the_exact_bound_when_rt_differs():
     assert relaxed.bound_usd >= exact.bound_usd * (1 - 1e-9)
     assert exact.bound_usd >= exact.objective_usd * (1 - 1e-9)
     assert relaxed.bound_usd <= exact.bound_usd * 1.05
+
+
+def _independent_reserve_check(scn, plan):
+    """Recompute, outside the model, that the plan's reserves fit each hour's headroom."""
+    site = scn.sites[0]
+    sid = site.id
+    zero = [0.0] * scn.intervals
+    ups = [r.name for r in scn.reserves if r.up]
+    for i, x in enumerate(plan.da_net_mw[sid]):
+        up = sum(plan.reserves_mw[sid].get(p, zero)[i] for p in ups)
+        down = plan.reserves_mw[sid].get("reg_down", zero)[i]
+        assert x + up <= site.discharge_mw + 1e-6
+        assert -x + down <= site.charge_mw + 1e-6
+
+
+def test_linked_offers_move_the_up_block_to_the_dearer_product():
+    from dispatch.twosettle import clear_linked_offers
+
+    planned_scn = scenario()
+    planned = solve(planned_scn)
+    plan = _plan(planned)
+    sid = "site-01"
+    ups = ("reg_up", "spin")
+    block = [
+        sum(plan.reserves_mw[sid][p][i] for p in ups)
+        for i in range(planned_scn.intervals)
+    ]
+    assert sum(block) > 1.0
+    assert sum(plan.reserves_mw[sid]["spin"]) == 0.0
+    # At the clearing, spin pays 20 $/MW-h where the plan expected 3: the block goes
+    # to spin wherever the plan's energy and reg-down let it (reg-up's deployment
+    # balances reg-down's, so not everywhere); never more than the block.
+    markets = planned_scn.markets[NODE].model_dump(exclude_none=True)
+    markets["spin"] = [20.0] * planned_scn.intervals
+    actual = planned_scn.model_copy(
+        update={
+            "markets": {NODE: type(planned_scn.markets[NODE]).model_validate(markets)}
+        }
+    )
+    cleared = clear_linked_offers(actual, plan)
+    assert not isinstance(cleared, str)
+    got = cleared.reserves_mw[sid]
+    for i in range(planned_scn.intervals):
+        assert got["reg_up"][i] + got["spin"][i] <= block[i] + 1e-6
+        assert got["reg_down"][i] == pytest.approx(
+            plan.reserves_mw[sid]["reg_down"][i], abs=1e-6
+        )
+    assert sum(got["spin"]) > 0.1 * sum(block)
+    assert cleared.da_net_mw == plan.da_net_mw
+    _independent_reserve_check(actual, cleared)
+    rt = {NODE: actual.markets[NODE].energy}
+    before = two_settlement(actual, rt, plan=plan)
+    after = two_settlement(actual, rt, plan=cleared)
+    assert after.objective_usd > before.objective_usd
+    assert after.objective_usd <= two_settlement(actual, rt).bound_usd * (1 + 1e-7)
+
+
+def test_stochastic_plan_with_one_path_at_the_forecast_is_the_price_taker_plan():
+    from dispatch.twosettle import stochastic_plan
+
+    scn = scenario()
+    perfect = solve(scn)
+    plan = stochastic_plan(scn, {NODE: [list(scn.markets[NODE].energy)]})
+    assert plan.status == "optimal"
+    assert plan.expected_usd == pytest.approx(perfect.objective_usd, rel=1e-5)
+    _independent_reserve_check(scn, plan)
+
+
+def test_stochastic_plan_keeps_headroom_for_a_real_time_spike():
+    from dispatch.twosettle import stochastic_plan
+
+    scn = scenario()
+    da = np.asarray(scn.markets[NODE].energy, dtype=float)
+    spike = da.copy()
+    spike[18] += 3000.0
+    calm = da.copy()
+    calm[18] -= 3000.0 / 9  # the paths average to the forecast
+    paths = [list(spike)] + [list(calm)] * 9
+    plan = stochastic_plan(scn, {NODE: paths})
+    taker = _plan(solve(scn))
+    sid = "site-01"
+    ups = [r.name for r in scn.reserves if r.up]
+
+    def head(p):
+        return (
+            scn.sites[0].discharge_mw
+            - p.da_net_mw[sid][18]
+            - sum(p.reserves_mw[sid][q][18] for q in ups)
+        )
+
+    assert head(taker) == pytest.approx(0.0, abs=1e-6)  # all headroom sold
+    assert head(plan) > 1.0  # one path in ten at +3000 $/MWh is worth keeping room for
+    _independent_reserve_check(scn, plan)

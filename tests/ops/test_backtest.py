@@ -579,3 +579,50 @@ def test_backtest_charges_reserve_not_held_as_settlement_does():
     assert short.charge_usd == pytest.approx(
         rules.shortfall_charge_factor * 5.0 * 6.0 * hours, abs=0.01
     )
+
+
+def test_linked_offers_never_earn_less_at_da_than_fixed_offers_and_stay_bounded():
+    prices = price_frame(dt.date(2024, 2, 20), END)
+    # spin and reg-up swap places: a forecast made from the earlier days misjudges which
+    # upward product pays; the linked block follows the clearing prices.
+    swap = prices["product"].isin(["spin", "reg_up"]) & (
+        pd.to_datetime(prices["timestamp_utc"], utc=True) >= pd.Timestamp(START, tz="UTC")
+    )
+    prices.loc[swap, "product"] = prices.loc[swap, "product"].map(
+        {"spin": "reg_up", "reg_up": "spin"}
+    )
+    linked = run_backtest(fleet(1), prices, START, END, BacktestOptions())
+    fixed = run_backtest(
+        fleet(1), prices, START, END, BacktestOptions(as_offers="fixed")
+    )
+    assert linked.to_json()["as_offers"] == "linked"
+    assert len(linked.ok_days) == len(fixed.ok_days) == 3
+    for a, b in zip(linked.ok_days, fixed.ok_days, strict=True):
+        assert a.day_ahead_usd >= b.day_ahead_usd * (1 - 1e-5) - 1e-3
+        assert a.net_usd <= a.hindsight_usd * (1 + 1e-6) + 1e-6
+        assert a.as_shortfall_mwh == pytest.approx(0.0, abs=1e-6)
+    assert sum(d.day_ahead_usd for d in linked.ok_days) > sum(
+        d.day_ahead_usd for d in fixed.ok_days
+    )
+
+
+def test_stochastic_da_plan_replays_within_the_bound():
+    prices = price_frame(dt.date(2024, 1, 20), END)
+    rep = run_backtest(
+        fleet(1),
+        prices,
+        START,
+        END,
+        BacktestOptions(da_plan="stochastic", scenario_days=10),
+    )
+    assert rep.to_json()["da_plan"] == "stochastic"
+    assert len(rep.ok_days) == 3
+    for day in rep.ok_days:
+        assert day.net_usd <= day.hindsight_usd * (1 + 1e-6) + 1e-6
+        assert day.as_shortfall_mwh == pytest.approx(0.0, abs=1e-6)
+
+
+def test_backtest_refuses_an_unknown_as_offer_mode():
+    prices = price_frame(dt.date(2024, 2, 20), END)
+    with pytest.raises(FleetInputError, match="--as-offers"):
+        run_backtest(fleet(1), prices, START, END, BacktestOptions(as_offers="both"))
