@@ -530,8 +530,10 @@ def clear_linked_offers(
     block to the mix of upward products that pays most at its clearing prices; each
     MW goes to at most one product, and no more than the block is awarded (less only
     where no mix of the products can carry all of it with the plan's energy and
-    downward awards). Downward products are offered alone and awarded as planned;
-    the DA energy position is the plan's.
+    downward awards). A block is offered to its planned product and to the products
+    of no longer sustain duration (:func:`fleet.ops.export` writes the same blocks),
+    so the energy cover never exceeds the plan's. Downward products are offered
+    alone and awarded as planned; the DA energy position is the plan's.
     Every award mix must stay deliverable — the model of ``scn`` (power headroom,
     energy cover for each product's duration, qualification caps, POI groups) decides
     which mixes are allowed, as the offer's per-product MW limits would.
@@ -566,13 +568,22 @@ def clear_linked_offers(
             site.model_copy(update={"commitments": Commitments(net_mw=fixed_net)})
         )
     lp = build_lp(scn.model_copy(update={"sites": sites}))
-    ups = [r.name for r in scn.reserves if r.up]
+    ups = [r for r in scn.reserves if r.up]
     downs = [r.name for r in scn.reserves if not r.up]
+    # Nested limits of the linked blocks: the MW awarded to products that must be
+    # sustained at least D hours is at most the MW planned for such products (a
+    # block is offered to its own product and the shorter ones, so every mix keeps
+    # the energy cover the plan reserved); D = the shortest is the whole block.
+    thresholds = sorted({r.sustain_h for r in ups})
+    groups: list[tuple[list[str], bool]] = [
+        ([r.name for r in ups if r.sustain_h >= d], True) for d in thresholds
+    ]
+    groups += [([d], False) for d in downs]
     r_idx, c_idx, vals, lo, hi = [], [], [], [], []
     row = 0
     for site, idx in zip(scn.sites, lp.sites, strict=True):
         held = plan.reserves_mw.get(site.id, {})
-        for group in (ups, *([d] for d in downs)):
+        for group, linked in groups:
             names = [p for p in group if p in idx.reserves]
             if not names:
                 continue
@@ -585,9 +596,9 @@ def clear_linked_offers(
                     r_idx.append(row)
                     c_idx.append(int(idx.reserves[p][i]))
                     vals.append(1.0)
-                # The linked upward block: at most its MW (a mix that cannot carry
-                # all of it gets less); a downward offer: as planned.
-                lo.append(0.0 if group is ups else float(total[i]))
+                # A linked block: at most its MW (a mix that cannot carry all of it
+                # gets less); a downward offer: as planned.
+                lo.append(0.0 if linked else float(total[i]))
                 hi.append(float(total[i]))
                 row += 1
     if row:

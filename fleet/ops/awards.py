@@ -15,8 +15,8 @@ import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from dispatch.bidcheck import down_limit_mw, up_limit_mw
-from dispatch.bids import BidSet, parse_bids
-from dispatch.markets import MarketRules
+from dispatch.bids import Bid, BidSet, parse_bids
+from dispatch.markets import MarketRules, Product
 from dispatch.scenario import Commitments, Scenario
 from fleet.domain import Fleet
 from fleet.errors import FleetInputError
@@ -169,6 +169,10 @@ def award_refusals(
     )
     sites = {s.id: s for s in scn.sites}
     products = {p.name: p for p in rules.modeled_products}
+    # ERCOT links the upward products in one offer (fleet.ops.export writes the
+    # blocks): an award may move MW between them within the blocks' limits.
+    linked = bool(rules.up_offer_columns)
+    up_products = [p for p in rules.modeled_products if p.offer_group == "up"]
     start = operating_day_start(rules, operating_day)
     hours = scn.intervals
     out: list[AwardRefusal] = []
@@ -243,6 +247,17 @@ def award_refusals(
             per_hour.setdefault((award.site_id, hour), {})[award.product] = mw
             continue
         bid = bids.get((award.site_id, award.product, hour))
+        if linked and product.offer_group == "up":
+            # Linked upward blocks: the award may go to any product of a block the
+            # site offered this hour; the blocks' limits are checked below.
+            if not any((award.site_id, p.name, hour) in bids for p in up_products):
+                refuse("product", f"bid set {where_set} offered no upward block here")
+                continue
+            if not site.enrolled(award.product):
+                refuse("product", f"site is not enrolled in {award.product}")
+                continue
+            per_hour.setdefault((award.site_id, hour), {})[award.product] = mw
+            continue
         if bid is None:
             refuse("product", f"bid set {where_set} offered no {award.product} here")
             continue
@@ -271,6 +286,8 @@ def award_refusals(
     for (site_id, hour), awarded in sorted(per_hour.items()):
         site = sites[site_id]
         at = f"site {site_id}, hour_ending {hour}"
+        if linked and bids:
+            out += _linked_refusals(awarded, bids, site_id, hour, up_products)
         up = math.fsum(mw for name, mw in awarded.items() if name in ups)
         down = math.fsum(mw for name, mw in awarded.items() if name in downs)
         x = awarded.get(energy)
@@ -311,6 +328,47 @@ def award_refusals(
                     f"{at}: reserves need {up_mwh:.3f} MWh above soc_min and "
                     f"{down_mwh:.3f} MWh below soc_max for their sustain durations, "
                     f"more than the site's {band:.3f} MWh band",
+                )
+            )
+    return out
+
+
+def _linked_refusals(
+    awarded: Mapping[str, float],
+    bids: Mapping[tuple[str, str, int], Bid],
+    site_id: str,
+    hour: int,
+    up: Sequence[Product],
+) -> list[AwardRefusal]:
+    """Refuse upward awards the hour's linked blocks cannot hold.
+
+    A block of sustain duration D (the MW bid for products of duration D) may go to
+    any product of duration <= D; the awards fit when, for every D, the MW awarded
+    to products of duration >= D is at most the MW offered in blocks of duration >= D.
+    """
+    out = []
+    offered = {
+        p.name: math.fsum(q for q, _ in bids[(site_id, p.name, hour)].curve if q > 0)
+        for p in up
+        if (site_id, p.name, hour) in bids
+    }
+    for d in sorted({p.sustain_h for p in up}):
+        longer = [p.name for p in up if p.sustain_h >= d]
+        got = math.fsum(awarded.get(n, 0.0) for n in longer)
+        limit = math.fsum(offered.get(n, 0.0) for n in longer)
+        if got > limit + _TOL_MW:
+            names = ", ".join(n for n in longer if awarded.get(n, 0.0) > 0)
+            what = (
+                "upward reserves"
+                if d == min(p.sustain_h for p in up)
+                else (f"upward reserves sustained >= {d:g} h")
+            )
+            out.append(
+                AwardRefusal(
+                    None,
+                    "award_mw",
+                    f"site {site_id}, {names}, hour_ending {hour}: {what} awarded "
+                    f"{got:g} MW exceed the {limit:g} MW of the linked blocks offered",
                 )
             )
     return out

@@ -25,8 +25,9 @@ import hashlib
 import io
 import json
 import logging
+import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from typing import Any
 from dispatch.bidcheck import rule_refusals
 from dispatch.bids import Bid, BidSet, PlanHour, parse_bids, plan_hours, step_decimals
 from dispatch.errors import DispatchInputError
-from dispatch.markets import MarketRules
+from dispatch.markets import MarketRules, Product
 from dispatch.result import Result
 from dispatch.scenario import parse_scenario
 from fleet.domain import Fleet
@@ -160,12 +161,54 @@ def _energy_rows(
     return columns, rows
 
 
+def linked_up_blocks(
+    up: Sequence[Product],
+    by_product: Mapping[str, Mapping[int, Bid]],
+    hour: int,
+    enrolled: Collection[str] | None,
+) -> list[tuple[float, dict[str, float]]]:
+    """Return one hour's linked upward offer blocks: (MW, price per offer column).
+
+    The planned upward MW are grouped by sustain duration, longest first; each group
+    is one block, offered to its products and to every upward product of no longer
+    duration the site is enrolled in (``enrolled``; None: the products bid this
+    hour). Whichever mix the market awards, each MW goes to a product its block's
+    energy cover can sustain, so the plan's cover holds. A product's price is its
+    bid's; a product not bid this hour asks the block's highest bid price.
+    """
+    offered: dict[str, tuple[float, float]] = {}
+    for p in up:
+        bid = by_product.get(p.name, {}).get(hour)
+        if bid is None:
+            continue
+        mw = math.fsum(q for q, _ in bid.curve if q > 0)
+        if mw > 0:
+            offered[p.name] = (mw, max(price for q, price in bid.curve if q > 0))
+    allowed = set(enrolled) if enrolled is not None else set(offered)
+    allowed |= set(offered)
+    blocks: list[tuple[float, dict[str, float]]] = []
+    for d in sorted({p.sustain_h for p in up if p.name in offered}, reverse=True):
+        members = [p for p in up if p.name in offered and p.sustain_h == d]
+        mw = math.fsum(offered[p.name][0] for p in members)
+        top = max(offered[p.name][1] for p in members)
+        prices = {
+            str(p.offer_column or p.code): offered[p.name][1]
+            if p.name in offered
+            else top
+            for p in up
+            if p.name in allowed and p.sustain_h <= d
+        }
+        blocks.append((mw, prices))
+    return blocks
+
+
 def _ercot_tables(
     bids: Sequence[Bid],
     rules: MarketRules,
     head: Row,
     at: Callable[[int], str],
     plan: Sequence[PlanHour],
+    enrolled: Collection[str] | None = None,
 ) -> dict[str, Table]:
     by_product: dict[str, dict[int, Bid]] = defaultdict(dict)
     for bid in bids:
@@ -195,13 +238,15 @@ def _ercot_tables(
     ):
         rows: list[Row] = []
         for hour in hours:
-            blocks: list[tuple[float, float, str]] = []
-            for p in group:
+            blocks: list[tuple[float, dict[str, float]]] = []
+            if group is up:
+                blocks = linked_up_blocks(up, by_product, hour, enrolled)
+            for p in [] if group is up else group:
                 offer = by_product[p.name].get(hour)
                 column = str(p.offer_column or p.code)
                 if offer is not None:
                     blocks += [
-                        (mw, price, column) for mw, price in offer.curve if mw > 0
+                        (mw, {column: price}) for mw, price in offer.curve if mw > 0
                     ]
             if len(blocks) > rules.as_max_blocks:
                 msg = (
@@ -210,7 +255,7 @@ def _ercot_tables(
                     f"{rules.as_max_blocks}"
                 )
                 raise FleetInputError(msg)
-            for k, (mw, price, column) in enumerate(blocks, start=1):
+            for k, (mw, prices) in enumerate(blocks, start=1):
                 row = {
                     **head,
                     "HourEnding": str(hour),
@@ -219,7 +264,8 @@ def _ercot_tables(
                     "MW": _num(mw, mw_step),
                 }
                 row.update(dict.fromkeys(columns, ""))
-                row[column] = _num(price, price_step)
+                for column, price in prices.items():
+                    row[column] = _num(price, price_step)
                 rows.append(row)
         tables[name] = ((*base, *columns), rows)
     product_of = {str(p.offer_column or p.code): p.name for p in (*up, *down)}
@@ -329,6 +375,7 @@ def market_tables(
     resource_ids: Mapping[str, str],
     plan: Sequence[PlanHour],
     ngr: Mapping[str, NgrLimits] | None = None,
+    enrolled: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, dict[str, Table]]:
     """Return the market's submission tables per resource (pure, nothing written).
 
@@ -345,6 +392,9 @@ def market_tables(
         ERCOT COP.
     ngr
         CAISO: the non-generator resource limits per site.
+    enrolled
+        ERCOT: the products each site is enrolled in; its linked upward blocks are
+        offered to those of them it can sustain (None: the products it bid).
 
     Returns
     -------
@@ -378,7 +428,14 @@ def market_tables(
                 msg = f"site {site_id}: no planned SoC for the COP (no stored schedule)"
                 raise FleetInputError(msg)
             head = {"ResourceName": resource, "TradeDate": trade_date}
-            tables = _ercot_tables(bids, rules, head, at, plan_by_site[site_id])
+            tables = _ercot_tables(
+                bids,
+                rules,
+                head,
+                at,
+                plan_by_site[site_id],
+                None if enrolled is None else enrolled.get(site_id),
+            )
         elif rules.export_format == "caiso-dam/1":
             limits = (ngr or {}).get(site_id)
             if limits is None:
@@ -504,7 +561,10 @@ def export_bid_set(
         for s in scn.sites
     }
     ids = {str(s.id): s.resource_id or "" for s in fleet.sites}
-    tables = market_tables(bid_set, rules, ids, plan, ngr)
+    enrolled = {
+        s.id: {r.name for r in scn.reserves if s.enrolled(r.name)} for s in scn.sites
+    }
+    tables = market_tables(bid_set, rules, ids, plan, ngr, enrolled)
     folder = out_dir / f"{rules.name}_{operating_day:%Y%m%d}_v{stored.version}"
     header = {
         "schema": EXPORT_SCHEMA,

@@ -586,7 +586,8 @@ def test_linked_offers_never_earn_less_at_da_than_fixed_offers_and_stay_bounded(
     # spin and reg-up swap places: a forecast made from the earlier days misjudges which
     # upward product pays; the linked block follows the clearing prices.
     swap = prices["product"].isin(["spin", "reg_up"]) & (
-        pd.to_datetime(prices["timestamp_utc"], utc=True) >= pd.Timestamp(START, tz="UTC")
+        pd.to_datetime(prices["timestamp_utc"], utc=True)
+        >= pd.Timestamp(START, tz="UTC")
     )
     prices.loc[swap, "product"] = prices.loc[swap, "product"].map(
         {"spin": "reg_up", "reg_up": "spin"}

@@ -408,9 +408,16 @@ def test_check_awards_refuses_when_no_accepted_bid_set_for_the_day(engine):
 @pytest.mark.parametrize(
     ("award", "match"),
     [
-        (("site-01", "reg_up", 1, 31.0), r"award_mw=31 exceeds the 30 MW offered"),
+        (
+            ("site-01", "reg_up", 1, 31.0),
+            r"upward reserves awarded 31 MW exceed the 30 MW of the linked blocks",
+        ),
         (("site-01", "energy", 1, 60.0), r"outside the bid curve's -50\.\.50 MW"),
-        (("site-01", "spin", 1, 5.0), r"offered no spin here"),
+        (("site-02", "spin", 1, 5.0), r"offered no upward block here"),
+        (
+            ("site-01", "nonspin", 1, 5.0),
+            r"site is not enrolled in nonspin|sustained >= 4 h awarded 5 MW",
+        ),
         (("site-02", "reg_up", 1, -1.0), r"award_mw=-1 must be >= 0"),
         (("site-02", "energy", 1, -11.0), r"outside the site's -10\.\.10 MW"),
         (("site-09", "energy", 1, 1.0), r"site_id='site-09' is not a ERCOT site"),
@@ -424,6 +431,25 @@ def test_check_awards_refuses_naming_site_product_hour_when_beyond_the_bids(
     with pytest.raises(AwardRefusedError, match=match) as info:
         check_awards(engine, award_set, RULES, DAY, _big_fleet())
     assert f"site {award[0]}, {award[1]}, hour_ending 1" in str(info.value)
+
+
+def test_check_awards_accepts_a_linked_upward_block_awarded_to_another_product(
+    engine,
+):
+    # ERCOT links the upward products in one offer: the 30 MW offered as reg-up may
+    # be awarded as spin (same sustain), in part or whole, but not beyond the block.
+    _accepted(engine, BIDS)
+    split = [_award("site-01", "reg_up", 1, 10.0), _award("site-01", "spin", 1, 20.0)]
+    check_awards(engine, AwardSetIn(version=1, awards=split), RULES, DAY, _big_fleet())
+    over = [_award("site-01", "reg_up", 1, 20.0), _award("site-01", "spin", 1, 20.0)]
+    with pytest.raises(
+        AwardRefusedError,
+        match=r"site site-01, reg_up, spin, hour_ending 1: upward reserves awarded "
+        r"40 MW exceed the 30 MW",
+    ):
+        check_awards(
+            engine, AwardSetIn(version=1, awards=over), RULES, DAY, _big_fleet()
+        )
 
 
 def test_check_awards_refuses_when_unit_does_not_fit_the_product(engine):

@@ -260,10 +260,10 @@ def test_export_links_upward_offers_in_blocks_and_keeps_reg_down_separate(ercot_
         assert [int(r["Block"]) for r in rows] == list(range(1, len(rows) + 1))
         assert len(rows) <= ERCOT.as_max_blocks
         for row in rows:
-            # Each block carries the price of the one service it is offered to.
+            # Without the enrollments, a block is offered to the products bid.
             priced = [c for c in ("REGUP", "RRSPF", "RRSFF", "ECRS", "ONNS") if row[c]]
-            assert len(priced) == 1, (hour, row)
-            assert priced[0] in ("REGUP", "RRSPF")
+            assert priced, (hour, row)
+            assert set(priced) <= {"REGUP", "RRSPF"}
             assert row["ECRS"] == row["ONNS"] == row["RRSFF"] == ""
     assert all(r["REGDN"] != "" and float(r["MW"]) > 0 for r in down)
 
@@ -507,3 +507,46 @@ def test_export_bid_set_writes_caiso_files_from_the_stored_plan(engine, tmp_path
         "2024-07-02T01:00-07:00",
     ]
     assert all(r["MW2"] != "" for r in energy)
+
+
+def test_export_links_each_block_to_every_enrolled_product_it_can_sustain():
+    from fleet.ops.export import linked_up_blocks
+
+    up = [p for p in ERCOT.products if p.offer_group == "up" and p.modeled]
+    bids = {
+        "reg_up": {5: Bid("site-01", "reg_up", 5, ((30.0, 2.0),))},
+        "spin": {5: Bid("site-01", "spin", 5, ((20.0, 1.5),))},
+        "ecrs": {5: Bid("site-01", "ecrs", 5, ((10.0, 3.0),))},
+    }
+    enrolled = {"reg_up", "reg_down", "spin", "ecrs", "nonspin"}
+    blocks = linked_up_blocks(up, bids, 5, enrolled)
+    # ECRS (1 h) first: offered to ECRS and the half-hour products, not Non-Spin
+    # (4 h); then reg-up + spin (0.5 h) as one block, not to ECRS or Non-Spin.
+    assert blocks == [
+        (10.0, {"REGUP": 2.0, "RRSPF": 1.5, "ECRS": 3.0}),
+        (50.0, {"REGUP": 2.0, "RRSPF": 1.5}),
+    ]
+    # Whatever mix is awarded, the energy cover stays within the plan's.
+    sustain = {str(p.offer_column or p.code): p.sustain_h for p in up}
+    planned_cover = 30 * 0.5 + 20 * 0.5 + 10 * 1.0
+    worst = sum(mw * max(sustain[c] for c in prices) for mw, prices in blocks)
+    assert worst <= planned_cover + 1e-9
+    # A product the site is not enrolled in is never priced.
+    only = linked_up_blocks(up, bids, 5, {"reg_up", "ecrs"})
+    assert only[1] == (50.0, {"REGUP": 2.0, "RRSPF": 1.5})  # spin was bid: kept
+    assert "ONNS" not in only[0][1]
+    assert linked_up_blocks(up, bids, 6, enrolled) == []
+
+
+def test_export_offers_a_reg_up_block_to_spin_when_the_site_is_enrolled(ercot_plan):
+    scn, result, bid_set = ercot_plan
+    enrolled = {s.id: {"reg_up", "reg_down", "spin"} for s in scn.sites}
+    tables = market_tables(
+        bid_set, ERCOT, IDS, plan_hours(scn, result, ERCOT), None, enrolled
+    )
+    _, up = tables["ERCOT_ESR_SITE_01"]["as_offer_up.csv"]
+    assert up
+    for row in up:
+        assert row["REGUP"] != ""
+        assert row["RRSPF"] != ""
+        assert row["ECRS"] == row["ONNS"] == ""
