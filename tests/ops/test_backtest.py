@@ -68,6 +68,15 @@ def test_backtest_reports_the_json_contract_when_done(report):
     assert totals["capture_vs_hindsight"] == pytest.approx(
         totals["net_usd"] / totals["hindsight_usd"], abs=1e-4
     )
+    assert totals["as_offers"] == "linked"
+    assert totals["da_plan"] == "price_taker"
+    gaps = sorted(
+        (d["hindsight_usd"] - d["net_usd"] for d in totals["days"]), reverse=True
+    )
+    # three days: the ten largest gaps are all of it
+    assert totals["hindsight_gap_top10_days_share"] == pytest.approx(
+        sum(gaps[:10]) / sum(gaps), abs=1e-4
+    )
     # naive_average is the strategy's own forecaster here: no value over itself
     assert totals["value_of_forecast_usd"] == 0.0
     assert len(totals["days"]) == 3
