@@ -176,18 +176,37 @@ def load(job: Job) -> tuple[pd.Series, str]:
     return y, report.summary()
 
 
+def cross_series(job: Job) -> dict[str, pd.Series]:
+    """The other ERCOT hubs' series of the job's product (cross-hub spread features)."""
+    if job.market != "ERCOT" or job.product != "da_energy" or job.node not in HUBS:
+        return {}
+    out = {}
+    for node in HUBS:
+        if node != job.node:
+            other, _ = load(Job(job.market, node, job.product, job.files, "", ""))
+            out[node] = other
+    return out
+
+
 def run(
     job: Job, refit_days: int = REFIT_DAYS
 ) -> tuple[Job, pd.DataFrame, pd.DataFrame | None, str, float, int]:
     y, summary = load(job)
+    exog = cross_series(job)
     started = time.perf_counter()
     result = rolling_backtest(
         y,
-        lambda: PriceForecaster(market=job.market, node=job.node, product=job.product),
+        lambda: PriceForecaster(
+            market=job.market,
+            node=job.node,
+            product=job.product,
+            cross_nodes=tuple(exog),
+        ),
         start=job.start,
         end=job.end,
         refit_days=refit_days,
         clock=time.perf_counter,
+        exog=exog,
     )
     wall = time.perf_counter() - started
     keep = (
