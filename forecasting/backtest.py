@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +55,7 @@ def rolling_backtest(
     end: dt.date | str,
     refit_days: int = 7,
     clock: Callable[[], float] | None = None,
+    exog: Mapping[str, pd.Series] | None = None,
 ) -> BacktestResult:
     """Forecast every operating day of ``[start, end]`` as it would have been issued.
 
@@ -76,6 +77,9 @@ def rolling_backtest(
     clock
         Optional monotonic clock [s] used only to report fit time
         (e.g. ``time.perf_counter``); the library never reads a clock itself.
+    exog
+        Other nodes' series for a forecaster with ``cross_nodes`` (passed to its
+        ``fit`` and ``predict``, which keep only what is known at each issue time).
 
     Returns
     -------
@@ -112,10 +116,12 @@ def rolling_backtest(
         for i, day in enumerate(days):
             if i % refit_days == 0 or model is None:
                 t0 = clock() if clock else 0.0
-                model = make_forecaster().fit(y, issue_time=probe.issue_time(day))
+                model = make_forecaster().fit(
+                    y, issue_time=probe.issue_time(day), exog=exog
+                )
                 fit_seconds += (clock() - t0) if clock else 0.0
                 n_refits += 1
-            forecast = model.predict(y, day)
+            forecast = model.predict(y, day, exog)
             forecast["model_version"] = model.model_version_
             forecast["day"] = day
             parts.append(forecast)

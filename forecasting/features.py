@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import holidays
 import numpy as np
@@ -26,6 +26,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "month",
     "is_holiday",
     "is_weekend",
+    "hour_x_weekday",
     *(f"lag_d{k}" for k in LAG_DAYS),
     "lag_d1_prev_hour",
     "lag_d1_next_hour",
@@ -247,6 +248,7 @@ def build_features(
         "month": np.asarray(local.month, dtype=float),
         "is_holiday": _holiday_flags(row_day) if len(row_day) else np.zeros(0),
         "is_weekend": np.asarray(local.day_of_week >= 5, dtype=float),
+        "hour_x_weekday": hour + 24.0 * np.asarray(local.day_of_week, dtype=float),
     }
     rows = np.arange(len(index))
     for k in LAG_DAYS:
@@ -274,3 +276,58 @@ def build_features(
         out["week_mean"] = np.nanmean(week, axis=(0, 2))
     frame = pd.DataFrame(out, index=index)
     return frame[list(FEATURE_NAMES)]
+
+
+CROSS_NODE_FEATURES: tuple[str, ...] = ("lag_d1", "week_median_at_hour")
+"""Features of another node's series that :func:`cross_node_features` adds, as spreads."""
+
+
+def cross_node_feature_names(nodes: Iterable[str]) -> list[str]:
+    """Return the columns :func:`cross_node_features` builds for ``nodes``, in order."""
+    return [f"x_{node}_{name}" for node in nodes for name in CROSS_NODE_FEATURES]
+
+
+def cross_node_features(
+    own: pd.DataFrame,
+    others: Mapping[str, pd.Series],
+    *,
+    tz: str,
+    product: str,
+    issue_hour: int = ISSUE_HOUR_LOCAL,
+) -> pd.DataFrame:
+    """Build spreads to other nodes' prices for the rows of ``own``.
+
+    For each node in ``others`` (in the given order), the same-hour D-1 value and the
+    7-day same-hour median of that node minus the target node's (columns
+    ``x_<node>_lag_d1``, ``x_<node>_week_median_at_hour``). The other series share the
+    target's product, so the same availability rule applies: what a feature uses is
+    known at the issue time (see :func:`build_features`).
+
+    Parameters
+    ----------
+    own
+        Output of :func:`build_features` for the target node.
+    others
+        Node name -> hourly series on a UTC DatetimeIndex (NaN = missing).
+    tz, product, issue_hour
+        As in :func:`build_features`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index of ``own``; columns :func:`cross_node_feature_names` of ``others``.
+    """
+    index = pd.DatetimeIndex(own.index)
+    local = index.tz_convert(tz)
+    days = sorted({d.date() for d in local.normalize().tz_localize(None)})
+    out: dict[str, np.ndarray] = {}
+    for node, series in others.items():
+        if not isinstance(series.index, pd.DatetimeIndex) or series.index.tz is None:
+            msg = f"exog[{node!r}]: index must be a tz-aware (UTC) DatetimeIndex"
+            raise ForecastInputError(msg)
+        theirs = build_features(
+            series, days, tz=tz, product=product, issue_hour=issue_hour
+        ).reindex(index)
+        for name in CROSS_NODE_FEATURES:
+            out[f"x_{node}_{name}"] = (theirs[name] - own[name]).to_numpy(float)
+    return pd.DataFrame(out, index=index, columns=cross_node_feature_names(others))

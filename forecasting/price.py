@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
 import numpy as np
@@ -20,6 +20,8 @@ from forecasting.errors import ForecastInputError
 from forecasting.features import (
     FEATURE_NAMES,
     build_features,
+    cross_node_feature_names,
+    cross_node_features,
     issue_time_for,
     known_history,
     operating_day_index,
@@ -65,6 +67,19 @@ class QuantileForecaster:
     target_mode
         ``level`` (forecast the price) or ``weekly`` (forecast the deviation from
         the mean of the same hour over the last 7 days).
+    cross_nodes
+        Other nodes whose series (same product) are passed as ``exog`` to
+        :meth:`fit` and :meth:`predict`; their spreads to this node become features
+        (:func:`forecasting.features.cross_node_features`). Empty: none.
+    p50_asinh_scale
+        When set, the P50 model is fitted on ``asinh(y / scale)`` and mapped back
+        (the median commutes with a monotone map; spikes weigh less on the trees).
+    p50_full_window
+        Fit the P50 model on the whole training window, calibration days included
+        (they only calibrate P10/P90).
+    p50_max_iter, p50_learning_rate
+        Boosting iterations and learning rate of the P50 model (``None``: those of
+        the P10/P90 models).
     n_threads
         OpenMP threads per model fit/predict.
     random_state
@@ -85,6 +100,11 @@ class QuantileForecaster:
         min_samples_leaf: int = 40,
         l2_regularization: float = 1.0,
         target_mode: str = "level",
+        cross_nodes: Iterable[str] = (),
+        p50_asinh_scale: float | None = None,
+        p50_full_window: bool = False,
+        p50_max_iter: int | None = None,
+        p50_learning_rate: float | None = None,
         n_threads: int = 1,
         random_state: int = 0,
     ) -> None:
@@ -99,6 +119,11 @@ class QuantileForecaster:
         self.min_samples_leaf = min_samples_leaf
         self.l2_regularization = l2_regularization
         self.target_mode = target_mode
+        self.cross_nodes = tuple(cross_nodes)
+        self.p50_asinh_scale = p50_asinh_scale
+        self.p50_full_window = p50_full_window
+        self.p50_max_iter = p50_max_iter
+        self.p50_learning_rate = p50_learning_rate
         self.n_threads = n_threads
         self.random_state = random_state
 
@@ -116,6 +141,11 @@ class QuantileForecaster:
             "min_samples_leaf": self.min_samples_leaf,
             "l2_regularization": self.l2_regularization,
             "target_mode": self.target_mode,
+            "cross_nodes": list(self.cross_nodes),
+            "p50_asinh_scale": self.p50_asinh_scale,
+            "p50_full_window": self.p50_full_window,
+            "p50_max_iter": self.p50_max_iter,
+            "p50_learning_rate": self.p50_learning_rate,
             "n_threads": self.n_threads,
             "random_state": self.random_state,
         }
@@ -131,6 +161,10 @@ class QuantileForecaster:
             "early_stopping": False,
         }
         if alpha == 0.5:
+            if self.p50_max_iter is not None:
+                common["max_iter"] = self.p50_max_iter
+            if self.p50_learning_rate is not None:
+                common["learning_rate"] = self.p50_learning_rate
             return HistGradientBoostingRegressor(loss="absolute_error", **common)
         return HistGradientBoostingRegressor(loss="quantile", quantile=alpha, **common)
 
@@ -147,8 +181,59 @@ class QuantileForecaster:
                 f"0..train_days-1={self.train_days - 1}"
             )
             raise ForecastInputError(msg)
+        if self.p50_asinh_scale is not None and not self.p50_asinh_scale > 0:
+            msg = f"p50_asinh_scale={self.p50_asinh_scale} must be > 0 (or None)"
+            raise ForecastInputError(msg)
+        if len(set(self.cross_nodes)) != len(self.cross_nodes):
+            msg = f"cross_nodes={list(self.cross_nodes)} has a repeated node"
+            raise ForecastInputError(msg)
 
-    def fit(self, y: pd.Series, *, issue_time: pd.Timestamp | None = None) -> Self:
+    def _exog(self, exog: Mapping[str, pd.Series] | None) -> dict[str, pd.Series]:
+        """Return the ``cross_nodes`` series of ``exog`` in order, checking they are there."""
+        if not self.cross_nodes:
+            return {}
+        given = dict(exog or {})
+        missing = [n for n in self.cross_nodes if n not in given]
+        if missing:
+            msg = (
+                f"exog: missing series for cross node(s) {missing}; the model "
+                f"needs {list(self.cross_nodes)}"
+            )
+            raise ForecastInputError(msg)
+        return {n: given[n] for n in self.cross_nodes}
+
+    def _features(
+        self,
+        y: pd.Series,
+        days: list[dt.date],
+        exog: Mapping[str, pd.Series],
+    ) -> pd.DataFrame:
+        """Own features plus cross-node spreads, for every hour of ``days``."""
+        own = build_features(
+            y, days, tz=self.tz, product=self.product, issue_hour=self.issue_hour
+        )
+        if not exog:
+            return own
+        cross = cross_node_features(
+            own, exog, tz=self.tz, product=self.product, issue_hour=self.issue_hour
+        )
+        return pd.concat([own, cross], axis=1)
+
+    def _fw(self, v: np.ndarray) -> np.ndarray:
+        scale = self.p50_asinh_scale
+        return v if scale is None else np.arcsinh(v / scale)
+
+    def _bw(self, v: np.ndarray) -> np.ndarray:
+        scale = self.p50_asinh_scale
+        return v if scale is None else scale * np.sinh(v)
+
+    def fit(
+        self,
+        y: pd.Series,
+        *,
+        issue_time: pd.Timestamp | None = None,
+        exog: Mapping[str, pd.Series] | None = None,
+    ) -> Self:
         """Fit on the history known at ``issue_time``.
 
         Parameters
@@ -160,6 +245,9 @@ class QuantileForecaster:
             Fit as of this UTC time: only values known then are used, and only
             operating days whose actuals are all known then become targets.
             ``None``: the whole history.
+        exog
+            Node -> hourly series of the same product for each of ``cross_nodes``
+            (more are ignored); truncated at ``issue_time`` like ``y``.
 
         Returns
         -------
@@ -169,14 +257,20 @@ class QuantileForecaster:
         Raises
         ------
         ForecastInputError
-            When ``y`` has no DatetimeIndex or too few complete days to train on.
+            When ``y`` has no DatetimeIndex or too few complete days to train on,
+            or a series of ``cross_nodes`` is missing from ``exog``.
         """
         self._validate()
+        others = self._exog(exog)
         if not isinstance(y.index, pd.DatetimeIndex) or y.index.tz is None:
             msg = "y: index must be a tz-aware (UTC) DatetimeIndex"
             raise ForecastInputError(msg)
         if issue_time is not None:
             y = known_history(y, issue_time, product=self.product, tz=self.tz)
+            others = {
+                n: known_history(s, issue_time, product=self.product, tz=self.tz)
+                for n, s in others.items()
+            }
         y = y.dropna()
         if y.empty:
             msg = "y: no known, non-missing values to train on"
@@ -197,9 +291,7 @@ class QuantileForecaster:
             )
             raise ForecastInputError(msg)
         days = [d.date() for d in pd.date_range(first_day, last_day, freq="D")]
-        features = build_features(
-            y, days, tz=self.tz, product=self.product, issue_hour=self.issue_hour
-        )
+        features = self._features(y, days, others)
         target = y.reindex(features.index)
         keep = target.notna().to_numpy()
         features, target = features[keep], target[keep]
@@ -210,18 +302,28 @@ class QuantileForecaster:
         is_calib = np.asarray(row_day >= calib_start) if self.calibration_days else None
         fit_mask = ~is_calib if is_calib is not None else np.ones(len(target), bool)
         ref = self._reference(features)
-        x_fit = features.to_numpy(float)[fit_mask]
-        y_fit = (target.to_numpy(float) - ref)[fit_mask]
+        x_all = features.to_numpy(float, copy=True)
+        # A column with no value in the window (e.g. a node with no history yet)
+        # carries no information; a constant keeps the binning valid.
+        x_all[:, np.isnan(x_all).all(axis=0)] = 0.0
+        dev = target.to_numpy(float) - ref
+        p50_mask = np.ones(len(dev), bool) if self.p50_full_window else fit_mask
         # One OpenMP thread per fit: parallelism comes from fitting many series at
         # once (forecasting.parallel); nested threads oversubscribe a busy machine.
         with threadpool_limits(limits=self.n_threads, user_api="openmp"):
-            self.models_ = {
-                col: self._regressor(alpha).fit(x_fit, y_fit)
-                for alpha, col in zip(QUANTILES, QUANTILE_COLUMNS, strict=True)
-            }
+            self.models_ = {}
+            for alpha, col in zip(QUANTILES, QUANTILE_COLUMNS, strict=True):
+                if col == "p50":
+                    self.models_[col] = self._regressor(alpha).fit(
+                        x_all[p50_mask], self._fw(dev[p50_mask])
+                    )
+                else:
+                    self.models_[col] = self._regressor(alpha).fit(
+                        x_all[fit_mask], dev[fit_mask]
+                    )
         self.conformal_offset_ = 0.0
         if is_calib is not None and is_calib.any():
-            x_cal = features.to_numpy(float)[is_calib]
+            x_cal = x_all[is_calib]
             y_cal = target.to_numpy(float)[is_calib]
             with threadpool_limits(limits=self.n_threads, user_api="openmp"):
                 lo = self.models_["p10"].predict(x_cal) + ref[is_calib]
@@ -229,7 +331,10 @@ class QuantileForecaster:
             nonconformity = np.maximum(lo - y_cal, y_cal - hi)
             level = min(1.0, 0.8 * (1 + 1 / len(y_cal)))
             self.conformal_offset_ = float(np.quantile(nonconformity, level))
-        self.feature_names_ = list(FEATURE_NAMES)
+        self.feature_names_ = [
+            *FEATURE_NAMES,
+            *cross_node_feature_names(self.cross_nodes),
+        ]
         self.train_start_ = pd.Timestamp(features.index[0])
         self.train_end_ = pd.Timestamp(features.index[-1])
         self.n_train_ = len(target)
@@ -283,7 +388,12 @@ class QuantileForecaster:
         x = features[self.feature_names_].to_numpy(float)
         with threadpool_limits(limits=self.n_threads, user_api="openmp"):
             raw = np.column_stack(
-                [self.models_[c].predict(x) for c in QUANTILE_COLUMNS]
+                [
+                    self._bw(self.models_[c].predict(x))
+                    if c == "p50"
+                    else self.models_[c].predict(x)
+                    for c in QUANTILE_COLUMNS
+                ]
             )
         raw += self._reference(features)[:, None]
         raw[:, 0] -= self.conformal_offset_
@@ -293,7 +403,12 @@ class QuantileForecaster:
             ordered, index=features.index, columns=list(QUANTILE_COLUMNS)
         )
 
-    def predict(self, y: pd.Series, day: dt.date) -> pd.DataFrame:
+    def predict(
+        self,
+        y: pd.Series,
+        day: dt.date,
+        exog: Mapping[str, pd.Series] | None = None,
+    ) -> pd.DataFrame:
         """Forecast every hour of operating ``day`` as issued on D-1 at the issue hour.
 
         Parameters
@@ -304,6 +419,8 @@ class QuantileForecaster:
             data after the issue time can never change the forecast.
         day
             The local operating day.
+        exog
+            Node -> hourly series for each of ``cross_nodes``, truncated like ``y``.
 
         Returns
         -------
@@ -323,9 +440,16 @@ class QuantileForecaster:
         window_end = issue + pd.Timedelta(days=2)
         recent = y[(y.index >= window_start) & (y.index < window_end)]
         known = known_history(recent, issue, product=self.product, tz=self.tz)
-        features = build_features(
-            known, [day], tz=self.tz, product=self.product, issue_hour=self.issue_hour
-        )
+        others = {
+            n: known_history(
+                s[(s.index >= window_start) & (s.index < window_end)],
+                issue,
+                product=self.product,
+                tz=self.tz,
+            )
+            for n, s in self._exog(exog).items()
+        }
+        features = self._features(known, [day], others)
         out = self.predict_features(features)
         out["issue_time_utc"] = issue
         out["horizon_h"] = (out.index - issue) / pd.Timedelta(hours=1)
@@ -333,9 +457,14 @@ class QuantileForecaster:
         out.attrs["model_version"] = self.model_version_
         return out
 
-    def predict_days(self, y: pd.Series, days: Iterable[dt.date]) -> pd.DataFrame:
+    def predict_days(
+        self,
+        y: pd.Series,
+        days: Iterable[dt.date],
+        exog: Mapping[str, pd.Series] | None = None,
+    ) -> pd.DataFrame:
         """Concatenate :meth:`predict` over ``days`` (each with its own issue time)."""
-        parts = [self.predict(y, d) for d in days]
+        parts = [self.predict(y, d, exog) for d in days]
         if not parts:
             return pd.DataFrame(
                 columns=[*QUANTILE_COLUMNS, "issue_time_utc", "horizon_h"]
@@ -351,6 +480,15 @@ class QuantileForecaster:
         return operating_day_index(day, self.tz)
 
 
+DA_ENERGY_DEFAULTS: dict[str, Any] = {
+    "p50_asinh_scale": 20.0,
+    "p50_full_window": True,
+    "p50_max_iter": 300,
+    "p50_learning_rate": 0.05,
+}
+"""P50 settings of day-ahead energy models, chosen on ERCOT hubs, 2024 (tuning data)."""
+
+
 class PriceForecaster(QuantileForecaster):
     """Quantile forecaster of one (market, node, product) price series.
 
@@ -363,7 +501,8 @@ class PriceForecaster(QuantileForecaster):
     product
         One of :data:`forecasting.types.PRODUCTS` or an alias (``spin``).
     **params
-        Model parameters of :class:`QuantileForecaster` (except ``tz``/``product``).
+        Model parameters of :class:`QuantileForecaster` (except ``tz``/``product``);
+        for ``da_energy`` the P50 settings default to :data:`DA_ENERGY_DEFAULTS`.
     """
 
     def __init__(
@@ -382,6 +521,9 @@ class PriceForecaster(QuantileForecaster):
             msg = f"--product: unknown product {product!r}; expected one of {list(PRODUCTS)}"
             raise ForecastInputError(msg)
         params.pop("tz", None)
+        if canon == "da_energy":
+            for key, value in DA_ENERGY_DEFAULTS.items():
+                params.setdefault(key, value)
         super().__init__(tz=market_timezone(market), product=canon, **params)
         self.market = market
         self.node = node

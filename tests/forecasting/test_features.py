@@ -15,6 +15,8 @@ from forecasting.data import clean_series, read_price_csv, select_series
 from forecasting.errors import ForecastInputError
 from forecasting.features import (
     build_features,
+    cross_node_feature_names,
+    cross_node_features,
     issue_time_for,
     known_at,
     known_history,
@@ -37,6 +39,36 @@ def houston_da(shared_data: Path) -> pd.Series:
         select_series(frame, market="ERCOT", node="HB_HOUSTON", product="da_energy")
     )
     return y["2023-06-01":"2024-12-31"]
+
+
+@pytest.fixture(scope="module")
+def other_hubs_da(shared_data: Path) -> dict[str, pd.Series]:
+    out = {}
+    for node in ("HB_WEST", "HB_NORTH"):
+        frame = read_price_csv(
+            shared_data / "ercot_da_spp" / "ercot_da_spp_hubs_lz_2021_2025.csv.gz",
+            node=node,
+        )
+        y, _ = clean_series(
+            select_series(frame, market="ERCOT", node=node, product="da_energy")
+        )
+        out[node] = y["2023-06-01":"2024-12-31"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def cross_model(
+    houston_da: pd.Series, other_hubs_da: dict[str, pd.Series]
+) -> PriceForecaster:
+    model = PriceForecaster(
+        market="ERCOT",
+        node="HB_HOUSTON",
+        product="da_energy",
+        cross_nodes=("HB_WEST", "HB_NORTH"),
+        **SMALL,
+    )
+    issue = issue_time_for(dt.date(2024, 3, 1), TZ)
+    return model.fit(houston_da, issue_time=issue, exog=other_hubs_da)
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +228,122 @@ def test_known_history_drops_everything_after_issue_when_realtime(
     issue = pd.Timestamp("2024-04-10T14:00Z")
     known = known_history(houston_rt, issue, product="rt_energy", tz=TZ)
     assert known.index.max() == pd.Timestamp("2024-04-10T13:00Z")
+
+
+def test_cross_node_features_are_spreads_to_other_nodes_when_built(
+    houston_da: pd.Series, other_hubs_da: dict[str, pd.Series]
+) -> None:
+    day = dt.date(2024, 7, 2)
+    own = build_features(houston_da, [day], tz=TZ, product="da_energy")
+    cross = cross_node_features(own, other_hubs_da, tz=TZ, product="da_energy")
+    assert list(cross.columns) == cross_node_feature_names(["HB_WEST", "HB_NORTH"])
+    assert list(cross.columns)[:2] == [
+        "x_HB_WEST_lag_d1",
+        "x_HB_WEST_week_median_at_hour",
+    ]
+    stamp = pd.Timestamp("2024-07-02T22:00Z")  # 17:00 CDT
+    yesterday = stamp - pd.Timedelta(days=1)
+    expected = other_hubs_da["HB_WEST"][yesterday] - houston_da[yesterday]
+    assert cross.loc[stamp, "x_HB_WEST_lag_d1"] == pytest.approx(expected)
+    assert cross.notna().all().all()
+
+
+def test_hour_x_weekday_is_local_hour_plus_24_times_weekday_when_built(
+    houston_da: pd.Series,
+) -> None:
+    day = dt.date(2024, 7, 3)  # a Wednesday (weekday 2)
+    feats = build_features(houston_da, [day], tz=TZ, product="da_energy")
+    hours = np.asarray(feats.index.tz_convert(TZ).hour)
+    np.testing.assert_array_equal(feats["hour_x_weekday"], hours + 48.0)
+
+
+def test_fit_raises_naming_exog_when_a_cross_node_series_is_missing(
+    houston_da: pd.Series, other_hubs_da: dict[str, pd.Series]
+) -> None:
+    model = PriceForecaster(
+        market="ERCOT",
+        node="HB_HOUSTON",
+        cross_nodes=("HB_WEST", "HB_PAN"),
+        **SMALL,
+    )
+    issue = issue_time_for(dt.date(2024, 3, 1), TZ)
+    with pytest.raises(ForecastInputError, match=r"exog: missing .*HB_PAN"):
+        model.fit(houston_da, issue_time=issue, exog=other_hubs_da)
+
+
+def test_p50_asinh_scale_raises_when_not_positive(houston_da: pd.Series) -> None:
+    model = PriceForecaster(market="ERCOT", p50_asinh_scale=0.0, **SMALL)
+    with pytest.raises(ForecastInputError, match="p50_asinh_scale"):
+        model.fit(houston_da, issue_time=issue_time_for(dt.date(2024, 3, 1), TZ))
+
+
+def test_cross_node_forecast_changes_when_known_cross_node_data_changes(
+    cross_model: PriceForecaster,
+    houston_da: pd.Series,
+    other_hubs_da: dict[str, pd.Series],
+) -> None:
+    day = dt.date(2024, 3, 20)
+    base = cross_model.predict(houston_da, day, other_hubs_da)
+    issue = cross_model.issue_time(day)
+    west = other_hubs_da["HB_WEST"]
+    avail = known_at(pd.DatetimeIndex(west.index), product="da_energy", tz=TZ)
+    recent = np.asarray((avail <= issue) & (west.index > issue - pd.Timedelta(days=9)))
+    shifted = west.copy()
+    shifted[recent] = shifted[recent] + 300.0
+    again = cross_model.predict(houston_da, day, {**other_hubs_da, "HB_WEST": shifted})
+    assert not np.allclose(base["p50"], again["p50"])
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    day_offset=st.integers(min_value=0, max_value=60),
+    shift=st.floats(min_value=-1e4, max_value=1e4, allow_nan=False),
+    scale=st.floats(min_value=-5, max_value=5, allow_nan=False),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_cross_node_forecast_is_unchanged_when_any_series_after_issue_is_perturbed(
+    cross_model: PriceForecaster,
+    houston_da: pd.Series,
+    other_hubs_da: dict[str, pd.Series],
+    day_offset: int,
+    shift: float,
+    scale: float,
+    seed: int,
+) -> None:
+    day = dt.date(2024, 3, 1) + dt.timedelta(days=day_offset)
+    issue = cross_model.issue_time(day)
+    base = cross_model.predict(houston_da, day, other_hubs_da)
+    y = _perturb_after(houston_da, issue, "da_energy", shift, scale, seed)
+    exog = {
+        node: _perturb_after(s, issue, "da_energy", -shift, scale, seed + i + 1)
+        for i, (node, s) in enumerate(other_hubs_da.items())
+    }
+    assert not np.allclose(
+        exog["HB_WEST"].to_numpy(), other_hubs_da["HB_WEST"].to_numpy(), equal_nan=True
+    )
+    again = cross_model.predict(y, day, exog)
+    pd.testing.assert_frame_equal(base, again)
+
+
+def test_cross_node_fit_is_unchanged_when_any_series_after_issue_is_perturbed(
+    houston_da: pd.Series, other_hubs_da: dict[str, pd.Series]
+) -> None:
+    day = dt.date(2024, 4, 15)
+    issue = issue_time_for(day, TZ)
+    y = _perturb_after(houston_da, issue, "da_energy", 500.0, -2.0, 1)
+    exog = {
+        node: _perturb_after(s, issue, "da_energy", -700.0, 3.0, 2)
+        for node, s in other_hubs_da.items()
+    }
+    kw = {
+        "market": "ERCOT",
+        "node": "HB_HOUSTON",
+        "cross_nodes": ("HB_WEST", "HB_NORTH"),
+        **SMALL,
+    }
+    a = PriceForecaster(**kw).fit(houston_da, issue_time=issue, exog=other_hubs_da)
+    b = PriceForecaster(**kw).fit(y, issue_time=issue, exog=exog)
+    assert a.model_version_ == b.model_version_
+    pd.testing.assert_frame_equal(
+        a.predict(houston_da, day, other_hubs_da), b.predict(y, day, exog)
+    )
