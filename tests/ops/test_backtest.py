@@ -592,14 +592,19 @@ def test_backtest_charges_reserve_not_held_as_settlement_does():
 
 def test_linked_offers_never_earn_less_at_da_than_fixed_offers_and_stay_bounded():
     prices = price_frame(dt.date(2024, 2, 20), END)
-    # spin and reg-up swap places: a forecast made from the earlier days misjudges which
-    # upward product pays; the linked block follows the clearing prices.
-    swap = prices["product"].isin(["spin", "reg_up"]) & (
-        pd.to_datetime(prices["timestamp_utc"], utc=True)
-        >= pd.Timestamp(START, tz="UTC")
+    # On the last day spin (price series rrs_spin) and reg-up swap prices: the forecast
+    # (made from the days before) misjudges which upward product pays; the linked block
+    # follows the clearing prices.
+    ts = pd.to_datetime(prices["timestamp_utc"], utc=True)
+    last = pd.Timestamp(END, tz="America/Chicago")
+    swap = (
+        prices["product"].isin(["rrs_spin", "reg_up"])
+        & (ts >= last)
+        & (ts < last + pd.Timedelta(days=1))
     )
+    assert swap.sum() == 48
     prices.loc[swap, "product"] = prices.loc[swap, "product"].map(
-        {"spin": "reg_up", "reg_up": "spin"}
+        {"rrs_spin": "reg_up", "reg_up": "rrs_spin"}
     )
     linked = run_backtest(fleet(1), prices, START, END, BacktestOptions())
     fixed = run_backtest(
