@@ -98,7 +98,10 @@ def test_bid_versions_answer_409_when_stored_twice_and_awards_are_checked(
     )
     over = _put_awards(client, store, DAY, [_award("reg_up", 11.0)])
     assert over.status_code == 422
-    assert "exceeds the 10 MW offered" in over.json()["detail"][0]["msg"]
+    assert (
+        "exceed the 10 MW of the linked blocks offered"
+        in over.json()["detail"][0]["msg"]
+    )
     unit = _put_awards(client, store, DAY, [_award("reg_up", 5.0, "usd_per_mwh")])
     assert unit.json()["detail"][0]["loc"] == ["body", "awards", 0, "unit"]
     capacity = _put_awards(client, store, DAY, [_award("capacity", 5.0)])
@@ -147,7 +150,7 @@ def test_awards_answer_422_naming_the_field_when_site_sign_unit_or_limit_is_wron
     assert "award_mw=5000 is outside the site's" in str(beyond["msg"])
     unbid = refused(_award("reg_up", 1.0, ts="2030-08-02T06:00:00Z"))
     assert unbid["loc"] == ["body", "awards", 0, "product"]
-    assert "offered no reg_up here" in str(unbid["msg"])
+    assert "offered no upward block here" in str(unbid["msg"])
     got = client.get(f"/v1/markets/ERCOT/awards/{day}", headers=auth(store, "viewer"))
     assert got.status_code == 404, "a refused award set stores nothing"
 
@@ -235,7 +238,10 @@ def test_ecrs_is_bid_and_awarded_through_the_api_and_an_unknown_product_is_422(
     assert [a["product"] for a in awarded.json()["awards"]] == ["ecrs"]
     over = _put_awards(client, store, day, [_award("ecrs", 11.0, ts=he1)])
     assert over.status_code == 422
-    assert "exceeds the 10 MW offered" in over.json()["detail"][0]["msg"]
+    assert (
+        "exceed the 10 MW of the linked blocks offered"
+        in over.json()["detail"][0]["msg"]
+    )
     bogus = body | {"bids": [body["bids"][0] | {"product": "bogus"}]}  # type: ignore[operator]
     refused = client.put(
         f"/v1/markets/ERCOT/bids/{day}", json=bogus, headers=auth(store, "scheduler")
