@@ -156,6 +156,22 @@ class GapTracker:
             self._draft[(site_id, dev_id)] = track
         if seq <= track.contiguous_seq:
             return
+        if seq == track.contiguous_seq + 1 and not track.pending:
+            # the common case, in order: what _settle would do, without the dict
+            track.contiguous_seq = seq
+            if ts_ms != _UNKNOWN_TS:
+                track.contiguous_ts_ms = ts_ms
+            if seq > track.max_seq_seen:
+                track.max_seq_seen = seq
+                track.max_ts_ms = ts_ms
+            track.backfill_requested_at_ms = None
+            track.backfill_attempts = 0
+            if track.max_seq_seen > seq:
+                if track.first_gap_seen_at_ms is None:
+                    track.first_gap_seen_at_ms = now_ms
+            else:
+                track.first_gap_seen_at_ms = None
+            return
         track.pending[seq] = ts_ms
         if seq > track.max_seq_seen:
             track.max_seq_seen = seq
