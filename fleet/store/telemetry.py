@@ -16,6 +16,7 @@ from operator import attrgetter
 from typing import Any
 
 import msgspec
+import psycopg
 import sqlalchemy as sa
 from psycopg.types.json import set_json_dumps
 from sqlalchemy.dialects import postgresql, sqlite
@@ -283,45 +284,75 @@ def _copy_capable(conn: sa.Connection) -> bool:
     return hasattr(driver, "cursor") and conn.dialect.driver == "psycopg"
 
 
+_COPY_DIRECT = f"COPY tlm_measurements ({_COLS}) FROM STDIN (FORMAT BINARY)"
+_STAGED_AFTER_DUPLICATE = 20
+"""Batches written through the stage after a direct ``COPY`` met a stored key."""
+
+
+class _CopyMode:
+    """Per-process memory of whether direct ``COPY`` met stored keys lately."""
+
+    staged_left = 0
+
+
+def _write_copy(cur: Any, sql: str, samples: list[Sample], received_at_ms: int) -> None:
+    columns = tt.MEASUREMENT_COLUMNS
+    column_set = _COLUMNS
+    with cur.copy(sql) as copy:
+        copy.set_types(_COPY_TYPES)
+        write = copy.write_row
+        for sample in samples:
+            m = sample.m
+            get = m.get
+            extra = {k: v for k, v in m.items() if k not in column_set}
+            seq, sid = sample.seq, sample.sid
+            write(
+                (
+                    sample.site_id,
+                    sample.dev_id,
+                    sample.ts_ms,
+                    seq if seq < _TWO_63 else seq - _TWO_64,
+                    sid if sid < _TWO_63 else sid - _TWO_64,
+                    sample.hist,
+                    sample.q,
+                    sample.flags,
+                    sample.payload_hash,
+                    received_at_ms,
+                    *[get(k) for k in columns],
+                    extra or None,
+                )
+            )
+
+
 def _copy_samples(
     conn: sa.Connection, samples: list[Sample], received_at_ms: int
 ) -> set[tuple[str, str, int]]:
-    """PostgreSQL: binary ``COPY`` into a temporary stage, then insert-or-ignore.
+    """PostgreSQL: binary ``COPY`` of the batch; return the keys already stored.
 
-    One ``COPY … (FORMAT BINARY)`` (typed values: no text formatting on this side, no
-    parsing on the server's) and one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` per
-    batch, which answers with the keys that were already stored.
+    First straight into ``tlm_measurements`` under a savepoint: nearly every batch
+    holds only new keys, and the server then writes each row once. When a key is
+    already stored (a redelivery, a ``hist`` replay) the savepoint is rolled back and
+    the batch goes through a temporary stage and one ``INSERT … SELECT … ON CONFLICT
+    DO NOTHING`` that answers with the keys already stored; the next
+    :data:`_STAGED_AFTER_DUPLICATE` batches take the stage directly. ``COPY … (FORMAT
+    BINARY)`` sends typed values: no text formatting here, no parsing on the server.
     """
     driver: Any = conn.connection.driver_connection
-    columns = tt.MEASUREMENT_COLUMNS
-    column_set = _COLUMNS
     with driver.cursor() as cur:
         set_json_dumps(_json_bytes, cur)
+        if _CopyMode.staged_left <= 0:
+            cur.execute("SAVEPOINT tlm_copy")
+            try:
+                _write_copy(cur, _COPY_DIRECT, samples, received_at_ms)
+            except psycopg.errors.UniqueViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT tlm_copy")
+                _CopyMode.staged_left = _STAGED_AFTER_DUPLICATE
+            else:
+                cur.execute("RELEASE SAVEPOINT tlm_copy")
+                return set()
+        _CopyMode.staged_left -= 1
         cur.execute(_CREATE_STAGE)
-        with cur.copy(_COPY_STAGE) as copy:
-            copy.set_types(_COPY_TYPES)
-            write = copy.write_row
-            for sample in samples:
-                m = sample.m
-                get = m.get
-                extra = {k: v for k, v in m.items() if k not in column_set}
-                seq, sid = sample.seq, sample.sid
-                write(
-                    (
-                        sample.site_id,
-                        sample.dev_id,
-                        sample.ts_ms,
-                        seq if seq < _TWO_63 else seq - _TWO_64,
-                        sid if sid < _TWO_63 else sid - _TWO_64,
-                        sample.hist,
-                        sample.q,
-                        sample.flags,
-                        sample.payload_hash,
-                        received_at_ms,
-                        *[get(k) for k in columns],
-                        extra or None,
-                    )
-                )
+        _write_copy(cur, _COPY_STAGE, samples, received_at_ms)
         cur.execute(_MOVE_STAGE)
         return {(r[0], r[1], int(r[2])) for r in cur.fetchall()}
 
