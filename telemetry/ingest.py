@@ -646,6 +646,12 @@ class IngestWorker:
     ) -> None:
         """:meth:`_on_message` of a plain QoS 1 PUBLISH (paho's fast path)."""
         msg = _Msg(mid, 1, topic, payload, dup, retain, self._gen)
+        if not self._paused:
+            try:
+                self._queue.put_nowait(msg)
+                return
+            except queue.Full:
+                pass
         put = self._queue.put
         while not self._stop.is_set():
             if self._paused:
