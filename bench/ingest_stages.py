@@ -35,6 +35,12 @@ def main() -> None:
     parser.add_argument("--db", help="store URL (default: a temporary SQLite file)")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--gc",
+        choices=("tuned", "default"),
+        default="tuned",
+        help="garbage collector as `bessfleet ingest` sets it, or Python's default",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "bench"))
@@ -42,7 +48,10 @@ def main() -> None:
 
     from fleet.store.engine import make_engine
     from fleet.store.telemetry import SqlTelemetrySink
-    from telemetry.ingest import IngestOptions, IngestWorker, _Msg
+    from telemetry.ingest import IngestOptions, IngestWorker, _Msg, tune_gc_for_ingest
+
+    if args.gc == "tuned":
+        tune_gc_for_ingest()
 
     k = args.batch_samples
     n = (args.messages // args.sites) * args.sites
@@ -101,7 +110,8 @@ def main() -> None:
             assert stored_before == n * k, (stored_before, n * k)
         print(
             f"{n:,} messages x {k} sample(s), store {url.split(':')[0]}, "
-            f"batches of {args.batch_size}, {args.repeat} runs (CPU of this process):"
+            f"batches of {args.batch_size}, gc {args.gc}, {args.repeat} runs "
+            "(CPU of this process):"
         )
         total = 0.0
         for key, values in results.items():
