@@ -96,8 +96,11 @@ def _advance(track: Track) -> bool:
         if ts != _UNKNOWN_TS:
             track.contiguous_ts_ms = ts
         moved = True
-    # drop stale entries at or below the watermark
-    if track.pending and min(track.pending) <= track.contiguous_seq:
+    # drop stale entries at or below the watermark; only a move can make one (every
+    # entry is above the watermark when added): scanning on every sample made a
+    # ``--share`` worker's tracking quadratic, its pending set holding the other
+    # members' seqs
+    if moved and track.pending and min(track.pending) <= track.contiguous_seq:
         track.pending = {
             s: t for s, t in track.pending.items() if s > track.contiguous_seq
         }
