@@ -1167,15 +1167,18 @@ class IngestWorker:
         stored_seqs = getattr(self.sink, "stored_seqs", None)
         if stored_seqs is None:
             return due
+        # one query per device over the span of its holes (not one per hole: a share
+        # member's device has up to 32 holes every round)
+        spans: dict[tuple[str, str], tuple[int, int]] = {}
+        for req in due:
+            key = (req.site_id, req.dev_id)
+            low, high = spans.get(key, (req.from_seq, req.to_seq))
+            spans[key] = (min(low, req.from_seq), max(high, req.to_seq))
         self.tracker.begin()
         try:
-            for req in due:
-                for seq, ts_ms in stored_seqs(
-                    req.site_id, req.dev_id, req.from_seq, req.to_seq
-                ):
-                    self.tracker.observe_sample(
-                        req.site_id, req.dev_id, seq, ts_ms, now
-                    )
+            for (site_id, dev_id), (low, high) in spans.items():
+                for seq, ts_ms in stored_seqs(site_id, dev_id, low, high):
+                    self.tracker.observe_sample(site_id, dev_id, seq, ts_ms, now)
         except Exception as exc:
             logger.warning("could not read stored sequences: %s", exc)
             self.tracker.begin()
