@@ -44,7 +44,13 @@ def main() -> None:
 
     from fleet.store.telemetry import registry_from_rows
     from telemetry.gaps import Track
-    from telemetry.ingest import Batch, IngestOptions, IngestWorker, SinkState
+    from telemetry.ingest import (
+        Batch,
+        IngestOptions,
+        IngestWorker,
+        SinkState,
+        tune_gc_for_ingest,
+    )
     from telemetry.registry import SiteRegistry
 
     battery = {
@@ -143,6 +149,7 @@ def main() -> None:
             )
 
             sink = NullSink()
+            tune_gc_for_ingest()  # as `bessfleet ingest` does
             worker = IngestWorker(url, sink, options)
             cpu0, wall0 = time.process_time(), time.monotonic()
             worker.start()

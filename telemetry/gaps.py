@@ -96,8 +96,11 @@ def _advance(track: Track) -> bool:
         if ts != _UNKNOWN_TS:
             track.contiguous_ts_ms = ts
         moved = True
-    # drop stale entries at or below the watermark
-    if track.pending and min(track.pending) <= track.contiguous_seq:
+    # drop stale entries at or below the watermark; only a move can make one (every
+    # entry is above the watermark when added): scanning on every sample made a
+    # ``--share`` worker's tracking quadratic, its pending set holding the other
+    # members' seqs
+    if moved and track.pending and min(track.pending) <= track.contiguous_seq:
         track.pending = {
             s: t for s, t in track.pending.items() if s > track.contiguous_seq
         }
@@ -155,6 +158,22 @@ class GapTracker:
             track = Track(site_id, dev_id, 0, seq - 1, None, seq - 1, None)
             self._draft[(site_id, dev_id)] = track
         if seq <= track.contiguous_seq:
+            return
+        if seq == track.contiguous_seq + 1 and not track.pending:
+            # the common case, in order: what _settle would do, without the dict
+            track.contiguous_seq = seq
+            if ts_ms != _UNKNOWN_TS:
+                track.contiguous_ts_ms = ts_ms
+            if seq > track.max_seq_seen:
+                track.max_seq_seen = seq
+                track.max_ts_ms = ts_ms
+            track.backfill_requested_at_ms = None
+            track.backfill_attempts = 0
+            if track.max_seq_seen > seq:
+                if track.first_gap_seen_at_ms is None:
+                    track.first_gap_seen_at_ms = now_ms
+            else:
+                track.first_gap_seen_at_ms = None
             return
         track.pending[seq] = ts_ms
         if seq > track.max_seq_seen:

@@ -10,21 +10,33 @@ from dataclasses import dataclass, field
 from enum import IntFlag
 from typing import Any
 
+from msgspec import UNSET
 from pydantic import ValidationError
 
+from telemetry.compiled import (
+    HIST_DECODER,
+    LIVE_BATCH_DECODER,
+    TLM_DECODER,
+    CHist,
+    CLiveBatch,
+    CMeasurements,
+    DecodeError,
+    content_hash,
+    content_hash_of,
+)
+from telemetry.compiled import m_builtins as _m_builtins
 from telemetry.payloads import (
     MAX_HIST_BYTES,
     MAX_LIVE_BATCH_BYTES,
     MAX_TLM_BYTES,
     SCHEMA_VERSION,
+    U64_MAX,
     AckPayload,
     BirthPayload,
     EvtPayload,
     HistEnvelope,
-    HistPayload,
     HistSample,
     LiveBatchEnvelope,
-    LiveBatchPayload,
     Measurements,
     PayloadError,
     StatePayload,
@@ -134,9 +146,13 @@ def limits_from_spec(spec: SiteSpec) -> Limits:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sample:
-    """A validated sample, ready to store under the key (site_id, dev_id, ts_ms)."""
+    """A validated sample, ready to store under the key (site_id, dev_id, ts_ms).
+
+    Treat as immutable. Not ``frozen``: it is built once per sample on the hot path,
+    and a frozen dataclass costs ten ``object.__setattr__`` calls per instance.
+    """
 
     site_id: str
     dev_id: str
@@ -224,8 +240,18 @@ def m_dict(m: Measurements) -> dict[str, Any]:
 def payload_hash(seq: int, ts_ms: int, q: str, m: Mapping[str, Any]) -> str:
     """Return a stable hash of a sample's content (independent of ``hist``/``sid``).
 
-    ``m`` must come from :func:`m_dict` (validated values, sorted keys) so that a
-    redelivery or a ``hist`` replay of the same sample hashes the same.
+    ``m`` must come from :func:`m_dict` (validated values) so that a redelivery or a
+    ``hist`` replay of the same sample hashes the same; equal to the compiled path's
+    :func:`telemetry.compiled.content_hash` of the same sample.
+    """
+    return content_hash_of(seq, ts_ms, q, m)
+
+
+def legacy_payload_hash(seq: int, ts_ms: int, q: str, m: Mapping[str, Any]) -> str:
+    """Return the content hash rows stored before the compiled path carry.
+
+    A row stored with it is a duplicate (not a conflict) of a sample with the same
+    content (``m`` as sent, sorted by key).
     """
     body = repr((seq, ts_ms, q, sorted(m.items())))
     return hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
@@ -484,41 +510,160 @@ def _validate(topic: str, payload: bytes, ctx: Context, qos: int, dup: bool) -> 
         return _quarantine(topic, payload, exc.reason, exc.detail, schema_v, qos, dup)
 
 
-def _fast_tlm(parsed: Topic, payload: bytes, ctx: Context) -> Outcome | None:
-    """Validate a well-formed tlm with pydantic's JSON parser; ``None`` = slow path.
+def _check_compiled(
+    dev: str,
+    ts_ms: int,
+    hist: bool,
+    m: CMeasurements,
+    limits: Limits | None,
+    now_ms: int,
+) -> tuple[int, dict[str, Any]] | None:
+    """:func:`_check_sample` on a compiled sample; ``None`` when a hard check fails.
 
-    Anything unusual (schema error, non-finite number, mismatch, unknown site, hard
-    range failure) returns ``None`` so that the slow path assigns the exact reason.
+    The same rules in the same order; a failure is left to the slow path, which names
+    it. A value is "sent and not null" when it is a ``float`` (``UNSET``/``None`` not).
     """
-    try:
-        tlm = TlmPayload.model_validate_json(payload)
-    except ValidationError:
+    if ts_ms > now_ms + FUTURE_TOLERANCE_MS or ts_ms < now_ms - RETENTION_MS:
         return None
-    spec = ctx.registry.get(parsed.site)
+    soc, soh = m.soc_pct, m.soh_pct
+    v_hi, v_lo, v_avg = m.cell_v_max_v, m.cell_v_min_v, m.cell_v_avg_v
+    t_hi, t_lo, t_avg = m.cell_t_max_c, m.cell_t_min_c, m.cell_t_avg_c
+    v_dc, p, i_dc = m.v_dc_v, m.p_dc_w, m.i_dc_a
+    if dev.startswith("bank"):
+        if (
+            soc is UNSET
+            or p is UNSET
+            or v_dc is UNSET
+            or i_dc is UNSET
+            or v_hi is UNSET
+            or v_lo is UNSET
+            or t_hi is UNSET
+            or t_lo is UNSET
+        ):
+            return None
+    elif dev.startswith(("pcs", "meter")) and m.p_ac_w is UNSET:
+        return None
+    flags = 0
+    stored: dict[str, Any] = _m_builtins(m)
+    if type(soc) is float:
+        if not -1.0 <= soc <= 101.0:
+            return None
+        if not 0.0 <= soc <= 100.0:
+            soc = stored["soc_pct"] = min(100.0, max(0.0, soc))
+            flags |= _SOC_CLAMPED
+    else:
+        soc = None
+    if type(soh) is float:
+        if not -1.0 <= soh <= 101.0:
+            return None
+        if not 0.0 <= soh <= 100.0:
+            stored["soh_pct"] = min(100.0, max(0.0, soh))
+            flags |= _SOC_CLAMPED
+    f_hi = type(v_hi) is float
+    f_lo = type(v_lo) is float
+    f_avg = type(v_avg) is float
+    if (
+        (f_hi and not 0.5 <= v_hi <= 4.5)  # type: ignore[operator]
+        or (f_lo and not 0.5 <= v_lo <= 4.5)  # type: ignore[operator]
+        or (f_avg and not 0.5 <= v_avg <= 4.5)  # type: ignore[operator]
+    ):
+        return None
+    ft_hi = type(t_hi) is float
+    ft_lo = type(t_lo) is float
+    if (
+        (ft_hi and not -40.0 <= t_hi <= 100.0)  # type: ignore[operator]
+        or (ft_lo and not -40.0 <= t_lo <= 100.0)  # type: ignore[operator]
+        or (type(t_avg) is float and not -40.0 <= t_avg <= 100.0)
+    ):
+        return None
+    if f_lo and f_hi and v_lo > v_hi + 0.001:  # type: ignore[operator]
+        return None
+    if f_avg and (
+        (f_lo and v_avg < v_lo - 0.001)  # type: ignore[operator]
+        or (f_hi and v_avg > v_hi + 0.001)  # type: ignore[operator]
+    ):
+        return None
+    if ft_lo and ft_hi and t_lo > t_hi:  # type: ignore[operator]
+        return None
+    v_max = limits.v_dc_max_v if limits else DEFAULT_V_DC_MAX_V
+    f_v = type(v_dc) is float
+    if f_v and not 0.0 <= v_dc <= v_max:  # type: ignore[operator]
+        return None
+    f_p = type(p) is float
+    if (
+        f_p
+        and limits is not None
+        and limits.p_abs_max_w is not None
+        and not -limits.p_abs_max_w <= p <= limits.p_abs_max_w  # type: ignore[operator]
+    ):
+        return None
+    # soft findings
+    if f_hi and v_hi > CELL_V_CHARGE_LIMIT_V:  # type: ignore[operator]
+        flags |= _CELL_V_HIGH
+    if f_lo and v_lo < CELL_V_CUTOFF_V:  # type: ignore[operator]
+        flags |= _CELL_V_LOW
+    if (
+        f_lo and f_hi and soc is not None and 20.0 < soc < 80.0 and v_hi - v_lo > 0.10  # type: ignore[operator]
+    ):
+        flags |= _CELL_SPREAD
+    if f_p and ft_lo and ft_hi:
+        if p < 0 and (t_lo < 0.0 or t_hi > 55.0):  # type: ignore[operator]
+            flags |= _CHARGE_TEMP
+        if p > 0 and (t_lo < -20.0 or t_hi > 60.0):  # type: ignore[operator]
+            flags |= _DISCHARGE_TEMP
+    if soc is not None and limits is not None:
+        lo, hi = limits.soc_min_pct, limits.soc_max_pct
+        if (lo is not None and soc < lo - 0.5) or (hi is not None and soc > hi + 0.5):
+            flags |= _SOC_NAMEPLATE
+    if (
+        f_p
+        and f_v
+        and type(i_dc) is float
+        and limits is not None
+        and limits.p_rating_w
+        and abs(p - v_dc * i_dc) > 0.05 * limits.p_rating_w  # type: ignore[operator]
+    ):
+        flags |= _PVI_MISMATCH
+    if not hist and ts_ms < now_ms - LATE_MS:
+        flags |= _LATE
+    if m.loc_rem == "LOCAL":
+        flags |= _LOCAL
+    return flags, stored
+
+
+def _fast_tlm(parsed: Topic, payload: bytes, ctx: Context) -> Outcome | None:
+    """Validate a well-formed one-sample tlm with the compiled decoder.
+
+    ``None`` (slow path) for anything unusual (schema error, non-finite number,
+    mismatch, unknown site, hard range failure, over 8 KiB): the slow path assigns the
+    exact reason.
+    """
+    if len(payload) > MAX_TLM_BYTES:
+        return None
+    try:
+        tlm = TLM_DECODER.decode(payload)
+    except DecodeError:
+        return None
+    site = tlm.site
+    spec = ctx.registry.get(site)
     if (
         tlm.v != SCHEMA_VERSION
-        or tlm.site != parsed.site
+        or site != parsed.site
         or tlm.dev != parsed.dev
         or spec is None
         or spec.group != parsed.group
+        or tlm.seq > U64_MAX
+        or tlm.sid > U64_MAX
     ):
         return None
-    m = m_dict(tlm.m)
-    try:
-        flags, stored = _check_sample(
-            tlm.site,
-            tlm.dev,
-            tlm.ts,
-            tlm.hist,
-            tlm.m,
-            m,
-            ctx.limits(tlm.site),
-            ctx.now_ms,
-        )
-    except _Hard:
+    checked = _check_compiled(
+        tlm.dev, tlm.ts, tlm.hist, tlm.m, ctx.limits(site), ctx.now_ms
+    )
+    if checked is None:
         return None
+    flags, stored = checked
     sample = Sample(
-        site_id=tlm.site,
+        site_id=site,
         dev_id=tlm.dev,
         ts_ms=tlm.ts,
         seq=tlm.seq,
@@ -526,7 +671,7 @@ def _fast_tlm(parsed: Topic, payload: bytes, ctx: Context) -> Outcome | None:
         hist=tlm.hist,
         q=tlm.q,
         flags=flags,
-        payload_hash=payload_hash(tlm.seq, tlm.ts, tlm.q, m),
+        payload_hash=content_hash(tlm.seq, tlm.ts, tlm.q, tlm.m),
         m=stored,
     )
     return Outcome(samples=(sample,))
@@ -538,46 +683,49 @@ def _fast_batch(parsed: Topic, payload: bytes, ctx: Context) -> Outcome | None:
     ``None`` (slow path, per-sample quarantine) when anything is unusual.
     """
     live = parsed.kind == "tlm"
-    try:
-        batch: HistPayload | LiveBatchPayload = (
-            LiveBatchPayload.model_validate_json(payload)
-            if live
-            else HistPayload.model_validate_json(payload)
-        )
-    except ValidationError:
+    if not live and len(payload) > MAX_HIST_BYTES:
         return None
-    spec = ctx.registry.get(parsed.site)
+    try:
+        batch: CLiveBatch | CHist = (
+            LIVE_BATCH_DECODER.decode(payload) if live else HIST_DECODER.decode(payload)
+        )
+    except DecodeError:
+        return None
+    site, dev, sid = batch.site, batch.dev, batch.sid
+    spec = ctx.registry.get(site)
     if (
         batch.v != SCHEMA_VERSION
-        or batch.site != parsed.site
-        or batch.dev != parsed.dev
+        or site != parsed.site
+        or dev != parsed.dev
         or spec is None
         or spec.group != parsed.group
-        or (not live and len(payload) > MAX_HIST_BYTES)
+        or sid > U64_MAX
     ):
         return None
-    limits = ctx.limits(batch.site)
+    limits = ctx.limits(site)
+    now = ctx.now_ms
+    hist = not live
     samples: list[Sample] = []
+    append = samples.append
     for item in batch.samples:
-        m = m_dict(item.m)
-        try:
-            flags, stored = _check_sample(
-                batch.site, batch.dev, item.ts, not live, item.m, m, limits, ctx.now_ms
-            )
-        except _Hard:
+        seq, ts, q, m = item.seq, item.ts, item.q, item.m
+        if seq > U64_MAX:
             return None
-        samples.append(
+        checked = _check_compiled(dev, ts, hist, m, limits, now)
+        if checked is None:
+            return None
+        append(
             Sample(
-                site_id=batch.site,
-                dev_id=batch.dev,
-                ts_ms=item.ts,
-                seq=item.seq,
-                sid=batch.sid,
-                hist=not live,
-                q=item.q,
-                flags=flags,
-                payload_hash=payload_hash(item.seq, item.ts, item.q, m),
-                m=stored,
+                site,
+                dev,
+                ts,
+                seq,
+                sid,
+                hist,
+                q,
+                checked[0],
+                content_hash(seq, ts, q, m),
+                checked[1],
             )
         )
     return Outcome(samples=tuple(samples))

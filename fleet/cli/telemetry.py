@@ -129,7 +129,7 @@ def ingest(
     """
     from fleet.store import migrate
     from fleet.store.telemetry import SqlTelemetrySink
-    from telemetry.ingest import IngestOptions, IngestWorker
+    from telemetry.ingest import IngestOptions, IngestWorker, tune_gc_for_ingest
 
     if protocol not in ("5", "3.1.1"):
         msg = f"--protocol={protocol!r} must be 5 or 3.1.1"
@@ -164,6 +164,7 @@ def ingest(
         )
     except StoreError as exc:
         raise fail(str(exc), 1) from None
+    tune_gc_for_ingest()
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
         worker._stop.set()
