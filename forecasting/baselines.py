@@ -181,9 +181,8 @@ def rt_premium_forecast(
     pandas.Series
         UTC index (the hours of ``days``); NaN where no spread is known.
     """
-    index = target_index(days, tz)
-    spread = (rt - da.reindex(rt.index)).dropna()
-    lags = _lag_matrix(spread, index, tz, range(2, 2 + window_days))
+    paths = rt_spread_scenarios(da, rt, days, tz=tz, window_days=window_days)
+    index, lags = paths.columns, paths.to_numpy(float)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
         values = (

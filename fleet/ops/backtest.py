@@ -566,30 +566,19 @@ def prepare_days(
         )
     premium: dict[str, pd.Series] = {}
     scen: dict[str, pd.DataFrame] = {}
-    if options.da_plan == "stochastic":
-        for node in nodes:
-            da_y = _series(prices, node, "da_energy")
-            rt_y = _series(prices, node, "rt_energy")
-            if da_y is not None and rt_y is not None:
-                scen[node] = rt_spread_scenarios(
-                    da_y,
-                    rt_y,
-                    days,
-                    tz=rules.timezone,
-                    window_days=options.scenario_days,
-                )
-    if options.da_plan == "two_settlement":
-        for node in nodes:
-            da_y = _series(prices, node, "da_energy")
-            rt_y = _series(prices, node, "rt_energy")
-            if da_y is not None and rt_y is not None:
-                premium[node] = rt_premium_forecast(
-                    da_y,
-                    rt_y,
-                    days,
-                    tz=rules.timezone,
-                    window_days=options.premium_days,
-                )
+    for node in nodes if options.da_plan in ("stochastic", "two_settlement") else ():
+        da_y = _series(prices, node, "da_energy")
+        rt_y = _series(prices, node, "rt_energy")
+        if da_y is None or rt_y is None:
+            continue
+        if options.da_plan == "stochastic":
+            scen[node] = rt_spread_scenarios(
+                da_y, rt_y, days, tz=rules.timezone, window_days=options.scenario_days
+            )
+        else:
+            premium[node] = rt_premium_forecast(
+                da_y, rt_y, days, tz=rules.timezone, window_days=options.premium_days
+            )
     out: list[DayInputs | DayRow] = []
     for day in days:
         lo = operating_day_start(rules, day)
