@@ -41,6 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 BESSFLEET = str(REPO / ".venv" / "bin" / "bessfleet")
 GROUP = "ercot"
 TOPIC_FILTER = "bess/v1/+/+/up/#"
+WORKER_ARGS: list[str] = []
+"""Extra ``bessfleet ingest`` options (``--worker-args``)."""
 
 CONF = """\
 listener {port} 127.0.0.1
@@ -308,6 +310,7 @@ def start_ingest(
     ]
     if share:
         args += ["--share", share, "--session-expiry-s", "3600"]
+    args += WORKER_ARGS
     size = log.stat().st_size if log.exists() else 0
     proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT)
     for _ in range(1200):
@@ -525,12 +528,19 @@ def main() -> None:
         help="also drain the backlog with this many --share workers (1: skip)",
     )
     parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    parser.add_argument(
+        "--worker-args",
+        default="",
+        help="extra options for every bessfleet ingest worker, e.g. "
+        "'--batch-size 2000 --inflight-batches 6'",
+    )
     parser.add_argument("--live-seconds", type=float, default=10.0)
     parser.add_argument(
         "--pg",
         help="PostgreSQL URL to bench as well (a scratch database: tables are emptied)",
     )
     args = parser.parse_args()
+    WORKER_ARGS.extend(args.worker_args.split())
     sys.path.insert(0, str(REPO))
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
