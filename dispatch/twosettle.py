@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from dispatch.decompose import components
 from dispatch.lp import FloatArray, LpProblem, SiteIndex, build_lp, price_series
 from dispatch.scenario import Commitments, MarketPrices, Scenario
-from dispatch.solve import ExactSolver, SolveOptions
+from dispatch.solve import ExactSolver, RawSolution, SolveOptions
 from dispatch.status import SolveStatus
 
 TIE_BREAK_USD_PER_MWH = 1e-4
@@ -138,23 +138,34 @@ def _stack(da: LpProblem, rt: LpProblem) -> tuple[LpProblem, int, int]:
 
 
 def _append_rows(
-    lp: LpProblem, rows: list[tuple[list[int], list[float]]], group: str
+    lp: LpProblem,
+    rows: list[tuple[list[int], list[float]]],
+    group: str,
+    bounds: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> LpProblem:
+    """Append rows lower <= Σ coef·x[col] <= upper (``bounds``; default: = 0)."""
     if not rows:
         return lp
-    n_row, n_col = lp.matrix.shape
+    n_col = lp.matrix.shape[1]
     r_idx, c_idx, vals = [], [], []
     for k, (cols, coefs) in enumerate(rows):
         r_idx += [k] * len(cols)
         c_idx += cols
         vals += coefs
     extra = sp.csc_matrix((vals, (r_idx, c_idx)), shape=(len(rows), n_col))
+    lower, upper = bounds or (np.zeros(len(rows)), np.zeros(len(rows)))
     lp.matrix = sp.vstack([lp.matrix, extra], format="csc")
-    lp.row_lower = np.concatenate([lp.row_lower, np.zeros(len(rows))])
-    lp.row_upper = np.concatenate([lp.row_upper, np.zeros(len(rows))])
+    lp.row_lower = np.concatenate([lp.row_lower, np.asarray(lower, dtype=float)])
+    lp.row_upper = np.concatenate([lp.row_upper, np.asarray(upper, dtype=float)])
     lp.row_group = [*lp.row_group, *([group] * len(rows))]
-    del n_row
     return lp
+
+
+def _status(raw: RawSolution) -> str:
+    """Return the status a result reports: optimal, feasible or else error."""
+    if raw.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
+        return str(raw.status)
+    return str(SolveStatus.ERROR)
 
 
 def _plan_commitments(
@@ -343,11 +354,8 @@ def two_settlement(
         reserves[site.id] = {p: [float(v) for v in v_] for p, v_ in held.items()}
         da_net[site.id] = [float(v) for v in pos]
     degradation = da_usd + as_usd + rt_usd - objective
-    status = str(raw.status)
-    if raw.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
-        status = str(SolveStatus.ERROR)
     return TwoSettlementValue(
-        status=status,
+        status=_status(raw),
         reason=raw.reason,
         objective_usd=objective,
         da_energy_usd=da_usd,
@@ -464,16 +472,12 @@ def stochastic_plan(
         lp_rt = build_lp(scn_rt)
         lp_rt.cost = lp_rt.cost * w
         lp_rt.offset = lp_rt.offset * w
-        lp, n_col, n_row = _stack(lp, lp_rt)
-        shifted = lp.sites[len(lp.sites) - len(scn.sites) :]
-        rt_sites.append(list(shifted))
+        lp, _, _ = _stack(lp, lp_rt)
+        rt_sites.append(list(lp.sites[len(scn.sites) :]))
         # Only the DA copy's indicators are kept exact (see Notes).
         lp.sites = lp.sites[: len(scn.sites)]
-        del n_col, n_row
     links: list[tuple[list[int], list[float]]] = []
-    for k, site in enumerate(scn.sites):
-        d_idx = lp.sites[k]
-        del site
+    for k, d_idx in enumerate(lp.sites):
         for s in range(n_s):
             r_idx = rt_sites[s][k]
             for name in scn.reserve_names:
@@ -504,11 +508,8 @@ def stochastic_plan(
             res.name: [float(v) for v in x[d_idx.reserves[res.name]]]
             for res in scn.reserves
         }
-    status = str(raw.status)
-    if raw.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
-        status = str(SolveStatus.ERROR)
     return StochasticPlan(
-        status=status,
+        status=_status(raw),
         reason=raw.reason,
         da_net_mw=da_net,
         reserves_mw=reserves,
@@ -555,19 +556,18 @@ def clear_linked_offers(
     """
     options = options or SolveOptions(mip_rel_gap=1e-6)
     n = scn.intervals
-    sites = []
-    for site in scn.sites:
-        com = site.commitments
-        fixed_net = [float(v) for v in plan.da_net_mw[site.id]]
-        if com is not None and com.net_mw is not None:
-            fixed_net = [
-                float(c) if c is not None else v
-                for c, v in zip(com.net_mw, fixed_net, strict=True)
-            ]
-        sites.append(
-            site.model_copy(update={"commitments": Commitments(net_mw=fixed_net)})
+    # The DA position is the plan's (it already keeps the scenario's fixed net power).
+    fixed = [
+        site.model_copy(
+            update={
+                "commitments": Commitments(
+                    net_mw=[float(v) for v in plan.da_net_mw[site.id]]
+                )
+            }
         )
-    lp = build_lp(scn.model_copy(update={"sites": sites}))
+        for site in scn.sites
+    ]
+    lp = build_lp(scn.model_copy(update={"sites": fixed}))
     ups = [r for r in scn.reserves if r.up]
     downs = [r.name for r in scn.reserves if not r.up]
     # Nested limits of the linked blocks: the MW awarded to products that must be
@@ -579,8 +579,9 @@ def clear_linked_offers(
         ([r.name for r in ups if r.sustain_h >= d], True) for d in thresholds
     ]
     groups += [([d], False) for d in downs]
-    r_idx, c_idx, vals, lo, hi = [], [], [], [], []
-    row = 0
+    rows: list[tuple[list[int], list[float]]] = []
+    lo: list[float] = []
+    hi: list[float] = []
     for site, idx in zip(scn.sites, lp.sites, strict=True):
         held = plan.reserves_mw.get(site.id, {})
         for group, linked in groups:
@@ -592,21 +593,14 @@ def clear_linked_offers(
                 if p in held:
                     total += np.asarray(held[p], dtype=float)
             for i in range(n):
-                for p in names:
-                    r_idx.append(row)
-                    c_idx.append(int(idx.reserves[p][i]))
-                    vals.append(1.0)
+                rows.append(
+                    ([int(idx.reserves[p][i]) for p in names], [1.0] * len(names))
+                )
                 # A linked block: at most its MW (a mix that cannot carry all of it
                 # gets less); a downward offer: as planned.
                 lo.append(0.0 if linked else float(total[i]))
                 hi.append(float(total[i]))
-                row += 1
-    if row:
-        extra = sp.csc_matrix((vals, (r_idx, c_idx)), shape=(row, lp.matrix.shape[1]))
-        lp.matrix = sp.vstack([lp.matrix, extra], format="csc")
-        lp.row_lower = np.concatenate([lp.row_lower, np.asarray(lo)])
-        lp.row_upper = np.concatenate([lp.row_upper, np.asarray(hi)])
-        lp.row_group = [*lp.row_group, *(["linked offers"] * row)]
+    lp = _append_rows(lp, rows, "linked offers", (lo, hi))
     raw = ExactSolver(lp, options).solve(None)
     if raw.x is None or raw.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
         return f"linked offers {raw.status}: {raw.reason}"
