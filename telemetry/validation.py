@@ -355,12 +355,47 @@ def _check_sample(
     p = m.p_dc_w
     if p is not None and limits is not None and limits.p_abs_max_w is not None:
         _check_range("m.p_dc_w", p, -limits.p_abs_max_w, limits.p_abs_max_w)
-    # soft findings
+    flags |= _soft_flags(
+        v_lo,
+        v_hi,
+        stored.get("soc_pct"),
+        p,
+        t_lo,
+        t_hi,
+        v_dc,
+        m.i_dc_a,
+        limits,
+        late=not hist and ts_ms < now_ms - LATE_MS,
+        local=m.loc_rem == "LOCAL",
+    )
+    del site
+    return flags, stored
+
+
+def _soft_flags(
+    v_lo: float | None,
+    v_hi: float | None,
+    soc: float | None,
+    p: float | None,
+    t_lo: float | None,
+    t_hi: float | None,
+    v_dc: float | None,
+    i_dc: float | None,
+    limits: Limits | None,
+    *,
+    late: bool,
+    local: bool,
+) -> int:
+    """Return the soft-finding flags of a sample that passed the hard checks.
+
+    One rule set for both validation paths; None = not sent (or null). ``soc`` is the
+    stored (clamped) value.
+    """
+    flags = 0
     if v_hi is not None and v_hi > CELL_V_CHARGE_LIMIT_V:
         flags |= _CELL_V_HIGH
     if v_lo is not None and v_lo < CELL_V_CUTOFF_V:
         flags |= _CELL_V_LOW
-    soc = stored.get("soc_pct")
     if (
         v_lo is not None
         and v_hi is not None
@@ -382,18 +417,17 @@ def _check_sample(
     if (
         p is not None
         and v_dc is not None
-        and m.i_dc_a is not None
+        and i_dc is not None
         and limits is not None
         and limits.p_rating_w
-        and abs(p - v_dc * m.i_dc_a) > 0.05 * limits.p_rating_w
+        and abs(p - v_dc * i_dc) > 0.05 * limits.p_rating_w
     ):
         flags |= _PVI_MISMATCH
-    if not hist and ts_ms < now_ms - LATE_MS:
+    if late:
         flags |= _LATE
-    if m.loc_rem == "LOCAL":
+    if local:
         flags |= _LOCAL
-    del site
-    return flags, stored
+    return flags
 
 
 def _quarantine(
@@ -597,37 +631,19 @@ def _check_compiled(
         and not -limits.p_abs_max_w <= p <= limits.p_abs_max_w  # type: ignore[operator]
     ):
         return None
-    # soft findings
-    if f_hi and v_hi > CELL_V_CHARGE_LIMIT_V:  # type: ignore[operator]
-        flags |= _CELL_V_HIGH
-    if f_lo and v_lo < CELL_V_CUTOFF_V:  # type: ignore[operator]
-        flags |= _CELL_V_LOW
-    if (
-        f_lo and f_hi and soc is not None and 20.0 < soc < 80.0 and v_hi - v_lo > 0.10  # type: ignore[operator]
-    ):
-        flags |= _CELL_SPREAD
-    if f_p and ft_lo and ft_hi:
-        if p < 0 and (t_lo < 0.0 or t_hi > 55.0):  # type: ignore[operator]
-            flags |= _CHARGE_TEMP
-        if p > 0 and (t_lo < -20.0 or t_hi > 60.0):  # type: ignore[operator]
-            flags |= _DISCHARGE_TEMP
-    if soc is not None and limits is not None:
-        lo, hi = limits.soc_min_pct, limits.soc_max_pct
-        if (lo is not None and soc < lo - 0.5) or (hi is not None and soc > hi + 0.5):
-            flags |= _SOC_NAMEPLATE
-    if (
-        f_p
-        and f_v
-        and type(i_dc) is float
-        and limits is not None
-        and limits.p_rating_w
-        and abs(p - v_dc * i_dc) > 0.05 * limits.p_rating_w  # type: ignore[operator]
-    ):
-        flags |= _PVI_MISMATCH
-    if not hist and ts_ms < now_ms - LATE_MS:
-        flags |= _LATE
-    if m.loc_rem == "LOCAL":
-        flags |= _LOCAL
+    flags |= _soft_flags(
+        v_lo if f_lo else None,  # type: ignore[arg-type]
+        v_hi if f_hi else None,  # type: ignore[arg-type]
+        soc,
+        p if f_p else None,  # type: ignore[arg-type]
+        t_lo if ft_lo else None,  # type: ignore[arg-type]
+        t_hi if ft_hi else None,  # type: ignore[arg-type]
+        v_dc if f_v else None,  # type: ignore[arg-type]
+        i_dc if type(i_dc) is float else None,
+        limits,
+        late=not hist and ts_ms < now_ms - LATE_MS,
+        local=m.loc_rem == "LOCAL",
+    )
     return flags, stored
 
 

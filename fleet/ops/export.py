@@ -184,8 +184,7 @@ def linked_up_blocks(
         mw = math.fsum(q for q, _ in bid.curve if q > 0)
         if mw > 0:
             offered[p.name] = (mw, max(price for q, price in bid.curve if q > 0))
-    allowed = set(enrolled) if enrolled is not None else set(offered)
-    allowed |= set(offered)
+    allowed = set(offered) | set(enrolled or ())
     blocks: list[tuple[float, dict[str, float]]] = []
     for d in sorted({p.sustain_h for p in up if p.name in offered}, reverse=True):
         members = [p for p in up if p.name in offered and p.sustain_h == d]
