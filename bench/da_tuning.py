@@ -17,40 +17,21 @@ import argparse
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+# The data files and hubs of the forecast bench (run from bench/: its folder is on
+# sys.path).
+from forecast_bench import AS_NEW, AS_OLD, DA, HUBS, RT_DA
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from forecasting.data import clean_series, read_price_csv, select_series, to_hourly
 from forecasting.features import build_features, cross_node_features
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-DA = DATA / "ercot_da_spp" / "ercot_da_spp_hubs_lz_2021_2025.csv.gz"
-RT_DA = (
-    DATA
-    / "ercot_rt_da_hourly_15sp_2024_2026"
-    / "ercot_rt_da_hourly_15sp_2024_2026.csv.gz"
-)
-AS_FILES = (
-    DATA / "ercot_as_mcpc" / "ercot_dam_as_mcpc_2022_2025.csv.gz",
-    DATA
-    / "ercot_rt_da_hourly_15sp_2024_2026"
-    / "ercot_dam_as_mcpc_hourly_2024_2026.csv.gz",
-)
-HUBS = (
-    "HB_BUSAVG",
-    "HB_HOUSTON",
-    "HB_HUBAVG",
-    "HB_NORTH",
-    "HB_PAN",
-    "HB_SOUTH",
-    "HB_WEST",
-)
+AS_FILES = (AS_OLD, AS_NEW)
 TZ = "America/Chicago"
 TUNING_END = pd.Timestamp("2025-05-31")
 AS_PRODUCTS = ("reg_up", "reg_down", "rrs_spin", "nonspin", "ecrs")

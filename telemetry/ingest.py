@@ -653,20 +653,19 @@ class IngestWorker:
             bool(message.retain),
             self._gen,
         )
-        while not self._stop.is_set():
-            if self._paused:
-                return  # not acked: the broker redelivers it after the reconnect
-            try:
-                self._queue.put(msg, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+        self._enqueue(msg)
 
     def _on_fast_publish(
         self, mid: int, topic: str, payload: bytes, dup: bool, retain: bool
     ) -> None:
         """:meth:`_on_message` of a plain QoS 1 PUBLISH (paho's fast path)."""
-        msg = _Msg(mid, 1, topic, payload, dup, retain, self._gen)
+        self._enqueue(_Msg(mid, 1, topic, payload, dup, retain, self._gen))
+
+    def _enqueue(self, msg: _Msg) -> None:
+        """Queue a received message for the validator; wait while the queue is full.
+
+        Dropped unacknowledged when paused or stopping: the broker redelivers it.
+        """
         if not self._paused:
             try:
                 self._queue.put_nowait(msg)

@@ -1107,7 +1107,7 @@ def _strategy(
             reserves_mw=joint.reserves_mw,
             rt_net_mw=joint.da_net_mw,
         )
-    elif options.da_plan == "stochastic" and inputs.rt_scenarios:
+    elif options.da_plan == "stochastic":
         paths = {}
         for node in scn_fc.markets:
             level = np.asarray(
