@@ -14,14 +14,14 @@ import itertools
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from dispatch.errors import DispatchInputError
-from dispatch.markets import MarketRules
+from dispatch.markets import MarketRules, Product
 from dispatch.result import Result
 from dispatch.scenario import Scenario
 
@@ -485,6 +485,124 @@ def build_bids(
         note=note,
         meta=dict(meta or {}),
     )
+
+
+class Linkable(Protocol):
+    """What the linked-offer rule reads of a product (a market product or a reserve)."""
+
+    @property
+    def name(self) -> str:
+        """Product name."""
+        ...
+
+    @property
+    def sustain_h(self) -> float:
+        """Sustain duration [h]."""
+        ...
+
+
+LinkedBlock = tuple[float, dict[str, float]]
+"""One linked upward offer block: its MW and the offer price per product it may go to."""
+
+
+def link_blocks(
+    offered: Mapping[str, tuple[float, float]],
+    up: Sequence[Linkable],
+    allowed: Collection[str],
+    deploy: Mapping[str, float],
+) -> list[LinkedBlock]:
+    """Group planned upward MW into linked offer blocks (ERCOT, spec markets.md B2).
+
+    Parameters
+    ----------
+    offered
+        Per upward product planned this hour: (MW > 0, offer price).
+    up
+        The market's upward products of the linked offer, in its order.
+    allowed
+        Products a block may also be offered to (the site's enrolment).
+    deploy
+        Expected deployed fraction per product (regulation > 0).
+
+    Returns
+    -------
+    list of (MW, {product: price})
+        One block per (sustain duration, deployed fraction) class of the planned
+        products, longest duration first. A block goes to its own products and to every
+        allowed product that needs no longer a sustain **and** deploys no larger a
+        fraction (spin and ECRS blocks never become regulation, a regulation-up block
+        may become spin), so whichever mix the market awards, each MW needs no more
+        stored energy, for cover or for deployment, than the plan set aside. A product
+        keeps its own offer price; one not planned asks the block's highest price.
+    """
+    classes = sorted(
+        {(p.sustain_h, deploy.get(p.name, 0.0)) for p in up if p.name in offered},
+        reverse=True,
+    )
+    blocks: list[LinkedBlock] = []
+    for d, a in classes:
+        members = [
+            p.name
+            for p in up
+            if p.name in offered and (p.sustain_h, deploy.get(p.name, 0.0)) == (d, a)
+        ]
+        top = max(offered[n][1] for n in members)
+        prices = {
+            p.name: offered[p.name][1] if p.name in offered else top
+            for p in up
+            if (p.name in offered or p.name in allowed)
+            and p.sustain_h <= d
+            and deploy.get(p.name, 0.0) <= a
+        }
+        blocks.append((math.fsum(offered[n][0] for n in members), prices))
+    return blocks
+
+
+def linked_limits(
+    blocks: Sequence[LinkedBlock], names: Sequence[str] | None = None
+) -> list[tuple[tuple[str, ...], float]]:
+    """Return, for every set S of products, the most MW S may be awarded.
+
+    ``names``: the products to consider (default: the blocks' products; a product no
+    block is offered to gets 0).
+
+    An award mix can be carried by the blocks (each MW of a block to one product it is
+    offered to) if and only if, for every S, the MW awarded to S is at most the MW of
+    the blocks offered to any product of S (Hall's condition for a transport from
+    blocks to products). The whole set comes first, then smaller sets.
+    """
+    names = sorted(names or {n for _, prices in blocks for n in prices})
+    out = []
+    for size in range(len(names), 0, -1):
+        for group in itertools.combinations(names, size):
+            limit = math.fsum(
+                mw for mw, prices in blocks if any(n in prices for n in group)
+            )
+            out.append((group, limit))
+    return out
+
+
+def linked_up_blocks(
+    up: Sequence[Product],
+    by_product: Mapping[str, Mapping[int, Bid]],
+    hour: int,
+    enrolled: Collection[str] | None,
+    deploy: Mapping[str, float],
+) -> list[LinkedBlock]:
+    """Return one hour's linked upward offer blocks of a site's bids (:func:`link_blocks`).
+
+    ``enrolled``: the products the site is enrolled in (None: the products bid this
+    hour). A bid's MW are its positive quantities, its price the highest of them.
+    """
+    offered: dict[str, tuple[float, float]] = {}
+    for p in up:
+        bid = by_product.get(p.name, {}).get(hour)
+        if bid is None:
+            continue
+        mw = math.fsum(q for q, _ in bid.curve if q > 0)
+        if mw > 0:
+            offered[p.name] = (mw, max(price for q, price in bid.curve if q > 0))
+    return link_blocks(offered, up, set(enrolled or ()), deploy)
 
 
 @dataclass(frozen=True, slots=True)

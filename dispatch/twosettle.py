@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from dispatch.bids import link_blocks, linked_limits
 from dispatch.decompose import components
 from dispatch.lp import FloatArray, LpProblem, SiteIndex, build_lp, price_series
 from dispatch.scenario import Commitments, MarketPrices, Scenario
@@ -531,9 +532,10 @@ def clear_linked_offers(
     block to the mix of upward products that pays most at its clearing prices; each
     MW goes to at most one product, and no more than the block is awarded (less only
     where no mix of the products can carry all of it with the plan's energy and
-    downward awards). A block is offered to its planned product and to the products
-    of no longer sustain duration (:func:`fleet.ops.export` writes the same blocks),
-    so the energy cover never exceeds the plan's. Downward products are offered
+    downward awards). A block is offered to its planned products and to the products
+    of no longer sustain duration and no larger deployed fraction
+    (:func:`dispatch.bids.link_blocks`; the export writes the same blocks), so neither
+    the energy cover nor the deployment energy ever exceeds the plan's. Downward products are offered
     alone and awarded as planned; the DA energy position is the plan's.
     Every award mix must stay deliverable — the model of ``scn`` (power headroom,
     energy cover for each product's duration, qualification caps, POI groups) decides
@@ -569,36 +571,39 @@ def clear_linked_offers(
     ]
     lp = build_lp(scn.model_copy(update={"sites": fixed}))
     ups = [r for r in scn.reserves if r.up]
+    deploy = {r.name: r.deploy for r in ups}
     downs = [r.name for r in scn.reserves if not r.up]
-    # Nested limits of the linked blocks: the MW awarded to products that must be
-    # sustained at least D hours is at most the MW planned for such products (a
-    # block is offered to its own product and the shorter ones, so every mix keeps
-    # the energy cover the plan reserved); D = the shortest is the whole block.
-    thresholds = sorted({r.sustain_h for r in ups})
-    groups: list[tuple[list[str], bool]] = [
-        ([r.name for r in ups if r.sustain_h >= d], True) for d in thresholds
-    ]
-    groups += [([d], False) for d in downs]
     rows: list[tuple[list[int], list[float]]] = []
     lo: list[float] = []
     hi: list[float] = []
     for site, idx in zip(scn.sites, lp.sites, strict=True):
         held = plan.reserves_mw.get(site.id, {})
-        for group, linked in groups:
-            names = [p for p in group if p in idx.reserves]
-            if not names:
-                continue
-            total = np.zeros(n)
-            for p in group:
-                if p in held:
-                    total += np.asarray(held[p], dtype=float)
-            for i in range(n):
+        mine = [r for r in ups if r.name in idx.reserves]
+        for i in range(n):
+            # The linked blocks the export writes for this hour: every award mix they
+            # can carry (Hall's condition on each set of products) is allowed, no
+            # other, so no mix needs more stored energy than the plan set aside.
+            offered = {
+                r.name: (float(held[r.name][i]), 0.0)
+                for r in mine
+                if r.name in held and held[r.name][i] > 0
+            }
+            blocks = link_blocks(offered, mine, {r.name for r in mine}, deploy)
+            names = tuple(r.name for r in mine)
+            for group, limit in linked_limits(blocks, names) if names else ():
                 rows.append(
-                    ([int(idx.reserves[p][i]) for p in names], [1.0] * len(names))
+                    ([int(idx.reserves[p][i]) for p in group], [1.0] * len(group))
                 )
-                # A linked block: at most its MW (a mix that cannot carry all of it
-                # gets less); a downward offer: as planned.
-                lo.append(0.0 if linked else float(total[i]))
+                lo.append(0.0)
+                hi.append(limit)
+        for name in downs:
+            if name not in idx.reserves:
+                continue
+            total = np.asarray(held.get(name, np.zeros(n)), dtype=float)
+            for i in range(n):
+                # A downward offer alone: awarded as planned.
+                rows.append(([int(idx.reserves[name][i])], [1.0]))
+                lo.append(float(total[i]))
                 hi.append(float(total[i]))
     lp = _append_rows(lp, rows, "linked offers", (lo, hi))
     raw = ExactSolver(lp, options).solve(None)

@@ -193,6 +193,18 @@ class MarketRules:
         )
         raise DispatchInputError(msg)
 
+    def deploy_of(self, name: str) -> float:
+        """Return the expected deployed fraction of product ``name`` (regulation only; 0-1).
+
+        The dispatch model's rule (``spec/dispatch-model.md``): regulation up and down
+        deploy ``deploy_up``/``deploy_down`` of the award as energy; other reserves
+        are held, not deployed, in the plan.
+        """
+        service = str(self.product(name).service)
+        return {"reg_up": self.deploy_up, "reg_down": self.deploy_down}.get(
+            service, 0.0
+        )
+
     def scenario_products(self) -> dict[str, dict[str, Any]]:
         """Return the scenario's ``products`` block: direction and sustain [h]."""
         return {

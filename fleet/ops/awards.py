@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from dispatch.bidcheck import down_limit_mw, up_limit_mw
-from dispatch.bids import Bid, BidSet, parse_bids
+from dispatch.bids import Bid, BidSet, link_blocks, linked_limits, parse_bids
 from dispatch.markets import MarketRules, Product
 from dispatch.scenario import Commitments, Scenario
 from fleet.domain import Fleet
@@ -287,7 +287,7 @@ def award_refusals(
         site = sites[site_id]
         at = f"site {site_id}, hour_ending {hour}"
         if linked and bids:
-            out += _linked_refusals(awarded, bids, site_id, hour, up_products)
+            out += _linked_refusals(awarded, bids, site_id, hour, up_products, rules)
         up = math.fsum(mw for name, mw in awarded.items() if name in ups)
         down = math.fsum(mw for name, mw in awarded.items() if name in downs)
         x = awarded.get(energy)
@@ -339,39 +339,44 @@ def _linked_refusals(
     site_id: str,
     hour: int,
     up: Sequence[Product],
+    rules: MarketRules,
 ) -> list[AwardRefusal]:
     """Refuse upward awards the hour's linked blocks cannot hold.
 
-    A block of sustain duration D (the MW bid for products of duration D) may go to
-    any product of duration <= D; the awards fit when, for every D, the MW awarded
-    to products of duration >= D is at most the MW offered in blocks of duration >= D.
+    The blocks are those the export writes (:func:`dispatch.bids.link_blocks`): a
+    block may go to a product that needs no longer a sustain and deploys no more than
+    its own. The awards fit when, for every set of products, the MW awarded to them is
+    at most the MW of the blocks offered to any of them (:func:`dispatch.bids.
+    linked_limits`); the first set that does not fit is named, the whole set first.
     """
-    out = []
-    offered = {
-        p.name: math.fsum(q for q, _ in bids[(site_id, p.name, hour)].curve if q > 0)
-        for p in up
-        if (site_id, p.name, hour) in bids
-    }
-    for d in sorted({p.sustain_h for p in up}):
-        longer = [p.name for p in up if p.sustain_h >= d]
-        got = math.fsum(awarded.get(n, 0.0) for n in longer)
-        limit = math.fsum(offered.get(n, 0.0) for n in longer)
+    offered: dict[str, tuple[float, float]] = {}
+    for p in up:
+        bid = bids.get((site_id, p.name, hour))
+        mw = math.fsum(q for q, _ in bid.curve if q > 0) if bid is not None else 0.0
+        if mw > 0:
+            offered[p.name] = (mw, 0.0)
+    deploy = {p.name: rules.deploy_of(p.name) for p in up}
+    blocks = link_blocks(offered, up, {p.name for p in up}, deploy)
+    names = {p.name for p in up if awarded.get(p.name, 0.0) > 0}
+    every = tuple(sorted({n for _, prices in blocks for n in prices} | names))
+    for group, limit in linked_limits(blocks, every):
+        got = math.fsum(awarded.get(n, 0.0) for n in group)
         if got > limit + _TOL_MW:
-            names = ", ".join(n for n in longer if awarded.get(n, 0.0) > 0)
             what = (
                 "upward reserves"
-                if d == min(p.sustain_h for p in up)
-                else (f"upward reserves sustained >= {d:g} h")
+                if group == every
+                else f"{', '.join(group)} (upward, by sustain and deployment)"
             )
-            out.append(
+            listed = ", ".join(n for n in group if awarded.get(n, 0.0) > 0)
+            return [
                 AwardRefusal(
                     None,
                     "award_mw",
-                    f"site {site_id}, {names}, hour_ending {hour}: {what} awarded "
+                    f"site {site_id}, {listed}, hour_ending {hour}: {what} awarded "
                     f"{got:g} MW exceed the {limit:g} MW of the linked blocks offered",
                 )
-            )
-    return out
+            ]
+    return []
 
 
 def check_awards(

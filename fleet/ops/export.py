@@ -25,7 +25,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,9 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from dispatch.bidcheck import rule_refusals
-from dispatch.bids import Bid, BidSet, PlanHour, parse_bids, plan_hours, step_decimals
+from dispatch.bids import (
+    Bid,
+    BidSet,
+    PlanHour,
+    linked_up_blocks,
+    parse_bids,
+    plan_hours,
+    step_decimals,
+)
 from dispatch.errors import DispatchInputError
-from dispatch.markets import MarketRules, Product
+from dispatch.markets import MarketRules
 from dispatch.result import Result
 from dispatch.scenario import parse_scenario
 from fleet.domain import Fleet
@@ -161,46 +168,6 @@ def _energy_rows(
     return columns, rows
 
 
-def linked_up_blocks(
-    up: Sequence[Product],
-    by_product: Mapping[str, Mapping[int, Bid]],
-    hour: int,
-    enrolled: Collection[str] | None,
-) -> list[tuple[float, dict[str, float]]]:
-    """Return one hour's linked upward offer blocks: (MW, price per offer column).
-
-    The planned upward MW are grouped by sustain duration, longest first; each group
-    is one block, offered to its products and to every upward product of no longer
-    duration the site is enrolled in (``enrolled``; None: the products bid this
-    hour). Whichever mix the market awards, each MW goes to a product its block's
-    energy cover can sustain, so the plan's cover holds. A product's price is its
-    bid's; a product not bid this hour asks the block's highest bid price.
-    """
-    offered: dict[str, tuple[float, float]] = {}
-    for p in up:
-        bid = by_product.get(p.name, {}).get(hour)
-        if bid is None:
-            continue
-        mw = math.fsum(q for q, _ in bid.curve if q > 0)
-        if mw > 0:
-            offered[p.name] = (mw, max(price for q, price in bid.curve if q > 0))
-    allowed = set(offered) | set(enrolled or ())
-    blocks: list[tuple[float, dict[str, float]]] = []
-    for d in sorted({p.sustain_h for p in up if p.name in offered}, reverse=True):
-        members = [p for p in up if p.name in offered and p.sustain_h == d]
-        mw = math.fsum(offered[p.name][0] for p in members)
-        top = max(offered[p.name][1] for p in members)
-        prices = {
-            str(p.offer_column or p.code): offered[p.name][1]
-            if p.name in offered
-            else top
-            for p in up
-            if p.name in allowed and p.sustain_h <= d
-        }
-        blocks.append((mw, prices))
-    return blocks
-
-
 def _ercot_tables(
     bids: Sequence[Bid],
     rules: MarketRules,
@@ -214,6 +181,7 @@ def _ercot_tables(
         by_product[bid.product][bid.hour_ending] = bid
     up = [p for p in rules.products if p.offer_group == "up" and p.modeled]
     down = [p for p in rules.products if p.offer_group == "down" and p.modeled]
+    deploy = {p.name: rules.deploy_of(p.name) for p in up}
     up_columns = rules.up_offer_columns
     down_columns = tuple(str(p.offer_column or p.code) for p in down)
     for p in up:
@@ -239,7 +207,13 @@ def _ercot_tables(
         for hour in hours:
             blocks: list[tuple[float, dict[str, float]]] = []
             if group is up:
-                blocks = linked_up_blocks(up, by_product, hour, enrolled)
+                column_of = {p.name: str(p.offer_column or p.code) for p in up}
+                blocks = [
+                    (mw, {column_of[name]: v for name, v in prices.items()})
+                    for mw, prices in linked_up_blocks(
+                        up, by_product, hour, enrolled, deploy
+                    )
+                ]
             for p in [] if group is up else group:
                 offer = by_product[p.name].get(hour)
                 column = str(p.offer_column or p.code)

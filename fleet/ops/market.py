@@ -3,7 +3,10 @@
 ``ReplayMarket`` is the market where no ISO is connected (backtests, demos, a lab): it
 clears an accepted bid set at the day's real day-ahead prices found in the store — an
 energy curve at its node's price (the resource is a price taker), an AS block in full
-when the product's real clearing price is at or above its offer price. ``IsoMarket``
+when the product's real clearing price is at or above its offer price; a market with
+a linked upward offer (ERCOT) clears each linked block (:func:`dispatch.bids.
+linked_up_blocks`, the blocks the export writes) to the upward product that pays most
+at or above its offer price, as the backtest does. ``IsoMarket``
 is a connected ISO: bids are exported as the market's submission files (and pushed by
 the operator's adapter), awards arrive through ``bessfleet awards push`` or the API;
 the operator waits for them until the day starts.
@@ -13,13 +16,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+import math
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal, Protocol
 
 import numpy as np
 import pandas as pd
 
-from dispatch.bids import BidSet, parse_bids
+from dispatch.bids import Bid, BidSet, linked_up_blocks, parse_bids
 from dispatch.markets import MarketRules
 from fleet.domain import Fleet
 from fleet.errors import FleetInputError
@@ -97,6 +102,7 @@ def clear_at_prices(
     energy_usd_per_mwh: Mapping[str, Sequence[float] | np.ndarray],
     as_usd_per_mw: Mapping[str, Mapping[str, Sequence[float] | np.ndarray]],
     version: int,
+    enrolled: Mapping[str, Collection[str]] | None = None,
 ) -> AwardSetIn:
     """Clear a bid set at given hourly prices.
 
@@ -113,37 +119,76 @@ def clear_at_prices(
         a price series is not awarded).
     version
         The bid set's version (the award set answers it).
+    enrolled
+        Per site: the products it is enrolled in; a linked upward block is offered to
+        those of no longer sustain duration (None: only the products bid that hour).
+
+    Notes
+    -----
+    Upward products of the market's linked offer (``offer_group = "up"``) are cleared
+    as blocks: each block of :func:`dispatch.bids.linked_up_blocks` goes whole to the
+    product with the highest clearing price among those priced at or above the
+    block's offer price for it (ties: the longest sustain duration, then a product
+    bid that hour, i.e. the block's own product), so no MW is awarded twice and the awards pass the nested limits of
+    :mod:`fleet.ops.awards`.
     """
     start = operating_day_start(rules, bid_set.operating_day)
+    up = [p for p in rules.products if p.offer_group == "up" and p.modeled]
+    linked = {p.name for p in up}
+    sustain = {p.name: p.sustain_h for p in up}
+    deploy = {p.name: rules.deploy_of(p.name) for p in up}
+    held: dict[str, dict[str, dict[int, Bid]]] = defaultdict(lambda: defaultdict(dict))
     awards: list[AwardIn] = []
-    for bid in bid_set.bids:
-        h = bid.hour_ending - 1
-        ts = start + dt.timedelta(hours=h)
-        if bid.product == "energy":
-            price = float(energy_usd_per_mwh[bid.site_id][h])
-            if not np.isfinite(price):
-                continue
-            mw = cleared_mw(bid.curve, price)
-            unit: Literal["usd_per_mwh", "usd_per_mw"] = "usd_per_mwh"
-        else:
-            series = as_usd_per_mw.get(bid.site_id, {}).get(bid.product)
-            if series is None or not np.isfinite(series[h]):
-                continue
-            price = float(series[h])
-            mw = float(sum(q for q, p in bid.curve if p <= price))
-            unit = "usd_per_mw"
-            if mw <= 0:
-                continue
+
+    def award(site_id: str, product: str, h: int, mw: float, price: float) -> None:
+        unit: Literal["usd_per_mwh", "usd_per_mw"] = (
+            "usd_per_mwh" if product == "energy" else "usd_per_mw"
+        )
         awards.append(
             AwardIn(
-                site_id=bid.site_id,
-                ts=ts,
-                product=bid.product,
+                site_id=site_id,
+                ts=start + dt.timedelta(hours=h),
+                product=product,
                 award_mw=round(mw, 6),
                 price=round(price, 6),
                 unit=unit,
             )
         )
+
+    def as_price(site_id: str, product: str, h: int) -> float:
+        series = as_usd_per_mw.get(site_id, {}).get(product)
+        return float(series[h]) if series is not None else math.nan
+
+    for bid in bid_set.bids:
+        h = bid.hour_ending - 1
+        if bid.product == "energy":
+            price = float(energy_usd_per_mwh[bid.site_id][h])
+            if np.isfinite(price):
+                award(bid.site_id, "energy", h, cleared_mw(bid.curve, price), price)
+            continue
+        if bid.product in linked:
+            held[bid.site_id][bid.product][bid.hour_ending] = bid
+            continue
+        price = as_price(bid.site_id, bid.product, h)
+        mw = math.fsum(q for q, p in bid.curve if p <= price)
+        if np.isfinite(price) and mw > 0:
+            award(bid.site_id, bid.product, h, mw, price)
+    for site_id, by_product in held.items():
+        hours = sorted({hour for bids in by_product.values() for hour in bids})
+        allowed = None if enrolled is None else enrolled.get(site_id)
+        for hour in hours:
+            h = hour - 1
+            got: dict[str, float] = defaultdict(float)
+            for mw, offers in linked_up_blocks(up, by_product, hour, allowed, deploy):
+                takers = [
+                    (price, sustain[name], hour in by_product.get(name, {}), name)
+                    for name, offer in offers.items()
+                    if (price := as_price(site_id, name, h)) >= offer
+                ]
+                if takers:
+                    got[max(takers)[-1]] += mw
+            for name, mw in got.items():
+                award(site_id, name, h, mw, as_price(site_id, name, h))
     return AwardSetIn(version=version, awards=awards)
 
 
@@ -199,6 +244,14 @@ class ReplayMarket:
             energy_usd_per_mwh=energy,
             as_usd_per_mw=as_prices,
             version=bid_set.version,
+            enrolled={
+                sid: {
+                    p.name
+                    for p in rules.reserve_products
+                    if str(p.service) in {str(v) for v in site.services}
+                }
+                for sid, site in sites.items()
+            },
         )
 
 

@@ -126,6 +126,23 @@ def test_linked_offers_move_the_up_block_to_the_dearer_product():
     after = two_settlement(actual, rt, plan=cleared)
     assert after.objective_usd > before.objective_usd
     assert after.objective_usd <= two_settlement(actual, rt).bound_usd * (1 + 1e-7)
+    # Spin is not deployed, reg-up is: a block held as spin is never awarded as
+    # reg-up (it would drain energy the plan did not set aside), however well reg-up
+    # pays; reg-up keeps at most its own block.
+    markets["spin"] = [0.0] * planned_scn.intervals
+    markets["reg_up"] = [50.0] * planned_scn.intervals
+    dear_reg = planned_scn.model_copy(
+        update={
+            "markets": {NODE: type(planned_scn.markets[NODE]).model_validate(markets)}
+        }
+    )
+    again = clear_linked_offers(dear_reg, cleared)
+    assert not isinstance(again, str)
+    for i in range(planned_scn.intervals):
+        assert again.reserves_mw[sid]["reg_up"][i] <= got["reg_up"][i] + 1e-6
+        assert again.reserves_mw[sid]["reg_up"][i] == pytest.approx(
+            got["reg_up"][i], abs=1e-6
+        )
 
 
 def test_stochastic_plan_with_one_path_at_the_forecast_is_the_price_taker_plan():

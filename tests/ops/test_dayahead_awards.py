@@ -452,6 +452,51 @@ def test_check_awards_accepts_a_linked_upward_block_awarded_to_another_product(
         )
 
 
+@pytest.mark.parametrize(
+    ("reg_up", "spin", "expected"),
+    [
+        (3.0, 8.0, {"spin": 30.0}),  # spin pays more: the whole block goes there
+        (3.0, 1.5, {"reg_up": 30.0}),  # spin below the block's 2.0 ask: reg-up
+        (2.0, 2.0, {"reg_up": 30.0}),  # a tie stays with the product bid
+        (1.9, 1.0, {}),  # neither reaches the ask: nothing upward
+    ],
+)
+def test_replay_market_clears_a_linked_upward_block_to_the_best_paying_product(
+    engine, reg_up, spin, expected
+):
+    from dispatch.bids import BidSet, parse_bids
+    from fleet.ops.market import clear_at_prices
+
+    stored = _accepted(engine, BIDS)
+    bid_set = BidSet(
+        market=RULES.name, operating_day=DAY, bids=parse_bids({"bids": BIDS})
+    )
+    hours = 24
+    prices = {"reg_up": [reg_up] * hours, "spin": [spin] * hours}
+    awards = clear_at_prices(
+        bid_set,
+        RULES,
+        energy_usd_per_mwh={"site-01": [25.0] * hours, "site-02": [25.0] * hours},
+        as_usd_per_mw={
+            sid: {**prices, "reg_down": [2.0] * hours} for sid in ("site-01", "site-02")
+        },
+        version=stored.version,
+        enrolled={"site-01": {"reg_up", "reg_down", "spin"}, "site-02": set()},
+    )
+    got = {(a.site_id, a.product): (a.award_mw, a.price) for a in awards.awards}
+    up = {p: mw for (sid, p), (mw, _) in got.items() if p in ("reg_up", "spin")}
+    assert up == expected
+    for product, mw in expected.items():
+        # paid at the product's own clearing price, never more MW than the block
+        assert got[("site-01", product)] == (mw, prices[product][0])
+    assert got[("site-01", "reg_down")] == (30.0, 2.0)
+    # The energy curves still clear hour by hour at the node's price.
+    assert got[("site-01", "energy")][0] == pytest.approx(-50.0)
+    assert got[("site-02", "energy")][0] == pytest.approx(0.0)
+    # What the replay market awards, the project's own award check accepts.
+    check_awards(engine, awards, RULES, DAY, _big_fleet())
+
+
 def test_check_awards_refuses_when_unit_does_not_fit_the_product(engine):
     _accepted(engine, BIDS)
     wrong = _award("site-01", "reg_up", 1, 5.0).model_copy(

@@ -510,7 +510,7 @@ def test_export_bid_set_writes_caiso_files_from_the_stored_plan(engine, tmp_path
 
 
 def test_export_links_each_block_to_every_enrolled_product_it_can_sustain():
-    from fleet.ops.export import linked_up_blocks
+    from dispatch.bids import linked_up_blocks
 
     up = [p for p in ERCOT.products if p.offer_group == "up" and p.modeled]
     bids = {
@@ -519,23 +519,30 @@ def test_export_links_each_block_to_every_enrolled_product_it_can_sustain():
         "ecrs": {5: Bid("site-01", "ecrs", 5, ((10.0, 3.0),))},
     }
     enrolled = {"reg_up", "reg_down", "spin", "ecrs", "nonspin"}
-    blocks = linked_up_blocks(up, bids, 5, enrolled)
-    # ECRS (1 h) first: offered to ECRS and the half-hour products, not Non-Spin
-    # (4 h); then reg-up + spin (0.5 h) as one block, not to ECRS or Non-Spin.
+    deploy = {p.name: ERCOT.deploy_of(p.name) for p in up}
+    assert deploy["reg_up"] == 0.1 and deploy["spin"] == deploy["ecrs"] == 0.0
+    blocks = linked_up_blocks(up, bids, 5, enrolled, deploy)
+    # ECRS (1 h) first: offered to ECRS and spin (0.5 h, not deployed), not to
+    # Non-Spin (4 h) nor to reg-up (deployed: it would drain energy the plan did not
+    # set aside); then reg-up, which may become spin; then spin alone.
     assert blocks == [
-        (10.0, {"REGUP": 2.0, "RRSPF": 1.5, "ECRS": 3.0}),
-        (50.0, {"REGUP": 2.0, "RRSPF": 1.5}),
+        (10.0, {"spin": 1.5, "ecrs": 3.0}),
+        (30.0, {"reg_up": 2.0, "spin": 1.5}),
+        (20.0, {"spin": 1.5}),
     ]
-    # Whatever mix is awarded, the energy cover stays within the plan's.
-    sustain = {str(p.offer_column or p.code): p.sustain_h for p in up}
+    # Whatever mix is awarded, the energy cover and the deployment energy stay
+    # within the plan's.
+    sustain = {p.name: p.sustain_h for p in up}
     planned_cover = 30 * 0.5 + 20 * 0.5 + 10 * 1.0
     worst = sum(mw * max(sustain[c] for c in prices) for mw, prices in blocks)
     assert worst <= planned_cover + 1e-9
+    worst_drain = sum(mw * max(deploy[c] for c in prices) for mw, prices in blocks)
+    assert worst_drain <= 30 * 0.1 + 1e-9
     # A product the site is not enrolled in is never priced.
-    only = linked_up_blocks(up, bids, 5, {"reg_up", "ecrs"})
-    assert only[1] == (50.0, {"REGUP": 2.0, "RRSPF": 1.5})  # spin was bid: kept
-    assert "ONNS" not in only[0][1]
-    assert linked_up_blocks(up, bids, 6, enrolled) == []
+    only = linked_up_blocks(up, bids, 5, {"reg_up", "ecrs"}, deploy)
+    assert only[1] == (30.0, {"reg_up": 2.0, "spin": 1.5})  # spin was bid: kept
+    assert "nonspin" not in only[0][1]
+    assert linked_up_blocks(up, bids, 6, enrolled, deploy) == []
 
 
 def test_export_offers_a_reg_up_block_to_spin_when_the_site_is_enrolled(ercot_plan):
