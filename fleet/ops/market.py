@@ -133,7 +133,12 @@ def clear_at_prices(
     :mod:`fleet.ops.awards`.
     """
     start = operating_day_start(rules, bid_set.operating_day)
-    up = [p for p in rules.products if p.offer_group == "up" and p.modeled]
+    # Only a market with a linked upward offer (ERCOT's export columns) links them.
+    up = [
+        p
+        for p in rules.products
+        if rules.up_offer_columns and p.offer_group == "up" and p.modeled
+    ]
     linked = {p.name for p in up}
     sustain = {p.name: p.sustain_h for p in up}
     deploy = {p.name: rules.deploy_of(p.name) for p in up}

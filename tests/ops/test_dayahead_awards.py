@@ -497,6 +497,29 @@ def test_replay_market_clears_a_linked_upward_block_to_the_best_paying_product(
     check_awards(engine, awards, RULES, DAY, _big_fleet())
 
 
+def test_replay_market_clears_caiso_offers_each_as_its_own_product():
+    # CAISO has no linked upward offer: a reg-up offer is never awarded as spin.
+    from dispatch.bids import BidSet, parse_bids
+    from fleet.ops.market import clear_at_prices
+
+    caiso = load_market_rules("CAISO")
+    bids = [
+        _bid("site-01", "reg_up", 1, [[20.0, 1.0]]),
+        _bid("site-01", "spin", 1, [[5.0, 1.0]]),
+    ]
+    bid_set = BidSet(market="CAISO", operating_day=DAY, bids=parse_bids({"bids": bids}))
+    awards = clear_at_prices(
+        bid_set,
+        caiso,
+        energy_usd_per_mwh={"site-01": [25.0] * 24},
+        as_usd_per_mw={"site-01": {"reg_up": [3.0] * 24, "spin": [9.0] * 24}},
+        version=1,
+        enrolled={"site-01": {"reg_up", "spin"}},
+    )
+    got = {a.product: (a.award_mw, a.price) for a in awards.awards}
+    assert got == {"reg_up": (20.0, 3.0), "spin": (5.0, 9.0)}
+
+
 def test_check_awards_refuses_when_unit_does_not_fit_the_product(engine):
     _accepted(engine, BIDS)
     wrong = _award("site-01", "reg_up", 1, 5.0).model_copy(

@@ -520,7 +520,8 @@ def test_export_links_each_block_to_every_enrolled_product_it_can_sustain():
     }
     enrolled = {"reg_up", "reg_down", "spin", "ecrs", "nonspin"}
     deploy = {p.name: ERCOT.deploy_of(p.name) for p in up}
-    assert deploy["reg_up"] == 0.1 and deploy["spin"] == deploy["ecrs"] == 0.0
+    assert deploy["reg_up"] == 0.1
+    assert deploy["spin"] == deploy["ecrs"] == 0.0
     blocks = linked_up_blocks(up, bids, 5, enrolled, deploy)
     # ECRS (1 h) first: offered to ECRS and spin (0.5 h, not deployed), not to
     # Non-Spin (4 h) nor to reg-up (deployed: it would drain energy the plan did not
