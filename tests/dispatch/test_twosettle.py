@@ -86,6 +86,13 @@ def _independent_reserve_check(scn, plan):
         assert -x + down <= site.charge_mw + 1e-6
 
 
+def _repriced(scn, **series):
+    """``scn`` with the named price series of NODE replaced."""
+    markets = scn.markets[NODE].model_dump(exclude_none=True) | series
+    model = type(scn.markets[NODE])
+    return scn.model_copy(update={"markets": {NODE: model.model_validate(markets)}})
+
+
 def test_linked_offers_move_the_up_block_to_the_dearer_product():
     from dispatch.twosettle import clear_linked_offers
 
@@ -103,13 +110,8 @@ def test_linked_offers_move_the_up_block_to_the_dearer_product():
     # At the clearing, spin pays 20 $/MW-h where the plan expected 3: the block goes
     # to spin wherever the plan's energy and reg-down let it (reg-up's deployment
     # balances reg-down's, so not everywhere); never more than the block.
-    markets = planned_scn.markets[NODE].model_dump(exclude_none=True)
-    markets["spin"] = [20.0] * planned_scn.intervals
-    actual = planned_scn.model_copy(
-        update={
-            "markets": {NODE: type(planned_scn.markets[NODE]).model_validate(markets)}
-        }
-    )
+    n = planned_scn.intervals
+    actual = _repriced(planned_scn, spin=[20.0] * n)
     cleared = clear_linked_offers(actual, plan)
     assert not isinstance(cleared, str)
     got = cleared.reserves_mw[sid]
@@ -129,13 +131,7 @@ def test_linked_offers_move_the_up_block_to_the_dearer_product():
     # Spin is not deployed, reg-up is: a block held as spin is never awarded as
     # reg-up (it would drain energy the plan did not set aside), however well reg-up
     # pays; reg-up keeps at most its own block.
-    markets["spin"] = [0.0] * planned_scn.intervals
-    markets["reg_up"] = [50.0] * planned_scn.intervals
-    dear_reg = planned_scn.model_copy(
-        update={
-            "markets": {NODE: type(planned_scn.markets[NODE]).model_validate(markets)}
-        }
-    )
+    dear_reg = _repriced(planned_scn, spin=[0.0] * n, reg_up=[50.0] * n)
     again = clear_linked_offers(dear_reg, cleared)
     assert not isinstance(again, str)
     for i in range(planned_scn.intervals):
