@@ -139,7 +139,7 @@ def clear_telemetry(conn: sa.Connection) -> None:
         "tlm_counters",
         "tlm_gaps",
     ):
-        conn.execute(sa.text(f"DELETE FROM {name}"))
+        conn.execute(sa.text(f"TRUNCATE {name}"))
 
 
 def measurements(dev: str, seq: int) -> dict[str, Any]:

@@ -726,6 +726,9 @@ class IngestWorker:
             self._writer.join(timeout_s)
         self.client.disconnect()
         self.client.loop_stop()
+        close = getattr(self.sink, "close", None)
+        if close is not None:
+            close()
 
     def wait_connected(self, timeout_s: float) -> bool:
         """Block until connected; return whether it happened within ``timeout_s``."""
