@@ -454,7 +454,7 @@ class IngestOptions:
     """MQTT v5 shared-subscription group (``$share/{share}/…``) for scale-out; each
     worker then sees part of every site's stream, so sequence gaps are checked
     against the store before a backfill is requested."""
-    batch_size: int = 2_000
+    batch_size: int = 4_000
     """Messages per transaction at most. The validator thread works in chunks of a
     quarter of this; the writer commits every chunk validated by the time it is free,
     up to this many messages, in one transaction: small transactions at a low rate

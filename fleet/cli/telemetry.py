@@ -90,7 +90,7 @@ def ingest(
             help="Messages per transaction at most (validated in chunks of a "
             "quarter; the writer commits what is ready when it is free).",
         ),
-    ] = 2000,
+    ] = 4000,
     batch_ms: Annotated[
         int,
         typer.Option(
