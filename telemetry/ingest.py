@@ -248,6 +248,9 @@ class _IngestClient(mqtt.Client):
     on_fast_publish: Callable[[int, str, bytes, bool, bool], None] | None = None
     """Receives each plain QoS 1 PUBLISH as ``(mid, topic, payload, dup, retain)``
     instead of ``on_message`` (see :meth:`_handle_publish`); ``None``: paho's path."""
+    on_read_end: Callable[[], None] | None = None
+    """Called after each :meth:`loop_read` burst (the messages of a burst can be
+    handed over at once)."""
 
     def ack_many(self, mids: list[int]) -> None:
         """Acknowledge QoS 1 messages in order: one buffer, one wake-up of the loop.
@@ -332,16 +335,20 @@ class _IngestClient(mqtt.Client):
 
         paho reads one packet per ``select``; buffered packets need no wait.
         """
-        rc = super().loop_read(max_packets)
-        burst = 0
-        while (
-            rc == MQTTErrorCode.MQTT_ERR_SUCCESS
-            and burst < self._READ_BURST
-            and isinstance(self._sock, _BufferedSocket)
-            and self._sock.pending() > 0
-        ):
-            rc = super().loop_read(1)
-            burst += 1
+        try:
+            rc = super().loop_read(max_packets)
+            burst = 0
+            while (
+                rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+                and burst < self._READ_BURST
+                and isinstance(self._sock, _BufferedSocket)
+                and self._sock.pending() > 0
+            ):
+                rc = super().loop_read(1)
+                burst += 1
+        finally:
+            if self.on_read_end is not None:
+                self.on_read_end()
         return rc
 
 
@@ -420,8 +427,8 @@ class Sink(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Msg:
+@dataclass(slots=True)
+class _Msg:  # not frozen: one per message on paho's thread (treat as immutable)
     mid: int
     qos: int
     topic: str
@@ -529,7 +536,11 @@ class IngestWorker:
         self.sink = sink
         self.clock = clock
         self.stats = IngestStats()
-        self._queue: queue.Queue[_Msg] = queue.Queue(maxsize=self.options.queue_size)
+        # paho's thread hands over each read burst (up to 257 messages) as one list
+        self._queue: queue.Queue[list[_Msg]] = queue.Queue(
+            maxsize=max(2, self.options.queue_size // 64)
+        )
+        self._burst: list[_Msg] = []
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._paused = False
@@ -577,6 +588,7 @@ class IngestWorker:
         client.on_message = self._on_message
         if isinstance(client, _IngestClient):
             client.on_fast_publish = self._on_fast_publish
+            client.on_read_end = self._on_read_end
         return client
 
     def _connect_properties(self) -> Properties | None:
@@ -668,25 +680,38 @@ class IngestWorker:
         self, mid: int, topic: str, payload: bytes, dup: bool, retain: bool
     ) -> None:
         """:meth:`_on_message` of a plain QoS 1 PUBLISH (paho's fast path)."""
-        self._enqueue(_Msg(mid, 1, topic, payload, dup, retain, self._gen))
+        self._burst.append(_Msg(mid, 1, topic, payload, dup, retain, self._gen))
+
+    def _on_read_end(self) -> None:
+        """Hand the messages of one read burst to the validator at once."""
+        if self._burst:
+            burst, self._burst = self._burst, []
+            self._enqueue_many(burst)
 
     def _enqueue(self, msg: _Msg) -> None:
-        """Queue a received message for the validator; wait while the queue is full.
+        """Queue a received message for the validator (after the burst before it)."""
+        if isinstance(self.client, _IngestClient):
+            self._burst.append(msg)  # handed over at the end of paho's read
+        else:
+            self._enqueue_many([msg])
 
-        Dropped unacknowledged when paused or stopping: the broker redelivers it.
+    def _enqueue_many(self, msgs: list[_Msg]) -> None:
+        """Queue received messages for the validator; wait while the queue is full.
+
+        Dropped unacknowledged when paused or stopping: the broker redelivers them.
         """
         if not self._paused:
             try:
-                self._queue.put_nowait(msg)
+                self._queue.put_nowait(msgs)
                 return
             except queue.Full:
                 pass
         put = self._queue.put
         while not self._stop.is_set():
             if self._paused:
-                return  # not acked: the broker redelivers it after the reconnect
+                return  # not acked: the broker redelivers them after the reconnect
             try:
-                put(msg, timeout=0.5)
+                put(msgs, timeout=0.5)
                 return
             except queue.Full:
                 continue
@@ -758,18 +783,17 @@ class IngestWorker:
     # -- writer -----------------------------------------------------------------
     def _collect(self) -> list[_Msg]:
         try:
-            first = self._queue.get(timeout=0.2)
+            batch = self._queue.get(timeout=0.2)
         except queue.Empty:
             return []
-        batch = [first]
         deadline = time.monotonic() + self.options.batch_ms / 1000
         while len(batch) < self._chunk:
             remaining = deadline - time.monotonic()
             try:
                 if remaining <= 0:
-                    batch.append(self._queue.get_nowait())
+                    batch += self._queue.get_nowait()
                 else:
-                    batch.append(self._queue.get(timeout=remaining))
+                    batch += self._queue.get(timeout=remaining)
             except queue.Empty:
                 break
         return batch
@@ -801,7 +825,7 @@ class IngestWorker:
             rest: list[_Msg] = []
             while True:
                 try:
-                    rest.append(self._queue.get_nowait())
+                    rest += self._queue.get_nowait()
                 except queue.Empty:
                     break
             if rest and not self._paused:
