@@ -139,7 +139,11 @@ def clear_telemetry(conn: sa.Connection) -> None:
         "tlm_counters",
         "tlm_gaps",
     ):
-        conn.execute(sa.text(f"TRUNCATE {name}"))
+        if conn.dialect.name == "postgresql":
+            # DELETE left the dead rows behind (autovacuum may be off on a scratch server)
+            conn.execute(sa.text(f"TRUNCATE {name}"))
+        else:
+            conn.execute(sa.text(f"DELETE FROM {name}"))
 
 
 def measurements(dev: str, seq: int) -> dict[str, Any]:
