@@ -1047,7 +1047,8 @@ class SqlTelemetrySink:
             held = self.engine.connect()  # connection errors come wrapped, as before
             # transactions are explicit: the next BEGIN rides in the pipeline of
             # the previous COMMIT instead of costing a round trip of its own
-            held.connection.driver_connection.autocommit = True
+            driver: Any = held.connection.driver_connection
+            driver.autocommit = True
             self._held, self._open_since = held, None
         held = self._held
         pg = held.connection.driver_connection
