@@ -248,6 +248,9 @@ class _IngestClient(mqtt.Client):
     on_fast_publish: Callable[[int, str, bytes, bool, bool], None] | None = None
     """Receives each plain QoS 1 PUBLISH as ``(mid, topic, payload, dup, retain)``
     instead of ``on_message`` (see :meth:`_handle_publish`); ``None``: paho's path."""
+    on_read_end: Callable[[], None] | None = None
+    """Called after each :meth:`loop_read` burst (the messages of a burst can be
+    handed over at once)."""
 
     def ack_many(self, mids: list[int]) -> None:
         """Acknowledge QoS 1 messages in order: one buffer, one wake-up of the loop.
@@ -332,16 +335,20 @@ class _IngestClient(mqtt.Client):
 
         paho reads one packet per ``select``; buffered packets need no wait.
         """
-        rc = super().loop_read(max_packets)
-        burst = 0
-        while (
-            rc == MQTTErrorCode.MQTT_ERR_SUCCESS
-            and burst < self._READ_BURST
-            and isinstance(self._sock, _BufferedSocket)
-            and self._sock.pending() > 0
-        ):
-            rc = super().loop_read(1)
-            burst += 1
+        try:
+            rc = super().loop_read(max_packets)
+            burst = 0
+            while (
+                rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+                and burst < self._READ_BURST
+                and isinstance(self._sock, _BufferedSocket)
+                and self._sock.pending() > 0
+            ):
+                rc = super().loop_read(1)
+                burst += 1
+        finally:
+            if self.on_read_end is not None:
+                self.on_read_end()
         return rc
 
 
@@ -420,8 +427,8 @@ class Sink(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Msg:
+@dataclass(slots=True)
+class _Msg:  # not frozen: one per message on paho's thread (treat as immutable)
     mid: int
     qos: int
     topic: str
@@ -438,6 +445,10 @@ class _Validated:
     now_ms: int
 
 
+_CHUNKS_PER_BATCH = 4
+"""Validation chunks per transaction at most (see :attr:`IngestOptions.batch_size`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class IngestOptions:
     """Tuning of the ingest worker."""
@@ -450,14 +461,18 @@ class IngestOptions:
     """MQTT v5 shared-subscription group (``$share/{share}/…``) for scale-out; each
     worker then sees part of every site's stream, so sequence gaps are checked
     against the store before a backfill is requested."""
-    batch_size: int = 500
-    """Messages per transaction at most."""
+    batch_size: int = 4_000
+    """Messages per transaction at most. The validator thread works in chunks of a
+    quarter of this; the writer commits every chunk validated by the time it is free,
+    up to this many messages, in one transaction: small transactions at a low rate
+    (latency), large ones under a backlog (throughput)."""
     inflight_batches: int = 3
     """Batches in flight at once: one committing, the next ones validated meanwhile;
     each is acknowledged after its own commit. The MQTT 5 ReceiveMaximum is
     ``batch_size`` x this, so the broker keeps sending while a batch commits."""
-    batch_ms: int = 100
-    """Longest wait to fill a batch [ms]."""
+    batch_ms: int = 20
+    """Longest wait to fill a validation chunk [ms]: a bound on what batching adds
+    to publish-to-commit latency."""
     queue_size: int = 5_000
     """Bound of the receive queue; when full, the network thread waits."""
     protocol: str = "5"
@@ -521,7 +536,11 @@ class IngestWorker:
         self.sink = sink
         self.clock = clock
         self.stats = IngestStats()
-        self._queue: queue.Queue[_Msg] = queue.Queue(maxsize=self.options.queue_size)
+        # paho's thread hands over each read burst (up to 257 messages) as one list
+        self._queue: queue.Queue[list[_Msg]] = queue.Queue(
+            maxsize=max(2, self.options.queue_size // 64)
+        )
+        self._burst: list[_Msg] = []
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._paused = False
@@ -529,8 +548,9 @@ class IngestWorker:
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._validator: threading.Thread | None = None
+        self._chunk = max(1, self.options.batch_size // _CHUNKS_PER_BATCH)
         self._validated: queue.Queue[_Validated] = queue.Queue(
-            maxsize=max(1, self.options.inflight_batches - 1)
+            maxsize=_CHUNKS_PER_BATCH * max(1, self.options.inflight_batches - 1)
         )
         self._validator_done = threading.Event()
         self._sys_dropped: int | None = None
@@ -568,6 +588,7 @@ class IngestWorker:
         client.on_message = self._on_message
         if isinstance(client, _IngestClient):
             client.on_fast_publish = self._on_fast_publish
+            client.on_read_end = self._on_read_end
         return client
 
     def _connect_properties(self) -> Properties | None:
@@ -659,25 +680,38 @@ class IngestWorker:
         self, mid: int, topic: str, payload: bytes, dup: bool, retain: bool
     ) -> None:
         """:meth:`_on_message` of a plain QoS 1 PUBLISH (paho's fast path)."""
-        self._enqueue(_Msg(mid, 1, topic, payload, dup, retain, self._gen))
+        self._burst.append(_Msg(mid, 1, topic, payload, dup, retain, self._gen))
+
+    def _on_read_end(self) -> None:
+        """Hand the messages of one read burst to the validator at once."""
+        if self._burst:
+            burst, self._burst = self._burst, []
+            self._enqueue_many(burst)
 
     def _enqueue(self, msg: _Msg) -> None:
-        """Queue a received message for the validator; wait while the queue is full.
+        """Queue a received message for the validator (after the burst before it)."""
+        if isinstance(self.client, _IngestClient):
+            self._burst.append(msg)  # handed over at the end of paho's read
+        else:
+            self._enqueue_many([msg])
 
-        Dropped unacknowledged when paused or stopping: the broker redelivers it.
+    def _enqueue_many(self, msgs: list[_Msg]) -> None:
+        """Queue received messages for the validator; wait while the queue is full.
+
+        Dropped unacknowledged when paused or stopping: the broker redelivers them.
         """
         if not self._paused:
             try:
-                self._queue.put_nowait(msg)
+                self._queue.put_nowait(msgs)
                 return
             except queue.Full:
                 pass
         put = self._queue.put
         while not self._stop.is_set():
             if self._paused:
-                return  # not acked: the broker redelivers it after the reconnect
+                return  # not acked: the broker redelivers them after the reconnect
             try:
-                put(msg, timeout=0.5)
+                put(msgs, timeout=0.5)
                 return
             except queue.Full:
                 continue
@@ -726,6 +760,9 @@ class IngestWorker:
             self._writer.join(timeout_s)
         self.client.disconnect()
         self.client.loop_stop()
+        close = getattr(self.sink, "close", None)
+        if close is not None:
+            close()
 
     def wait_connected(self, timeout_s: float) -> bool:
         """Block until connected; return whether it happened within ``timeout_s``."""
@@ -746,18 +783,17 @@ class IngestWorker:
     # -- writer -----------------------------------------------------------------
     def _collect(self) -> list[_Msg]:
         try:
-            first = self._queue.get(timeout=0.2)
+            batch = self._queue.get(timeout=0.2)
         except queue.Empty:
             return []
-        batch = [first]
         deadline = time.monotonic() + self.options.batch_ms / 1000
-        while len(batch) < self.options.batch_size:
+        while len(batch) < self._chunk:
             remaining = deadline - time.monotonic()
             try:
                 if remaining <= 0:
-                    batch.append(self._queue.get_nowait())
+                    batch += self._queue.get_nowait()
                 else:
-                    batch.append(self._queue.get(timeout=remaining))
+                    batch += self._queue.get(timeout=remaining)
             except queue.Empty:
                 break
         return batch
@@ -789,7 +825,7 @@ class IngestWorker:
             rest: list[_Msg] = []
             while True:
                 try:
-                    rest.append(self._queue.get_nowait())
+                    rest += self._queue.get_nowait()
                 except queue.Empty:
                     break
             if rest and not self._paused:
@@ -816,15 +852,37 @@ class IngestWorker:
                 if self._stop.is_set() and self._validator_done.is_set():
                     return
                 continue
+            messages, outcomes, now = self._coalesce(item)
             self._process(
-                item.messages,
+                messages,
                 retry=not self._stop.is_set(),
-                outcomes=item.outcomes,
-                now=item.now_ms,
+                outcomes=outcomes,
+                now=now,
             )
             if time.monotonic() - last_stats > 10:
                 last_stats = time.monotonic()
                 logger.info("ingest stats: %s", self.stats)
+
+    def _coalesce(self, item: _Validated) -> tuple[list[_Msg], list[Outcome], int]:
+        """Join ``item`` and the chunks validated behind it into one transaction.
+
+        The writer takes what is ready when it is free: one chunk at a low rate, up
+        to ``batch_size`` messages under a backlog, so the per-transaction cost
+        (round trips, the latest-state and gap-track upserts) is paid once for all.
+        """
+        messages, outcomes, now = item.messages, item.outcomes, item.now_ms
+        limit = self.options.batch_size
+        while len(messages) + self._chunk <= limit:
+            try:
+                more = self._validated.get_nowait()
+            except queue.Empty:
+                break
+            if messages is item.messages:
+                messages, outcomes = list(messages), list(outcomes)
+            messages += more.messages
+            outcomes += more.outcomes
+            now = max(now, more.now_ms)
+        return messages, outcomes, now
 
     def _build(
         self,

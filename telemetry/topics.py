@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from telemetry.errors import TelemetryInputError
@@ -48,8 +49,12 @@ def check_id(value: str, field: str) -> str:
     return value
 
 
+@lru_cache(maxsize=65_536)
 def parse_topic(topic: str) -> Topic | None:
     """Parse a site topic; return ``None`` when it does not follow the grammar.
+
+    Cached: a fleet has a few topics per device, each seen once a second or more
+    (the split and three pattern matches were 7 % of the ingest's validation time).
 
     Parameters
     ----------

@@ -184,9 +184,13 @@ class Quarantined:
     dup: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
-    """What one MQTT message turned into."""
+    """What one MQTT message turned into.
+
+    Treat as immutable. Not ``frozen``: one is built per message on the hot path, and
+    a frozen dataclass sets each of its seven fields through ``object.__setattr__``.
+    """
 
     samples: tuple[Sample, ...] = ()
     quarantined: tuple[Quarantined, ...] = ()

@@ -82,8 +82,21 @@ def ingest(
             "subscription $share/SHARE/… (scale-out; needs --protocol 5).",
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, max=65535)] = 500,
-    batch_ms: Annotated[int, typer.Option(min=1, max=60_000)] = 100,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Messages per transaction at most (validated in chunks of a "
+            "quarter; the writer commits what is ready when it is free).",
+        ),
+    ] = 4000,
+    batch_ms: Annotated[
+        int,
+        typer.Option(
+            min=1, max=60_000, help="Longest wait to fill a validation chunk [ms]."
+        ),
+    ] = 20,
     inflight_batches: Annotated[
         int,
         typer.Option(
