@@ -54,15 +54,21 @@ def _one(engine: sa.Engine, sql: str) -> list[tuple[object, ...]]:
         return [tuple(r) for r in conn.execute(sa.text(sql))]
 
 
+def _fast_sink(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[sa.Engine, SqlTelemetrySink, GapTracker]:
+    """A migrated store of 3 sites and a sink that tries the fast path first."""
+    monkeypatch.setattr(ft._CopyMode, "staged_left", 0)
+    upgrade(url)
+    engine = make_engine(url)
+    save_fleet(engine, make_fleet(3))
+    return engine, SqlTelemetrySink(engine), GapTracker()
+
+
 def test_sink_commit_counts_duplicates_and_conflicts_when_keys_repeat(
     empty_db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ft._CopyMode, "staged_left", 0)  # the fast path first
-    upgrade(empty_db_url)
-    engine = make_engine(empty_db_url)
-    save_fleet(engine, make_fleet(3))
-    sink = SqlTelemetrySink(engine)
-    tracker = GapTracker()
+    engine, sink, tracker = _fast_sink(empty_db_url, monkeypatch)
     try:
         bad = Quarantined(
             topic="bess/v1/ercot/site-01/up/tlm/bank1",
@@ -116,12 +122,7 @@ def test_sink_commit_counts_duplicates_and_conflicts_when_keys_repeat(
 def test_sink_reopens_its_transaction_when_idle_longer_than_the_limit(
     empty_db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ft._CopyMode, "staged_left", 0)
-    upgrade(empty_db_url)
-    engine = make_engine(empty_db_url)
-    save_fleet(engine, make_fleet(3))
-    sink = SqlTelemetrySink(engine)
-    tracker = GapTracker()
+    engine, sink, tracker = _fast_sink(empty_db_url, monkeypatch)
     try:
         sink.commit(_batch(_samples(range(1, 3)), tracker))
         opened = sink._open_since
