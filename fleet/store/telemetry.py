@@ -524,43 +524,49 @@ def write_samples(
     return WriteResult(len(new), sum(duplicates.values()), len(conflicts))
 
 
-def _upsert_latest(conn: sa.Connection, new: list[Sample], received_at_ms: int) -> None:
+_LATEST_COLS = ("ts_ms", "seq", "sid", "q", "flags", "soc_pct", "p_dc_w", "p_ac_w", "m")
+"""Columns of ``tlm_latest`` an upsert refreshes (besides ``updated_at_ms``)."""
+
+
+def _newest(samples: Iterable[Sample]) -> list[Sample]:
+    """Return the newest sample of each device (site, dev)."""
     newest: dict[tuple[str, str], Sample] = {}
-    for s in new:
+    for s in samples:
         key = (s.site_id, s.dev_id)
         if key not in newest or s.ts_ms > newest[key].ts_ms:
             newest[key] = s
+    return list(newest.values())
+
+
+def _latest_row(s: Sample, now: int) -> dict[str, Any]:
+    return {
+        "site_id": s.site_id,
+        "dev_id": s.dev_id,
+        "ts_ms": s.ts_ms,
+        "seq": to_i64(s.seq),
+        "sid": to_i64(s.sid),
+        "q": s.q,
+        "flags": s.flags,
+        "soc_pct": s.m.get("soc_pct"),
+        "p_dc_w": s.m.get("p_dc_w"),
+        "p_ac_w": s.m.get("p_ac_w"),
+        "m": s.m,
+        "updated_at_ms": now,
+    }
+
+
+def _upsert_latest(conn: sa.Connection, new: list[Sample], received_at_ms: int) -> None:
     latest = tt.tlm_latest
     stmt = _insert(conn, latest)
-    cols = ("ts_ms", "seq", "sid", "q", "flags", "soc_pct", "p_dc_w", "p_ac_w", "m")
     stmt = stmt.on_conflict_do_update(
         index_elements=["site_id", "dev_id"],
         set_={
-            **{c: stmt.excluded[c] for c in cols},
+            **{c: stmt.excluded[c] for c in _LATEST_COLS},
             "updated_at_ms": stmt.excluded.updated_at_ms,
         },
         where=latest.c.ts_ms < stmt.excluded.ts_ms,
     )
-    conn.execute(
-        stmt,
-        [
-            {
-                "site_id": s.site_id,
-                "dev_id": s.dev_id,
-                "ts_ms": s.ts_ms,
-                "seq": to_i64(s.seq),
-                "sid": to_i64(s.sid),
-                "q": s.q,
-                "flags": s.flags,
-                "soc_pct": s.m.get("soc_pct"),
-                "p_dc_w": s.m.get("p_dc_w"),
-                "p_ac_w": s.m.get("p_ac_w"),
-                "m": s.m,
-                "updated_at_ms": received_at_ms,
-            }
-            for s in newest.values()
-        ],
-    )
+    conn.execute(stmt, [_latest_row(s, received_at_ms) for s in _newest(new)])
 
 
 def _track_row(t: Track, now: int) -> dict[str, Any]:
@@ -798,7 +804,6 @@ def load_tracks(conn: sa.Connection) -> list[Track]:
     return tracks
 
 
-_LATEST_COLS = ("ts_ms", "seq", "sid", "q", "flags", "soc_pct", "p_dc_w", "p_ac_w", "m")
 _UPSERT_LATEST = (
     "INSERT INTO tlm_latest (site_id, dev_id, ts_ms, seq, sid, q, flags, soc_pct, "
     "p_dc_w, p_ac_w, m, updated_at_ms) "
@@ -855,6 +860,11 @@ def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _arrays(rows: list[dict[str, Any]], columns: Iterable[str]) -> list[list[Any]]:
+    """Return the rows as one array per column, in ``columns`` order (for ``unnest``)."""
+    return [[row[c] for row in rows] for c in columns]
+
+
 def _fast_eligible(batch: Batch) -> bool:
     """Whether a batch is plain samples (+ quarantine, tracks): the common case.
 
@@ -886,53 +896,25 @@ def _commit_fast(pg: Any, batch: Batch) -> bool:
                 cur.execute("ROLLBACK")
                 _CopyMode.staged_left = _STAGED_AFTER_DUPLICATE
                 return False
-        newest: dict[tuple[str, str], Sample] = {}
-        for sample in samples:
-            key = (sample.site_id, sample.dev_id)
-            best = newest.get(key)
-            if best is None or sample.ts_ms > best.ts_ms:
-                newest[key] = sample
-        latest = list(newest.values())
+        latest = [_latest_row(s, now) for s in _newest(samples)]
+        for row in latest:
+            row["m"] = _json_bytes(row["m"]).decode()
+            for c in ("soc_pct", "p_dc_w", "p_ac_w"):
+                row[c] = _float_or_none(row[c])
         stored = Counter(map(_site_of, samples))
-        tracks = list(batch.tracks.values())
+        tracks = [_track_row(t, now) for t in batch.tracks.values()]
+        keys = ("site_id", "dev_id")
         with pg.pipeline():
             if latest:
                 cur.execute(
-                    _UPSERT_LATEST,
-                    (
-                        now,
-                        [s.site_id for s in latest],
-                        [s.dev_id for s in latest],
-                        [s.ts_ms for s in latest],
-                        [to_i64(s.seq) for s in latest],
-                        [to_i64(s.sid) for s in latest],
-                        [s.q for s in latest],
-                        [s.flags for s in latest],
-                        [_float_or_none(s.m.get("soc_pct")) for s in latest],
-                        [_float_or_none(s.m.get("p_dc_w")) for s in latest],
-                        [_float_or_none(s.m.get("p_ac_w")) for s in latest],
-                        [_json_bytes(s.m).decode() for s in latest],
-                    ),
+                    _UPSERT_LATEST, (now, *_arrays(latest, (*keys, *_LATEST_COLS)))
                 )
                 cur.execute(
                     _UPSERT_COUNTERS, (now, list(stored), list(stored.values()))
                 )
             if tracks:
                 cur.execute(
-                    _UPSERT_TRACKS,
-                    (
-                        now,
-                        [t.site_id for t in tracks],
-                        [t.dev_id for t in tracks],
-                        [t.epoch for t in tracks],
-                        [to_i64(t.contiguous_seq) for t in tracks],
-                        [t.contiguous_ts_ms for t in tracks],
-                        [to_i64(t.max_seq_seen) for t in tracks],
-                        [t.max_ts_ms for t in tracks],
-                        [t.first_gap_seen_at_ms for t in tracks],
-                        [t.backfill_requested_at_ms for t in tracks],
-                        [t.backfill_attempts for t in tracks],
-                    ),
+                    _UPSERT_TRACKS, (now, *_arrays(tracks, (*keys, *_TRACK_COLS)))
                 )
             if batch.quarantined:
                 cur.executemany(
