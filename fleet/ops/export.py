@@ -182,6 +182,7 @@ def _ercot_tables(
     up = [p for p in rules.products if p.offer_group == "up" and p.modeled]
     down = [p for p in rules.products if p.offer_group == "down" and p.modeled]
     deploy = {p.name: rules.deploy_of(p.name) for p in up}
+    column_of = {p.name: str(p.offer_column or p.code) for p in up}
     up_columns = rules.up_offer_columns
     down_columns = tuple(str(p.offer_column or p.code) for p in down)
     for p in up:
@@ -207,7 +208,6 @@ def _ercot_tables(
         for hour in hours:
             blocks: list[tuple[float, dict[str, float]]] = []
             if group is up:
-                column_of = {p.name: str(p.offer_column or p.code) for p in up}
                 blocks = [
                     (mw, {column_of[name]: v for name, v in prices.items()})
                     for mw, prices in linked_up_blocks(

@@ -120,8 +120,9 @@ def clear_at_prices(
     version
         The bid set's version (the award set answers it).
     enrolled
-        Per site: the products it is enrolled in; a linked upward block is offered to
-        those of no longer sustain duration (None: only the products bid that hour).
+        Per site: the products it is enrolled in; a linked upward block is also
+        offered to those that need no longer a sustain and deploy no more
+        (:func:`dispatch.bids.link_blocks`; None: only the products bid that hour).
 
     Notes
     -----
