@@ -579,7 +579,8 @@ def clear_linked_offers(
     for site, idx in zip(scn.sites, lp.sites, strict=True):
         held = plan.reserves_mw.get(site.id, {})
         mine = [r for r in ups if r.name in idx.reserves]
-        for i in range(n):
+        names = tuple(r.name for r in mine)
+        for i in range(n) if names else ():
             # The linked blocks the export writes for this hour: every award mix they
             # can carry (Hall's condition on each set of products) is allowed, no
             # other, so no mix needs more stored energy than the plan set aside.
@@ -588,9 +589,8 @@ def clear_linked_offers(
                 for r in mine
                 if r.name in held and held[r.name][i] > 0
             }
-            blocks = link_blocks(offered, mine, {r.name for r in mine}, deploy)
-            names = tuple(r.name for r in mine)
-            for group, limit in linked_limits(blocks, names) if names else ():
+            blocks = link_blocks(offered, mine, names, deploy)
+            for group, limit in linked_limits(blocks, names):
                 rows.append(
                     ([int(idx.reserves[p][i]) for p in group], [1.0] * len(group))
                 )
