@@ -129,7 +129,8 @@ def backtest(
         typer.Option(
             "--forecaster",
             help="naive_average, seasonal_naive, persistence, median_7d, model (P50) "
-            "or model_mean (expected value of the quantiles).",
+            "model_mean (expected value of the quantiles) or perfect (the day's "
+            "actual DA prices: hindsight, the ceiling of any forecast's value).",
         ),
     ] = "naive_average",
     refit_days: Annotated[

@@ -82,11 +82,16 @@ from forecasting.data import clean_series, read_price_csv
 
 logger = logging.getLogger(__name__)
 
-FORECASTERS: tuple[str, ...] = ("model", "model_mean", *BASELINE_NAMES)
+PERFECT = "perfect"
+"""The reference forecaster that knows the day's actual DA prices (hindsight)."""
+FORECASTERS: tuple[str, ...] = ("model", "model_mean", *BASELINE_NAMES, PERFECT)
 """Forecasters the backtest can issue day-ahead prices with: ``model`` plans at the
 quantile model's P50, ``model_mean`` at its expected value from the three quantiles
 (Swanson's rule, 0.3·P10 + 0.4·P50 + 0.3·P90: a price taker's expected revenue is linear
-in the price, so the mean, not the median, is the price to plan at)."""
+in the price, so the mean, not the median, is the price to plan at). ``perfect`` plans
+at the actual DA prices of the day (energy and AS): not a strategy but the ceiling of
+what any day-ahead price forecast can earn through this engine, so its
+``value_of_forecast_usd`` is the value of perfect information."""
 SWANSON_WEIGHTS: tuple[float, float, float] = (0.3, 0.4, 0.3)
 """Weights of P10, P50, P90 in the expected value of ``model_mean``."""
 NAIVE = "naive_average"
@@ -437,7 +442,12 @@ def _forecast(
     refit_days: int,
     clock: Callable[[], float] | None,
 ) -> pd.Series:
-    """P50 forecast of ``y`` for every hour of ``days``, issued on D-1."""
+    """P50 forecast of ``y`` for every hour of ``days``, issued on D-1.
+
+    ``perfect`` returns ``y`` itself: the day's actual prices, known only in hindsight.
+    """
+    if method == PERFECT:
+        return y
     if method in ("model", "model_mean"):
         from forecasting.backtest import rolling_backtest
         from forecasting.price import PriceForecaster

@@ -641,3 +641,26 @@ def test_backtest_refuses_an_unknown_as_offer_mode():
     prices = price_frame(dt.date(2024, 2, 20), END)
     with pytest.raises(FleetInputError, match="--as-offers"):
         run_backtest(fleet(1), prices, START, END, BacktestOptions(as_offers="both"))
+
+
+def test_perfect_forecast_plans_the_da_only_optimum_and_bounds_the_forecasts_value():
+    prices = price_frame(dt.date(2024, 2, 20), END)
+    perfect = run_backtest(
+        fleet(1), prices, START, END, BacktestOptions(forecaster="perfect")
+    )
+    naive = run_backtest(fleet(1), prices, START, END, BacktestOptions())
+    totals = perfect.to_json()
+    assert totals["forecaster"] == "perfect"
+    assert len(perfect.ok_days) == len(naive.ok_days) == 3
+    for p, n in zip(perfect.ok_days, naive.ok_days, strict=True):
+        # Planned at the actual DA prices, the DA plan settles at the DA-only optimum.
+        assert p.day_ahead_usd == pytest.approx(
+            p.da_only_perfect_foresight_usd, rel=1e-4
+        )
+        assert p.day_ahead_usd >= n.day_ahead_usd * (1 - 1e-6) - 1e-6
+        assert p.net_usd <= p.hindsight_usd * (1 + 1e-6) + 1e-6
+        # The naive baseline is the same engine with naive_average.
+        assert p.baselines_usd["naive_forecast"] == pytest.approx(n.net_usd, rel=1e-6)
+    assert totals["value_of_forecast_usd"] == pytest.approx(
+        totals["net_usd"] - naive.to_json()["net_usd"], abs=0.02
+    )
