@@ -27,6 +27,9 @@ from dispatch.status import SolveStatus
 
 TIE_BREAK_USD_PER_MWH = 1e-4
 """Cost on charge and discharge throughput that only breaks ties [$/MWh]."""
+HOLD_PRIORITY_USD_PER_MW_H = 1e4
+"""Price that makes a plan's physical copy hold as much of ``held_mw`` as its path
+allows before anything else (not part of the value) [$/MW-h]."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,11 @@ class TwoSettlementPlan:
     """Per site, per reserve product: award per interval [MW] (missing: none)."""
     rt_net_mw: Mapping[str, Sequence[float]]
     """Per site: metered net power per interval without regulation deployment [MW]."""
+    held_mw: Mapping[str, Mapping[str, Sequence[float]]] | None = None
+    """Per site, per reserve product: what the RT schedule actually held [MW], where
+    it gave part of an award up (None: every award held). Awards are paid in full at
+    DA; only the held part is deployed and must be covered in RT (the shortfall is
+    charged back by the caller's settlement rule)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,9 @@ class TwoSettlementValue:
     bound_usd: float = math.nan
     """Proven upper bound on the optimum (the solver's dual bound) [$]; for a
     fixed plan, its value."""
+    held_mw: Mapping[str, Mapping[str, list[float]]] = field(default_factory=dict)
+    """Per site, per reserve product: what the physical schedule held and deployed
+    [MW] (= ``reserves_mw`` unless a plan gave awards up)."""
 
 
 def _shift(index: SiteIndex, cols: int, rows: int) -> SiteIndex:
@@ -170,13 +181,16 @@ def _status(raw: RawSolution) -> str:
 
 
 def _plan_commitments(
-    plan: TwoSettlementPlan, net: Mapping[str, Sequence[float]]
+    plan: TwoSettlementPlan,
+    net: Mapping[str, Sequence[float]],
+    reserves: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
 ) -> dict[str, Commitments]:
+    reserves = plan.reserves_mw if reserves is None else reserves
     return {
         sid: Commitments(
             reserves_mw={
                 p: [float(v) for v in series]
-                for p, series in plan.reserves_mw.get(sid, {}).items()
+                for p, series in reserves.get(sid, {}).items()
             },
             net_mw=[float(v) for v in net[sid]],
         )
@@ -209,6 +223,7 @@ def _sum(parts: Sequence[TwoSettlementValue]) -> TwoSettlementValue:
         da_net_mw={k: v for p in parts for k, v in p.da_net_mw.items()},
         reserves_mw={k: v for p in parts for k, v in p.reserves_mw.items()},
         bound_usd=math.fsum(p.bound_usd for p in parts),
+        held_mw={k: v for p in parts for k, v in p.held_mw.items()},
     )
 
 
@@ -253,6 +268,13 @@ def two_settlement(
 
     The DA copy carries no degradation (it is a financial position); where λ_RT is
     unknown it counts as 0, so such intervals are excluded from the RT figure.
+
+    A ``plan`` with ``held_mw`` gave part of its awards up in RT: the DA copy sells r,
+    the physical copy holds and deploys at most ``held_mw`` — all of it where its
+    path allows, else as much as it allows (``TwoSettlementValue.held_mw``). π·r is
+    paid in full here; the caller charges back what was not held (at ≥ π, so the
+    strategy's net value is that of the feasible point (x, held, p) and stays below
+    the bound).
     """
     options = options or SolveOptions(mip_rel_gap=1e-7)
     groups = components(scn)
@@ -281,7 +303,16 @@ def two_settlement(
     da_com = rt_com = None
     if plan is not None:
         da_com = _plan_commitments(plan, plan.da_net_mw)
-        rt_com = _plan_commitments(plan, plan.rt_net_mw)
+        rt_com = _plan_commitments(plan, plan.rt_net_mw, plan.held_mw)
+        if plan.held_mw is not None:
+            # The metered path holds what it can of held_mw (a rule outside the
+            # model judged it); the rest is not held, not deployed.
+            rt_com = {
+                sid: com.model_copy(
+                    update={"shortfall_usd_per_mw_h": HOLD_PRIORITY_USD_PER_MW_H}
+                )
+                for sid, com in rt_com.items()
+            }
     scn_da = _with_prices(
         scn, spread, keep_as=True, zero_degradation=True, commitments=da_com
     )
@@ -304,9 +335,12 @@ def two_settlement(
             lp.cost[idx.d] += TIE_BREAK_USD_PER_MWH * dt
     links: list[tuple[list[int], list[float]]] = []
     n_sites = len(scn.sites)
+    # With a plan both copies' reserves are fixed; a plan that gave awards up holds
+    # less in RT than it sold at DA, so its copies are not linked.
+    link_reserves = plan is None or plan.held_mw is None
     for k, site in enumerate(scn.sites):
         d_idx, r_idx = lp.sites[k], lp.sites[n_sites + k]
-        for name in scn.reserve_names:
+        for name in scn.reserve_names if link_reserves else ():
             da_cols, rt_cols = d_idx.reserves[name], r_idx.reserves[name]
             links += [
                 ([int(da_cols[i]), int(rt_cols[i])], [1.0, -1.0]) for i in range(n)
@@ -331,19 +365,32 @@ def two_settlement(
         )
     x = raw.x
     objective = -float(true_cost @ x) - lp.offset
+    if plan is not None and plan.held_mw is not None:
+        # The hold priority is not money: add back what it charged.
+        for k, site in enumerate(scn.sites):
+            r_idx = lp.sites[n_sites + k]
+            for name, series in plan.held_mw.get(site.id, {}).items():
+                if name not in r_idx.reserves:
+                    continue
+                gap = np.asarray(series, dtype=float) - x[r_idx.reserves[name]]
+                objective += (
+                    dt * HOLD_PRIORITY_USD_PER_MW_H * float(np.maximum(gap, 0.0).sum())
+                )
     da_usd = as_usd = rt_usd = 0.0
     rt_net: dict[str, list[float]] = {}
     da_net: dict[str, list[float]] = {}
     reserves: dict[str, dict[str, list[float]]] = {}
+    held_out: dict[str, dict[str, list[float]]] = {}
     by_product = dict.fromkeys(scn.reserve_names, 0.0)
     for k, site in enumerate(scn.sites):
         d_idx, r_idx = lp.sites[k], lp.sites[n_sites + k]
         pos = x[d_idx.d] - x[d_idx.c]
         phys = x[r_idx.d] - x[r_idx.c]
+        sold = {res.name: x[d_idx.reserves[res.name]] for res in scn.reserves}
         held = {res.name: x[r_idx.reserves[res.name]] for res in scn.reserves}
         node = site.node
         da_usd += dt * float(np.dot(da[node], pos))
-        for p, v in held.items():
+        for p, v in sold.items():
             paid = dt * float(np.dot(price_series(scn, node, p), v))
             by_product[p] += paid
             as_usd += paid
@@ -352,7 +399,8 @@ def two_settlement(
             metered += (res.deploy if res.up else -res.deploy) * held[res.name]
         rt_usd += dt * float(np.dot(rt0[node], metered - pos))
         rt_net[site.id] = [float(v) for v in phys]
-        reserves[site.id] = {p: [float(v) for v in v_] for p, v_ in held.items()}
+        reserves[site.id] = {p: [float(v) for v in v_] for p, v_ in sold.items()}
+        held_out[site.id] = {p: [float(v) for v in v_] for p, v_ in held.items()}
         da_net[site.id] = [float(v) for v in pos]
     degradation = da_usd + as_usd + rt_usd - objective
     return TwoSettlementValue(
@@ -367,6 +415,7 @@ def two_settlement(
         da_net_mw=da_net,
         reserves_mw=reserves,
         as_by_product_usd=by_product,
+        held_mw=held_out,
         bound_usd=(
             max(objective, raw.bound_usd)
             if plan is None and math.isfinite(raw.bound_usd)

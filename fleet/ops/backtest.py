@@ -881,7 +881,12 @@ def realtime_redispatch(
     site_ids: Sequence[str],
     *,
     decay: float = RT_SPREAD_DECAY,
-) -> tuple[dict[str, list[float]], dict[str, list[float]], int]:
+) -> tuple[
+    dict[str, list[float]],
+    dict[str, list[float]],
+    int,
+    dict[str, dict[str, list[float]]] | None,
+]:
     """Re-dispatch the day hourly with the intraday engine at the RT forecast.
 
     The simulated plant follows each setpoint for the hour. AS awards are held as
@@ -893,9 +898,12 @@ def realtime_redispatch(
     -------
     tuple
         Metered net power per site and hour [MW], the plant's SoC at each hour's
-        start per site (0-1) and the number of steps that needed a fallback. Whether
-        the awards were held is judged from these as the settlement judges the meters
-        (:func:`reserve_shortfall`).
+        start per site (0-1), the number of steps that needed a fallback, and the
+        reserves the plant held per site, product and hour where the engine gave part
+        of an award up (an RT price worth more than the award; None when every award
+        was held). Held is judged from the metered power and SoC as the settlement
+        judges the meters (:func:`held_reserves`, :func:`reserve_shortfall`); only
+        held regulation is deployed.
     """
     per = 4
     grid = inputs.hours * per
@@ -937,6 +945,13 @@ def realtime_redispatch(
                 premium=inputs.rt_premium.get(node),
             )
             out[node] = {"energy": fc[:n]}
+            # The day's AS clearing prices (known since D-1) set the engine's price
+            # of giving an award up, as the operator's price source does.
+            for product in rules.reserve_services:
+                cleared = inputs.actual[node].get(product)
+                if cleared is not None:
+                    rest = [float(v) for v in np.nan_to_num(cleared[hour[0] :])]
+                    out[node][product] = rest[:n]
         return out
 
     dispatcher = IntradayDispatcher(
@@ -959,6 +974,12 @@ def realtime_redispatch(
     )
     metered = {sid: [0.0] * inputs.hours for sid in sites}
     soc_start = {sid: [0.0] * inputs.hours for sid in sites}
+    held = {
+        sid: {p: [float(v) for v in series] for p, series in awarded.items()}
+        for sid, awarded in plan.reserves_mw.items()
+        if sid in sites
+    }
+    gave_up = False
     fallbacks = 0
     for h in range(inputs.hours):
         now = dispatcher.interval_start(h * per)
@@ -970,25 +991,59 @@ def realtime_redispatch(
         for sid, site in sites.items():
             p = report.setpoints_mw.get(sid, float(plan.da_net_mw[sid][h]))
             soc_start[sid][h] = soc[sid]
-            soc[sid] = _plant_soc(site, rules, plan, sid, h, p, soc[sid])
+            awarded = {k: float(v[h]) for k, v in held.get(sid, {}).items()}
+            kept = held_reserves(site, rules, awarded, p, soc[sid])
+            for product, mw in kept.items():
+                if mw < awarded[product] - 1e-6:
+                    held[sid][product][h] = mw
+                    gave_up = True
+            soc[sid] = _plant_soc(site, rules, kept, p, soc[sid])
             metered[sid][h] = p
-    return metered, soc_start, fallbacks
+    return metered, soc_start, fallbacks, (held if gave_up else None)
+
+
+def held_reserves(
+    site: Site, rules: MarketRules, awarded: Mapping[str, float], p: float, soc: float
+) -> dict[str, float]:
+    """Return the part of an hour's awards a site holds at net power ``p`` and ``soc``.
+
+    Per direction the site holds ``min(headroom, energy / D)`` at the awards' MW-weighted
+    sustain duration D (:func:`fleet.ops.settlement.reserve_capability`, the rule the
+    settlement judges shortfall by); when the awards exceed it, each product keeps its
+    pro-rata share [MW].
+    """
+    cap = reserve_capability(site.battery, np.array([p]), np.array([soc]))
+    out = dict(awarded)
+    for direction in ("up", "down"):
+        products = {
+            str(r.service): r.sustain_h
+            for r in rules.reserve_products
+            if r.direction == direction and str(r.service) in awarded
+        }
+        total = math.fsum(awarded[k] for k in products)
+        if total <= 0:
+            continue
+        sustain = math.fsum(awarded[k] * d for k, d in products.items()) / total
+        limit = float(cap[direction][0])
+        if sustain > 0:
+            limit = min(limit, float(cap[f"{direction}_mwh"][0]) / sustain)
+        if total > limit + 1e-6:
+            for k in products:
+                out[k] = awarded[k] * max(0.0, limit) / total
+    return out
 
 
 def _plant_soc(
     site: Site,
     rules: MarketRules,
-    plan: TwoSettlementPlan,
-    sid: str,
-    h: int,
+    held: Mapping[str, float],
     p: float,
     soc: float,
 ) -> float:
-    """SoC after an hour at net power ``p`` with the plan's regulation deployed."""
+    """SoC after an hour at net power ``p`` with the held regulation deployed."""
     b = site.battery
-    held = plan.reserves_mw.get(sid, {})
-    ru = held["reg_up"][h] if "reg_up" in held else 0.0
-    rd = held["reg_down"][h] if "reg_down" in held else 0.0
+    ru = held.get("reg_up", 0.0)
+    rd = held.get("reg_down", 0.0)
     c, d = max(-p, 0.0), max(p, 0.0)
     de = (
         b.eta_charge * (c + rules.deploy_down * rd)
@@ -1073,7 +1128,9 @@ def da_plan_soc(
         for h in range(hours):
             trace.append(soc)
             p = float(plan.da_net_mw[site.id][h])
-            soc = _plant_soc(site, rules, plan, site.id, h, p, soc)
+            awarded = plan.reserves_mw.get(site.id, {})
+            held = {k: float(v[h]) for k, v in awarded.items()}
+            soc = _plant_soc(site, rules, held, p, soc)
         out[site.id] = trace
     return out
 
@@ -1150,10 +1207,10 @@ def _strategy(
     fallbacks = 0
     metered_plan = da_plan
     if options.realtime:
-        metered, soc_start, fallbacks = realtime_redispatch(
+        metered, soc_start, fallbacks, held = realtime_redispatch(
             fleet, rules, inputs, da_plan, ids, decay=options.rt_spread_decay
         )
-        metered_plan = dataclasses.replace(da_plan, rt_net_mw=metered)
+        metered_plan = dataclasses.replace(da_plan, rt_net_mw=metered, held_mw=held)
     else:
         metered = {sid: list(v) for sid, v in da_plan.da_net_mw.items()}
         soc_start = da_plan_soc(fleet, rules, da_plan, inputs.hours)
@@ -1183,7 +1240,49 @@ def _strategy(
         shortfall = reserve_shortfall(fleet, rules, inputs, da_plan, metered, soc_start)
     if value.status not in ("optimal", "feasible"):
         return f"settlement {value.status}: {value.reason}"
+    if metered_plan.held_mw is not None and value.held_mw:
+        shortfall = _with_unheld(rules, inputs, scn_act, metered_plan, value, shortfall)
     return da_plan, value, shortfall, fallbacks
+
+
+def _with_unheld(
+    rules: MarketRules,
+    inputs: DayInputs,
+    scn: Scenario,
+    plan: TwoSettlementPlan,
+    value: TwoSettlementValue,
+    shortfall: Shortfall,
+) -> Shortfall:
+    """Add what the settled path held less than ``plan.held_mw`` to the shortfall.
+
+    The capability rule (:func:`held_reserves`) and the model's energy cover differ in
+    detail; where the model's path held less, the rest was neither deployed nor held
+    and is charged back like any shortfall.
+    """
+    factor = rules.shortfall_charge_factor
+    mwh = dict(shortfall.shortfall_mwh)
+    charge = shortfall.charge_usd
+    nodes = {s.id: s.node for s in scn.sites}
+    for sid, products in (plan.held_mw or {}).items():
+        for product, series in products.items():
+            got = value.held_mw.get(sid, {}).get(product)
+            if got is None:
+                continue
+            gap = np.maximum(
+                np.asarray(series, dtype=float) - np.asarray(got, dtype=float), 0.0
+            )
+            gap[gap < 1e-6] = 0.0
+            if not gap.any():
+                continue
+            price = np.nan_to_num(
+                np.asarray(
+                    inputs.actual[nodes[sid]].get(product, [0.0] * len(gap)),
+                    dtype=float,
+                )
+            )
+            mwh[product] = round(mwh.get(product, 0.0) + float(gap.sum()), 6)
+            charge += factor * float(np.dot(gap, price))
+    return dataclasses.replace(shortfall, shortfall_mwh=mwh, charge_usd=charge)
 
 
 def run_day(fleet: Fleet, options: BacktestOptions, inputs: DayInputs) -> DayRow:

@@ -177,3 +177,50 @@ def test_stochastic_plan_keeps_headroom_for_a_real_time_spike():
     assert head(taker) == pytest.approx(0.0, abs=1e-6)  # all headroom sold
     assert head(plan) > 1.0  # one path in ten at +3000 $/MWh is worth keeping room for
     _independent_reserve_check(scn, plan)
+
+
+def test_plan_that_gave_awards_up_is_paid_for_them_and_deploys_only_what_it_held():
+    scn = scenario()
+    site = scn.sites[0]
+    sid, n, dt_h = site.id, scn.intervals, scn.delta_h
+    plan = _plan(solve(scn))
+    awards = plan.reserves_mw[sid]
+    loss = site.eta_charge * site.eta_discharge
+    # An hour with both regulation awards; the plant gives up part of each so that
+    # the deployed energy, and so the SoC path, is unchanged (a_dn·η_c·δ_dn =
+    # a_up·δ_up/η_d with a_up = a_dn).
+    h = next(
+        i for i in range(n) if awards["reg_up"][i] > 2 and awards["reg_down"][i] > 2
+    )
+    d_up = 0.5 * min(awards["reg_up"][h], awards["reg_down"][h] * loss)
+    d_dn = d_up / loss
+    held = {sid: {k: [float(v) for v in series] for k, series in awards.items()}}
+    held[sid]["reg_up"][h] -= d_up
+    held[sid]["reg_down"][h] -= d_dn
+    rt = _rt(scn, 5)
+    gave_up = TwoSettlementPlan(
+        plan.da_net_mw, plan.reserves_mw, plan.rt_net_mw, held_mw=held
+    )
+    value = two_settlement(scn, {NODE: rt}, plan=gave_up)
+    full = two_settlement(scn, {NODE: rt}, plan=plan)
+    assert value.status == full.status == "optimal"
+    # Awards are paid in full at DA and reported as awarded ...
+    assert value.as_usd == pytest.approx(full.as_usd, rel=1e-9)
+    for k, series in awards.items():
+        assert value.reserves_mw[sid][k] == pytest.approx(list(series), abs=1e-6)
+    # ... only held regulation is deployed (recomputed outside the model) ...
+    a_up, a_dn = scn.regulation.deploy_up, scn.regulation.deploy_down
+    x = np.asarray(plan.da_net_mw[sid], dtype=float)
+    metered = np.asarray(plan.rt_net_mw[sid], dtype=float)
+    metered += a_up * np.asarray(held[sid]["reg_up"]) - a_dn * np.asarray(
+        held[sid]["reg_down"]
+    )
+    assert value.rt_deviation_usd == pytest.approx(
+        dt_h * float(np.dot(rt, metered - x)), rel=1e-6
+    )
+    assert value.rt_deviation_usd != pytest.approx(full.rt_deviation_usd, rel=1e-9)
+    # ... and, charged back at the clearing price, the strategy stays below the bound.
+    prices = scn.markets[NODE].model_dump()
+    charge = dt_h * (prices["reg_up"][h] * d_up + prices["reg_down"][h] * d_dn)
+    best = two_settlement(scn, {NODE: rt})
+    assert value.objective_usd - charge <= best.objective_usd * (1 + 1e-7)

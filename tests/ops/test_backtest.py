@@ -664,3 +664,29 @@ def test_perfect_forecast_plans_the_da_only_optimum_and_bounds_the_forecasts_val
     assert totals["value_of_forecast_usd"] == pytest.approx(
         totals["net_usd"] - naive.to_json()["net_usd"], abs=0.02
     )
+
+
+def test_redispatch_that_gives_an_award_up_for_an_rt_spike_is_settled_as_metered():
+    prices = price_frame(dt.date(2024, 2, 20), END)
+    ts = pd.to_datetime(prices["timestamp_utc"], utc=True)
+    local = ts.dt.tz_convert("America/Chicago")
+    spike = (
+        (prices["product"] == "rt_energy")
+        & (local.dt.date == END)
+        & local.dt.hour.isin([16, 17, 18])
+    )
+    assert spike.sum() == 3
+    prices.loc[spike, "price"] = 3_000.0
+    realtime = run_backtest(fleet(1), prices, END, END, BacktestOptions())
+    metered_da = run_backtest(
+        fleet(1), prices, END, END, BacktestOptions(realtime=False)
+    )
+    (day,), (da_day,) = realtime.ok_days, metered_da.ok_days
+    # The engine sold into the spike and gave part of its upward awards up: the day
+    # is settled on the metered path (no fallback to the DA plan), the awards not
+    # held are charged back, and the result stays below the bound.
+    assert day.rt_fallbacks == 0
+    assert day.as_shortfall_mwh > 0
+    assert day.as_shortfall_usd > 0
+    assert day.net_usd > da_day.net_usd
+    assert day.net_usd <= day.hindsight_usd * (1 + 1e-6) + 1e-6
