@@ -897,12 +897,17 @@ class IngestWorker:
         sessions = dict(self.sessions)
         self.tracker.begin()
         for msg, out in zip(messages, outcomes, strict=True):
-            batch.samples.extend(out.samples)
+            samples = out.samples
+            batch.samples.extend(samples)
             batch.quarantined.extend(out.quarantined)
-            for sample in out.samples:
-                self.tracker.observe_sample(
-                    sample.site_id, sample.dev_id, sample.seq, sample.ts_ms, now
-                )
+            if out.run:
+                first = samples[0]
+                self.tracker.observe_run(first.site_id, first.dev_id, samples, now)
+            else:
+                for sample in samples:
+                    self.tracker.observe_sample(
+                        sample.site_id, sample.dev_id, sample.seq, sample.ts_ms, now
+                    )
             if out.birth is not None and out.group is not None:
                 self._on_birth(out.birth, out.group, sessions, batch, now)
             if out.state is not None and out.group is not None:
