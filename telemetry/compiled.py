@@ -230,8 +230,8 @@ def _new_packer(columns: tuple[Any, ...]) -> _Packer:
     args = ", ".join(f"8, c[{i}]" if f else "-1" for i, f in enumerate(floats))
     null_items = "".join(f"c[{i}], " for i, f in enumerate(floats) if not f)
     scope = {"pack": struct.Struct(fmt).pack}
-    pack = eval(f"lambda c: pack({args})", scope)  # noqa: S307 - generated above
-    nulls_of = eval(f"lambda c: ({null_items})")  # noqa: S307 - generated above
+    pack = eval(f"lambda c: pack({args})", scope)
+    nulls_of = eval(f"lambda c: ({null_items})")
     return nulls_of, nulls_of(columns), pack
 
 
@@ -419,7 +419,7 @@ def content_hash(seq: int, ts_ms: int, q: str, m: CMeasurements) -> str:
 
 
 def content_hash_v2(seq: int, ts_ms: int, q: str, m: CMeasurements) -> str:
-    """The previous content hash (canonical JSON), which rows stored before carry."""
+    """Return the previous content hash (canonical JSON) rows stored before carry."""
     body = _ENCODE((seq, ts_ms, q, m))
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 

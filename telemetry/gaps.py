@@ -25,10 +25,14 @@ class SeqTs(Protocol):
     """A stored sample as the tracker sees it."""
 
     @property
-    def seq(self) -> int: ...
+    def seq(self) -> int:
+        """Sequence number of the sample."""
+        ...
 
     @property
-    def ts_ms(self) -> int: ...
+    def ts_ms(self) -> int:
+        """Sample time [ms since epoch, UTC]."""
+        ...
 
 
 @dataclass(slots=True)

@@ -176,38 +176,6 @@ class Sample:
     ``None``: the store builds it."""
 
 
-_M_SLOT: Any = Sample.__dict__["m"]
-"""The storage of :attr:`Sample.m` (a slot), under :class:`CompiledSample`'s property."""
-
-
-class CompiledSample(Sample):
-    """A sample of the compiled path: its measurements dict is built on first use.
-
-    The writer's fast path streams the row validation built (:attr:`Sample.row`) and
-    reads ``m`` of only the newest sample per device (latest state), so most samples
-    never need the dict. ``m`` is built from the decoded struct when first read (the
-    clamped dict is given at construction when SoC/SoH was clamped).
-    """
-
-    __slots__ = ("cm",)
-
-    cm: CMeasurements
-    """The decoded measurements (set right after construction)."""
-
-    @property  # type: ignore[override]
-    def m(self) -> dict[str, Any]:
-        """Measurements (clamped SoC/SoH), units in the key names."""
-        got: dict[str, Any] | None = _M_SLOT.__get__(self, Sample)
-        if got is None:
-            got = _m_builtins(self.cm)
-            _M_SLOT.__set__(self, got)
-        return got
-
-    @m.setter
-    def m(self, value: dict[str, Any] | None) -> None:
-        _M_SLOT.__set__(self, value)
-
-
 @dataclass(frozen=True, slots=True)
 class Quarantined:
     """A rejected message (or hist sample) with its reason code."""
@@ -609,7 +577,7 @@ def _check_compiled(
     """:func:`_check_sample` on a compiled sample; ``None`` when a hard check fails.
 
     Returns the flags and, when SoC or SoH was clamped, the measurements as stored
-    (else ``None``: they are ``m`` as sent, see :class:`CompiledSample`).
+    (else ``None``: they are ``m`` as sent).
 
     The same rules in the same order; a failure is left to the slow path, which names
     it. A value is "sent and not null" when it is a ``float`` (``UNSET``/``None`` not).
@@ -749,8 +717,9 @@ def _fast_tlm(parsed: Topic, payload: bytes, ctx: Context) -> Outcome | None:
     )
     digest = content_hash(seq, ts, q, m)
     row = copy_record(site, dev, ts, seq, sid, hist, q, flags, digest, m, stored)
-    sample = CompiledSample(site, dev, ts, seq, sid, hist, q, flags, digest, stored, row)
-    sample.cm = m
+    if stored is None:
+        stored = _m_builtins(m)
+    sample = Sample(site, dev, ts, seq, sid, hist, q, flags, digest, stored, row)
     return Outcome(samples=(sample,))
 
 
@@ -796,11 +765,9 @@ def _fast_batch(parsed: Topic, payload: bytes, ctx: Context) -> Outcome | None:
         flags, stored = checked
         digest = content_hash(seq, ts, q, m)
         row = copy_record(site, dev, ts, seq, sid, hist, q, flags, digest, m, stored)
-        sample = CompiledSample(
-            site, dev, ts, seq, sid, hist, q, flags, digest, stored, row
-        )
-        sample.cm = m
-        append(sample)
+        if stored is None:
+            stored = _m_builtins(m)
+        append(Sample(site, dev, ts, seq, sid, hist, q, flags, digest, stored, row))
         if run and last >= 0 and seq != last + 1:
             run = False
         last = seq

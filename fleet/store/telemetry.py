@@ -28,17 +28,17 @@ from fleet.errors import StoreError
 from fleet.store.audit import record as audit_record
 from fleet.store.engine import make_engine
 from fleet.store.tables import metadata
-from telemetry.errors import TelemetryInputError
-from telemetry.gaps import Track
-from telemetry.ingest import Batch, Session, SinkState, now_ms
-from telemetry.payloads import AckPayload, BirthPayload, SetpointPayload
-from telemetry.registry import SiteRegistry, SiteSpec, site_spec_from
 from telemetry.compiled import (
     COPY_COLUMNS,
     COPY_SIGNATURE,
     COPY_TRAILER,
     copy_record_of,
 )
+from telemetry.errors import TelemetryInputError
+from telemetry.gaps import Track
+from telemetry.ingest import Batch, Session, SinkState, now_ms
+from telemetry.payloads import AckPayload, BirthPayload, SetpointPayload
+from telemetry.registry import SiteRegistry, SiteSpec, site_spec_from
 from telemetry.validation import (
     Context,
     Quarantined,
@@ -320,9 +320,7 @@ def _write_copy(cur: Any, sql: str, samples: list[Sample], received_at_ms: int) 
         return
     with cur.copy(sql) as copy:
         copy.write(
-            b"".join(
-                (COPY_SIGNATURE, received.join(rows), received, COPY_TRAILER)
-            )
+            b"".join((COPY_SIGNATURE, received.join(rows), received, COPY_TRAILER))
         )
 
 

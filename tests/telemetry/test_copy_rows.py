@@ -1,15 +1,15 @@
 """The compiled path's ready-made ``COPY`` rows store exactly what the general path does.
 
 The validator builds each well-formed sample's binary ``COPY`` row
-(``telemetry.compiled.copy_record``) and leaves its measurements dict to be built on
-first use; the store streams those rows. Rows are compared with the ones the store
-builds itself from the measurements dict (``copy_record_of``) and with a plain
-``INSERT`` (no ``COPY``), on SQLite and PostgreSQL.
+(``telemetry.compiled.copy_record``); the store streams those rows. Rows are compared
+with the ones the store builds itself from the measurements dict (``copy_record_of``)
+and with a plain ``INSERT`` (no ``COPY``), on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -26,7 +26,6 @@ from telemetry.compiled import COPY_COLUMNS, STORE_COLUMNS
 from telemetry.gaps import GapTracker, Track
 from telemetry.ingest import Batch
 from telemetry.validation import (
-    CompiledSample,
     Context,
     Sample,
     previous_payload_hash,
@@ -114,7 +113,7 @@ def _rows(engine: sa.Engine) -> list[tuple[Any, ...]]:
     out = []
     for r in rows:
         *head, extra = tuple(r)
-        out.append((*head, ft.json.loads(extra) if isinstance(extra, str) else extra))
+        out.append((*head, json.loads(extra) if isinstance(extra, str) else extra))
     return out
 
 
@@ -154,10 +153,10 @@ def test_compiled_rows_store_what_the_general_path_stores(
     engine.dispose()
     fast = _validated(True, monkeypatch)
     slow = _validated(False, monkeypatch)
-    assert all(isinstance(s, CompiledSample) and s.row for s in fast)
+    assert all(s.row for s in fast)
     assert not any(s.row for s in slow)
     assert len(fast) == len(slow) == 5 + 3 + 5 + 1
-    # same samples, field by field (the lazily built measurements too)
+    # same samples, field by field
     for a, b in zip(fast, slow, strict=True):
         assert (a.site_id, a.dev_id, a.ts_ms, a.seq, a.sid, a.hist, a.q) == (
             b.site_id,
@@ -211,9 +210,12 @@ def test_fast_sink_streams_the_rows_validation_built(
             assert conn.execute(
                 sa.text("SELECT sum(stored), sum(duplicates) FROM tlm_counters")
             ).one() == (14, 14)
-            assert conn.execute(
-                sa.text("SELECT count(*) FROM tlm_quarantine")
-            ).scalar_one() == 0
+            assert (
+                conn.execute(
+                    sa.text("SELECT count(*) FROM tlm_quarantine")
+                ).scalar_one()
+                == 0
+            )
     finally:
         sink.close()
         engine.dispose()
