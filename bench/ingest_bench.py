@@ -468,6 +468,14 @@ class Drain:
     """CPU seconds of the database's client backends (the workers' and the poll's)."""
     broker_cpu: float
     """CPU seconds of Mosquitto."""
+    before: int
+    """Samples already committed when timing started (a ``--share`` worker drains
+    while the next one starts): left out of the rates and of the CPU per sample."""
+
+    @property
+    def measured(self) -> int:
+        """Samples committed while timed."""
+        return max(self.stored - self.before, 1)
 
 
 def drain(
@@ -491,6 +499,7 @@ def drain(
     broker0 = cpu_s(broker.pid) if broker is not None else 0.0
     backends = cpu_of(backend_pids(engine))
     t0 = time.monotonic()
+    before = committed(engine)
     polls = 0
     while committed(engine) < n_samples and time.monotonic() - t0 < 900:
         time.sleep(0.05)
@@ -505,7 +514,7 @@ def drain(
     stored = count(engine)
     for p in procs:
         stop(p)
-    return Drain(took, cpu, stored, pg_cpu, broker_cpu)
+    return Drain(took, cpu, stored, pg_cpu, broker_cpu, before)
 
 
 def run(db: str, label: str, args: argparse.Namespace, tmp: Path) -> None:
@@ -582,17 +591,17 @@ def run(db: str, label: str, args: argparse.Namespace, tmp: Path) -> None:
 
         one = drain(db, port, engine, log, n_samples, 1, broker)
         took, ingest_cpu, stored = one.took, one.cpu, one.stored
-        one_rate = stored / took
+        one_rate = one.measured / took
         print(
             f"[{label}] 1 worker drained and committed {one_rate / k:,.0f} msg/s = "
             f"{one_rate:,.0f} samples/s (ratio to mosquitto_sub in messages "
             f"{one_rate / k / sub_rate:.2f}); lost {n_samples - stored}"
         )
         print(
-            f"[{label}] per CPU-second (load-independent): ingest {stored / max(ingest_cpu, 1e-9):,.0f} samples, "
+            f"[{label}] per CPU-second (load-independent): ingest {one.measured / max(ingest_cpu, 1e-9):,.0f} samples, "
             f"mosquitto_sub {n / max(sub_cpu, 1e-9):,.0f} msg; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
-        per = 1e6 / max(stored, 1)
+        per = 1e6 / one.measured
         total = one.cpu + one.pg_cpu + one.broker_cpu
         print(
             f"[{label}] CPU per sample: worker {one.cpu * per:.2f} µs, database "
@@ -606,11 +615,19 @@ def run(db: str, label: str, args: argparse.Namespace, tmp: Path) -> None:
             w = args.share_workers
             shared = drain(db, port, engine, log, n_samples, w, broker)
             took, stored = shared.took, shared.stored
-            rate = stored / took
+            rate = shared.measured / took
             print(
                 f"[{label}] {w} workers (--share) drained {rate:,.0f} samples/s = "
-                f"{rate / one_rate:.2f}x one worker; lost {n_samples - stored}; "
-                f"load average {os.getloadavg()[0]:.1f}"
+                f"{rate / one_rate:.2f}x one worker ({shared.before:,} samples "
+                f"committed while the workers started, not timed); lost "
+                f"{n_samples - stored}; load average {os.getloadavg()[0]:.1f}"
+            )
+            per = 1e6 / shared.measured
+            total = shared.cpu + shared.pg_cpu + shared.broker_cpu
+            print(
+                f"[{label}] {w} workers: CPU per sample: workers {shared.cpu * per:.2f} µs, "
+                f"database backends {shared.pg_cpu * per:.2f} µs, mosquitto "
+                f"{shared.broker_cpu * per:.2f} µs; {total / took:.2f} cores busy"
             )
         if args.live_seconds <= 0:
             return

@@ -129,6 +129,7 @@ def _store(
             if not copy_:
                 mp.setattr(ft, "_copy_capable", lambda _conn: False)
             mp.setattr(ft._CopyMode, "staged_left", 0)
+            mp.setattr(ft, "_COPY_ROWS_PER_WRITE", 3)  # rows span several writes
             with engine.begin() as conn:
                 got = write_samples(
                     conn, samples=samples, quarantined=[], received_at_ms=NOW
