@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -433,6 +435,49 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
+def backend_pids(engine: sa.Engine) -> list[int]:
+    """PostgreSQL backends connected to the bench's database, other than this one."""
+    if engine.dialect.name != "postgresql":
+        return []
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            )
+        )
+        return [int(r[0]) for r in rows]
+
+
+def cpu_of(pids: list[int]) -> dict[int, float]:
+    out = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            out[pid] = cpu_s(pid)
+    return out
+
+
+@dataclass
+class Drain:
+    took: float
+    """Wall seconds from the workers' start to the last commit."""
+    cpu: float
+    """CPU seconds of the workers."""
+    stored: int
+    pg_cpu: float
+    """CPU seconds of the database's client backends (the workers' and the poll's)."""
+    broker_cpu: float
+    """CPU seconds of Mosquitto."""
+    before: int
+    """Samples already committed when timing started (a ``--share`` worker drains
+    while the next one starts): left out of the rates and of the CPU per sample."""
+
+    @property
+    def measured(self) -> int:
+        """Samples committed while timed."""
+        return max(self.stored - self.before, 1)
+
+
 def drain(
     db: str,
     port: int,
@@ -440,8 +485,9 @@ def drain(
     log: Path,
     n_samples: int,
     workers: int,
-) -> tuple[float, float, int]:
-    """Start ``workers`` ingest workers on their backlog; return (s, CPU s, stored)."""
+    broker: subprocess.Popen[bytes] | None = None,
+) -> Drain:
+    """Start ``workers`` ingest workers on their backlog; measure until all is stored."""
     if workers == 1:
         procs = [start_ingest(db, port, log)]
     else:
@@ -450,15 +496,25 @@ def drain(
             for i in range(workers)
         ]
     cpu0 = sum(cpu_s(p.pid) for p in procs)
+    broker0 = cpu_s(broker.pid) if broker is not None else 0.0
+    backends = cpu_of(backend_pids(engine))
     t0 = time.monotonic()
+    before = committed(engine)
+    polls = 0
     while committed(engine) < n_samples and time.monotonic() - t0 < 900:
         time.sleep(0.05)
+        polls += 1
+        if polls % 10 == 0:  # backends opened after the start (e.g. a reconnect)
+            for pid, c in cpu_of(backend_pids(engine)).items():
+                backends.setdefault(pid, c)
     took = time.monotonic() - t0
     cpu = sum(cpu_s(p.pid) for p in procs) - cpu0
+    broker_cpu = (cpu_s(broker.pid) - broker0) if broker is not None else 0.0
+    pg_cpu = sum(c - backends[pid] for pid, c in cpu_of(list(backends)).items())
     stored = count(engine)
     for p in procs:
         stop(p)
-    return took, cpu, stored
+    return Drain(took, cpu, stored, pg_cpu, broker_cpu, before)
 
 
 def run(db: str, label: str, args: argparse.Namespace, tmp: Path) -> None:
@@ -533,27 +589,45 @@ def run(db: str, label: str, args: argparse.Namespace, tmp: Path) -> None:
             f"[{label}] mosquitto_sub (QoS 1, to /dev/null) drained at {sub_rate:,.0f} msg/s"
         )
 
-        took, ingest_cpu, stored = drain(db, port, engine, log, n_samples, 1)
-        one_rate = stored / took
+        one = drain(db, port, engine, log, n_samples, 1, broker)
+        took, ingest_cpu, stored = one.took, one.cpu, one.stored
+        one_rate = one.measured / took
         print(
             f"[{label}] 1 worker drained and committed {one_rate / k:,.0f} msg/s = "
             f"{one_rate:,.0f} samples/s (ratio to mosquitto_sub in messages "
             f"{one_rate / k / sub_rate:.2f}); lost {n_samples - stored}"
         )
         print(
-            f"[{label}] per CPU-second (load-independent): ingest {stored / max(ingest_cpu, 1e-9):,.0f} samples, "
+            f"[{label}] per CPU-second (load-independent): ingest {one.measured / max(ingest_cpu, 1e-9):,.0f} samples, "
             f"mosquitto_sub {n / max(sub_cpu, 1e-9):,.0f} msg; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
+        per = 1e6 / one.measured
+        total = one.cpu + one.pg_cpu + one.broker_cpu
+        print(
+            f"[{label}] CPU per sample: worker {one.cpu * per:.2f} µs, database "
+            f"backends {one.pg_cpu * per:.2f} µs, mosquitto {one.broker_cpu * per:.2f} µs "
+            f"= {total * per:.2f} µs; {total / took:.2f} cores busy during the drain; "
+            f"100,000 samples/s would need {total * per / 10:.2f} cores"
         )
         if args.share_workers > 1:
             with engine.begin() as conn:
                 clear_telemetry(conn)
             w = args.share_workers
-            took, _cpu, stored = drain(db, port, engine, log, n_samples, w)
-            rate = stored / took
+            shared = drain(db, port, engine, log, n_samples, w, broker)
+            took, stored = shared.took, shared.stored
+            rate = shared.measured / took
             print(
                 f"[{label}] {w} workers (--share) drained {rate:,.0f} samples/s = "
-                f"{rate / one_rate:.2f}x one worker; lost {n_samples - stored}; "
-                f"load average {os.getloadavg()[0]:.1f}"
+                f"{rate / one_rate:.2f}x one worker ({shared.before:,} samples "
+                f"committed while the workers started, not timed); lost "
+                f"{n_samples - stored}; load average {os.getloadavg()[0]:.1f}"
+            )
+            per = 1e6 / shared.measured
+            total = shared.cpu + shared.pg_cpu + shared.broker_cpu
+            print(
+                f"[{label}] {w} workers: CPU per sample: workers {shared.cpu * per:.2f} µs, "
+                f"database backends {shared.pg_cpu * per:.2f} µs, mosquitto "
+                f"{shared.broker_cpu * per:.2f} µs; {total / took:.2f} cores busy"
             )
         if args.live_seconds <= 0:
             return

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from telemetry.payloads import U64_MAX
 
@@ -18,6 +19,20 @@ BACKFILL_RETRY_MAX_MS = 3_600_000
 MAX_PERMANENT_RANGE = 1_000_000
 """Largest permanent-gap range marked seq by seq."""
 _UNKNOWN_TS = -1
+
+
+class SeqTs(Protocol):
+    """A stored sample as the tracker sees it."""
+
+    @property
+    def seq(self) -> int:
+        """Sequence number of the sample."""
+        ...
+
+    @property
+    def ts_ms(self) -> int:
+        """Sample time [ms since epoch, UTC]."""
+        ...
 
 
 @dataclass(slots=True)
@@ -180,6 +195,49 @@ class GapTracker:
             track.max_seq_seen = seq
             track.max_ts_ms = ts_ms
         self._settle(track, now_ms)
+
+    def observe_run(
+        self,
+        site_id: str,
+        dev_id: str,
+        samples: Sequence[SeqTs],
+        now_ms: int,
+    ) -> None:
+        """:meth:`observe_sample` of a device's samples (``seq``, ``ts_ms``), in order.
+
+        Meant for a batched message, each seq one above the one before. When the run continues the device's watermark with nothing
+        pending (the common case) the track moves once, to where the samples one by
+        one would have moved it; otherwise each sample is observed on its own.
+        """
+        if not samples:
+            return
+        first, last = samples[0].seq, samples[-1].seq
+        track = self._edit(site_id, dev_id)
+        if track is None:
+            track = Track(site_id, dev_id, 0, first - 1, None, first - 1, None)
+            self._draft[(site_id, dev_id)] = track
+        if (
+            first != track.contiguous_seq + 1
+            or track.pending
+            or last - first != len(samples) - 1
+        ):
+            for sample in samples:
+                self.observe_sample(site_id, dev_id, sample.seq, sample.ts_ms, now_ms)
+            return
+        ts_last = samples[-1].ts_ms
+        track.contiguous_seq = last
+        if ts_last != _UNKNOWN_TS:
+            track.contiguous_ts_ms = ts_last
+        if last > track.max_seq_seen:
+            track.max_seq_seen = last
+            track.max_ts_ms = ts_last
+        track.backfill_requested_at_ms = None
+        track.backfill_attempts = 0
+        if track.max_seq_seen > last:
+            if track.first_gap_seen_at_ms is None:
+                track.first_gap_seen_at_ms = now_ms
+        else:
+            track.first_gap_seen_at_ms = None
 
     def observe_birth(
         self, site_id: str, seq_next: Mapping[str, int], now_ms: int

@@ -23,6 +23,8 @@ from telemetry.compiled import (
     DecodeError,
     content_hash,
     content_hash_of,
+    content_hash_v2_of,
+    copy_record,
 )
 from telemetry.compiled import m_builtins as _m_builtins
 from telemetry.payloads import (
@@ -168,6 +170,10 @@ class Sample:
     """Hash of (seq, ts, q, m): equal for a redelivery or a hist replay."""
     m: dict[str, Any]
     """Measurements (clamped SoC/SoH), units in the key names."""
+    row: bytes | None = None
+    """The store's binary ``COPY`` row of this sample (all but ``received_at_ms``)
+    when the compiled path built it (:func:`telemetry.compiled.copy_record`);
+    ``None``: the store builds it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +206,9 @@ class Outcome:
     ack: AckPayload | None = None
     group: str | None = None
     """Topic group of a control message (birth/state/evt/ack)."""
+    run: bool = False
+    """The samples are one device's, with consecutive ``seq`` in order (a batched
+    message the compiled path took): the gap tracker takes them as one run."""
 
 
 @dataclass(slots=True)
@@ -249,6 +258,15 @@ def payload_hash(seq: int, ts_ms: int, q: str, m: Mapping[str, Any]) -> str:
     :func:`telemetry.compiled.content_hash` of the same sample.
     """
     return content_hash_of(seq, ts_ms, q, m)
+
+
+def previous_payload_hash(seq: int, ts_ms: int, q: str, m: Mapping[str, Any]) -> str:
+    """Return the content hash rows stored by the previous compiled path carry.
+
+    BLAKE2b-128 of the canonical JSON of the sample: a row stored with it is a
+    duplicate (not a conflict) of a sample with the same content.
+    """
+    return content_hash_v2_of(seq, ts_ms, q, m)
 
 
 def legacy_payload_hash(seq: int, ts_ms: int, q: str, m: Mapping[str, Any]) -> str:
@@ -555,8 +573,11 @@ def _check_compiled(
     m: CMeasurements,
     limits: Limits | None,
     now_ms: int,
-) -> tuple[int, dict[str, Any]] | None:
+) -> tuple[int, dict[str, Any] | None] | None:
     """:func:`_check_sample` on a compiled sample; ``None`` when a hard check fails.
+
+    Returns the flags and, when SoC or SoH was clamped, the measurements as stored
+    (else ``None``: they are ``m`` as sent).
 
     The same rules in the same order; a failure is left to the slow path, which names
     it. A value is "sent and not null" when it is a ``float`` (``UNSET``/``None`` not).
@@ -582,11 +603,12 @@ def _check_compiled(
     elif dev.startswith(("pcs", "meter")) and m.p_ac_w is UNSET:
         return None
     flags = 0
-    stored: dict[str, Any] = _m_builtins(m)
+    stored: dict[str, Any] | None = None
     if type(soc) is float:
         if not -1.0 <= soc <= 101.0:
             return None
         if not 0.0 <= soc <= 100.0:
+            stored = _m_builtins(m)
             soc = stored["soc_pct"] = min(100.0, max(0.0, soc))
             flags |= _SOC_CLAMPED
     else:
@@ -595,6 +617,8 @@ def _check_compiled(
         if not -1.0 <= soh <= 101.0:
             return None
         if not 0.0 <= soh <= 100.0:
+            if stored is None:
+                stored = _m_builtins(m)
             stored["soh_pct"] = min(100.0, max(0.0, soh))
             flags |= _SOC_CLAMPED
     f_hi = type(v_hi) is float
@@ -682,18 +706,20 @@ def _fast_tlm(parsed: Topic, payload: bytes, ctx: Context) -> Outcome | None:
     if checked is None:
         return None
     flags, stored = checked
-    sample = Sample(
-        site_id=site,
-        dev_id=tlm.dev,
-        ts_ms=tlm.ts,
-        seq=tlm.seq,
-        sid=tlm.sid,
-        hist=tlm.hist,
-        q=tlm.q,
-        flags=flags,
-        payload_hash=content_hash(tlm.seq, tlm.ts, tlm.q, tlm.m),
-        m=stored,
+    dev, ts, seq, sid, hist, q, m = (
+        tlm.dev,
+        tlm.ts,
+        tlm.seq,
+        tlm.sid,
+        tlm.hist,
+        tlm.q,
+        tlm.m,
     )
+    digest = content_hash(seq, ts, q, m)
+    row = copy_record(site, dev, ts, seq, sid, hist, q, flags, digest, m, stored)
+    if stored is None:
+        stored = _m_builtins(m)
+    sample = Sample(site, dev, ts, seq, sid, hist, q, flags, digest, stored, row)
     return Outcome(samples=(sample,))
 
 
@@ -727,6 +753,8 @@ def _fast_batch(parsed: Topic, payload: bytes, ctx: Context) -> Outcome | None:
     hist = not live
     samples: list[Sample] = []
     append = samples.append
+    run = True
+    last = -1
     for item in batch.samples:
         seq, ts, q, m = item.seq, item.ts, item.q, item.m
         if seq > U64_MAX:
@@ -734,21 +762,16 @@ def _fast_batch(parsed: Topic, payload: bytes, ctx: Context) -> Outcome | None:
         checked = _check_compiled(dev, ts, hist, m, limits, now)
         if checked is None:
             return None
-        append(
-            Sample(
-                site,
-                dev,
-                ts,
-                seq,
-                sid,
-                hist,
-                q,
-                checked[0],
-                content_hash(seq, ts, q, m),
-                checked[1],
-            )
-        )
-    return Outcome(samples=tuple(samples))
+        flags, stored = checked
+        digest = content_hash(seq, ts, q, m)
+        row = copy_record(site, dev, ts, seq, sid, hist, q, flags, digest, m, stored)
+        if stored is None:
+            stored = _m_builtins(m)
+        append(Sample(site, dev, ts, seq, sid, hist, q, flags, digest, stored, row))
+        if run and last >= 0 and seq != last + 1:
+            run = False
+        last = seq
+    return Outcome(samples=tuple(samples), run=run)
 
 
 def _dispatch(

@@ -28,6 +28,12 @@ from fleet.errors import StoreError
 from fleet.store.audit import record as audit_record
 from fleet.store.engine import make_engine
 from fleet.store.tables import metadata
+from telemetry.compiled import (
+    COPY_COLUMNS,
+    COPY_SIGNATURE,
+    COPY_TRAILER,
+    copy_record_of,
+)
 from telemetry.errors import TelemetryInputError
 from telemetry.gaps import Track
 from telemetry.ingest import Batch, Session, SinkState, now_ms
@@ -38,6 +44,7 @@ from telemetry.validation import (
     Quarantined,
     Sample,
     legacy_payload_hash,
+    previous_payload_hash,
     validate_message,
 )
 
@@ -252,21 +259,10 @@ _CREATE_STAGE = (
     f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
     "(LIKE tlm_measurements INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
-_COPY_STAGE = f"COPY {_STAGE} ({_COLS}) FROM STDIN (FORMAT BINARY)"
-_COPY_TYPES = (
-    "text",
-    "text",
-    "int8",
-    "int8",
-    "int8",
-    "bool",
-    "text",
-    "int4",
-    "text",
-    "int8",
-    *(["float8"] * len(tt.MEASUREMENT_COLUMNS)),
-    "jsonb",
-)
+# COPY sends the columns in telemetry.compiled.COPY_COLUMNS' order: the compiled path
+# builds each sample's binary row (all but received_at_ms, last) when it validates it
+_COPY_COLS = ", ".join(COPY_COLUMNS)
+_COPY_STAGE = f"COPY {_STAGE} ({_COPY_COLS}) FROM STDIN (FORMAT BINARY)"
 # the CTE empties the stage in the same statement (reprocess writes several times in
 # one transaction); it answers with the keys that were already stored (usually none),
 # so the rows inserted need not travel back
@@ -286,7 +282,7 @@ def _copy_capable(conn: sa.Connection) -> bool:
     return hasattr(driver, "cursor") and conn.dialect.driver == "psycopg"
 
 
-_COPY_DIRECT = f"COPY tlm_measurements ({_COLS}) FROM STDIN (FORMAT BINARY)"
+_COPY_DIRECT = f"COPY tlm_measurements ({_COPY_COLS}) FROM STDIN (FORMAT BINARY)"
 _STAGED_AFTER_DUPLICATE = 20
 """Batches written through the stage after a direct ``COPY`` met a stored key."""
 
@@ -297,39 +293,41 @@ class _CopyMode:
     staged_left = 0
 
 
-# m_extra goes out as jsonb's binary form (version byte 1, then the JSON text) typed
-# as bytea for the driver: the bytes pass through its C dumper unchanged, where the
-# jsonb dumper called a Python function per row (12 % of the writer's time)
-_COPY_TYPES_RAW_JSONB = (*_COPY_TYPES[:-1], "bytea")
+def _copy_row(sample: Sample) -> bytes:
+    """Return the binary ``COPY`` row of a sample (built now if validation did not)."""
+    row = sample.row
+    if row is not None:
+        return row
+    return copy_record_of(
+        sample.site_id,
+        sample.dev_id,
+        sample.ts_ms,
+        sample.seq,
+        sample.sid,
+        sample.hist,
+        sample.q,
+        sample.flags,
+        sample.payload_hash,
+        sample.m,
+    )
+
+
+_COPY_ROWS_PER_WRITE = 4096
+"""Rows joined per ``COPY`` write (~1.3 MB): a batch is not copied whole in memory."""
 
 
 def _write_copy(cur: Any, sql: str, samples: list[Sample], received_at_ms: int) -> None:
-    columns = tt.MEASUREMENT_COLUMNS
-    column_set = _COLUMNS
-    encode = _json_bytes
+    """``COPY`` the samples: their binary rows joined, ``received_at_ms`` appended."""
+    received = b"\x00\x00\x00\x08" + received_at_ms.to_bytes(8, "big", signed=True)
+    rows = [s.row or _copy_row(s) for s in samples]
+    if not rows:
+        return
     with cur.copy(sql) as copy:
-        copy.set_types(_COPY_TYPES_RAW_JSONB)
-        write = copy.write_row
-        for sample in samples:
-            m = sample.m
-            extra = {k: v for k, v in m.items() if k not in column_set}
-            seq, sid = sample.seq, sample.sid
-            write(
-                (
-                    sample.site_id,
-                    sample.dev_id,
-                    sample.ts_ms,
-                    seq if seq < _TWO_63 else seq - _TWO_64,
-                    sid if sid < _TWO_63 else sid - _TWO_64,
-                    sample.hist,
-                    sample.q,
-                    sample.flags,
-                    sample.payload_hash,
-                    received_at_ms,
-                    *map(m.get, columns),
-                    b"\x01" + encode(extra) if extra else None,
-                )
-            )
+        write = copy.write
+        write(COPY_SIGNATURE)
+        for start in range(0, len(rows), _COPY_ROWS_PER_WRITE):
+            write(received.join(rows[start : start + _COPY_ROWS_PER_WRITE]) + received)
+        write(COPY_TRAILER)
 
 
 def _copy_samples(
@@ -412,11 +410,11 @@ def _same_content(sample: Sample, stored_hash: str) -> bool:
     """Whether a stored row's hash is this sample's (or its pre-compiled-path hash)."""
     if stored_hash == sample.payload_hash:
         return True
-    # rows stored before the compiled path carry the legacy hash (of the values sent;
-    # a clamped SoC/SoH is compared as stored)
-    return stored_hash == legacy_payload_hash(
-        sample.seq, sample.ts_ms, sample.q, sample.m
-    )
+    # rows stored by the previous compiled path carry the canonical-JSON hash, rows
+    # stored before it the legacy hash (of the values sent; a clamped SoC/SoH is
+    # compared as stored)
+    args = (sample.seq, sample.ts_ms, sample.q, sample.m)
+    return stored_hash in (previous_payload_hash(*args), legacy_payload_hash(*args))
 
 
 def _existing_hashes(
