@@ -222,6 +222,10 @@ def _sum(parts: Sequence[TwoSettlementValue]) -> TwoSettlementValue:
         rt_net_mw={k: v for p in parts for k, v in p.rt_net_mw.items()},
         da_net_mw={k: v for p in parts for k, v in p.da_net_mw.items()},
         reserves_mw={k: v for p in parts for k, v in p.reserves_mw.items()},
+        as_by_product_usd={
+            name: math.fsum(p.as_by_product_usd.get(name, 0.0) for p in parts)
+            for name in dict.fromkeys(k for p in parts for k in p.as_by_product_usd)
+        },
         bound_usd=math.fsum(p.bound_usd for p in parts),
         held_mw={k: v for p in parts for k, v in p.held_mw.items()},
     )

@@ -224,3 +224,14 @@ def test_plan_that_gave_awards_up_is_paid_for_them_and_deploys_only_what_it_held
     charge = dt_h * (prices["reg_up"][h] * d_up + prices["reg_down"][h] * d_dn)
     best = two_settlement(scn, {NODE: rt})
     assert value.objective_usd - charge <= best.objective_usd * (1 + 1e-7)
+
+
+def test_ancillary_by_product_adds_up_when_sites_are_solved_apart():
+    from dispatch.decompose import components
+
+    scn = scenario(n_sites=2)
+    assert len(components(scn)) == 2  # no shared POI: one solve per site
+    value = two_settlement(scn, {NODE: _rt(scn, 6)})
+    assert value.as_usd > 0
+    assert set(value.as_by_product_usd) == set(scn.reserve_names)
+    assert sum(value.as_by_product_usd.values()) == pytest.approx(value.as_usd)
