@@ -83,11 +83,12 @@ class QuantileForecaster:
         Boosting iterations and learning rate of the P50 model (``None``: those of
         the P10/P90 models).
     p50_pool
-        Fit the P50 model on the rows of this node *and* of every cross node (each
-        row with its node's own features, the spreads of every node of the pool to
-        it and the node's position in the pool as a categorical feature, see
-        :func:`forecasting.features.pooled_features`): (1 + len(cross_nodes)) times
-        the rows of one node. No effect without ``cross_nodes``.
+        Also fit a second P50 model on the rows of this node *and* of every cross
+        node (each row with its node's own features, the spreads of every node of
+        the pool to it and the node's position in the pool as a categorical
+        feature, see :func:`forecasting.features.pooled_features`; (1 +
+        len(cross_nodes)) times the rows of one node); the P50 is the mean of the
+        two models' forecasts. No effect without ``cross_nodes``.
     n_threads
         OpenMP threads per model fit/predict.
     random_state
@@ -372,9 +373,10 @@ class QuantileForecaster:
         x_all[:, np.isnan(x_all).all(axis=0)] = 0.0
         dev = target.to_numpy(float) - ref
         p50_mask = np.ones(len(dev), bool) if self.p50_full_window else fit_mask
-        p50_categorical: list[bool] | None = None
+        pool_categorical: list[bool] | None = None
+        x_pool, dev_pool = np.zeros((0, 0)), np.zeros(0)
         if self._pooled():
-            x_p50, dev_p50 = self._pooled_rows(
+            x_pool, dev_pool = self._pooled_rows(
                 y,
                 days,
                 others,
@@ -383,20 +385,22 @@ class QuantileForecaster:
                 else calib_start,
             )
             pool = [self._own_name(), *self.cross_nodes]
-            p50_categorical = [
+            pool_categorical = [
                 name == "pool_index" for name in pooled_feature_names(pool)
             ]
-        else:
-            x_p50, dev_p50 = x_all[p50_mask], dev[p50_mask]
         # One OpenMP thread per fit: parallelism comes from fitting many series at
         # once (forecasting.parallel); nested threads oversubscribe a busy machine.
         with threadpool_limits(limits=self.n_threads, user_api="openmp"):
             self.models_ = {}
             for alpha, col in zip(QUANTILES, QUANTILE_COLUMNS, strict=True):
                 if col == "p50":
-                    self.models_[col] = self._regressor(alpha, p50_categorical).fit(
-                        x_p50, self._fw(dev_p50)
+                    self.models_[col] = self._regressor(alpha).fit(
+                        x_all[p50_mask], self._fw(dev[p50_mask])
                     )
+                    if self._pooled():
+                        self.models_["p50_pool"] = self._regressor(
+                            alpha, pool_categorical
+                        ).fit(x_pool, self._fw(dev_pool))
                 else:
                     self.models_[col] = self._regressor(alpha).fit(
                         x_all[fit_mask], dev[fit_mask]
@@ -415,15 +419,15 @@ class QuantileForecaster:
             *FEATURE_NAMES,
             *cross_node_feature_names(self.cross_nodes),
         ]
-        self.p50_feature_names_ = (
+        self.pool_feature_names_ = (
             pooled_feature_names([self._own_name(), *self.cross_nodes])
             if self._pooled()
-            else list(self.feature_names_)
+            else []
         )
         self.train_start_ = pd.Timestamp(features.index[0])
         self.train_end_ = pd.Timestamp(features.index[-1])
         self.n_train_ = len(target)
-        self.n_train_p50_ = len(dev_p50)
+        self.n_train_pool_ = len(dev_pool)
         self.model_version_ = self._version()
         logger.info(
             "fitted %s: %d rows %s..%s, conformal offset %.3f",
@@ -474,29 +478,32 @@ class QuantileForecaster:
         """Return P10/P50/P90 for rows of a feature frame (monotone, calibrated).
 
         ``p50_features``: the rows' :func:`forecasting.features.pooled_features`,
-        needed (only) by a model whose P50 is pooled (``p50_pool`` with cross nodes).
+        needed (only) by a model with a pooled P50 (``p50_pool`` with cross nodes):
+        its P50 is the mean of the node's own P50 model and the pooled one.
         """
         self._check_fitted()
         x = features[self.feature_names_].to_numpy(float)
-        if self.p50_feature_names_ == self.feature_names_:
-            x50 = x
-        elif p50_features is None:
-            msg = (
-                "p50_features: the P50 model is pooled over "
-                f"{[self._own_name(), *self.cross_nodes]}; pass its pooled features"
-            )
-            raise ForecastInputError(msg)
-        else:
-            x50 = p50_features[self.p50_feature_names_].to_numpy(float)
+        x_pool = None
+        if "p50_pool" in self.models_:
+            if p50_features is None:
+                msg = (
+                    "p50_features: the P50 model is pooled over "
+                    f"{[self._own_name(), *self.cross_nodes]}; pass its pooled features"
+                )
+                raise ForecastInputError(msg)
+            x_pool = p50_features[self.pool_feature_names_].to_numpy(float)
         with threadpool_limits(limits=self.n_threads, user_api="openmp"):
             raw = np.column_stack(
                 [
-                    self._bw(self.models_[c].predict(x50))
+                    self._bw(self.models_[c].predict(x))
                     if c == "p50"
                     else self.models_[c].predict(x)
                     for c in QUANTILE_COLUMNS
                 ]
             )
+            if x_pool is not None:
+                pooled = self._bw(self.models_["p50_pool"].predict(x_pool))
+                raw[:, 1] = 0.5 * (raw[:, 1] + pooled)
         raw += self._reference(features)[:, None]
         raw[:, 0] -= self.conformal_offset_
         raw[:, 2] += self.conformal_offset_

@@ -380,7 +380,7 @@ def test_da_model_pools_its_p50_over_the_cross_nodes_by_default(
 ) -> None:
     # The leak tests on cross_model above therefore cover the pooled P50 too.
     assert cross_model.p50_pool
-    assert cross_model.p50_feature_names_ == pooled_feature_names(
+    assert cross_model.pool_feature_names_ == pooled_feature_names(
         ["HB_HOUSTON", "HB_WEST", "HB_NORTH"]
     )
     single = PriceForecaster(
@@ -395,8 +395,9 @@ def test_da_model_pools_its_p50_over_the_cross_nodes_by_default(
         exog=other_hubs_da,
     )
     # the rows of three nodes in the pooled P50 fit
-    assert cross_model.n_train_p50_ > 2.9 * cross_model.n_train_
-    assert single.n_train_p50_ == single.n_train_
+    assert cross_model.n_train_pool_ > 2.9 * cross_model.n_train_
+    assert single.n_train_pool_ == 0
+    assert "p50_pool" not in single.models_
     day = dt.date(2024, 3, 5)
     a = cross_model.predict(houston_da, day, other_hubs_da)
     b = single.predict(houston_da, day, other_hubs_da)
