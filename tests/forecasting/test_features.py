@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from forecasting.features import (
 )
 from forecasting.price import PriceForecaster
 
-SMALL = {"train_days": 90, "calibration_days": 14, "max_iter": 30}
+SMALL: dict[str, Any] = {"train_days": 90, "calibration_days": 14, "max_iter": 30}
 TZ = "America/Chicago"
 
 
