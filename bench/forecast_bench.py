@@ -1,6 +1,6 @@
 """Benchmark the price forecasters on the real data: held-out scores and fit time.
 
-Run: ``.venv/bin/python bench/forecast_bench.py [--workers 2] [--quick] [--hubs]``
+Run: ``.venv/bin/python bench/forecast_bench.py [--workers 2] [--quick] [--hubs] [--fit-time N]``
 
 Prints, per (market, node, product), the model and the four baselines on the
 test period (2024 onward; 2024 was used to choose the DA energy P50 settings, see
