@@ -1,6 +1,6 @@
 """Benchmark the price forecasters on the real data: held-out scores and fit time.
 
-Run: ``.venv/bin/python bench/forecast_bench.py [--workers 2] [--quick] [--hubs]``
+Run: ``.venv/bin/python bench/forecast_bench.py [--workers 2] [--quick] [--hubs] [--fit-time N]``
 
 Prints, per (market, node, product), the model and the four baselines on the
 test period (2024 onward; 2024 was used to choose the DA energy P50 settings, see
@@ -227,13 +227,20 @@ def run(
     return job, result.scores, keep, summary, wall, result.n_refits
 
 
-def fit_time() -> tuple[float, int]:
-    y, _ = load(Job("ERCOT", "HB_HOUSTON", "da_energy", (DA,), "", ""))
+def fit_time(pooled: bool = False) -> tuple[float, int]:
+    """Seconds to fit HB_HOUSTON DA on two years; ``pooled``: with the 6 other hubs."""
+    job = Job("ERCOT", "HB_HOUSTON", "da_energy", (DA,), "", "")
+    y, _ = load(job)
+    exog = cross_series(job) if pooled else {}
     model = PriceForecaster(
-        market="ERCOT", node="HB_HOUSTON", product="da_energy", train_days=730
+        market="ERCOT",
+        node="HB_HOUSTON",
+        product="da_energy",
+        train_days=730,
+        cross_nodes=tuple(exog),
     )
     started = time.perf_counter()
-    model.fit(y, issue_time=pd.Timestamp("2024-01-01T15:00Z"))
+    model.fit(y, issue_time=pd.Timestamp("2024-01-01T15:00Z"), exog=exog)
     return time.perf_counter() - started, model.n_train_
 
 
@@ -272,8 +279,25 @@ def main() -> None:
         action="store_true",
         help="only DA energy at the 7 ERCOT hubs, 2024 and 2025-06..2026-01",
     )
+    parser.add_argument(
+        "--fit-time",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only time N fits of HB_HOUSTON DA (alone and with the 6 other hubs)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    if args.fit_time:
+        for pooled in (False, True):
+            runs = sorted(fit_time(pooled)[0] for _ in range(args.fit_time))
+            print(
+                f"fit time, ERCOT HB_HOUSTON da_energy, 2 years"
+                f"{', pooled P50 with the 6 other hubs' if pooled else ''}: median "
+                f"{runs[len(runs) // 2]:.1f} s, range {runs[0]:.1f}-{runs[-1]:.1f} s"
+                f" ({args.fit_time} runs)"
+            )
+        return
     seconds, rows = (0.0, 0) if args.skip else fit_time()
     print(
         f"fit time, ERCOT HB_HOUSTON da_energy, {rows} hourly rows (2 years): {seconds:.1f} s"

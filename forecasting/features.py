@@ -331,3 +331,58 @@ def cross_node_features(
         for name in CROSS_NODE_FEATURES:
             out[f"x_{node}_{name}"] = (theirs[name] - own[name]).to_numpy(float)
     return pd.DataFrame(out, index=index, columns=cross_node_feature_names(others))
+
+
+POOL_INDEX: str = "pool_index"
+"""Column of :func:`pooled_features`: the row's node, as its position in the pool."""
+
+
+def pooled_feature_names(nodes: Iterable[str]) -> list[str]:
+    """Return the columns :func:`pooled_features` builds for a pool of ``nodes``, in order."""
+    return [*FEATURE_NAMES, *cross_node_feature_names(nodes), POOL_INDEX]
+
+
+def pooled_features(own_by_node: Mapping[str, pd.DataFrame], node: str) -> pd.DataFrame:
+    """Build the rows of ``node`` for a model pooled over several nodes.
+
+    One model fitted on the rows of every node of a pool sees each hour once per
+    node. Every row has the same columns whichever node it belongs to: the node's own
+    features, the spreads of every node of the pool to it (its own spread is 0, as in
+    :func:`cross_node_features`: ``x_<other>_<name> = other - node``) and the node's
+    position in the pool (``pool_index``, a categorical feature).
+
+    Parameters
+    ----------
+    own_by_node
+        Node -> :func:`build_features` of that node's series, all on the same rows;
+        its order is the pool order.
+    node
+        The node whose rows to build (a key of ``own_by_node``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index of ``own_by_node[node]``; columns :func:`pooled_feature_names`.
+
+    Raises
+    ------
+    ForecastInputError
+        When ``node`` is not in the pool or the frames are not on the same rows.
+    """
+    names = list(own_by_node)
+    if node not in own_by_node:
+        msg = f"node {node!r} is not in the pool {names}"
+        raise ForecastInputError(msg)
+    own = own_by_node[node]
+    out: dict[str, np.ndarray] = {
+        name: own[name].to_numpy(float) for name in FEATURE_NAMES
+    }
+    for other in names:
+        theirs = own_by_node[other]
+        if not theirs.index.equals(own.index):
+            msg = f"pooled features: rows of {other!r} differ from those of {node!r}"
+            raise ForecastInputError(msg)
+        for name in CROSS_NODE_FEATURES:
+            out[f"x_{other}_{name}"] = (theirs[name] - own[name]).to_numpy(float)
+    out[POOL_INDEX] = np.full(len(own), float(names.index(node)))
+    return pd.DataFrame(out, index=own.index, columns=pooled_feature_names(names))

@@ -25,6 +25,8 @@ from forecasting.features import (
     issue_time_for,
     known_history,
     operating_day_index,
+    pooled_feature_names,
+    pooled_features,
 )
 from forecasting.types import (
     ISSUE_HOUR_LOCAL,
@@ -80,6 +82,13 @@ class QuantileForecaster:
     p50_max_iter, p50_learning_rate
         Boosting iterations and learning rate of the P50 model (``None``: those of
         the P10/P90 models).
+    p50_pool
+        Also fit a second P50 model on the rows of this node *and* of every cross
+        node (each row with its node's own features, the spreads of every node of
+        the pool to it and the node's position in the pool as a categorical
+        feature, see :func:`forecasting.features.pooled_features`; (1 +
+        len(cross_nodes)) times the rows of one node); the P50 is the mean of the
+        two models' forecasts. No effect without ``cross_nodes``.
     n_threads
         OpenMP threads per model fit/predict.
     random_state
@@ -105,6 +114,7 @@ class QuantileForecaster:
         p50_full_window: bool = False,
         p50_max_iter: int | None = None,
         p50_learning_rate: float | None = None,
+        p50_pool: bool = False,
         n_threads: int = 1,
         random_state: int = 0,
     ) -> None:
@@ -124,6 +134,7 @@ class QuantileForecaster:
         self.p50_full_window = p50_full_window
         self.p50_max_iter = p50_max_iter
         self.p50_learning_rate = p50_learning_rate
+        self.p50_pool = p50_pool
         self.n_threads = n_threads
         self.random_state = random_state
 
@@ -146,11 +157,14 @@ class QuantileForecaster:
             "p50_full_window": self.p50_full_window,
             "p50_max_iter": self.p50_max_iter,
             "p50_learning_rate": self.p50_learning_rate,
+            "p50_pool": self.p50_pool,
             "n_threads": self.n_threads,
             "random_state": self.random_state,
         }
 
-    def _regressor(self, alpha: float) -> HistGradientBoostingRegressor:
+    def _regressor(
+        self, alpha: float, categorical: list[bool] | None = None
+    ) -> HistGradientBoostingRegressor:
         common: dict[str, Any] = {
             "max_iter": self.max_iter,
             "learning_rate": self.learning_rate,
@@ -165,7 +179,9 @@ class QuantileForecaster:
                 common["max_iter"] = self.p50_max_iter
             if self.p50_learning_rate is not None:
                 common["learning_rate"] = self.p50_learning_rate
-            return HistGradientBoostingRegressor(loss="absolute_error", **common)
+            return HistGradientBoostingRegressor(
+                loss="absolute_error", categorical_features=categorical, **common
+            )
         return HistGradientBoostingRegressor(loss="quantile", quantile=alpha, **common)
 
     def _validate(self) -> None:
@@ -187,6 +203,55 @@ class QuantileForecaster:
         if len(set(self.cross_nodes)) != len(self.cross_nodes):
             msg = f"cross_nodes={list(self.cross_nodes)} has a repeated node"
             raise ForecastInputError(msg)
+        if self._pooled() and self._own_name() in self.cross_nodes:
+            msg = (
+                f"cross_nodes={list(self.cross_nodes)} contains the forecast node "
+                f"{self._own_name()!r} itself"
+            )
+            raise ForecastInputError(msg)
+
+    def _own_name(self) -> str:
+        """Name of the forecast node in a pool (``target`` when it has none)."""
+        return str(getattr(self, "node", "target"))
+
+    def _pooled(self) -> bool:
+        return bool(self.p50_pool and self.cross_nodes)
+
+    def _pool_frames(
+        self, y: pd.Series, days: list[dt.date], exog: Mapping[str, pd.Series]
+    ) -> dict[str, pd.DataFrame]:
+        """Own features of every node of the pool (this node first), same rows."""
+        series = {self._own_name(): y, **exog}
+        return {
+            n: build_features(
+                s, days, tz=self.tz, product=self.product, issue_hour=self.issue_hour
+            )
+            for n, s in series.items()
+        }
+
+    def _pooled_rows(
+        self,
+        y: pd.Series,
+        days: list[dt.date],
+        exog: Mapping[str, pd.Series],
+        calib_start: pd.Timestamp | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """P50 training rows of every node of the pool: features and deviation."""
+        series = {self._own_name(): y, **exog}
+        frames = self._pool_frames(y, days, exog)
+        xs, ts = [], []
+        for node, s in series.items():
+            f = pooled_features(frames, node)
+            target = s.reindex(f.index).to_numpy(float)
+            keep = ~np.isnan(target)
+            if calib_start is not None:
+                row_day = f.index.tz_convert(self.tz).normalize().tz_localize(None)
+                keep &= np.asarray(row_day < calib_start)
+            xs.append(f.to_numpy(float, copy=True)[keep])
+            ts.append(target[keep] - self._reference(f)[keep])
+        x = np.vstack(xs)
+        x[:, np.isnan(x).all(axis=0)] = 0.0
+        return x, np.concatenate(ts)
 
     def _exog(self, exog: Mapping[str, pd.Series] | None) -> dict[str, pd.Series]:
         """Return the ``cross_nodes`` series of ``exog`` in order, checking they are there."""
@@ -308,6 +373,21 @@ class QuantileForecaster:
         x_all[:, np.isnan(x_all).all(axis=0)] = 0.0
         dev = target.to_numpy(float) - ref
         p50_mask = np.ones(len(dev), bool) if self.p50_full_window else fit_mask
+        pool_categorical: list[bool] | None = None
+        x_pool, dev_pool = np.zeros((0, 0)), np.zeros(0)
+        if self._pooled():
+            x_pool, dev_pool = self._pooled_rows(
+                y,
+                days,
+                others,
+                None
+                if self.p50_full_window or not self.calibration_days
+                else calib_start,
+            )
+            pool = [self._own_name(), *self.cross_nodes]
+            pool_categorical = [
+                name == "pool_index" for name in pooled_feature_names(pool)
+            ]
         # One OpenMP thread per fit: parallelism comes from fitting many series at
         # once (forecasting.parallel); nested threads oversubscribe a busy machine.
         with threadpool_limits(limits=self.n_threads, user_api="openmp"):
@@ -317,6 +397,10 @@ class QuantileForecaster:
                     self.models_[col] = self._regressor(alpha).fit(
                         x_all[p50_mask], self._fw(dev[p50_mask])
                     )
+                    if self._pooled():
+                        self.models_["p50_pool"] = self._regressor(
+                            alpha, pool_categorical
+                        ).fit(x_pool, self._fw(dev_pool))
                 else:
                     self.models_[col] = self._regressor(alpha).fit(
                         x_all[fit_mask], dev[fit_mask]
@@ -335,9 +419,15 @@ class QuantileForecaster:
             *FEATURE_NAMES,
             *cross_node_feature_names(self.cross_nodes),
         ]
+        self.pool_feature_names_ = (
+            pooled_feature_names([self._own_name(), *self.cross_nodes])
+            if self._pooled()
+            else []
+        )
         self.train_start_ = pd.Timestamp(features.index[0])
         self.train_end_ = pd.Timestamp(features.index[-1])
         self.n_train_ = len(target)
+        self.n_train_pool_ = len(dev_pool)
         self.model_version_ = self._version()
         logger.info(
             "fitted %s: %d rows %s..%s, conformal offset %.3f",
@@ -382,10 +472,26 @@ class QuantileForecaster:
             msg = f"{type(self).__name__} is not fitted: call fit() first"
             raise NotFittedError(msg)
 
-    def predict_features(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Return P10/P50/P90 for rows of a feature frame (monotone, calibrated)."""
+    def predict_features(
+        self, features: pd.DataFrame, p50_features: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
+        """Return P10/P50/P90 for rows of a feature frame (monotone, calibrated).
+
+        ``p50_features``: the rows' :func:`forecasting.features.pooled_features`,
+        needed (only) by a model with a pooled P50 (``p50_pool`` with cross nodes):
+        its P50 is the mean of the node's own P50 model and the pooled one.
+        """
         self._check_fitted()
         x = features[self.feature_names_].to_numpy(float)
+        x_pool = None
+        if "p50_pool" in self.models_:
+            if p50_features is None:
+                msg = (
+                    "p50_features: the P50 model is pooled over "
+                    f"{[self._own_name(), *self.cross_nodes]}; pass its pooled features"
+                )
+                raise ForecastInputError(msg)
+            x_pool = p50_features[self.pool_feature_names_].to_numpy(float)
         with threadpool_limits(limits=self.n_threads, user_api="openmp"):
             raw = np.column_stack(
                 [
@@ -395,6 +501,9 @@ class QuantileForecaster:
                     for c in QUANTILE_COLUMNS
                 ]
             )
+            if x_pool is not None:
+                pooled = self._bw(self.models_["p50_pool"].predict(x_pool))
+                raw[:, 1] = 0.5 * (raw[:, 1] + pooled)
         raw += self._reference(features)[:, None]
         raw[:, 0] -= self.conformal_offset_
         raw[:, 2] += self.conformal_offset_
@@ -450,7 +559,11 @@ class QuantileForecaster:
             for n, s in self._exog(exog).items()
         }
         features = self._features(known, [day], others)
-        out = self.predict_features(features)
+        pooled = None
+        if self._pooled():
+            frames = self._pool_frames(known, [day], others)
+            pooled = pooled_features(frames, self._own_name())
+        out = self.predict_features(features, pooled)
         out["issue_time_utc"] = issue
         out["horizon_h"] = (out.index - issue) / pd.Timedelta(hours=1)
         out.attrs["issue_time"] = issue
@@ -485,6 +598,7 @@ DA_ENERGY_DEFAULTS: dict[str, Any] = {
     "p50_full_window": True,
     "p50_max_iter": 300,
     "p50_learning_rate": 0.05,
+    "p50_pool": True,
 }
 """P50 settings of day-ahead energy models, chosen on ERCOT hubs, 2024 (tuning data)."""
 

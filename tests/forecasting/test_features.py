@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,10 +23,12 @@ from forecasting.features import (
     known_history,
     local_days,
     operating_day_index,
+    pooled_feature_names,
+    pooled_features,
 )
 from forecasting.price import PriceForecaster
 
-SMALL = {"train_days": 90, "calibration_days": 14, "max_iter": 30}
+SMALL: dict[str, Any] = {"train_days": 90, "calibration_days": 14, "max_iter": 30}
 TZ = "America/Chicago"
 
 
@@ -347,3 +350,85 @@ def test_cross_node_fit_is_unchanged_when_any_series_after_issue_is_perturbed(
     pd.testing.assert_frame_equal(
         a.predict(houston_da, day, other_hubs_da), b.predict(y, day, exog)
     )
+
+
+def test_pooled_features_are_spreads_to_every_pool_node_when_built(
+    houston_da: pd.Series, other_hubs_da: dict[str, pd.Series]
+) -> None:
+    day = dt.date(2024, 7, 2)
+    series = {"HB_HOUSTON": houston_da, **other_hubs_da}
+    frames = {
+        n: build_features(s, [day], tz=TZ, product="da_energy")
+        for n, s in series.items()
+    }
+    west = pooled_features(frames, "HB_WEST")
+    assert list(west.columns) == pooled_feature_names(list(series))
+    assert (west["pool_index"] == 1.0).all()
+    assert (west["x_HB_WEST_lag_d1"] == 0.0).all()
+    stamp = pd.Timestamp("2024-07-02T22:00Z")  # 17:00 CDT
+    yesterday = stamp - pd.Timedelta(days=1)
+    expected = houston_da[yesterday] - other_hubs_da["HB_WEST"][yesterday]
+    assert west.loc[stamp, "x_HB_HOUSTON_lag_d1"] == pytest.approx(expected)
+    assert west.loc[stamp, "lag_d1"] == other_hubs_da["HB_WEST"][yesterday]
+    with pytest.raises(ForecastInputError, match="HB_PAN"):
+        pooled_features(frames, "HB_PAN")
+
+
+def test_da_model_pools_its_p50_over_the_cross_nodes_by_default(
+    cross_model: PriceForecaster,
+    houston_da: pd.Series,
+    other_hubs_da: dict[str, pd.Series],
+) -> None:
+    # The leak tests on cross_model above therefore cover the pooled P50 too.
+    assert cross_model.p50_pool
+    assert cross_model.pool_feature_names_ == pooled_feature_names(
+        ["HB_HOUSTON", "HB_WEST", "HB_NORTH"]
+    )
+    single = PriceForecaster(
+        market="ERCOT",
+        node="HB_HOUSTON",
+        cross_nodes=("HB_WEST", "HB_NORTH"),
+        p50_pool=False,
+        **SMALL,
+    ).fit(
+        houston_da,
+        issue_time=cross_model.issue_time(dt.date(2024, 3, 1)),
+        exog=other_hubs_da,
+    )
+    # the rows of three nodes in the pooled P50 fit
+    assert cross_model.n_train_pool_ > 2.9 * cross_model.n_train_
+    assert single.n_train_pool_ == 0
+    assert "p50_pool" not in single.models_
+    day = dt.date(2024, 3, 5)
+    a = cross_model.predict(houston_da, day, other_hubs_da)
+    b = single.predict(houston_da, day, other_hubs_da)
+    assert not np.allclose(a["p50"], b["p50"])
+    with pytest.raises(ForecastInputError, match="p50_features"):
+        cross_model.predict_features(
+            pd.concat(
+                [
+                    build_features(houston_da, [day], tz=TZ, product="da_energy"),
+                    cross_node_features(
+                        build_features(houston_da, [day], tz=TZ, product="da_energy"),
+                        other_hubs_da,
+                        tz=TZ,
+                        product="da_energy",
+                    ),
+                ],
+                axis=1,
+            )
+        )
+
+
+def test_fit_raises_naming_cross_nodes_when_they_contain_the_node_itself(
+    houston_da: pd.Series, other_hubs_da: dict[str, pd.Series]
+) -> None:
+    model = PriceForecaster(
+        market="ERCOT",
+        node="HB_WEST",
+        cross_nodes=("HB_WEST", "HB_NORTH"),
+        **SMALL,
+    )
+    issue = issue_time_for(dt.date(2024, 3, 1), TZ)
+    with pytest.raises(ForecastInputError, match="cross_nodes"):
+        model.fit(other_hubs_da["HB_WEST"], issue_time=issue, exog=other_hubs_da)
