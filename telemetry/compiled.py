@@ -150,8 +150,9 @@ STORE_COLUMNS = (
     "i_dis_max_a",
     "p_ac_w",
 )
-"""Measurements the store keeps in columns of their own, in its column order (equal to
-``fleet.store.telemetry_tables.MEASUREMENT_COLUMNS``; the rest goes to ``m_extra``)."""
+"""Measurements the store keeps in columns of their own, in its column order
+(``fleet.store.telemetry_tables.MEASUREMENT_COLUMNS`` is this tuple; the rest goes to
+``m_extra``)."""
 _TWO_63 = 2**63
 _TWO_64 = 2**64
 
@@ -342,36 +343,8 @@ def copy_record(
     )
     extra_values = _extra_values(values)
     extra = _extra_fields.get(extra_values) or _extra_field(extra_values)
-    prefix = _prefixes.get((site, dev)) or _prefix(site, dev)
-    got = _packers.get(dev)
-    if got is not None and got[0](columns) == got[1]:
-        try:
-            packed = got[2](columns)
-        except struct.error:  # a NULL where the pattern has a value
-            packed = _pack_columns(dev, columns)
-    else:
-        packed = _pack_columns(dev, columns)
-    return b"".join(
-        (
-            prefix,
-            _NUMS(
-                8,
-                ts_ms,
-                8,
-                seq if seq < _TWO_63 else seq - _TWO_64,
-                8,
-                sid if sid < _TWO_63 else sid - _TWO_64,
-                1,
-                hist,
-                4,
-                flags,
-                32,
-                payload_hash.encode(),
-            ),
-            _q_fields.get(q) or _q_field(q),
-            packed,
-            extra,
-        )
+    return _record(
+        site, dev, ts_ms, seq, sid, hist, q, flags, payload_hash, columns, extra
     )
 
 

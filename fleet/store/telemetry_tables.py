@@ -9,24 +9,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from fleet.store.tables import BigId, JsonDoc, metadata
+from telemetry.compiled import STORE_COLUMNS
 
-MEASUREMENT_COLUMNS = (
-    "soc_pct",
-    "soh_pct",
-    "p_dc_w",
-    "v_dc_v",
-    "i_dc_a",
-    "cell_v_max_v",
-    "cell_v_min_v",
-    "cell_v_avg_v",
-    "cell_t_max_c",
-    "cell_t_min_c",
-    "cell_t_avg_c",
-    "i_cha_max_a",
-    "i_dis_max_a",
-    "p_ac_w",
-)
-"""Measurements stored in their own columns; the rest of ``m`` goes to ``m_extra``."""
+MEASUREMENT_COLUMNS = STORE_COLUMNS
+"""Measurements stored in their own columns; the rest of ``m`` goes to ``m_extra`` (the
+validator builds the ``COPY`` rows in this order: :data:`telemetry.compiled.STORE_COLUMNS`)."""
 
 tlm_measurements = sa.Table(
     "tlm_measurements",
