@@ -175,20 +175,7 @@ class GapTracker:
         if seq <= track.contiguous_seq:
             return
         if seq == track.contiguous_seq + 1 and not track.pending:
-            # the common case, in order: what _settle would do, without the dict
-            track.contiguous_seq = seq
-            if ts_ms != _UNKNOWN_TS:
-                track.contiguous_ts_ms = ts_ms
-            if seq > track.max_seq_seen:
-                track.max_seq_seen = seq
-                track.max_ts_ms = ts_ms
-            track.backfill_requested_at_ms = None
-            track.backfill_attempts = 0
-            if track.max_seq_seen > seq:
-                if track.first_gap_seen_at_ms is None:
-                    track.first_gap_seen_at_ms = now_ms
-            else:
-                track.first_gap_seen_at_ms = None
+            _step_to(track, seq, ts_ms, now_ms)  # the common case, in order
             return
         track.pending[seq] = ts_ms
         if seq > track.max_seq_seen:
@@ -224,20 +211,7 @@ class GapTracker:
             for sample in samples:
                 self.observe_sample(site_id, dev_id, sample.seq, sample.ts_ms, now_ms)
             return
-        ts_last = samples[-1].ts_ms
-        track.contiguous_seq = last
-        if ts_last != _UNKNOWN_TS:
-            track.contiguous_ts_ms = ts_last
-        if last > track.max_seq_seen:
-            track.max_seq_seen = last
-            track.max_ts_ms = ts_last
-        track.backfill_requested_at_ms = None
-        track.backfill_attempts = 0
-        if track.max_seq_seen > last:
-            if track.first_gap_seen_at_ms is None:
-                track.first_gap_seen_at_ms = now_ms
-        else:
-            track.first_gap_seen_at_ms = None
+        _step_to(track, last, samples[-1].ts_ms, now_ms)
 
     def observe_birth(
         self, site_id: str, seq_next: Mapping[str, int], now_ms: int
@@ -383,3 +357,24 @@ class GapTracker:
             BackfillRequest(t.site_id, t.dev_id, t.contiguous_seq + 1, U64_MAX)
             for t in self._tracks.values()
         ]
+
+
+def _step_to(track: Track, seq: int, ts_ms: int, now_ms: int) -> None:
+    """Move an in-order track with nothing pending to ``seq`` (time ``ts_ms``).
+
+    What :meth:`GapTracker._settle` would do for the next seq, without its dict: the
+    watermark, the newest seen, and the backfill state reset.
+    """
+    track.contiguous_seq = seq
+    if ts_ms != _UNKNOWN_TS:
+        track.contiguous_ts_ms = ts_ms
+    if seq > track.max_seq_seen:
+        track.max_seq_seen = seq
+        track.max_ts_ms = ts_ms
+    track.backfill_requested_at_ms = None
+    track.backfill_attempts = 0
+    if track.max_seq_seen > seq:
+        if track.first_gap_seen_at_ms is None:
+            track.first_gap_seen_at_ms = now_ms
+    else:
+        track.first_gap_seen_at_ms = None
