@@ -66,6 +66,7 @@ from fleet.ops.settlement import (
     SETTLEMENT_MINUTES,
     DaySettlement,
     reserve_capability,
+    reserve_held,
     settle_day,
     shortfall_rows,
 )
@@ -991,7 +992,7 @@ def realtime_redispatch(
         for sid, site in sites.items():
             p = report.setpoints_mw.get(sid, float(plan.da_net_mw[sid][h]))
             soc_start[sid][h] = soc[sid]
-            awarded = {k: float(v[h]) for k, v in held.get(sid, {}).items()}
+            awarded = _at(held.get(sid, {}), h)
             kept = held_reserves(site, rules, awarded, p, soc[sid])
             for product, mw in kept.items():
                 if mw < awarded[product] - 1e-6:
@@ -1007,26 +1008,24 @@ def held_reserves(
 ) -> dict[str, float]:
     """Return the part of an hour's awards a site holds at net power ``p`` and ``soc``.
 
-    Per direction the site holds ``min(headroom, energy / D)`` at the awards' MW-weighted
-    sustain duration D (:func:`fleet.ops.settlement.reserve_capability`, the rule the
-    settlement judges shortfall by); when the awards exceed it, each product keeps its
-    pro-rata share [MW].
+    Per direction the site holds what the settlement's rule allows
+    (:func:`fleet.ops.settlement.reserve_held`); when the awards exceed it, each
+    product keeps its pro-rata share [MW].
     """
     cap = reserve_capability(site.battery, np.array([p]), np.array([soc]))
+    sustain = {str(r.service): r.sustain_h for r in rules.reserve_products}
     out = dict(awarded)
     for direction in ("up", "down"):
-        products = {
-            str(r.service): r.sustain_h
+        products = [
+            str(r.service)
             for r in rules.reserve_products
             if r.direction == direction and str(r.service) in awarded
-        }
+        ]
         total = math.fsum(awarded[k] for k in products)
         if total <= 0:
             continue
-        sustain = math.fsum(awarded[k] * d for k, d in products.items()) / total
-        limit = float(cap[direction][0])
-        if sustain > 0:
-            limit = min(limit, float(cap[f"{direction}_mwh"][0]) / sustain)
+        awards = {k: np.array([awarded[k]]) for k in products}
+        limit = float(reserve_held(cap, direction, awards, sustain)[0])
         if total > limit + 1e-6:
             for k in products:
                 out[k] = awarded[k] * max(0.0, limit) / total
@@ -1104,8 +1103,7 @@ def reserve_shortfall(
             if not mw.any():
                 continue
             as_award[sid][product] = mw
-            price = inputs.actual[site.node].get(product, [0.0] * len(mw))
-            as_price[sid][product] = np.nan_to_num(np.asarray(price, dtype=float))
+            as_price[sid][product] = _cleared(inputs, site.node, product, len(mw))
     out = DaySettlement(rules.name, inputs.day)
     rows = shortfall_rows(rules, inputs.day, capability, as_award, as_price, out, 1.0)
     return Shortfall(
@@ -1113,6 +1111,18 @@ def reserve_shortfall(
         shortfall_mwh={p: round(v, 6) for p, v in out.shortfall_mwh.items()},
         charge_usd=-math.fsum(float(r["amount_usd"]) for r in rows),
     )
+
+
+def _cleared(inputs: DayInputs, node: str, product: str, n: int) -> np.ndarray:
+    """Return the day's DA clearing price of a reserve product at ``node`` (0: unknown)."""
+    price = inputs.actual[node].get(product, [0.0] * n)
+    out: np.ndarray = np.nan_to_num(np.asarray(price, dtype=float))
+    return out
+
+
+def _at(series: Mapping[str, Sequence[float]], h: int) -> dict[str, float]:
+    """Return each product's value in hour ``h``."""
+    return {k: float(v[h]) for k, v in series.items()}
 
 
 def da_plan_soc(
@@ -1128,8 +1138,7 @@ def da_plan_soc(
         for h in range(hours):
             trace.append(soc)
             p = float(plan.da_net_mw[site.id][h])
-            awarded = plan.reserves_mw.get(site.id, {})
-            held = {k: float(v[h]) for k, v in awarded.items()}
+            held = _at(plan.reserves_mw.get(site.id, {}), h)
             soc = _plant_soc(site, rules, held, p, soc)
         out[site.id] = trace
     return out
@@ -1226,21 +1235,22 @@ def _strategy(
         settle_scn, inputs.rt_energy, plan=metered_plan, options=OPTS
     )
     if value.status not in ("optimal", "feasible") and metered_plan is not da_plan:
-        # The re-dispatched path cannot be settled with every award held (it gave
-        # one up): the day settles on its day-ahead plan, counted as a fallback.
+        # The re-dispatched path cannot be settled even with the awards it gave up
+        # not held: the day settles on its day-ahead plan, counted as a fallback.
         logger.warning(
             "%s: re-dispatched path not settleable (%s); day-ahead plan settled",
             inputs.day,
             value.reason,
         )
         fallbacks += 1
+        metered_plan = da_plan
         value = two_settlement(settle_scn, inputs.rt_energy, plan=da_plan, options=OPTS)
         metered = {sid: list(v) for sid, v in da_plan.da_net_mw.items()}
         soc_start = da_plan_soc(fleet, rules, da_plan, inputs.hours)
         shortfall = reserve_shortfall(fleet, rules, inputs, da_plan, metered, soc_start)
     if value.status not in ("optimal", "feasible"):
         return f"settlement {value.status}: {value.reason}"
-    if metered_plan.held_mw is not None and value.held_mw:
+    if metered_plan.held_mw is not None:
         shortfall = _with_unheld(rules, inputs, scn_act, metered_plan, value, shortfall)
     return da_plan, value, shortfall, fallbacks
 
@@ -1274,12 +1284,7 @@ def _with_unheld(
             gap[gap < 1e-6] = 0.0
             if not gap.any():
                 continue
-            price = np.nan_to_num(
-                np.asarray(
-                    inputs.actual[nodes[sid]].get(product, [0.0] * len(gap)),
-                    dtype=float,
-                )
-            )
+            price = _cleared(inputs, nodes[sid], product, len(gap))
             mwh[product] = round(mwh.get(product, 0.0) + float(gap.sum()), 6)
             charge += factor * float(np.dot(gap, price))
     return dataclasses.replace(shortfall, shortfall_mwh=mwh, charge_usd=charge)

@@ -311,6 +311,30 @@ def reserve_capability(
     }
 
 
+def reserve_held(
+    capability: Mapping[str, np.ndarray],
+    direction: str,
+    awards: Mapping[str, np.ndarray],
+    sustain_h: Mapping[str, float],
+) -> np.ndarray:
+    """Return the MW a site holds in ``direction`` per interval for ``awards``.
+
+    ``min(headroom, energy / D)`` with D the awards' MW-weighted sustain duration (the
+    longest of them where nothing is awarded); ``capability`` as
+    :func:`reserve_capability` returns it, ``awards`` per product [MW], ``sustain_h``
+    per product [h].
+    """
+    n = len(capability[direction])
+    total = sum(awards.values(), np.zeros(n))
+    weighted = sum((sustain_h[p] * a for p, a in awards.items()), np.zeros(n))
+    longest = max((sustain_h[p] for p in awards), default=0.0)
+    d = np.divide(weighted, total, out=np.full(n, longest), where=total > 0)
+    held_mw: np.ndarray = np.minimum(
+        capability[direction], capability[f"{direction}_mwh"] / np.maximum(d, 1e-9)
+    )
+    return held_mw
+
+
 def shortfall_rows(
     rules: MarketRules,
     day: dt.date,
@@ -349,17 +373,10 @@ def shortfall_rows(
 
     def held(site: str, direction: str, awards: Mapping[str, np.ndarray]) -> np.ndarray:
         """MW the site holds in ``direction`` for awards of these durations."""
-        total = sum(awards.values(), np.zeros(n))
-        weighted = sum((sustain[p] * a for p, a in awards.items()), np.zeros(n))
-        longest = max((sustain[p] for p in awards), default=0.0)
-        d = np.divide(weighted, total, out=np.full(n, longest), where=total > 0)
         own = capability.get(site)
         if own is None:
             return np.zeros(n)
-        held_mw: np.ndarray = np.minimum(
-            own[direction], own[f"{direction}_mwh"] / np.maximum(d, 1e-9)
-        )
-        return held_mw
+        return reserve_held(own, direction, awards, sustain)
 
     for direction in ("up", "down"):
         products = [
