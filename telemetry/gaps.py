@@ -192,9 +192,10 @@ class GapTracker:
     ) -> None:
         """:meth:`observe_sample` of a device's samples (``seq``, ``ts_ms``), in order.
 
-        Meant for a batched message, each seq one above the one before. When the run continues the device's watermark with nothing
-        pending (the common case) the track moves once, to where the samples one by
-        one would have moved it; otherwise each sample is observed on its own.
+        Meant for a batched message, each seq one above the one before. When the run
+        continues the device's watermark with nothing pending (the common case) the
+        track moves once, to where the samples one by one would have moved it;
+        otherwise each sample is observed on its own.
         """
         if not samples:
             return

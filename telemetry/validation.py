@@ -675,6 +675,29 @@ def _check_compiled(
     return flags, stored
 
 
+def _compiled_sample(
+    site: str,
+    dev: str,
+    ts: int,
+    seq: int,
+    sid: int,
+    hist: bool,
+    q: str,
+    m: CMeasurements,
+    checked: tuple[int, dict[str, Any] | None],
+) -> Sample:
+    """Return a sample the compiled path validated, with its hash and ``COPY`` row.
+
+    ``checked`` is what :func:`_check_compiled` returned for it.
+    """
+    flags, stored = checked
+    digest = content_hash(seq, ts, q, m)
+    row = copy_record(site, dev, ts, seq, sid, hist, q, flags, digest, m, stored)
+    if stored is None:
+        stored = _m_builtins(m)
+    return Sample(site, dev, ts, seq, sid, hist, q, flags, digest, stored, row)
+
+
 def _fast_tlm(parsed: Topic, payload: bytes, ctx: Context) -> Outcome | None:
     """Validate a well-formed one-sample tlm with the compiled decoder.
 
@@ -705,21 +728,9 @@ def _fast_tlm(parsed: Topic, payload: bytes, ctx: Context) -> Outcome | None:
     )
     if checked is None:
         return None
-    flags, stored = checked
-    dev, ts, seq, sid, hist, q, m = (
-        tlm.dev,
-        tlm.ts,
-        tlm.seq,
-        tlm.sid,
-        tlm.hist,
-        tlm.q,
-        tlm.m,
+    sample = _compiled_sample(
+        site, tlm.dev, tlm.ts, tlm.seq, tlm.sid, tlm.hist, tlm.q, tlm.m, checked
     )
-    digest = content_hash(seq, ts, q, m)
-    row = copy_record(site, dev, ts, seq, sid, hist, q, flags, digest, m, stored)
-    if stored is None:
-        stored = _m_builtins(m)
-    sample = Sample(site, dev, ts, seq, sid, hist, q, flags, digest, stored, row)
     return Outcome(samples=(sample,))
 
 
@@ -762,12 +773,7 @@ def _fast_batch(parsed: Topic, payload: bytes, ctx: Context) -> Outcome | None:
         checked = _check_compiled(dev, ts, hist, m, limits, now)
         if checked is None:
             return None
-        flags, stored = checked
-        digest = content_hash(seq, ts, q, m)
-        row = copy_record(site, dev, ts, seq, sid, hist, q, flags, digest, m, stored)
-        if stored is None:
-            stored = _m_builtins(m)
-        append(Sample(site, dev, ts, seq, sid, hist, q, flags, digest, stored, row))
+        append(_compiled_sample(site, dev, ts, seq, sid, hist, q, m, checked))
         if run and last >= 0 and seq != last + 1:
             run = False
         last = seq

@@ -294,10 +294,7 @@ class _CopyMode:
 
 
 def _copy_row(sample: Sample) -> bytes:
-    """Return the binary ``COPY`` row of a sample (built now if validation did not)."""
-    row = sample.row
-    if row is not None:
-        return row
+    """Build the binary ``COPY`` row of a sample validation built none for."""
     return copy_record_of(
         sample.site_id,
         sample.dev_id,
