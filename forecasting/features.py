@@ -320,17 +320,27 @@ def cross_node_features(
     index = pd.DatetimeIndex(own.index)
     local = index.tz_convert(tz)
     days = sorted({d.date() for d in local.normalize().tz_localize(None)})
-    out: dict[str, np.ndarray] = {}
+    theirs: dict[str, pd.DataFrame] = {}
     for node, series in others.items():
         if not isinstance(series.index, pd.DatetimeIndex) or series.index.tz is None:
             msg = f"exog[{node!r}]: index must be a tz-aware (UTC) DatetimeIndex"
             raise ForecastInputError(msg)
-        theirs = build_features(
+        theirs[node] = build_features(
             series, days, tz=tz, product=product, issue_hour=issue_hour
         ).reindex(index)
-        for name in CROSS_NODE_FEATURES:
-            out[f"x_{node}_{name}"] = (theirs[name] - own[name]).to_numpy(float)
+    out = _spreads(own, theirs)
     return pd.DataFrame(out, index=index, columns=cross_node_feature_names(others))
+
+
+def _spreads(
+    own: pd.DataFrame, theirs: Mapping[str, pd.DataFrame]
+) -> dict[str, np.ndarray]:
+    """``x_<node>_<name>``: each other node's feature minus the target's, same rows."""
+    return {
+        f"x_{node}_{name}": (frame[name] - own[name]).to_numpy(float)
+        for node, frame in theirs.items()
+        for name in CROSS_NODE_FEATURES
+    }
 
 
 POOL_INDEX: str = "pool_index"
@@ -378,11 +388,9 @@ def pooled_features(own_by_node: Mapping[str, pd.DataFrame], node: str) -> pd.Da
         name: own[name].to_numpy(float) for name in FEATURE_NAMES
     }
     for other in names:
-        theirs = own_by_node[other]
-        if not theirs.index.equals(own.index):
+        if not own_by_node[other].index.equals(own.index):
             msg = f"pooled features: rows of {other!r} differ from those of {node!r}"
             raise ForecastInputError(msg)
-        for name in CROSS_NODE_FEATURES:
-            out[f"x_{other}_{name}"] = (theirs[name] - own[name]).to_numpy(float)
+    out.update(_spreads(own, own_by_node))
     out[POOL_INDEX] = np.full(len(own), float(names.index(node)))
     return pd.DataFrame(out, index=own.index, columns=pooled_feature_names(names))

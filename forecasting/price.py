@@ -19,6 +19,7 @@ from dispatch.markets import available_markets, market_timezone
 from forecasting.errors import ForecastInputError
 from forecasting.features import (
     FEATURE_NAMES,
+    POOL_INDEX,
     build_features,
     cross_node_feature_names,
     cross_node_features,
@@ -386,7 +387,7 @@ class QuantileForecaster:
             )
             pool = [self._own_name(), *self.cross_nodes]
             pool_categorical = [
-                name == "pool_index" for name in pooled_feature_names(pool)
+                name == POOL_INDEX for name in pooled_feature_names(pool)
             ]
         # One OpenMP thread per fit: parallelism comes from fitting many series at
         # once (forecasting.parallel); nested threads oversubscribe a busy machine.
